@@ -1,0 +1,48 @@
+import Foundation
+
+/// Every failure a verb can report. A refusal is a hard-rule or input rejection (exit 2, nothing written);
+/// `chain` names how we got there, e.g. `fleet/ohm.yaml → include arch/arm64/xyz → no such patch dir`.
+public struct KAError: Error, CustomStringConvertible, Equatable, Sendable {
+    public enum Kind: String, Sendable {
+        case refusal          // a hard rule or a bad input said no
+        case notAvailable     // the verb is declared but its pipeline has not landed
+        case failure          // the verb tried and something outside our control failed (I/O, subprocess)
+    }
+
+    public let kind: Kind
+    public let chain: [String]
+    public let hint: String?
+
+    public init(_ kind: Kind, _ chain: [String], hint: String? = nil) {
+        self.kind = kind
+        self.chain = chain
+        self.hint = hint
+    }
+
+    public static func refusal(_ chain: String..., hint: String? = nil) -> KAError {
+        KAError(.refusal, chain, hint: hint)
+    }
+
+    public static func failure(_ chain: String..., hint: String? = nil) -> KAError {
+        KAError(.failure, chain, hint: hint)
+    }
+
+    /// The same error, with one more link in front: the caller's context.
+    public func within(_ context: String) -> KAError {
+        KAError(kind, [context] + chain, hint: hint)
+    }
+
+    public var message: String { chain.joined(separator: " → ") }
+
+    public var description: String {
+        guard let hint else { return message }
+        return "\(message)\n  fix: \(hint)"
+    }
+
+    public var exitCode: Int32 {
+        switch kind {
+        case .refusal, .notAvailable: return 2
+        case .failure: return 1
+        }
+    }
+}

@@ -1,0 +1,88 @@
+/// Validated identifiers. Every host, campaign and scope path that reaches a verb passes through here,
+/// so nothing downstream ever sees `..`, a slash in a host name, or an option smuggled in as an argument.
+public struct HostName: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let value: String
+    public init(_ raw: String) throws {
+        guard Self.isValid(raw) else {
+            throw KAError.refusal("host '\(raw)'", "not a valid host name",
+                                  hint: "use lowercase letters, digits and '-' (e.g. fresnel, kbuild-x86)")
+        }
+        value = raw
+    }
+    static func isValid(_ s: String) -> Bool {
+        guard let first = s.utf8.first, s.utf8.count <= 63 else { return false }
+        guard (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(first) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(first) else { return false }
+        return s.utf8.allSatisfy { c in
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(c) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c) || c == UInt8(ascii: "-")
+        }
+    }
+    public var description: String { value }
+    public static func < (a: HostName, b: HostName) -> Bool { a.value < b.value }
+}
+
+public struct CampaignName: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let value: String
+    public init(_ raw: String) throws {
+        let ok = !raw.isEmpty && raw.utf8.count <= 100 && raw.first != "-" && raw.first != "."
+            && raw.utf8.allSatisfy { c in
+                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(c) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(c)
+                    || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c) || c == UInt8(ascii: "-") || c == UInt8(ascii: "_") || c == UInt8(ascii: ".")
+            }
+        guard ok else {
+            throw KAError.refusal("campaign '\(raw)'", "not a valid campaign name",
+                                  hint: "use letters, digits, '.', '_' and '-' (e.g. fresnel-fourier, ohm_gl_fix)")
+        }
+        value = raw
+    }
+    public var description: String { value }
+    public static func < (a: CampaignName, b: CampaignName) -> Bool { a.value < b.value }
+}
+
+/// The first path component of every patch directory. Order = resolution precedence:
+/// generic scopes first, so a board patch may rely on an SoC or driver change.
+public enum ScopeKind: String, CaseIterable, Sendable, Comparable {
+    case arch, subsystem, driver, soc, module, board
+    public var precedence: Int { Self.allCases.firstIndex(of: self) ?? 0 }
+    public static func < (a: ScopeKind, b: ScopeKind) -> Bool { a.precedence < b.precedence }
+}
+
+/// A path relative to `patches/`: a scope dir (`board/pinebook-pro`) or a single patch in one.
+/// Lexically confined: no absolute paths, no `..`, no empty or hidden components.
+public struct TreePath: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let value: String
+    public var components: [Substring] { value.split(separator: "/") }
+    public var kind: ScopeKind { ScopeKind(rawValue: String(components[0])) ?? .arch }
+
+    public init(_ raw: String) throws {
+        var s = raw
+        while s.hasSuffix("/") && s.count > 1 { s.removeLast() }
+        if s.hasPrefix("patches/") { s.removeFirst("patches/".count) }
+        guard !s.hasPrefix("/"), !s.hasPrefix("~") else {
+            throw KAError.refusal("'\(raw)'", "escapes patches/ (absolute path)", hint: "name it relative to patches/, e.g. board/pinebook-pro")
+        }
+        let parts = s.split(separator: "/", omittingEmptySubsequences: false)
+        for p in parts {
+            if p == ".." { throw KAError.refusal("'\(raw)'", "escapes patches/ ('..')", hint: "name it relative to patches/ without '..'") }
+            if p.isEmpty || p == "." || p.hasPrefix(".") {
+                throw KAError.refusal("'\(raw)'", "not a clean path under patches/ (empty, '.' or hidden component)")
+            }
+            let ok = p.utf8.allSatisfy { c in
+                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(c) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(c)
+                    || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c) || c == UInt8(ascii: "-") || c == UInt8(ascii: "_")
+                    || c == UInt8(ascii: ".") || c == UInt8(ascii: "+") || c == UInt8(ascii: ",")
+            }
+            if !ok { throw KAError.refusal("'\(raw)'", "component '\(p)' has characters outside [A-Za-z0-9._+,-]") }
+        }
+        guard let first = parts.first, ScopeKind(rawValue: String(first)) != nil else {
+            throw KAError.refusal("'\(raw)'", "unscoped: the first component must be one of \(ScopeKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        value = s
+    }
+
+    public func appending(_ name: String) throws -> TreePath { try TreePath(value + "/" + name) }
+    public var parent: String { components.dropLast().joined(separator: "/") }
+    public var lastComponent: String { String(components.last ?? "") }
+    public func isWithin(_ other: TreePath) -> Bool { value == other.value || value.hasPrefix(other.value + "/") }
+    public var description: String { value }
+    public static func < (a: TreePath, b: TreePath) -> Bool { Array(a.value.utf8).lexicographicallyPrecedes(Array(b.value.utf8)) }
+}

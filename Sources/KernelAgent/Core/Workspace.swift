@@ -1,0 +1,86 @@
+import Foundation
+
+/// The checkout kernel-agent works on: `fleet/`, `patches/`, and the local state dir.
+public struct Workspace: Sendable {
+    public let root: URL
+    public let stateDir: URL
+
+    public init(root: URL, stateDir: URL? = nil) {
+        self.root = root.standardizedFileURL
+        self.stateDir = (stateDir ?? root.appendingPathComponent(".ka")).standardizedFileURL
+    }
+
+    /// From the environment: `KA_ROOT` (default: the working directory) and `KA_STATE_DIR` (default `<root>/.ka`).
+    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) -> Workspace {
+        let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+        let root = env["KA_ROOT"].map { URL(fileURLWithPath: $0, relativeTo: cwd) } ?? cwd
+        let state = env["KA_STATE_DIR"].map { URL(fileURLWithPath: $0, relativeTo: cwd) }
+        return Workspace(root: root, stateDir: state)
+    }
+
+    public var fleetDir: URL { root.appendingPathComponent("fleet") }
+    public var patchesDir: URL { root.appendingPathComponent("patches") }
+    public var registryFile: URL { fleetDir.appendingPathComponent("hosts.yaml") }
+    public func manifestFile(_ host: HostName) -> URL { fleetDir.appendingPathComponent("\(host.value).yaml") }
+    public func defaultOutDir(_ host: HostName) -> URL { root.appendingPathComponent("out").appendingPathComponent(host.value) }
+    public func url(_ path: TreePath) -> URL { patchesDir.appendingPathComponent(path.value) }
+
+    /// A path as shown to a person: relative to the root when inside it.
+    public func display(_ url: URL) -> String {
+        let p = url.standardizedFileURL.path, r = root.path
+        if p == r { return "." }
+        if p.hasPrefix(r + "/") { return String(p.dropFirst(r.count + 1)) }
+        return p
+    }
+}
+
+public enum FS {
+    public static func exists(_ url: URL) -> Bool { FileManager.default.fileExists(atPath: url.path) }
+
+    public static func isDirectory(_ url: URL) -> Bool {
+        var dir: ObjCBool = false
+        return FileManager.default.fileExists(atPath: url.path, isDirectory: &dir) && dir.boolValue
+    }
+
+    public static func read(_ url: URL, display: String? = nil) throws -> Data {
+        do { return try Data(contentsOf: url) } catch {
+            throw KAError.failure(display ?? url.path, "cannot read: \(error.localizedDescription)")
+        }
+    }
+
+    /// Write-then-rename, so a reader never sees half a file.
+    public static func writeAtomically(_ data: Data, to url: URL) throws {
+        let dir = url.deletingLastPathComponent()
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))")
+        guard FileManager.default.createFile(atPath: tmp.path, contents: data) else {
+            throw KAError.failure(url.path, "cannot write (create \(tmp.lastPathComponent) failed)")
+        }
+        if rename(tmp.path, url.path) != 0 {
+            let err = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(at: tmp)
+            throw KAError.failure(url.path, "cannot write: \(err)")
+        }
+    }
+
+    /// Files below `dir`, as paths relative to it, in C-locale order. Hidden entries are skipped.
+    public static func regularFiles(under dir: URL) -> [String] {
+        guard let e = FileManager.default.enumerator(at: dir, includingPropertiesForKeys: [.isRegularFileKey],
+                                                     options: [.skipsHiddenFiles]) else { return [] }
+        let base = dir.standardizedFileURL.path
+        var out: [String] = []
+        for case let url as URL in e {
+            guard (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true else { continue }
+            let p = url.standardizedFileURL.path
+            if p.hasPrefix(base + "/") { out.append(String(p.dropFirst(base.count + 1))) }
+        }
+        return out.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+    }
+
+    /// The real path with symlinks resolved; used to catch a symlink that leads out of `patches/`.
+    public static func realPath(_ url: URL) -> String {
+        guard let p = realpath(url.path, nil) else { return url.standardizedFileURL.path }
+        defer { free(p) }
+        return String(cString: p)
+    }
+}

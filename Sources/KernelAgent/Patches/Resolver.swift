@@ -1,0 +1,136 @@
+import Foundation
+
+/// A manifest resolved into the ordered list of patches it applies.
+public struct Resolution: Sendable {
+    public struct Entry: Sendable {
+        public let path: TreePath
+        public let patch: PatchFile
+        /// Every selector that reached it ("scope board/pinebook-pro", "include …"); more than one = duplicate.
+        public let via: [String]
+    }
+
+    public let manifest: Manifest
+    public let entries: [Entry]
+    public var duplicates: [Entry] { entries.filter { $0.via.count > 1 } }
+}
+
+/// Resolution order (documented in fleet/README.md):
+///  1. scope kind, generic first: arch, subsystem, driver, soc, module, board;
+///  2. then the patch's directory, C-locale;
+///  3. then the order inside that dir: its `series` file, else C-locale file names.
+/// The order of lines in the manifest does not matter; a patch reached twice is applied once.
+public struct Resolver: Sendable {
+    public let workspace: Workspace
+    public let policy: Policy
+    public let blocks: BlockStore?
+
+    public init(workspace: Workspace, policy: Policy, blocks: BlockStore?) {
+        self.workspace = workspace
+        self.policy = policy
+        self.blocks = blocks
+    }
+
+    public func resolve(_ manifest: Manifest) throws -> Resolution {
+        let tree = PatchTree(workspace)
+        var order: [TreePath] = []
+        var via: [TreePath: [String]] = [:]
+        var dirRank: [TreePath: Int] = [:]   // position inside its dir's own order
+        for sel in manifest.selectors {
+            let link = "\(manifest.file):\(sel.line):\(sel.column)"
+            let label = "\(sel.kind.rawValue) \(sel.raw)"
+            let path: TreePath
+            let found: [TreePath]
+            do {
+                path = try TreePath(sel.raw)
+                if sel.kind == .scope, !FS.isDirectory(workspace.url(path)), FS.exists(workspace.url(path)) {
+                    throw KAError.refusal("a scope tag names a dir, not a single patch", hint: "list single patches under include:")
+                }
+                found = try tree.patches(selectedBy: path)
+            } catch let e as KAError {
+                throw KAError(e.kind, [manifest.file, label] + Self.strip(e.chain, path: sel.raw),
+                              hint: e.hint ?? hintForMissing(sel.raw)).withLocation(link)
+            }
+            for (i, p) in found.enumerated() {
+                if via[p] == nil { order.append(p); dirRank[p] = i }
+                via[p, default: []].append(label)
+            }
+        }
+        // Read + parse in parallel; the parse also hashes, which is most of the cost.
+        let paths = order.sorted { a, b in
+            if a.kind != b.kind { return a.kind < b.kind }
+            if a.parent != b.parent { return Array(a.parent.utf8).lexicographicallyPrecedes(Array(b.parent.utf8)) }
+            return (dirRank[a] ?? 0) < (dirRank[b] ?? 0)
+        }
+        let parsed = try Self.parseAll(paths, in: workspace)
+        let open = try blocks?.openBlocks() ?? []
+        var entries: [Resolution.Entry] = []
+        entries.reserveCapacity(paths.count)
+        for (p, patch) in zip(paths, parsed) {
+            let reachedBy = via[p] ?? []
+            do { try policy.admitPatch(patch, at: p) } catch let e as KAError {
+                throw KAError(e.kind, [manifest.file, reachedBy.first ?? "?"] + e.chain, hint: e.hint)
+            }
+            if let b = open.first(where: { $0.haltsPromote(of: p.value) }) {
+                throw KAError.refusal(manifest.file, reachedBy.first ?? "?", p.value,
+                                      "blocked by open \(b.kind.titlePrefix) \(b.id): \(b.title)",
+                                      hint: "resolve the block (close its issue) or drop the patch from the manifest")
+            }
+            entries.append(.init(path: p, patch: patch, via: reachedBy))
+        }
+        return Resolution(manifest: manifest, entries: entries)
+    }
+
+    private func hintForMissing(_ raw: String) -> String? {
+        // The seed's own failure: a renamed dir left a stale include. Suggest a close existing dir, if any.
+        guard let all = try? PatchTree(workspace).allPatches() else { return nil }
+        let leaf = raw.split(separator: "/").last.map(String.init) ?? raw
+        func distance(_ dir: String) -> Int { editDistance(dir.split(separator: "/").last.map(String.init) ?? dir, leaf) }
+        let near = Set(all.map(\.parent)).filter { distance($0) <= max(3, leaf.count / 2) || $0.hasPrefix(raw.split(separator: "/").dropLast().joined(separator: "/") + "/") }
+        guard let best = near.min(by: { distance($0) < distance($1) }) else {
+            return "fix the path in the manifest (after a rename, 'ka migrate-tree' rewrites includes atomically)"
+        }
+        return "did you mean '\(best)'? fix the path in the manifest (after a rename, 'ka migrate-tree' rewrites includes atomically)"
+    }
+
+    /// Drops a leading path that only repeats the selector (the chain already names it).
+    static func strip(_ chain: [String], path: String) -> [String] {
+        guard let first = chain.first, first == path || first == "'\(path)'" else { return chain }
+        return Array(chain.dropFirst())
+    }
+
+    public static func parseAll(_ paths: [TreePath], in ws: Workspace) throws -> [PatchFile] {
+        final class Box: @unchecked Sendable {
+            var results: [PatchFile?]
+            var error: KAError?
+            let lock = NSLock()
+            init(_ n: Int) { results = Array(repeating: nil, count: n) }
+        }
+        let box = Box(paths.count)
+        let chunk = max(1, paths.count / 64)
+        let chunks = (paths.count + chunk - 1) / chunk
+        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+            var local: [(Int, PatchFile)] = []
+            for i in (c * chunk)..<min(paths.count, (c + 1) * chunk) {
+                let url = ws.url(paths[i])
+                guard let data = FileManager.default.contents(atPath: url.path) else {
+                    box.lock.lock(); box.error = box.error ?? KAError.failure(paths[i].value, "cannot read"); box.lock.unlock()
+                    return
+                }
+                local.append((i, PatchFile(bytes: data)))
+            }
+            box.lock.lock()
+            for (i, p) in local { box.results[i] = p }
+            box.lock.unlock()
+        }
+        if let e = box.error { throw e }
+        return box.results.compactMap { $0 }
+    }
+}
+
+extension KAError {
+    /// Replaces the first link (the manifest path) with `file:line:col`.
+    func withLocation(_ loc: String) -> KAError {
+        guard !chain.isEmpty else { return self }
+        return KAError(kind, [loc] + chain.dropFirst(), hint: hint)
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+
+/// The hard rules of the seed, in one place. Every verb states what it touches (`PolicySubject`) and the
+/// runner asks `admit` before planning; the resolver asks `admitPatch` for every patch it reaches.
+/// Nothing here has an override flag: changing a rule means changing this file.
+public struct Policy: Sendable {
+    /// Seed, "Targets": never a promote/build/install target without `infra_opt_in: true` in its manifest.
+    public static let infraHosts: Set<String> = ["noether", "hertz", "dcw2", "dcw3", "turing", "nuccies"]
+
+    public let registry: HostRegistry
+    public let workspace: Workspace
+    public let home: String?
+
+    public init(registry: HostRegistry, workspace: Workspace,
+                home: String? = ProcessInfo.processInfo.environment["HOME"]) {
+        self.registry = registry
+        self.workspace = workspace
+        self.home = home
+    }
+
+    public func isInfra(_ host: HostName) -> Bool {
+        Self.infraHosts.contains(host.value) || (registry.hosts[host]?.isInfra ?? false)
+    }
+
+    /// Rule: infra hosts are never targets without an explicit opt-in in their manifest.
+    public func admitTarget(_ host: HostName, manifest: Manifest?) throws {
+        let entry = try registry.entry(host)
+        if isInfra(host) && !(manifest?.infraOptIn ?? false) {
+            let file = workspace.display(workspace.manifestFile(host))
+            throw KAError.refusal(manifest?.file ?? file, "'\(host)' is an infra host (\(entry.rolesText)) and its manifest does not opt in",
+                                  hint: "add 'infra_opt_in: true' to \(file) if this host really should take a custom kernel")
+        }
+    }
+
+    /// Rule: a patch carries exactly one `Scope:` trailer and it equals its directory under patches/.
+    public func admitPatch(_ patch: PatchFile, at path: TreePath) throws {
+        let scopes = patch.scopeTrailers
+        let dir = path.parent
+        switch scopes.count {
+        case 0:
+            let where_ = patch.scopeLinesOutsideTrailers > 0 ? " (a Scope: line stands in the body, not in the trailer block)" : ""
+            throw KAError.refusal(path.value, "unscoped patch: no 'Scope:' trailer\(where_)",
+                                  hint: "add 'Scope: \(dir)' to the last paragraph of the commit message, above '---'")
+        case 1:
+            guard scopes[0] == dir else {
+                throw KAError.refusal(path.value, "Scope: \(scopes[0]) differs from its directory \(dir)",
+                                      hint: "move the patch with 'ka migrate-tree' or fix the trailer to 'Scope: \(dir)'")
+            }
+        default:
+            throw KAError.refusal(path.value, "\(scopes.count) 'Scope:' trailers (\(scopes.joined(separator: ", "))); exactly one is allowed",
+                                  hint: "keep only 'Scope: \(dir)'")
+        }
+    }
+
+    /// Rule: abandon states what happens to the patches; no silent default.
+    public func admitAbandon(keepAsArchive: Bool, purgeFromFleet: Bool) throws {
+        if keepAsArchive == purgeFromFleet {
+            throw KAError.refusal("abandon", keepAsArchive ? "--keep-as-archive and --purge-from-fleet exclude each other"
+                                                           : "refused without --keep-as-archive or --purge-from-fleet",
+                                  hint: "say what happens to the campaign's patches: keep them as an archive, or purge them from the fleet")
+        }
+    }
+
+    /// Rule: never reach into $HOME. A local path a verb reads or writes must not lie under $HOME
+    /// (unless it is inside the kernel-agent checkout itself), and never starts with '~'.
+    public func admitLocalPath(_ raw: String, purpose: String) throws -> URL {
+        if raw.hasPrefix("~") {
+            throw KAError.refusal("\(purpose) '\(raw)'", "refers to a home directory; kernel-agent never reaches into $HOME",
+                                  hint: "use a path outside $HOME, e.g. /srv/kernel-agent/…")
+        }
+        let url = URL(fileURLWithPath: raw, relativeTo: workspace.root).standardizedFileURL
+        let real = FS.realPath(url)
+        let root = FS.realPath(workspace.root)
+        if let home, !home.isEmpty, home != "/" {
+            let h = FS.realPath(URL(fileURLWithPath: home))
+            let underHome = real == h || real.hasPrefix(h + "/")
+            let underRoot = real == root || real.hasPrefix(root + "/")
+            if underHome && !underRoot {
+                throw KAError.refusal("\(purpose) '\(raw)'", "lies under $HOME (\(h)); kernel-agent never reaches into $HOME",
+                                      hint: "use a path outside $HOME, e.g. /srv/kernel-agent/…")
+            }
+        }
+        return url
+    }
+
+    /// Everything a verb invocation touches, checked before it plans.
+    public func admit(_ subject: PolicySubject) throws {
+        for host in subject.targets {
+            let manifest = FS.exists(workspace.manifestFile(host)) ? try Manifest.load(host, in: workspace) : nil
+            try admitTarget(host, manifest: manifest)
+        }
+        for (path, purpose) in subject.localPaths { _ = try admitLocalPath(path, purpose: purpose) }
+        if let a = subject.abandon { try admitAbandon(keepAsArchive: a.keep, purgeFromFleet: a.purge) }
+    }
+}
+
+/// What one verb invocation will touch, as the policy needs to see it.
+public struct PolicySubject: Sendable {
+    public var targets: [HostName] = []
+    public var localPaths: [(String, String)] = []
+    public var abandon: (keep: Bool, purge: Bool)?
+    public init(targets: [HostName] = [], localPaths: [(String, String)] = [], abandon: (keep: Bool, purge: Bool)? = nil) {
+        self.targets = targets
+        self.localPaths = localPaths
+        self.abandon = abandon
+    }
+}

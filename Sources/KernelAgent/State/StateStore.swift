@@ -1,0 +1,196 @@
+import Foundation
+import GRDB
+
+public struct PromotionRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "promotions"
+    public var host: String
+    public var kernelSuffix: String
+    public var lockB2sum: String
+    public var cumulativeB2sum: String
+    public var manifestB2sum: String
+    public var patchPaths: String      // newline-separated, in order
+    public var outDir: String
+    public var promotedAt: Date
+}
+
+public enum CampaignStatus: String, Sendable, Codable, CaseIterable {
+    case active
+    case closedSuccess = "closed-success"
+    case abandonedArchived = "abandoned-archived"
+    case abandonedPurged = "abandoned-purged"
+}
+
+public struct CampaignRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "campaigns"
+    public var name: String
+    public var status: CampaignStatus
+    public var updatedAt: Date
+}
+
+public struct DriftRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "drift"
+    public var host: String
+    public var reason: String
+    public var since: Date
+}
+
+/// Local state: promotions, campaign lifecycle, drift marks, local blocks.
+public protocol StateStore: Sendable {
+    func recordPromotion(_ r: PromotionRecord) throws
+    func promotion(host: String) throws -> PromotionRecord?
+    func setCampaign(_ name: String, status: CampaignStatus, at: Date) throws
+    func campaign(_ name: String) throws -> CampaignRecord?
+    func markDrifted(host: String, reason: String, at: Date) throws
+    func clearDrift(host: String) throws
+    func drift(host: String) throws -> DriftRecord?
+}
+
+/// SQLite via GRDB, WAL mode (`DatabasePool`), at `<state dir>/state.sqlite`.
+public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable {
+    let pool: DatabasePool
+
+    public init(path: URL) throws {
+        try FileManager.default.createDirectory(at: path.deletingLastPathComponent(), withIntermediateDirectories: true)
+        do {
+            pool = try DatabasePool(path: path.path)
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw KAError.failure(path.path, "cannot open state database: \(error)")
+        }
+    }
+
+    public static func open(_ ws: Workspace) throws -> SQLiteStateStore {
+        try SQLiteStateStore(path: ws.stateDir.appendingPathComponent("state.sqlite"))
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.create(table: "promotions") { t in
+                t.primaryKey("host", .text)
+                t.column("kernelSuffix", .text).notNull()
+                t.column("lockB2sum", .text).notNull()
+                t.column("cumulativeB2sum", .text).notNull()
+                t.column("manifestB2sum", .text).notNull()
+                t.column("patchPaths", .text).notNull()
+                t.column("outDir", .text).notNull()
+                t.column("promotedAt", .datetime).notNull()
+            }
+            try db.create(table: "campaigns") { t in
+                t.primaryKey("name", .text)
+                t.column("status", .text).notNull()
+                t.column("updatedAt", .datetime).notNull()
+            }
+            try db.create(table: "drift") { t in
+                t.primaryKey("host", .text)
+                t.column("reason", .text).notNull()
+                t.column("since", .datetime).notNull()
+            }
+            try db.create(table: "blocks") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("kind", .text).notNull()
+                t.column("marker", .text).notNull()
+                t.column("title", .text).notNull()
+                t.column("body", .text).notNull()
+                t.column("open", .boolean).notNull()
+            }
+        }
+        return m
+    }
+
+    private func write<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
+        do { return try pool.write(body) } catch { throw KAError.failure("state store", what, "\(error)") }
+    }
+
+    private func read<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
+        do { return try pool.read(body) } catch { throw KAError.failure("state store", what, "\(error)") }
+    }
+
+    public func recordPromotion(_ r: PromotionRecord) throws { try write("record promotion") { try r.save($0) } }
+    public func promotion(host: String) throws -> PromotionRecord? {
+        try read("read promotion") { try PromotionRecord.fetchOne($0, key: host) }
+    }
+    public func setCampaign(_ name: String, status: CampaignStatus, at: Date) throws {
+        try write("set campaign") { try CampaignRecord(name: name, status: status, updatedAt: at).save($0) }
+    }
+    public func campaign(_ name: String) throws -> CampaignRecord? {
+        try read("read campaign") { try CampaignRecord.fetchOne($0, key: name) }
+    }
+    public func markDrifted(host: String, reason: String, at: Date) throws {
+        try write("mark drift") { try DriftRecord(host: host, reason: reason, since: at).save($0) }
+    }
+    public func clearDrift(host: String) throws { try write("clear drift") { _ = try DriftRecord.deleteOne($0, key: host) } }
+    public func drift(host: String) throws -> DriftRecord? { try read("read drift") { try DriftRecord.fetchOne($0, key: host) } }
+
+    // MARK: BlockStore (local)
+
+    public func openBlocks() throws -> [Block] {
+        try read("read blocks") { db in
+            try Row.fetchAll(db, sql: "SELECT id, kind, marker, title FROM blocks WHERE open ORDER BY id").compactMap { row in
+                guard let kind = BlockKind(rawValue: row["kind"]), let scope = BlockScope.parse(marker: row["marker"]) else { return nil }
+                let id: Int64 = row["id"]
+                return Block(id: "local-\(id)", kind: kind, scope: scope, title: row["title"])
+            }
+        }
+    }
+
+    @discardableResult
+    public func file(kind: BlockKind, scope: BlockScope, title: String, body: String) throws -> Block {
+        try write("file block") { db in
+            if let row = try Row.fetchOne(db, sql: "SELECT id FROM blocks WHERE open AND kind = ? AND marker = ?",
+                                          arguments: [kind.rawValue, scope.marker]) {
+                let id: Int64 = row["id"]
+                return Block(id: "local-\(id)", kind: kind, scope: scope, title: title)
+            }
+            try db.execute(sql: "INSERT INTO blocks (kind, marker, title, body, open) VALUES (?, ?, ?, ?, 1)",
+                           arguments: [kind.rawValue, scope.marker, title, body])
+            return Block(id: "local-\(db.lastInsertedRowID)", kind: kind, scope: scope, title: title)
+        }
+    }
+
+    public func close(id: String) throws {
+        guard id.hasPrefix("local-"), let n = Int64(id.dropFirst("local-".count)) else {
+            throw KAError.refusal("block '\(id)'", "not a local block id", hint: "ids look like local-3 (see ka status)")
+        }
+        try write("close block") { try $0.execute(sql: "UPDATE blocks SET open = 0 WHERE id = ?", arguments: [n]) }
+    }
+}
+
+/// In-memory state for tests and dry runs.
+public final class MemoryStateStore: StateStore, BlockStore, @unchecked Sendable {
+    private let lock = NSLock()
+    private var promotions: [String: PromotionRecord] = [:]
+    private var campaigns: [String: CampaignRecord] = [:]
+    private var drifts: [String: DriftRecord] = [:]
+    private var blocks: [(Block, open: Bool)] = []
+
+    public init() {}
+
+    private func locked<T>(_ body: () throws -> T) rethrows -> T { lock.lock(); defer { lock.unlock() }; return try body() }
+
+    public func recordPromotion(_ r: PromotionRecord) throws { locked { promotions[r.host] = r } }
+    public func promotion(host: String) throws -> PromotionRecord? { locked { promotions[host] } }
+    public func setCampaign(_ name: String, status: CampaignStatus, at: Date) throws {
+        locked { campaigns[name] = CampaignRecord(name: name, status: status, updatedAt: at) }
+    }
+    public func campaign(_ name: String) throws -> CampaignRecord? { locked { campaigns[name] } }
+    public func markDrifted(host: String, reason: String, at: Date) throws {
+        locked { drifts[host] = DriftRecord(host: host, reason: reason, since: at) }
+    }
+    public func clearDrift(host: String) throws { _ = locked { drifts.removeValue(forKey: host) } }
+    public func drift(host: String) throws -> DriftRecord? { locked { drifts[host] } }
+
+    public func openBlocks() throws -> [Block] { locked { blocks.filter(\.open).map(\.0) } }
+    @discardableResult
+    public func file(kind: BlockKind, scope: BlockScope, title: String, body: String) throws -> Block {
+        locked {
+            if let b = blocks.first(where: { $0.open && $0.0.kind == kind && $0.0.scope == scope }) { return b.0 }
+            let b = Block(id: "mem-\(blocks.count + 1)", kind: kind, scope: scope, title: title)
+            blocks.append((b, true))
+            return b
+        }
+    }
+    public func close(id: String) throws {
+        locked { if let i = blocks.firstIndex(where: { $0.0.id == id }) { blocks[i].open = false } }
+    }
+}

@@ -1,0 +1,121 @@
+import ArgumentParser
+import Foundation
+
+// Verbs whose pipelines land with later issues. Their arguments and help are final; `plan` refuses with
+// "not available yet" after validating the arguments, so none of them can pretend to work.
+
+func jobID(_ raw: String) throws -> String {
+    guard !raw.isEmpty, raw.count <= 100, raw.first != "-",
+          raw.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == ".") }) else {
+        throw KAError.refusal("job '\(raw)'", "not a valid job id", hint: "job ids look like fresnel-20260509-1")
+    }
+    return raw
+}
+
+func duration(_ raw: String?) throws {
+    guard let raw else { return }
+    guard Duration.parseSeconds(raw) != nil else { throw KAError.refusal("--for \(raw)", "not a duration", hint: "use e.g. 6h, 2d or 30m") }
+}
+
+/// `ka build <host>`
+public struct BuildVerb: Verb {
+    public static let configuration = CommandConfiguration(
+        commandName: "build", abstract: "Render the PKGBUILD/.deb for <host> from its lock and build it on the routed build host.")
+    @Argument(help: "Target host (must have a manifest.lock from ka promote).") public var host: String
+    public init() {}
+    public var lane: Lane { (try? HostName(host)).map(Lane.host) ?? .none }
+    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject(targets: [try HostName(host)]) }
+    public func plan(in ctx: VerbContext) throws -> Plan { throw Verbs.notAvailable("build", "the build pipeline (makepkg/.deb on the routed build host) has not landed") }
+    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome { throw Verbs.notAvailable("build", "the build pipeline has not landed") }
+}
+
+/// `ka install <host>`
+public struct InstallVerb: Verb {
+    public static let configuration = CommandConfiguration(
+        commandName: "install", abstract: "Back up, install the signed package on <host> (pacman -U / apt), and reboot. Only ever by your explicit call.")
+    @Argument(help: "Target host.") public var host: String
+    public init() {}
+    public var lane: Lane { (try? HostName(host)).map(Lane.host) ?? .none }
+    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject(targets: [try HostName(host)]) }
+    public func plan(in ctx: VerbContext) throws -> Plan { throw Verbs.notAvailable("install", "the install pipeline (backup, pacman -U/apt, reboot, heartbeat) has not landed") }
+    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome { throw Verbs.notAvailable("install", "the install pipeline has not landed") }
+}
+
+/// `ka keep <job-id> [--for <duration>]`
+public struct KeepVerb: Verb {
+    public static let configuration = CommandConfiguration(commandName: "keep", abstract: "Keep a failed build's tree (ka-keep) instead of pruning it.")
+    @Argument(help: "Build job id.") public var job: String
+    @Option(name: .customLong("for"), help: "How long to keep it (e.g. 7d).") public var keepFor: String?
+    public init() {}
+    public var lane: Lane { .none }
+    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { _ = try jobID(job); try duration(keepFor); return PolicySubject() }
+    public func plan(in ctx: VerbContext) throws -> Plan { throw Verbs.notAvailable("keep", "build jobs arrive with the build pipeline") }
+    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome { throw Verbs.notAvailable("keep", "build jobs arrive with the build pipeline") }
+}
+
+/// `ka pause-prune`
+public struct PausePruneVerb: Verb {
+    public static let configuration = CommandConfiguration(commandName: "pause-prune", abstract: "Pause pruning of build dirs, backups and archives.")
+    public init() {}
+    public var lane: Lane { .none }
+    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
+    public func plan(in ctx: VerbContext) throws -> Plan { throw Verbs.notAvailable("pause-prune", "pruning arrives with the build pipeline") }
+    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome { throw Verbs.notAvailable("pause-prune", "pruning arrives with the build pipeline") }
+}
+
+/// `ka resume-prune`
+public struct ResumePruneVerb: Verb {
+    public static let configuration = CommandConfiguration(commandName: "resume-prune", abstract: "Resume pruning after pause-prune.")
+    public init() {}
+    public var lane: Lane { .none }
+    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
+    public func plan(in ctx: VerbContext) throws -> Plan { throw Verbs.notAvailable("resume-prune", "pruning arrives with the build pipeline") }
+    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome { throw Verbs.notAvailable("resume-prune", "pruning arrives with the build pipeline") }
+}
+
+/// `ka restore-archive <job-id>`
+public struct RestoreArchiveVerb: Verb {
+    public static let configuration = CommandConfiguration(commandName: "restore-archive", abstract: "Restore a build job from hertz:/sparfuxdata/kernel-agent-archive/<job-id>/.")
+    @Argument(help: "Build job id.") public var job: String
+    public init() {}
+    public var lane: Lane { .none }
+    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { _ = try jobID(job); return PolicySubject() }
+    public func plan(in ctx: VerbContext) throws -> Plan { throw Verbs.notAvailable("restore-archive", "archives arrive with the build pipeline") }
+    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome { throw Verbs.notAvailable("restore-archive", "archives arrive with the build pipeline") }
+}
+
+/// `ka snooze <issue-id> [--for <duration>]`
+public struct SnoozeVerb: Verb {
+    public static let configuration = CommandConfiguration(commandName: "snooze", abstract: "Postpone the reminders of an [ka:installable] issue.")
+    @Argument(help: "Issue number.") public var issue: Int
+    @Option(name: .customLong("for"), help: "How long (default 6h).") public var snoozeFor: String?
+    public init() {}
+    public var lane: Lane { .none }
+    public func policySubject(in ctx: VerbContext) throws -> PolicySubject {
+        guard issue > 0 else { throw KAError.refusal("issue \(issue)", "issue numbers start at 1") }
+        try duration(snoozeFor); return PolicySubject()
+    }
+    public func plan(in ctx: VerbContext) throws -> Plan { throw Verbs.notAvailable("snooze", "reminders arrive with the control plane (ka serve)") }
+    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome { throw Verbs.notAvailable("snooze", "reminders arrive with the control plane") }
+}
+
+/// `ka debug <job-id>`
+public struct DebugVerb: Verb {
+    public static let configuration = CommandConfiguration(commandName: "debug", abstract: "Shell into the container that ran a build job.")
+    @Argument(help: "Build job id.") public var job: String
+    public init() {}
+    public var lane: Lane { .none }
+    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { _ = try jobID(job); return PolicySubject() }
+    public func plan(in ctx: VerbContext) throws -> Plan { throw Verbs.notAvailable("debug", "build containers arrive with the build pipeline") }
+    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome { throw Verbs.notAvailable("debug", "build containers arrive with the build pipeline") }
+}
+
+/// `ka wake-data`
+public struct WakeDataVerb: Verb {
+    public static let configuration = CommandConfiguration(commandName: "wake-data", abstract: "Wake 'data' (kbuild-x86's machine) through His's wake-host.")
+    public init() {}
+    public var lane: Lane { .none }
+    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
+    public func plan(in ctx: VerbContext) throws -> Plan { throw Verbs.notAvailable("wake-data", "the His ops client (lmcp wake-host) has not landed") }
+    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome { throw Verbs.notAvailable("wake-data", "the His ops client has not landed") }
+}

@@ -1,0 +1,118 @@
+import ArgumentParser
+import Foundation
+
+/// `ka import <campaign> <patch-or-glob> --to <scope>`: copy patches from a campaign checkout into the tree.
+public struct ImportVerb: Verb {
+    public static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Copy patches from a campaign checkout into the scope-tagged tree.",
+        discussion: """
+        Adds 'Campaign: <campaign>' and 'Scope: <scope>' trailers where missing and refuses a patch whose \
+        trailers say otherwise. The checkout defaults to $KA_CAMPAIGNS_DIR/<campaign> (or ../<campaign> next to \
+        the kernel-agent checkout). All patches land or none do; re-importing identical bytes is a no-op.
+        """)
+
+    @Argument(help: "Campaign name (its repo, e.g. fresnel-fourier).")
+    public var campaign: String
+
+    @Argument(help: "A patch path or glob, relative to the campaign checkout (e.g. 'patches/00*.patch').")
+    public var pattern: String
+
+    @Option(help: "Scope dir under patches/ to import into, e.g. board/pinebook-pro.")
+    public var to: String
+
+    @Option(help: "The campaign checkout (default: $KA_CAMPAIGNS_DIR/<campaign> or ../<campaign>).")
+    public var checkout: String?
+
+    public init() {}
+
+    public var lane: Lane { .tree }
+
+    func checkoutPath(_ ws: Workspace) -> String {
+        if let checkout { return checkout }
+        if let base = ProcessInfo.processInfo.environment["KA_CAMPAIGNS_DIR"] { return base + "/" + campaign }
+        return ws.root.deletingLastPathComponent().appendingPathComponent(campaign).path
+    }
+
+    public func policySubject(in ctx: VerbContext) throws -> PolicySubject {
+        _ = try CampaignName(campaign)
+        return PolicySubject(localPaths: [(checkoutPath(ctx.workspace), "campaign checkout")])
+    }
+
+    struct Prepared: Sendable { let ops: [TreeTransaction.Op]; let imported: [String]; let unchanged: [String] }
+
+    public func plan(in ctx: VerbContext) throws -> Plan {
+        let ws = ctx.workspace
+        TreeTransaction.recoverInterrupted(ws)
+        let name = try CampaignName(campaign)
+        let scope = try TreePath(to)
+        let dir = try ctx.policy().admitLocalPath(checkoutPath(ws), purpose: "campaign checkout")
+        guard FS.isDirectory(dir) else {
+            throw KAError.refusal("campaign \(name)", "checkout \(dir.path) not found", hint: "pass --checkout DIR or set KA_CAMPAIGNS_DIR")
+        }
+        guard !pattern.hasPrefix("/"), !pattern.split(separator: "/").contains("..") else {
+            throw KAError.refusal("'\(pattern)'", "must be relative to the checkout, without '..'")
+        }
+        let matches = FS.regularFiles(under: dir).filter { fnmatch(pattern, $0, FNM_PATHNAME) == 0 }
+        guard !matches.isEmpty else { throw KAError.refusal("campaign \(name)", "'\(pattern)' matches no file in \(dir.path)") }
+        var ops: [TreeTransaction.Op] = [], imported: [String] = [], unchanged: [String] = []
+        var seen = Set<String>()
+        for rel in matches {
+            let src = dir.appendingPathComponent(rel)
+            let link = "\(name):\(rel)"
+            var data = try FS.read(src, display: link)
+            let pf = PatchFile(bytes: data)
+            guard !pf.files.isEmpty else { throw KAError.refusal(link, "not a patch (no diff in it)") }
+            guard TrailerEdit.divider(TrailerEdit.lines(data) ?? []) != nil else {
+                throw KAError.refusal(link, "not a git format-patch mail (no '---' divider)", hint: "export it with git format-patch")
+            }
+            if let c = pf.campaign, c != name.value {
+                throw KAError.refusal(link, "carries 'Campaign: \(c)', not \(name)")
+            }
+            var add: [(String, String)] = []
+            if pf.campaign == nil { add.append(("Campaign", name.value)) }
+            switch pf.scopeTrailers.count {
+            case 0: add.append(("Scope", scope.value))
+            case 1 where pf.scopeTrailers[0] == scope.value: break
+            case 1: throw KAError.refusal(link, "carries 'Scope: \(pf.scopeTrailers[0])', not \(scope)",
+                                          hint: "import it with --to \(pf.scopeTrailers[0]), or fix its trailer")
+            default: throw KAError.refusal(link, "has \(pf.scopeTrailers.count) Scope: trailers; exactly one is allowed")
+            }
+            if !add.isEmpty {
+                guard let d = TrailerEdit.append(add, to: data) else { throw KAError.refusal(link, "cannot add trailers") }
+                data = d
+            }
+            let fileName = src.lastPathComponent
+            guard PatchTree.isPatchName(fileName) else { throw KAError.refusal(link, "file name must end in .patch or .diff") }
+            let dest = try scope.appending(fileName)
+            guard seen.insert(dest.value).inserted else { throw KAError.refusal(link, "two matches share the file name \(fileName)") }
+            try ctx.policy().admitPatch(PatchFile(bytes: data), at: dest)
+            let destURL = ws.url(dest)
+            if FS.exists(destURL) {
+                if (try FS.read(destURL)) == data { unchanged.append(dest.value); continue }
+                throw KAError.refusal(link, "patches/\(dest) already exists with other content",
+                                      hint: "remove or rename the tree's copy first; import never overwrites")
+            }
+            ops.append(.write(path: "patches/" + dest.value, data: data))
+            imported.append(dest.value)
+        }
+        let steps = imported.map { "write patches/\($0)" } + unchanged.map { "keep patches/\($0) (identical)" }
+            + ["record campaign \(name) as active"]
+        return Plan(verb: Self.verbName, arguments: [campaign, pattern, "--to", to], steps: steps,
+                    pins: [.init("matches", matches.joined(separator: ","))],
+                    prepared: Prepared(ops: ops, imported: imported, unchanged: unchanged))
+    }
+
+    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome {
+        guard let p = plan.prepared as? Prepared else { return try run(try self.plan(in: ctx), in: ctx) }
+        let txn = TreeTransaction(ctx.workspace)
+        p.ops.forEach(txn.add)
+        try txn.commit(faults: ctx.faults)
+        if try ctx.state.campaign(campaign) == nil { try ctx.state.setCampaign(campaign, status: .active, at: ctx.now()) }
+        var text = "imported \(p.imported.count) patch(es) from \(campaign) into patches/\(to)\n"
+        for i in p.imported { text += "  + \(i)\n" }
+        for u in p.unchanged { text += "  = \(u) (already there, identical)\n" }
+        text += "no manifest was changed; include the scope in fleet/<host>.yaml, then ka promote <host>\n"
+        return VerbOutcome(text)
+    }
+}

@@ -1,0 +1,137 @@
+import ArgumentParser
+import Foundation
+
+/// `ka promote <host>`: resolve `fleet/<host>.yaml` into `cumulative.patch` + `manifest.lock`.
+public struct PromoteVerb: Verb {
+    public static let configuration = CommandConfiguration(
+        commandName: "promote",
+        abstract: "Resolve fleet/<host>.yaml into cumulative.patch + manifest.lock.",
+        discussion: """
+        Selects every patch under the manifest's scope tags plus its explicit includes, orders them \
+        (arch, subsystem, driver, soc, module, board; then dir; then the dir's series file or C-locale names), \
+        refuses unscoped, blocked or conflicting patches, checks the series applies with zero fuzz when a \
+        baseline tree is at hand, and writes <out>/cumulative.patch, <out>/manifest.lock and \
+        <out>/apply-report.txt. Refusals exit 2 and write nothing. Promote never builds or installs.
+        """)
+
+    @Argument(help: "The host whose manifest (fleet/<host>.yaml) to resolve.")
+    public var host: String
+
+    @Option(help: "Output directory (default: out/<host> in the kernel-agent checkout).")
+    public var out: String?
+
+    @Option(help: "Baseline kernel tree for the apply check (default: the manifest's source_dir, if present).")
+    public var tree: String?
+
+    public init() {}
+
+    struct Prepared: Sendable {
+        let promotion: Promotion
+        let tree: URL?
+        let treeNote: String
+        let out: URL
+    }
+
+    public var lane: Lane { (try? HostName(host)).map(Lane.host) ?? .none }
+
+    public func policySubject(in ctx: VerbContext) throws -> PolicySubject {
+        var paths: [(String, String)] = []
+        if let out { paths.append((out, "--out")) }
+        if let tree { paths.append((tree, "--tree")) }
+        return PolicySubject(targets: [try HostName(host)], localPaths: paths)
+    }
+
+    public func plan(in ctx: VerbContext) throws -> Plan {
+        let hostName = try HostName(host)
+        let policy = try ctx.policy()
+        let manifest = try Manifest.load(hostName, in: ctx.workspace)
+        try policy.admitTarget(hostName, manifest: manifest)
+        let resolution = try Resolver(workspace: ctx.workspace, policy: policy, blocks: ctx.blocks).resolve(manifest)
+        let conflicts = ConflictDetector.detect(resolution.entries)
+        if !conflicts.isEmpty {
+            throw KAError(.refusal, [manifest.file, "campaign conflict: \(conflicts.count) overlapping hunk pair(s)"]
+                          + conflicts.map(\.description),
+                          hint: "decide the order: rebase one patch onto the other, or drop one from the manifest")
+        }
+        let promotion = Promotion(resolution)
+        let outURL = try out.map { try policy.admitLocalPath($0, purpose: "--out") } ?? ctx.workspace.defaultOutDir(hostName)
+        var treeURL: URL?
+        var treeNote: String
+        if let tree {
+            let url = try policy.admitLocalPath(tree, purpose: "--tree")
+            guard FS.isDirectory(url) else {
+                throw KAError.refusal("--tree \(tree)", "no such directory", hint: "point --tree at a checkout of \(manifest.baseline.ref)")
+            }
+            treeURL = url
+            treeNote = "against \(url.path)"
+        } else if let src = manifest.sourceDir {
+            let url = try policy.admitLocalPath(src, purpose: "\(manifest.file) source_dir")
+            if FS.isDirectory(url) { treeURL = url; treeNote = "against \(url.path) (source_dir)" }
+            else { treeNote = "skipped: source_dir \(src) is not present here" }
+        } else {
+            treeNote = "skipped: no baseline tree (give --tree or set source_dir)"
+        }
+        var steps = ["resolve \(manifest.file): \(resolution.entries.count) patch(es)"
+                     + (resolution.duplicates.isEmpty ? "" : ", \(resolution.duplicates.count) reached twice and applied once")]
+        steps += resolution.entries.map { "  apply \($0.path.value) (\($0.via.joined(separator: "; ")))" }
+        steps.append("apply check \(treeNote)")
+        steps.append("write \(ctx.workspace.display(outURL))/{apply-report.txt, cumulative.patch, manifest.lock}")
+        return Plan(verb: Self.verbName, arguments: [host] + (out.map { ["--out", $0] } ?? []) + (tree.map { ["--tree", $0] } ?? []),
+                    steps: steps, pins: promotion.pins,
+                    prepared: Prepared(promotion: promotion, tree: treeURL, treeNote: treeNote, out: outURL))
+    }
+
+    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome {
+        let prepared: Prepared
+        if let p = plan.prepared as? Prepared { prepared = p } else {
+            // A plan from elsewhere (consent): re-plan and refuse if anything it pinned moved.
+            let fresh = try self.plan(in: ctx)
+            let changed = plan.changedPins(comparedTo: fresh)
+            guard changed.isEmpty else {
+                throw KAError(.refusal, ["ka promote \(host)", "inputs changed since the plan"] + changed, hint: "ask for a new plan")
+            }
+            guard let p = fresh.prepared as? Prepared else { throw KAError.failure("ka promote", "plan carried no preparation") }
+            prepared = p
+        }
+        let promotion = prepared.promotion
+        let m = promotion.resolution.manifest
+        let ws = ctx.workspace
+        var applyNote = prepared.treeNote
+        var reportText: String?
+        if let tree = prepared.tree {
+            let report = ApplyChecker.check(promotion.resolution.entries, tree: tree, display: tree.path)
+            reportText = report.render(manifest: m.file)
+            if !report.passed {
+                let reportURL = prepared.out.appendingPathComponent("apply-report.txt")
+                try FS.writeAtomically(Data(reportText!.utf8), to: reportURL)
+                throw KAError(.refusal, [m.file, "apply check failed for \(report.failures.count) patch(es) (\(report.summary))"]
+                              + report.failures.map { "\($0.path): \($0.status.rawValue)" + ($0.details.first.map { " — \($0)" } ?? "") },
+                              hint: "see \(ws.display(reportURL)); refresh the failing patches against \(m.baseline.ref). The lock was not written.")
+            }
+            applyNote = "pass (\(report.summary)) against \(m.baseline.ref)"
+        }
+        let lock = promotion.renderLock(applyCheck: applyNote)
+        let lockB2 = Blake2b.hex(Data(lock.utf8))
+        let report = reportText ?? "# kernel-agent apply check: \(m.file)\nresult: SKIPPED — \(prepared.treeNote)\n"
+        // The lock goes last: it is what says the other two belong together.
+        try FS.writeAtomically(Data(report.utf8), to: prepared.out.appendingPathComponent("apply-report.txt"))
+        try FS.writeAtomically(promotion.cumulative, to: prepared.out.appendingPathComponent("cumulative.patch"))
+        try FS.writeAtomically(Data(lock.utf8), to: prepared.out.appendingPathComponent("manifest.lock"))
+        try ctx.state.recordPromotion(PromotionRecord(
+            host: m.host.value, kernelSuffix: m.kernelSuffix, lockB2sum: lockB2, cumulativeB2sum: promotion.cumulativeB2sum,
+            manifestB2sum: m.b2sum, patchPaths: promotion.resolution.entries.map(\.path.value).joined(separator: "\n"),
+            outDir: prepared.out.path, promotedAt: ctx.now()))
+        var text = "promoted \(m.host): \(promotion.resolution.entries.count) patch(es), kernel suffix -\(m.kernelSuffix)\n"
+        for e in promotion.resolution.entries {
+            text += "  \(e.path.value)  \(e.patch.contentHash.prefix(24))…\n"
+        }
+        for d in promotion.resolution.duplicates {
+            text += "  note: \(d.path.value) reached \(d.via.count)× (\(d.via.joined(separator: "; "))), applied once\n"
+        }
+        text += "apply check: \(applyNote)\n"
+        text += "cumulative.patch b2sum \(promotion.cumulativeB2sum.prefix(16))…\n"
+        text += "manifest.lock    b2sum \(lockB2.prefix(16))… in \(ws.display(prepared.out))\n"
+        text += "nothing was built or installed; next: ka build \(m.host)\n"
+        return VerbOutcome(text)
+    }
+}

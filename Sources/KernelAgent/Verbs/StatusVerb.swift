@@ -1,0 +1,97 @@
+import ArgumentParser
+import Foundation
+
+/// `ka status [--json]`: one line per host.
+public struct StatusVerb: Verb {
+    public static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "One line per host: roles, build host, locked suffix and lock hash, drift/pending state, open blocks.")
+
+    @Flag(help: "Print JSON instead of the table.")
+    public var json = false
+
+    public init() {}
+
+    public var lane: Lane { .none }
+
+    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
+
+    public struct Row: Codable, Sendable, Equatable {
+        public let host: String
+        public let roles: [String]
+        public let arch: String
+        public let buildHost: String?
+        public let lockedSuffix: String?
+        public let lockB2sum: String?
+        public let state: String
+        public let detail: String?
+        public let openBlocks: [String]
+    }
+
+    public func rows(in ctx: VerbContext) throws -> [Row] {
+        let ws = ctx.workspace
+        let registry = try ctx.registry()
+        let policy = Policy(registry: registry, workspace: ws)
+        let blocks = try ctx.blocks.openBlocks()
+        let manifestHosts = Set(Fleet.manifestHosts(ws))
+        let resolver = Resolver(workspace: ws, policy: policy, blocks: nil)
+        return try registry.hosts.keys.sorted().map { host in
+            let e = registry.hosts[host]!
+            let route = registry.buildRoute(for: e.arch)
+            let lock = try ctx.state.promotion(host: host.value)
+            var state: String, detail: String?
+            if let d = try ctx.state.drift(host: host.value) {
+                state = "drifted"; detail = d.reason
+            } else if !manifestHosts.contains(host) {
+                state = e.roles.contains(.target) ? "stock" : "-"
+                detail = e.roles.contains(.target) ? "no manifest" : nil
+            } else {
+                do {
+                    let res = try resolver.resolve(try Manifest.load(host, in: ws))
+                    let current = Promotion(res).cumulativeB2sum
+                    if let lock {
+                        state = lock.cumulativeB2sum == current ? "locked" : "pending"
+                        detail = lock.cumulativeB2sum == current ? nil : "tree or manifest changed since the lock; run ka promote \(host)"
+                    } else { state = "pending"; detail = "never promoted" }
+                } catch let err as KAError {
+                    state = "error"; detail = err.message
+                }
+            }
+            let mine = blocks.filter { b in
+                if b.concerns(host: host.value) { return true }
+                if case let .buildHost(bh) = b.scope, route.first?.value == bh { return true }
+                if case let .patches(ps) = b.scope, let lock { return ps.contains { lock.patchPaths.split(separator: "\n").contains(Substring($0)) } }
+                return false
+            }
+            return Row(host: host.value, roles: e.rolesText.split(separator: ",").map(String.init), arch: e.arch.rawValue,
+                       buildHost: e.roles.contains(.target) ? route.first?.value : nil,
+                       lockedSuffix: lock?.kernelSuffix, lockB2sum: lock?.lockB2sum, state: state, detail: detail,
+                       openBlocks: mine.map { "\($0.kind.titlePrefix) \($0.id)" })
+        }
+    }
+
+    public func plan(in ctx: VerbContext) throws -> Plan {
+        Plan(verb: Self.verbName, arguments: json ? ["--json"] : [], steps: ["read fleet/, patches/ and the state store; change nothing"])
+    }
+
+    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome {
+        let rows = try rows(in: ctx)
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            return VerbOutcome(String(decoding: try enc.encode(rows), as: UTF8.self) + "\n")
+        }
+        var cols: [[String]] = [["HOST", "ROLES", "BUILD", "SUFFIX", "LOCK", "STATE", "BLOCKS"]]
+        for r in rows {
+            let state = r.state + (r.detail.map { " (\($0))" } ?? "")
+            cols.append([r.host, r.roles.joined(separator: ","), r.buildHost ?? "-", r.lockedSuffix.map { "-" + $0 } ?? "-",
+                         r.lockB2sum.map { String($0.prefix(12)) } ?? "-", state,
+                         r.openBlocks.isEmpty ? "-" : r.openBlocks.joined(separator: " ")])
+        }
+        let widths = (0..<6).map { i in cols.map { $0[i].count }.max() ?? 0 }
+        let text = cols.map { row in
+            row.enumerated().map { i, c in i < 6 ? c.padding(toLength: widths[i], withPad: " ", startingAt: 0) : c }.joined(separator: "  ")
+        }.joined(separator: "\n")
+        return VerbOutcome(text + "\n")
+    }
+}

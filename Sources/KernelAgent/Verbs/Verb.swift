@@ -1,0 +1,143 @@
+import ArgumentParser
+import Foundation
+
+/// One concrete step a verb will take, and the inputs it is pinned to. A consent reply lists the steps;
+/// at run time the pins are recomputed and any change voids the consent.
+public struct Plan: Sendable {
+    public struct Pin: Sendable, Equatable, Codable {
+        public let name: String
+        public let value: String
+        public init(_ name: String, _ value: String) { self.name = name; self.value = value }
+    }
+
+    public let verb: String
+    public let arguments: [String]
+    public var steps: [String]
+    public var pins: [Pin]
+    /// Work already done while planning (e.g. promote's parsed, hashed series), reused by `run`
+    /// when the plan is run right away. Never part of what consent pins.
+    public var prepared: (any Sendable)?
+
+    public init(verb: String, arguments: [String], steps: [String], pins: [Pin] = [], prepared: (any Sendable)? = nil) {
+        self.verb = verb; self.arguments = arguments; self.steps = steps; self.pins = pins; self.prepared = prepared
+    }
+
+    /// Pins that differ between this plan and a fresh one, as "name: old → new" lines.
+    public func changedPins(comparedTo fresh: Plan) -> [String] {
+        let old = Dictionary(pins.map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
+        let new = Dictionary(fresh.pins.map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
+        return Set(old.keys).union(new.keys).sorted().compactMap { k in
+            old[k] == new[k] ? nil : "\(k): \(old[k] ?? "(none)") → \(new[k] ?? "(gone)")"
+        }
+    }
+
+    public func render() -> String {
+        var out = "ka \(([verb] + arguments).joined(separator: " ")) will:\n"
+        for (i, s) in steps.enumerated() { out += "  \(i + 1). \(s)\n" }
+        if !pins.isEmpty {
+            out += "pinned to:\n"
+            for p in pins { out += "  \(p.name) = \(p.value)\n" }
+        }
+        return out
+    }
+}
+
+public struct VerbOutcome: Sendable {
+    public let text: String
+    public init(_ text: String) { self.text = text }
+}
+
+/// What runs one verb at a time on one resource. The control plane serializes runs per lane.
+public enum Lane: Sendable, Equatable, Hashable, CustomStringConvertible {
+    case tree                 // changes patches/ or fleet/
+    case host(HostName)       // touches one host
+    case none                 // read-only
+    public var description: String {
+        switch self {
+        case .tree: return "the patch tree"
+        case let .host(h): return "host \(h)"
+        case .none: return "nothing"
+        }
+    }
+}
+
+/// Everything a verb may touch, passed in so tests and the bot can swap any part.
+public struct VerbContext: Sendable {
+    public let workspace: Workspace
+    public let state: StateStore
+    public let blocks: BlockStore
+    public let now: @Sendable () -> Date
+    /// Test hook: called before each step of a transaction; throwing there simulates a failure mid-way.
+    public let faults: (@Sendable (String) throws -> Void)?
+
+    public init(workspace: Workspace, state: StateStore, blocks: BlockStore,
+                now: @escaping @Sendable () -> Date = { Date() }, faults: (@Sendable (String) throws -> Void)? = nil) {
+        self.workspace = workspace; self.state = state; self.blocks = blocks; self.now = now; self.faults = faults
+    }
+
+    public func registry() throws -> HostRegistry { try HostRegistry.load(workspace) }
+    public func policy() throws -> Policy { Policy(registry: try registry(), workspace: workspace) }
+}
+
+/// A kernel-agent verb: its arguments (ArgumentParser), what the hard rules must check, its plan and its run.
+/// The CLI runs `plan` then `run` at once; the control plane shows `plan` for consent first.
+public protocol Verb: ParsableCommand {
+    /// What the policy must admit before anything else happens. Every verb answers, even if with nothing.
+    func policySubject(in ctx: VerbContext) throws -> PolicySubject
+    var lane: Lane { get }
+    func plan(in ctx: VerbContext) throws -> Plan
+    func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome
+}
+
+extension Verb {
+    public static var verbName: String { configuration.commandName ?? "\(Self.self)" }
+
+    /// The one path every front door takes: policy, then plan, then run.
+    public func execute(in ctx: VerbContext) throws -> (Plan, VerbOutcome) {
+        try ctx.policy().admit(try policySubject(in: ctx))
+        let plan = try plan(in: ctx)
+        return (plan, try run(plan, in: ctx))
+    }
+
+    /// ArgumentParser's entry: the CLI runs the verb immediately.
+    public mutating func run() throws {
+        try CLI.runImmediately(self)
+    }
+}
+
+/// The CLI front door.
+public enum CLI {
+    public static func context() throws -> VerbContext {
+        let ws = Workspace.fromEnvironment()
+        let store = try SQLiteStateStore.open(ws)
+        return VerbContext(workspace: ws, state: store, blocks: store)
+    }
+
+    public static func runImmediately<V: Verb>(_ verb: V) throws {
+        do {
+            let ctx = try context()
+            let (_, outcome) = try verb.execute(in: ctx)
+            print(outcome.text, terminator: outcome.text.hasSuffix("\n") ? "" : "\n")
+        } catch let e as KAError {
+            FileHandle.standardError.write(Data("ka \(V.verbName): \(e.kind == .refusal ? "refused: " : e.kind == .notAvailable ? "" : "error: ")\(e)\n".utf8))
+            throw ExitCode(e.exitCode)
+        }
+    }
+}
+
+/// The verbs of the seed, in the order `ka --help` lists them.
+public enum Verbs {
+    public static let all: [any Verb.Type] = [
+        PromoteVerb.self, ImportVerb.self, CloseVerb.self, AbandonVerb.self, StatusVerb.self, MigrateTreeVerb.self,
+        BuildVerb.self, InstallVerb.self, KeepVerb.self, PausePruneVerb.self, ResumePruneVerb.self,
+        RestoreArchiveVerb.self, SnoozeVerb.self, DebugVerb.self, WakeDataVerb.self,
+    ]
+
+    public static func named(_ name: String) -> (any Verb.Type)? { all.first { $0.verbName == name } }
+
+    /// Refusal shared by the verbs whose pipeline has not landed yet.
+    public static func notAvailable(_ verb: String, _ lands: String) -> KAError {
+        KAError(.notAvailable, ["ka \(verb)", "not available yet: \(lands)"],
+                hint: "nothing was done; the arguments were checked and are kept in the verb's help (ka \(verb) --help)")
+    }
+}

@@ -1,0 +1,1 @@
+print("ka-bench: see scripts/bench-promote")

@@ -1,0 +1,3 @@
+import Testing
+@testable import KernelAgent
+@Test func version() { #expect(!KA.version.isEmpty) }
