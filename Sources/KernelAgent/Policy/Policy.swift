@@ -68,7 +68,8 @@ public struct Policy: Sendable {
             throw KAError.refusal("\(purpose) '\(raw)'", "refers to a home directory; kernel-agent never reaches into $HOME",
                                   hint: "use a path outside $HOME, e.g. /srv/kernel-agent/…")
         }
-        let url = URL(fileURLWithPath: raw, relativeTo: workspace.root).standardizedFileURL
+        // Relative paths are taken from the checkout (KA_ROOT), so the CLI and the bot mean the same place.
+        let url = (raw.hasPrefix("/") ? URL(fileURLWithPath: raw) : workspace.root.appendingPathComponent(raw)).standardizedFileURL
         let real = FS.realPath(url)
         let root = FS.realPath(workspace.root)
         if let home, !home.isEmpty, home != "/" {

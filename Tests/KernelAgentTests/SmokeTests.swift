@@ -1,3 +1,0 @@
-import Testing
-@testable import KernelAgent
-@Test func version() { #expect(!KA.version.isEmpty) }
