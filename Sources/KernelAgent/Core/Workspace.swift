@@ -77,10 +77,19 @@ public enum FS {
         return out.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
     }
 
-    /// The real path with symlinks resolved; used to catch a symlink that leads out of `patches/`.
+    /// The real path with symlinks resolved; for a path that does not exist yet, its deepest existing
+    /// ancestor is resolved and the rest appended (so `link-into-home/new-dir` is caught too).
     public static func realPath(_ url: URL) -> String {
-        guard let p = realpath(url.path, nil) else { return url.standardizedFileURL.path }
-        defer { free(p) }
-        return String(cString: p)
+        var existing = url.standardizedFileURL
+        var rest: [String] = []
+        while true {
+            if let p = realpath(existing.path, nil) {
+                defer { free(p) }
+                return ([String(cString: p)] + rest.reversed()).joined(separator: "/").replacingOccurrences(of: "//", with: "/")
+            }
+            if existing.path == "/" { return url.standardizedFileURL.path }
+            rest.append(existing.lastPathComponent)
+            existing = existing.deletingLastPathComponent()
+        }
     }
 }
