@@ -28,10 +28,6 @@ let package = Package(
             name: "ka",
             dependencies: ["KernelAgent"]
         ),
-        .executableTarget(
-            name: "ka-bench",
-            dependencies: ["KernelAgent"]
-        ),
         .testTarget(
             name: "KernelAgentTests",
             dependencies: ["KernelAgent"]

@@ -94,41 +94,42 @@ public struct Blake2b: Sendable {
         return hasher.hexDigest()
     }
 
+    /// The message schedule, flattened: 12 rounds × 16 word indexes.
+    private static let schedule: [Int] = (0..<12).flatMap { sigma[$0 % 10] }
+
     @inline(__always)
     private mutating func compress(_ block: UnsafeRawPointer, last: Bool) {
-        var m = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0),
+        var w = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0),
                  UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-        withUnsafeMutableBytes(of: &m) { dst in
-            dst.copyMemory(from: UnsafeRawBufferPointer(start: block, count: 128))
-        }
-        #if _endian(big)
-        m = (m.0.littleEndian, m.1.littleEndian, m.2.littleEndian, m.3.littleEndian, m.4.littleEndian, m.5.littleEndian,
-             m.6.littleEndian, m.7.littleEndian, m.8.littleEndian, m.9.littleEndian, m.10.littleEndian,
-             m.11.littleEndian, m.12.littleEndian, m.13.littleEndian, m.14.littleEndian, m.15.littleEndian)
-        #endif
+        withUnsafeMutableBytes(of: &w) { $0.copyMemory(from: UnsafeRawBufferPointer(start: block, count: 128)) }
         var v0 = h.0, v1 = h.1, v2 = h.2, v3 = h.3, v4 = h.4, v5 = h.5, v6 = h.6, v7 = h.7
-        var v8 = Self.iv[0], v9 = Self.iv[1], v10 = Self.iv[2], v11 = Self.iv[3]
-        var v12 = Self.iv[4] ^ t, v13 = Self.iv[5], v14 = Self.iv[6], v15 = Self.iv[7]
-        if last { v14 = ~v14 }
-        withUnsafeBytes(of: &m) { raw in
-            let w = raw.bindMemory(to: UInt64.self)
-            @inline(__always) func g(_ a: inout UInt64, _ b: inout UInt64, _ c: inout UInt64, _ d: inout UInt64,
-                                     _ x: UInt64, _ y: UInt64) {
-                a = a &+ b &+ x; d = (d ^ a).rotr(32)
-                c = c &+ d; b = (b ^ c).rotr(24)
-                a = a &+ b &+ y; d = (d ^ a).rotr(16)
-                c = c &+ d; b = (b ^ c).rotr(63)
-            }
-            for round in 0..<12 {
-                let s = Self.sigma[round % 10]
-                g(&v0, &v4, &v8, &v12, w[s[0]], w[s[1]])
-                g(&v1, &v5, &v9, &v13, w[s[2]], w[s[3]])
-                g(&v2, &v6, &v10, &v14, w[s[4]], w[s[5]])
-                g(&v3, &v7, &v11, &v15, w[s[6]], w[s[7]])
-                g(&v0, &v5, &v10, &v15, w[s[8]], w[s[9]])
-                g(&v1, &v6, &v11, &v12, w[s[10]], w[s[11]])
-                g(&v2, &v7, &v8, &v13, w[s[12]], w[s[13]])
-                g(&v3, &v4, &v9, &v14, w[s[14]], w[s[15]])
+        var v8: UInt64 = 0x6a09e667f3bcc908, v9: UInt64 = 0xbb67ae8584caa73b
+        var v10: UInt64 = 0x3c6ef372fe94f82b, v11: UInt64 = 0xa54ff53a5f1d36f1
+        var v12: UInt64 = 0x510e527fade682d1 ^ t, v13: UInt64 = 0x9b05688c2b3e6c1f
+        var v14: UInt64 = last ? ~0x1f83d9abfb41bd6b : 0x1f83d9abfb41bd6b, v15: UInt64 = 0x5be0cd19137e2179
+        withUnsafeBytes(of: &w) { raw in
+            let m = raw.baseAddress!.assumingMemoryBound(to: UInt64.self)
+            Self.schedule.withUnsafeBufferPointer { sched in
+                let s = sched.baseAddress!
+                @inline(__always) func g(_ a: inout UInt64, _ b: inout UInt64, _ c: inout UInt64, _ d: inout UInt64,
+                                         _ x: UInt64, _ y: UInt64) {
+                    a = a &+ b &+ x; d = (d ^ a).rotr(32)
+                    c = c &+ d; b = (b ^ c).rotr(24)
+                    a = a &+ b &+ y; d = (d ^ a).rotr(16)
+                    c = c &+ d; b = (b ^ c).rotr(63)
+                }
+                var r = s
+                for _ in 0..<12 {
+                    g(&v0, &v4, &v8, &v12, UInt64(littleEndian: m[r[0]]), UInt64(littleEndian: m[r[1]]))
+                    g(&v1, &v5, &v9, &v13, UInt64(littleEndian: m[r[2]]), UInt64(littleEndian: m[r[3]]))
+                    g(&v2, &v6, &v10, &v14, UInt64(littleEndian: m[r[4]]), UInt64(littleEndian: m[r[5]]))
+                    g(&v3, &v7, &v11, &v15, UInt64(littleEndian: m[r[6]]), UInt64(littleEndian: m[r[7]]))
+                    g(&v0, &v5, &v10, &v15, UInt64(littleEndian: m[r[8]]), UInt64(littleEndian: m[r[9]]))
+                    g(&v1, &v6, &v11, &v12, UInt64(littleEndian: m[r[10]]), UInt64(littleEndian: m[r[11]]))
+                    g(&v2, &v7, &v8, &v13, UInt64(littleEndian: m[r[12]]), UInt64(littleEndian: m[r[13]]))
+                    g(&v3, &v4, &v9, &v14, UInt64(littleEndian: m[r[14]]), UInt64(littleEndian: m[r[15]]))
+                    r += 16
+                }
             }
         }
         h = (h.0 ^ v0 ^ v8, h.1 ^ v1 ^ v9, h.2 ^ v2 ^ v10, h.3 ^ v3 ^ v11,

@@ -34,10 +34,11 @@ public struct PatchFile: Sendable {
 
     public var scopeTrailers: [String] { trailers.filter { $0.key.lowercased() == "scope" }.map(\.value) }
     public var campaign: String? { trailers.last { $0.key.lowercased() == "campaign" }?.value }
-    public var b2sum: String { Blake2b.hex(bytes) }
+    public let b2sum: String
 
     public init(bytes: Data) {
         self.bytes = bytes
+        b2sum = Blake2b.hex(bytes)
         var parser = Parser(bytes: bytes)
         parser.parse()
         subject = parser.subject
@@ -77,7 +78,9 @@ private struct Parser {
                     }
                 }
             }
-            let firstDiff = lines.firstIndex { hasPrefix(buf, $0, "diff --git ") || (hasPrefix(buf, $0, "--- ") && isNextPlusPlus(buf, lines, $0)) } ?? lines.count
+            let firstDiff = lines.indices.first { i in
+                hasPrefix(buf, lines[i], "diff --git ") || (hasPrefix(buf, lines[i], "--- ") && i + 1 < lines.count && hasPrefix(buf, lines[i + 1], "+++ "))
+            } ?? lines.count
             parseMessage(buf, Array(lines[0..<firstDiff]))
             parseDiff(buf, lines, from: firstDiff)
         }
@@ -87,12 +90,6 @@ private struct Parser {
         let n = p.utf8CodeUnitCount
         guard r.count >= n else { return false }
         return memcmp(buf.baseAddress! + r.lowerBound, p.utf8Start, n) == 0
-    }
-
-    func isNextPlusPlus(_ buf: UnsafeBufferPointer<UInt8>, _ lines: [Range<Int>], _ r: Range<Int>) -> Bool {
-        // A plain (non-git) diff starts with '--- ' followed by '+++ '.
-        guard let i = lines.firstIndex(of: r), i + 1 < lines.count else { return false }
-        return hasPrefix(buf, lines[i + 1], "+++ ")
     }
 
     func text(_ buf: UnsafeBufferPointer<UInt8>, _ r: Range<Int>) -> String {
@@ -172,10 +169,8 @@ private struct Parser {
                 if current == nil || !(current?.hunks.isEmpty ?? true) { flush(&files); current = PatchFile.FileDiff() }
                 current?.oldPath = stripPrefix(String(text(buf, r).dropFirst(4)))
                 current?.newPath = stripPrefix(String(text(buf, lines[i + 1]).dropFirst(4)))
-                content.update(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buf)[r]))
-                content.update("\n")
-                content.update(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buf)[lines[i + 1]]))
-                content.update("\n")
+                hashLine(buf, r)
+                hashLine(buf, lines[i + 1])
                 i += 1
             } else if hasPrefix(buf, r, "new file mode") {
                 current?.oldPath = nil
@@ -194,10 +189,8 @@ private struct Parser {
                     let c = lr.isEmpty ? UInt8(ascii: " ") : buf[lr.lowerBound]
                     switch c {
                     case UInt8(ascii: " "): oldLeft -= 1; newLeft -= 1
-                    case UInt8(ascii: "-"): oldLeft -= 1
-                        content.update(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buf)[lr])); content.update("\n")
-                    case UInt8(ascii: "+"): newLeft -= 1
-                        content.update(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buf)[lr])); content.update("\n")
+                    case UInt8(ascii: "-"): oldLeft -= 1; hashLine(buf, lr)
+                    case UInt8(ascii: "+"): newLeft -= 1; hashLine(buf, lr)
                     case UInt8(ascii: "\\"): break
                     default: oldLeft = 0; newLeft = 0; j -= 1   // malformed: stop the hunk here
                     }
@@ -212,6 +205,17 @@ private struct Parser {
             i += 1
         }
         flush(&files)
+    }
+
+    /// Feeds one line and a '\n' to the content hash (the newline as the file has it, or added if it is the last line).
+    mutating func hashLine(_ buf: UnsafeBufferPointer<UInt8>, _ r: Range<Int>) {
+        let raw = UnsafeRawBufferPointer(buf)
+        if r.upperBound < buf.count {
+            content.update(UnsafeRawBufferPointer(rebasing: raw[r.lowerBound..<(r.upperBound + 1)]))
+        } else {
+            content.update(UnsafeRawBufferPointer(rebasing: raw[r]))
+            content.update([UInt8(0x0A)])
+        }
     }
 
     func parseHunkHeader(_ s: String) -> (oldStart: Int, oldCount: Int, newStart: Int, newCount: Int)? {

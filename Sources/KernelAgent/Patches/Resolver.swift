@@ -56,12 +56,15 @@ public struct Resolver: Sendable {
             }
         }
         // Read + parse in parallel; the parse also hashes, which is most of the cost.
-        let paths = order.sorted { a, b in
-            if a.kind != b.kind { return a.kind < b.kind }
-            if a.parent != b.parent { return Array(a.parent.utf8).lexicographicallyPrecedes(Array(b.parent.utf8)) }
-            return (dirRank[a] ?? 0) < (dirRank[b] ?? 0)
-        }
+        let keyed = order.map { p in (p, p.kind.precedence, Array(p.parent.utf8), dirRank[p] ?? 0) }
+        let paths = keyed.sorted { a, b in
+            if a.1 != b.1 { return a.1 < b.1 }
+            if a.2 != b.2 { return a.2.lexicographicallyPrecedes(b.2) }
+            return a.3 < b.3
+        }.map(\.0)
+        Timings.mark("resolve: select + order \(paths.count) patches")
         let parsed = try Self.parseAll(paths, in: workspace)
+        Timings.mark("resolve: read + parse + hash")
         let open = try blocks?.openBlocks() ?? []
         var entries: [Resolution.Entry] = []
         entries.reserveCapacity(paths.count)

@@ -53,7 +53,9 @@ public struct PromoteVerb: Verb {
                           + conflicts.map(\.description),
                           hint: "decide the order: rebase one patch onto the other, or drop one from the manifest")
         }
+        Timings.mark("conflicts")
         let promotion = Promotion(resolution)
+        Timings.mark("cumulative + b2sum")
         let outURL = try out.map { try policy.admitLocalPath($0, purpose: "--out") } ?? ctx.workspace.defaultOutDir(hostName)
         var treeURL: URL?
         var treeNote: String
@@ -109,6 +111,7 @@ public struct PromoteVerb: Verb {
                               hint: "see \(ws.display(reportURL)); refresh the failing patches against \(m.baseline.ref). The lock was not written.")
             }
             applyNote = "pass (\(report.summary)) against \(m.baseline.ref)"
+            Timings.mark("apply check")
         }
         let lock = promotion.renderLock(applyCheck: applyNote)
         let lockB2 = Blake2b.hex(Data(lock.utf8))
@@ -121,6 +124,7 @@ public struct PromoteVerb: Verb {
             host: m.host.value, kernelSuffix: m.kernelSuffix, lockB2sum: lockB2, cumulativeB2sum: promotion.cumulativeB2sum,
             manifestB2sum: m.b2sum, patchPaths: promotion.resolution.entries.map(\.path.value).joined(separator: "\n"),
             outDir: prepared.out.path, promotedAt: ctx.now()))
+        Timings.mark("write + record")
         var text = "promoted \(m.host): \(promotion.resolution.entries.count) patch(es), kernel suffix -\(m.kernelSuffix)\n"
         for e in promotion.resolution.entries {
             text += "  \(e.path.value)  \(e.patch.contentHash.prefix(24))…\n"

@@ -114,8 +114,10 @@ public enum CLI {
     }
 
     public static func runImmediately<V: Verb>(_ verb: V) throws {
+        Timings.mark("process start → verb")
         do {
             let ctx = try context()
+            Timings.mark("open state store")
             let (_, outcome) = try verb.execute(in: ctx)
             print(outcome.text, terminator: outcome.text.hasSuffix("\n") ? "" : "\n")
         } catch let e as KAError {

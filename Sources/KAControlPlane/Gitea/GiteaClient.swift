@@ -1,0 +1,250 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import KernelAgent
+
+/// Every call the bot makes to Gitea. `DefaultGiteaClient` talks HTTP; tests use the same client against a
+/// Gitea stand-in, and the contract test checks every `GiteaRoute` against Gitea's own swagger.
+public protocol GiteaAPI: Sendable {
+    func currentUser() async throws -> GiteaUser
+    func listRepoComments(since: Date?) async throws -> [GiteaComment]
+    func listIssues(state: String, since: Date?) async throws -> [GiteaIssue]
+    func searchIssues(query: String, state: String) async throws -> [GiteaIssue]
+    func getIssue(_ number: Int) async throws -> GiteaIssue
+    func createIssue(title: String, body: String, labelIDs: [Int64]) async throws -> GiteaIssue
+    func editIssue(_ number: Int, title: String?, body: String?, state: String?) async throws -> GiteaIssue
+    func listIssueComments(_ number: Int) async throws -> [GiteaComment]
+    func createComment(issue: Int, body: String) async throws -> GiteaComment
+    func editComment(id: Int64, body: String) async throws -> GiteaComment
+    func addReaction(commentID: Int64, content: String) async throws
+    func listLabels() async throws -> [GiteaLabel]
+    func createLabel(name: String, color: String, description: String) async throws -> GiteaLabel
+    func editLabel(id: Int64, name: String?, color: String?, description: String?) async throws -> GiteaLabel
+    func addLabels(issue: Int, names: [String]) async throws -> [GiteaLabel]
+    func replaceLabels(issue: Int, names: [String]) async throws -> [GiteaLabel]
+    func removeLabel(issue: Int, labelID: Int64) async throws
+    func permission(of login: String) async throws -> String
+}
+
+/// A method + path template the client calls, with a sample of the body it sends (for the contract test).
+public struct GiteaRoute: Sendable {
+    public let method: String
+    public let path: String
+    public let bodyDefinition: String?
+    public let sampleBody: (any Encodable & Sendable)?
+
+    public static let currentUser = GiteaRoute(method: "GET", path: "/user", bodyDefinition: nil, sampleBody: nil)
+    public static let repoComments = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/issues/comments", bodyDefinition: nil, sampleBody: nil)
+    public static let listIssues = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/issues", bodyDefinition: nil, sampleBody: nil)
+    public static let searchIssues = GiteaRoute(method: "GET", path: "/repos/issues/search", bodyDefinition: nil, sampleBody: nil)
+    public static let getIssue = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/issues/{index}", bodyDefinition: nil, sampleBody: nil)
+    public static let createIssue = GiteaRoute(method: "POST", path: "/repos/{owner}/{repo}/issues", bodyDefinition: "CreateIssueOption",
+                                               sampleBody: CreateIssueBody(title: "t", body: "b", labels: [1]))
+    public static let editIssue = GiteaRoute(method: "PATCH", path: "/repos/{owner}/{repo}/issues/{index}", bodyDefinition: "EditIssueOption",
+                                             sampleBody: EditIssueBody(title: "t", body: "b", state: "closed"))
+    public static let issueComments = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/issues/{index}/comments", bodyDefinition: nil, sampleBody: nil)
+    public static let createComment = GiteaRoute(method: "POST", path: "/repos/{owner}/{repo}/issues/{index}/comments",
+                                                 bodyDefinition: "CreateIssueCommentOption", sampleBody: BodyOnly(body: "b"))
+    public static let editComment = GiteaRoute(method: "PATCH", path: "/repos/{owner}/{repo}/issues/comments/{id}",
+                                               bodyDefinition: "EditIssueCommentOption", sampleBody: BodyOnly(body: "b"))
+    public static let addReaction = GiteaRoute(method: "POST", path: "/repos/{owner}/{repo}/issues/comments/{id}/reactions",
+                                               bodyDefinition: "EditReactionOption", sampleBody: ReactionBody(content: "eyes"))
+    public static let listLabels = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/labels", bodyDefinition: nil, sampleBody: nil)
+    public static let createLabel = GiteaRoute(method: "POST", path: "/repos/{owner}/{repo}/labels", bodyDefinition: "CreateLabelOption",
+                                               sampleBody: LabelBody(name: "n", color: "ffffff", description: "d"))
+    public static let editLabel = GiteaRoute(method: "PATCH", path: "/repos/{owner}/{repo}/labels/{id}", bodyDefinition: "EditLabelOption",
+                                             sampleBody: LabelBody(name: "n", color: "ffffff", description: "d"))
+    public static let addLabels = GiteaRoute(method: "POST", path: "/repos/{owner}/{repo}/issues/{index}/labels", bodyDefinition: "IssueLabelsOption",
+                                             sampleBody: LabelNames(labels: ["x"]))
+    public static let replaceLabels = GiteaRoute(method: "PUT", path: "/repos/{owner}/{repo}/issues/{index}/labels", bodyDefinition: "IssueLabelsOption",
+                                                 sampleBody: LabelNames(labels: ["x"]))
+    public static let removeLabel = GiteaRoute(method: "DELETE", path: "/repos/{owner}/{repo}/issues/{index}/labels/{id}", bodyDefinition: nil, sampleBody: nil)
+    public static let permission = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/collaborators/{collaborator}/permission", bodyDefinition: nil, sampleBody: nil)
+
+    public static let all: [GiteaRoute] = [currentUser, repoComments, listIssues, searchIssues, getIssue, createIssue, editIssue,
+                                           issueComments, createComment, editComment, addReaction, listLabels, createLabel,
+                                           editLabel, addLabels, replaceLabels, removeLabel, permission]
+}
+
+struct CreateIssueBody: Codable, Sendable { let title: String; let body: String; let labels: [Int64] }
+struct EditIssueBody: Codable, Sendable { let title: String?; let body: String?; let state: String? }
+struct BodyOnly: Codable, Sendable { let body: String }
+struct ReactionBody: Codable, Sendable { let content: String }
+struct LabelBody: Codable, Sendable { let name: String?; let color: String?; let description: String? }
+struct LabelNames: Codable, Sendable { let labels: [String] }
+
+public struct GiteaError: Error, CustomStringConvertible, Sendable {
+    public let status: Int
+    public let method: String
+    public let path: String
+    public let message: String
+    public var description: String { "Gitea \(method) \(path) → \(status): \(message)" }
+    public var isRetryable: Bool { status >= 500 || status == 0 }
+}
+
+/// URLSession (libcurl on Linux) with token auth, paging until a short page, and retries with backoff and
+/// jitter on 5xx and transport errors. 4xx surface at once with Gitea's own message.
+public final class DefaultGiteaClient: GiteaAPI, @unchecked Sendable {
+    public let baseURL: URL        // e.g. https://git.example/ (the /api/v1 is added here)
+    public let owner: String
+    public let repo: String
+    let token: String
+    let session: URLSession
+    let maxAttempts: Int
+    let baseDelay: Double
+    /// Counts requests sent (for the idle-poll figure and tests).
+    public private(set) var requestCount = 0
+    private let lock = NSLock()
+
+    public static let pageSize = 50   // Gitea caps limit at 50 (MAX_RESPONSE_ITEMS)
+
+    public init(baseURL: URL, owner: String, repo: String, token: String, maxAttempts: Int = 8, baseDelay: Double = 0.1,
+                timeout: TimeInterval = 10) {
+        self.baseURL = baseURL; self.owner = owner; self.repo = repo; self.token = token
+        self.maxAttempts = maxAttempts; self.baseDelay = baseDelay
+        let config = URLSessionConfiguration.ephemeral
+        config.timeoutIntervalForRequest = timeout
+        config.httpMaximumConnectionsPerHost = 4
+        session = URLSession(configuration: config)
+    }
+
+    func path(_ route: GiteaRoute, _ params: [String: String] = [:]) -> String {
+        var p = route.path.replacingOccurrences(of: "{owner}", with: owner).replacingOccurrences(of: "{repo}", with: repo)
+        for (k, v) in params { p = p.replacingOccurrences(of: "{\(k)}", with: v.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? v) }
+        return p
+    }
+
+    func send(_ route: GiteaRoute, params: [String: String] = [:], query: [URLQueryItem] = [], body: (any Encodable)? = nil) async throws -> (Data, HTTPURLResponse) {
+        let p = path(route, params)
+        var comps = URLComponents(url: baseURL.appendingPathComponent("api/v1" + p), resolvingAgainstBaseURL: false)
+        if !query.isEmpty { comps?.queryItems = query }
+        guard let url = comps?.url else { throw GiteaError(status: 0, method: route.method, path: p, message: "bad URL") }
+        var req = URLRequest(url: url)
+        req.httpMethod = route.method
+        req.setValue("token \(token)", forHTTPHeaderField: "Authorization")
+        req.setValue("application/json", forHTTPHeaderField: "Accept")
+        if let body {
+            req.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            req.httpBody = try JSONEncoder().encode(body)
+        }
+        var attempt = 0
+        while true {
+            attempt += 1
+            lock.lock(); requestCount += 1; lock.unlock()
+            do {
+                let (data, resp) = try await session.data(for: req)
+                guard let http = resp as? HTTPURLResponse else { throw GiteaError(status: 0, method: route.method, path: p, message: "no HTTP response") }
+                if (200..<300).contains(http.statusCode) { return (data, http) }
+                let message = (try? JSONDecoder().decode([String: AnyCodableMessage].self, from: data))?["message"]?.text
+                    ?? String(decoding: data.prefix(300), as: UTF8.self)
+                let err = GiteaError(status: http.statusCode, method: route.method, path: p, message: message)
+                if !err.isRetryable || attempt >= maxAttempts { throw err }
+            } catch let e as GiteaError {
+                if !e.isRetryable || attempt >= maxAttempts { throw e }
+            } catch {
+                // transport: timeout, refused, reset — retry
+                if attempt >= maxAttempts {
+                    throw GiteaError(status: 0, method: route.method, path: p, message: "\(error.localizedDescription)")
+                }
+            }
+            let delay = min(5.0, baseDelay * pow(2, Double(attempt - 1))) * Double.random(in: 0.5...1.5)
+            try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
+        }
+    }
+
+    func decode<T: Decodable>(_ t: T.Type, _ route: GiteaRoute, params: [String: String] = [:], query: [URLQueryItem] = [], body: (any Encodable)? = nil) async throws -> T {
+        let (data, _) = try await send(route, params: params, query: query, body: body)
+        do { return try JSONDecoder().decode(T.self, from: data) } catch {
+            throw GiteaError(status: 0, method: route.method, path: path(route, params), message: "undecodable response: \(error)")
+        }
+    }
+
+    /// Pages with limit=50 until a page comes back short (some lists carry no Link header).
+    func all<T: Decodable>(_ t: T.Type, _ route: GiteaRoute, params: [String: String] = [:], query: [URLQueryItem] = []) async throws -> [T] {
+        var out: [T] = []
+        var page = 1
+        while true {
+            let items = try await decode([T].self, route, params: params,
+                                         query: query + [URLQueryItem(name: "page", value: "\(page)"), URLQueryItem(name: "limit", value: "\(Self.pageSize)")])
+            out += items
+            if items.count < Self.pageSize { return out }
+            page += 1
+        }
+    }
+
+    public func currentUser() async throws -> GiteaUser { try await decode(GiteaUser.self, .currentUser) }
+
+    public func listRepoComments(since: Date?) async throws -> [GiteaComment] {
+        try await all(GiteaComment.self, .repoComments, query: since.map { [URLQueryItem(name: "since", value: GiteaTime.format($0))] } ?? [])
+    }
+
+    public func listIssues(state: String, since: Date?) async throws -> [GiteaIssue] {
+        var q = [URLQueryItem(name: "state", value: state), URLQueryItem(name: "type", value: "issues")]
+        if let since { q.append(URLQueryItem(name: "since", value: GiteaTime.format(since))) }
+        return try await all(GiteaIssue.self, .listIssues, query: q)
+    }
+
+    public func searchIssues(query: String, state: String) async throws -> [GiteaIssue] {
+        try await all(GiteaIssue.self, .searchIssues, query: [URLQueryItem(name: "q", value: query), URLQueryItem(name: "state", value: state),
+                                                           URLQueryItem(name: "type", value: "issues"), URLQueryItem(name: "owner", value: owner)])
+    }
+
+    public func getIssue(_ number: Int) async throws -> GiteaIssue { try await decode(GiteaIssue.self, .getIssue, params: ["index": "\(number)"]) }
+
+    public func createIssue(title: String, body: String, labelIDs: [Int64]) async throws -> GiteaIssue {
+        try await decode(GiteaIssue.self, .createIssue, body: CreateIssueBody(title: title, body: body, labels: labelIDs))
+    }
+
+    public func editIssue(_ number: Int, title: String?, body: String?, state: String?) async throws -> GiteaIssue {
+        try await decode(GiteaIssue.self, .editIssue, params: ["index": "\(number)"], body: EditIssueBody(title: title, body: body, state: state))
+    }
+
+    public func listIssueComments(_ number: Int) async throws -> [GiteaComment] {
+        try await decode([GiteaComment].self, .issueComments, params: ["index": "\(number)"])   // not paged by Gitea
+    }
+
+    public func createComment(issue: Int, body: String) async throws -> GiteaComment {
+        try await decode(GiteaComment.self, .createComment, params: ["index": "\(issue)"], body: BodyOnly(body: body))
+    }
+
+    public func editComment(id: Int64, body: String) async throws -> GiteaComment {
+        try await decode(GiteaComment.self, .editComment, params: ["id": "\(id)"], body: BodyOnly(body: body))
+    }
+
+    public func addReaction(commentID: Int64, content: String) async throws {
+        _ = try await send(.addReaction, params: ["id": "\(commentID)"], body: ReactionBody(content: content))
+    }
+
+    public func listLabels() async throws -> [GiteaLabel] { try await all(GiteaLabel.self, .listLabels) }
+
+    public func createLabel(name: String, color: String, description: String) async throws -> GiteaLabel {
+        try await decode(GiteaLabel.self, .createLabel, body: LabelBody(name: name, color: color, description: description))
+    }
+
+    public func editLabel(id: Int64, name: String?, color: String?, description: String?) async throws -> GiteaLabel {
+        try await decode(GiteaLabel.self, .editLabel, params: ["id": "\(id)"], body: LabelBody(name: name, color: color, description: description))
+    }
+
+    public func addLabels(issue: Int, names: [String]) async throws -> [GiteaLabel] {
+        try await decode([GiteaLabel].self, .addLabels, params: ["index": "\(issue)"], body: LabelNames(labels: names))
+    }
+
+    public func replaceLabels(issue: Int, names: [String]) async throws -> [GiteaLabel] {
+        try await decode([GiteaLabel].self, .replaceLabels, params: ["index": "\(issue)"], body: LabelNames(labels: names))
+    }
+
+    public func removeLabel(issue: Int, labelID: Int64) async throws {
+        _ = try await send(.removeLabel, params: ["index": "\(issue)", "id": "\(labelID)"])
+    }
+
+    public func permission(of login: String) async throws -> String {
+        try await decode(GiteaPermission.self, .permission, params: ["collaborator": login]).permission
+    }
+}
+
+/// Reads `message` out of Gitea's error body whatever else it holds.
+struct AnyCodableMessage: Decodable {
+    let text: String?
+    init(from decoder: Decoder) throws { text = try? decoder.singleValueContainer().decode(String.self) }
+}

@@ -1,0 +1,99 @@
+import Foundation
+
+// The subset of Gitea 1.26.3's API objects the bot reads (modules/structs). Unknown fields are ignored.
+
+public struct GiteaUser: Codable, Sendable, Equatable {
+    public let id: Int64
+    public let login: String
+    public init(id: Int64, login: String) { self.id = id; self.login = login }
+}
+
+public struct GiteaLabel: Codable, Sendable, Equatable {
+    public let id: Int64
+    public var name: String
+    public var color: String
+    public var description: String?
+    public init(id: Int64, name: String, color: String, description: String?) {
+        self.id = id; self.name = name; self.color = color; self.description = description
+    }
+}
+
+public struct GiteaIssue: Codable, Sendable, Equatable {
+    public let id: Int64
+    public let number: Int
+    public var title: String
+    public var body: String?
+    public var state: String
+    public let user: GiteaUser
+    public var labels: [GiteaLabel]?
+    public let created_at: String
+    public var updated_at: String
+    public var pull_request: PullRequestMeta?
+    public struct PullRequestMeta: Codable, Sendable, Equatable { public let merged: Bool? }
+    public var isPull: Bool { pull_request != nil }
+}
+
+public struct GiteaComment: Codable, Sendable, Equatable {
+    public let id: Int64
+    public var body: String
+    public let user: GiteaUser
+    public let issue_url: String?
+    public let pull_request_url: String?
+    public let created_at: String
+    public var updated_at: String
+    /// The issue number, from `issue_url` (…/issues/<n>) — the comments list carries no number field.
+    public var issueNumber: Int? {
+        guard let u = issue_url, let last = u.split(separator: "/").last else { return nil }
+        return Int(last)
+    }
+}
+
+public struct GiteaRepository: Codable, Sendable, Equatable {
+    public let id: Int64
+    public let full_name: String
+}
+
+public struct GiteaPermission: Codable, Sendable, Equatable {
+    public let permission: String
+}
+
+public struct GiteaReaction: Codable, Sendable, Equatable {
+    public let content: String
+    public let user: GiteaUser?
+}
+
+/// `issue_comment` webhook payload (IssueCommentPayload).
+public struct IssueCommentPayload: Codable, Sendable {
+    public let action: String
+    public let issue: GiteaIssue
+    public let comment: GiteaComment
+    public let repository: GiteaRepository
+    public let sender: GiteaUser
+    public let is_pull: Bool?
+}
+
+/// `issues` webhook payload (IssuePayload).
+public struct IssuePayload: Codable, Sendable {
+    public let action: String
+    public let number: Int
+    public let issue: GiteaIssue
+    public let repository: GiteaRepository
+    public let sender: GiteaUser
+}
+
+/// Gitea writes RFC 3339 with second precision and a zone; since= wants the same.
+public enum GiteaTime {
+    public static func parse(_ s: String) -> Date? {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        if let d = f.date(from: s) { return d }
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.date(from: s)
+    }
+
+    public static func format(_ d: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        return f.string(from: d)
+    }
+}

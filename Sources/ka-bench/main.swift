@@ -1,1 +1,0 @@
-print("ka-bench: see scripts/bench-promote")
