@@ -100,7 +100,7 @@ import Testing
         let p = try Subprocess.run(["b2sum", s.url("patches/board/b1/0001-first.patch").path])
         #expect(lock.contains("b2sum: \"\(p.stdoutText.prefix(128))\""))
         for key in ["host: \"h1\"", "path: \"fleet/h1.yaml\"", "ref: \"v7.0\"", "commit: null", "kernel_suffix: \"h1\"",
-                    "tool: \"kernel-agent", "content_hash: \"blake2b-256:", "scope: \"board/b1\"", "patch_count: 6"] {
+                    "tool: \"kernel-agent", "content_hash: \"sha256:", "scope: \"board/b1\"", "patch_count: 6"] {
             #expect(lock.contains(key), "lock lacks \(key)")
         }
     }

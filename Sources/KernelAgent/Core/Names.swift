@@ -79,7 +79,21 @@ public struct TreePath: Hashable, Comparable, Sendable, CustomStringConvertible 
         value = s
     }
 
-    public func appending(_ name: String) throws -> TreePath { try TreePath(value + "/" + name) }
+    public func appending(_ name: String) throws -> TreePath {
+        // Only the new component needs checking; self is valid already.
+        guard !name.isEmpty, !name.hasPrefix("."), !name.contains("/"), name.utf8.allSatisfy(Self.allowed) else {
+            return try TreePath(value + "/" + name)   // the full check names the problem
+        }
+        return TreePath(trusted: value + "/" + name)
+    }
+
+    private init(trusted: String) { value = trusted }
+
+    private static func allowed(_ c: UInt8) -> Bool {
+        (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(c) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(c)
+            || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c) || c == UInt8(ascii: "-") || c == UInt8(ascii: "_")
+            || c == UInt8(ascii: ".") || c == UInt8(ascii: "+") || c == UInt8(ascii: ",")
+    }
     public var parent: String { components.dropLast().joined(separator: "/") }
     public var lastComponent: String { String(components.last ?? "") }
     public func isWithin(_ other: TreePath) -> Bool { value == other.value || value.hasPrefix(other.value + "/") }

@@ -15,6 +15,28 @@ public enum Timings {
     }
     static let enabled = ProcessInfo.processInfo.environment["KA_TIMINGS"] != nil
 
+    nonisolated(unsafe) static var buckets: [String: Double] = [:]
+    static let bucketLock = NSLock()
+
+    /// Adds the time `body` takes to a named bucket (summed across threads; printed by `flushBuckets`).
+    @inline(__always)
+    public static func measure<T>(_ bucket: String, _ body: () throws -> T) rethrows -> T {
+        guard enabled else { return try body() }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let r = try body()
+        let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        bucketLock.lock(); buckets[bucket, default: 0] += dt; bucketLock.unlock()
+        return r
+    }
+
+    public static func flushBuckets() {
+        guard enabled else { return }
+        for (k, v) in buckets.sorted(by: { $0.key < $1.key }) {
+            FileHandle.standardError.write(Data(String(format: "[timing]   cpu in %-33@ %8.3f s\n", k as NSString, v).utf8))
+        }
+        buckets = [:]
+    }
+
     public static func mark(_ phase: String) {
         guard enabled else { return }
         let now = Date()

@@ -48,13 +48,49 @@ public enum FS {
         }
     }
 
+    /// Whole-file read with one open/fstat/read (Foundation's reader costs more per file, and promote reads thousands).
+    public static func readFile(_ path: String) -> Data? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        var data = Data(count: Int(st.st_size))
+        var total = 0
+        let ok = data.withUnsafeMutableBytes { raw -> Bool in
+            while total < raw.count {
+                let n = Glibc.read(fd, raw.baseAddress! + total, raw.count - total)
+                if n < 0 { if errno == EINTR { continue }; return false }
+                if n == 0 { break }
+                total += n
+            }
+            return true
+        }
+        guard ok else { return nil }
+        if total < data.count { data.removeSubrange(total...) }
+        return data
+    }
+
     /// Write-then-rename, so a reader never sees half a file.
     public static func writeAtomically(_ data: Data, to url: URL) throws {
         let dir = url.deletingLastPathComponent()
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))")
-        guard FileManager.default.createFile(atPath: tmp.path, contents: data) else {
-            throw KAError.failure(url.path, "cannot write (create \(tmp.lastPathComponent) failed)")
+        let fd = open(tmp.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw KAError.failure(url.path, "cannot write: \(String(cString: strerror(errno)))") }
+        var failed: Int32 = 0
+        data.withUnsafeBytes { raw in
+            var off = 0
+            while off < raw.count {
+                let n = Glibc.write(fd, raw.baseAddress! + off, raw.count - off)
+                if n < 0 { if errno == EINTR { continue }; failed = errno; return }
+                off += n
+            }
+        }
+        close(fd)
+        if failed != 0 {
+            try? FileManager.default.removeItem(at: tmp)
+            throw KAError.failure(url.path, "cannot write: \(String(cString: strerror(failed)))")
         }
         if rename(tmp.path, url.path) != 0 {
             let err = String(cString: strerror(errno))

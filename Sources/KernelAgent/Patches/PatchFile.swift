@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// One `git format-patch` file, parsed just enough for curation: its trailers (Scope:, Campaign:),
@@ -38,14 +39,14 @@ public struct PatchFile: Sendable {
 
     public init(bytes: Data) {
         self.bytes = bytes
-        b2sum = Blake2b.hex(bytes)
+        b2sum = Timings.measure("patch b2sum") { Blake2b.hex(bytes) }
         var parser = Parser(bytes: bytes)
-        parser.parse()
+        Timings.measure("patch parse") { parser.parse() }
         subject = parser.subject
         trailers = parser.trailers
         scopeLinesOutsideTrailers = parser.scopeLinesOutsideTrailers
         files = parser.files
-        contentHash = "blake2b-256:" + parser.content.hexDigest()
+        contentHash = Timings.measure("patch sha256") { "sha256:" + Hex.encode(Array(SHA256.hash(data: parser.content))) }
     }
 }
 
@@ -55,9 +56,13 @@ private struct Parser {
     var trailers: [PatchFile.Trailer] = []
     var scopeLinesOutsideTrailers = 0
     var files: [PatchFile.FileDiff] = []
-    var content = Blake2b(digestLength: 32)
+    /// The +/- lines, gathered and hashed once (one SHA-256 call per patch, not one per line).
+    var content: [UInt8] = []
 
-    init(bytes: Data) { self.bytes = bytes }
+    init(bytes: Data) {
+        self.bytes = bytes
+        content.reserveCapacity(bytes.count)
+    }
 
     mutating func parse() {
         bytes.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
@@ -98,19 +103,36 @@ private struct Parser {
         return s
     }
 
+    /// Works on byte ranges: a Foundation string per message line costs more than the rest of the parse.
     mutating func parseMessage(_ buf: UnsafeBufferPointer<UInt8>, _ lines: [Range<Int>]) {
+        func isBlank(_ r: Range<Int>) -> Bool { buf[r].allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D } }
+        func isContinuation(_ r: Range<Int>) -> Bool { !r.isEmpty && (buf[r.lowerBound] == 0x20 || buf[r.lowerBound] == 0x09) }
+        /// `Token: value` → the colon's index; tokens are letters, digits and '-'.
+        func trailerColon(_ r: Range<Int>) -> Int? {
+            var i = r.lowerBound
+            while i < r.upperBound {
+                let c = buf[i]
+                if c == UInt8(ascii: ":") { return i > r.lowerBound ? i : nil }
+                let ok = (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == UInt8(ascii: "-")
+                if !ok { return nil }
+                i += 1
+            }
+            return nil
+        }
+        func isScopeLine(_ r: Range<Int>) -> Bool {
+            guard r.count >= 6 else { return false }
+            let scope: [UInt8] = Array("scope:".utf8)
+            for k in 0..<6 where (buf[r.lowerBound + k] | 0x20) != scope[k] { return false }
+            return true
+        }
         var i = 0
-        var isMail = false
-        if let first = lines.first, hasPrefix(buf, first, "From ") { isMail = true; i = 1 }
-        if isMail {
+        if let first = lines.first, hasPrefix(buf, first, "From ") {
+            i = 1
             // RFC 822 headers up to the first blank line; Subject may be folded.
             while i < lines.count, !lines[i].isEmpty {
-                let t = text(buf, lines[i])
-                if t.hasPrefix("Subject: ") {
-                    var s = String(t.dropFirst("Subject: ".count))
-                    while i + 1 < lines.count, let c = text(buf, lines[i + 1]).first, c == " " || c == "\t" {
-                        i += 1; s += text(buf, lines[i])
-                    }
+                if hasPrefix(buf, lines[i], "Subject: ") {
+                    var s = text(buf, lines[i]).dropFirst("Subject: ".count).description
+                    while i + 1 < lines.count, isContinuation(lines[i + 1]) { i += 1; s += text(buf, lines[i]) }
                     subject = s
                 }
                 i += 1
@@ -118,25 +140,27 @@ private struct Parser {
         }
         // The message ends at the format-patch divider "---".
         var end = lines.count
-        if let d = lines[i...].firstIndex(where: { text(buf, $0) == "---" }) { end = d }
-        let message = lines[min(i, end)..<end].map { text(buf, $0) }
+        if i < lines.count, let d = lines[i...].firstIndex(where: { r in
+            r.count >= 3 && buf[r.lowerBound] == 0x2D && buf[r.lowerBound + 1] == 0x2D && buf[r.lowerBound + 2] == 0x2D
+                && buf[(r.lowerBound + 3)..<r.upperBound].allSatisfy { $0 == 0x0D } }) { end = d }
+        let start = min(i, end)
         // Last paragraph = candidate trailer block.
-        var paragraphEnd = message.count
-        while paragraphEnd > 0, message[paragraphEnd - 1].trimmingCharacters(in: .whitespaces).isEmpty { paragraphEnd -= 1 }
+        var paragraphEnd = end
+        while paragraphEnd > start, isBlank(lines[paragraphEnd - 1]) { paragraphEnd -= 1 }
         var paragraphStart = paragraphEnd
-        while paragraphStart > 0, !message[paragraphStart - 1].trimmingCharacters(in: .whitespaces).isEmpty { paragraphStart -= 1 }
-        let block = Array(message[paragraphStart..<paragraphEnd])
+        while paragraphStart > start, !isBlank(lines[paragraphStart - 1]) { paragraphStart -= 1 }
         var parsed: [PatchFile.Trailer] = []
-        var allTrailers = !block.isEmpty && paragraphStart > 0
-        for line in block {
-            if let c = line.first, c == " " || c == "\t", !parsed.isEmpty { continue }
-            guard let colon = line.firstIndex(of: ":"), colon > line.startIndex,
-                  line[..<colon].allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else { allTrailers = false; break }
-            parsed.append(.init(key: String(line[..<colon]), value: line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
+        var allTrailers = paragraphEnd > paragraphStart && paragraphStart > start
+        for r in lines[paragraphStart..<paragraphEnd] {
+            if isContinuation(r), !parsed.isEmpty { continue }
+            guard let colon = trailerColon(r) else { allTrailers = false; break }
+            let key = String(decoding: UnsafeBufferPointer(rebasing: buf[r.lowerBound..<colon]), as: UTF8.self)
+            let value = text(buf, (colon + 1)..<r.upperBound).trimmingCharacters(in: .whitespaces)
+            parsed.append(.init(key: key, value: value))
         }
         if allTrailers { trailers = parsed }
-        let outside = allTrailers ? Array(message[..<paragraphStart]) : message
-        scopeLinesOutsideTrailers = outside.filter { $0.lowercased().hasPrefix("scope:") }.count
+        let outsideEnd = allTrailers ? paragraphStart : end
+        scopeLinesOutsideTrailers = lines[start..<outsideEnd].filter(isScopeLine).count
     }
 
     mutating func parseDiff(_ buf: UnsafeBufferPointer<UInt8>, _ lines: [Range<Int>], from start: Int) {
@@ -209,13 +233,8 @@ private struct Parser {
 
     /// Feeds one line and a '\n' to the content hash (the newline as the file has it, or added if it is the last line).
     mutating func hashLine(_ buf: UnsafeBufferPointer<UInt8>, _ r: Range<Int>) {
-        let raw = UnsafeRawBufferPointer(buf)
-        if r.upperBound < buf.count {
-            content.update(UnsafeRawBufferPointer(rebasing: raw[r.lowerBound..<(r.upperBound + 1)]))
-        } else {
-            content.update(UnsafeRawBufferPointer(rebasing: raw[r]))
-            content.update([UInt8(0x0A)])
-        }
+        content.append(contentsOf: UnsafeBufferPointer(rebasing: buf[r]))
+        content.append(0x0A)
     }
 
     func parseHunkHeader(_ s: String) -> (oldStart: Int, oldCount: Int, newStart: Int, newCount: Int)? {

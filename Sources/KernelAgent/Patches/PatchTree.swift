@@ -34,11 +34,24 @@ public struct PatchTree: Sendable {
     }
 
     private func patches(inDir path: TreePath, url: URL) throws -> [TreePath] {
-        let names: [String]
-        do { names = try FileManager.default.contentsOfDirectory(atPath: url.path) } catch {
-            throw KAError.failure(path.value, "cannot list: \(error.localizedDescription)")
+        var names: [String] = []
+        var dirs = Set<String>()
+        // readdir's d_type avoids a stat per patch; DT_UNKNOWN and symlinks fall back to stat (symlinks
+        // are judged by their target and confined like everything else)
+        guard let dp = opendir(url.path) else { throw KAError.failure(path.value, "cannot list: \(String(cString: strerror(errno)))") }
+        defer { closedir(dp) }
+        while let ent = readdir(dp) {
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name.hasPrefix(".") { continue }
+            names.append(name)
+            let type = Int32(ent.pointee.d_type)
+            if type == Int32(DT_DIR) || ((type == Int32(DT_LNK) || type == Int32(DT_UNKNOWN)) && FS.isDirectory(url.appendingPathComponent(name))) {
+                dirs.insert(name)
+            }
         }
-        let sorted = names.filter { !$0.hasPrefix(".") }.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        let sorted = names.map { (Array($0.utf8), $0) }.sorted { $0.0.lexicographicallyPrecedes($1.0) }.map(\.1)
         var out: [TreePath] = []
         let seriesURL = url.appendingPathComponent("series")
         if FS.exists(seriesURL) {
@@ -57,11 +70,11 @@ public struct PatchTree: Sendable {
                 out.append(p)
             }
         } else {
-            for name in sorted where Self.isPatchName(name) && !FS.isDirectory(url.appendingPathComponent(name)) {
+            for name in sorted where Self.isPatchName(name) && !dirs.contains(name) {
                 out.append(try path.appending(name))
             }
         }
-        for name in sorted where FS.isDirectory(url.appendingPathComponent(name)) {
+        for name in sorted where dirs.contains(name) {
             let sub = try path.appending(name)
             out += try patches(inDir: sub, url: try confine(sub))
         }

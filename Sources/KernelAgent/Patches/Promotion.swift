@@ -9,6 +9,11 @@ public struct Promotion: Sendable {
 
     public init(_ resolution: Resolution) {
         self.resolution = resolution
+        if let pre = resolution.cumulative {
+            cumulative = pre.data
+            cumulativeB2sum = pre.b2sum
+            return
+        }
         var data = Data()
         data.reserveCapacity(resolution.entries.reduce(0) { $0 + $1.patch.bytes.count + 1 })
         var hasher = Blake2b()
@@ -36,6 +41,7 @@ public struct Promotion: Sendable {
     public func renderLock(applyCheck: String) -> String {
         let m = resolution.manifest
         func q(_ s: String) -> String {
+            if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) { return "\"" + s + "\"" }
             var out = "\""
             for u in s.unicodeScalars {
                 switch u {

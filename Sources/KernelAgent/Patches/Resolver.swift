@@ -11,6 +11,8 @@ public struct Resolution: Sendable {
 
     public let manifest: Manifest
     public let entries: [Entry]
+    /// cumulative.patch and its b2sum, built while the patches were parsed (see `Resolver.parseAll`).
+    public var cumulative: (data: Data, b2sum: String)?
     public var duplicates: [Entry] { entries.filter { $0.via.count > 1 } }
 }
 
@@ -31,6 +33,7 @@ public struct Resolver: Sendable {
     }
 
     public func resolve(_ manifest: Manifest) throws -> Resolution {
+        Timings.mark("resolve: policy, registry, manifest")
         let tree = PatchTree(workspace)
         var order: [TreePath] = []
         var via: [TreePath: [String]] = [:]
@@ -56,6 +59,7 @@ public struct Resolver: Sendable {
             }
         }
         // Read + parse in parallel; the parse also hashes, which is most of the cost.
+        Timings.mark("resolve: walk the tree")
         let keyed = order.map { p in (p, p.kind.precedence, Array(p.parent.utf8), dirRank[p] ?? 0) }
         let paths = keyed.sorted { a, b in
             if a.1 != b.1 { return a.1 < b.1 }
@@ -63,8 +67,9 @@ public struct Resolver: Sendable {
             return a.3 < b.3
         }.map(\.0)
         Timings.mark("resolve: select + order \(paths.count) patches")
-        let parsed = try Self.parseAll(paths, in: workspace)
+        let (parsed, cumulative) = try Self.parseAll(paths, in: workspace, buildCumulative: true)
         Timings.mark("resolve: read + parse + hash")
+        Timings.flushBuckets()
         let open = try blocks?.openBlocks() ?? []
         var entries: [Resolution.Entry] = []
         entries.reserveCapacity(paths.count)
@@ -80,7 +85,7 @@ public struct Resolver: Sendable {
             }
             entries.append(.init(path: p, patch: patch, via: reachedBy))
         }
-        return Resolution(manifest: manifest, entries: entries)
+        return Resolution(manifest: manifest, entries: entries, cumulative: cumulative)
     }
 
     private func hintForMissing(_ raw: String) -> String? {
@@ -101,32 +106,55 @@ public struct Resolver: Sendable {
         return Array(chain.dropFirst())
     }
 
-    public static func parseAll(_ paths: [TreePath], in ws: Workspace) throws -> [PatchFile] {
-        final class Box: @unchecked Sendable {
-            var results: [PatchFile?]
+    /// Reads, parses and hashes `paths` on all cores. With `buildCumulative`, a third thread concatenates
+    /// and hashes the patches in order as the chunks complete, so cumulative.patch costs no extra pass.
+    public static func parseAll(_ paths: [TreePath], in ws: Workspace, buildCumulative: Bool = false) throws -> ([PatchFile], (data: Data, b2sum: String)?) {
+        let n = paths.count
+        let results = UnsafeMutableBufferPointer<PatchFile?>.allocate(capacity: max(1, n))
+        results.initialize(repeating: nil)
+        defer { results.deinitialize(); results.deallocate() }
+        final class Shared: @unchecked Sendable {
             var error: KAError?
             let lock = NSLock()
-            init(_ n: Int) { results = Array(repeating: nil, count: n) }
+            var data = Data()
+            var hasher = Blake2b()
         }
-        let box = Box(paths.count)
-        let chunk = max(1, paths.count / 64)
-        let chunks = (paths.count + chunk - 1) / chunk
+        let shared = Shared()
+        let chunk = max(1, n / 128)
+        let chunks = (n + chunk - 1) / chunk
+        let ready = (0..<chunks).map { _ in DispatchSemaphore(value: 0) }
+        let consumerDone = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) let out = results
+        if buildCumulative {
+            shared.data.reserveCapacity(paths.count * 8192)
+            Thread.detachNewThread {
+                for c in 0..<chunks {
+                    ready[c].wait()
+                    for i in (c * chunk)..<min(n, (c + 1) * chunk) {
+                        guard let p = out[i] else { continue }
+                        Timings.measure("cumulative append") { shared.data.append(p.bytes) }
+                        Timings.measure("cumulative b2sum") { shared.hasher.update(p.bytes) }
+                        if p.bytes.last != 0x0A { shared.data.append(0x0A); shared.hasher.update([UInt8(0x0A)]) }
+                    }
+                }
+                consumerDone.signal()
+            }
+        }
         DispatchQueue.concurrentPerform(iterations: chunks) { c in
-            var local: [(Int, PatchFile)] = []
-            for i in (c * chunk)..<min(paths.count, (c + 1) * chunk) {
-                let url = ws.url(paths[i])
-                guard let data = FileManager.default.contents(atPath: url.path) else {
-                    box.lock.lock(); box.error = box.error ?? KAError.failure(paths[i].value, "cannot read"); box.lock.unlock()
+            defer { ready[c].signal() }
+            for i in (c * chunk)..<min(n, (c + 1) * chunk) {
+                guard let data = Timings.measure("read", { FS.readFile(ws.url(paths[i]).path) }) else {
+                    shared.lock.lock(); shared.error = shared.error ?? KAError.failure(paths[i].value, "cannot read"); shared.lock.unlock()
                     return
                 }
-                local.append((i, PatchFile(bytes: data)))
+                out[i] = PatchFile(bytes: data)
             }
-            box.lock.lock()
-            for (i, p) in local { box.results[i] = p }
-            box.lock.unlock()
         }
-        if let e = box.error { throw e }
-        return box.results.compactMap { $0 }
+        if buildCumulative { consumerDone.wait() }
+        if let e = shared.error { throw e }
+        let parsed = out.compactMap { $0 }
+        guard buildCumulative else { return (parsed, nil) }
+        return (parsed, (shared.data, shared.hasher.hexDigest()))
     }
 }
 

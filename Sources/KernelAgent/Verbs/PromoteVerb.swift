@@ -115,11 +115,13 @@ public struct PromoteVerb: Verb {
         }
         let lock = promotion.renderLock(applyCheck: applyNote)
         let lockB2 = Blake2b.hex(Data(lock.utf8))
+        Timings.mark("render lock")
         let report = reportText ?? "# kernel-agent apply check: \(m.file)\nresult: SKIPPED — \(prepared.treeNote)\n"
         // The lock goes last: it is what says the other two belong together.
         try FS.writeAtomically(Data(report.utf8), to: prepared.out.appendingPathComponent("apply-report.txt"))
         try FS.writeAtomically(promotion.cumulative, to: prepared.out.appendingPathComponent("cumulative.patch"))
         try FS.writeAtomically(Data(lock.utf8), to: prepared.out.appendingPathComponent("manifest.lock"))
+        Timings.mark("write files")
         try ctx.state.recordPromotion(PromotionRecord(
             host: m.host.value, kernelSuffix: m.kernelSuffix, lockB2sum: lockB2, cumulativeB2sum: promotion.cumulativeB2sum,
             manifestB2sum: m.b2sum, patchPaths: promotion.resolution.entries.map(\.path.value).joined(separator: "\n"),
