@@ -1,15 +1,97 @@
 import ArgumentParser
 import Foundation
+import KAControlPlane
 import KernelAgent
+import Logging
 
-/// `ka <verb> …`, or `ka-<verb> …` through a symlink named after the verb (see README, "Installing").
-struct KA: ParsableCommand {
+/// `ka <verb> …`, or `ka-<verb> …` through a link named after the verb (see README, "ka-<verb> names").
+struct KA: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ka",
         abstract: "kernel-agent: the kernel side of the home fleet.",
         discussion: "Every verb runs immediately from the CLI. Refusals exit 2 and change nothing.",
         version: KernelAgentVersion.string,
-        subcommands: Verbs.all.map { $0 as ParsableCommand.Type })
+        subcommands: Verbs.all.map { $0 as ParsableCommand.Type } + [Serve.self, Labels.self, Reminders.self])
+}
+
+struct ConfigOption: ParsableArguments {
+    @Option(help: "Config file (YAML). Every key can also come from KA_* environment variables.")
+    var config: String?
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the control plane: Gitea webhook receiver, poller, consent and runs, outbox, reminders.")
+    @OptionGroup var options: ConfigOption
+
+    func run() async throws {
+        LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        var logger = Logger(label: "ka.serve")
+        logger.logLevel = ProcessInfo.processInfo.environment["KA_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        do {
+            try await ControlPlaneServer.run(config: try ControlPlaneConfig.load(file: options.config), logger: logger)
+        } catch let e as KAError {
+            FileHandle.standardError.write(Data("ka serve: \(e)\n".utf8))
+            throw ExitCode(e.exitCode)
+        }
+    }
+}
+
+struct Labels: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Manage the repo's ka:* labels.", subcommands: [Sync.self])
+
+    struct Sync: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make the repo's labels match labels/labels.yaml (Prow label_sync semantics; dry run unless --confirm).")
+        @OptionGroup var options: ConfigOption
+        @Flag(help: "Apply the changes (default: only print them).") var confirm = false
+        @Option(help: "Labels file (default labels/labels.yaml in the checkout).") var file: String?
+
+        func run() async throws {
+            do {
+                let config = try ControlPlaneConfig.load(file: options.config)
+                let path = file.map { URL(fileURLWithPath: $0) } ?? config.root.appendingPathComponent("labels/labels.yaml")
+                let specs = try LabelSpec.load(path, display: file ?? "labels/labels.yaml")
+                let api = DefaultGiteaClient(baseURL: config.giteaURL, owner: config.owner, repo: config.repo, token: config.token)
+                let actions = LabelSync.plan(desired: specs, current: try await api.listLabels())
+                if actions.isEmpty { print("labels are in sync (\(specs.count))"); return }
+                for a in actions { print((confirm ? "" : "would ") + a.description) }
+                if confirm { try await LabelSync.apply(actions, api: api) } else { print("dry run: pass --confirm to apply") }
+            } catch let e as KAError {
+                FileHandle.standardError.write(Data("ka labels sync: \(e)\n".utf8)); throw ExitCode(e.exitCode)
+            }
+        }
+    }
+}
+
+struct Reminders: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the [ka:installable] reminders that are due (for the session hook).")
+    func run() throws {
+        let ws = Workspace.fromEnvironment()
+        let store = try SQLiteStateStore.open(ws)
+        let due = try store.dueReminders(now: Date(), limit: 100)
+        if due.isEmpty { print("no reminders due"); return }
+        for r in due {
+            print("#\(r.issue) installable since \(ISO8601DateFormatter().string(from: r.filedAt)) — reminder \(r.stage + 1) due; `ka install <host>` or `ka snooze \(r.issue) --for 6h`")
+        }
+    }
+}
+
+/// Direct invocations file a `[ka:audit]` issue through the outbox when Gitea is configured.
+func installAuditHook() {
+    let env = ProcessInfo.processInfo.environment
+    guard env["KA_GITEA_URL"] != nil, env["KA_REPO"] != nil, env["KA_GITEA_TOKEN"] != nil || env["KA_GITEA_TOKEN_FILE"] != nil else { return }
+    CLI.auditHook = { verb, args, text, ok in
+        guard verb != "status", let config = try? ControlPlaneConfig.load(file: nil),
+              let ledger = try? Ledger(path: config.stateDir.appendingPathComponent("control.sqlite")) else { return }
+        let title = "[ka:audit] \(verb) \(args.joined(separator: " "))"
+        let body = "Direct CLI invocation on \(ProcessInfo.processInfo.hostName): \(ok ? "done" : "refused/failed")\n\n```\n\(text.prefix(6000))\n```"
+        _ = try? ledger.enqueue(.issue(title: title, body: body, labels: ["ka:audit"]), ref: "audit-\(UUID().uuidString)")
+        let api = DefaultGiteaClient(baseURL: config.giteaURL, owner: config.owner, repo: config.repo, token: config.token, maxAttempts: 3)
+        let done = DispatchSemaphore(value: 0)
+        Task { _ = await OutboxSender(ledger: ledger, api: api).drain(); done.signal() }
+        _ = done.wait(timeout: .now() + 15)   // what does not land now, `ka serve` delivers later
+    }
 }
 
 var args = Array(CommandLine.arguments.dropFirst())
@@ -17,4 +99,5 @@ let invokedAs = URL(fileURLWithPath: CommandLine.arguments.first ?? "ka").lastPa
 if invokedAs.hasPrefix("ka-") {
     args.insert(String(invokedAs.dropFirst(3)), at: 0)
 }
-KA.main(args)
+installAuditHook()
+await KA.main(args)

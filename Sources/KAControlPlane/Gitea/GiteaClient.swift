@@ -109,6 +109,8 @@ public final class DefaultGiteaClient: GiteaAPI, @unchecked Sendable {
         session = URLSession(configuration: config)
     }
 
+    private func countRequest() { lock.withLock { requestCount += 1 } }
+
     func path(_ route: GiteaRoute, _ params: [String: String] = [:]) -> String {
         var p = route.path.replacingOccurrences(of: "{owner}", with: owner).replacingOccurrences(of: "{repo}", with: repo)
         for (k, v) in params { p = p.replacingOccurrences(of: "{\(k)}", with: v.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? v) }
@@ -131,7 +133,7 @@ public final class DefaultGiteaClient: GiteaAPI, @unchecked Sendable {
         var attempt = 0
         while true {
             attempt += 1
-            lock.lock(); requestCount += 1; lock.unlock()
+            countRequest()
             do {
                 let (data, resp) = try await session.data(for: req)
                 guard let http = resp as? HTTPURLResponse else { throw GiteaError(status: 0, method: route.method, path: p, message: "no HTTP response") }

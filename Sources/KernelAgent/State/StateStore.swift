@@ -43,6 +43,38 @@ public protocol StateStore: Sendable {
     func markDrifted(host: String, reason: String, at: Date) throws
     func clearDrift(host: String) throws
     func drift(host: String) throws -> DriftRecord?
+    func upsertReminder(issue: Int, filedAt: Date, open: Bool) throws
+    func snoozeReminder(issue: Int, until: Date) throws -> Bool
+    func dueReminders(now: Date, limit: Int) throws -> [ReminderRecord]
+    func advanceReminder(issue: Int, stage: Int, nextDue: Date) throws
+}
+
+/// The escalating ladder of an open [ka:installable] issue: filed, +1 h, +6 h, then daily.
+public struct ReminderRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "reminders"
+    public var issue: Int
+    public var filedAt: Date
+    public var stage: Int
+    public var nextDue: Date
+    public var snoozedUntil: Date?
+    public var open: Bool
+
+    /// Offset of stage n from filing.
+    public static func offset(_ stage: Int) -> TimeInterval {
+        switch stage {
+        case 0: return 0
+        case 1: return 3600
+        case 2: return 6 * 3600
+        default: return 6 * 3600 + Double(stage - 2) * 86400
+        }
+    }
+
+    /// The first stage due after `now` (missed stages are skipped, so downtime never floods).
+    public static func nextStage(after now: Date, filedAt: Date, current: Int) -> Int {
+        var s = current + 1
+        while filedAt.addingTimeInterval(offset(s)) <= now { s += 1 }
+        return s
+    }
 }
 
 /// SQLite via GRDB, WAL mode (`DatabasePool`), at `<state dir>/state.sqlite`.
@@ -86,6 +118,14 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
                 t.column("reason", .text).notNull()
                 t.column("since", .datetime).notNull()
             }
+            try db.create(table: "reminders") { t in
+                t.primaryKey("issue", .integer)
+                t.column("filedAt", .datetime).notNull()
+                t.column("stage", .integer).notNull()
+                t.column("nextDue", .datetime).notNull()
+                t.column("snoozedUntil", .datetime)
+                t.column("open", .boolean).notNull()
+            }
             try db.create(table: "blocks") { t in
                 t.autoIncrementedPrimaryKey("id")
                 t.column("kind", .text).notNull()
@@ -121,6 +161,35 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
     }
     public func clearDrift(host: String) throws { try write("clear drift") { _ = try DriftRecord.deleteOne($0, key: host) } }
     public func drift(host: String) throws -> DriftRecord? { try read("read drift") { try DriftRecord.fetchOne($0, key: host) } }
+
+    public func upsertReminder(issue: Int, filedAt: Date, open: Bool) throws {
+        try write("track reminder") { db in
+            if var r = try ReminderRecord.fetchOne(db, key: issue) {
+                r.open = open; try r.update(db)
+            } else if open {
+                try ReminderRecord(issue: issue, filedAt: filedAt, stage: 0, nextDue: filedAt, snoozedUntil: nil, open: true).insert(db)
+            }
+        }
+    }
+    public func snoozeReminder(issue: Int, until: Date) throws -> Bool {
+        try write("snooze") { db in
+            guard var r = try ReminderRecord.fetchOne(db, key: issue), r.open else { return false }
+            r.snoozedUntil = until
+            if r.nextDue < until { r.nextDue = until }
+            try r.update(db)
+            return true
+        }
+    }
+    public func dueReminders(now: Date, limit: Int) throws -> [ReminderRecord] {
+        try read("due reminders") { db in
+            try ReminderRecord.filter(Column("open") == true && Column("nextDue") <= now).order(Column("nextDue")).limit(limit).fetchAll(db)
+        }
+    }
+    public func advanceReminder(issue: Int, stage: Int, nextDue: Date) throws {
+        try write("advance reminder") { db in
+            try db.execute(sql: "UPDATE reminders SET stage = ?, nextDue = ? WHERE issue = ?", arguments: [stage, nextDue, issue])
+        }
+    }
 
     // MARK: BlockStore (local)
 
@@ -179,6 +248,28 @@ public final class MemoryStateStore: StateStore, BlockStore, @unchecked Sendable
     }
     public func clearDrift(host: String) throws { _ = locked { drifts.removeValue(forKey: host) } }
     public func drift(host: String) throws -> DriftRecord? { locked { drifts[host] } }
+
+    private var reminders: [Int: ReminderRecord] = [:]
+    public func upsertReminder(issue: Int, filedAt: Date, open: Bool) throws {
+        locked {
+            if reminders[issue] != nil { reminders[issue]?.open = open }
+            else if open { reminders[issue] = ReminderRecord(issue: issue, filedAt: filedAt, stage: 0, nextDue: filedAt, snoozedUntil: nil, open: true) }
+        }
+    }
+    public func snoozeReminder(issue: Int, until: Date) throws -> Bool {
+        locked {
+            guard var r = reminders[issue], r.open else { return false }
+            r.snoozedUntil = until; if r.nextDue < until { r.nextDue = until }
+            reminders[issue] = r
+            return true
+        }
+    }
+    public func dueReminders(now: Date, limit: Int) throws -> [ReminderRecord] {
+        locked { Array(reminders.values.filter { $0.open && $0.nextDue <= now }.sorted { $0.nextDue < $1.nextDue }.prefix(limit)) }
+    }
+    public func advanceReminder(issue: Int, stage: Int, nextDue: Date) throws {
+        locked { reminders[issue]?.stage = stage; reminders[issue]?.nextDue = nextDue }
+    }
 
     public func openBlocks() throws -> [Block] { locked { blocks.filter(\.open).map(\.0) } }
     @discardableResult

@@ -84,21 +84,6 @@ public struct RestoreArchiveVerb: Verb {
     public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome { throw Verbs.notAvailable("restore-archive", "archives arrive with the build pipeline") }
 }
 
-/// `ka snooze <issue-id> [--for <duration>]`
-public struct SnoozeVerb: Verb {
-    public static let configuration = CommandConfiguration(commandName: "snooze", abstract: "Postpone the reminders of an [ka:installable] issue.")
-    @Argument(help: "Issue number.") public var issue: Int
-    @Option(name: .customLong("for"), help: "How long (default 6h).") public var snoozeFor: String?
-    public init() {}
-    public var lane: Lane { .none }
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject {
-        guard issue > 0 else { throw KAError.refusal("issue \(issue)", "issue numbers start at 1") }
-        try duration(snoozeFor); return PolicySubject()
-    }
-    public func plan(in ctx: VerbContext) throws -> Plan { throw Verbs.notAvailable("snooze", "reminders arrive with the control plane (ka serve)") }
-    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome { throw Verbs.notAvailable("snooze", "reminders arrive with the control plane") }
-}
-
 /// `ka debug <job-id>`
 public struct DebugVerb: Verb {
     public static let configuration = CommandConfiguration(commandName: "debug", abstract: "Shell into the container that ran a build job.")

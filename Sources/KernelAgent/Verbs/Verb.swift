@@ -107,6 +107,10 @@ extension Verb {
 
 /// The CLI front door.
 public enum CLI {
+    /// Called after every direct invocation with (verb, arguments, result text, succeeded). The `ka` binary sets
+    /// it to file the `[ka:audit]` issue when Gitea is configured.
+    nonisolated(unsafe) public static var auditHook: ((String, [String], String, Bool) -> Void)?
+
     public static func context() throws -> VerbContext {
         let ws = Workspace.fromEnvironment()
         let store = try SQLiteStateStore.open(ws)
@@ -118,9 +122,11 @@ public enum CLI {
         do {
             let ctx = try context()
             Timings.mark("open state store")
-            let (_, outcome) = try verb.execute(in: ctx)
+            let (plan, outcome) = try verb.execute(in: ctx)
             print(outcome.text, terminator: outcome.text.hasSuffix("\n") ? "" : "\n")
+            auditHook?(V.verbName, plan.arguments, outcome.text, true)
         } catch let e as KAError {
+            auditHook?(V.verbName, Array(CommandLine.arguments.dropFirst()), e.description, false)
             FileHandle.standardError.write(Data("ka \(V.verbName): \(e.kind == .refusal ? "refused: " : e.kind == .notAvailable ? "" : "error: ")\(e)\n".utf8))
             throw ExitCode(e.exitCode)
         }
@@ -136,6 +142,29 @@ public enum Verbs {
     ]
 
     public static func named(_ name: String) -> (any Verb.Type)? { all.first { $0.verbName == name } }
+
+    public static var names: [String] { all.map { $0.verbName } }
+
+    public static var abstracts: [(String, String)] { all.map { ($0.verbName, $0.configuration.abstract) } }
+
+    /// Parses `args` with the verb's own ArgumentParser definition (the control plane's front door).
+    public static func parse(_ type: any Verb.Type, _ args: [String]) throws -> any Verb {
+        func open<V: Verb>(_ t: V.Type) throws -> any Verb { try t.parse(args) }
+        return try open(type)
+    }
+
+    /// The verb's own error text and help for bad arguments.
+    public static func usageReply(_ type: any Verb.Type, error: Error) -> String {
+        func open<V: Verb>(_ t: V.Type) -> String {
+            "\(t.message(for: error))\n\n```\n\(t.helpMessage(columns: 100))\n```"
+        }
+        return open(type)
+    }
+
+    public static func help(_ type: any Verb.Type) -> String {
+        func open<V: Verb>(_ t: V.Type) -> String { t.helpMessage(columns: 100) }
+        return open(type)
+    }
 
     /// Refusal shared by the verbs whose pipeline has not landed yet.
     public static func notAvailable(_ verb: String, _ lands: String) -> KAError {

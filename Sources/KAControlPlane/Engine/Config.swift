@@ -1,0 +1,101 @@
+import Foundation
+import KernelAgent
+
+/// `ka serve` settings: one YAML file (`--config`), every key overridable from the environment.
+/// Secrets come only from the environment (or a file named by `*_FILE`), never from the YAML.
+public struct ControlPlaneConfig: Sendable {
+    public var giteaURL: URL
+    public var owner: String
+    public var repo: String
+    public var botLogin: String?
+    public var listenHost = "127.0.0.1"
+    public var listenPort = 8087
+    public var pollInterval: Double = 60
+    public var stateDir: URL
+    public var root: URL
+    public var consentTTL: Double = 24 * 3600
+    public var maxParallelRuns = 2
+    public var reminderCap = 10
+    /// verb → logins allowed; "*" applies to every verb. Empty: users with write permission on the repo.
+    public var allow: [String: [String]] = [:]
+    public var token: String
+    public var webhookSecrets: [[UInt8]]
+
+    public static let keys: Set<String> = ["gitea_url", "repo", "bot_login", "listen", "poll_interval", "state_dir", "root",
+                                           "consent_ttl", "max_parallel_runs", "reminder_cap", "allow"]
+
+    public static func load(file: String?, env: [String: String] = ProcessInfo.processInfo.environment) throws -> ControlPlaneConfig {
+        var values: [String: String] = [:]
+        var allow: [String: [String]] = [:]
+        if let file {
+            guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
+                throw KAError.refusal("--config \(file)", "cannot read the config file")
+            }
+            let doc = try YAMLValue.parse(text, file: file)
+            let m = try doc.mapping(allowed: keys)
+            for k in m.keys where k != "allow" { values[k] = try m[k]?.string() }
+            if let a = m["allow"] {
+                guard case .mapping = a.node else { throw a.error("expected verb → [logins]") }
+                let am = try a.mapping(allowed: Set(Verbs.all.map { $0.verbName } + ["*", "yes", "no", "help", "snooze"]))
+                for k in am.keys { allow[k] = try am[k]?.stringList() ?? [] }
+            }
+        }
+        let envMap = ["KA_GITEA_URL": "gitea_url", "KA_REPO": "repo", "KA_BOT_LOGIN": "bot_login", "KA_LISTEN": "listen",
+                      "KA_POLL_INTERVAL": "poll_interval", "KA_STATE_DIR": "state_dir", "KA_ROOT": "root"]
+        for (e, k) in envMap { if let v = env[e] { values[k] = v } }
+
+        func need(_ key: String, _ envName: String) throws -> String {
+            guard let v = values[key], !v.isEmpty else {
+                throw KAError.refusal("config", "missing \(key)", hint: "set \(key) in the config file or \(envName) in the environment")
+            }
+            return v
+        }
+        guard let url = URL(string: try need("gitea_url", "KA_GITEA_URL")), url.scheme == "http" || url.scheme == "https" else {
+            throw KAError.refusal("config", "gitea_url is not an http(s) URL")
+        }
+        let repoParts = try need("repo", "KA_REPO").split(separator: "/")
+        guard repoParts.count == 2 else { throw KAError.refusal("config", "repo must be owner/name (e.g. marfrit/kernel-agent)") }
+        guard let token = Self.secret("KA_GITEA_TOKEN", env) else {
+            throw KAError.refusal("config", "missing KA_GITEA_TOKEN", hint: "export KA_GITEA_TOKEN (or KA_GITEA_TOKEN_FILE) with a token that has write:issue, read:repository, read:user")
+        }
+        let secrets = ["KA_WEBHOOK_SECRET", "KA_WEBHOOK_SECRET_OLD"].compactMap { Self.secret($0, env) }.map { Array($0.utf8) }
+        let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+        let root = values["root"].map { URL(fileURLWithPath: $0, relativeTo: cwd).standardizedFileURL } ?? cwd
+        var c = ControlPlaneConfig(giteaURL: url, owner: String(repoParts[0]), repo: String(repoParts[1]), botLogin: values["bot_login"],
+                                   stateDir: values["state_dir"].map { URL(fileURLWithPath: $0, relativeTo: cwd).standardizedFileURL }
+                                       ?? root.appendingPathComponent(".ka"),
+                                   root: root, allow: allow, token: token, webhookSecrets: secrets)
+        if let l = values["listen"] {
+            guard let colon = l.lastIndex(of: ":"), let port = Int(l[l.index(after: colon)...]), (1...65535).contains(port) else {
+                throw KAError.refusal("config", "listen must be host:port, got '\(l)'")
+            }
+            c.listenHost = String(l[..<colon]); c.listenPort = port
+        }
+        if let p = values["poll_interval"] {
+            guard let s = Double(p), s >= 1 else { throw KAError.refusal("config", "poll_interval must be seconds ≥ 1, got '\(p)'") }
+            c.pollInterval = s
+        }
+        if let t = values["consent_ttl"] {
+            guard let s = KernelAgent.Duration.parseSeconds(t) else { throw KAError.refusal("config", "consent_ttl: bad duration '\(t)'") }
+            c.consentTTL = Double(s)
+        }
+        if let m = values["max_parallel_runs"] {
+            guard let n = Int(m), n >= 1 else { throw KAError.refusal("config", "max_parallel_runs must be ≥ 1") }
+            c.maxParallelRuns = n
+        }
+        if let r = values["reminder_cap"] {
+            guard let n = Int(r), n >= 1 else { throw KAError.refusal("config", "reminder_cap must be ≥ 1") }
+            c.reminderCap = n
+        }
+        return c
+    }
+
+    static func secret(_ name: String, _ env: [String: String]) -> String? {
+        if let v = env[name], !v.isEmpty { return v }
+        if let f = env[name + "_FILE"], let d = FileManager.default.contents(atPath: f) {
+            let s = String(decoding: d, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            return s.isEmpty ? nil : s
+        }
+        return nil
+    }
+}

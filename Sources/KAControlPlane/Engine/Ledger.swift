@@ -1,0 +1,119 @@
+import Foundation
+import GRDB
+import KernelAgent
+
+/// The control plane's durable memory (SQLite, WAL): which comments and issues were seen (exactly once,
+/// whatever the route: webhook, poll, redelivery, restart), every run and its state, the outbox of writes
+/// to Gitea, the poll cursor and the reminder schedule.
+public final class Ledger: @unchecked Sendable {
+    public let pool: DatabasePool
+
+    public init(path: URL) throws {
+        try FileManager.default.createDirectory(at: path.deletingLastPathComponent(), withIntermediateDirectories: true)
+        var config = Configuration()
+        config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+        config.busyMode = .timeout(10)
+        pool = try DatabasePool(path: path.path, configuration: config)
+        try Self.migrator.migrate(pool)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+            CREATE TABLE deliveries (id TEXT PRIMARY KEY, received_at REAL NOT NULL);
+            CREATE TABLE events (
+                key TEXT PRIMARY KEY,             -- comment:<id> or issue:<id>
+                kind TEXT NOT NULL,               -- comment | issue
+                issue INTEGER NOT NULL,
+                comment_id INTEGER,
+                author TEXT NOT NULL,
+                text TEXT NOT NULL,               -- comment body or issue title
+                processed INTEGER NOT NULL DEFAULT 0,
+                received_at REAL NOT NULL);
+            CREATE TABLE runs (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                event_key TEXT NOT NULL, seq INTEGER NOT NULL,
+                issue INTEGER NOT NULL, requester TEXT NOT NULL,
+                verb TEXT NOT NULL, args TEXT NOT NULL,
+                state TEXT NOT NULL,              -- answered | awaiting | queued | running | done | failed | cancelled | expired | refused
+                nonce TEXT UNIQUE, expires_at REAL,
+                pins TEXT, lane TEXT, detail TEXT,
+                created_at REAL NOT NULL, updated_at REAL NOT NULL,
+                UNIQUE(event_key, seq));
+            CREATE TABLE outbox (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                ref TEXT UNIQUE,                  -- names what a create makes, for later edits and for adoption after a crash
+                kind TEXT NOT NULL,               -- comment | edit-comment | reaction | issue | edit-issue | labels
+                issue INTEGER, target_ref TEXT, target_id INTEGER,
+                payload TEXT NOT NULL,
+                done INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,
+                next_at REAL NOT NULL, gitea_id INTEGER, last_error TEXT, created_at REAL NOT NULL);
+            CREATE INDEX outbox_pending ON outbox(done, next_at);
+            CREATE TABLE cursors (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE reminders (issue INTEGER PRIMARY KEY, filed_at REAL NOT NULL, stage INTEGER NOT NULL,
+                next_due REAL NOT NULL, snoozed_until REAL, open INTEGER NOT NULL DEFAULT 1);
+            """)
+        }
+        return m
+    }
+
+    /// GRDB's synchronous write, callable from async code (where the async overload would be chosen).
+    public func writeSync<T>(_ body: (Database) throws -> T) throws -> T { try pool.write(body) }
+    public func readSync<T>(_ body: (Database) throws -> T) throws -> T { try pool.read(body) }
+
+    // MARK: ingest
+
+    /// Records a delivery id; false if it was seen before (a replay of the same delivery).
+    public func recordDelivery(_ id: String, at: Date) throws -> Bool {
+        try pool.write { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO deliveries (id, received_at) VALUES (?, ?)", arguments: [id, at.timeIntervalSince1970])
+            return db.changesCount == 1
+        }
+    }
+
+    public struct Event: Sendable, Equatable {
+        public let key: String
+        public let kind: String
+        public let issue: Int
+        public let commentID: Int64?
+        public let author: String
+        public let text: String
+    }
+
+    /// Stores an event once; false if its key was already known.
+    @discardableResult
+    public func ingest(_ e: Event, at: Date) throws -> Bool {
+        try pool.write { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO events (key, kind, issue, comment_id, author, text, received_at) VALUES (?,?,?,?,?,?,?)",
+                           arguments: [e.key, e.kind, e.issue, e.commentID, e.author, e.text, at.timeIntervalSince1970])
+            return db.changesCount == 1
+        }
+    }
+
+    public func unprocessedEvents(limit: Int = 100) throws -> [Event] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM events WHERE processed = 0 ORDER BY rowid LIMIT ?", arguments: [limit]).map {
+                Event(key: $0["key"], kind: $0["kind"], issue: $0["issue"], commentID: $0["comment_id"], author: $0["author"], text: $0["text"])
+            }
+        }
+    }
+
+    public func markProcessed(_ key: String) throws {
+        try pool.write { try $0.execute(sql: "UPDATE events SET processed = 1 WHERE key = ?", arguments: [key]) }
+    }
+
+    public func isKnown(_ key: String) throws -> Bool {
+        try pool.read { try Bool.fetchOne($0, sql: "SELECT 1 FROM events WHERE key = ?", arguments: [key]) ?? false }
+    }
+
+    // MARK: cursors
+
+    public func cursor(_ name: String) throws -> String? {
+        try pool.read { try String.fetchOne($0, sql: "SELECT value FROM cursors WHERE name = ?", arguments: [name]) }
+    }
+
+    public func setCursor(_ name: String, _ value: String) throws {
+        try pool.write { try $0.execute(sql: "INSERT OR REPLACE INTO cursors (name, value) VALUES (?, ?)", arguments: [name, value]) }
+    }
+}

@@ -1,0 +1,137 @@
+import Foundation
+import GRDB
+import KernelAgent
+
+/// Every write to Gitea, stored before it is sent and retried until Gitea takes it. A create carries a hidden
+/// `<!-- ka:ref=… -->` marker; after a crash between Gitea's 201 and our bookkeeping, the next attempt finds
+/// the marker and adopts the existing comment or issue instead of posting a second one.
+public enum OutboxOp: Codable, Sendable, Equatable {
+    case comment(issue: Int, body: String)
+    case editComment(targetRef: String, body: String)
+    case reaction(commentID: Int64, content: String)
+    case issue(title: String, body: String, labels: [String])
+    case editIssue(number: Int, body: String?, state: String?)
+}
+
+extension Ledger {
+    /// Queues a write. With a `ref`, enqueuing the same ref twice is a no-op (idempotent producers).
+    @discardableResult
+    public func enqueue(_ op: OutboxOp, ref: String? = nil, in db: Database? = nil, at now: Date = Date()) throws -> Bool {
+        let payload = String(decoding: try JSONEncoder().encode(op), as: UTF8.self)
+        func insert(_ db: Database) throws -> Bool {
+            try db.execute(sql: "INSERT OR IGNORE INTO outbox (ref, kind, payload, next_at, created_at) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [ref, "\(op)".prefix { $0 != "(" }.description, payload, now.timeIntervalSince1970, now.timeIntervalSince1970])
+            return db.changesCount == 1
+        }
+        if let db { return try insert(db) }
+        return try pool.write(insert)
+    }
+
+    public struct OutboxItem: Sendable {
+        public let id: Int64
+        public let ref: String?
+        public let op: OutboxOp
+        public let attempts: Int
+    }
+
+    public func pendingOutbox(now: Date, limit: Int = 200) throws -> [OutboxItem] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, ref, payload, attempts FROM outbox WHERE done = 0 AND next_at <= ? ORDER BY id LIMIT ?",
+                             arguments: [now.timeIntervalSince1970, limit]).compactMap { row in
+                let payload: String = row["payload"]
+                guard let op = try? JSONDecoder().decode(OutboxOp.self, from: Data(payload.utf8)) else { return nil }
+                return OutboxItem(id: row["id"], ref: row["ref"], op: op, attempts: row["attempts"])
+            }
+        }
+    }
+
+    public func outboxPendingCount() throws -> Int {
+        try pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM outbox WHERE done = 0") ?? 0 }
+    }
+
+    func giteaID(forRef ref: String) throws -> Int64? {
+        try pool.read { try Int64.fetchOne($0, sql: "SELECT gitea_id FROM outbox WHERE ref = ? AND done = 1", arguments: [ref]) }
+    }
+
+    func markSent(_ id: Int64, giteaID: Int64?) throws {
+        try pool.write { try $0.execute(sql: "UPDATE outbox SET done = 1, gitea_id = ? WHERE id = ?", arguments: [giteaID, id]) }
+    }
+
+    func markFailed(_ id: Int64, error: String, retryAt: Date) throws {
+        try pool.write {
+            try $0.execute(sql: "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ? WHERE id = ?",
+                           arguments: [error, retryAt.timeIntervalSince1970, id])
+        }
+    }
+}
+
+/// Sends the outbox in order. Edits wait for the create they target.
+public final class OutboxSender: @unchecked Sendable {
+    let ledger: Ledger
+    let api: GiteaAPI
+    private var labelIDs: [String: Int64] = [:]
+
+    public init(ledger: Ledger, api: GiteaAPI) { self.ledger = ledger; self.api = api }
+
+    static func marker(_ ref: String) -> String { "<!-- ka:ref=\(ref) -->" }
+
+    /// One pass over what is due; returns how many writes landed.
+    @discardableResult
+    public func drain(now: Date = Date()) async -> Int {
+        guard let items = try? ledger.pendingOutbox(now: now) else { return 0 }
+        var sent = 0
+        var blockedTargets = Set<String>()
+        for item in items {
+            do {
+                switch item.op {
+                case let .comment(issue, body):
+                    var id: Int64?
+                    if let ref = item.ref, item.attempts > 0 {
+                        id = try await api.listIssueComments(issue).first { $0.body.contains(Self.marker(ref)) }?.id
+                    }
+                    if id == nil {
+                        let text = item.ref.map { body + "\n\n" + Self.marker($0) } ?? body
+                        id = try await api.createComment(issue: issue, body: text).id
+                    }
+                    try ledger.markSent(item.id, giteaID: id)
+                case let .editComment(target, body):
+                    if blockedTargets.contains(target) { continue }
+                    guard let cid = try ledger.giteaID(forRef: target) else { blockedTargets.insert(target); continue }
+                    _ = try await api.editComment(id: cid, body: body + "\n\n" + Self.marker(target))
+                    try ledger.markSent(item.id, giteaID: cid)
+                case let .reaction(commentID, content):
+                    try await api.addReaction(commentID: commentID, content: content)
+                    try ledger.markSent(item.id, giteaID: nil)
+                case let .issue(title, body, labels):
+                    var number: Int?
+                    if let ref = item.ref {
+                        // also on the first attempt: blocks are filed idempotently by their marker
+                        number = try await api.listIssues(state: "open", since: nil).first { ($0.body ?? "").contains(Self.marker(ref)) }?.number
+                    }
+                    if number == nil {
+                        let ids = try await labelIDsFor(labels)
+                        number = try await api.createIssue(title: title, body: body + (item.ref.map { "\n\n" + Self.marker($0) } ?? ""), labelIDs: ids).number
+                    }
+                    try ledger.markSent(item.id, giteaID: number.map(Int64.init))
+                case let .editIssue(number, body, state):
+                    _ = try await api.editIssue(number, title: nil, body: body, state: state)
+                    try ledger.markSent(item.id, giteaID: Int64(number))
+                }
+                sent += 1
+            } catch {
+                if case let .editComment(target, _) = item.op { blockedTargets.insert(target) }
+                let delay = min(300, 0.5 * pow(2, Double(min(item.attempts, 9)))) * Double.random(in: 0.5...1.5)
+                try? ledger.markFailed(item.id, error: "\(error)", retryAt: now.addingTimeInterval(delay))
+            }
+        }
+        return sent
+    }
+
+    func labelIDsFor(_ names: [String]) async throws -> [Int64] {
+        guard !names.isEmpty else { return [] }
+        if names.contains(where: { labelIDs[$0] == nil }) {
+            for l in try await api.listLabels() { labelIDs[l.name] = l.id }
+        }
+        return names.compactMap { labelIDs[$0] }   // a missing label is created by `ka labels sync`, never guessed
+    }
+}

@@ -1,0 +1,27 @@
+import Foundation
+import KernelAgent
+
+extension Engine {
+    /// Keeps the reminder schedule in step with [ka:installable] issues (opened → tracked, closed → stopped).
+    public func trackReminder(_ issue: GiteaIssue) throws {
+        guard issue.title.hasPrefix("[ka:installable]") else { return }
+        let filed = GiteaTime.parse(issue.created_at) ?? now()
+        try makeContext().state.upsertReminder(issue: issue.number, filedAt: filed, open: issue.state == "open")
+    }
+
+    /// Posts what is due, at most `config.reminderCap` per sweep; missed stages are skipped, not replayed.
+    @discardableResult
+    public func sweepReminders() throws -> Int {
+        let state = try makeContext().state
+        let due = try state.dueReminders(now: now(), limit: config.reminderCap)
+        for r in due {
+            let words = ["filed", "1 hour", "6 hours"]
+            let age = r.stage < 3 ? words[r.stage] : "\(r.stage - 2 + 0) day(s) past the 6-hour mark"
+            try ledger.enqueue(.comment(issue: r.issue, body: "⏰ reminder (\(age)): this kernel is ready to install. Run `ka install <host>` yourself when it suits you, or `/ka-snooze \(r.issue) --for 6h`."),
+                               ref: "reminder-\(r.issue)-\(r.stage)", at: now())
+            let next = ReminderRecord.nextStage(after: now(), filedAt: r.filedAt, current: r.stage)
+            try state.advanceReminder(issue: r.issue, stage: next, nextDue: r.filedAt.addingTimeInterval(ReminderRecord.offset(next)))
+        }
+        return due.count
+    }
+}

@@ -1,0 +1,61 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import KernelAgent
+import Logging
+import ServiceLifecycle
+
+/// `ka serve`: the webhook receiver, health and metrics endpoints, and the control loop, in one ServiceGroup.
+public enum ControlPlaneServer {
+    public static func buildRouter(intake: WebhookIntake, metrics: Metrics, ledger: Ledger) -> Router<BasicRequestContext> {
+        let router = Router()
+        router.post("/webhook") { request, _ -> Response in
+            var req = request
+            let buffer = try await req.collectBody(upTo: WebhookIntake.maxBody)   // > 1 MiB → 413
+            let bytes = Array(buffer.readableBytesView)
+            let (status, text) = intake.handle(header: { name in
+                HTTPField.Name(name).flatMap { request.headers[$0] }
+            }, body: bytes)
+            return Response(status: .init(code: status), body: .init(byteBuffer: ByteBuffer(string: text + "\n")))
+        }
+        // The bare endpoint: the ingest benchmark's same-server baseline.
+        router.post("/bare") { request, _ -> Response in
+            var req = request
+            _ = try await req.collectBody(upTo: WebhookIntake.maxBody)
+            return Response(status: .ok)
+        }
+        router.get("/healthz") { _, _ in "ok\n" }
+        router.get("/metrics") { _, _ -> Response in
+            let gauges = ["outbox_pending": (try? ledger.outboxPendingCount()) ?? -1]
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                            body: .init(byteBuffer: ByteBuffer(string: metrics.render(gauges: gauges))))
+        }
+        return router
+    }
+
+    public static func run(config: ControlPlaneConfig, logger: Logger) async throws {
+        guard !config.webhookSecrets.isEmpty else {
+            throw KAError.refusal("config", "missing KA_WEBHOOK_SECRET", hint: "export KA_WEBHOOK_SECRET (the Gitea hook's secret); during rotation also KA_WEBHOOK_SECRET_OLD")
+        }
+        let api = DefaultGiteaClient(baseURL: config.giteaURL, owner: config.owner, repo: config.repo, token: config.token)
+        let bot: String
+        if let b = config.botLogin { bot = b } else { bot = try await api.currentUser().login }
+        let ledger = try Ledger(path: config.stateDir.appendingPathComponent("control.sqlite"))
+        let ws = Workspace(root: config.root, stateDir: config.stateDir)
+        let store = try SQLiteStateStore.open(ws)
+        let engine = Engine(config: config, ledger: ledger, api: api, botLogin: bot,
+                            makeContext: { VerbContext(workspace: ws, state: store, blocks: store) })
+        let metrics = Metrics()
+        let loop = ControlLoop(engine: engine, poller: Poller(engine: engine, api: api), outbox: OutboxSender(ledger: ledger, api: api),
+                               interval: config.pollInterval, metrics: metrics, logger: logger)
+        let intake = WebhookIntake(verifier: WebhookVerifier(secrets: config.webhookSecrets), engine: engine, metrics: metrics,
+                                   onAccepted: { loop.poke() })
+        let app = Application(router: buildRouter(intake: intake, metrics: metrics, ledger: ledger),
+                              configuration: .init(address: .hostname(config.listenHost, port: config.listenPort), serverName: "kernel-agent"),
+                              logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [.init(service: app), .init(service: loop)],
+                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        logger.info("ka serve: \(config.owner)/\(config.repo) as \(bot), listening on \(config.listenHost):\(config.listenPort)")
+        try await group.run()
+    }
+}

@@ -1,0 +1,45 @@
+import Crypto
+import Foundation
+
+/// `X-Gitea-Signature`: lowercase hex HMAC-SHA256 of the raw body. Two secrets are accepted during rotation.
+/// The key is rebuilt per request (SymmetricKey is not Sendable in swift-crypto 3.12).
+public struct WebhookVerifier: Sendable {
+    let secrets: [[UInt8]]
+    public init(secrets: [[UInt8]]) { self.secrets = secrets }
+
+    public func verify(signature: String?, body: some DataProtocol) -> Bool {
+        guard let sig = signature, sig.utf8.count == 64, let given = Self.unhex(sig) else { return false }
+        var ok = false
+        for s in secrets where !s.isEmpty {
+            let mac = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: s))
+            // constant time over the 32 bytes, and over every secret (no early exit)
+            var diff: UInt8 = 0
+            for (a, b) in zip(Array(mac), given) { diff |= a ^ b }
+            if diff == 0 { ok = true }
+        }
+        return ok
+    }
+
+    public static func sign(_ body: some DataProtocol, secret: [UInt8]) -> String {
+        HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: secret)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func unhex(_ s: String) -> [UInt8]? {
+        var out = [UInt8]()
+        out.reserveCapacity(32)
+        var it = s.utf8.makeIterator()
+        func nib(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 0x30...0x39: return c - 0x30
+            case 0x61...0x66: return c - 0x61 + 10
+            case 0x41...0x46: return c - 0x41 + 10
+            default: return nil
+            }
+        }
+        while let h = it.next() {
+            guard let l = it.next(), let a = nib(h), let b = nib(l) else { return nil }
+            out.append(a << 4 | b)
+        }
+        return out
+    }
+}
