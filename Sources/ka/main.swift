@@ -5,6 +5,7 @@ import KernelAgent
 import Logging
 
 /// `ka <verb> …`, or `ka-<verb> …` through a link named after the verb (see README, "ka-<verb> names").
+@available(macOS 10.15, macCatalyst 13, iOS 13, tvOS 13, watchOS 6, *)
 struct KA: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ka",
@@ -100,4 +101,14 @@ if invokedAs.hasPrefix("ka-") {
     args.insert(String(invokedAs.dropFirst(3)), at: 0)
 }
 installAuditHook()
-await KA.main(args)
+// Parse and run by hand: `KA.main(args)` resolves to the synchronous overload.
+do {
+    var command = try KA.parseAsRoot(args)
+    if var asyncCommand = command as? AsyncParsableCommand {
+        try await asyncCommand.run()
+    } else {
+        try command.run()
+    }
+} catch {
+    KA.exit(withError: error)
+}

@@ -52,7 +52,7 @@ import Testing
     @Test func deferredVerbsRefuseAndDoNothing() throws {
         let s = try PromoteTests.tree()
         for args in [["build", "h1"], ["install", "h1"], ["keep", "job-1", "--for", "7d"], ["pause-prune"], ["resume-prune"],
-                     ["restore-archive", "job-1"], ["snooze", "12", "--for", "6h"], ["debug", "job-1"], ["wake-data"]] {
+                     ["restore-archive", "job-1"], ["debug", "job-1"], ["wake-data"]] {
             let snap = s.snapshot()
             let r = try s.ka(args)
             #expect(r.status == 2, "\(args)")
@@ -63,6 +63,21 @@ import Testing
         #expect(try s.ka(["install", "h9"]).stderrText.contains("unknown host"))
         #expect(try s.ka(["keep", "--", "-rf"]).stderrText.contains("not a valid job id"))
         #expect(try s.ka(["snooze", "3", "--for", "soon"]).stderrText.contains("not a duration"))
+    }
+
+    @Test func snoozeHoldsATrackedReminderAndRefusesAnUnknownIssue() throws {
+        let s = try PromoteTests.tree()
+        let unknown = try s.ka(["snooze", "12", "--for", "6h"])
+        #expect(unknown.status == 2)
+        #expect(unknown.stderrText.contains("issue #12 → has no open [ka:installable] reminder"))
+        let store = try SQLiteStateStore(path: s.url(".ka/state.sqlite"))
+        try store.upsertReminder(issue: 12, filedAt: Date(timeIntervalSinceNow: -7200), open: true)
+        #expect(try store.dueReminders(now: Date(), limit: 10).map(\.issue) == [12])
+        let ok = try s.ka(["snooze", "12", "--for", "2h"])
+        #expect(ok.status == 0, "\(ok.stderrText)")
+        #expect(try store.dueReminders(now: Date(), limit: 10).isEmpty)
+        #expect(try store.dueReminders(now: Date(timeIntervalSinceNow: 7300), limit: 10).map(\.issue) == [12])
+        #expect(try s.ka(["reminders"]).stdoutText == "no reminders due\n")
     }
 
     @Test func installNeverTargetsInfraWithoutOptIn() throws {
