@@ -56,7 +56,9 @@ let package = Package(
                 "KernelAgent", "KAControlPlane",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
-            ]
+            ],
+            // the stand-in shares mutable state across handlers under one lock; v5 mode keeps it readable
+            swiftSettings: [.swiftLanguageMode(.v5)]
         ),
     ]
 )
