@@ -1,0 +1,98 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Hummingbird
+import Logging
+@testable import KAControlPlane
+@testable import KernelAgent
+
+/// The stand-in Gitea plus the real control plane (engine, loop, webhook server) in this process, on a copy of
+/// the shipped fleet/ and patches/.
+final class Harness: @unchecked Sendable {
+    let gitea = GiteaStandIn()
+    let root: URL
+    let secret = Array("test-secret".utf8)
+    var config: ControlPlaneConfig!
+    var ledger: Ledger!
+    var engine: Engine!
+    var loop: ControlLoop!
+    var api: DefaultGiteaClient!
+    var metrics = Metrics()
+    var serverPort = 0
+    private var serverTask: Task<Void, Error>?
+
+    static var projectRoot: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    init() throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("ka-cp-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        for d in ["fleet", "patches", "labels"] {
+            try FileManager.default.copyItem(at: Self.projectRoot.appendingPathComponent(d), to: root.appendingPathComponent(d))
+        }
+    }
+
+    deinit {
+        serverTask?.cancel()
+        gitea.stop()
+        try? FileManager.default.removeItem(at: root)
+    }
+
+    func start(allow: [String: [String]] = [:], consentTTL: Double = 3600, webhook: Bool = true) async throws {
+        try await gitea.start()
+        config = ControlPlaneConfig(giteaURL: gitea.baseURL, owner: gitea.owner, repo: gitea.repo, botLogin: nil,
+                                    stateDir: root.appendingPathComponent(".ka"), root: root, token: "bot-token", webhookSecrets: [secret])
+        config.allow = allow
+        config.consentTTL = consentTTL
+        config.pollInterval = 1
+        api = DefaultGiteaClient(baseURL: gitea.baseURL, owner: gitea.owner, repo: gitea.repo, token: "bot-token", maxAttempts: 10, baseDelay: 0.005)
+        let bot = try await api.currentUser().login
+        ledger = try Ledger(path: config.stateDir.appendingPathComponent("control.sqlite"))
+        let ws = Workspace(root: root, stateDir: config.stateDir)
+        let store = try SQLiteStateStore.open(ws)
+        engine = Engine(config: config, ledger: ledger, api: api, botLogin: bot, makeContext: { VerbContext(workspace: ws, state: store, blocks: store) })
+        loop = ControlLoop(engine: engine, poller: Poller(engine: engine, api: api), outbox: OutboxSender(ledger: ledger, api: api),
+                           interval: 1, metrics: metrics, logger: Logger(label: "test"))
+        try await loop.poller.pollOnce()   // sets the cursor: history before start is not replayed
+        guard webhook else { return }
+        let intake = WebhookIntake(verifier: WebhookVerifier(secrets: [secret]), engine: engine, metrics: metrics, onAccepted: {})
+        let portBox = PortBox()
+        let app = Application(router: ControlPlaneServer.buildRouter(intake: intake, metrics: metrics, ledger: ledger),
+                              configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                              onServerRunning: { portBox.set($0.localAddress?.port ?? 0) })
+        serverTask = Task { try await app.run() }
+        for _ in 0..<500 where portBox.get() == 0 { try await Task.sleep(nanoseconds: 10_000_000) }
+        serverPort = portBox.get()
+        gitea.webhookURL = URL(string: "http://127.0.0.1:\(serverPort)/webhook")
+    }
+
+    /// Turns the loop until `done` holds (or the deadline passes).
+    @discardableResult
+    func settle(poll: Bool = false, timeout: Double = 20, until done: () -> Bool) async -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            await loop.turn(poll: poll)
+            await loop.waitForRuns()
+            await loop.turn(poll: false)
+            if done() { return true }
+            try? await Task.sleep(nanoseconds: 20_000_000)
+        }
+        return done()
+    }
+
+    func post(_ path: String, body: Data, headers: [String: String]) async throws -> (Int, String) {
+        var req = URLRequest(url: URL(string: "http://127.0.0.1:\(serverPort)\(path)")!)
+        req.httpMethod = "POST"
+        req.httpBody = body
+        for (k, v) in headers { req.setValue(v, forHTTPHeaderField: k) }
+        let (data, resp) = try await URLSession.shared.data(for: req)
+        return ((resp as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+    }
+
+    static func nonce(in text: String) -> String? {
+        guard let r = text.range(of: "/ka-yes ") else { return nil }
+        return String(text[r.upperBound...].prefix { $0.isLetter || $0.isNumber })
+    }
+}
