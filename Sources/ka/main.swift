@@ -101,14 +101,17 @@ if invokedAs.hasPrefix("ka-") {
     args.insert(String(invokedAs.dropFirst(3)), at: 0)
 }
 installAuditHook()
-// Parse and run by hand: `KA.main(args)` resolves to the synchronous overload.
-do {
-    var command = try KA.parseAsRoot(args)
-    if var asyncCommand = command as? AsyncParsableCommand {
-        try await asyncCommand.run()
-    } else {
-        try command.run()
+/// Parse and run by hand: `KA.main(args)` resolves to the synchronous overload from top-level code.
+func runMain(_ args: [String]) async {
+    do {
+        var command = try KA.parseAsRoot(args)
+        if var asyncCommand = command as? AsyncParsableCommand {
+            try await asyncCommand.run()
+        } else {
+            try command.run()
+        }
+    } catch {
+        KA.exit(withError: error)
     }
-} catch {
-    KA.exit(withError: error)
 }
+await runMain(args)

@@ -57,9 +57,14 @@ extension Ledger {
         try pool.write { try $0.execute(sql: "UPDATE outbox SET done = 1, gitea_id = ? WHERE id = ?", arguments: [giteaID, id]) }
     }
 
+    /// Counted before the request goes out: if we die after Gitea took it, the next attempt looks for the marker.
+    func markAttempt(_ id: Int64) throws {
+        try pool.write { try $0.execute(sql: "UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", arguments: [id]) }
+    }
+
     func markFailed(_ id: Int64, error: String, retryAt: Date) throws {
         try pool.write {
-            try $0.execute(sql: "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ? WHERE id = ?",
+            try $0.execute(sql: "UPDATE outbox SET last_error = ?, next_at = ? WHERE id = ?",
                            arguments: [error, retryAt.timeIntervalSince1970, id])
         }
     }
@@ -83,6 +88,7 @@ public final class OutboxSender: @unchecked Sendable {
         var blockedTargets = Set<String>()
         for item in items {
             do {
+                try ledger.markAttempt(item.id)
                 switch item.op {
                 case let .comment(issue, body):
                     var id: Int64?
