@@ -21,7 +21,7 @@ final class GiteaStandIn: @unchecked Sendable {
     private let lock = NSLock()
     private var nextID: Int64 = 100
     private(set) var users: [String: User] = [:]          // token → user
-    private(set) var issues: [Int: Issue] = [:]
+    var issues: [Int: Issue] = [:]
     private(set) var comments: [Int64: Comment] = [:]
     private(set) var labels: [Int64: Label] = [:]
     private(set) var reactions: [(Int64, String, String)] = []

@@ -40,7 +40,7 @@ final class Harness: @unchecked Sendable {
         try? FileManager.default.removeItem(at: root)
     }
 
-    func start(allow: [String: [String]] = [:], consentTTL: Double = 3600, webhook: Bool = true) async throws {
+    func start(allow: [String: [String]] = [:], consentTTL: Double = 3600, webhook: Bool = true, giteaBlocks: Bool = false) async throws {
         try await gitea.start()
         config = ControlPlaneConfig(giteaURL: gitea.baseURL, owner: gitea.owner, repo: gitea.repo, botLogin: nil,
                                     stateDir: root.appendingPathComponent(".ka"), root: root, token: "bot-token", webhookSecrets: [secret])
@@ -52,7 +52,9 @@ final class Harness: @unchecked Sendable {
         ledger = try Ledger(path: config.stateDir.appendingPathComponent("control.sqlite"))
         let ws = Workspace(root: root, stateDir: config.stateDir)
         let store = try SQLiteStateStore.open(ws)
-        engine = Engine(config: config, ledger: ledger, api: api, botLogin: bot, makeContext: { VerbContext(workspace: ws, state: store, blocks: store) })
+        let blockStore: BlockStore = giteaBlocks ? GiteaBlockStore(api: api, ledger: ledger) : store
+        engine = Engine(config: config, ledger: ledger, api: api, botLogin: bot,
+                        makeContext: { VerbContext(workspace: ws, state: store, blocks: blockStore, fileBlocksOnRefusal: giteaBlocks) })
         loop = ControlLoop(engine: engine, poller: Poller(engine: engine, api: api), outbox: OutboxSender(ledger: ledger, api: api),
                            interval: 1, metrics: metrics, logger: Logger(label: "test"))
         try await loop.poller.pollOnce()   // sets the cursor: history before start is not replayed

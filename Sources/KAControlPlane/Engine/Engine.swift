@@ -139,7 +139,14 @@ public final class Engine: @unchecked Sendable {
         }
         let plan: Plan
         do {
-            plan = try makePlan(inv.verb, inv.args)
+            // verbs are synchronous and may block on I/O: keep them off the async executor
+            let verbName = inv.verb, args = inv.args
+            let result: Result<Plan, Error> = await withCheckedContinuation { cont in
+                DispatchQueue.global().async { [self] in
+                    cont.resume(returning: Result { try makePlan(verbName, args) })
+                }
+            }
+            plan = try result.get()
         } catch let err as UsageProblem {
             try reply(e, seq: seq, "@\(e.author) `\(inv.raw)`: \(err.text)", state: "refused", verb: inv.verb, args: inv.args)
             return

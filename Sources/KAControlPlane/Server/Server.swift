@@ -43,8 +43,9 @@ public enum ControlPlaneServer {
         let ledger = try Ledger(path: config.stateDir.appendingPathComponent("control.sqlite"))
         let ws = Workspace(root: config.root, stateDir: config.stateDir)
         let store = try SQLiteStateStore.open(ws)
+        let blocks = GiteaBlockStore(api: api, ledger: ledger)
         let engine = Engine(config: config, ledger: ledger, api: api, botLogin: bot,
-                            makeContext: { VerbContext(workspace: ws, state: store, blocks: store) })
+                            makeContext: { VerbContext(workspace: ws, state: store, blocks: blocks, fileBlocksOnRefusal: true) })
         let metrics = Metrics()
         let loop = ControlLoop(engine: engine, poller: Poller(engine: engine, api: api), outbox: OutboxSender(ledger: ledger, api: api),
                                interval: config.pollInterval, metrics: metrics, logger: logger)

@@ -49,6 +49,12 @@ public struct PromoteVerb: Verb {
         let resolution = try Resolver(workspace: ctx.workspace, policy: policy, blocks: ctx.blocks).resolve(manifest)
         let conflicts = ConflictDetector.detect(resolution.entries)
         if !conflicts.isEmpty {
+            if ctx.fileBlocksOnRefusal {
+                for c in conflicts {
+                    try ctx.blocks.file(kind: .campaignConflict, scope: .patches([c.first, c.second]),
+                                        title: "\(c.first) ↔ \(c.second)", body: "ka promote \(host) found overlapping hunks:\n\n- \(c)\n\nClose this issue once one patch is rebased onto the other or dropped.")
+                }
+            }
             throw KAError(.refusal, [manifest.file, "campaign conflict: \(conflicts.count) overlapping hunk pair(s)"]
                           + conflicts.map(\.description),
                           hint: "decide the order: rebase one patch onto the other, or drop one from the manifest")
@@ -104,6 +110,13 @@ public struct PromoteVerb: Verb {
             let report = ApplyChecker.check(promotion.resolution.entries, tree: tree, display: tree.path)
             reportText = report.render(manifest: m.file)
             if !report.passed {
+                if ctx.fileBlocksOnRefusal {
+                    for f in report.failures {
+                        try ctx.blocks.file(kind: .patchFail, scope: .patches([f.path]), title: "\(f.path) does not apply to \(m.baseline.ref)",
+                                            body: "ka promote \(host): \(f.status.rawValue)\n\n" + f.details.map { "- \($0)" }.joined(separator: "\n")
+                                                + "\n\nClose this issue once the patch is refreshed.")
+                    }
+                }
                 let reportURL = prepared.out.appendingPathComponent("apply-report.txt")
                 try FS.writeAtomically(Data(reportText!.utf8), to: reportURL)
                 throw KAError(.refusal, [m.file, "apply check failed for \(report.failures.count) patch(es) (\(report.summary))"]

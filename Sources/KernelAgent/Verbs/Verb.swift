@@ -69,10 +69,15 @@ public struct VerbContext: Sendable {
     public let now: @Sendable () -> Date
     /// Test hook: called before each step of a transaction; throwing there simulates a failure mid-way.
     public let faults: (@Sendable (String) throws -> Void)?
+    /// Whether a refusal files its own block (promote: [ka:patch-fail], [ka:campaign-conflict]). On with the
+    /// control plane, whose blocks a person closes in the tracker; off for the bare CLI.
+    public let fileBlocksOnRefusal: Bool
 
     public init(workspace: Workspace, state: StateStore, blocks: BlockStore,
-                now: @escaping @Sendable () -> Date = { Date() }, faults: (@Sendable (String) throws -> Void)? = nil) {
+                now: @escaping @Sendable () -> Date = { Date() }, faults: (@Sendable (String) throws -> Void)? = nil,
+                fileBlocksOnRefusal: Bool = false) {
         self.workspace = workspace; self.state = state; self.blocks = blocks; self.now = now; self.faults = faults
+        self.fileBlocksOnRefusal = fileBlocksOnRefusal
     }
 
     public func registry() throws -> HostRegistry { try HostRegistry.load(workspace) }

@@ -1,0 +1,51 @@
+import Foundation
+import Testing
+@testable import KAControlPlane
+@testable import KernelAgent
+
+@Suite(.serialized) struct BlockTests {
+    @Test func openBlockIssuesHaltTheirPatchesAndClosingLiftsThem() async throws {
+        let h = try Harness()
+        try await h.start(giteaBlocks: true)
+        let g = h.gitea
+        let patch = "board/pinebook-pro/0002-arm64-dts-rk3399-pinebook-pro-enable-hdmi-sound.patch"
+        // a block whose title looks right but has no marker is not a block; one with the marker is
+        g.createIssue(by: "markus", title: "[ka:patch-fail] looks like a block", body: "no marker here")
+        let block = g.createIssue(by: "markus", title: "[ka:patch-fail] hdmi sound breaks", body: "found on fresnel\n\n<!-- ka:block kind=patch-fail scope=patches=\(patch) -->")
+        let issue = g.createIssue(by: "markus", title: "promote")
+        g.comment(by: "markus", on: issue, body: "/ka-promote fresnel")
+        #expect(await h.settle { g.botComments(on: issue).count == 1 })
+        #expect(g.botComments(on: issue)[0].body.contains("blocked by open [ka:patch-fail] #\(block): [ka:patch-fail] hdmi sound breaks"))
+        g.withLock { g.issues[block]?.state = "closed" }
+        g.comment(by: "markus", on: issue, body: "/ka-promote fresnel")
+        #expect(await h.settle { g.botComments(on: issue).count == 2 })
+        #expect(g.botComments(on: issue)[1].body.contains("will:"))
+    }
+
+    @Test func applyFailuresFileOnePatchFailIssueEachIdempotently() async throws {
+        let h = try Harness()
+        try await h.start(giteaBlocks: true)
+        let g = h.gitea
+        let empty = h.root.appendingPathComponent("empty-tree")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        let issue = g.createIssue(by: "markus", title: "promote")
+        g.comment(by: "markus", on: issue, body: "/ka-promote ohm --tree empty-tree")
+        #expect(await h.settle { g.botComments(on: issue).count == 1 })
+        let nonce = try #require(Harness.nonce(in: g.botComments(on: issue).last!.body))
+        g.comment(by: "markus", on: issue, body: "/ka-yes \(nonce)")
+        #expect(await h.settle { g.botComments(on: issue).last?.body.contains("❌ failed") == true })
+        #expect(g.botComments(on: issue).last!.body.contains("apply check failed"))
+        _ = await h.loop.outbox.drain()
+        // the filed block now halts that patch; filing again finds it by its marker instead of opening another
+        g.comment(by: "markus", on: issue, body: "/ka-promote ohm --tree empty-tree")
+        #expect(await h.settle { g.botComments(on: issue).count == 3 })
+        #expect(g.botComments(on: issue)[2].body.contains("blocked by open [ka:patch-fail] #"))
+        let store = GiteaBlockStore(api: h.api, ledger: h.ledger)
+        let again = try await Task.detached { try store.file(kind: .patchFail, scope: .patches(["arch/arm64/scs-arm-neon-build-fix/0001-arm64-xor-neon-keep-ffixed-x18-with-SCS.patch"]), title: "x", body: "y") }.value
+        #expect(again.id.hasPrefix("#"))
+        _ = await h.loop.outbox.drain()
+        let blocks = g.withLock { g.issues.values.filter { $0.title.hasPrefix("[ka:patch-fail]") } }
+        #expect(blocks.count == 1, "one block for the one failing patch, filed once: \(blocks.map(\.title))")
+        #expect(blocks.first?.body.contains("<!-- ka:block kind=patch-fail scope=patches=arch/arm64/scs-arm-neon-build-fix/0001-arm64-xor-neon-keep-ffixed-x18-with-SCS.patch -->") == true)
+    }
+}
