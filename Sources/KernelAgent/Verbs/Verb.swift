@@ -131,7 +131,9 @@ public enum CLI {
             print(outcome.text, terminator: outcome.text.hasSuffix("\n") ? "" : "\n")
             auditHook?(V.verbName, plan.arguments, outcome.text, true)
         } catch let e as KAError {
-            auditHook?(V.verbName, Array(CommandLine.arguments.dropFirst()), e.description, false)
+            var args = Array(CommandLine.arguments.dropFirst())
+            if args.first == V.verbName { args.removeFirst() }   // `ka abandon x` vs `ka-abandon x`
+            auditHook?(V.verbName, args, e.description, false)
             FileHandle.standardError.write(Data("ka \(V.verbName): \(e.kind == .refusal ? "refused: " : e.kind == .notAvailable ? "" : "error: ")\(e)\n".utf8))
             throw ExitCode(e.exitCode)
         }
