@@ -82,3 +82,47 @@ import Testing
         #expect(h.gitea.withLock { h.gitea.issues.values.contains { $0.title == "[ka:audit] abandon x" && $0.body.contains("refused") } })
     }
 }
+
+@Suite(.serialized) struct ConsentPolicyTests {
+    @Test func expiredConsentAndAllowlistsAreHonoured() async throws {
+        let h = try Harness()
+        try await h.start(allow: ["promote": ["markus"], "status": ["mallory"]], consentTTL: 1)
+        let g = h.gitea
+        let i = g.createIssue(by: "markus", title: "consent")
+        // the allowlist replaces the permission check: mallory (read) may run status, markus may not
+        g.comment(by: "markus", on: i, body: "/ka-status")
+        #expect(await h.settle { g.botComments(on: i).count == 1 })
+        #expect(g.botComments(on: i)[0].body.contains("@markus sorry, you are not allowed to run `/ka-status`"))
+        g.comment(by: "mallory", on: i, body: "/ka-status")
+        #expect(await h.settle { g.botComments(on: i).count == 2 })
+        #expect(g.botComments(on: i)[1].body.contains("will:"))
+        // a consent that arrives after the expiry is refused
+        g.comment(by: "markus", on: i, body: "/ka-promote ohm")
+        #expect(await h.settle { g.botComments(on: i).count == 3 })
+        let nonce = try #require(Harness.nonce(in: g.botComments(on: i)[2].body))
+        try await Task.sleep(nanoseconds: 1_200_000_000)
+        g.comment(by: "markus", on: i, body: "/ka-yes \(nonce)")
+        #expect(await h.settle { g.botComments(on: i).count == 4 })
+        #expect(g.botComments(on: i)[3].body.contains("that plan expired"))
+        #expect(!FileManager.default.fileExists(atPath: h.root.appendingPathComponent("out/ohm").path))
+    }
+
+    @Test func clientSurfaces4xxWithGiteasMessageAndDoesNotRetryThem() async throws {
+        let h = try Harness()
+        try await h.start(webhook: false)
+        let before = h.gitea.requests.count
+        do {
+            _ = try await h.api.getIssue(999)
+            Issue.record("expected a 404")
+        } catch let e as GiteaError {
+            #expect(e.status == 404)
+            #expect(e.message == "not found")
+            #expect(e.description == "Gitea GET /repos/marfrit/kernel-agent/issues/999 → 404: not found")
+        }
+        #expect(h.gitea.requests.count - before == 1, "a 4xx is not retried")
+        let bad = DefaultGiteaClient(baseURL: h.gitea.baseURL, owner: "marfrit", repo: "kernel-agent", token: "wrong", maxAttempts: 3, baseDelay: 0.001)
+        do { _ = try await bad.currentUser(); Issue.record("expected 401") } catch let e as GiteaError {
+            #expect(e.status == 401 && e.message == "token is required")
+        }
+    }
+}

@@ -25,17 +25,27 @@ public final class Engine: @unchecked Sendable {
 
     // MARK: ingest (webhook and poller both land here)
 
+    /// The ledger event for a newly created comment, or nil when it is not ours to read (the bot's own, a PR's).
+    public func event(comment c: GiteaComment, issue: Int, isPull: Bool = false) -> Ledger.Event? {
+        guard c.user.login != botLogin, !isPull else { return nil }
+        return .init(key: "comment:\(c.id)", kind: "comment", issue: issue, commentID: c.id, author: c.user.login, text: c.body)
+    }
+
+    /// The ledger event for a newly opened issue whose title may hold a verb.
+    public func event(issue i: GiteaIssue) -> Ledger.Event? {
+        guard i.user.login != botLogin, !i.isPull, i.title.hasPrefix("[ka:") else { return nil }
+        return .init(key: "issue:\(i.id)", kind: "issue", issue: i.number, commentID: nil, author: i.user.login, text: i.title)
+    }
+
     /// A newly created comment. Edits never re-run: they get a short note once.
     public func ingest(comment c: GiteaComment, issue: Int, isPull: Bool = false) throws -> Bool {
-        guard c.user.login != botLogin, !isPull else { return false }
-        return try ledger.ingest(.init(key: "comment:\(c.id)", kind: "comment", issue: issue, commentID: c.id,
-                                       author: c.user.login, text: c.body), at: now())
+        guard let e = event(comment: c, issue: issue, isPull: isPull) else { return false }
+        return try ledger.ingest(e, at: now())
     }
 
     public func ingest(issue i: GiteaIssue) throws -> Bool {
-        guard i.user.login != botLogin, !i.isPull, i.title.hasPrefix("[ka:") else { return false }
-        return try ledger.ingest(.init(key: "issue:\(i.id)", kind: "issue", issue: i.number, commentID: nil,
-                                       author: i.user.login, text: i.title), at: now())
+        guard let e = event(issue: i) else { return false }
+        return try ledger.ingest(e, at: now())
     }
 
     /// An edited comment that holds a command: one note, never a re-run.

@@ -13,7 +13,7 @@ public enum ControlPlaneServer {
             var req = request
             let buffer = try await req.collectBody(upTo: WebhookIntake.maxBody)   // > 1 MiB → 413
             let bytes = Array(buffer.readableBytesView)
-            let (status, text) = intake.handle(header: { name in
+            let (status, text) = await intake.handle(header: { name in
                 HTTPField.Name(name).flatMap { request.headers[$0] }
             }, body: bytes)
             return Response(status: .init(code: status), body: .init(byteBuffer: ByteBuffer(string: text + "\n")))

@@ -9,12 +9,29 @@ public struct WebhookIntake: Sendable {
     let engine: Engine
     let metrics: Metrics
     let onAccepted: @Sendable () -> Void
+    let batcher: IngestBatcher
 
     public init(verifier: WebhookVerifier, engine: Engine, metrics: Metrics, onAccepted: @escaping @Sendable () -> Void) {
         self.verifier = verifier; self.engine = engine; self.metrics = metrics; self.onAccepted = onAccepted
+        batcher = IngestBatcher(ledger: engine.ledger)
     }
 
-    public func handle(header: (String) -> String?, body: [UInt8]) -> (status: Int, text: String) {
+    /// Stores the delivery id and the event (if any) in the next group commit.
+    func store(_ delivery: String?, _ event: Ledger.Event?) async -> (status: Int, text: String)? {
+        switch await batcher.submit(delivery: delivery, event: event) {
+        case .duplicateDelivery:
+            metrics.inc("webhook_duplicate_total")
+            return (200, "duplicate delivery")
+        case let .failed(e):
+            metrics.inc("webhook_errors_total")
+            return (500, "could not store the event: \(e)")
+        case let .stored(new):
+            if new { onAccepted() }
+            return nil
+        }
+    }
+
+    public func handle(header: (String) -> String?, body: [UInt8]) async -> (status: Int, text: String) {
         metrics.inc("webhook_requests_total")
         guard body.count <= Self.maxBody else { metrics.inc("webhook_rejected_total"); return (413, "body too large") }
         guard verifier.verify(signature: header("X-Gitea-Signature"), body: body) else {
@@ -24,13 +41,8 @@ public struct WebhookIntake: Sendable {
         let event = header("X-Gitea-Event") ?? ""
         let decoder = JSONDecoder()
         let full = "\(engine.config.owner)/\(engine.config.repo)".lowercased()
+        let delivery = header("X-Gitea-Delivery").flatMap { $0.isEmpty ? nil : $0 }
         do {
-            if let delivery = header("X-Gitea-Delivery"), !delivery.isEmpty {
-                guard try engine.ledger.recordDelivery(delivery, at: Date()) else {
-                    metrics.inc("webhook_duplicate_total")
-                    return (200, "duplicate delivery")
-                }
-            }
             switch event {
             case "issue_comment":
                 let p: IssueCommentPayload
@@ -38,18 +50,17 @@ public struct WebhookIntake: Sendable {
                     metrics.inc("webhook_rejected_total"); return (400, "malformed issue_comment payload")
                 }
                 guard p.repository.full_name.lowercased() == full else { return (202, "ignored: other repository") }
-                switch p.action {
-                case "created": if try engine.ingest(comment: p.comment, issue: p.issue.number, isPull: p.is_pull ?? p.issue.isPull) { onAccepted() }
-                case "edited": try engine.noteEdit(comment: p.comment, issue: p.issue.number); onAccepted()
-                default: break
-                }
+                let event = p.action == "created" ? engine.event(comment: p.comment, issue: p.issue.number, isPull: p.is_pull ?? p.issue.isPull) : nil
+                if let early = await store(delivery, event) { return early }
+                if p.action == "edited" { try engine.noteEdit(comment: p.comment, issue: p.issue.number); onAccepted() }
             case "issues":
                 let p: IssuePayload
                 do { p = try decoder.decode(IssuePayload.self, from: Data(body)) } catch {
                     metrics.inc("webhook_rejected_total"); return (400, "malformed issues payload")
                 }
                 guard p.repository.full_name.lowercased() == full else { return (202, "ignored: other repository") }
-                if p.action == "opened", try engine.ingest(issue: p.issue) { onAccepted() }
+                let event = p.action == "opened" ? engine.event(issue: p.issue) : nil
+                if let early = await store(delivery, event) { return early }
                 if p.action == "opened" || p.action == "closed" || p.action == "reopened" { try engine.trackReminder(p.issue) }
             default:
                 guard (try? JSONSerialization.jsonObject(with: Data(body))) != nil else {

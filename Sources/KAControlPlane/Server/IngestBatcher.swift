@@ -1,0 +1,62 @@
+import Foundation
+import GRDB
+
+/// Group commit for webhook deliveries: handlers hand their (delivery id, event) over and wait; one writer
+/// thread stores everything that queued up meanwhile in a single transaction and answers each handler.
+/// The ack still means "stored", but 32 concurrent deliveries cost one commit, not 64.
+final class IngestBatcher: @unchecked Sendable {
+    enum Outcome: Sendable { case stored(new: Bool), duplicateDelivery, failed(String) }
+
+    struct Item {
+        let delivery: String?
+        let event: Ledger.Event?
+        let done: @Sendable (Outcome) -> Void
+    }
+
+    private let ledger: Ledger
+    private let lock = NSLock()
+    private var pending: [Item] = []
+    private let wake = DispatchSemaphore(value: 0)
+
+    init(ledger: Ledger) {
+        self.ledger = ledger
+        let t = Thread { [weak self] in self?.loop() }
+        t.name = "ka-ingest-writer"
+        t.start()
+    }
+
+    func submit(delivery: String?, event: Ledger.Event?) async -> Outcome {
+        await withCheckedContinuation { cont in
+            lock.withLock { pending.append(Item(delivery: delivery, event: event, done: { cont.resume(returning: $0) })) }
+            wake.signal()
+        }
+    }
+
+    private func loop() {
+        while true {
+            wake.wait()
+            let batch: [Item] = lock.withLock { defer { pending.removeAll(keepingCapacity: true) }; return pending }
+            guard !batch.isEmpty else { continue }
+            let now = Date().timeIntervalSince1970
+            var outcomes: [Outcome] = []
+            do {
+                try ledger.pool.write { db in
+                    outcomes = []
+                    for item in batch {
+                        if let d = item.delivery {
+                            try db.execute(sql: "INSERT OR IGNORE INTO deliveries (id, received_at) VALUES (?, ?)", arguments: [d, now])
+                            if db.changesCount == 0 { outcomes.append(.duplicateDelivery); continue }
+                        }
+                        guard let e = item.event else { outcomes.append(.stored(new: false)); continue }
+                        try db.execute(sql: "INSERT OR IGNORE INTO events (key, kind, issue, comment_id, author, text, received_at) VALUES (?,?,?,?,?,?,?)",
+                                       arguments: [e.key, e.kind, e.issue, e.commentID, e.author, e.text, now])
+                        outcomes.append(.stored(new: db.changesCount == 1))
+                    }
+                }
+            } catch {
+                outcomes = batch.map { _ in .failed("\(error)") }
+            }
+            for (item, o) in zip(batch, outcomes) { item.done(o) }
+        }
+    }
+}
