@@ -5,6 +5,11 @@ import Foundation
 public struct WebhookIntake: Sendable {
     public static let maxBody = 1 << 20
 
+    /// What an issue_comment delivery is read for (the rest is validated and skipped).
+    static let commentKeys: Set<String> = ["action", "is_pull", "repository.full_name", "issue.number", "issue.pull_request",
+                                           "comment.id", "comment.body", "comment.user.login", "comment.user.id", "comment.issue_url",
+                                           "comment.pull_request_url", "comment.created_at", "comment.updated_at"]
+
     let verifier: WebhookVerifier
     let engine: Engine
     let metrics: Metrics
@@ -45,14 +50,22 @@ public struct WebhookIntake: Sendable {
         do {
             switch event {
             case "issue_comment":
-                let p: IssueCommentPayload
-                do { p = try decoder.decode(IssueCommentPayload.self, from: Data(body)) } catch {
+                let v: [String: PayloadScanner.Value]
+                do { v = try PayloadScanner.scan(body, wanted: Self.commentKeys) } catch {
+                    metrics.inc("webhook_rejected_total"); return (400, "malformed JSON")
+                }
+                guard let action = v.string("action"), let repo = v.string("repository.full_name"), let number = v.int("issue.number"),
+                      let cid = v.int("comment.id"), let text = v.string("comment.body"), let login = v.string("comment.user.login") else {
                     metrics.inc("webhook_rejected_total"); return (400, "malformed issue_comment payload")
                 }
-                guard p.repository.full_name.lowercased() == full else { return (202, "ignored: other repository") }
-                let event = p.action == "created" ? engine.event(comment: p.comment, issue: p.issue.number, isPull: p.is_pull ?? p.issue.isPull) : nil
+                guard repo.lowercased() == full else { return (202, "ignored: other repository") }
+                let comment = GiteaComment(id: Int64(cid), body: text, user: GiteaUser(id: Int64(v.int("comment.user.id") ?? 0), login: login),
+                                           issue_url: v.string("comment.issue_url"), pull_request_url: v.string("comment.pull_request_url"),
+                                           created_at: v.string("comment.created_at") ?? "", updated_at: v.string("comment.updated_at") ?? "")
+                let isPull = v["is_pull"] == .bool(true) || (v["issue.pull_request"] ?? .null) != .null
+                let event = action == "created" ? engine.event(comment: comment, issue: number, isPull: isPull) : nil
                 if let early = await store(delivery, event) { return early }
-                if p.action == "edited" { try engine.noteEdit(comment: p.comment, issue: p.issue.number); onAccepted() }
+                if action == "edited" { try engine.noteEdit(comment: comment, issue: number); onAccepted() }
             case "issues":
                 let p: IssuePayload
                 do { p = try decoder.decode(IssuePayload.self, from: Data(body)) } catch {
@@ -75,4 +88,9 @@ public struct WebhookIntake: Sendable {
         metrics.inc("webhook_accepted_total")
         return (200, "ok")
     }
+}
+
+extension Dictionary where Key == String, Value == PayloadScanner.Value {
+    func string(_ k: String) -> String? { if case let .string(s)? = self[k] { return s }; return nil }
+    func int(_ k: String) -> Int? { if case let .number(d)? = self[k], d == d.rounded(), abs(d) < 9e15 { return Int(d) }; return nil }
 }
