@@ -42,14 +42,15 @@ final class IngestBatcher: @unchecked Sendable {
             do {
                 try ledger.pool.write { db in
                     outcomes = []
+                    let delivery = try db.cachedStatement(sql: "INSERT OR IGNORE INTO deliveries (id, received_at) VALUES (?, ?)")
+                    let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO events (key, kind, issue, comment_id, author, text, received_at) VALUES (?,?,?,?,?,?,?)")
                     for item in batch {
                         if let d = item.delivery {
-                            try db.execute(sql: "INSERT OR IGNORE INTO deliveries (id, received_at) VALUES (?, ?)", arguments: [d, now])
+                            try delivery.execute(arguments: [d, now])
                             if db.changesCount == 0 { outcomes.append(.duplicateDelivery); continue }
                         }
                         guard let e = item.event else { outcomes.append(.stored(new: false)); continue }
-                        try db.execute(sql: "INSERT OR IGNORE INTO events (key, kind, issue, comment_id, author, text, received_at) VALUES (?,?,?,?,?,?,?)",
-                                       arguments: [e.key, e.kind, e.issue, e.commentID, e.author, e.text, now])
+                        try insert.execute(arguments: [e.key, e.kind, e.issue, e.commentID, e.author, e.text, now])
                         outcomes.append(.stored(new: db.changesCount == 1))
                     }
                 }

@@ -10,19 +10,32 @@ struct PayloadScanner {
 
     private let b: [UInt8]
     private var i = 0
-    private let wanted: Set<String>
+    private let wanted: Set<[UInt8]>
+    private let prefixes: Set<[UInt8]>        // every proper prefix of a wanted path: only these are descended with a path
+    /// The current key path as bytes ("comment.user.login"); reused, so scanning allocates only for kept values.
+    private var path: [UInt8] = []
     private(set) var values: [String: Value] = [:]
 
     static func scan(_ bytes: [UInt8], wanted: Set<String>) throws -> [String: Value] {
         var s = PayloadScanner(b: bytes, wanted: wanted)
         s.skipWS()
-        try s.value(path: "", depth: 0)
+        try s.value(tracked: true, depth: 0)
         s.skipWS()
         guard s.i == bytes.count else { throw Malformed(offset: s.i, reason: "trailing data") }
         return s.values
     }
 
-    private init(b: [UInt8], wanted: Set<String>) { self.b = b; self.wanted = wanted }
+    private init(b: [UInt8], wanted: Set<String>) {
+        self.b = b
+        self.wanted = Set(wanted.map { Array($0.utf8) })
+        var p = Set<[UInt8]>([[]])
+        for w in wanted {
+            let parts = w.split(separator: ".")
+            for n in 1..<max(1, parts.count) { p.insert(Array(parts.prefix(n).joined(separator: ".").utf8)) }
+        }
+        prefixes = p
+        path.reserveCapacity(64)
+    }
 
     private mutating func skipWS() {
         while i < b.count, b[i] == 0x20 || b[i] == 0x0A || b[i] == 0x0D || b[i] == 0x09 { i += 1 }
@@ -33,22 +46,29 @@ struct PayloadScanner {
         i += 1
     }
 
-    private mutating func value(path: String, depth: Int) throws {
+    /// `tracked`: `path` holds this value's key path (false below anything no wanted path goes through).
+    private mutating func value(tracked: Bool, depth: Int) throws {
         guard depth < 64 else { throw Malformed(offset: i, reason: "nesting too deep") }
         guard i < b.count else { throw Malformed(offset: i, reason: "unexpected end") }
-        let keep = wanted.contains(path)
+        let keep = tracked && wanted.contains(path)
+        let key = keep ? String(decoding: path, as: UTF8.self) : ""
         switch b[i] {
         case UInt8(ascii: "{"):
             i += 1; skipWS()
-            if keep { values[path] = .container }
+            if keep { values[key] = .container }
             if i < b.count, b[i] == UInt8(ascii: "}") { i += 1; return }
+            let descend = tracked && prefixes.contains(path)
+            let mark = path.count
             while true {
                 skipWS()
-                let key = try string(capture: true) ?? ""
+                let k = try keyRange()
                 skipWS(); try expect(UInt8(ascii: ":")); skipWS()
-                // only paths that can lead to a wanted key are built; elsewhere the key is dropped
-                let child = path.isEmpty ? key : path + "." + key
-                try value(path: depth < 3 ? child : "…", depth: depth + 1)
+                if descend {
+                    if mark > 0 { path.append(UInt8(ascii: ".")) }
+                    path.append(contentsOf: b[k])
+                }
+                try value(tracked: descend, depth: depth + 1)
+                if descend { path.removeSubrange(mark...) }
                 skipWS()
                 guard i < b.count else { throw Malformed(offset: i, reason: "unterminated object") }
                 if b[i] == UInt8(ascii: ",") { i += 1; continue }
@@ -56,11 +76,11 @@ struct PayloadScanner {
             }
         case UInt8(ascii: "["):
             i += 1; skipWS()
-            if keep { values[path] = .container }
+            if keep { values[key] = .container }
             if i < b.count, b[i] == UInt8(ascii: "]") { i += 1; return }
             while true {
                 skipWS()
-                try value(path: "…", depth: depth + 1)
+                try value(tracked: false, depth: depth + 1)
                 skipWS()
                 guard i < b.count else { throw Malformed(offset: i, reason: "unterminated array") }
                 if b[i] == UInt8(ascii: ",") { i += 1; continue }
@@ -68,10 +88,10 @@ struct PayloadScanner {
             }
         case UInt8(ascii: "\""):
             let s = try string(capture: keep)
-            if keep, let s { values[path] = .string(s) }
-        case UInt8(ascii: "t"): try literal("true"); if keep { values[path] = .bool(true) }
-        case UInt8(ascii: "f"): try literal("false"); if keep { values[path] = .bool(false) }
-        case UInt8(ascii: "n"): try literal("null"); if keep { values[path] = .null }
+            if keep, let s { values[key] = .string(s) }
+        case UInt8(ascii: "t"): try literal("true"); if keep { values[key] = .bool(true) }
+        case UInt8(ascii: "f"): try literal("false"); if keep { values[key] = .bool(false) }
+        case UInt8(ascii: "n"): try literal("null"); if keep { values[key] = .null }
         default:
             let start = i
             if i < b.count, b[i] == UInt8(ascii: "-") { i += 1 }
@@ -88,7 +108,7 @@ struct PayloadScanner {
                 guard i < b.count, b[i] >= 0x30 && b[i] <= 0x39 else { throw Malformed(offset: i, reason: "bad number") }
                 while i < b.count, b[i] >= 0x30 && b[i] <= 0x39 { i += 1 }
             }
-            if keep, let d = Double(String(decoding: b[start..<i], as: UTF8.self)) { values[path] = .number(d) }
+            if keep, let d = Double(String(decoding: b[start..<i], as: UTF8.self)) { values[key] = .number(d) }
         }
     }
 
@@ -98,6 +118,13 @@ struct PayloadScanner {
             throw Malformed(offset: i, reason: "bad literal")
         }
         i += n
+    }
+
+    /// An object key: its raw bytes (keys with escapes are compared raw; Gitea's keys have none).
+    private mutating func keyRange() throws -> Range<Int> {
+        let start = i + 1
+        _ = try string(capture: false)
+        return start..<(i - 1)
     }
 
     /// A JSON string; returns its value only when asked to capture it.
