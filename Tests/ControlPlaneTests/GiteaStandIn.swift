@@ -359,7 +359,9 @@ final class GiteaStandIn: @unchecked Sendable {
         port = portBox.get()
     }
 
-    func stop() { task?.cancel() }
+    /// The server stays up until the test process ends: cancelling a Hummingbird app with keep-alive
+    /// connections open trips NIO's "NIOAsyncWriter deinited without finish()" precondition.
+    func stop() { webhookURL = nil }
 
     var baseURL: URL { URL(string: "http://127.0.0.1:\(port)/")! }
 }

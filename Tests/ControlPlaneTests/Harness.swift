@@ -35,7 +35,7 @@ final class Harness: @unchecked Sendable {
     }
 
     deinit {
-        serverTask?.cancel()
+        // servers are left running (see GiteaStandIn.stop); only the stand-in's webhooks stop
         gitea.stop()
         try? FileManager.default.removeItem(at: root)
     }
