@@ -34,6 +34,9 @@ struct Serve: AsyncParsableCommand {
         } catch let e as KAError {
             FileHandle.standardError.write(Data("ka serve: \(e)\n".utf8))
             throw ExitCode(e.exitCode)
+        } catch let e as GiteaError {
+            FileHandle.standardError.write(Data("ka serve: cannot start: \(e)\n  fix: check KA_GITEA_URL, the network and KA_GITEA_TOKEN\n".utf8))
+            throw ExitCode(1)
         }
     }
 }
@@ -60,6 +63,8 @@ struct Labels: AsyncParsableCommand {
                 if confirm { try await LabelSync.apply(actions, api: api) } else { print("dry run: pass --confirm to apply") }
             } catch let e as KAError {
                 FileHandle.standardError.write(Data("ka labels sync: \(e)\n".utf8)); throw ExitCode(e.exitCode)
+            } catch let e as GiteaError {
+                FileHandle.standardError.write(Data("ka labels sync: \(e)\n".utf8)); throw ExitCode(1)
             }
         }
     }
