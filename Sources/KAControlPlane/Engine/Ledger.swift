@@ -64,14 +64,6 @@ public final class Ledger: @unchecked Sendable {
 
     // MARK: ingest
 
-    /// Records a delivery id; false if it was seen before (a replay of the same delivery).
-    public func recordDelivery(_ id: String, at: Date) throws -> Bool {
-        try pool.write { db in
-            try db.execute(sql: "INSERT OR IGNORE INTO deliveries (id, received_at) VALUES (?, ?)", arguments: [id, at.timeIntervalSince1970])
-            return db.changesCount == 1
-        }
-    }
-
     public struct Event: Sendable, Equatable {
         public let key: String
         public let kind: String

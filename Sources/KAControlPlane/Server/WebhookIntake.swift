@@ -1,7 +1,7 @@
 import Foundation
 
-/// The webhook's logic, apart from the HTTP framework: verify, decode, filter, store, acknowledge.
-/// Storing is one SQLite insert; the work happens in `ControlLoop`, woken by `onAccepted`.
+/// The webhook's logic, apart from the HTTP framework: verify, read, filter, store, acknowledge.
+/// Storing is a group commit (`IngestBatcher`); the work happens in `ControlLoop`, woken by `onAccepted`.
 public struct WebhookIntake: Sendable {
     public static let maxBody = 1 << 20
 
@@ -43,8 +43,7 @@ public struct WebhookIntake: Sendable {
             metrics.inc("webhook_rejected_total")
             return (401, "bad or missing X-Gitea-Signature")
         }
-        let event = header("X-Gitea-Event") ?? ""
-        let decoder = JSONDecoder()
+        let event = header("X-Gitea-Event") ?? 
         let full = "\(engine.config.owner)/\(engine.config.repo)".lowercased()
         let delivery = header("X-Gitea-Delivery").flatMap { $0.isEmpty ? nil : $0 }
         do {
@@ -68,7 +67,7 @@ public struct WebhookIntake: Sendable {
                 if action == "edited" { try engine.noteEdit(comment: comment, issue: number); onAccepted() }
             case "issues":
                 let p: IssuePayload
-                do { p = try decoder.decode(IssuePayload.self, from: Data(body)) } catch {
+                do { p = try JSONDecoder().decode(IssuePayload.self, from: Data(body)) } catch {
                     metrics.inc("webhook_rejected_total"); return (400, "malformed issues payload")
                 }
                 guard p.repository.full_name.lowercased() == full else { return (202, "ignored: other repository") }
