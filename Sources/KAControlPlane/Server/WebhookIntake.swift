@@ -43,7 +43,7 @@ public struct WebhookIntake: Sendable {
             metrics.inc("webhook_rejected_total")
             return (401, "bad or missing X-Gitea-Signature")
         }
-        let event = header("X-Gitea-Event") ?? 
+        let event = header("X-Gitea-Event") ?? ""
         let full = "\(engine.config.owner)/\(engine.config.repo)".lowercased()
         let delivery = header("X-Gitea-Delivery").flatMap { $0.isEmpty ? nil : $0 }
         do {
