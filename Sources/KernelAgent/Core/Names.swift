@@ -1,3 +1,18 @@
+/// The byte classes the identifiers below are made of (ASCII only).
+enum NameBytes {
+    static func isLower(_ c: UInt8) -> Bool { c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z") }
+    static func isUpper(_ c: UInt8) -> Bool { c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") }
+    static func isDigit(_ c: UInt8) -> Bool { c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") }
+    /// host names: a-z 0-9 -
+    static func host(_ c: UInt8) -> Bool { isLower(c) || isDigit(c) || c == UInt8(ascii: "-") }
+    /// campaign names: letters, digits, - _ .
+    static func campaign(_ c: UInt8) -> Bool {
+        isLower(c) || isUpper(c) || isDigit(c) || c == UInt8(ascii: "-") || c == UInt8(ascii: "_") || c == UInt8(ascii: ".")
+    }
+    /// path components under patches/: the campaign set plus + and ,
+    static func pathComponent(_ c: UInt8) -> Bool { campaign(c) || c == UInt8(ascii: "+") || c == UInt8(ascii: ",") }
+}
+
 /// Validated identifiers. Every host, campaign and scope path that reaches a verb passes through here,
 /// so nothing downstream ever sees `..`, a slash in a host name, or an option smuggled in as an argument.
 public struct HostName: Hashable, Comparable, Sendable, CustomStringConvertible {
@@ -10,11 +25,8 @@ public struct HostName: Hashable, Comparable, Sendable, CustomStringConvertible 
         value = raw
     }
     static func isValid(_ s: String) -> Bool {
-        guard let first = s.utf8.first, s.utf8.count <= 63 else { return false }
-        guard (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(first) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(first) else { return false }
-        return s.utf8.allSatisfy { c in
-            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(c) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c) || c == UInt8(ascii: "-")
-        }
+        guard let first = s.utf8.first, s.utf8.count <= 63, first != UInt8(ascii: "-") else { return false }
+        return s.utf8.allSatisfy(NameBytes.host)
     }
     public var description: String { value }
     public static func < (a: HostName, b: HostName) -> Bool { a.value < b.value }
@@ -24,10 +36,7 @@ public struct CampaignName: Hashable, Comparable, Sendable, CustomStringConverti
     public let value: String
     public init(_ raw: String) throws {
         let ok = !raw.isEmpty && raw.utf8.count <= 100 && raw.first != "-" && raw.first != "."
-            && raw.utf8.allSatisfy { c in
-                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(c) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(c)
-                    || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c) || c == UInt8(ascii: "-") || c == UInt8(ascii: "_") || c == UInt8(ascii: ".")
-            }
+            && raw.utf8.allSatisfy(NameBytes.campaign)
         guard ok else {
             throw KAError.refusal("campaign '\(raw)'", "not a valid campaign name",
                                   hint: "use letters, digits, '.', '_' and '-' (e.g. fresnel-fourier, ohm_gl_fix)")
@@ -66,12 +75,7 @@ public struct TreePath: Hashable, Comparable, Sendable, CustomStringConvertible 
             if p.isEmpty || p == "." || p.hasPrefix(".") {
                 throw KAError.refusal("'\(raw)'", "not a clean path under patches/ (empty, '.' or hidden component)")
             }
-            let ok = p.utf8.allSatisfy { c in
-                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(c) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(c)
-                    || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c) || c == UInt8(ascii: "-") || c == UInt8(ascii: "_")
-                    || c == UInt8(ascii: ".") || c == UInt8(ascii: "+") || c == UInt8(ascii: ",")
-            }
-            if !ok { throw KAError.refusal("'\(raw)'", "component '\(p)' has characters outside [A-Za-z0-9._+,-]") }
+            if !p.utf8.allSatisfy(NameBytes.pathComponent) { throw KAError.refusal("'\(raw)'", "component '\(p)' has characters outside [A-Za-z0-9._+,-]") }
         }
         guard let first = parts.first, ScopeKind(rawValue: String(first)) != nil else {
             throw KAError.refusal("'\(raw)'", "unscoped: the first component must be one of \(ScopeKind.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -81,7 +85,7 @@ public struct TreePath: Hashable, Comparable, Sendable, CustomStringConvertible 
 
     public func appending(_ name: String) throws -> TreePath {
         // Only the new component needs checking; self is valid already.
-        guard !name.isEmpty, !name.hasPrefix("."), !name.contains("/"), name.utf8.allSatisfy(Self.allowed) else {
+        guard !name.isEmpty, !name.hasPrefix("."), !name.contains("/"), name.utf8.allSatisfy(NameBytes.pathComponent) else {
             return try TreePath(value + "/" + name)   // the full check names the problem
         }
         return TreePath(trusted: value + "/" + name)
@@ -89,11 +93,6 @@ public struct TreePath: Hashable, Comparable, Sendable, CustomStringConvertible 
 
     private init(trusted: String) { value = trusted }
 
-    private static func allowed(_ c: UInt8) -> Bool {
-        (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(c) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(c)
-            || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c) || c == UInt8(ascii: "-") || c == UInt8(ascii: "_")
-            || c == UInt8(ascii: ".") || c == UInt8(ascii: "+") || c == UInt8(ascii: ",")
-    }
     public var parent: String { components.dropLast().joined(separator: "/") }
     public var lastComponent: String { String(components.last ?? "") }
     public func isWithin(_ other: TreePath) -> Bool { value == other.value || value.hasPrefix(other.value + "/") }

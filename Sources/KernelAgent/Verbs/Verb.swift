@@ -47,6 +47,19 @@ public struct VerbOutcome: Sendable {
     public init(_ text: String) { self.text = text }
 }
 
+/// A value computed once and shared by copies of the struct that holds it.
+final class Memo<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: T?
+    func value(_ make: () throws -> T) throws -> T {
+        lock.lock(); defer { lock.unlock() }
+        if let stored { return stored }
+        let v = try make()
+        stored = v
+        return v
+    }
+}
+
 /// What runs one verb at a time on one resource. The control plane serializes runs per lane.
 public enum Lane: Sendable, Equatable, Hashable, CustomStringConvertible {
     case tree                 // changes patches/ or fleet/
@@ -80,7 +93,11 @@ public struct VerbContext: Sendable {
         self.fileBlocksOnRefusal = fileBlocksOnRefusal
     }
 
-    public func registry() throws -> HostRegistry { try HostRegistry.load(workspace) }
+    /// fleet/hosts.yaml, parsed once per context (a context lives for one invocation: policy + plan + run).
+    public func registry() throws -> HostRegistry {
+        try registryCache.value { try HostRegistry.load(workspace) }
+    }
+    private let registryCache = Memo<HostRegistry>()
     public func policy() throws -> Policy { Policy(registry: try registry(), workspace: workspace) }
 }
 
