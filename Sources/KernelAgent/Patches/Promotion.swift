@@ -17,11 +17,10 @@ public struct Promotion: Sendable {
         var data = Data()
         data.reserveCapacity(resolution.entries.reduce(0) { $0 + $1.patch.bytes.count + 1 })
         var hasher = Blake2b()
-        for e in resolution.entries {
-            data.append(e.patch.bytes)
-            hasher.update(e.patch.bytes)
-            // Keep patches separable: each starts on its own line.
-            if e.patch.bytes.last != 0x0A { data.append(0x0A); hasher.update([UInt8(0x0A)]) }
+        for (i, e) in resolution.entries.enumerated() {
+            let piece = CumulativeSeries.piece(e.patch.bytes, index: i, count: resolution.entries.count)
+            data.append(piece)
+            hasher.update(piece)
         }
         cumulative = data
         cumulativeB2sum = hasher.hexDigest()

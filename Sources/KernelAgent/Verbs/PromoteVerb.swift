@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 
 /// `ka promote <host>`: resolve `fleet/<host>.yaml` into `cumulative.patch` + `manifest.lock`.
-public struct PromoteVerb: Verb {
+public struct PromoteVerb: Verb, WaitsForTree {
     public static let configuration = CommandConfiguration(
         commandName: "promote",
         abstract: "Resolve fleet/<host>.yaml into cumulative.patch + manifest.lock.",
@@ -22,6 +22,8 @@ public struct PromoteVerb: Verb {
 
     @Option(help: "Baseline kernel tree for the apply check (default: the manifest's source_dir, if present).")
     public var tree: String?
+
+    @OptionGroup public var lockOptions: TreeLockOptions
 
     public init() {}
 
@@ -62,7 +64,9 @@ public struct PromoteVerb: Verb {
         Timings.mark("conflicts")
         let promotion = Promotion(resolution)
         Timings.mark("cumulative + b2sum")
-        let outURL = try out.map { try policy.admitLocalPath($0, purpose: "--out") } ?? ctx.workspace.defaultOutDir(hostName)
+        let outURL = try PromoteOutput.validate(
+            try out.map { try policy.admitLocalPath($0, purpose: "--out") } ?? ctx.workspace.defaultOutDir(hostName),
+            raw: out, ws: ctx.workspace, derived: out == nil)
         var treeURL: URL?
         var treeNote: String
         if let tree {
@@ -118,7 +122,8 @@ public struct PromoteVerb: Verb {
                     }
                 }
                 let reportURL = prepared.out.appendingPathComponent("apply-report.txt")
-                try FS.writeAtomically(Data(reportText!.utf8), to: reportURL)
+                try PromoteOutput.createDirs(prepared.out)
+                try FS.writeAtomically(Data(report.render(manifest: m.file).utf8), to: reportURL)
                 throw KAError(.refusal, [m.file, "apply check failed for \(report.failures.count) patch(es) (\(report.summary))"]
                               + report.failures.map { "\($0.path): \($0.status.rawValue)" + ($0.details.first.map { " — \($0)" } ?? "") },
                               hint: "see \(ws.display(reportURL)); refresh the failing patches against \(m.baseline.ref). The lock was not written.")
@@ -130,10 +135,8 @@ public struct PromoteVerb: Verb {
         let lockB2 = Blake2b.hex(Data(lock.utf8))
         Timings.mark("render lock")
         let report = reportText ?? "# kernel-agent apply check: \(m.file)\nresult: SKIPPED — \(prepared.treeNote)\n"
-        // The lock goes last: it is what says the other two belong together.
-        try FS.writeAtomically(Data(report.utf8), to: prepared.out.appendingPathComponent("apply-report.txt"))
-        try FS.writeAtomically(promotion.cumulative, to: prepared.out.appendingPathComponent("cumulative.patch"))
-        try FS.writeAtomically(Data(lock.utf8), to: prepared.out.appendingPathComponent("manifest.lock"))
+        try PromoteOutput.publish([("apply-report.txt", Data(report.utf8)), ("cumulative.patch", promotion.cumulative),
+                                   ("manifest.lock", Data(lock.utf8))], to: prepared.out)
         Timings.mark("write files")
         try ctx.state.recordPromotion(PromotionRecord(
             host: m.host.value, kernelSuffix: m.kernelSuffix, lockB2sum: lockB2, cumulativeB2sum: promotion.cumulativeB2sum,
