@@ -33,12 +33,6 @@ public struct Manifest: Sendable {
         }
     }
 
-    /// A series deliberately left out (`excluded:`); the reason is usually an inline comment.
-    public struct Exclusion: Sendable {
-        public let raw: String
-        public let line: Int
-        public let column: Int
-    }
 
     /// `package:` — the recipe in the packages repo (informational until ka build reads it).
     public struct Package: Sendable {
@@ -65,7 +59,13 @@ public struct Manifest: Sendable {
     public let sourceDir: String?
     /// Whether the manifest orders its includes itself (`apply_order`); then the cumulative follows that order.
     public var hasExplicitOrder: Bool = false
-    public var excluded: [Exclusion] = []
+    /// Series deliberately left out (`excluded:`); the reason is usually an inline comment.
+    public var excluded: [Selector] = []
+    /// The items of a top-level `apply_order:` list (rewritten with the includes they name).
+    public var orderList: [Selector] = []
+
+    /// Every place the manifest names a patch path: selectors, the apply_order list, exclusions.
+    public var pathMentions: [Selector] { selectors + orderList + excluded }
     public var package: Package? = nil
     public var buildHosts: BuildHosts? = nil
 
@@ -155,16 +155,21 @@ public struct Manifest: Sendable {
             firstLine[sel.raw] = sel
         }
         let explicitOrder = try applyOrder(m, selectors: &selectors, file: file)
-        var excluded: [Exclusion] = []
+        var orderList: [Selector] = []
+        if let top = m["apply_order"] {
+            for item in try top.sequence() { orderList.append(try selector(item, kind: .include, text: text)) }
+        }
+        var excluded: [Selector] = []
         if let list = m["excluded"], !list.isNull {
             for item in try list.sequence() {
-                let path: YAMLValue
                 if case .mapping = item.node {
                     let em = try item.mapping(allowed: ["path", "reason"])
-                    path = try em.required("path")
-                } else { path = item }
-                let raw = try normalisedPath(path)
-                excluded.append(Exclusion(raw: raw, line: path.location.line, column: path.location.column))
+                    let path = try em.required("path")
+                    excluded.append(Selector(kind: .include, raw: try normalisedPath(path), line: path.location.line,
+                                             column: path.location.column, ownsLine: false))
+                } else {
+                    excluded.append(try selector(item, kind: .include, text: text))
+                }
             }
         }
         // An include that is also excluded: which one the person meant is theirs to say.
@@ -198,6 +203,7 @@ public struct Manifest: Sendable {
                                 sourceDir: try m["source_dir"]?.string())
         manifest.hasExplicitOrder = explicitOrder
         manifest.excluded = excluded
+        manifest.orderList = orderList
         manifest.package = package
         manifest.buildHosts = buildHosts
         return manifest
@@ -224,8 +230,11 @@ public struct Manifest: Sendable {
             }
             let lines = map.compactMap { $0.key.mark?.line } + map.compactMap { $0.value.mark?.line }
             let lo = min(item.location.line, lines.min() ?? item.location.line), hi = max(item.location.line, lines.max() ?? item.location.line)
+            // `- {path: x, apply_order: 1}` on a line of its own is dropped with its line
+            let lineText = text.split(separator: "\n", omittingEmptySubsequences: false)
+            let own = lo == hi && lineText.indices.contains(lo - 1) && lineText[lo - 1].trimmingCharacters(in: .whitespaces).hasPrefix("-")
             return Selector(kind: kind, raw: try normalisedPath(pathV), line: pathV.location.line, column: pathV.location.column,
-                            applyOrder: order, lines: lo...hi, ownsLine: false)
+                            applyOrder: order, lines: lo...hi, ownsLine: own)
         }
         let raw = try normalisedPath(item)
         // A flow list (`[a, b]`) shares its line with its neighbours: a rewrite may touch only the value.

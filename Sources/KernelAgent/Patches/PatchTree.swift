@@ -28,7 +28,9 @@ public struct PatchTree: Sendable {
     /// name order; a dir's own patches come before its subdirs' (each subdir ordered the same way).
     public func patches(selectedBy path: TreePath) throws -> [TreePath] {
         let url = try confine(path)
-        guard FS.exists(url) else { throw KAError.refusal(path.value, "no such patch dir") }
+        guard FS.exists(url) else {
+            throw KAError.refusal(path.value, Self.isPatchName(path.lastComponent) ? "no such patch file" : "no such patch dir")
+        }
         if !FS.isDirectory(url) {
             guard Self.isPatchName(path.lastComponent) else {
                 throw KAError.refusal(path.value, "not a .patch or .diff file")

@@ -6,12 +6,17 @@ import Foundation
 /// reader (or a kill) never sees a new cumulative.patch beside an old manifest.lock.
 public enum PromoteOutput {
     /// The files promote owns in its output dir; any other entry there means the dir is not promote's to replace.
-    public static let ownedNames: Set<String> = ["cumulative.patch", "manifest.lock", "apply-report.txt"]
+    public static func ownedNames(_ layout: PromoteVerb.Layout, host: HostName) -> Set<String> {
+        switch layout {
+        case .ka: return ["cumulative.patch", "manifest.lock", "apply-report.txt"]
+        case .upstream: return [Promotion.upstreamCumulativeName(host), "manifest.lock", "apply-report.txt"]
+        }
+    }
     static let stagingPrefix = FS.tempPrefix + "promote-"
 
     /// Refuses an output dir that would overwrite the tree, the checkout, or a person's files, and a path the
     /// file system would reject — before anything is created.
-    public static func validate(_ out: URL, raw: String?, ws: Workspace, derived: Bool) throws -> URL {
+    public static func validate(_ out: URL, raw: String?, ws: Workspace, derived: Bool, owned: Set<String>) throws -> URL {
         let shown = raw.map { "--out '\($0)'" } ?? "output dir \(ws.display(out))"
         if let raw, raw.trimmingCharacters(in: .whitespaces).isEmpty {
             throw KAError.refusal("--out", "is empty", hint: "name a directory, e.g. --out out/fresnel")
@@ -39,7 +44,7 @@ public enum PromoteOutput {
         if FS.exists(out) {
             guard FS.isDirectory(out) else { throw KAError.refusal(shown, "exists and is not a directory") }
             let entries = try FileManager.default.contentsOfDirectory(atPath: out.path)
-            let foreign = entries.filter { !ownedNames.contains($0) }.sorted()
+            let foreign = entries.filter { !owned.contains($0) }.sorted()
             if !foreign.isEmpty {
                 throw KAError.refusal(shown, "holds files promote did not write (\(foreign.prefix(3).joined(separator: ", "))\(foreign.count > 3 ? ", …" : ""))",
                                       hint: "promote replaces its output dir whole; point --out at an empty or promote-owned dir")

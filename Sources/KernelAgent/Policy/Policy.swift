@@ -40,7 +40,7 @@ public struct Policy: Sendable {
         case 0:
             let where_ = patch.scopeLinesOutsideTrailers > 0 ? " (a Scope: line stands in the body, not in the trailer block)" : ""
             throw KAError.refusal(path.value, "unscoped patch: no 'Scope:' trailer\(where_)",
-                                  hint: "add 'Scope: \(dir)' to the last paragraph of the commit message, above '---'")
+                                  hint: "run 'ka adopt' to add 'Scope: <its dir>' to every unscoped patch at once (ka adopt --dry-run shows what it changes), or add 'Scope: \(dir)' to the last paragraph of the commit message, above '---'")
         case 1:
             guard scopes[0] == dir else {
                 throw KAError.refusal(path.value, "Scope: \(scopes[0]) differs from its directory \(dir)",

@@ -81,6 +81,9 @@ public struct AbandonVerb: Verb, WaitsForTree {
                 let selected = all.filter { $0 == p.value || $0.hasPrefix(p.value + "/") }
                 if !selected.isEmpty && selected.allSatisfy(removed.contains) { drops.append((sel, nil)) }
             }
+            // the apply_order list names the dropped includes too
+            let dropped = Set(drops.map { $0.0.raw })
+            for item in m.orderList where dropped.contains(item.raw) { drops.append((item, nil)) }
             guard !drops.isEmpty, let data = ManifestEdit.rewrite(m.bytes, selectors: drops) else { continue }
             _ = try Manifest.parse(data, host: host, file: m.file)
             ops.append(.write(path: ws.display(ws.manifestFile(host)), data: data))

@@ -63,7 +63,7 @@ public struct MigrateTreeVerb: Verb, WaitsForTree {
         for host in Fleet.manifestHosts(ws) {
             let m = try Manifest.load(host, in: ws)
             var edits: [(Manifest.Selector, String?)] = []
-            for sel in m.selectors {
+            for sel in m.pathMentions {   // selectors, the apply_order list and exclusions move together
                 guard let p = try? TreePath(sel.raw), p.isWithin(src) else { continue }
                 edits.append((sel, try moved(p).value))
             }

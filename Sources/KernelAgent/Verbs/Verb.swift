@@ -197,7 +197,7 @@ public enum CLI {
 /// The verbs of the seed, in the order `ka --help` lists them.
 public enum Verbs {
     public static let all: [any Verb.Type] = [
-        PromoteVerb.self, ImportVerb.self, CloseVerb.self, AbandonVerb.self, StatusVerb.self, MigrateTreeVerb.self,
+        PromoteVerb.self, ImportVerb.self, CloseVerb.self, AbandonVerb.self, StatusVerb.self, MigrateTreeVerb.self, AdoptVerb.self,
         BuildVerb.self, InstallVerb.self, KeepVerb.self, PausePruneVerb.self, ResumePruneVerb.self,
         RestoreArchiveVerb.self, SnoozeVerb.self, DebugVerb.self, WakeDataVerb.self,
     ]
