@@ -47,8 +47,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "ka",
-            dependencies: ["KernelAgent", "KAControlPlane"]
+            dependencies: ["KernelAgent", "KAControlPlane"],
+            plugins: ["GitCommitStamp"]
         ),
+        .plugin(name: "GitCommitStamp", capability: .buildTool()),
         .testTarget(
             name: "KernelAgentTests",
             dependencies: ["KernelAgent"]
