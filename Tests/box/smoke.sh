@@ -134,6 +134,21 @@ exec_argv_exact() {
 check "exec passes argv byte-exact and returns the exit code" exec_argv_exact
 check "no mount of the box is visible on the machine" bash -c "! findmnt -rn -o TARGET,SOURCE | grep -F '$KA_BOX_DIR'"
 
+# ---- the tools of each role (issues 8 and 9; Tests/box/pipeline.sh drives them end to end)
+fpr=$(awk '/^  key: / { print $2 }' "$KA_CONFIG")
+check "ka.yaml names a 40-hex signing key and the baseline mirror's pinned tarball" \
+  bash -c "[[ '$fpr' =~ ^[0-9A-F]{40}$ ]] && [ \"\$(b2sum < \"\$(awk '/^  mirror: / { print \$2 }' '$KA_CONFIG')/linux-7.0.tar.xz\" | cut -d' ' -f1)\" = \"\$(awk '/^  b2sum: / { print \$2 }' '$KA_CONFIG')\" ]"
+check "hertz holds that key (in /srv/kernel-agent/gnupg, not in \$HOME)" \
+  bash -c "ssh -F '$KA_BOX_SSH_CONFIG' hertz 'GNUPGHOME=/srv/kernel-agent/gnupg gpg --batch --list-secret-keys --with-colons' | grep -q '^fpr:::::::::$fpr:'"
+for h in boltzmann fermi; do
+  check "$h: makepkg builds for aarch64 with ccache; pacman says the makedepends are installed" \
+    box_ssh "$h" 'grep -qx "CARCH=\"aarch64\"" /etc/makepkg.conf && test -x /usr/lib/ccache/bin/gcc && pacman -T bc dtc inetutils kmod python >/dev/null && test -O /srv/kernel-agent/ccache'
+done
+for h in fresnel ohm; do
+  check "$h: trusts the repo key, runs its stock kernel (uname -r = /boot/Image's release), no reboot yet, a narrow sudo" \
+    box_ssh "$h" "pacman-key --list-keys $fpr >/dev/null 2>&1 && [ \"\$(uname -r)\" = \"\$(sed -n 's/^kernelrelease: //p' /boot/Image)\" ] && [ \"\$(cat /var/lib/fleet-box/reboot-count)\" = 0 ] && ! sudo -n true 2>/dev/null && grep -q '^LABEL ' /boot/extlinux/extlinux.conf"
+done
+
 # ---- a changed host key is refused
 "$FB" rekey fresnel >/dev/null
 refused() {
