@@ -86,7 +86,11 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
     public init(path: URL) throws {
         try FileManager.default.createDirectory(at: path.deletingLastPathComponent(), withIntermediateDirectories: true)
         do {
-            pool = try DatabasePool(path: path.path)
+            // The CLI and `ka serve` open the same file; a second opener waits for the first instead of failing
+            // with "database is locked" (found by two tree verbs started at once).
+            var config = Configuration()
+            config.busyMode = .timeout(15)
+            pool = try DatabasePool(path: path.path, configuration: config)
             try Self.migrator.migrate(pool)
         } catch {
             throw KAError.failure(path.path, "cannot open state database: \(error)")
