@@ -101,6 +101,25 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
         try SQLiteStateStore(path: ws.stateDir.appendingPathComponent("state.sqlite"))
     }
 
+    private init(readOnly pool: DatabasePool) { self.pool = pool }
+
+    /// For verbs that only read state (status): no migration write, and no database created where none is.
+    /// Returns nil when there is no database yet, or it needs a migration (then the caller opens it for writing).
+    public static func openForReading(_ ws: Workspace) throws -> SQLiteStateStore? {
+        let path = ws.stateDir.appendingPathComponent("state.sqlite")
+        guard FS.exists(path) else { return nil }
+        var config = Configuration()
+        config.readonly = true
+        config.busyMode = .timeout(15)
+        do {
+            let pool = try DatabasePool(path: path.path, configuration: config)
+            guard try pool.read({ try migrator.hasCompletedMigrations($0) }) else { return nil }
+            return SQLiteStateStore(readOnly: pool)
+        } catch {
+            throw KAError.failure(path.path, "cannot open state database: \(error)")
+        }
+    }
+
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
         m.registerMigration("v1") { db in
