@@ -40,7 +40,7 @@ import Testing
         g.comment(by: "markus", on: issue, body: "/ka-promote ohm --tree empty-tree")
         #expect(await h.settle { g.botComments(on: issue).count == 3 })
         #expect(g.botComments(on: issue)[2].body.contains("blocked by open [ka:patch-fail] #"))
-        let store = GiteaBlockStore(api: h.api, ledger: h.ledger)
+        let store = GiteaBlockStore(api: h.api, ledger: h.ledger, authorizer: h.authorizer)
         let again = try await Task.detached { try store.file(kind: .patchFail, scope: .patches(["arch/arm64/scs-arm-neon-build-fix/0001-arm64-xor-neon-keep-ffixed-x18-with-SCS.patch"]), title: "x", body: "y") }.value
         #expect(again.id.hasPrefix("#"))
         _ = await h.loop.outbox.drain()

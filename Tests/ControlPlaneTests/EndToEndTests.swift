@@ -97,7 +97,7 @@ import Testing
         g.sendWebhook(event: "issue_comment", type: "issue_comment", payload: payload)
         #expect(await h.settle { g.botComments(on: i).count == 3 })
         #expect(g.botComments(on: i)[2].body.contains("editing a comment does not re-run its commands"))
-        await h.settle(timeout: 1) { false }
+        await h.settleAll()
         #expect(g.botComments(on: i).count == 3)
     }
 }
