@@ -92,6 +92,16 @@ final class Harness: @unchecked Sendable {
         return done()
     }
 
+    /// Turns the loop every 20 ms, as `ka serve` does, until cancelled.
+    func drive() -> Task<Void, Never> {
+        Task { [loop] in
+            while !Task.isCancelled {
+                await loop!.turn(poll: false)
+                try? await Task.sleep(nanoseconds: 20_000_000)
+            }
+        }
+    }
+
     /// Nothing left to do: every stored event handled, no command or run in progress, every write to Gitea sent.
     func quiescent() -> Bool {
         guard engine.eventsInFlight == 0 else { return false }
