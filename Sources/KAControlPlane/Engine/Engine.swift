@@ -26,6 +26,7 @@ public final class Engine: Sendable {
     /// Plans run here, a few at a time, never on the cooperative pool (verbs block on I/O).
     private let planQueue: OperationQueue
     private let eventTasks = Mutex<[String: Task<Void, Never>]>([:])
+    private let planning = Mutex(0)
     private let lanes = Mutex(LaneBook())
 
     public init(config: ControlPlaneConfig, ledger: Ledger, api: GiteaAPI, botLogin: String,
@@ -110,6 +111,8 @@ public final class Engine: Sendable {
     }
 
     public var eventsInFlight: Int { eventTasks.withLock { $0.count } }
+    /// Plans running on their threads now (one that timed out counts until it returns).
+    public var plansRunning: Int { planning.withLock { $0 } }
 
     /// Handles every stored event and waits for all of them (tests; the last turn before exit).
     public func processPending() async throws {
@@ -272,19 +275,21 @@ public final class Engine: Sendable {
         }
     }
 
-    /// True (and settled as rate-limited, with one notice per window) when the requester has had
+    /// True (and settled as rate-limited, with one notice while the limit holds) when the requester has had
     /// `reply_rate_limit` replies in the window already.
     func overBudget(_ db: Database, _ e: Ledger.Event, seq: Int) throws -> Bool {
         guard let limit = config.replyRateLimit else { return false }
         let t = now().timeIntervalSince1970
-        let recent = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM runs WHERE requester = ? AND replied_at > ?",
-                                      arguments: [e.author, t - limit.window]) ?? 0
-        guard recent >= limit.count else { return false }
+        let row = try Row.fetchOne(db, sql: "SELECT COUNT(*) AS n, MIN(replied_at) AS oldest FROM runs WHERE requester = ? AND replied_at > ?",
+                                   arguments: [e.author, t - limit.window])
+        guard let row, row["n"] as Int >= limit.count, let oldest = row["oldest"] as Double? else { return false }
         try db.execute(sql: "UPDATE runs SET state = 'rate-limited', updated_at = ? WHERE event_key = ? AND seq = ?", arguments: [t, e.key, seq])
-        let window = Int(t / limit.window)
-        try ledger.enqueue(.comment(issue: e.issue, body: "@\(e.author) you have had \(limit.count) replies from me in the last \(Int(limit.window)) s "
-                                    + "(`reply_rate_limit`), so I am not answering your commands for a while; nothing was done for them. Post them again later."),
-                           ref: "rate-limit-\(e.author)-\(window)", in: db, at: now())
+        // one notice per user until the oldest counted reply leaves the window
+        let until = Date(timeIntervalSince1970: oldest + limit.window)
+        try ledger.enqueue(.comment(issue: e.issue, body: "@\(e.author) you have had \(limit.count) replies from me in the last \(Self.seconds(limit.window)) "
+                                    + "(`reply_rate_limit`), so I am not answering your commands until \(GiteaTime.format(until)); nothing was done for them. "
+                                    + "Post them again after that."),
+                           ref: "rate-limit-\(e.author)-\(Int(oldest))", in: db, at: now())
         return true
     }
 
@@ -369,7 +374,11 @@ public final class Engine: Sendable {
     func planOffLoop(_ inv: Invocation) async -> Result<Plan, Error>? {
         await withCheckedContinuation { (cont: CheckedContinuation<Result<Plan, Error>?, Never>) in
             let once = ResumeOnce(cont)
-            planQueue.addOperation { [self] in once.resume(Result { try makePlan(inv.verb, inv.args) }) }
+            planQueue.addOperation { [self] in
+                planning.withLock { $0 += 1 }
+                defer { planning.withLock { $0 -= 1 } }
+                once.resume(Result { try makePlan(inv.verb, inv.args) })
+            }
             DispatchQueue.global().asyncAfter(deadline: .now() + config.planTimeout) { once.resume(nil) }
         }
     }

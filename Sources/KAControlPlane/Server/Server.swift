@@ -9,6 +9,7 @@ import ServiceLifecycle
 /// `ka serve`: the webhook receiver, health and metrics endpoints, and the control loop, in one ServiceGroup.
 public enum ControlPlaneServer {
     public static func buildRouter(intake: WebhookIntake, metrics: Metrics, ledger: Ledger) -> Router<BasicRequestContext> {
+        let engine = intake.engine
         let router = Router()
         router.post("/webhook") { request, _ -> Response in
             var req = request
@@ -27,7 +28,8 @@ public enum ControlPlaneServer {
         }
         router.get("/healthz") { _, _ in "ok\n" }
         router.get("/metrics") { _, _ -> Response in
-            let gauges = ["outbox_pending": (try? ledger.outboxPendingCount()) ?? -1]   // -1: the ledger could not be read
+            let gauges = ["outbox_pending": (try? ledger.outboxPendingCount()) ?? -1,   // -1: the ledger could not be read
+                          "events_in_flight": engine.eventsInFlight, "plans_running": engine.plansRunning]
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                             body: .init(byteBuffer: ByteBuffer(string: metrics.render(gauges: gauges))))
         }
