@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "kernel-agent",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],   // Synchronization.Mutex
     products: [
         .executable(name: "ka", targets: ["ka"]),
         .library(name: "KernelAgent", targets: ["KernelAgent"]),

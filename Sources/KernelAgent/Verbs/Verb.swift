@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 
 /// One concrete step a verb will take, and the inputs it is pinned to. A consent reply lists the steps;
 /// at run time the pins are recomputed and any change voids the consent.
@@ -168,9 +169,15 @@ extension Verb {
 
 /// The CLI front door.
 public enum CLI {
+    public typealias AuditHook = @Sendable (_ verb: String, _ arguments: [String], _ result: String, _ succeeded: Bool) -> Void
+
     /// Called after every direct invocation with (verb, arguments, result text, succeeded). The `ka` binary sets
     /// it to file the `[ka:audit]` issue when Gitea is configured.
-    nonisolated(unsafe) public static var auditHook: ((String, [String], String, Bool) -> Void)?
+    public static var auditHook: AuditHook? {
+        get { auditHookStorage.withLock { $0 } }
+        set { auditHookStorage.withLock { $0 = newValue } }
+    }
+    private static let auditHookStorage = Mutex<AuditHook?>(nil)
 
     /// `readsStateOnly`: open the state database read-only, or use an empty view when there is none yet.
     public static func context(readsStateOnly: Bool = false) throws -> VerbContext {
