@@ -11,7 +11,7 @@ struct KA: AsyncParsableCommand {
         commandName: "ka",
         abstract: "kernel-agent: the kernel side of the home fleet.",
         discussion: "Every verb runs immediately from the CLI. Refusals exit 2 and change nothing.",
-        version: KernelAgentVersion.string,
+        version: "\(KernelAgentVersion.string) (git \(kaGitCommit))",
         subcommands: Verbs.all.map { $0 as ParsableCommand.Type } + [Serve.self, Labels.self, Reminders.self])
 }
 

@@ -186,8 +186,10 @@ public final class Engine: @unchecked Sendable {
         let verb: any Verb
         do { verb = try Verbs.parse(type, args) } catch { throw UsageProblem(text: Verbs.usageReply(type, error: error)) }
         let ctx = try makeContext()
-        try ctx.policy().admit(try verb.policySubject(in: ctx))
-        return try verb.plan(in: ctx)
+        return try verb.withTreeAccess(in: ctx) {
+            try ctx.policy().admit(try verb.policySubject(in: ctx))
+            return try verb.plan(in: ctx)
+        }
     }
 
     struct Pending { let id: Int64; let issue: Int; let verb: String; let args: [String]; let pins: [Plan.Pin]; let expires: Date; let state: String }
@@ -330,16 +332,18 @@ public final class Engine: @unchecked Sendable {
             DispatchQueue.global().async { [self] in
                 do {
                     let ctx = try makeContext()
-                    try ctx.policy().admit(try verb.policySubject(in: ctx))
-                    let fresh = try verb.plan(in: ctx)
-                    let original = Plan(verb: q.verb, arguments: q.args, steps: [], pins: q.pins)
-                    let changed = original.changedPins(comparedTo: fresh)
-                    if !changed.isEmpty {
-                        cont.resume(returning: ("failed", "consent void: pinned inputs changed since the plan:\n\n" + changed.map { "- `\($0)`" }.joined(separator: "\n") + "\n\nNothing was done; ask again for a new plan."))
-                        return
+                    // One hold of the tree lock for the pin check and the run: nothing can move in between.
+                    let outcome: (String, String) = try verb.withTreeAccess(in: ctx) {
+                        try ctx.policy().admit(try verb.policySubject(in: ctx))
+                        let fresh = try verb.plan(in: ctx)
+                        let original = Plan(verb: q.verb, arguments: q.args, steps: [], pins: q.pins)
+                        let changed = original.changedPins(comparedTo: fresh)
+                        if !changed.isEmpty {
+                            return ("failed", "consent void: pinned inputs changed since the plan:\n\n" + changed.map { "- `\($0)`" }.joined(separator: "\n") + "\n\nNothing was done; ask again for a new plan.")
+                        }
+                        return ("done", try verb.run(fresh, in: ctx).text)
                     }
-                    let result = try verb.run(fresh, in: ctx)
-                    cont.resume(returning: ("done", result.text))
+                    cont.resume(returning: outcome)
                 } catch let e as KAError {
                     cont.resume(returning: ("failed", e.description))
                 } catch {

@@ -23,8 +23,13 @@ public struct YAMLValue {
         KAError.refusal("\(location): \(keyPath.isEmpty ? "" : "\(keyPath): ")\(message)", hint: hint)
     }
 
-    /// Parses a whole document; an empty file is an error naming the file.
-    public static func parse(_ text: String, file: String) throws -> YAMLValue {
+    /// The most bytes a fleet file may have (also checked before the file is read).
+    public static let maxFileBytes = YAMLBudget.default.maxBytes
+
+    /// Parses a whole document; an empty file is an error naming the file. The budget (size, depth, aliases and
+    /// what they expand to) is checked first, so no file can stall a reader.
+    public static func parse(_ text: String, file: String, budget: YAMLBudget = .default) throws -> YAMLValue {
+        try budget.check(text, file: file)
         do {
             guard let node = try Yams.compose(yaml: text) else {
                 throw KAError.refusal("\(file):1:1: empty document", hint: "the file must hold a YAML mapping")
@@ -76,9 +81,17 @@ public struct YAMLValue {
         return s.string
     }
 
+    /// Only `true` and `false`: YAML 1.1 also reads yes/no/on/off/y/n, and a switch like `infra_opt_in` must
+    /// not turn on by a word that looks like prose.
     public func bool() throws -> Bool {
-        guard case let .scalar(s) = node, let b = Bool.construct(from: s) else { throw error("expected true or false") }
-        return b
+        guard case let .scalar(s) = node else { throw error("expected true or false, found \(node.kindName)") }
+        switch (s.style, s.string) {
+        case (.plain, "true"): return true
+        case (.plain, "false"): return false
+        default:
+            throw error("expected true or false, found '\(s.string)'",
+                        hint: "write exactly true or false (unquoted); YAML 1.1 words like yes, on or True are not accepted")
+        }
     }
 
     public func int() throws -> Int {

@@ -40,6 +40,8 @@ public protocol StateStore: Sendable {
     func promotion(host: String) throws -> PromotionRecord?
     func setCampaign(_ name: String, status: CampaignStatus, at: Date) throws
     func campaign(_ name: String) throws -> CampaignRecord?
+    /// Undo of a first `setCampaign` (a rolled-back transaction).
+    func deleteCampaign(_ name: String) throws
     func markDrifted(host: String, reason: String, at: Date) throws
     func clearDrift(host: String) throws
     func drift(host: String) throws -> DriftRecord?
@@ -156,6 +158,9 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
     public func campaign(_ name: String) throws -> CampaignRecord? {
         try read("read campaign") { try CampaignRecord.fetchOne($0, key: name) }
     }
+    public func deleteCampaign(_ name: String) throws {
+        try write("delete campaign") { _ = try CampaignRecord.deleteOne($0, key: name) }
+    }
     public func markDrifted(host: String, reason: String, at: Date) throws {
         try write("mark drift") { try DriftRecord(host: host, reason: reason, since: at).save($0) }
     }
@@ -243,6 +248,7 @@ public final class MemoryStateStore: StateStore, BlockStore, @unchecked Sendable
         locked { campaigns[name] = CampaignRecord(name: name, status: status, updatedAt: at) }
     }
     public func campaign(_ name: String) throws -> CampaignRecord? { locked { campaigns[name] } }
+    public func deleteCampaign(_ name: String) throws { _ = locked { campaigns.removeValue(forKey: name) } }
     public func markDrifted(host: String, reason: String, at: Date) throws {
         locked { drifts[host] = DriftRecord(host: host, reason: reason, since: at) }
     }

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 
 /// `ka import <campaign> <patch-or-glob> --to <scope>`: copy patches from a campaign checkout into the tree.
-public struct ImportVerb: Verb {
+public struct ImportVerb: Verb, WaitsForTree {
     public static let configuration = CommandConfiguration(
         commandName: "import",
         abstract: "Copy patches from a campaign checkout into the scope-tagged tree.",
@@ -24,6 +24,8 @@ public struct ImportVerb: Verb {
     @Option(help: "The campaign checkout (default: $KA_CAMPAIGNS_DIR/<campaign> or ../<campaign>).")
     public var checkout: String?
 
+    @OptionGroup public var lockOptions: TreeLockOptions
+
     public init() {}
 
     public var lane: Lane { .tree }
@@ -43,7 +45,6 @@ public struct ImportVerb: Verb {
 
     public func plan(in ctx: VerbContext) throws -> Plan {
         let ws = ctx.workspace
-        TreeTransaction.recoverInterrupted(ws)
         let name = try CampaignName(campaign)
         let scope = try TreePath(to)
         let dir = try ctx.policy().admitLocalPath(checkoutPath(ws), purpose: "campaign checkout")
@@ -143,8 +144,9 @@ public struct ImportVerb: Verb {
         guard let p = plan.prepared as? Prepared else { return try run(try self.plan(in: ctx), in: ctx) }
         let txn = TreeTransaction(ctx.workspace)
         p.ops.forEach(txn.add)
-        try txn.commit(faults: ctx.faults)
-        if try ctx.state.campaign(campaign) == nil { try ctx.state.setCampaign(campaign, status: .active, at: ctx.now()) }
+        // the campaign record lands with the patches, or not at all
+        if try ctx.state.campaign(campaign) == nil { txn.add(.state(.setCampaign(name: campaign, status: .active, at: ctx.now()))) }
+        try txn.commit(state: ctx.state, faults: ctx.faults)
         var text = "imported \(p.imported.count) patch(es) from \(campaign) into patches/\(to)\n"
         for i in p.imported { text += "  + \(i)\n" }
         for u in p.unchanged { text += "  = \(u) (already there, identical)\n" }
