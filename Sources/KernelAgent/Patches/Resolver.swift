@@ -77,7 +77,10 @@ public struct Resolver: Sendable {
             }.map(\.0)
         }
         Timings.mark("resolve: select + order \(paths.count) patches")
-        let (parsed, cumulative) = try Self.parseAll(paths, in: workspace, buildCumulative: true)
+        let parsed: [PatchFile], cumulative: (data: Data, b2sum: String)?
+        do { (parsed, cumulative) = try Self.parseAll(paths, in: workspace, buildCumulative: true) } catch let e as KAError {
+            throw e.within(manifest.file)
+        }
         Timings.mark("resolve: read + parse + hash")
         Timings.flushBuckets()
         let open = try blocks?.openBlocks() ?? []
@@ -124,7 +127,15 @@ public struct Resolver: Sendable {
         results.initialize(repeating: nil)
         defer { results.deinitialize(); results.deallocate() }
         final class Shared: @unchecked Sendable {
-            var error: KAError?
+            /// The failure of the lowest index, so the refusal does not depend on thread timing.
+            var error: (index: Int, error: KAError)?
+            var failures = 0
+            func record(_ i: Int, _ e: KAError) {
+                lock.lock()
+                failures += 1
+                if error.map({ i < $0.index }) ?? true { error = (i, e) }
+                lock.unlock()
+            }
             let lock = NSLock()
             var data = Data()
             var hasher = Blake2b()
@@ -157,16 +168,21 @@ public struct Resolver: Sendable {
                 switch Timings.measure("read", { FS.readRegular(ws.url(paths[i]).path) }) {
                 case let .success(d): data = d
                 case let .failure(problem):
-                    shared.lock.lock()
-                    shared.error = shared.error ?? KAError.refusal("patches/" + paths[i].value, problem.message, hint: problem.hint)
-                    shared.lock.unlock()
+                    shared.record(i, KAError.refusal("patches/" + paths[i].value, problem.message, hint: problem.hint))
                     return
                 }
-                out[i] = PatchFile(bytes: data)
+                do { out[i] = try PatchFile(bytes: data, display: "patches/" + paths[i].value) } catch let e as KAError {
+                    shared.record(i, e)
+                } catch {
+                    shared.record(i, KAError.failure(paths[i].value, "\(error)"))
+                }
             }
         }
         if buildCumulative { consumerDone.wait() }
-        if let e = shared.error { throw e }
+        if let (_, e) = shared.error {
+            guard shared.failures > 1 else { throw e }
+            throw KAError(e.kind, e.chain + ["(\(shared.failures - 1) more patch(es) refused too; this is the first in resolution order)"], hint: e.hint)
+        }
         let parsed = out.compactMap { $0 }
         guard buildCumulative else { return (parsed, nil) }
         return (parsed, (shared.data, shared.hasher.hexDigest()))

@@ -1,42 +1,64 @@
 import Foundation
 
-/// Text edits on a format-patch mail's trailer block (the last paragraph above the `---` divider).
+/// Text edits on a format-patch mail's trailer block, placed where `git interpret-trailers` reads and
+/// writes it (`TrailerBlock`): a new trailer goes at the end of the block, or into a new paragraph when
+/// the message has no block.
 public enum TrailerEdit {
-    static func lines(_ data: Data) -> [Substring]? {
-        guard let text = String(data: data, encoding: .utf8) else { return nil }
-        return text.split(separator: "\n", omittingEmptySubsequences: false)
-    }
-
-    /// Index of the `---` line that ends the commit message, if the mail has one.
-    static func divider(_ lines: [Substring]) -> Int? {
-        let firstDiff = lines.firstIndex { $0.hasPrefix("diff --git ") } ?? lines.count
-        return lines[..<firstDiff].lastIndex { $0 == "---" }
-    }
-
-    /// Replaces the value of the trailer `key` (which must occur once in the trailer block).
-    public static func replace(_ key: String, with value: String, in data: Data) -> Data? {
-        guard var ls = lines(data), let d = divider(ls) else { return nil }
-        guard let i = ls[..<d].lastIndex(where: { $0.lowercased().hasPrefix(key.lowercased() + ":") }) else { return nil }
-        ls[i] = Substring("\(key): \(value)")
-        return Data(ls.joined(separator: "\n").utf8)
-    }
-
-    /// Appends trailers to the trailer block, opening a new paragraph if the message has none.
-    public static func append(_ trailers: [(String, String)], to data: Data) -> Data? {
-        guard var ls = lines(data), let d = divider(ls) else { return nil }
-        var end = d
-        while end > 0, ls[end - 1].trimmingCharacters(in: .whitespaces).isEmpty { end -= 1 }
-        var start = end
-        while start > 0, !ls[start - 1].trimmingCharacters(in: .whitespaces).isEmpty { start -= 1 }
-        let isTrailerBlock = start > 0 && end > start && ls[start..<end].allSatisfy { l in
-            if l.first == " " || l.first == "\t" { return true }
-            guard let c = l.firstIndex(of: ":"), c > l.startIndex else { return false }
-            return l[..<c].allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" }
+    /// Whether the mail has format-patch's `---` line between the message and its first diff.
+    public static func hasDivider(_ data: Data) -> Bool {
+        var sawDivider = false
+        for line in data.split(separator: 0x0A, omittingEmptySubsequences: false) {
+            if line.starts(with: Array("diff --git ".utf8)) { return sawDivider }
+            if line.elementsEqual(Array("---".utf8)) || line.elementsEqual(Array("---\r".utf8)) { sawDivider = true }
         }
-        var insert = trailers.map { Substring("\($0.0): \($0.1)") }
-        if !isTrailerBlock { insert.insert("", at: 0) }
-        ls.insert(contentsOf: insert, at: end)
-        return Data(ls.joined(separator: "\n").utf8)
+        return sawDivider
+    }
+
+    static func locate(_ data: Data) -> TrailerBlock.Location {
+        data.withUnsafeBytes { TrailerBlock.locate($0.bindMemory(to: UInt8.self)) }
+    }
+
+    /// Replaces the value of the trailer `key`, which must occur exactly once in the trailer block
+    /// (continuation lines of the old value go with it).
+    public static func replace(_ key: String, with value: String, in data: Data) -> Data? {
+        let loc = locate(data)
+        guard loc.end > loc.start else { return nil }
+        let bytes = [UInt8](data)
+        let wanted = key.lowercased()
+        var matches: [Range<Int>] = []
+        var k = loc.start
+        while k < loc.end {
+            var e = k
+            while e < loc.end && bytes[e] != 0x0A { e += 1 }
+            if e < loc.end { e += 1 }
+            let sep = bytes.withUnsafeBufferPointer { b in TrailerBlock.separator(at: k, { $0 < e ? b[$0] : 0 }) }
+            if sep >= 1, String(decoding: TrailerBlock.trim(bytes[k..<(k + sep)]), as: UTF8.self).lowercased() == wanted {
+                var stop = e
+                while stop < loc.end && gitIsSpace(bytes[stop]) && bytes[stop] != 0x0A {
+                    while stop < loc.end && bytes[stop] != 0x0A { stop += 1 }
+                    if stop < loc.end { stop += 1 }
+                }
+                matches.append(k..<stop)
+            }
+            k = e
+        }
+        guard matches.count == 1, let r = matches.first else { return nil }
+        var out = Data(bytes[..<r.lowerBound])
+        out.append(contentsOf: Array("\(key): \(value)\n".utf8))
+        out.append(contentsOf: bytes[r.upperBound...])
+        return out
+    }
+
+    /// Appends trailers to the trailer block as `git interpret-trailers --trailer` does: after the block's
+    /// last line, or, when the message has no block, in a new paragraph above the `---` divider.
+    public static func append(_ trailers: [(String, String)], to data: Data) -> Data? {
+        guard hasDivider(data) else { return nil }
+        let loc = locate(data)
+        var out = Data(data.prefix(loc.end))
+        if !loc.blankLineBefore { out.append(0x0A) }   // no block: start a new paragraph
+        for (key, value) in trailers { out.append(contentsOf: Array("\(key): \(value)\n".utf8)) }
+        out.append(data.dropFirst(loc.end))
+        return out
     }
 }
 

@@ -49,7 +49,7 @@ public struct MigrateTreeVerb: Verb, WaitsForTree {
         let patches = try tree.patches(selectedBy: src)
         for p in patches {
             let data = try FS.read(ws.url(p), display: "patches/" + p.value)
-            let pf = PatchFile(bytes: data)
+            let pf = try PatchFile(bytes: data, display: "patches/" + p.value)
             let newPath = try moved(p)
             // The tree is only moved if it is sound: every patch's trailer must match where it is now.
             let policy = try ctx.policy()

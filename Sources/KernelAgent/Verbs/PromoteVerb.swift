@@ -155,8 +155,7 @@ public struct PromoteVerb: Verb, WaitsForTree {
                 let reportURL = prepared.out.appendingPathComponent("apply-report.txt")
                 try PromoteOutput.createDirs(prepared.out)
                 try FS.writeAtomically(Data(report.render(manifest: m.file).utf8), to: reportURL)
-                throw KAError(.refusal, [m.file, "apply check failed for \(report.failures.count) patch(es) (\(report.summary))"]
-                              + report.failures.map { "\($0.path): \($0.status.rawValue)" + ($0.details.first.map { " — \($0)" } ?? "") },
+                throw KAError(.refusal, [m.file, report.refusalLines(reportPath: ws.display(reportURL))],
                               hint: "see \(ws.display(reportURL)); refresh the failing patches against \(m.baseline.ref). The lock was not written.")
             }
             applyNote = "pass (\(report.summary)) against \(m.baseline.ref)"
