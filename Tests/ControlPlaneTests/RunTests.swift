@@ -102,13 +102,13 @@ import Testing
         env["KA_ROOT"] = h.root.path
         env["KA_STATE_DIR"] = h.root.appendingPathComponent(".ka").path
         _ = try await h.api.createLabel(name: "ka:audit", color: "cccccc", description: "audit")
-        let r = try Subprocess.run([ChaosTests.kaBinary, "promote", "ohm"], cwd: h.root, environment: env)
+        let r = try await Harness.runOffPool([ChaosTests.kaBinary, "promote", "ohm"], cwd: h.root, environment: env)
         #expect(r.status == 0, "\(r.stderrText)")
         let audit = h.gitea.withLock { h.gitea.issues.values.first { $0.title == "[ka:audit] promote ohm" } }
         let a = try #require(audit, "no audit issue")
         #expect(a.body.contains("promoted ohm: 1 patch(es)"))
         #expect(h.gitea.withLock { a.labels.compactMap { h.gitea.labels[$0]?.name } } == ["ka:audit"])
-        let refused = try Subprocess.run([ChaosTests.kaBinary, "abandon", "x"], cwd: h.root, environment: env)
+        let refused = try await Harness.runOffPool([ChaosTests.kaBinary, "abandon", "x"], cwd: h.root, environment: env)
         #expect(refused.status == 2)
         #expect(h.gitea.withLock { h.gitea.issues.values.contains { $0.title == "[ka:audit] abandon x" && $0.body.contains("refused") } })
     }
