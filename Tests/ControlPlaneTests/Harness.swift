@@ -135,6 +135,14 @@ final class Harness: @unchecked Sendable {
         return false
     }
 
+    /// Runs a program on its own thread: a blocking wait on the (2-thread) cooperative pool would starve the
+    /// in-process stand-in the program talks to.
+    static func runOffPool(_ argv: [String], cwd: URL, environment: [String: String]) async throws -> Subprocess.Result {
+        try await withCheckedThrowingContinuation { cont in
+            Thread { cont.resume(with: Result { try Subprocess.run(argv, cwd: cwd, environment: environment) }) }.start()
+        }
+    }
+
     /// Whether the ledger has stored the comment's event (the webhook or a poll landed).
     func stored(comment id: Int64) -> Bool { (try? ledger.isKnown("comment:\(id)")) == true }
 

@@ -27,8 +27,8 @@ import Testing
         let answered = await Harness.waitFor("the help reply", timeout: 10) { !g.botComments(on: other).isEmpty }
         #expect(answered)
         let helpLatency = Date().timeIntervalSince(asked)
-        #expect(g.botComments(on: slow).isEmpty && h.engine.plansRunning == 1, "the promote is still planning when the help is answered")
-        #expect(helpLatency < 3, "help answered in \(helpLatency) s")
+        // the plan sleeps 8 s: a help answered while it still runs did not wait for it
+        #expect(g.botComments(on: slow).isEmpty && h.engine.plansRunning == 1, "the promote is still planning when the help is answered (after \(helpLatency) s)")
 
         await Harness.waitFor("the promote's timeout reply", timeout: 10) { !g.botComments(on: slow).isEmpty }
         let reply = try #require(g.botComments(on: slow).first).body

@@ -102,13 +102,13 @@ import Testing
         env["KA_ROOT"] = h.root.path
         env["KA_STATE_DIR"] = h.root.appendingPathComponent(".ka").path
         _ = try await h.api.createLabel(name: "ka:audit", color: "cccccc", description: "audit")
-        let r = try await Self.offPool([ChaosTests.kaBinary, "promote", "ohm"], cwd: h.root, environment: env)
+        let r = try await Harness.runOffPool([ChaosTests.kaBinary, "promote", "ohm"], cwd: h.root, environment: env)
         #expect(r.status == 0, "\(r.stderrText)")
         let audit = h.gitea.withLock { h.gitea.issues.values.first { $0.title == "[ka:audit] promote ohm" } }
         let a = try #require(audit, "no audit issue")
         #expect(a.body.contains("promoted ohm: 1 patch(es)"))
         #expect(h.gitea.withLock { a.labels.compactMap { h.gitea.labels[$0]?.name } } == ["ka:audit"])
-        let refused = try await Self.offPool([ChaosTests.kaBinary, "abandon", "x"], cwd: h.root, environment: env)
+        let refused = try await Harness.runOffPool([ChaosTests.kaBinary, "abandon", "x"], cwd: h.root, environment: env)
         #expect(refused.status == 2)
         #expect(h.gitea.withLock { h.gitea.issues.values.contains { $0.title == "[ka:audit] abandon x" && $0.body.contains("refused") } })
     }
@@ -154,16 +154,6 @@ import Testing
         let bad = DefaultGiteaClient(baseURL: h.gitea.baseURL, owner: "marfrit", repo: "kernel-agent", token: "wrong", maxAttempts: 3, baseDelay: 0.001)
         do { _ = try await bad.currentUser(); Issue.record("expected 401") } catch let e as GiteaError {
             #expect(e.status == 401 && e.message == "token is required")
-        }
-    }
-
-    /// Runs the CLI on a GCD thread: waiting for it on the cooperative pool (2 threads here) would starve the
-    /// in-process Gitea stand-in the CLI is talking to, and its audit delivery would time out.
-    static func offPool(_ argv: [String], cwd: URL, environment: [String: String]) async throws -> Subprocess.Result {
-        try await withCheckedThrowingContinuation { cont in
-            DispatchQueue.global().async {
-                cont.resume(with: Result { try Subprocess.run(argv, cwd: cwd, environment: environment) })
-            }
         }
     }
 }

@@ -3,7 +3,7 @@ import Foundation
 import GRDB
 import KernelAgent
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Turns events (new comments, new issues) into runs of the same verbs the CLI runs. Conversation asks for
 /// consent first: the reply lists the plan and its pins, with a nonce; only `/ka-yes <nonce>` from an
@@ -25,9 +25,11 @@ public final class Engine: Sendable {
     let logger: Logger
     /// Plans run here, a few at a time, never on the cooperative pool (verbs block on I/O).
     private let planQueue: OperationQueue
-    private let eventTasks = Mutex<[String: Task<Void, Never>]>([:])
-    private let planning = Mutex(0)
-    private let lanes = Mutex(LaneBook())
+    // Shared state is behind NIOLockedValueBox (a pthread mutex) rather than Synchronization.Mutex: on Linux,
+    // ThreadSanitizer cannot see Mutex's futex and reports the state it guards as racing (Swift 6.3.1).
+    private let eventTasks = NIOLockedValueBox<[String: Task<Void, Never>]>([:])
+    private let planning = NIOLockedValueBox(0)
+    private let lanes = NIOLockedValueBox(LaneBook())
 
     public init(config: ControlPlaneConfig, ledger: Ledger, api: GiteaAPI, botLogin: String,
                 makeContext: @escaping @Sendable () throws -> VerbContext, now: @escaping @Sendable () -> Date = { Date() },
@@ -90,11 +92,11 @@ public final class Engine: Sendable {
     /// `onSettled` runs after each event (the loop uses it to send the replies without waiting for its next turn).
     public func dispatchPending(onSettled: (@Sendable () -> Void)? = nil) throws {
         let pending = try ledger.unprocessedEvents()
-        eventTasks.withLock { tasks in
+        eventTasks.withLockedValue { tasks in
             for e in pending where tasks[e.key] == nil {
                 tasks[e.key] = Task { [self] in
                     await handleEvent(e)
-                    _ = eventTasks.withLock { $0.removeValue(forKey: e.key) }
+                    _ = eventTasks.withLockedValue { $0.removeValue(forKey: e.key) }
                     onSettled?()
                 }
             }
@@ -104,15 +106,15 @@ public final class Engine: Sendable {
     /// Waits until no event is being handled.
     public func waitForEvents() async {
         while true {
-            let tasks = eventTasks.withLock { Array($0.values) }
+            let tasks = eventTasks.withLockedValue { Array($0.values) }
             if tasks.isEmpty { return }
             for t in tasks { await t.value }
         }
     }
 
-    public var eventsInFlight: Int { eventTasks.withLock { $0.count } }
+    public var eventsInFlight: Int { eventTasks.withLockedValue { $0.count } }
     /// Plans running on their threads now (one that timed out counts until it returns).
-    public var plansRunning: Int { planning.withLock { $0 } }
+    public var plansRunning: Int { planning.withLockedValue { $0 } }
 
     /// Handles every stored event and waits for all of them (tests; the last turn before exit).
     public func processPending() async throws {
@@ -375,8 +377,8 @@ public final class Engine: Sendable {
         await withCheckedContinuation { (cont: CheckedContinuation<Result<Plan, Error>?, Never>) in
             let once = ResumeOnce(cont)
             planQueue.addOperation { [self] in
-                planning.withLock { $0 += 1 }
-                defer { planning.withLock { $0 -= 1 } }
+                planning.withLockedValue { $0 += 1 }
+                defer { planning.withLockedValue { $0 -= 1 } }
                 once.resume(Result { try makePlan(inv.verb, inv.args) })
             }
             DispatchQueue.global().asyncAfter(deadline: .now() + config.planTimeout) { once.resume(nil) }
@@ -507,7 +509,7 @@ public final class Engine: Sendable {
             // read-only verbs share no lane with anything
             let lane = verb.lane == .none ? "run-\(q.id)" : verb.lane.description
             enum Decision { case wait(holder: Int64, announce: Bool), full, go }
-            let decision = lanes.withLock { book -> Decision in
+            let decision = lanes.withLockedValue { book -> Decision in
                 if let holder = book.busy[lane] { return .wait(holder: holder, announce: book.announcedWait.insert(q.id).inserted) }
                 if book.busy.count >= config.maxParallelRuns { return .full }
                 book.busy[lane] = q.id
@@ -545,7 +547,7 @@ public final class Engine: Sendable {
         return started
     }
 
-    private func release(_ lane: String) { _ = lanes.withLock { $0.busy.removeValue(forKey: lane) } }
+    private func release(_ lane: String) { _ = lanes.withLockedValue { $0.busy.removeValue(forKey: lane) } }
 
     func execute(_ q: Queued, verb: any Verb) async {
         nonisolated(unsafe) let verb = verb   // parsed arguments only; used on one thread at a time
@@ -599,10 +601,10 @@ public final class Engine: Sendable {
 
 /// Resumes a continuation once, whichever of two racing callers comes first (a plan and its timeout).
 final class ResumeOnce<T: Sendable>: Sendable {
-    private let continuation: Mutex<CheckedContinuation<T, Never>?>
-    init(_ c: CheckedContinuation<T, Never>) { continuation = Mutex(c) }
+    private let continuation: NIOLockedValueBox<CheckedContinuation<T, Never>?>
+    init(_ c: CheckedContinuation<T, Never>) { continuation = NIOLockedValueBox(c) }
     func resume(_ value: T) {
-        let c = continuation.withLock { c -> CheckedContinuation<T, Never>? in defer { c = nil }; return c }
+        let c = continuation.withLockedValue { c -> CheckedContinuation<T, Never>? in defer { c = nil }; return c }
         c?.resume(returning: value)
     }
 }

@@ -5,7 +5,7 @@ import KernelAgent
 /// The control plane's durable memory (SQLite, WAL): which comments and issues were seen (exactly once,
 /// whatever the route: webhook, poll, redelivery, restart), every run and its state, the outbox of writes
 /// to Gitea, the poll cursor and the reminder schedule.
-public final class Ledger: @unchecked Sendable {
+public final class Ledger: Sendable {
     public let pool: DatabasePool
 
     public init(path: URL) throws {

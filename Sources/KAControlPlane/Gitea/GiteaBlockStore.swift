@@ -1,6 +1,6 @@
 import Foundation
 import KernelAgent
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Open `[ka:<kind>] …` issues are the block store. Each carries a hidden marker with its kind and scope;
 /// blocks are found by the marker, never by title alone, and closing the issue lifts the block.
@@ -27,16 +27,16 @@ public final class GiteaBlockStore: BlockStore, Sendable {
 
     /// Verbs are synchronous; they run on their own threads, so waiting here blocks no async executor.
     func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-        let result = Mutex<Result<T, Error>?>(nil)
+        let result = NIOLockedValueBox<Result<T, Error>?>(nil)
         let done = DispatchSemaphore(value: 0)
         Task {
             let r: Result<T, Error>
             do { r = .success(try await body()) } catch { r = .failure(error) }
-            result.withLock { $0 = r }
+            result.withLockedValue { $0 = r }
             done.signal()
         }
         done.wait()
-        guard let r = result.withLock({ $0 }) else { throw KAError.failure("block store", "no result") }
+        guard let r = result.withLockedValue({ $0 }) else { throw KAError.failure("block store", "no result") }
         return try r.get()
     }
 

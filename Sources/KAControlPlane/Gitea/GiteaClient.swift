@@ -3,7 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import KernelAgent
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Every call the bot makes to Gitea. `DefaultGiteaClient` talks HTTP; tests use the same client against a
 /// Gitea stand-in, and the contract test checks every `GiteaRoute` against Gitea's own swagger.
@@ -102,8 +102,8 @@ public final class DefaultGiteaClient: GiteaAPI, Sendable {
     let maxAttempts: Int
     let baseDelay: Double
     /// Counts requests sent (for the idle-poll figure and tests).
-    public var requestCount: Int { requests.withLock { $0 } }
-    private let requests = Mutex(0)
+    public var requestCount: Int { requests.withLockedValue { $0 } }
+    private let requests = NIOLockedValueBox(0)
 
     public static let pageSize = 50   // Gitea caps limit at 50 (MAX_RESPONSE_ITEMS)
 
@@ -117,7 +117,7 @@ public final class DefaultGiteaClient: GiteaAPI, Sendable {
         session = URLSession(configuration: config)
     }
 
-    private func countRequest() { requests.withLock { $0 += 1 } }
+    private func countRequest() { requests.withLockedValue { $0 += 1 } }
 
     func path(_ route: GiteaRoute, _ params: [String: String] = [:]) -> String {
         var p = route.path.replacingOccurrences(of: "{owner}", with: owner).replacingOccurrences(of: "{repo}", with: repo)

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// The one loop that moves work: poll (every interval), hand stored events to the engine (which handles them
 /// on their own tasks, so a slow plan never holds the loop), start runnable verbs, send reminders, drain the
@@ -14,16 +14,16 @@ public final class ControlLoop: Service, Sendable {
     let interval: Double
     let logger: Logger
     let metrics: Metrics
-    private let poked = Mutex(false)
-    private let runs = Mutex<[Task<Void, Never>]>([])
+    private let poked = NIOLockedValueBox(false)
+    private let runs = NIOLockedValueBox<[Task<Void, Never>]>([])
 
     public init(engine: Engine, poller: Poller, outbox: OutboxSender, interval: Double, metrics: Metrics, logger: Logger) {
         self.engine = engine; self.poller = poller; self.outbox = outbox; self.interval = interval; self.metrics = metrics; self.logger = logger
     }
 
-    public func poke() { poked.withLock { $0 = true } }
+    public func poke() { poked.withLockedValue { $0 = true } }
 
-    private func takePoke() -> Bool { poked.withLock { p in defer { p = false }; return p } }
+    private func takePoke() -> Bool { poked.withLockedValue { p in defer { p = false }; return p } }
 
     /// One full turn; tests drive this directly. Returns without waiting for the events it dispatched.
     public func turn(poll: Bool) async {
@@ -38,7 +38,7 @@ public final class ControlLoop: Service, Sendable {
         }
         do {
             let started = try engine.startRunnable()
-            runs.withLock { $0.removeAll { $0.isCancelled }; $0 += started }
+            runs.withLockedValue { $0.removeAll { $0.isCancelled }; $0 += started }
         } catch {
             logger.error("cannot start queued runs: \(error)")
         }
@@ -50,7 +50,7 @@ public final class ControlLoop: Service, Sendable {
     public func waitForRuns() async {
         await engine.waitForEvents()
         while true {
-            let tasks = runs.withLock { r in defer { r.removeAll() }; return r }
+            let tasks = runs.withLockedValue { r in defer { r.removeAll() }; return r }
             if tasks.isEmpty { return }
             for t in tasks { await t.value }
         }
