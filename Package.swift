@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "kernel-agent",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],   // Synchronization.Mutex
     products: [
         .executable(name: "ka", targets: ["ka"]),
         .library(name: "KernelAgent", targets: ["KernelAgent"]),
@@ -67,3 +67,31 @@ let package = Package(
         ),
     ]
 )
+
+// libFuzzer targets (scripts/fuzz), one per input reader. They exist only with KA_FUZZ=1, built in their own
+// scratch path (.build-fuzz), so the normal build and `swift test` never see them. Our two modules get
+// coverage and ASan instrumentation; the dependencies are built as usual. Both SwiftPM and libFuzzer bring a
+// main(): each fuzz target's main.swift starts libFuzzer's driver, so either one runs the fuzzer (lld links
+// the pair; gold fails on it). `ka` cannot link against instrumented modules, so this build leaves it out.
+if Context.environment["KA_FUZZ"] == "1" {
+    package.products.removeAll { $0.name == "ka" }
+    package.targets.removeAll { $0.name == "ka" }
+    let instrumented: [SwiftSetting] = [.unsafeFlags(["-sanitize=fuzzer,address"])]
+    for target in package.targets where target.name == "KernelAgent" || target.name == "KAControlPlane" {
+        target.swiftSettings = (target.swiftSettings ?? []) + instrumented
+    }
+    package.targets.append(.systemLibrary(name: "CLibFuzzer", path: "Sources/Fuzz/CLibFuzzer"))
+    package.targets.append(.target(name: "FuzzSupport", dependencies: ["KernelAgent", "CLibFuzzer"],
+                                   path: "Sources/Fuzz/FuzzSupport", swiftSettings: instrumented))
+    let fuzzers: [(name: String, reads: Target.Dependency)] = [
+        ("FuzzCommand", "KAControlPlane"), ("FuzzWebhook", "KAControlPlane"), ("FuzzManifest", "KernelAgent"),
+        ("FuzzHosts", "KernelAgent"), ("FuzzPatch", "KernelAgent"), ("FuzzTrailer", "KernelAgent"),
+    ]
+    for fuzzer in fuzzers {
+        package.targets.append(.executableTarget(
+            name: fuzzer.name, dependencies: [fuzzer.reads, "FuzzSupport"], path: "Sources/Fuzz/\(fuzzer.name)",
+            swiftSettings: instrumented,
+            linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address", "-use-ld=lld"])]))
+        package.products.append(.executable(name: fuzzer.name, targets: [fuzzer.name]))
+    }
+}

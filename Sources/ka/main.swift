@@ -95,7 +95,7 @@ func installAuditHook() {
         _ = try? ledger.enqueue(.issue(title: title, body: body, labels: ["ka:audit"]), ref: "audit-\(UUID().uuidString)")
         let api = DefaultGiteaClient(baseURL: config.giteaURL, owner: config.owner, repo: config.repo, token: config.token, maxAttempts: 3)
         let done = DispatchSemaphore(value: 0)
-        Task { _ = await OutboxSender(ledger: ledger, api: api).drain(); done.signal() }
+        Task { _ = await OutboxSender(ledger: ledger, api: api, botLogin: config.botLogin).drain(); done.signal() }
         _ = done.wait(timeout: .now() + 15)   // what does not land now, `ka serve` delivers later
     }
 }

@@ -11,11 +11,11 @@ import Testing
         return h
     }
 
-    @Test func aFifoNamedLikeAPatchIsRefusedNotWaitedOn() throws {
+    @Test func aFifoNamedLikeAPatchIsRefusedNotWaitedOn() async throws {
         let s = try PromoteTests.tree()
         #expect(mkfifo(s.url("patches/board/b1/0004-x.patch").path, 0o644) == 0)
         for args in [["promote", "h1"], ["status"]] {
-            let r = try KaRun.run(args, root: s.root, deadline: 30)
+            let r = try await KaRun.run(args, root: s.root, deadline: 30)
             #expect(!r.signalled)
             if args[0] == "promote" {
                 #expect(r.status == 2)
@@ -66,12 +66,12 @@ import Testing
         #expect(try Manifest.load(try HostName("hertz"), in: s.ws).infraOptIn)
     }
 
-    @Test func outMustBeAPlaceOfItsOwnAndNothingIsCreatedForABadOne() throws {
+    @Test func outMustBeAPlaceOfItsOwnAndNothingIsCreatedForABadOne() async throws {
         let s = try PromoteTests.tree()
         let deep = (0..<4000).map { _ in "d" }.joined(separator: "/")
         for (out, expected) in [(deep, "the path is"), ("", "is empty"), (".", "is the checkout"), ("patches/x", "patches/"),
                                 ("fleet", "fleet/"), (".git/out", ".git/"), (String(repeating: "n", count: 300), "path component")] {
-            let r = try KaRun.run(["promote", "h1", "--out", out], root: s.root)
+            let r = try await KaRun.run(["promote", "h1", "--out", out], root: s.root)
             #expect(r.status == 2, "--out \(out.prefix(20)): \(r.stderr)")
             #expect(r.stderr.contains(expected), "--out \(out.prefix(20)): \(r.stderr)")
             #expect(!r.stderr.contains("NSCocoaErrorDomain") && !r.stderr.contains("Foundation"))
@@ -79,12 +79,12 @@ import Testing
         #expect(!s.exists("d") && !s.exists("patches/x") && !s.exists(".git"))
         // a dir that holds someone else's files is not promote's to replace
         try s.write("mine/notes.txt", "keep me")
-        let r = try KaRun.run(["promote", "h1", "--out", "mine"], root: s.root)
+        let r = try await KaRun.run(["promote", "h1", "--out", "mine"], root: s.root)
         #expect(r.status == 2 && r.stderr.contains("holds files promote did not write (notes.txt)"), "\(r.stderr)")
         #expect(try s.read("mine/notes.txt") == "keep me")
     }
 
-    @Test func derivedPathsThroughSymlinksIntoHomeOrOutAreRefused() throws {
+    @Test func derivedPathsThroughSymlinksIntoHomeOrOutAreRefused() async throws {
         let home = try Self.fakeHome()
         defer { try? FileManager.default.removeItem(at: home) }
         let env = ["HOME": home.path]
@@ -92,7 +92,7 @@ import Testing
         // default out/ is a symlink into $HOME
         let a = try PromoteTests.tree()
         try FileManager.default.createSymbolicLink(at: a.url("out"), withDestinationURL: home)
-        var r = try KaRun.run(["promote", "h1"], root: a.root, env: env)
+        var r = try await KaRun.run(["promote", "h1"], root: a.root, env: env)
         #expect(r.status == 2 && r.stderr.contains("leads out of the checkout"), "\(r.stderr)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: home.path).isEmpty)
 
@@ -100,24 +100,24 @@ import Testing
         let b = try PromoteTests.tree()
         try "secret".write(to: home.appendingPathComponent("secret.patch"), atomically: true, encoding: .utf8)
         try FileManager.default.createSymbolicLink(at: b.url("patches/board/b1/0009-home.patch"), withDestinationURL: home.appendingPathComponent("secret.patch"))
-        r = try KaRun.run(["promote", "h1"], root: b.root, env: env)
+        r = try await KaRun.run(["promote", "h1"], root: b.root, env: env)
         #expect(r.status == 2 && r.stderr.contains("0009-home.patch") && r.stderr.contains("escapes patches/"), "\(r.stderr)")
         try FileManager.default.removeItem(at: b.url("patches/board/b1/0009-home.patch"))
         try b.write("elsewhere/x.patch", try b.read("patches/board/b1/0001-first.patch"))
         try FileManager.default.createSymbolicLink(at: b.url("patches/board/b1/0009-out.patch"), withDestinationURL: b.url("elsewhere/x.patch"))
-        r = try KaRun.run(["promote", "h1"], root: b.root, env: env)
+        r = try await KaRun.run(["promote", "h1"], root: b.root, env: env)
         #expect(r.status == 2 && r.stderr.contains("escapes patches/"), "\(r.stderr)")
 
         // fleet/h1.yaml is a symlink out of fleet/
         let c = try PromoteTests.tree()
         try FileManager.default.moveItem(at: c.url("fleet/h1.yaml"), to: home.appendingPathComponent("h1.yaml"))
         try FileManager.default.createSymbolicLink(at: c.url("fleet/h1.yaml"), withDestinationURL: home.appendingPathComponent("h1.yaml"))
-        r = try KaRun.run(["promote", "h1"], root: c.root, env: env)
+        r = try await KaRun.run(["promote", "h1"], root: c.root, env: env)
         #expect(r.status == 2 && r.stderr.contains("fleet/h1.yaml") && r.stderr.contains("leads out of fleet/"), "\(r.stderr)")
 
         // KA_STATE_DIR under $HOME
         let d = try PromoteTests.tree()
-        r = try KaRun.run(["status"], root: d.root, env: env.merging(["KA_STATE_DIR": home.appendingPathComponent("state").path]) { $1 })
+        r = try await KaRun.run(["status"], root: d.root, env: env.merging(["KA_STATE_DIR": home.appendingPathComponent("state").path]) { $1 })
         #expect(r.status == 2 && r.stderr.contains("KA_STATE_DIR") && r.stderr.contains("$HOME"), "\(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: home.appendingPathComponent("state").path))
 
@@ -128,7 +128,7 @@ import Testing
         try FileManager.default.createDirectory(at: outside, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(at: e.url("patches/driver"), withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(at: e.url("patches/driver/x"), withDestinationURL: outside)
-        r = try KaRun.run(["import", "besser", "out/*.patch", "--to", "driver/x", "--checkout", "campaigns/besser"], root: e.root, env: env)
+        r = try await KaRun.run(["import", "besser", "out/*.patch", "--to", "driver/x", "--checkout", "campaigns/besser"], root: e.root, env: env)
         #expect(r.status == 2, "\(r.stderr)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: outside.path).isEmpty, "import wrote through the symlink")
 
@@ -136,7 +136,7 @@ import Testing
         let f = try PromoteTests.tree()
         try FileManager.default.createSymbolicLink(at: f.url("patches/board/hl"), withDestinationURL: home)
         let snap = TreeFiles.snapshot(f.root)
-        r = try KaRun.run(["migrate-tree", "--from", "board/b1", "--to", "board/hl/pp"], root: f.root, env: env)
+        r = try await KaRun.run(["migrate-tree", "--from", "board/b1", "--to", "board/hl/pp"], root: f.root, env: env)
         #expect(r.status == 2, "\(r.stderr)")
         #expect(TreeFiles.snapshot(f.root) == snap)
         #expect(try FileManager.default.contentsOfDirectory(atPath: home.path).filter { $0 != "secret.patch" && $0 != "h1.yaml" && $0 != "landing" && $0 != "state" }.isEmpty)

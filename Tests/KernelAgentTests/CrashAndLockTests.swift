@@ -9,7 +9,9 @@ struct KaRun {
     let stdout: String
     let stderr: String
 
-    static func run(_ args: [String], root: URL, env extra: [String: String] = [:], deadline: TimeInterval = 60) throws -> KaRun {
+    /// Async, and waiting on GCD threads: a test that blocked the cooperative pool (2 threads on 2 cores) would
+    /// starve every in-process server of the suite running beside it.
+    static func run(_ args: [String], root: URL, env extra: [String: String] = [:], deadline: TimeInterval = 60) async throws -> KaRun {
         let p = Process()
         p.executableURL = TestEnv.kaBinary
         p.arguments = args
@@ -22,22 +24,22 @@ struct KaRun {
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
-        try p.run()
         let outData = LockedData(), errData = LockedData()
         let group = DispatchGroup()
+        for _ in 0..<3 { group.enter() }
+        p.terminationHandler = { _ in group.leave() }
+        try p.run()
         for (pipe, sink) in [(out, outData), (err, errData)] {
-            group.enter()
             DispatchQueue.global().async { sink.set(pipe.fileHandleForReading.readDataToEndOfFile()); group.leave() }
         }
-        let exited = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async { p.waitUntilExit(); exited.signal() }
-        if exited.wait(timeout: .now() + deadline) == .timedOut {
-            p.terminate()
-            kill(p.processIdentifier, SIGKILL)
-            _ = exited.wait(timeout: .now() + 5)
-            Issue.record("ka \(args.joined(separator: " ")) did not finish within \(deadline) s")
+        let timedOut = LockedData()
+        DispatchQueue.global().asyncAfter(deadline: .now() + deadline) { [p] in
+            if p.isRunning { timedOut.set(Data([1])); kill(p.processIdentifier, SIGKILL) }
         }
-        group.wait()
+        await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
+            group.notify(queue: .global()) { cont.resume() }
+        }
+        if !timedOut.get().isEmpty { Issue.record("ka \(args.joined(separator: " ")) did not finish within \(deadline) s") }
         return KaRun(status: p.terminationStatus, signalled: p.terminationReason == .uncaughtSignal,
                      stdout: String(decoding: outData.get(), as: UTF8.self), stderr: String(decoding: errData.get(), as: UTF8.self))
     }
@@ -138,7 +140,7 @@ enum TreeFiles {
     }
 
     @Test(arguments: [0, 1, 2, 3])
-    func sigkillAtRandomPointsLeavesBeforeOrAfter(caseIndex: Int) throws {
+    func sigkillAtRandomPointsLeavesBeforeOrAfter(caseIndex: Int) async throws {
         let c = Self.cases[caseIndex]
         let template = try PromoteTests.tree()
         // the template's state lives in SQLite, like the real CLI's
@@ -150,12 +152,12 @@ enum TreeFiles {
         let probe = try TreeFiles.copy(template.root)
         defer { try? FileManager.default.removeItem(at: probe) }
         let trace = probe.appendingPathComponent("crash-trace")
-        let clean = try KaRun.run(c.args, root: probe, env: ["KA_CRASH_TRACE": trace.path])
+        let clean = try await KaRun.run(c.args, root: probe, env: ["KA_CRASH_TRACE": trace.path])
         #expect(clean.status == 0, "\(c.name): \(clean.stderr)")
         try FileManager.default.removeItem(at: trace)
         let after = try Self.observe(probe)
         #expect(after.tree != before.tree || after.out != before.out, "\(c.name) must change something")
-        let points = try KaRun.run(c.args, root: try TreeFiles.copy(template.root), env: ["KA_CRASH_TRACE": trace.path])
+        let points = try await KaRun.run(c.args, root: try TreeFiles.copy(template.root), env: ["KA_CRASH_TRACE": trace.path])
         #expect(points.status == 0)
         let labels = (try? String(contentsOf: trace, encoding: .utf8))?.split(separator: "\n") ?? []
         #expect(labels.count >= 3, "\(c.name): only \(labels.count) crash points")
@@ -166,11 +168,11 @@ enum TreeFiles {
             let at = Int.random(in: 1...max(1, labels.count), using: &rng)
             let root = try TreeFiles.copy(template.root)
             defer { try? FileManager.default.removeItem(at: root) }
-            let r = try KaRun.run(c.args, root: root, env: ["KA_CRASH_AT": "\(at)"])
+            let r = try await KaRun.run(c.args, root: root, env: ["KA_CRASH_AT": "\(at)"])
             #expect(r.signalled && r.status == SIGKILL, "\(c.name) at point \(at) (\(labels[at - 1])) was not killed: \(r.status) \(r.stderr)")
             if r.signalled { kills += 1 }
             // The next command, of another kind, recovers first and sees a whole tree.
-            let status = try KaRun.run(["status", "--json"], root: root)
+            let status = try await KaRun.run(["status", "--json"], root: root)
             #expect(status.status == 0, "status after a kill at \(labels[at - 1]): \(status.stderr)")
             let seen = try Self.observe(root)
             let isBefore = seen.tree == before.tree && seen.state == before.state
@@ -179,7 +181,7 @@ enum TreeFiles {
             #expect(seen.out == before.out || seen.out == after.out, "\(c.name) killed at \(labels[at - 1]): out/h1 is a mix of two promotions")
             if c.name == "promote" {
                 // the next promote cleans what the killed one staged
-                let again = try KaRun.run(c.args, root: root)
+                let again = try await KaRun.run(c.args, root: root)
                 #expect(again.status == 0, "\(again.stderr)")
                 let strays = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("out").path).filter { $0.hasPrefix(".") }
                 #expect(strays.isEmpty, "left behind: \(strays)")
@@ -196,24 +198,20 @@ enum TreeFiles {
         }.prefix(12).joined(separator: "\n")
     }
 
-    @Test func twoTreeVerbsAtOnceNeverUndoEachOther() throws {
+    @Test func twoTreeVerbsAtOnceNeverUndoEachOther() async throws {
         let template = try PromoteTests.tree()
         try Self.campaignCheckout(template, count: 300)
         var waited = 0
         for round in 0..<20 {
             let root = try TreeFiles.copy(template.root)
             defer { try? FileManager.default.removeItem(at: root) }
-            let importRun = LockedRun()
-            let t = Thread {
-                importRun.set(try? KaRun.run(["import", "besser", "out/*.patch", "--to", "driver/bes2600", "--checkout", "campaigns/besser"], root: root))
-            }
-            t.start()
+            async let importing = KaRun.run(["import", "besser", "out/*.patch", "--to", "driver/bes2600", "--checkout", "campaigns/besser"], root: root)
             // An unrelated, refused tree verb while the import is (likely) under way.
-            usleep(useconds_t(UInt32.random(in: 0...150_000)))
-            let refused = try KaRun.run(["abandon", "nosuch", "--keep-as-archive"], root: root)
+            try await Task.sleep(nanoseconds: UInt64.random(in: 0...150_000_000))
+            let refused = try await KaRun.run(["abandon", "nosuch", "--keep-as-archive"], root: root)
             #expect(refused.status == 2, "round \(round): \(refused.stderr)")
             if refused.stderr.contains("waiting for the patch tree") { waited += 1 }
-            let r = try importRun.wait()
+            let r = try await importing
             #expect(r.status == 0, "round \(round): \(r.stderr)")
             let landed = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("patches/driver/bes2600").path)
                 .filter { $0.hasSuffix(".patch") }
@@ -223,12 +221,12 @@ enum TreeFiles {
         print("two tree verbs at once: the refused one waited behind the import in \(waited) of 20 rounds")
     }
 
-    @Test func aBusyTreeWaitsNamingTheHolderOrRefusesWithNoWait() throws {
+    @Test func aBusyTreeWaitsNamingTheHolderOrRefusesWithNoWait() async throws {
         let s = try PromoteTests.tree()
         let store = try SQLiteStateStore.open(Workspace(root: s.root, stateDir: s.root.appendingPathComponent(".ka")))
         let ws = Workspace(root: s.root, stateDir: s.root.appendingPathComponent(".ka"))
         let lock = try TreeLock.acquire(ws, access: .write, state: store, holder: "ka test-holder")
-        let refused = try KaRun.run(["status", "--no-wait"], root: s.root)
+        let refused = try await KaRun.run(["status", "--no-wait"], root: s.root)
         #expect(refused.status == 2)
         #expect(refused.stderr.contains("busy: held by pid \(getpid()): ka test-holder (writing since"), "\(refused.stderr)")
         // The waiter's stderr goes to a file, so the test can wait for its waiting note (state, not time).
@@ -249,25 +247,15 @@ enum TreeFiles {
         while Date() < deadline {
             note = String(decoding: FileManager.default.contents(atPath: errFile.path) ?? Data(), as: UTF8.self)
             if note.contains("waiting for the patch tree") || !p.isRunning { break }
-            usleep(20_000)
+            try await Task.sleep(nanoseconds: 20_000_000)
         }
         #expect(p.isRunning, "status must wait while the tree is held for writing")
         #expect(note.contains("waiting for the patch tree, held by pid \(getpid()): ka test-holder"), "\(note)")
         lock.release()
-        p.waitUntilExit()
+        await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async { p.waitUntilExit(); cont.resume() }
+        }
         #expect(p.terminationStatus == 0)
     }
 }
 
-final class LockedRun: @unchecked Sendable {
-    private let cond = NSCondition()
-    private var result: KaRun??
-    func set(_ r: KaRun?) { cond.lock(); result = .some(r); cond.broadcast(); cond.unlock() }
-    var isSet: Bool { cond.lock(); defer { cond.unlock() }; return result != nil }
-    func wait() throws -> KaRun {
-        cond.lock(); defer { cond.unlock() }
-        while result == nil { cond.wait() }
-        guard let r = result, let run = r else { throw KAError.failure("test", "the ka run did not start") }
-        return run
-    }
-}

@@ -110,9 +110,9 @@ import Testing
         #expect(try a.read("out/fresnel/cumulative.patch") == b.read("out/fresnel/cumulative.patch"))
     }
 
-    @Test func upstreamLayoutWritesTheirPathsAndLockFields() throws {
+    @Test func upstreamLayoutWritesTheirPathsAndLockFields() async throws {
         let s = try Self.upstreamFresnel()
-        let r = try KaRun.run(["promote", "fresnel", "--layout", "upstream"], root: s.root)
+        let r = try await KaRun.run(["promote", "fresnel", "--layout", "upstream"], root: s.root)
         #expect(r.status == 0, "\(r.stderr)")
         let dir = "build/fresnel/v7.0"
         let cumulative = try Data(contentsOf: s.url("\(dir)/0001-fresnel-cumulative-series.patch"))
@@ -125,11 +125,11 @@ import Testing
         let sha = try Subprocess.run(["sha256sum", first.path]).stdoutText.split(separator: " ").first.map(String.init) ?? "?"
         #expect(lock.contains("sha256: \"\(sha)\""), "\(lock)")
         // the environment default does the same
-        let e = try KaRun.run(["promote", "fresnel"], root: s.root, env: ["KA_PROMOTE_LAYOUT": "upstream"])
+        let e = try await KaRun.run(["promote", "fresnel"], root: s.root, env: ["KA_PROMOTE_LAYOUT": "upstream"])
         #expect(e.status == 0 && e.stdout.contains("0001-fresnel-cumulative-series.patch b2sum"), "\(e.stdout)")
     }
 
-    @Test func upstreamRefusalsExit2AndNameTheLine() throws {
+    @Test func upstreamRefusalsExit2AndNameTheLine() async throws {
         let cases: [(String, String, String)] = [
             ("dup-include", "  - path: board/pinebook-pro/\n    apply_order: 3\n", "fleet/fresnel.yaml:20:11: 'board/pinebook-pro' is listed twice (first at line 18)"),
             ("bad-include", "  - path: board/pinebook-pro-renamed/\n    apply_order: 3\n", "fleet/fresnel.yaml:20:11 → include board/pinebook-pro-renamed → no such patch dir"),
@@ -141,14 +141,14 @@ import Testing
             let s = try Self.upstreamFresnel()
             let text = try s.read("fleet/fresnel.yaml").replacingOccurrences(of: "excluded:\n", with: extra + "excluded:\n")
             try s.write("fleet/fresnel.yaml", text)
-            let r = try KaRun.run(["promote", "fresnel"], root: s.root)
+            let r = try await KaRun.run(["promote", "fresnel"], root: s.root)
             #expect(r.status == 2, "\(name): \(r.stderr)")
             #expect(r.stderr.contains(expected), "\(name): \(r.stderr)")
             #expect(!s.exists("out"), "\(name) wrote output")
         }
     }
 
-    @Test func adoptScopesAnUntaggedTreeOnceAndPromoteThenPasses() throws {
+    @Test func adoptScopesAnUntaggedTreeOnceAndPromoteThenPasses() async throws {
         let s = try Self.upstreamFresnel()
         // strip every Scope: trailer, as in the upstream tree
         for p in try PatchTree(s.ws).allPatches() {
@@ -158,12 +158,12 @@ import Testing
                 .joined(separator: "\n").write(to: url, atomically: true, encoding: .utf8)
         }
         let hashesBefore = try PatchTree(s.ws).allPatches().map { PatchFile(bytes: try Data(contentsOf: s.url("patches/" + $0.value))).contentHash }
-        let refused = try KaRun.run(["promote", "fresnel"], root: s.root)
+        let refused = try await KaRun.run(["promote", "fresnel"], root: s.root)
         #expect(refused.status == 2 && refused.stderr.contains("unscoped patch") && refused.stderr.contains("run 'ka adopt'"), "\(refused.stderr)")
-        let dry = try KaRun.run(["adopt", "--dry-run"], root: s.root)
+        let dry = try await KaRun.run(["adopt", "--dry-run"], root: s.root)
         #expect(dry.status == 0 && dry.stdout.contains("would adopt 6 patch(es)"), "\(dry.stdout) \(dry.stderr)")
         let snap = s.snapshot()
-        let adopted = try KaRun.run(["adopt"], root: s.root)
+        let adopted = try await KaRun.run(["adopt"], root: s.root)
         #expect(adopted.status == 0 && adopted.stdout.contains("adopted 6 patch(es)"), "\(adopted.stdout) \(adopted.stderr)")
         #expect(s.snapshot() != snap)
         let hashesAfter = try PatchTree(s.ws).allPatches().map { PatchFile(bytes: try Data(contentsOf: s.url("patches/" + $0.value))).contentHash }
@@ -172,10 +172,10 @@ import Testing
         let one = s.url("patches/board/pinebook-pro/0002-arm64-dts-rk3399-pinebook-pro-enable-hdmi-sound.patch")
         let git = try Subprocess.run(["git", "interpret-trailers", "--parse"], stdin: try Data(contentsOf: one))
         #expect(git.stdoutText.contains("Scope: board/pinebook-pro\n"), "\(git.stdoutText)")
-        let promoted = try KaRun.run(["promote", "fresnel"], root: s.root)
+        let promoted = try await KaRun.run(["promote", "fresnel"], root: s.root)
         #expect(promoted.status == 0, "\(promoted.stderr)")
         let again = s.snapshot()
-        let second = try KaRun.run(["adopt"], root: s.root)
+        let second = try await KaRun.run(["adopt"], root: s.root)
         #expect(second.status == 0 && second.stdout.contains("adopted 0 patch(es); 6 already scoped"), "\(second.stdout)")
         #expect(s.snapshot() == again)
         // a trailer that disagrees with its dir: refused, nothing written
@@ -185,7 +185,7 @@ import Testing
         let stripped = try String(contentsOf: strip, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix("Scope: ") }.joined(separator: "\n")
         try stripped.write(to: strip, atomically: true, encoding: .utf8)
         let before = s.snapshot()
-        let bad = try KaRun.run(["adopt"], root: s.root)
+        let bad = try await KaRun.run(["adopt"], root: s.root)
         #expect(bad.status == 2 && bad.stderr.contains("0009-x.patch: its Scope: board/other disagrees with its directory board/pinebook-pro"), "\(bad.stderr)")
         #expect(s.snapshot() == before, "all or nothing")
     }

@@ -146,10 +146,18 @@ struct PayloadScanner {
                 guard i < b.count else { break }
                 switch b[i] {
                 case UInt8(ascii: "u"):
-                    guard i + 4 < b.count, b[(i + 1)...(i + 4)].allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x66) }) else {
-                        throw Malformed(offset: i, reason: "bad \\u escape")
-                    }
+                    guard let unit = utf16Unit(at: i + 1) else { throw Malformed(offset: i, reason: "bad \\u escape") }
                     i += 4
+                    // Surrogates come in high-low pairs, in skipped strings too: Foundation refuses the body otherwise.
+                    if unit & 0xFC00 == 0xD800 {
+                        guard i + 2 < b.count, b[i + 1] == UInt8(ascii: "\\"), b[i + 2] == UInt8(ascii: "u"),
+                              let low = utf16Unit(at: i + 3), low & 0xFC00 == 0xDC00 else {
+                            throw Malformed(offset: i, reason: "unpaired UTF-16 surrogate")
+                        }
+                        i += 6
+                    } else if unit & 0xFC00 == 0xDC00 {
+                        throw Malformed(offset: i, reason: "unpaired UTF-16 surrogate")
+                    }
                 case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
                      UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"): break
                 default: throw Malformed(offset: i, reason: "bad escape")
@@ -158,6 +166,23 @@ struct PayloadScanner {
             i += 1
         }
         throw Malformed(offset: i, reason: "unterminated string")
+    }
+
+    /// The 4 hex digits of a `\u` escape starting at `k`, if they are there.
+    private func utf16Unit(at k: Int) -> UInt16? {
+        guard k >= 0, k + 4 <= b.count else { return nil }
+        var unit: UInt16 = 0
+        for c in b[k..<(k + 4)] {
+            let digit: UInt8
+            switch c {
+            case 0x30...0x39: digit = c - 0x30
+            case 0x41...0x46: digit = c - 0x41 + 10
+            case 0x61...0x66: digit = c - 0x61 + 10
+            default: return nil
+            }
+            unit = unit << 4 | UInt16(digit)
+        }
+        return unit
     }
 
     private func unescape(_ r: Range<Int>) throws -> String {

@@ -36,6 +36,37 @@ public struct WebhookIntake: Sendable {
         }
     }
 
+    /// What the bot reads from an issue_comment delivery.
+    package struct CommentDelivery: Sendable {
+        package let action: String
+        package let repository: String
+        package let issue: Int
+        package let isPull: Bool
+        package let comment: GiteaComment
+    }
+
+    package enum PayloadError: Error { case malformedJSON, missingField }
+
+    /// Reads an issue_comment body (the fuzz target FuzzWebhook calls this too).
+    package static func readComment(_ body: [UInt8]) throws(PayloadError) -> CommentDelivery {
+        let v: [String: PayloadScanner.Value]
+        do { v = try PayloadScanner.scan(body, wanted: commentKeys) } catch { throw .malformedJSON }
+        guard let action = v.string("action"), let repo = v.string("repository.full_name"), let number = v.int("issue.number"),
+              let cid = v.int("comment.id"), let text = v.string("comment.body"), let login = v.string("comment.user.login") else {
+            throw .missingField
+        }
+        let comment = GiteaComment(id: Int64(cid), body: text, user: GiteaUser(id: Int64(v.int("comment.user.id") ?? 0), login: login),
+                                   issue_url: v.string("comment.issue_url"), pull_request_url: v.string("comment.pull_request_url"),
+                                   created_at: v.string("comment.created_at") ?? "", updated_at: v.string("comment.updated_at") ?? "")
+        let isPull = v["is_pull"] == .bool(true) || (v["issue.pull_request"] ?? .null) != .null
+        return CommentDelivery(action: action, repository: repo, issue: number, isPull: isPull, comment: comment)
+    }
+
+    /// Reads an issues body (the fuzz target FuzzWebhook calls this too).
+    package static func readIssueEvent(_ body: [UInt8]) throws -> IssuePayload {
+        try JSONDecoder().decode(IssuePayload.self, from: Data(body))
+    }
+
     public func handle(header: (String) -> String?, body: [UInt8]) async -> (status: Int, text: String) {
         metrics.inc("webhook_requests_total")
         guard body.count <= Self.maxBody else { metrics.inc("webhook_rejected_total"); return (413, "body too large") }
@@ -49,25 +80,18 @@ public struct WebhookIntake: Sendable {
         do {
             switch event {
             case "issue_comment":
-                let v: [String: PayloadScanner.Value]
-                do { v = try PayloadScanner.scan(body, wanted: Self.commentKeys) } catch {
-                    metrics.inc("webhook_rejected_total"); return (400, "malformed JSON")
+                let d: CommentDelivery
+                do { d = try Self.readComment(body) } catch {
+                    metrics.inc("webhook_rejected_total")
+                    return (400, error == .malformedJSON ? "malformed JSON" : "malformed issue_comment payload")
                 }
-                guard let action = v.string("action"), let repo = v.string("repository.full_name"), let number = v.int("issue.number"),
-                      let cid = v.int("comment.id"), let text = v.string("comment.body"), let login = v.string("comment.user.login") else {
-                    metrics.inc("webhook_rejected_total"); return (400, "malformed issue_comment payload")
-                }
-                guard repo.lowercased() == full else { return (202, "ignored: other repository") }
-                let comment = GiteaComment(id: Int64(cid), body: text, user: GiteaUser(id: Int64(v.int("comment.user.id") ?? 0), login: login),
-                                           issue_url: v.string("comment.issue_url"), pull_request_url: v.string("comment.pull_request_url"),
-                                           created_at: v.string("comment.created_at") ?? "", updated_at: v.string("comment.updated_at") ?? "")
-                let isPull = v["is_pull"] == .bool(true) || (v["issue.pull_request"] ?? .null) != .null
-                let event = action == "created" ? engine.event(comment: comment, issue: number, isPull: isPull) : nil
+                guard d.repository.lowercased() == full else { return (202, "ignored: other repository") }
+                let event = d.action == "created" ? engine.event(comment: d.comment, issue: d.issue, isPull: d.isPull) : nil
                 if let early = await store(delivery, event) { return early }
-                if action == "edited" { try engine.noteEdit(comment: comment, issue: number); onAccepted() }
+                if d.action == "edited" { try engine.noteEdit(comment: d.comment, issue: d.issue); onAccepted() }
             case "issues":
                 let p: IssuePayload
-                do { p = try JSONDecoder().decode(IssuePayload.self, from: Data(body)) } catch {
+                do { p = try Self.readIssueEvent(body) } catch {
                     metrics.inc("webhook_rejected_total"); return (400, "malformed issues payload")
                 }
                 guard p.repository.full_name.lowercased() == full else { return (202, "ignored: other repository") }

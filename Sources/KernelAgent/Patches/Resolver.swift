@@ -16,6 +16,11 @@ public struct Resolution: Sendable {
     public var duplicates: [Entry] { entries.filter { $0.via.count > 1 } }
 }
 
+extension Resolution.Entry {
+    /// For the fuzz targets (Sources/Fuzz), which check a parsed patch without a workspace.
+    package init(path: TreePath, patch: PatchFile) { self.init(path: path, patch: patch, via: []) }
+}
+
 /// Resolution order (documented in fleet/README.md):
 ///  1. scope kind, generic first: arch, subsystem, driver, soc, module, board;
 ///  2. then the patch's directory, C-locale;

@@ -86,7 +86,11 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
     public init(path: URL) throws {
         try FileManager.default.createDirectory(at: path.deletingLastPathComponent(), withIntermediateDirectories: true)
         do {
-            pool = try DatabasePool(path: path.path)
+            // The CLI and `ka serve` open the same file; a second opener waits for the first instead of failing
+            // with "database is locked" (found by two tree verbs started at once).
+            var config = Configuration()
+            config.busyMode = .timeout(15)
+            pool = try DatabasePool(path: path.path, configuration: config)
             try Self.migrator.migrate(pool)
         } catch {
             throw KAError.failure(path.path, "cannot open state database: \(error)")
@@ -95,6 +99,25 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
 
     public static func open(_ ws: Workspace) throws -> SQLiteStateStore {
         try SQLiteStateStore(path: ws.stateDir.appendingPathComponent("state.sqlite"))
+    }
+
+    private init(readOnly pool: DatabasePool) { self.pool = pool }
+
+    /// For verbs that only read state (status): no migration write, and no database created where none is.
+    /// Returns nil when there is no database yet, or it needs a migration (then the caller opens it for writing).
+    public static func openForReading(_ ws: Workspace) throws -> SQLiteStateStore? {
+        let path = ws.stateDir.appendingPathComponent("state.sqlite")
+        guard FS.exists(path) else { return nil }
+        var config = Configuration()
+        config.readonly = true
+        config.busyMode = .timeout(15)
+        do {
+            let pool = try DatabasePool(path: path.path, configuration: config)
+            guard try pool.read({ try migrator.hasCompletedMigrations($0) }) else { return nil }
+            return SQLiteStateStore(readOnly: pool)
+        } catch {
+            throw KAError.failure(path.path, "cannot open state database: \(error)")
+        }
     }
 
     static var migrator: DatabaseMigrator {

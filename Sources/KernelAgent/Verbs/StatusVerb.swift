@@ -12,6 +12,8 @@ public struct StatusVerb: Verb, WaitsForTree {
 
     @OptionGroup public var lockOptions: TreeLockOptions
 
+    public var writesState: Bool { false }
+
     public init() {}
 
     public var lane: Lane { .none }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 
 /// One concrete step a verb will take, and the inputs it is pinned to. A consent reply lists the steps;
 /// at run time the pins are recomputed and any change voids the consent.
@@ -129,6 +130,8 @@ public protocol Verb: ParsableCommand {
     /// What it does to patches/ and fleet/; the runner holds the tree lock accordingly (default: read, or
     /// write for verbs on the tree lane).
     var treeAccess: TreeAccess { get }
+    /// Whether it records anything in the state store (default yes); a read-only verb starts faster.
+    var writesState: Bool { get }
     func plan(in ctx: VerbContext) throws -> Plan
     func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome
 }
@@ -137,6 +140,7 @@ extension Verb {
     public static var verbName: String { configuration.commandName ?? "\(Self.self)" }
 
     public var treeAccess: TreeAccess { lane == .tree ? .write : .read }
+    public var writesState: Bool { true }
 
     /// Runs `body` holding the tree lock this verb needs, after recovering any transaction a dead process left.
     /// Both front doors go through here, so no verb ever reads a half-done tree or undoes another's live work.
@@ -165,13 +169,28 @@ extension Verb {
 
 /// The CLI front door.
 public enum CLI {
+    public typealias AuditHook = @Sendable (_ verb: String, _ arguments: [String], _ result: String, _ succeeded: Bool) -> Void
+
     /// Called after every direct invocation with (verb, arguments, result text, succeeded). The `ka` binary sets
     /// it to file the `[ka:audit]` issue when Gitea is configured.
-    nonisolated(unsafe) public static var auditHook: ((String, [String], String, Bool) -> Void)?
+    public static var auditHook: AuditHook? {
+        get { auditHookStorage.withLock { $0 } }
+        set { auditHookStorage.withLock { $0 = newValue } }
+    }
+    private static let auditHookStorage = Mutex<AuditHook?>(nil)
 
-    public static func context() throws -> VerbContext {
+    /// `readsStateOnly`: open the state database read-only, or use an empty view when there is none yet.
+    public static func context(readsStateOnly: Bool = false) throws -> VerbContext {
         let ws = Workspace.fromEnvironment()
         try Policy.refuseHome(ws.stateDir, shown: "state dir \(ws.stateDir.path) (KA_STATE_DIR)", root: ws.root)
+        // A journal left by a dead process may hold state steps to undo: then the store must be writable.
+        if readsStateOnly && !TreeTransaction.hasJournals(ws) {
+            if let store = try SQLiteStateStore.openForReading(ws) { return VerbContext(workspace: ws, state: store, blocks: store) }
+            if !FS.exists(ws.stateDir.appendingPathComponent("state.sqlite")) {
+                let empty = MemoryStateStore()
+                return VerbContext(workspace: ws, state: empty, blocks: empty)
+            }
+        }
         let store = try SQLiteStateStore.open(ws)
         return VerbContext(workspace: ws, state: store, blocks: store)
     }
@@ -179,7 +198,7 @@ public enum CLI {
     public static func runImmediately<V: Verb>(_ verb: V) throws {
         Timings.mark("process start → verb")
         do {
-            let ctx = try context()
+            let ctx = try context(readsStateOnly: !verb.writesState)
             Timings.mark("open state store")
             let (plan, outcome) = try verb.execute(in: ctx)
             print(outcome.text, terminator: outcome.text.hasSuffix("\n") ? "" : "\n")
