@@ -147,22 +147,21 @@ public struct ApplyChecker {
         for f in patch.files {
             if f.isBinary { note(.failed, "\(f.path): binary patch, cannot be checked"); continue }
             let target = f.targetPath
-            let input: [Line]
+            var run = FileRun(input: [])
             if f.oldPath == nil {
                 if let existing = state(target), !existing.isEmpty {
                     note(.failed, "\(target): the patch creates it, but it exists already")
                     outcomes += f.hunks.indices.map { HunkOutcome(file: target, number: $0 + 1, kind: .ignored, line: f.hunks[$0].newStart) }
                     continue
                 }
-                input = []
-            } else if let s = state(target) {
-                input = s
+            } else if state(target) != nil, case var .some(.some(lines)) = files.removeValue(forKey: target) {
+                // the run owns the lines alone, so finish() edits them in place
+                swap(&run.input, &lines)
             } else {
                 note(.missingFile, "\(target): missing file")
                 outcomes += f.hunks.indices.map { HunkOutcome(file: target, number: $0 + 1, kind: .missingFile, line: f.hunks[$0].oldStart) }
                 continue
             }
-            var run = FileRun(input: input)
             for (hi, h) in f.hunks.enumerated() {
                 let outcome = run.apply(Self.hunkLines(bytes, h), h, number: hi + 1, file: f.path)
                 outcomes.append(outcome)
@@ -177,7 +176,10 @@ public struct ApplyChecker {
                 case .ignored, .missingFile: break
                 }
             }
-            if run.skipped { continue }   // GNU leaves the file as it was
+            if run.skipped {   // GNU leaves the file as it was
+                if f.oldPath != nil { files[target] = .some(run.input) }
+                continue
+            }
             let output = run.finish()
             if f.newPath == nil {
                 if !output.isEmpty { note(.failed, "\(target): deletion leaves \(output.count) lines") }
@@ -201,27 +203,24 @@ public struct ApplyChecker {
     /// "\ No newline at end of file" marker follows it; an empty body line is an empty context line.
     static func hunkLines(_ bytes: [UInt8], _ h: PatchFile.Hunk) -> HunkLines {
         var out = HunkLines()
-        var ranges: [Range<Int>] = []
+        out.old.reserveCapacity(min(h.oldCount, h.body.count))
+        out.new.reserveCapacity(min(h.newCount, h.body.count))
         var start = h.body.lowerBound
         let end = min(h.body.upperBound, bytes.count)
         while start < end {
             var e = start
             while e < end && bytes[e] != 0x0A { e += 1 }
-            ranges.append(start..<min(e + 1, end))
-            start = e + 1
-        }
-        for (n, r) in ranges.enumerated() where !r.isEmpty {
-            let kind = bytes[r.lowerBound]
-            let noNewline = n + 1 < ranges.count && bytes[ranges[n + 1].lowerBound] == UInt8(ascii: "\\")
-            var text: Line
-            if kind == 0x0A { text = bytes[r] } else { text = bytes[(r.lowerBound + 1)..<r.upperBound] }
-            if noNewline, text.last == 0x0A { text = text.dropLast() }
+            let lineEnd = min(e + 1, end)
+            let kind = bytes[start]
+            var text: Line = kind == 0x0A ? bytes[start..<lineEnd] : bytes[(start + 1)..<lineEnd]
+            if lineEnd < end, bytes[lineEnd] == UInt8(ascii: "\\"), text.last == 0x0A { text = text.dropLast() }
             switch kind {
             case 0x0A, 0x20: out.old.append((0x20, text)); out.new.append((0x20, text))
             case UInt8(ascii: "-"): out.old.append((kind, text))
             case UInt8(ascii: "+"): out.new.append((kind, text))
             default: break   // "\ No newline at end of file"
             }
+            start = lineEnd
         }
         return out
     }
@@ -229,8 +228,10 @@ public struct ApplyChecker {
     /// One file diff applied to one file, GNU patch style: hunks are located in the input (the file as the
     /// diff found it), and the output is copied from the input up to each change.
     struct FileRun {
-        let input: [Line]
-        var output: [Line] = []
+        var input: [Line]
+        /// Where each applied hunk replaces input lines [range] with new ones, in increasing order. Applied at
+        /// the end, last first, in place: GNU copies the input into a new file; the effect is the same.
+        var edits: [(range: Range<Int>, lines: [Line])] = []
         /// Input lines 1...lastFrozen are copied or consumed (GNU's last_frozen_line).
         var lastFrozen = 0
         /// How far the hunks were found from where their headers say (GNU's in_offset).
@@ -240,10 +241,7 @@ public struct ApplyChecker {
         var hunksSeen = 0
         var skipped = false
 
-        init(input: [Line]) {
-            self.input = input
-            output.reserveCapacity(input.count + 16)
-        }
+        init(input: [Line]) { self.input = input }
 
         mutating func apply(_ lines: HunkLines, _ h: PatchFile.Hunk, number: Int, file: String) -> HunkOutcome {
             hunksSeen += 1
@@ -270,16 +268,18 @@ public struct ApplyChecker {
             }
             guard whereFound != 0 else { return HunkOutcome(file: file, number: number, kind: .failed, line: first + outOffset) }
             let at = whereFound + outOffset
-            guard applyHunk(lines, at: whereFound) else { return HunkOutcome(file: file, number: number, kind: .misordered, line: at) }
+            guard applyHunk(lines, h, at: whereFound) else { return HunkOutcome(file: file, number: number, kind: .misordered, line: at) }
             let kind: HunkOutcome.Kind = fuzz > 0 ? .fuzz(fuzz, offset: inOffset) : inOffset != 0 ? .offset(inOffset) : .exact
             return HunkOutcome(file: file, number: number, kind: kind, line: at)
         }
 
-        /// Copies the rest of the input; the patched file.
+        /// The patched file. Takes the input's storage: with no other reference left it is edited in place.
         mutating func finish() -> [Line] {
-            if lastFrozen < input.count { output.append(contentsOf: input[lastFrozen...]) }
-            lastFrozen = input.count
-            return output
+            var out: [Line] = []
+            swap(&out, &input)
+            for e in edits.reversed() { out.replaceSubrange(e.range, with: e.lines) }
+            edits = []
+            return out
         }
 
         /// GNU patch 2.7's locate_hunk: the 1-based input line for the pattern's first line, or 0.
@@ -361,51 +361,19 @@ public struct ApplyChecker {
             }
         }
 
-        /// apply_hunk with copy_till: copy the input up to each change, drop removed lines, write added ones.
-        /// A change that would land before the last frozen line fails the hunk (nothing is written then).
-        mutating func applyHunk(_ lines: HunkLines, at whereFound: Int) -> Bool {
-            let savedOutput = output.count, savedFrozen = lastFrozen
+        /// apply_hunk with copy_till: GNU copies the input up to each change, drops removed lines and writes added
+        /// ones. Copying up to the first change fails when that change lies before the last frozen line
+        /// ("misordered hunks"); later copies cannot, so that is the only check. Only fuzzed context differs
+        /// between the hunk and the file, and context stays as the file has it; so the lines from the first to the
+        /// last change become the hunk's new lines there.
+        mutating func applyHunk(_ lines: HunkLines, _ h: PatchFile.Hunk, at whereFound: Int) -> Bool {
             let base = whereFound - 1
-            func copyTill(_ last: Int) -> Bool {
-                if lastFrozen > last { return false }
-                let upTo = min(last, input.count)
-                if lastFrozen < upTo { output.append(contentsOf: input[lastFrozen..<upTo]) }
-                lastFrozen = last
-                return true
-            }
-            var old = 0, new = 0
-            var ok = true
-            while old < lines.old.count {
-                if lines.old[old].0 == UInt8(ascii: "-") {
-                    guard copyTill(base + old) else { ok = false; break }
-                    lastFrozen += 1
-                    old += 1
-                } else if new >= lines.new.count {
-                    break
-                } else if lines.new[new].0 == UInt8(ascii: "+") {
-                    guard copyTill(base + old) else { ok = false; break }
-                    output.append(lines.new[new].1)
-                    new += 1
-                } else {
-                    old += 1
-                    new += 1
-                }
-            }
-            if ok && new < lines.new.count && lines.new[new].0 == UInt8(ascii: "+") {
-                if copyTill(base + old) {
-                    while new < lines.new.count && lines.new[new].0 == UInt8(ascii: "+") {
-                        output.append(lines.new[new].1)
-                        new += 1
-                    }
-                } else {
-                    ok = false
-                }
-            }
-            guard ok else {
-                output.removeSubrange(savedOutput...)
-                lastFrozen = savedFrozen
-                return false
-            }
+            let prefix = h.leadingContext, suffix = h.trailingContext
+            guard lastFrozen <= base + prefix else { return false }
+            let start = min(max(0, base + prefix), input.count)
+            let end = min(max(start, base + lines.old.count - suffix), input.count)
+            edits.append((start..<end, lines.new[prefix..<(lines.new.count - suffix)].map(\.1)))
+            lastFrozen = base + lines.old.count - suffix
             outOffset += lines.new.count - lines.old.count
             return true
         }
