@@ -76,7 +76,7 @@ let package = Package(
 if Context.environment["KA_FUZZ"] == "1" {
     package.products.removeAll { $0.name == "ka" }
     package.targets.removeAll { $0.name == "ka" }
-    let instrumented: [SwiftSetting] = [.unsafeFlags(["-sanitize=fuzzer,address"])]
+    let instrumented: [SwiftSetting] = [.unsafeFlags(["-sanitize=fuzzer,address", "-O"])]
     for target in package.targets where target.name == "KernelAgent" || target.name == "KAControlPlane" {
         target.swiftSettings = (target.swiftSettings ?? []) + instrumented
     }

@@ -3,8 +3,8 @@ import FuzzSupport
 import KernelAgent
 
 // The trailer reader (PatchFile's trailer block) and import's trailer edits (KernelAgent/Patches/TrailerEdit.swift).
-// The input is a patch mail. What import appends must read back as the last trailers: otherwise import
-// writes a patch it then refuses (issue 6 §2).
+// The input is a patch mail. What import appends to a patch (one with a diff) must read back as its last
+// trailers: otherwise import writes a patch it then refuses (issue 6 §2).
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzTrailer(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
@@ -12,7 +12,7 @@ public func fuzzTrailer(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let bytes = FuzzInput.data(data, size)
     let patch = PatchFile(bytes: bytes)
     _ = (patch.trailers, patch.scopeTrailers, patch.campaign, patch.scopeLinesOutsideTrailers)
-    if let edited = TrailerEdit.append(added, to: bytes) {
+    if !patch.files.isEmpty, let edited = TrailerEdit.append(added, to: bytes) {
         let reread = PatchFile(bytes: edited).trailers.suffix(2).map { ($0.key, $0.value) }
         FuzzCheck.require(reread.elementsEqual(added, by: ==),
                           "appended \(added) but the trailer block reads back as \(PatchFile(bytes: edited).trailers)")
