@@ -90,6 +90,11 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
             // with "database is locked" (found by two tree verbs started at once).
             var config = Configuration()
             config.busyMode = .timeout(15)
+            // Two processes opening a new database would both run the first migration ("table already exists"):
+            // one migrates at a time, under an OS lock beside the file.
+            let lockFD = Glibc.open(path.path + ".migrate-lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            if lockFD >= 0 { while flock(lockFD, LOCK_EX) != 0 && errno == EINTR {} }
+            defer { if lockFD >= 0 { flock(lockFD, LOCK_UN); Glibc.close(lockFD) } }
             pool = try DatabasePool(path: path.path, configuration: config)
             try Self.migrator.migrate(pool)
         } catch {
