@@ -8,15 +8,20 @@ import Testing
     @Test func helpIsAnsweredAtOnceWhileAPromotePlansAndTheSlowPlanTimesOut() async throws {
         let h = try Harness()
         var faults = ServeFaults()
-        faults.set(.sleep(8), in: .plan, verb: "promote")   // a plan as slow as a YAML bomb
+        let planGate = FaultGate()
+        defer { planGate.open() }
+        faults.set(.hold(planGate), in: .plan, verb: "promote")   // a plan as slow as a YAML bomb, until the test lets it go
         try await h.start(faults: faults) { $0.planTimeout = 1.5 }
         let g = h.gitea
         let slow = g.createIssue(by: "markus", title: "slow")
         let promote = g.comment(by: "markus", on: slow, body: "/ka-promote ohm")
         await Harness.waitFor("the promote to be stored") { h.stored(comment: promote) }
-        let t0 = Date()
-        await h.loop.turn(poll: false)
-        #expect(Date().timeIntervalSince(t0) < 1, "a turn does not wait for a plan (took \(Date().timeIntervalSince(t0)) s)")
+        // the plan is held shut, so a turn that returns at all did not wait for it
+        let turned = FaultGate()   // opened by the turn once it returns
+        let turn = Task { await h.loop.turn(poll: false); turned.open() }
+        let turnReturned = await Harness.waitFor("a turn to return while the plan is held", timeout: 10) { h.engine.plansRunning == 1 && turned.isOpened }
+        await turn.value
+        #expect(turnReturned, "a turn does not wait for a plan")
 
         // the loop keeps turning as `ka serve` does; the help must not wait behind the plan
         let driver = h.drive()
@@ -27,7 +32,7 @@ import Testing
         let answered = await Harness.waitFor("the help reply", timeout: 10) { !g.botComments(on: other).isEmpty }
         #expect(answered)
         let helpLatency = Date().timeIntervalSince(asked)
-        // the plan sleeps 8 s: a help answered while it still runs did not wait for it
+        // the plan is held: a help answered while it still runs did not wait for it
         #expect(g.botComments(on: slow).isEmpty && h.engine.plansRunning == 1, "the promote is still planning when the help is answered (after \(helpLatency) s)")
 
         await Harness.waitFor("the promote's timeout reply", timeout: 10) { !g.botComments(on: slow).isEmpty }
@@ -36,6 +41,7 @@ import Testing
         #expect(h.engine.plansRunning == 1, "the timeout answered while the plan still ran")
         driver.cancel()
         await driver.value
+        planGate.open()
         await Harness.waitFor("the slow plan's thread to return", timeout: 10) { h.engine.plansRunning == 0 }
         await h.settleAll()
         #expect(g.botComments(on: slow).count == 1, "the late plan adds nothing")

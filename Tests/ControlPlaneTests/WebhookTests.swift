@@ -91,8 +91,7 @@ import Testing
             + "Content-Length: 10737418240\r\n\r\n"
         let r = try Self.exchange(port: h.serverPort, Array(head.utf8) + Array(repeating: UInt8(ascii: "x"), count: 7 * 1024))
         #expect(r.response.hasPrefix("HTTP/1.1 413"), "\(r.response.prefix(200))")
-        #expect(r.closed, "the connection is closed, not held")
-        #expect(r.seconds < 5, "answered and closed in \(r.seconds) s")
+        #expect(r.closed, "the connection is closed, not held for the client's 10 s wait (closed after \(r.seconds) s)")
         // a chunked body (no length) past the limit: the route's 413, then the connection is closed too
         let chunked = "POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Gitea-Event: issue_comment\r\nTransfer-Encoding: chunked\r\n\r\n"
         let chunk = Array(String((1 << 20) + 4096, radix: 16).utf8) + Array("\r\n".utf8) + Array(repeating: UInt8(ascii: "x"), count: (1 << 20) + 4096) + Array("\r\n".utf8)

@@ -6,7 +6,7 @@ import KernelAgent
 /// planning a promote) or `sleep-in-run=promote:0.5`. Unset in production; `ka serve` logs it when set.
 public struct ServeFaults: Sendable, Equatable {
     public enum Phase: String, Sendable { case plan, run }
-    public enum Action: Sendable, Equatable { case abort, sleep(Double) }
+    public enum Action: Sendable, Equatable { case abort, sleep(Double), hold(FaultGate) }
 
     var entries: [String: Action] = [:]   // "<phase>/<verb>" → action
 
@@ -48,7 +48,33 @@ public struct ServeFaults: Sendable, Equatable {
         switch entries["\(phase.rawValue)/\(verb)"] {
         case .abort?: abort()
         case let .sleep(s)?: Thread.sleep(forTimeInterval: s)
+        case let .hold(gate)?: gate.wait()
         case nil: break
         }
     }
+}
+
+/// Holds a verb's thread until a test opens it, so a test waits for state rather than racing a sleep.
+public final class FaultGate: @unchecked Sendable, Equatable {
+    private let opened = DispatchSemaphore(value: 0)
+    private let lock = NSLock()
+    private var isOpen = false
+
+    public init() {}
+
+    func wait() {
+        opened.wait()
+        opened.signal()   // every later holder passes too
+    }
+
+    public func open() {
+        lock.lock(); defer { lock.unlock() }
+        guard !isOpen else { return }
+        isOpen = true
+        opened.signal()
+    }
+
+    public var isOpened: Bool { lock.lock(); defer { lock.unlock() }; return isOpen }
+
+    public static func == (a: FaultGate, b: FaultGate) -> Bool { a === b }
 }
