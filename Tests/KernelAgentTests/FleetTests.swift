@@ -60,4 +60,26 @@ import Testing
             catch let e as KAError { #expect(e.message.hasPrefix(expected), "got \(e.message)") }
         }
     }
+
+    /// Found by FuzzHosts: a huge idle_release overflowed `n * 86400` and killed every verb that reads hosts.yaml.
+    @Test func durationsTooLargeOrMalformedAreRefusedNotTrapped() throws {
+        let host = "hosts:\n  a: {roles: [target], arch: aarch64, distro: arch, wake: on-demand, idle_release: %@}\n"
+        for bad in ["9223372036854775807d", "153722867280912931m", "9223372036854775807", "-5", "+5m", "5x", "m", ""] {
+            do {
+                _ = try HostRegistry.parse(host.replacingOccurrences(of: "%@", with: "'\(bad)'"), file: "hosts.yaml")
+                Issue.record("accepted idle_release '\(bad)'")
+            } catch let e as KAError {
+                #expect(e.message.hasPrefix("hosts.yaml:2:"), "got \(e.message)")
+                #expect(e.message.contains("bad duration"), "got \(e.message)")
+            }
+        }
+        #expect(Duration.parseSeconds("106751991167300d") == 106_751_991_167_300 * 86400)
+        #expect(Duration.parseSeconds("106751991167301d") == nil)
+        // plain minutes, of any length
+        #expect(Duration.parseSeconds("90") == 5400)
+        #expect(Duration.parseSeconds("7") == 420)
+        #expect(Duration.parseSeconds("30s") == 30 && Duration.parseSeconds("6h") == 21600 && Duration.parseSeconds("2d") == 172_800)
+        let reg = try HostRegistry.parse(host.replacingOccurrences(of: "%@", with: "90"), file: "hosts.yaml")
+        #expect(try reg.entry(HostName("a")).wake == .onDemand(via: "his", idleReleaseMinutes: 90))
+    }
 }

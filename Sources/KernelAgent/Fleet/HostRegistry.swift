@@ -154,15 +154,15 @@ public enum Duration {
         return m
     }
 
+    /// `30s`, `30m`, `6h`, `2d` or plain minutes, as seconds; nil for anything else, including a count too
+    /// large to hold in seconds (the text comes from hosts.yaml, ka.yaml and the command line).
     public static func parseSeconds(_ s: String) -> Int? {
-        guard let last = s.last, let n = Int(s.dropLast()), n >= 0 else { return Int(s).map { $0 * 60 } }
-        switch last {
-        case "s": return n
-        case "m": return n * 60
-        case "h": return n * 3600
-        case "d": return n * 86400
-        default: return nil
-        }
+        let units: [Character: Int] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        var digits = Substring(s), unit = 60
+        if let last = s.last, let u = units[last] { digits = digits.dropLast(); unit = u }
+        guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let n = Int(digits) else { return nil }
+        let (seconds, overflow) = n.multipliedReportingOverflow(by: unit)
+        return overflow ? nil : seconds
     }
 
     public static func parseMinutes(_ s: String) -> Int? { parseSeconds(s).map { $0 / 60 } }
