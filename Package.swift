@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "kernel-agent",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],   // Synchronization.Mutex
     products: [
         .executable(name: "ka", targets: ["ka"]),
         .library(name: "KernelAgent", targets: ["KernelAgent"]),
@@ -19,9 +19,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
+        // renameat2(RENAME_EXCHANGE), which Swift's Glibc module does not export
+        .target(name: "CKernelAgentShims"),
         .target(
             name: "KernelAgent",
             dependencies: [
+                "CKernelAgentShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
@@ -44,8 +47,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "ka",
-            dependencies: ["KernelAgent", "KAControlPlane"]
+            dependencies: ["KernelAgent", "KAControlPlane"],
+            plugins: ["GitCommitStamp"]
         ),
+        .plugin(name: "GitCommitStamp", capability: .buildTool()),
         .testTarget(
             name: "KernelAgentTests",
             dependencies: ["KernelAgent"]

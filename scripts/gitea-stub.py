@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A minimal Gitea API stub for scripts/bench-serve: answers the calls `ka serve` makes when idle or replying,
 and counts requests (GET /stub/count). Not a test double for correctness; the tests use the Swift stand-in."""
-import json, sys, threading
+import json, signal, sys, threading
 from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
 
 count = 0
@@ -32,4 +32,8 @@ class H(BaseHTTPRequestHandler):
                                 "content": "eyes"})
     do_PATCH = do_POST
 
+# A parent may hand down SIGTERM blocked or ignored (a thread of a test runner): take it back, so the benchmark's
+# cleanup can stop this stub and no orphan holds the port (or the caller's output pipes) open.
+signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM, signal.SIGINT])
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()

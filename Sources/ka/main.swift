@@ -11,7 +11,7 @@ struct KA: AsyncParsableCommand {
         commandName: "ka",
         abstract: "kernel-agent: the kernel side of the home fleet.",
         discussion: "Every verb runs immediately from the CLI. Refusals exit 2 and change nothing.",
-        version: KernelAgentVersion.string,
+        version: "\(KernelAgentVersion.string) (git \(kaGitCommit))",
         subcommands: Verbs.all.map { $0 as ParsableCommand.Type } + [Serve.self, Labels.self, Reminders.self])
 }
 
@@ -95,7 +95,7 @@ func installAuditHook() {
         _ = try? ledger.enqueue(.issue(title: title, body: body, labels: ["ka:audit"]), ref: "audit-\(UUID().uuidString)")
         let api = DefaultGiteaClient(baseURL: config.giteaURL, owner: config.owner, repo: config.repo, token: config.token, maxAttempts: 3)
         let done = DispatchSemaphore(value: 0)
-        Task { _ = await OutboxSender(ledger: ledger, api: api).drain(); done.signal() }
+        Task { _ = await OutboxSender(ledger: ledger, api: api, botLogin: config.botLogin).drain(); done.signal() }
         _ = done.wait(timeout: .now() + 15)   // what does not land now, `ka serve` delivers later
     }
 }

@@ -40,12 +40,72 @@ import Testing
         g.comment(by: "markus", on: issue, body: "/ka-promote ohm --tree empty-tree")
         #expect(await h.settle { g.botComments(on: issue).count == 3 })
         #expect(g.botComments(on: issue)[2].body.contains("blocked by open [ka:patch-fail] #"))
-        let store = GiteaBlockStore(api: h.api, ledger: h.ledger)
+        let store = GiteaBlockStore(api: h.api, ledger: h.ledger, authorizer: h.authorizer)
         let again = try await Task.detached { try store.file(kind: .patchFail, scope: .patches(["arch/arm64/scs-arm-neon-build-fix/0001-arm64-xor-neon-keep-ffixed-x18-with-SCS.patch"]), title: "x", body: "y") }.value
         #expect(again.id.hasPrefix("#"))
         _ = await h.loop.outbox.drain()
         let blocks = g.withLock { g.issues.values.filter { $0.title.hasPrefix("[ka:patch-fail]") } }
         #expect(blocks.count == 1, "one block for the one failing patch, filed once: \(blocks.map(\.title))")
         #expect(blocks.first?.body.contains("<!-- ka:block kind=patch-fail scope=patches=arch/arm64/scs-arm-neon-build-fix/0001-arm64-xor-neon-keep-ffixed-x18-with-SCS.patch -->") == true)
+    }
+
+    static let hdmiPatch = "board/pinebook-pro/0002-arm64-dts-rk3399-pinebook-pro-enable-hdmi-sound.patch"
+
+    @Test func aBlockFiledByAReadOnlyUserHaltsNothingAndGetsOneComment() async throws {
+        let h = try Harness()
+        try await h.start(giteaBlocks: true)
+        let g = h.gitea
+        let forged = g.createIssue(by: "mallory", title: "[ka:patch-fail] hdmi sound breaks",
+                                   body: "<!-- ka:block kind=patch-fail scope=patches=\(Self.hdmiPatch) -->")
+        let issue = g.createIssue(by: "markus", title: "promote")
+        for n in 1...2 {
+            g.comment(by: "markus", on: issue, body: "/ka-promote fresnel")
+            #expect(await h.settle { g.botComments(on: issue).count == n })
+            #expect(g.botComments(on: issue)[n - 1].body.contains("will:"), "not halted: \(g.botComments(on: issue)[n - 1].body)")
+        }
+        await h.settleAll()
+        let notes = g.botComments(on: forged)
+        #expect(notes.count == 1, "one comment on the ignored issue, however often blocks are read")
+        #expect(notes.first?.body.contains("@mallory this issue carries a `[ka:patch-fail]` block marker, but a block counts only when claude-noether files it or its author may run `/ka-promote` here; it is ignored") == true,
+                "\(notes.first?.body ?? "")")
+    }
+
+    @Test func theAllowlistAdmitsABlockAuthorAsItAdmitsTheirConsent() async throws {
+        let h = try Harness()
+        try await h.start(allow: ["promote": ["mallory", "markus"]], giteaBlocks: true)
+        let g = h.gitea
+        let block = g.createIssue(by: "mallory", title: "[ka:patch-fail] hdmi sound breaks",
+                                  body: "<!-- ka:block kind=patch-fail scope=patches=\(Self.hdmiPatch) -->")
+        let issue = g.createIssue(by: "markus", title: "promote")
+        g.comment(by: "markus", on: issue, body: "/ka-promote fresnel")
+        #expect(await h.settle { g.botComments(on: issue).count == 1 })
+        #expect(g.botComments(on: issue)[0].body.contains("blocked by open [ka:patch-fail] #\(block)"))
+        #expect(g.botComments(on: block).isEmpty)
+    }
+
+    @Test func theBotAdoptsOnlyIssuesItAuthored() async throws {
+        let h = try Harness()
+        try await h.start(giteaBlocks: true)
+        let g = h.gitea
+        let scope = BlockScope.patches([Self.hdmiPatch])
+        let ref = "block-patch-fail-\(Blake2b.hex(Data(scope.marker.utf8), digestLength: 8))"
+        // someone opens an issue carrying the marker the bot's own block would carry
+        let decoy = g.createIssue(by: "mallory", title: "nothing to see", body: "<!-- ka:ref=\(ref) -->")
+        let store = GiteaBlockStore(api: h.api, ledger: h.ledger, authorizer: h.authorizer)
+        _ = try await Task.detached { try store.file(kind: .patchFail, scope: scope, title: "hdmi", body: "found") }.value
+        _ = await h.loop.outbox.drain()
+        let filed = g.withLock { g.issues.values.filter { $0.title == "[ka:patch-fail] hdmi" } }
+        #expect(filed.count == 1 && filed.first?.user.login == "claude-noether", "the bot filed its own block")
+        let adopted = try h.ledger.readSync { try Int.fetchOne($0, sql: "SELECT gitea_id FROM outbox WHERE ref = ?", arguments: [ref]) }
+        #expect(adopted == filed.first?.number && adopted != decoy)
+        // and someone else's [ka:installable] issue gets no reminders
+        let fake = g.createIssue(by: "mallory", title: "[ka:installable] fresnel 7.0-1")
+        try h.engine.trackReminder(try await h.api.getIssue(fake))
+        let own = g.createIssue(by: "claude-noether", title: "[ka:installable] ohm 7.0-1")
+        try h.engine.trackReminder(try await h.api.getIssue(own))
+        #expect(try h.engine.sweepReminders() == 1)
+        _ = await h.loop.outbox.drain()
+        #expect(g.botComments(on: fake).isEmpty)
+        #expect(g.botComments(on: own).count == 1)
     }
 }

@@ -7,15 +7,32 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 
-/// A Gitea 1.26.3 stand-in on loopback: the REST endpoints the bot calls, as swagger.v1.json describes them
-/// (paths, status codes, limit capped at 50, since inclusive by updated_at, label ids on create), and signed
-/// webhooks with Gitea's headers and payload field names, sent once and never retried.
+/// A Gitea 1.26.3 stand-in on loopback: the REST endpoints the bot calls, as swagger.v1.json and Gitea's
+/// handlers describe them (paths, status codes, `{owner}/{repo}` checked, limit capped at 50, `since` strict
+/// RFC 3339 and inclusive by updated_at, label ids on create, X-Total-Count, bodies bound and validated like
+/// Gitea's `bind`: 422 for a malformed body or a missing required field), and signed webhooks with Gitea's
+/// headers and payload shapes, sent once and never retried.
+///
+/// It fails the way a real Gitea behind a proxy does: a fault is a 500 or a dropped connection, served before
+/// the handler runs or AFTER it (the write landed, the answer is lost). Faults are scheduled one by one for
+/// deterministic tests, or drawn at a rate from a seeded generator for chaos; every one served is counted.
+/// Every request is logged with its real path, query and status (the contract test reads the log).
 final class GiteaStandIn: @unchecked Sendable {
     struct User { let id: Int64; let login: String; let permission: String }
     struct Comment { let id: Int64; let issue: Int; var body: String; let user: User; let created: Date; var updated: Date }
     struct Issue { let id: Int64; let number: Int; var title: String; var body: String; var state: String; let user: User
                    var labels: [Int64]; let created: Date; var updated: Date }
     struct Label { let id: Int64; var name: String; var color: String; var description: String }
+
+    enum FaultTiming: String { case beforeWrite = "before", afterWrite = "after" }
+    enum FaultKind: String { case status500 = "500", drop }
+    struct Fault: Equatable { let timing: FaultTiming; let kind: FaultKind }
+    struct ServedFault { let method: String; let template: String; let fault: Fault }
+    struct LoggedRequest { let method: String; let template: String; let path: String; let query: String?; let status: Int }
+
+    /// Chaos: `rate` of the API calls fail; of those, `afterShare` after the handler ran and `dropShare` by a
+    /// dropped connection instead of a 500.
+    struct Chaos { var rate: Double; var afterShare = 0.5; var dropShare = 0.25 }
 
     let owner = "marfrit", repo = "kernel-agent"
     private let lock = NSLock()
@@ -25,18 +42,23 @@ final class GiteaStandIn: @unchecked Sendable {
     private(set) var comments: [Int64: Comment] = [:]
     private(set) var labels: [Int64: Label] = [:]
     private(set) var reactions: [(Int64, String, String)] = []
-    var webhookURL: URL?
-    var webhookSecret: [UInt8] = Array("test-secret".utf8)
-    /// Share of API calls answered 500 (chaos); 0 by default.
-    var failureRate = 0.0
-    private(set) var requests: [String] = []
+    private var _webhookURL: URL?
+    let webhookSecret: [UInt8] = Array("test-secret".utf8)
+    private var scheduled: [(method: String, template: String, fault: Fault)] = []
+    private var chaos: Chaos?
+    private var rng = SplitMix64(seed: 1)
+    private var served: [ServedFault] = []
+    private var log: [LoggedRequest] = []
+    /// method + path template of every route this stand-in serves, as registered.
+    private(set) var routes: [(method: String, template: String)] = []
     private(set) var port = 0
     private var task: Task<Void, Error>?
     /// The stand-in's own clock: tests move it forward so `since` cursors see distinct seconds.
     var clock: () -> Date = { Date() }
 
     init() {
-        addUser("claude-noether", token: "bot-token", permission: "write")
+        // the bot is a repo admin: Gitea answers the permission endpoint only to admins (or about oneself)
+        addUser("claude-noether", token: "bot-token", permission: "admin")
         addUser("markus", token: "markus-token", permission: "admin")
         addUser("mallory", token: "mallory-token", permission: "read")
     }
@@ -48,6 +70,38 @@ final class GiteaStandIn: @unchecked Sendable {
     }
 
     func user(_ login: String) -> User? { withLock { users.values.first { $0.login == login } } }
+
+    var webhookURL: URL? {
+        get { withLock { _webhookURL } }
+        set { withLock { _webhookURL = newValue } }
+    }
+
+    // MARK: faults
+
+    /// The next request to `method template` (e.g. "POST", "repos/{owner}/{repo}/issues/{index}/comments") fails so.
+    func schedule(_ fault: Fault, method: String, template: String) { withLock { scheduled.append((method, template, fault)) } }
+
+    func setChaos(_ c: Chaos?, seed: UInt64? = nil) {
+        withLock { chaos = c; if let seed { rng = SplitMix64(seed: seed) } }
+    }
+
+    var faultsServed: [ServedFault] { withLock { served } }
+    var requestLog: [LoggedRequest] { withLock { log } }
+
+    private func nextFault(_ method: String, _ template: String) -> Fault? {
+        withLock {
+            if let i = scheduled.firstIndex(where: { $0.method == method && $0.template == template }) { return scheduled.remove(at: i).fault }
+            guard let c = chaos, rng.unit() < c.rate else { return nil }
+            return Fault(timing: rng.unit() < c.afterShare ? .afterWrite : .beforeWrite, kind: rng.unit() < c.dropShare ? .drop : .status500)
+        }
+    }
+
+    struct ConnectionDropped: Error {}
+
+    /// A response whose body never comes: Hummingbird closes the connection, the client sees a transport error.
+    func dropped() -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(contentLength: 4096) { _ in throw ConnectionDropped() })
+    }
 
     // MARK: acting as people (these fire webhooks like Gitea does)
 
@@ -82,50 +136,79 @@ final class GiteaStandIn: @unchecked Sendable {
 
     func comments(on issue: Int) -> [Comment] { withLock { comments.values.filter { $0.issue == issue }.sorted { $0.id < $1.id } } }
     func botComments(on issue: Int) -> [Comment] { comments(on: issue).filter { $0.user.login == "claude-noether" } }
+    func allBotComments() -> [Comment] { withLock { comments.values.filter { $0.user.login == "claude-noether" }.sorted { $0.id < $1.id } } }
 
-    // MARK: JSON shapes (Go struct field names)
+    // MARK: JSON shapes (Go struct field names, in the structs' order)
 
     static func time(_ d: Date) -> String {
         let f = ISO8601DateFormatter(); f.formatOptions = [.withInternetDateTime]; return f.string(from: d)
     }
 
+    var htmlBase: String { "http://127.0.0.1:\(port)" }
+
     func userJSON(_ u: User) -> [String: Any] {
         ["id": u.id, "login": u.login, "login_name": "", "source_id": 0, "full_name": "", "email": "\(u.id)+\(u.login)@noreply.example",
-         "avatar_url": "", "html_url": "http://127.0.0.1/\(u.login)", "language": "", "is_admin": false, "last_login": "0001-01-01T00:00:00Z",
+         "avatar_url": "", "html_url": "\(htmlBase)/\(u.login)", "language": "", "is_admin": false, "last_login": "0001-01-01T00:00:00Z",
          "created": "2026-01-01T00:00:00Z", "restricted": false, "active": true, "prohibit_login": false, "location": "", "website": "",
          "description": "", "visibility": "public", "followers_count": 0, "following_count": 0, "starred_repos_count": 0, "username": u.login]
     }
 
     func labelJSON(_ l: Label) -> [String: Any] {
-        ["id": l.id, "name": l.name, "exclusive": false, "is_archived": false, "color": l.color, "description": l.description, "url": ""]
+        ["id": l.id, "name": l.name, "exclusive": false, "is_archived": false, "color": l.color, "description": l.description,
+         "url": "\(htmlBase)/api/v1/repos/\(owner)/\(repo)/labels/\(l.id)"]
     }
 
-    var repoJSON: [String: Any] { ["id": 1, "name": repo, "full_name": "\(owner)/\(repo)", "owner": ["id": 1, "login": owner]] }
+    /// Repository as `services/convert/repository.go` fills it; `permissions` is the doer's.
+    func repoJSON(for doer: User) -> [String: Any] {
+        let ownerUser = User(id: 1, login: owner, permission: "owner")
+        let admin = ["admin", "owner"].contains(doer.permission), push = admin || doer.permission == "write"
+        let api = "\(htmlBase)/api/v1/repos/\(owner)/\(repo)"
+        let open = issues.values.filter { $0.state == "open" }.count
+        return ["id": 1, "owner": userJSON(ownerUser), "name": repo, "full_name": "\(owner)/\(repo)", "description": "", "empty": false,
+                "private": false, "fork": false, "template": false, "mirror": false, "size": 0, "language": "", "languages_url": "\(api)/languages",
+                "html_url": "\(htmlBase)/\(owner)/\(repo)", "url": api, "link": "", "ssh_url": "git@127.0.0.1:\(owner)/\(repo).git",
+                "clone_url": "\(htmlBase)/\(owner)/\(repo).git", "original_url": "", "website": "", "stars_count": 0, "forks_count": 0,
+                "watchers_count": 1, "branch_count": 1, "open_issues_count": open, "open_pr_counter": 0, "release_counter": 0,
+                "default_branch": "main", "archived": false, "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+                "archived_at": "1970-01-01T00:00:00Z", "permissions": ["admin": admin, "push": push, "pull": true], "has_code": true,
+                "has_issues": true, "internal_tracker": ["enable_time_tracker": false, "allow_only_contributors_to_track_time": true,
+                                                         "enable_issue_dependencies": false],
+                "has_wiki": false, "has_pull_requests": true, "has_projects": false, "projects_mode": "all", "has_releases": false,
+                "has_packages": false, "has_actions": false, "ignore_whitespace_conflicts": false, "allow_merge_commits": true,
+                "allow_rebase": true, "allow_rebase_explicit": true, "allow_squash_merge": true, "allow_fast_forward_only_merge": true,
+                "allow_rebase_update": true, "allow_manual_merge": false, "autodetect_manual_merge": false,
+                "default_delete_branch_after_merge": false, "default_merge_style": "merge", "default_allow_maintainer_edit": false,
+                "avatar_url": "", "internal": false, "mirror_interval": "", "object_format_name": "sha1",
+                "mirror_updated": "0001-01-01T00:00:00Z", "topics": [] as [Any], "licenses": [] as [Any]]
+    }
 
     func issueJSON(_ i: Issue) -> [String: Any] {
-        ["id": i.id, "url": "", "html_url": "http://127.0.0.1/\(owner)/\(repo)/issues/\(i.number)", "number": i.number, "user": userJSON(i.user),
-         "original_author": "", "original_author_id": 0, "title": i.title, "body": i.body, "ref": "", "assets": [] as [Any],
-         "labels": i.labels.compactMap { labels[$0].map(labelJSON) }, "milestone": NSNull(), "assignee": NSNull(), "assignees": NSNull(),
-         "state": i.state, "is_locked": false, "comments": comments.values.filter { $0.issue == i.number }.count,
-         "created_at": Self.time(i.created), "updated_at": Self.time(i.updated), "closed_at": NSNull(), "due_date": NSNull(),
-         "time_estimate": 0, "pull_request": NSNull(), "repository": ["id": 1, "name": repo, "owner": owner, "full_name": "\(owner)/\(repo)"],
-         "pin_order": 0, "content_version": 1]
+        ["id": i.id, "url": "\(htmlBase)/api/v1/repos/\(owner)/\(repo)/issues/\(i.number)", "html_url": "\(htmlBase)/\(owner)/\(repo)/issues/\(i.number)",
+         "number": i.number, "user": userJSON(i.user), "original_author": "", "original_author_id": 0, "title": i.title, "body": i.body,
+         "ref": "", "assets": [] as [Any], "labels": i.labels.compactMap { labels[$0].map(labelJSON) }, "milestone": NSNull(),
+         "assignee": NSNull(), "assignees": NSNull(), "state": i.state, "is_locked": false,
+         "comments": comments.values.filter { $0.issue == i.number }.count,
+         "created_at": Self.time(i.created), "updated_at": Self.time(i.updated), "closed_at": i.state == "closed" ? Self.time(i.updated) : NSNull(),
+         "due_date": NSNull(), "time_estimate": 0, "pull_request": NSNull(),
+         "repository": ["id": 1, "name": repo, "owner": owner, "full_name": "\(owner)/\(repo)"], "pin_order": 0, "content_version": 1]
     }
 
     func commentJSON(_ c: Comment) -> [String: Any] {
-        ["id": c.id, "html_url": "http://127.0.0.1/\(owner)/\(repo)/issues/\(c.issue)#issuecomment-\(c.id)", "pull_request_url": "",
-         "issue_url": "http://127.0.0.1/\(owner)/\(repo)/issues/\(c.issue)", "user": userJSON(c.user), "original_author": "",
+        ["id": c.id, "html_url": "\(htmlBase)/\(owner)/\(repo)/issues/\(c.issue)#issuecomment-\(c.id)", "pull_request_url": "",
+         "issue_url": "\(htmlBase)/\(owner)/\(repo)/issues/\(c.issue)", "user": userJSON(c.user), "original_author": "",
          "original_author_id": 0, "body": c.body, "assets": [] as [Any], "created_at": Self.time(c.created), "updated_at": Self.time(c.updated)]
     }
 
+    /// Call under the lock.
     func commentPayload(_ c: Comment, action: String) -> Data {
         let obj: [String: Any] = ["action": action, "issue": issueJSON(issues[c.issue]!), "comment": commentJSON(c),
-                                  "repository": repoJSON, "sender": userJSON(c.user), "is_pull": false]
+                                  "repository": repoJSON(for: c.user), "sender": userJSON(c.user), "is_pull": false]
         return (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])) ?? Data()
     }
 
+    /// Call under the lock. `repository.permissions` is the issue poster's, as Gitea sends it.
     func issuePayload(_ i: Issue, action: String, sender: User) -> Data {
-        let obj: [String: Any] = ["action": action, "number": i.number, "issue": issueJSON(i), "repository": repoJSON,
+        let obj: [String: Any] = ["action": action, "number": i.number, "issue": issueJSON(i), "repository": repoJSON(for: i.user),
                                   "sender": userJSON(sender), "commit_id": ""]
         return (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])) ?? Data()
     }
@@ -159,23 +242,54 @@ final class GiteaStandIn: @unchecked Sendable {
 
     // MARK: the API
 
-    func json(_ obj: Any, status: HTTPResponse.Status = .ok) -> Response {
+    func json(_ obj: Any, status: HTTPResponse.Status = .ok, total: Int? = nil) -> Response {
         let data = (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])) ?? Data()
-        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let total, let name = HTTPField.Name("X-Total-Count") { headers[name] = "\(total)" }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
     func error(_ status: HTTPResponse.Status, _ message: String) -> Response {
-        json(["message": message, "url": "http://127.0.0.1/api/swagger"], status: status)
+        json(["message": message, "url": "\(htmlBase)/api/swagger"], status: status)
     }
 
+    /// One page of a list, and the list's total (X-Total-Count).
     func page<T>(_ items: [T], _ q: [String: String]) -> [T] {
-        let page = max(1, Int(q["page"] ?? "1") ?? 1)
+        let page = max(1, Int(q["page"] ?? "1") ?? 1)   // Gitea: unreadable or ≤ 0 → 1
         var limit = Int(q["limit"] ?? "") ?? 30
-        if limit <= 0 { limit = 30 }
-        limit = min(limit, 50)   // MAX_RESPONSE_ITEMS
+        if limit <= 0 { limit = 30 }                    // DEFAULT_PAGING_NUM
+        limit = min(limit, 50)                          // MAX_RESPONSE_ITEMS
         let start = (page - 1) * limit
         guard start < items.count else { return [] }
         return Array(items[start..<min(items.count, start + limit)])
+    }
+
+    /// A body Gitea's `bind` refuses (422), thrown out of the handler and answered by `serve`.
+    struct BodyRejected: Error { let response: Response }
+
+    /// A request body bound as Gitea's `bind` does: empty is an empty form (its Required fields then fail),
+    /// anything that is not a JSON object is a 422.
+    func bind(_ r: Request, required: [(json: String, field: String)] = [], strings: [String] = []) async throws -> [String: Any] {
+        var req = r
+        let buf = try await req.collectBody(upTo: 1 << 20)
+        var form: [String: Any] = [:]
+        if buf.readableBytes > 0 {
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(buffer: buf)) as? [String: Any] else {
+                throw BodyRejected(response: error(.unprocessableContent, "[]: Deserialization: the body is not a JSON object"))
+            }
+            form = obj
+        }
+        for k in strings where form[k] != nil && !(form[k] is String) {
+            throw BodyRejected(response: error(.unprocessableContent, "[]: Deserialization: json: cannot unmarshal \(k) into a string"))
+        }
+        for (k, field) in required where ((form[k] as? String) ?? "").isEmpty {
+            throw BodyRejected(response: error(.unprocessableContent, "[\(field)]: Required"))
+        }
+        return form
+    }
+
+    static func strictTime(_ s: String) -> Date? {
+        let f = ISO8601DateFormatter(); f.formatOptions = [.withInternetDateTime]; return f.date(from: s)
     }
 
     func start() async throws {
@@ -189,70 +303,98 @@ final class GiteaStandIn: @unchecked Sendable {
         }
         @Sendable func query(_ r: Request) -> [String: String] {
             var out: [String: String] = [:]
-            for (k, v) in r.uri.queryParameters { out[String(k)] = String(v) }
+            for (k, v) in r.uri.queryParameters { out[String(k)] = String(v).removingPercentEncoding ?? String(v) }
             return out
         }
-        @Sendable func body(_ r: Request) async throws -> [String: Any] {
-            var req = r
-            let buf = try await req.collectBody(upTo: 1 << 20)
-            return (try? JSONSerialization.jsonObject(with: Data(buffer: buf))) as? [String: Any] ?? [:]
-        }
-        // every route: auth, chaos, counting
-        func route(_ method: HTTPRequest.Method, _ path: String, _ handler: @escaping @Sendable (Request, BasicRequestContext, User) async throws -> Response) {
-            api.on(RouterPath(path), method: method) { [self] request, context in
-                withLock { requests.append("\(method) \(path)") }
-                guard let u = authed(request) else { return error(.unauthorized, "token is required") }
-                if failureRate > 0, Double.random(in: 0..<1) < failureRate { return error(.internalServerError, "chaos") }
-                return try await handler(request, context, u)
+        // every route: logging, auth, {owner}/{repo}, query dates, faults
+        func route(_ method: HTTPRequest.Method, _ template: String, _ handler: @escaping @Sendable (Request, BasicRequestContext, User) async throws -> Response) {
+            routes.append((method.rawValue, template))
+            api.on(RouterPath(template), method: method) { [self] request, context in
+                let response = try await serve(method, template, request, context, handler)
+                withLock { log.append(LoggedRequest(method: method.rawValue, template: template, path: request.uri.path,
+                                                    query: request.uri.query, status: Int(response.status.code))) }
+                return response
             }
+        }
+        func serve(_ method: HTTPRequest.Method, _ template: String, _ request: Request, _ context: BasicRequestContext,
+                   _ handler: @Sendable (Request, BasicRequestContext, User) async throws -> Response) async throws -> Response {
+            guard let u = authed(request) else { return error(.unauthorized, "token is required") }
+            if template.hasPrefix("repos/{owner}/{repo}") {
+                guard context.parameters.get("owner")?.lowercased() == owner, context.parameters.get("repo")?.lowercased() == repo else {
+                    return error(.notFound, "not found")   // Gitea: GetRepositoryByName → 404
+                }
+            }
+            for k in ["since", "before"] {
+                if let v = query(request)[k], Self.strictTime(v) == nil {
+                    return error(.unprocessableContent, "invalid \(k): parsing time \"\(v)\" as RFC 3339")
+                }
+            }
+            let fault = nextFault(method.rawValue, template)
+            func serveFault(_ f: Fault) -> Response {
+                withLock { served.append(ServedFault(method: method.rawValue, template: template, fault: f)) }
+                return f.kind == .drop ? dropped() : error(.internalServerError, "chaos")
+            }
+            if let fault, fault.timing == .beforeWrite { return serveFault(fault) }
+            let response: Response
+            do { response = try await handler(request, context, u) } catch let rejected as BodyRejected { response = rejected.response }
+            if let fault, fault.timing == .afterWrite { return serveFault(fault) }
+            return response
         }
         let repoPath = "repos/{owner}/{repo}"
         route(.get, "user") { [self] _, _, u in json(userJSON(u)) }
         route(.get, "\(repoPath)/issues/comments") { [self] r, _, _ in
             let q = query(r)
-            let since = q["since"].flatMap { ISO8601DateFormatter().date(from: $0) }
+            let since = q["since"].flatMap(Self.strictTime), before = q["before"].flatMap(Self.strictTime)
             return withLock {
-                let list = comments.values.filter { c in since.map { c.updated >= $0 } ?? true }.sorted { ($0.created, $0.id) < ($1.created, $1.id) }
-                return json(page(list, q).map(commentJSON))
+                let list = comments.values.filter { c in (since.map { c.updated >= $0 } ?? true) && (before.map { c.updated <= $0 } ?? true) }
+                    .sorted { ($0.created, $0.id) < ($1.created, $1.id) }
+                return json(page(list, q).map(commentJSON), total: list.count)
             }
         }
         route(.get, "\(repoPath)/issues") { [self] r, _, _ in
             let q = query(r)
-            let since = q["since"].flatMap { ISO8601DateFormatter().date(from: $0) }
+            let since = q["since"].flatMap(Self.strictTime), before = q["before"].flatMap(Self.strictTime)
             let state = q["state"] ?? "open"
             return withLock {
-                let list = issues.values.filter { i in (state == "all" || i.state == state) && (since.map { i.updated >= $0 } ?? true) }
-                    .sorted { $0.created > $1.created || ($0.created == $1.created && $0.id > $1.id) }
-                return json(page(list, q).map(issueJSON))
+                // no pull requests here: type=pulls lists nothing; any other state than closed/all means open
+                let list = q["type"] == "pulls" ? [] : issues.values.filter { i in
+                    (state == "all" || i.state == (state == "closed" ? "closed" : "open"))
+                        && (since.map { i.updated >= $0 } ?? true) && (before.map { i.updated <= $0 } ?? true)
+                }.sorted { $0.created > $1.created || ($0.created == $1.created && $0.id > $1.id) }
+                return json(page(list, q).map(issueJSON), total: list.count)
             }
         }
         route(.get, "repos/issues/search") { [self] r, _, _ in
             let q = query(r)
-            return withLock { json(page(issues.values.filter { $0.title.contains(q["q"] ?? "") }.sorted { $0.id > $1.id }, q).map(issueJSON)) }
+            return withLock {
+                let list = issues.values.filter { $0.title.contains(q["q"] ?? "") }.sorted { $0.id > $1.id }
+                return json(page(list, q).map(issueJSON), total: list.count)
+            }
         }
         route(.get, "\(repoPath)/issues/{index}") { [self] _, ctx, _ in
             withLock { issues[Int(ctx.parameters.get("index") ?? "") ?? -1].map { json(issueJSON($0)) } ?? error(.notFound, "not found") }
         }
         route(.post, "\(repoPath)/issues") { [self] r, _, u in
-            let b = try await body(r)
-            guard let title = b["title"] as? String, !title.isEmpty else { return error(.unprocessableContent, "title is required") }
+            let b = try await bind(r, required: [("title", "Title")], strings: ["title", "body"])
             let (i, payload) = withLock { () -> (Issue, Data) in
                 nextID += 1
                 let n = (issues.keys.max() ?? 0) + 1
-                let ids = ((b["labels"] as? [Any]) ?? []).compactMap { ($0 as? NSNumber)?.int64Value }.filter { labels[$0] != nil }
-                let i = Issue(id: nextID, number: n, title: title, body: b["body"] as? String ?? "", state: "open", user: u, labels: ids,
-                              created: clock(), updated: clock())
+                // labels are dropped unless the caller may write issues (Gitea: silently)
+                let ids = u.permission == "read" ? [] : ((b["labels"] as? [Any]) ?? []).compactMap { ($0 as? NSNumber)?.int64Value }.filter { labels[$0] != nil }
+                let i = Issue(id: nextID, number: n, title: b["title"] as? String ?? "", body: b["body"] as? String ?? "", state: "open", user: u,
+                              labels: ids, created: clock(), updated: clock())
                 issues[n] = i
                 return (i, issuePayload(i, action: "opened", sender: u))
             }
             sendWebhook(event: "issues", type: "issues", payload: payload)
             return withLock { json(issueJSON(i), status: .created) }
         }
-        route(.patch, "\(repoPath)/issues/{index}") { [self] r, ctx, _ in
-            let b = try await body(r)
+        route(.patch, "\(repoPath)/issues/{index}") { [self] r, ctx, u in
+            let b = try await bind(r, strings: ["title", "body", "state"])
             let n = Int(ctx.parameters.get("index") ?? "") ?? -1
             return withLock {
                 guard var i = issues[n] else { return error(.notFound, "not found") }
+                guard i.user.login == u.login || u.permission != "read" else { return error(.forbidden, "forbidden") }
                 if let t = b["title"] as? String { i.title = t }
                 if let bd = b["body"] as? String { i.body = bd }
                 if let s = b["state"] as? String { i.state = s }
@@ -261,20 +403,26 @@ final class GiteaStandIn: @unchecked Sendable {
                 return json(issueJSON(i), status: .created)   // Gitea answers 201 to an edit
             }
         }
-        route(.get, "\(repoPath)/issues/{index}/comments") { [self] _, ctx, _ in
+        route(.get, "\(repoPath)/issues/{index}/comments") { [self] r, ctx, _ in
+            let q = query(r)
+            let since = q["since"].flatMap(Self.strictTime), before = q["before"].flatMap(Self.strictTime)
             let n = Int(ctx.parameters.get("index") ?? "") ?? -1
-            return withLock { json(comments.values.filter { $0.issue == n }.sorted { $0.id < $1.id }.map(commentJSON)) }
+            return withLock {
+                guard issues[n] != nil else { return error(.notFound, "not found") }
+                return json(comments.values.filter { c in c.issue == n && (since.map { c.updated >= $0 } ?? true) && (before.map { c.updated <= $0 } ?? true) }
+                    .sorted { $0.id < $1.id }.map(commentJSON))   // not paged
+            }
         }
         route(.post, "\(repoPath)/issues/{index}/comments") { [self] r, ctx, u in
-            let b = try await body(r)
+            let b = try await bind(r, required: [("body", "Body")], strings: ["body"])
+            let text = b["body"] as? String ?? ""
             let n = Int(ctx.parameters.get("index") ?? "") ?? -1
-            guard let text = b["body"] as? String else { return error(.unprocessableContent, "body is required") }
             guard withLock({ issues[n] != nil }) else { return error(.notFound, "not found") }
             let id = comment(by: u.login, on: n, body: text)
             return withLock { json(commentJSON(comments[id]!), status: .created) }
         }
         route(.patch, "\(repoPath)/issues/comments/{id}") { [self] r, ctx, u in
-            let b = try await body(r)
+            let b = try await bind(r, required: [("body", "Body")], strings: ["body"])
             let id = Int64(ctx.parameters.get("id") ?? "") ?? -1
             return withLock {
                 guard var c = comments[id] else { return error(.notFound, "not found") }
@@ -285,7 +433,7 @@ final class GiteaStandIn: @unchecked Sendable {
             }
         }
         route(.post, "\(repoPath)/issues/comments/{id}/reactions") { [self] r, ctx, u in
-            let b = try await body(r)
+            let b = try await bind(r, strings: ["content"])
             let id = Int64(ctx.parameters.get("id") ?? "") ?? -1
             let content = b["content"] as? String ?? ""
             return withLock {
@@ -296,12 +444,18 @@ final class GiteaStandIn: @unchecked Sendable {
                 return json(["content": content, "user": userJSON(u), "created_at": Self.time(clock())], status: existed ? .ok : .created)
             }
         }
-        route(.get, "\(repoPath)/labels") { [self] r, _, _ in withLock { json(page(labels.values.sorted { $0.id < $1.id }, query(r)).map(labelJSON)) } }
+        route(.get, "\(repoPath)/labels") { [self] r, _, _ in
+            withLock {
+                let list = labels.values.sorted { $0.id < $1.id }
+                return json(page(list, query(r)).map(labelJSON), total: list.count)
+            }
+        }
         route(.post, "\(repoPath)/labels") { [self] r, _, _ in
-            let b = try await body(r)
-            guard let name = b["name"] as? String, var color = b["color"] as? String else { return error(.unprocessableContent, "name and color required") }
+            let b = try await bind(r, required: [("name", "Name"), ("color", "Color")], strings: ["name", "color", "description"])
+            let name = b["name"] as? String ?? ""
+            var color = b["color"] as? String ?? ""
             color = color.replacingOccurrences(of: "#", with: "")
-            guard color.count == 6 || color.count == 3 else { return error(.unprocessableContent, "bad color") }
+            guard color.count == 6 || color.count == 3, color.allSatisfy(\.isHexDigit) else { return error(.unprocessableContent, "bad color") }
             return withLock {
                 nextID += 1
                 let l = Label(id: nextID, name: name, color: color, description: b["description"] as? String ?? "")
@@ -310,7 +464,7 @@ final class GiteaStandIn: @unchecked Sendable {
             }
         }
         route(.patch, "\(repoPath)/labels/{id}") { [self] r, ctx, _ in
-            let b = try await body(r)
+            let b = try await bind(r, strings: ["name", "color", "description"])
             let id = Int64(ctx.parameters.get("id") ?? "") ?? -1
             return withLock {
                 guard var l = labels[id] else { return error(.notFound, "not found") }
@@ -322,12 +476,15 @@ final class GiteaStandIn: @unchecked Sendable {
             }
         }
         for method in [HTTPRequest.Method.post, .put] {
-            route(method, "\(repoPath)/issues/{index}/labels") { [self] r, ctx, _ in
-                let b = try await body(r)
+            route(method, "\(repoPath)/issues/{index}/labels") { [self] r, ctx, u in
+                let b = try await bind(r)
                 let n = Int(ctx.parameters.get("index") ?? "") ?? -1
-                let names = (b["labels"] as? [Any] ?? []).compactMap { $0 as? String }
+                let raw = b["labels"] as? [Any] ?? []
+                let names = raw.compactMap { $0 as? String }
+                guard names.count == raw.count || names.isEmpty else { return error(.badRequest, "labels must be all ids or all names") }
                 return withLock {
                     guard var i = issues[n] else { return error(.notFound, "not found") }
+                    guard u.permission != "read" else { return error(.forbidden, "forbidden") }
                     let ids = names.compactMap { name in labels.values.first { $0.name == name }?.id }   // unknown names: silently ignored
                     i.labels = method == .put ? ids : Array(Set(i.labels + ids)).sorted()
                     issues[n] = i
@@ -335,20 +492,24 @@ final class GiteaStandIn: @unchecked Sendable {
                 }
             }
         }
-        route(.delete, "\(repoPath)/issues/{index}/labels/{id}") { [self] _, ctx, _ in
+        route(.delete, "\(repoPath)/issues/{index}/labels/{id}") { [self] _, ctx, u in
             let n = Int(ctx.parameters.get("index") ?? "") ?? -1
             let id = Int64(ctx.parameters.get("id") ?? "") ?? -1
             return withLock {
+                guard issues[n] != nil else { return error(.notFound, "not found") }
+                guard u.permission != "read" else { return error(.forbidden, "forbidden") }
                 guard labels[id] != nil else { return error(.unprocessableContent, "label does not exist") }
                 issues[n]?.labels.removeAll { $0 == id }
                 return Response(status: .noContent)
             }
         }
-        route(.get, "\(repoPath)/collaborators/{collaborator}/permission") { [self] _, ctx, _ in
+        route(.get, "\(repoPath)/collaborators/{collaborator}/permission") { [self] _, ctx, u in
             let login = ctx.parameters.get("collaborator") ?? ""
             return withLock {
-                guard let u = users.values.first(where: { $0.login == login }) else { return error(.notFound, "user does not exist") }
-                return json(["permission": u.permission, "role_name": u.permission, "user": userJSON(u)])
+                // Gitea answers only a repo admin (or the user asking about themself)
+                guard ["admin", "owner"].contains(u.permission) || u.login == login else { return error(.forbidden, "forbidden") }
+                guard let p = users.values.first(where: { $0.login == login }) else { return error(.notFound, "user does not exist") }
+                return json(["permission": p.permission, "role_name": p.permission, "user": userJSON(p)])
             }
         }
         let portBox = PortBox()
@@ -370,4 +531,18 @@ final class PortBox: @unchecked Sendable {
     private let lock = NSLock(); private var port = 0
     func set(_ p: Int) { lock.lock(); port = p; lock.unlock() }
     func get() -> Int { lock.lock(); defer { lock.unlock() }; return port }
+}
+
+/// A small seeded generator, so a chaos run can be repeated from its logged seed.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }

@@ -4,6 +4,7 @@ import FoundationNetworking
 #endif
 import Hummingbird
 import Logging
+import Testing
 @testable import KAControlPlane
 @testable import KernelAgent
 
@@ -16,6 +17,7 @@ final class Harness: @unchecked Sendable {
     var config: ControlPlaneConfig!
     var ledger: Ledger!
     var engine: Engine!
+    var authorizer: Authorizer!
     var loop: ControlLoop!
     var api: DefaultGiteaClient!
     var metrics = Metrics()
@@ -40,29 +42,35 @@ final class Harness: @unchecked Sendable {
         try? FileManager.default.removeItem(at: root)
     }
 
-    func start(allow: [String: [String]] = [:], consentTTL: Double = 3600, webhook: Bool = true, giteaBlocks: Bool = false) async throws {
+    /// `configure` sees the config last; the reply rate limit is off unless a test sets it.
+    func start(allow: [String: [String]] = [:], consentTTL: Double = 3600, webhook: Bool = true, giteaBlocks: Bool = false,
+               faults: ServeFaults = ServeFaults(), configure: (inout ControlPlaneConfig) -> Void = { _ in }) async throws {
         try await gitea.start()
         config = ControlPlaneConfig(giteaURL: gitea.baseURL, owner: gitea.owner, repo: gitea.repo, botLogin: nil,
                                     stateDir: root.appendingPathComponent(".ka"), root: root, token: "bot-token", webhookSecrets: [secret])
         config.allow = allow
         config.consentTTL = consentTTL
         config.pollInterval = 1
+        config.replyRateLimit = nil
+        configure(&config)
         api = DefaultGiteaClient(baseURL: gitea.baseURL, owner: gitea.owner, repo: gitea.repo, token: "bot-token", maxAttempts: 10, baseDelay: 0.005)
         let bot = try await api.currentUser().login
         ledger = try Ledger(path: config.stateDir.appendingPathComponent("control.sqlite"))
         let ws = Workspace(root: root, stateDir: config.stateDir)
         let store = try SQLiteStateStore.open(ws)
-        let blockStore: BlockStore = giteaBlocks ? GiteaBlockStore(api: api, ledger: ledger) : store
+        authorizer = Authorizer(allow: config.allow, api: api, botLogin: bot)
+        let blockStore: BlockStore = giteaBlocks ? GiteaBlockStore(api: api, ledger: ledger, authorizer: authorizer) : store
         engine = Engine(config: config, ledger: ledger, api: api, botLogin: bot,
-                        makeContext: { VerbContext(workspace: ws, state: store, blocks: blockStore, fileBlocksOnRefusal: giteaBlocks) })
-        loop = ControlLoop(engine: engine, poller: Poller(engine: engine, api: api), outbox: OutboxSender(ledger: ledger, api: api),
+                        makeContext: { VerbContext(workspace: ws, state: store, blocks: blockStore, fileBlocksOnRefusal: giteaBlocks) },
+                        authorizer: authorizer, faults: faults)
+        loop = ControlLoop(engine: engine, poller: Poller(engine: engine, api: api), outbox: OutboxSender(ledger: ledger, api: api, botLogin: bot),
                            interval: 1, metrics: metrics, logger: Logger(label: "test"))
         try await loop.poller.pollOnce()   // sets the cursor: history before start is not replayed
         guard webhook else { return }
         let intake = WebhookIntake(verifier: WebhookVerifier(secrets: [secret]), engine: engine, metrics: metrics, onAccepted: {})
         let portBox = PortBox()
         let app = Application(router: ControlPlaneServer.buildRouter(intake: intake, metrics: metrics, ledger: ledger),
-                              configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                              server: ControlPlaneServer.httpServer, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
                               onServerRunning: { portBox.set($0.localAddress?.port ?? 0) })
         serverTask = Task { try await app.run() }
         for _ in 0..<500 where portBox.get() == 0 { try await Task.sleep(nanoseconds: 10_000_000) }
@@ -83,6 +91,60 @@ final class Harness: @unchecked Sendable {
         }
         return done()
     }
+
+    /// Turns the loop every 20 ms, as `ka serve` does, until cancelled.
+    func drive() -> Task<Void, Never> {
+        Task { [loop] in
+            while !Task.isCancelled {
+                await loop!.turn(poll: false)
+                try? await Task.sleep(nanoseconds: 20_000_000)
+            }
+        }
+    }
+
+    /// Nothing left to do: every stored event handled, no command or run in progress, every write to Gitea sent.
+    func quiescent() -> Bool {
+        guard engine.eventsInFlight == 0 else { return false }
+        let busy = try? ledger.readSync { db in
+            try Int.fetchOne(db, sql: """
+                SELECT (SELECT COUNT(*) FROM events WHERE processed = 0) + (SELECT COUNT(*) FROM outbox WHERE done = 0)
+                     + (SELECT COUNT(*) FROM runs WHERE state IN ('handling', 'queued', 'running'))
+                """)
+        }
+        return busy == 0
+    }
+
+    /// Turns the loop until nothing is left to do; records a failure if that takes longer than `timeout`.
+    func settleAll(poll: Bool = false, timeout: Double = 30, sourceLocation: SourceLocation = #_sourceLocation) async {
+        if !(await settle(poll: poll, timeout: timeout) { quiescent() }) {
+            Issue.record("the control plane did not settle within \(timeout) s", sourceLocation: sourceLocation)
+        }
+    }
+
+    /// Polls `condition` until it holds; records a failure (and returns false) at the deadline.
+    @discardableResult
+    static func waitFor(_ what: String, timeout: Double = 20, sourceLocation: SourceLocation = #_sourceLocation,
+                        _ condition: () throws -> Bool) async -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if (try? condition()) == true { return true }
+            try? await Task.sleep(nanoseconds: 20_000_000)
+        }
+        if (try? condition()) == true { return true }
+        Issue.record("timed out after \(timeout) s waiting for \(what)", sourceLocation: sourceLocation)
+        return false
+    }
+
+    /// Runs a program on its own thread: a blocking wait on the (2-thread) cooperative pool would starve the
+    /// in-process stand-in the program talks to.
+    static func runOffPool(_ argv: [String], cwd: URL, environment: [String: String]) async throws -> Subprocess.Result {
+        try await withCheckedThrowingContinuation { cont in
+            Thread { cont.resume(with: Result { try Subprocess.run(argv, cwd: cwd, environment: environment) }) }.start()
+        }
+    }
+
+    /// Whether the ledger has stored the comment's event (the webhook or a poll landed).
+    func stored(comment id: Int64) -> Bool { (try? ledger.isKnown("comment:\(id)")) == true }
 
     func post(_ path: String, body: Data, headers: [String: String]) async throws -> (Int, String) {
         var req = URLRequest(url: URL(string: "http://127.0.0.1:\(serverPort)\(path)")!)

@@ -12,10 +12,10 @@ import Testing
         for _ in 0..<30 { g.createIssue(by: "markus", title: "noise") }
         try await Task.sleep(nanoseconds: 1_100_000_000)   // the cursor moves past the noise's second
         try await h.loop.poller.pollOnce()
-        let before = g.requests.count
+        let before = g.requestLog.count
         try await h.loop.poller.pollOnce()
         try await h.loop.poller.pollOnce()
-        #expect(g.requests.count - before == 2, "idle cycles: one request each (got \(g.requests.suffix(4)))")
+        #expect(g.requestLog.count - before == 2, "idle cycles: one request each (got \(g.requestLog.suffix(4).map { "\($0.method) \($0.path)?\($0.query ?? "")" }))")
         // webhooks are lost (none configured); the poller still finds the command
         let i = g.createIssue(by: "markus", title: "poll me")
         g.comment(by: "markus", on: i, body: "/ka-help")
@@ -28,10 +28,11 @@ import Testing
         let g = h.gitea
         let i = g.createIssue(by: "markus", title: "chaos")
         for n in 0..<40 { g.comment(by: "markus", on: i, body: n % 2 == 0 ? "/ka-help" : "/ka-status") }
-        g.failureRate = 0.3
+        g.setChaos(.init(rate: 0.3), seed: 30)
         #expect(await h.settle(poll: true, timeout: 60) { g.botComments(on: i).count == 40 })
-        g.failureRate = 0
-        await h.settle(timeout: 1) { false }
+        g.setChaos(nil)
+        await h.settleAll()
+        #expect(g.faultsServed.contains { $0.fault.timing == .afterWrite }, "some faults came after the write")
         let replies = g.botComments(on: i)
         #expect(replies.count == 40, "each command answered exactly once")
         let refs = replies.compactMap { r in r.body.range(of: "ka:ref=").map { String(r.body[$0.upperBound...]) } }

@@ -48,9 +48,60 @@ import Testing
         #expect(try await h.post("/webhook", body: payload, headers: headers(sig)).0 == 200)
         #expect(try h.ledger.unprocessedEvents().count == 1)
         #expect(await h.settle { g.botComments(on: issue).count == 1 })
-        await h.settle(timeout: 0.5) { false }
+        await h.settleAll()
         #expect(g.botComments(on: issue).count == 1, "answered exactly once")
         #expect(h.metrics.get("webhook_rejected_total") == 7)   // the 413 is answered by the server before the intake
+    }
+
+    /// Sends raw bytes on a new connection; returns what came back before the server closed it (or before
+    /// `timeout`), whether it closed, and how long that took.
+    static func exchange(port: Int, _ bytes: [UInt8], timeout: Int = 10) throws -> (response: String, closed: Bool, seconds: Double) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(port).bigEndian
+        let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard ok == 0 else { throw KAError.failure("connect", "errno \(errno)") }
+        var tv = timeval(tv_sec: timeout, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let t0 = Date()
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { break }   // the server may close while we still send
+            sent += n
+        }
+        var out = [UInt8]()
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = recv(fd, &buf, buf.count, 0)
+            if n > 0 { out += buf[0..<n]; continue }
+            // 0: closed; -1 with ECONNRESET: closed hard; EAGAIN: the timeout passed with the connection open
+            return (String(decoding: out, as: UTF8.self), n == 0 || errno == ECONNRESET, Date().timeIntervalSince(t0))
+        }
+    }
+
+    @Test func aHugeContentLengthIsRefusedFromItsHeadAndTheConnectionClosed() async throws {
+        let h = try Harness()
+        try await h.start()
+        // 10 GB announced, 7 KB sent, then the client waits
+        let head = "POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Gitea-Event: issue_comment\r\n"
+            + "Content-Length: 10737418240\r\n\r\n"
+        let r = try Self.exchange(port: h.serverPort, Array(head.utf8) + Array(repeating: UInt8(ascii: "x"), count: 7 * 1024))
+        #expect(r.response.hasPrefix("HTTP/1.1 413"), "\(r.response.prefix(200))")
+        #expect(r.closed, "the connection is closed, not held")
+        #expect(r.seconds < 5, "answered and closed in \(r.seconds) s")
+        // a chunked body (no length) past the limit: the route's 413, then the connection is closed too
+        let chunked = "POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Gitea-Event: issue_comment\r\nTransfer-Encoding: chunked\r\n\r\n"
+        let chunk = Array(String((1 << 20) + 4096, radix: 16).utf8) + Array("\r\n".utf8) + Array(repeating: UInt8(ascii: "x"), count: (1 << 20) + 4096) + Array("\r\n".utf8)
+        let c = try Self.exchange(port: h.serverPort, Array(chunked.utf8) + chunk)
+        #expect(c.response.hasPrefix("HTTP/1.1 413"), "\(c.response.prefix(200))")
+        #expect(c.closed, "closed within the client's 10 s wait (after \(c.seconds) s)")
+        // and the server still serves
+        let (ok, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(h.serverPort)/healthz")!)
+        #expect(String(decoding: ok, as: UTF8.self) == "ok\n")
     }
 
     @Test func rotationAcceptsTheOldSecretToo() {

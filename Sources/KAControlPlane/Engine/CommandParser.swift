@@ -72,14 +72,21 @@ public enum CommandParser {
         return out
     }
 
+    /// The `<word>` of a `[ka:<word>] …` title, lowercased; nil for any other title.
+    public static func titleWord(_ title: String) -> String? {
+        let t = title.trimmingCharacters(in: .whitespaces)
+        guard t.hasPrefix("[ka:"), let close = t.firstIndex(of: "]") else { return nil }
+        let word = t[t.index(t.startIndex, offsetBy: 4)..<close]
+        guard !word.isEmpty, word.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else { return nil }
+        return word.lowercased()
+    }
+
     /// `[ka:<verb>] args` in an issue title.
     public static func parse(title: String) -> Result<Invocation, ParseProblem>? {
         let t = title.trimmingCharacters(in: .whitespaces)
-        guard t.hasPrefix("[ka:"), let close = t.firstIndex(of: "]") else { return nil }
-        let verb = t[t.index(t.startIndex, offsetBy: 4)..<close]
-        guard !verb.isEmpty, verb.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else { return nil }
+        guard let verb = titleWord(t), let close = t.firstIndex(of: "]") else { return nil }
         do {
-            return .success(Invocation(verb: verb.lowercased(), args: try split(String(t[t.index(after: close)...])), line: 0, raw: t))
+            return .success(Invocation(verb: verb, args: try split(String(t[t.index(after: close)...])), line: 0, raw: t))
         } catch let p as ParseProblem {
             return .failure(ParseProblem(line: 0, raw: t, message: p.message))
         } catch { return nil }

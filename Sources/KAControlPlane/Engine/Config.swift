@@ -16,13 +16,20 @@ public struct ControlPlaneConfig: Sendable {
     public var consentTTL: Double = 24 * 3600
     public var maxParallelRuns = 2
     public var reminderCap = 10
+    /// Commands read from one comment; the rest get one reply saying what was ignored.
+    public var maxCommandsPerComment = 10
+    /// Replies to one user per window; nil turns the limit off.
+    public var replyRateLimit: ReplyRateLimit? = ReplyRateLimit(count: 30, window: 600)
+    /// How long a verb may plan before the bot gives up on it and says so (seconds).
+    public var planTimeout: Double = 60
     /// verb → logins allowed; "*" applies to every verb. Empty: users with write permission on the repo.
     public var allow: [String: [String]] = [:]
     public var token: String
     public var webhookSecrets: [[UInt8]]
 
     public static let keys: Set<String> = ["gitea_url", "repo", "bot_login", "listen", "poll_interval", "state_dir", "root",
-                                           "consent_ttl", "max_parallel_runs", "reminder_cap", "allow"]
+                                           "consent_ttl", "max_parallel_runs", "reminder_cap", "allow",
+                                           "max_commands_per_comment", "reply_rate_limit", "plan_timeout"]
 
     public static func load(file: String?, env: [String: String] = ProcessInfo.processInfo.environment) throws -> ControlPlaneConfig {
         var values: [String: String] = [:]
@@ -41,7 +48,9 @@ public struct ControlPlaneConfig: Sendable {
             }
         }
         let envMap = ["KA_GITEA_URL": "gitea_url", "KA_REPO": "repo", "KA_BOT_LOGIN": "bot_login", "KA_LISTEN": "listen",
-                      "KA_POLL_INTERVAL": "poll_interval", "KA_STATE_DIR": "state_dir", "KA_ROOT": "root"]
+                      "KA_POLL_INTERVAL": "poll_interval", "KA_STATE_DIR": "state_dir", "KA_ROOT": "root",
+                      "KA_MAX_COMMANDS_PER_COMMENT": "max_commands_per_comment", "KA_REPLY_RATE_LIMIT": "reply_rate_limit",
+                      "KA_PLAN_TIMEOUT": "plan_timeout"]
         for (e, k) in envMap { if let v = env[e] { values[k] = v } }
 
         func need(_ key: String, _ envName: String) throws -> String {
@@ -87,7 +96,35 @@ public struct ControlPlaneConfig: Sendable {
             guard let n = Int(r), n >= 1 else { throw KAError.refusal("config", "reminder_cap must be ≥ 1") }
             c.reminderCap = n
         }
+        if let m = values["max_commands_per_comment"] {
+            guard let n = Int(m), (1...1000).contains(n) else { throw KAError.refusal("config", "max_commands_per_comment must be 1…1000, got '\(m)'") }
+            c.maxCommandsPerComment = n
+        }
+        if let r = values["reply_rate_limit"] {
+            c.replyRateLimit = try ReplyRateLimit.parse(r)
+        }
+        if let t = values["plan_timeout"] {
+            guard let s = Self.seconds(t), s >= 1 else {
+                throw KAError.refusal("config", "plan_timeout must be a duration ≥ 1 s (e.g. 60s, 2m), got '\(t)'")
+            }
+            c.planTimeout = s
+        }
         return c
+    }
+
+    /// "90", "90s", "2m", "1h" → seconds; nil when unreadable or above a day.
+    static func seconds(_ text: String) -> Double? {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        let unit: Double
+        var digits = Substring(t)
+        switch t.last {
+        case "s": unit = 1; digits = digits.dropLast()
+        case "m": unit = 60; digits = digits.dropLast()
+        case "h": unit = 3600; digits = digits.dropLast()
+        default: unit = 1
+        }
+        guard let n = Double(digits), n.isFinite, n >= 0, n * unit <= 86400 else { return nil }
+        return n * unit
     }
 
     static func secret(_ name: String, _ env: [String: String]) -> String? {
@@ -97,5 +134,23 @@ public struct ControlPlaneConfig: Sendable {
             return s.isEmpty ? nil : s
         }
         return nil
+    }
+}
+
+/// At most `count` replies to one user in any `window` seconds (config `reply_rate_limit: 30/10m`, or `off`).
+public struct ReplyRateLimit: Sendable, Equatable {
+    public var count: Int
+    public var window: Double
+
+    public init(count: Int, window: Double) { self.count = count; self.window = window }
+
+    static func parse(_ text: String) throws -> ReplyRateLimit? {
+        if ["off", "none"].contains(text.lowercased()) { return nil }
+        let parts = text.split(separator: "/", maxSplits: 1)
+        guard parts.count == 2, let n = Int(parts[0].trimmingCharacters(in: .whitespaces)), (1...100_000).contains(n),
+              let w = ControlPlaneConfig.seconds(String(parts[1])), w >= 1 else {
+            throw KAError.refusal("config", "reply_rate_limit must be <count>/<window> (e.g. 30/10m) or off, got '\(text)'")
+        }
+        return ReplyRateLimit(count: n, window: w)
     }
 }

@@ -5,7 +5,7 @@ import KernelAgent
 /// The control plane's durable memory (SQLite, WAL): which comments and issues were seen (exactly once,
 /// whatever the route: webhook, poll, redelivery, restart), every run and its state, the outbox of writes
 /// to Gitea, the poll cursor and the reminder schedule.
-public final class Ledger: @unchecked Sendable {
+public final class Ledger: Sendable {
     public let pool: DatabasePool
 
     public init(path: URL) throws {
@@ -36,7 +36,7 @@ public final class Ledger: @unchecked Sendable {
                 event_key TEXT NOT NULL, seq INTEGER NOT NULL,
                 issue INTEGER NOT NULL, requester TEXT NOT NULL,
                 verb TEXT NOT NULL, args TEXT NOT NULL,
-                state TEXT NOT NULL,              -- answered | awaiting | queued | running | done | failed | cancelled | expired | refused
+                state TEXT NOT NULL,              -- handling | answered | awaiting | queued | running | done | failed | cancelled | expired | refused | rate-limited
                 nonce TEXT UNIQUE, expires_at REAL,
                 pins TEXT, lane TEXT, detail TEXT,
                 created_at REAL NOT NULL, updated_at REAL NOT NULL,
@@ -53,6 +53,16 @@ public final class Ledger: @unchecked Sendable {
             CREATE TABLE cursors (name TEXT PRIMARY KEY, value TEXT NOT NULL);
             CREATE TABLE reminders (issue INTEGER PRIMARY KEY, filed_at REAL NOT NULL, stage INTEGER NOT NULL,
                 next_due REAL NOT NULL, snoozed_until REAL, open INTEGER NOT NULL DEFAULT 1);
+            """)
+        }
+        m.registerMigration("v2") { db in
+            try db.execute(sql: """
+            ALTER TABLE events ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;  -- handling starts; see Engine.maxEventAttempts
+            ALTER TABLE runs ADD COLUMN replied_at REAL;                        -- when a reply to the requester was queued (rate limit)
+            ALTER TABLE runs ADD COLUMN started_at REAL;
+            ALTER TABLE runs ADD COLUMN finished_at REAL;
+            CREATE INDEX runs_requester ON runs(requester, replied_at);
+            CREATE INDEX runs_state ON runs(state);
             """)
         }
         return m
@@ -88,6 +98,14 @@ public final class Ledger: @unchecked Sendable {
             try Row.fetchAll(db, sql: "SELECT * FROM events WHERE processed = 0 ORDER BY rowid LIMIT ?", arguments: [limit]).map {
                 Event(key: $0["key"], kind: $0["kind"], issue: $0["issue"], commentID: $0["comment_id"], author: $0["author"], text: $0["text"])
             }
+        }
+    }
+
+    /// Counts one more start of an event's handling; returns the count including this one.
+    public func beginEvent(_ key: String) throws -> Int {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE events SET attempts = attempts + 1 WHERE key = ?", arguments: [key])
+            return try Int.fetchOne(db, sql: "SELECT attempts FROM events WHERE key = ?", arguments: [key]) ?? 0
         }
     }
 

@@ -71,33 +71,53 @@ extension Ledger {
 }
 
 /// Sends the outbox in order. Edits wait for the create they target.
-public final class OutboxSender: @unchecked Sendable {
+///
+/// A create Gitea may have carried out although its answer was an error (a 500 or a timeout after the write,
+/// as behind a slow proxy; or a kill before our bookkeeping) leaves the comment or issue there with our marker.
+/// So before every retry of a create, in this process or after a restart, the sender looks for the marker among
+/// what the bot authored and adopts it.
+public actor OutboxSender {
     let ledger: Ledger
     let api: GiteaAPI
+    private var botLogin: String?
     private var labelIDs: [String: Int64] = [:]
+    private var draining = false
+    /// Retries of a create within one drain, each after a look for its marker; then the next drain, with backoff.
+    static let createRetries = 3
 
-    public init(ledger: Ledger, api: GiteaAPI) { self.ledger = ledger; self.api = api }
+    /// `botLogin` nil: asked of Gitea (`GET /user`) on first need.
+    public init(ledger: Ledger, api: GiteaAPI, botLogin: String?) { self.ledger = ledger; self.api = api; self.botLogin = botLogin }
 
     static func marker(_ ref: String) -> String { "<!-- ka:ref=\(ref) -->" }
 
-    /// One pass over what is due; returns how many writes landed.
+    func bot() async throws -> String {
+        if let botLogin { return botLogin }
+        let login = try await api.currentUser().login
+        botLogin = login
+        return login
+    }
+
+    /// One pass over what is due; returns how many writes landed. A pass already under way makes this one a no-op.
     @discardableResult
     public func drain(now: Date = Date()) async -> Int {
-        guard let items = try? ledger.pendingOutbox(now: now) else { return 0 }
+        guard !draining else { return 0 }
+        draining = true
+        defer { draining = false }
+        let items: [Ledger.OutboxItem]
+        do { items = try ledger.pendingOutbox(now: now) } catch { return 0 }
         var sent = 0
         var blockedTargets = Set<String>()
         for item in items {
             do {
                 try ledger.markAttempt(item.id)
+                let marker = Self.marker(item.ref ?? "outbox-\(item.id)")
                 switch item.op {
                 case let .comment(issue, body):
-                    var id: Int64?
-                    if let ref = item.ref, item.attempts > 0 {
-                        id = try await api.listIssueComments(issue).first { $0.body.contains(Self.marker(ref)) }?.id
-                    }
-                    if id == nil {
-                        let text = item.ref.map { body + "\n\n" + Self.marker($0) } ?? body
-                        id = try await api.createComment(issue: issue, body: text).id
+                    let bot = try await bot()
+                    let id = try await createOnce(lookFirst: item.attempts > 0) {
+                        try await self.api.listIssueComments(issue).first { $0.user.login == bot && $0.body.contains(marker) }?.id
+                    } create: {
+                        try await self.api.createComment(issue: issue, body: body + "\n\n" + marker).id
                     }
                     try ledger.markSent(item.id, giteaID: id)
                 case let .editComment(target, body):
@@ -109,16 +129,15 @@ public final class OutboxSender: @unchecked Sendable {
                     try await api.addReaction(commentID: commentID, content: content)
                     try ledger.markSent(item.id, giteaID: nil)
                 case let .issue(title, body, labels):
-                    var number: Int?
-                    if let ref = item.ref {
-                        // also on the first attempt: blocks are filed idempotently by their marker
-                        number = try await api.listIssues(state: "open", since: nil).first { ($0.body ?? "").contains(Self.marker(ref)) }?.number
+                    let bot = try await bot()
+                    // also on the first attempt: blocks are filed idempotently by their marker
+                    let number = try await createOnce(lookFirst: true) {
+                        try await self.api.listIssues(state: "open", since: nil).first { $0.user.login == bot && ($0.body ?? "").contains(marker) }?.number
+                    } create: {
+                        let ids = try await self.labelIDsFor(labels)
+                        return try await self.api.createIssue(title: title, body: body + "\n\n" + marker, labelIDs: ids).number
                     }
-                    if number == nil {
-                        let ids = try await labelIDsFor(labels)
-                        number = try await api.createIssue(title: title, body: body + (item.ref.map { "\n\n" + Self.marker($0) } ?? ""), labelIDs: ids).number
-                    }
-                    try ledger.markSent(item.id, giteaID: number.map(Int64.init))
+                    try ledger.markSent(item.id, giteaID: Int64(number))
                 case let .editIssue(number, body, state):
                     _ = try await api.editIssue(number, title: nil, body: body, state: state)
                     try ledger.markSent(item.id, giteaID: Int64(number))
@@ -127,10 +146,28 @@ public final class OutboxSender: @unchecked Sendable {
             } catch {
                 if case let .editComment(target, _) = item.op { blockedTargets.insert(target) }
                 let delay = min(300, 0.5 * pow(2, Double(min(item.attempts, 9)))) * Double.random(in: 0.5...1.5)
-                try? ledger.markFailed(item.id, error: "\(error)", retryAt: now.addingTimeInterval(delay))
+                do { try ledger.markFailed(item.id, error: "\(error)", retryAt: now.addingTimeInterval(delay)) } catch {
+                    // the ledger is unwritable: the item stays due and is tried again next pass
+                }
             }
         }
         return sent
+    }
+
+    /// Creates what may already exist: `find` looks for it by its marker, first when an earlier attempt may have
+    /// landed (`lookFirst`), and before every retry.
+    func createOnce<T: Sendable>(lookFirst: Bool, find: () async throws -> T?, create: () async throws -> T) async throws -> T {
+        if lookFirst, let found = try await find() { return found }
+        var retries = 0
+        while true {
+            do {
+                return try await create()
+            } catch let e as GiteaError where e.isRetryable && retries < Self.createRetries {
+                retries += 1
+                try await Task.sleep(nanoseconds: UInt64(50_000_000) << UInt64(retries))
+                if let found = try await find() { return found }
+            }
+        }
     }
 
     func labelIDsFor(_ names: [String]) async throws -> [Int64] {

@@ -5,7 +5,7 @@ import KernelAgent
 /// `since` the cursor (a new comment bumps its issue's updated_at); only when something moved does it read
 /// the repo comments since the cursor. Timestamps have second precision and `since` is inclusive, so the
 /// cursor remembers which (issue, updated_at) pairs it has already seen at its second.
-public final class Poller: @unchecked Sendable {
+public final class Poller: Sendable {
     let engine: Engine
     let api: GiteaAPI
     public init(engine: Engine, api: GiteaAPI) { self.engine = engine; self.api = api }

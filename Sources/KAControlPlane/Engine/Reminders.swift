@@ -2,9 +2,10 @@ import Foundation
 import KernelAgent
 
 extension Engine {
-    /// Keeps the reminder schedule in step with [ka:installable] issues (opened → tracked, closed → stopped).
+    /// Keeps the reminder schedule in step with the bot's own [ka:installable] issues (opened → tracked,
+    /// closed → stopped). Someone else's issue with that title is not one of them.
     public func trackReminder(_ issue: GiteaIssue) throws {
-        guard issue.title.hasPrefix("[ka:installable]") else { return }
+        guard issue.user.login == botLogin, issue.title.hasPrefix("[ka:installable]") else { return }
         let filed = GiteaTime.parse(issue.created_at) ?? now()
         try makeContext().state.upsertReminder(issue: issue.number, filedAt: filed, open: issue.state == "open")
     }

@@ -1,14 +1,18 @@
 import Foundation
 import KernelAgent
+import NIOConcurrencyHelpers
 
 /// Open `[ka:<kind>] …` issues are the block store. Each carries a hidden marker with its kind and scope;
 /// blocks are found by the marker, never by title alone, and closing the issue lifts the block.
+/// A block counts only when the bot filed it or its author may run the verb it halts (the rule that admits
+/// `/ka-yes`); anyone else's gets one comment saying it is ignored.
 /// Filing goes through the outbox (durable, idempotent by the marker's ref).
-public final class GiteaBlockStore: BlockStore, @unchecked Sendable {
+public final class GiteaBlockStore: BlockStore, Sendable {
     let api: GiteaAPI
     let ledger: Ledger
+    let authorizer: Authorizer
 
-    public init(api: GiteaAPI, ledger: Ledger) { self.api = api; self.ledger = ledger }
+    public init(api: GiteaAPI, ledger: Ledger, authorizer: Authorizer) { self.api = api; self.ledger = ledger; self.authorizer = authorizer }
 
     static func marker(_ kind: BlockKind, _ scope: BlockScope) -> String { "<!-- ka:block kind=\(kind.rawValue) scope=\(scope.marker) -->" }
 
@@ -23,21 +27,46 @@ public final class GiteaBlockStore: BlockStore, @unchecked Sendable {
 
     /// Verbs are synchronous; they run on their own threads, so waiting here blocks no async executor.
     func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-        nonisolated(unsafe) var result: Result<T, Error>?
+        let result = NIOLockedValueBox<Result<T, Error>?>(nil)
         let done = DispatchSemaphore(value: 0)
-        Task { do { result = .success(try await body()) } catch { result = .failure(error) }; done.signal() }
+        Task {
+            let r: Result<T, Error>
+            do { r = .success(try await body()) } catch { r = .failure(error) }
+            result.withLockedValue { $0 = r }
+            done.signal()
+        }
         done.wait()
-        guard let result else { throw KAError.failure("block store", "no result") }
-        return try result.get()
+        guard let r = result.withLockedValue({ $0 }) else { throw KAError.failure("block store", "no result") }
+        return try r.get()
     }
 
     public func openBlocks() throws -> [Block] {
+        let api = self.api, authorizer = self.authorizer
         do {
-            let api = self.api
-            return try blocking { try await api.listIssues(state: "open", since: nil) }.compactMap(Self.parse)
+            let issues = try blocking { try await api.listIssues(state: "open", since: nil) }
+            var blocks: [Block] = []
+            for issue in issues {
+                guard let block = Self.parse(issue) else { continue }
+                let author = issue.user.login
+                if try blocking({ try await authorizer.trustsBlock(author: author, kind: block.kind) }) {
+                    blocks.append(block)
+                } else {
+                    try noteUntrusted(issue, block)
+                }
+            }
+            return blocks
         } catch let e as GiteaError {
             throw KAError.failure("block store", "cannot read open block issues: \(e)")
         }
+    }
+
+    /// One comment per ignored issue, however often the blocks are read.
+    func noteUntrusted(_ issue: GiteaIssue, _ block: Block) throws {
+        let verb = Authorizer.verbHalted(by: block.kind)
+        try ledger.enqueue(.comment(issue: issue.number, body: "@\(issue.user.login) this issue carries a `\(block.kind.titlePrefix)` block marker, "
+                                    + "but a block counts only when \(authorizer.botLogin) files it or its author may run `/ka-\(verb)` here; "
+                                    + "it is ignored and halts nothing. Ask someone who may to file it."),
+                           ref: "untrusted-block-\(issue.number)")
     }
 
     @discardableResult

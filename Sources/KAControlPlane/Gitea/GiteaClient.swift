@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import KernelAgent
+import NIOConcurrencyHelpers
 
 /// Every call the bot makes to Gitea. `DefaultGiteaClient` talks HTTP; tests use the same client against a
 /// Gitea stand-in, and the contract test checks every `GiteaRoute` against Gitea's own swagger.
@@ -33,6 +34,13 @@ public struct GiteaRoute: Sendable {
     public let path: String
     public let bodyDefinition: String?
     public let sampleBody: (any Encodable & Sendable)?
+    /// False for creates: sent twice, they make two. The client never repeats them; the outbox retries them
+    /// after looking for what the first attempt may have made.
+    public let idempotent: Bool
+
+    public init(method: String, path: String, bodyDefinition: String?, sampleBody: (any Encodable & Sendable)?, idempotent: Bool = true) {
+        self.method = method; self.path = path; self.bodyDefinition = bodyDefinition; self.sampleBody = sampleBody; self.idempotent = idempotent
+    }
 
     public static let currentUser = GiteaRoute(method: "GET", path: "/user", bodyDefinition: nil, sampleBody: nil)
     public static let repoComments = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/issues/comments", bodyDefinition: nil, sampleBody: nil)
@@ -40,19 +48,19 @@ public struct GiteaRoute: Sendable {
     public static let searchIssues = GiteaRoute(method: "GET", path: "/repos/issues/search", bodyDefinition: nil, sampleBody: nil)
     public static let getIssue = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/issues/{index}", bodyDefinition: nil, sampleBody: nil)
     public static let createIssue = GiteaRoute(method: "POST", path: "/repos/{owner}/{repo}/issues", bodyDefinition: "CreateIssueOption",
-                                               sampleBody: CreateIssueBody(title: "t", body: "b", labels: [1]))
+                                               sampleBody: CreateIssueBody(title: "t", body: "b", labels: [1]), idempotent: false)
     public static let editIssue = GiteaRoute(method: "PATCH", path: "/repos/{owner}/{repo}/issues/{index}", bodyDefinition: "EditIssueOption",
                                              sampleBody: EditIssueBody(title: "t", body: "b", state: "closed"))
     public static let issueComments = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/issues/{index}/comments", bodyDefinition: nil, sampleBody: nil)
     public static let createComment = GiteaRoute(method: "POST", path: "/repos/{owner}/{repo}/issues/{index}/comments",
-                                                 bodyDefinition: "CreateIssueCommentOption", sampleBody: BodyOnly(body: "b"))
+                                                 bodyDefinition: "CreateIssueCommentOption", sampleBody: BodyOnly(body: "b"), idempotent: false)
     public static let editComment = GiteaRoute(method: "PATCH", path: "/repos/{owner}/{repo}/issues/comments/{id}",
                                                bodyDefinition: "EditIssueCommentOption", sampleBody: BodyOnly(body: "b"))
     public static let addReaction = GiteaRoute(method: "POST", path: "/repos/{owner}/{repo}/issues/comments/{id}/reactions",
                                                bodyDefinition: "EditReactionOption", sampleBody: ReactionBody(content: "eyes"))
     public static let listLabels = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/labels", bodyDefinition: nil, sampleBody: nil)
     public static let createLabel = GiteaRoute(method: "POST", path: "/repos/{owner}/{repo}/labels", bodyDefinition: "CreateLabelOption",
-                                               sampleBody: LabelBody(name: "n", color: "ffffff", description: "d"))
+                                               sampleBody: LabelBody(name: "n", color: "ffffff", description: "d"), idempotent: false)
     public static let editLabel = GiteaRoute(method: "PATCH", path: "/repos/{owner}/{repo}/labels/{id}", bodyDefinition: "EditLabelOption",
                                              sampleBody: LabelBody(name: "n", color: "ffffff", description: "d"))
     public static let addLabels = GiteaRoute(method: "POST", path: "/repos/{owner}/{repo}/issues/{index}/labels", bodyDefinition: "IssueLabelsOption",
@@ -84,8 +92,8 @@ public struct GiteaError: Error, CustomStringConvertible, Sendable {
 }
 
 /// URLSession (libcurl on Linux) with token auth, paging until a short page, and retries with backoff and
-/// jitter on 5xx and transport errors. 4xx surface at once with Gitea's own message.
-public final class DefaultGiteaClient: GiteaAPI, @unchecked Sendable {
+/// jitter on 5xx and transport errors for every call but a create. 4xx surface at once with Gitea's own message.
+public final class DefaultGiteaClient: GiteaAPI, Sendable {
     public let baseURL: URL        // e.g. https://git.example/ (the /api/v1 is added here)
     public let owner: String
     public let repo: String
@@ -94,8 +102,8 @@ public final class DefaultGiteaClient: GiteaAPI, @unchecked Sendable {
     let maxAttempts: Int
     let baseDelay: Double
     /// Counts requests sent (for the idle-poll figure and tests).
-    public private(set) var requestCount = 0
-    private let lock = NSLock()
+    public var requestCount: Int { requests.withLockedValue { $0 } }
+    private let requests = NIOLockedValueBox(0)
 
     public static let pageSize = 50   // Gitea caps limit at 50 (MAX_RESPONSE_ITEMS)
 
@@ -109,7 +117,7 @@ public final class DefaultGiteaClient: GiteaAPI, @unchecked Sendable {
         session = URLSession(configuration: config)
     }
 
-    private func countRequest() { lock.withLock { requestCount += 1 } }
+    private func countRequest() { requests.withLockedValue { $0 += 1 } }
 
     func path(_ route: GiteaRoute, _ params: [String: String] = [:]) -> String {
         var p = route.path.replacingOccurrences(of: "{owner}", with: owner).replacingOccurrences(of: "{repo}", with: repo)
@@ -141,12 +149,12 @@ public final class DefaultGiteaClient: GiteaAPI, @unchecked Sendable {
                 let message = (try? JSONDecoder().decode([String: AnyCodableMessage].self, from: data))?["message"]?.text
                     ?? String(decoding: data.prefix(300), as: UTF8.self)
                 let err = GiteaError(status: http.statusCode, method: route.method, path: p, message: message)
-                if !err.isRetryable || attempt >= maxAttempts { throw err }
+                if !err.isRetryable || !route.idempotent || attempt >= maxAttempts { throw err }
             } catch let e as GiteaError {
-                if !e.isRetryable || attempt >= maxAttempts { throw e }
+                if !e.isRetryable || !route.idempotent || attempt >= maxAttempts { throw e }
             } catch {
-                // transport: timeout, refused, reset — retry
-                if attempt >= maxAttempts {
+                // transport: timeout, refused, reset — retry what is safe to repeat
+                if !route.idempotent || attempt >= maxAttempts {
                     throw GiteaError(status: 0, method: route.method, path: p, message: "\(error.localizedDescription)")
                 }
             }

@@ -1,30 +1,31 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import NIOConcurrencyHelpers
 
-/// The one loop that moves work: poll (every interval), handle stored events, start runnable verbs,
-/// send reminders, drain the outbox. A webhook wakes it early. On SIGTERM it stops taking new work and
-/// waits for the verbs in flight and a last outbox drain.
-public final class ControlLoop: Service, @unchecked Sendable {
+/// The one loop that moves work: poll (every interval), hand stored events to the engine (which handles them
+/// on their own tasks, so a slow plan never holds the loop), start runnable verbs, send reminders, drain the
+/// outbox. A webhook or a settled event wakes it early. On SIGTERM it stops taking new work and waits for the
+/// events and verbs in flight and a last outbox drain.
+public final class ControlLoop: Service, Sendable {
     let engine: Engine
     let poller: Poller
     let outbox: OutboxSender
     let interval: Double
     let logger: Logger
     let metrics: Metrics
-    private let pokeLock = NSLock()
-    private var poked = false
-    private var inFlight: [Task<Void, Never>] = []
+    private let poked = NIOLockedValueBox(false)
+    private let runs = NIOLockedValueBox<[Task<Void, Never>]>([])
 
     public init(engine: Engine, poller: Poller, outbox: OutboxSender, interval: Double, metrics: Metrics, logger: Logger) {
         self.engine = engine; self.poller = poller; self.outbox = outbox; self.interval = interval; self.metrics = metrics; self.logger = logger
     }
 
-    public func poke() { pokeLock.lock(); poked = true; pokeLock.unlock() }
+    public func poke() { poked.withLockedValue { $0 = true } }
 
-    private func takePoke() -> Bool { pokeLock.lock(); defer { poked = false; pokeLock.unlock() }; return poked }
+    private func takePoke() -> Bool { poked.withLockedValue { p in defer { p = false }; return p } }
 
-    /// One full turn; tests drive this directly.
+    /// One full turn; tests drive this directly. Returns without waiting for the events it dispatched.
     public func turn(poll: Bool) async {
         if poll {
             do { try await poller.pollOnce(); metrics.inc("polls_total") } catch {
@@ -32,16 +33,27 @@ public final class ControlLoop: Service, @unchecked Sendable {
                 logger.warning("poll failed: \(error)")
             }
         }
-        await engine.processPending()
-        inFlight.removeAll { $0.isCancelled }
-        inFlight += engine.startRunnable()
-        _ = try? engine.sweepReminders()
+        do { try engine.dispatchPending(onSettled: { [weak self] in self?.poke() }) } catch {
+            logger.error("cannot read the stored events: \(error)")
+        }
+        do {
+            let started = try engine.startRunnable()
+            runs.withLockedValue { $0.removeAll { $0.isCancelled }; $0 += started }
+        } catch {
+            logger.error("cannot start queued runs: \(error)")
+        }
+        do { try engine.sweepReminders() } catch { logger.error("reminder sweep failed: \(error)") }
         metrics.inc("outbox_sent_total", by: await outbox.drain())
     }
 
+    /// Waits for the events being handled and the verbs running.
     public func waitForRuns() async {
-        for t in inFlight { await t.value }
-        inFlight.removeAll()
+        await engine.waitForEvents()
+        while true {
+            let tasks = runs.withLockedValue { r in defer { r.removeAll() }; return r }
+            if tasks.isEmpty { return }
+            for t in tasks { await t.value }
+        }
     }
 
     public func run() async throws {
@@ -58,9 +70,9 @@ public final class ControlLoop: Service, @unchecked Sendable {
                 try? await Task.sleep(nanoseconds: 20_000_000)
             }
         }
-        logger.info("draining: waiting for \(inFlight.count) run(s) in flight")
+        logger.info("draining: waiting for the events and runs in flight")
         await waitForRuns()
-        await engine.processPending()
+        do { try await engine.processPending() } catch { logger.error("last event pass failed: \(error)") }
         _ = await outbox.drain()
     }
 }

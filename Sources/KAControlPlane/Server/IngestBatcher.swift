@@ -1,21 +1,21 @@
 import Foundation
 import GRDB
+import NIOConcurrencyHelpers
 
 /// Group commit for webhook deliveries: handlers hand their (delivery id, event) over and wait; one writer
 /// thread stores everything that queued up meanwhile in a single transaction and answers each handler.
 /// The ack still means "stored", but 32 concurrent deliveries cost one commit, not 64.
-final class IngestBatcher: @unchecked Sendable {
+final class IngestBatcher: Sendable {
     enum Outcome: Sendable { case stored(new: Bool), duplicateDelivery, failed(String) }
 
-    struct Item {
+    struct Item: Sendable {
         let delivery: String?
         let event: Ledger.Event?
         let done: @Sendable (Outcome) -> Void
     }
 
     private let ledger: Ledger
-    private let lock = NSLock()
-    private var pending: [Item] = []
+    private let pending = NIOLockedValueBox<[Item]>([])
     private let wake = DispatchSemaphore(value: 0)
 
     init(ledger: Ledger) {
@@ -27,7 +27,7 @@ final class IngestBatcher: @unchecked Sendable {
 
     func submit(delivery: String?, event: Ledger.Event?) async -> Outcome {
         await withCheckedContinuation { cont in
-            lock.withLock { pending.append(Item(delivery: delivery, event: event, done: { cont.resume(returning: $0) })) }
+            pending.withLockedValue { $0.append(Item(delivery: delivery, event: event, done: { cont.resume(returning: $0) })) }
             wake.signal()
         }
     }
@@ -35,7 +35,7 @@ final class IngestBatcher: @unchecked Sendable {
     private func loop() {
         while true {
             wake.wait()
-            let batch: [Item] = lock.withLock { defer { pending.removeAll(keepingCapacity: true) }; return pending }
+            let batch: [Item] = pending.withLockedValue { p in defer { p.removeAll(keepingCapacity: true) }; return p }
             guard !batch.isEmpty else { continue }
             let now = Date().timeIntervalSince1970
             var outcomes: [Outcome] = []

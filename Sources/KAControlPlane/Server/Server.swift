@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import KernelAgent
 import Logging
 import ServiceLifecycle
@@ -8,6 +9,7 @@ import ServiceLifecycle
 /// `ka serve`: the webhook receiver, health and metrics endpoints, and the control loop, in one ServiceGroup.
 public enum ControlPlaneServer {
     public static func buildRouter(intake: WebhookIntake, metrics: Metrics, ledger: Ledger) -> Router<BasicRequestContext> {
+        let engine = intake.engine
         let router = Router()
         router.post("/webhook") { request, _ -> Response in
             var req = request
@@ -26,32 +28,42 @@ public enum ControlPlaneServer {
         }
         router.get("/healthz") { _, _ in "ok\n" }
         router.get("/metrics") { _, _ -> Response in
-            let gauges = ["outbox_pending": (try? ledger.outboxPendingCount()) ?? -1]
+            let gauges = ["outbox_pending": (try? ledger.outboxPendingCount()) ?? -1,   // -1: the ledger could not be read
+                          "events_in_flight": engine.eventsInFlight, "plans_running": engine.plansRunning]
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                             body: .init(byteBuffer: ByteBuffer(string: metrics.render(gauges: gauges))))
         }
         return router
     }
 
+    /// HTTP/1.1 with oversized requests refused from their head (see `BodyLimitHandler`).
+    public static var httpServer: HTTPServerBuilder {
+        .http1(configuration: .init(additionalChannelHandlers: [BodyLimitHandler(limit: WebhookIntake.maxBody)]))
+    }
+
     public static func run(config: ControlPlaneConfig, logger: Logger) async throws {
         guard !config.webhookSecrets.isEmpty else {
             throw KAError.refusal("config", "missing KA_WEBHOOK_SECRET", hint: "export KA_WEBHOOK_SECRET (the Gitea hook's secret); during rotation also KA_WEBHOOK_SECRET_OLD")
         }
+        let faults = try ServeFaults.fromEnvironment()
+        if !faults.isEmpty { logger.warning("KA_SERVE_FAULT is set: faults are injected (tests only)") }
         let api = DefaultGiteaClient(baseURL: config.giteaURL, owner: config.owner, repo: config.repo, token: config.token)
         let bot: String
         if let b = config.botLogin { bot = b } else { bot = try await api.currentUser().login }
         let ledger = try Ledger(path: config.stateDir.appendingPathComponent("control.sqlite"))
         let ws = Workspace(root: config.root, stateDir: config.stateDir)
         let store = try SQLiteStateStore.open(ws)
-        let blocks = GiteaBlockStore(api: api, ledger: ledger)
+        let authorizer = Authorizer(allow: config.allow, api: api, botLogin: bot)
+        let blocks = GiteaBlockStore(api: api, ledger: ledger, authorizer: authorizer)
         let engine = Engine(config: config, ledger: ledger, api: api, botLogin: bot,
-                            makeContext: { VerbContext(workspace: ws, state: store, blocks: blocks, fileBlocksOnRefusal: true) })
+                            makeContext: { VerbContext(workspace: ws, state: store, blocks: blocks, fileBlocksOnRefusal: true) },
+                            authorizer: authorizer, faults: faults, logger: logger)
         let metrics = Metrics()
-        let loop = ControlLoop(engine: engine, poller: Poller(engine: engine, api: api), outbox: OutboxSender(ledger: ledger, api: api),
+        let loop = ControlLoop(engine: engine, poller: Poller(engine: engine, api: api), outbox: OutboxSender(ledger: ledger, api: api, botLogin: bot),
                                interval: config.pollInterval, metrics: metrics, logger: logger)
         let intake = WebhookIntake(verifier: WebhookVerifier(secrets: config.webhookSecrets), engine: engine, metrics: metrics,
                                    onAccepted: { loop.poke() })
-        let app = Application(router: buildRouter(intake: intake, metrics: metrics, ledger: ledger),
+        let app = Application(router: buildRouter(intake: intake, metrics: metrics, ledger: ledger), server: httpServer,
                               configuration: .init(address: .hostname(config.listenHost, port: config.listenPort), serverName: "kernel-agent"),
                               logger: logger)
         let group = ServiceGroup(configuration: .init(services: [.init(service: app), .init(service: loop)],

@@ -1,12 +1,18 @@
 import Foundation
+import Synchronization
 
 /// Phase timings on stderr when KA_TIMINGS is set (used by scripts/bench-promote to explain its figures).
 public enum Timings {
-    nonisolated(unsafe) static var last: Date = {
-        // process start time, from /proc/self/stat's starttime would be exact; the uptime delta is close enough
-        Date(timeIntervalSinceNow: -ProcessInfo.processInfo.systemUptime + processStartUptime())
-    }()
+    struct Clock {
+        /// When the last phase ended (at first: the process start).
+        var last: Date
+        /// Summed time per bucket, across threads.
+        var buckets: [String: Double] = [:]
+    }
 
+    static let clock = Mutex(Clock(last: Date(timeIntervalSinceNow: -ProcessInfo.processInfo.systemUptime + processStartUptime())))
+
+    /// The process start, in seconds of uptime, from /proc/self/stat (field 22, in clock ticks).
     static func processStartUptime() -> TimeInterval {
         guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8) else { return ProcessInfo.processInfo.systemUptime }
         let fields = stat.split(separator: ")").last?.split(separator: " ") ?? []
@@ -15,9 +21,6 @@ public enum Timings {
     }
     static let enabled = ProcessInfo.processInfo.environment["KA_TIMINGS"] != nil
 
-    nonisolated(unsafe) static var buckets: [String: Double] = [:]
-    static let bucketLock = NSLock()
-
     /// Adds the time `body` takes to a named bucket (summed across threads; printed by `flushBuckets`).
     @inline(__always)
     public static func measure<T>(_ bucket: String, _ body: () throws -> T) rethrows -> T {
@@ -25,22 +28,22 @@ public enum Timings {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let r = try body()
         let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-        bucketLock.lock(); buckets[bucket, default: 0] += dt; bucketLock.unlock()
+        clock.withLock { $0.buckets[bucket, default: 0] += dt }
         return r
     }
 
     public static func flushBuckets() {
         guard enabled else { return }
+        let buckets = clock.withLock { c in defer { c.buckets = [:] }; return c.buckets }
         for (k, v) in buckets.sorted(by: { $0.key < $1.key }) {
             FileHandle.standardError.write(Data(String(format: "[timing]   cpu in %-33@ %8.3f s\n", k as NSString, v).utf8))
         }
-        buckets = [:]
     }
 
     public static func mark(_ phase: String) {
         guard enabled else { return }
         let now = Date()
+        let last = clock.withLock { c in defer { c.last = now }; return c.last }
         FileHandle.standardError.write(Data(String(format: "[timing] %-40@ %8.3f s\n", phase as NSString, now.timeIntervalSince(last)).utf8))
-        last = now
     }
 }

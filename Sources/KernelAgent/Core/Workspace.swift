@@ -25,6 +25,22 @@ public struct Workspace: Sendable {
     public func defaultOutDir(_ host: HostName) -> URL { root.appendingPathComponent("out").appendingPathComponent(host.value) }
     public func url(_ path: TreePath) -> URL { patchesDir.appendingPathComponent(path.value) }
 
+    /// Refuses `url` unless, symlinks resolved, it stays inside `dir` — and `dir` inside the checkout. Every file
+    /// the agent reads or writes under fleet/ or patches/ goes through here, so a symlink cannot lead out.
+    @discardableResult
+    public func confine(_ url: URL, within dir: URL) throws -> URL {
+        let shown = display(url)
+        guard FS.isInside(dir, root) else {
+            throw KAError.refusal(display(dir), "leads out of the checkout (to \(FS.realPath(dir)))",
+                                  hint: "make \(display(dir)) a real directory inside \(root.path)")
+        }
+        guard FS.isInside(url, dir) else {
+            throw KAError.refusal(shown, "leads out of \(display(dir))/ (symlink to \(FS.realPath(url)))",
+                                  hint: "replace the symlink with the file itself")
+        }
+        return url
+    }
+
     /// A path as shown to a person: relative to the root when inside it.
     public func display(_ url: URL) -> String {
         let p = url.standardizedFileURL.path, r = root.path
@@ -42,40 +58,83 @@ public enum FS {
         return FileManager.default.fileExists(atPath: url.path, isDirectory: &dir) && dir.boolValue
     }
 
-    public static func read(_ url: URL, display: String? = nil) throws -> Data {
-        do { return try Data(contentsOf: url) } catch {
-            throw KAError.failure(display ?? url.path, "cannot read: \(error.localizedDescription)")
+    /// Reads a regular file (symlinks followed). Anything else — a FIFO, a socket, a device, a directory — is refused
+    /// without blocking: a FIFO named `0004-x.patch` must not hang promote.
+    public static func read(_ url: URL, display: String? = nil, limit: Int = Int.max) throws -> Data {
+        switch readRegular(url.path, limit: limit) {
+        case let .success(d): return d
+        case let .failure(problem):
+            throw KAError.refusal(display ?? url.path, problem.message, hint: problem.hint)
         }
+    }
+
+    public struct ReadProblem: Error, Sendable {
+        public let message: String
+        public let hint: String?
     }
 
     /// Whole-file read with one open/fstat/read (Foundation's reader costs more per file, and promote reads thousands).
-    public static func readFile(_ path: String) -> Data? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
+    /// Opened non-blocking so a FIFO cannot stall the open; fstat then refuses everything but a regular file.
+    public static func readRegular(_ path: String, limit: Int = Int.max) -> Result<Data, ReadProblem> {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+        guard fd >= 0 else {
+            return .failure(ReadProblem(message: "cannot read: \(String(cString: strerror(errno)))", hint: nil))
+        }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { return nil }
+        guard fstat(fd, &st) == 0 else {
+            return .failure(ReadProblem(message: "cannot stat: \(String(cString: strerror(errno)))", hint: nil))
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            return .failure(ReadProblem(message: "not a regular file (\(fileTypeName(st.st_mode)))",
+                                        hint: "only regular files are read here; remove or replace it"))
+        }
+        guard Int(st.st_size) <= limit else {
+            return .failure(ReadProblem(message: "too large: \(st.st_size) bytes, the limit is \(limit)",
+                                        hint: "split or shorten the file"))
+        }
         var data = Data(count: Int(st.st_size))
         var total = 0
-        let ok = data.withUnsafeMutableBytes { raw -> Bool in
+        var readError: Int32 = 0
+        data.withUnsafeMutableBytes { raw in
+            guard let base = raw.baseAddress else { return }
             while total < raw.count {
-                let n = Glibc.read(fd, raw.baseAddress! + total, raw.count - total)
-                if n < 0 { if errno == EINTR { continue }; return false }
+                let n = Glibc.read(fd, base + total, raw.count - total)
+                if n < 0 { if errno == EINTR { continue }; readError = errno; return }
                 if n == 0 { break }
                 total += n
             }
-            return true
         }
-        guard ok else { return nil }
+        if readError != 0 { return .failure(ReadProblem(message: "cannot read: \(String(cString: strerror(readError)))", hint: nil)) }
         if total < data.count { data.removeSubrange(total...) }
-        return data
+        return .success(data)
+    }
+
+    static func fileTypeName(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFIFO: return "a FIFO"
+        case S_IFSOCK: return "a socket"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFDIR: return "a directory"
+        case S_IFLNK: return "a symlink"
+        default: return "not a regular file"
+        }
+    }
+
+    /// Whether `url`, symlinks resolved, lies inside `dir` (also resolved), or is `dir` itself.
+    public static func isInside(_ url: URL, _ dir: URL) -> Bool {
+        let real = realPath(url), root = realPath(dir)
+        return real == root || real.hasPrefix(root == "/" ? "/" : root + "/")
     }
 
     /// Write-then-rename, so a reader never sees half a file.
-    public static func writeAtomically(_ data: Data, to url: URL) throws {
+    /// `tempName` lets a caller that journals its writes (TreeTransaction) know the temp file's name, so
+    /// recovery after a kill can remove it.
+    public static func writeAtomically(_ data: Data, to url: URL, tempName: String? = nil) throws {
         let dir = url.deletingLastPathComponent()
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))")
+        let tmp = dir.appendingPathComponent(tempName ?? "\(tempPrefix)\(url.lastPathComponent)-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))")
         let fd = open(tmp.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw KAError.failure(url.path, "cannot write: \(String(cString: strerror(errno)))") }
         var failed: Int32 = 0
@@ -98,6 +157,9 @@ public enum FS {
             throw KAError.failure(url.path, "cannot write: \(err)")
         }
     }
+
+    /// Every temp file kernel-agent writes starts with this, so a sweep can tell them from a person's files.
+    public static let tempPrefix = ".ka-tmp-"
 
     /// Files below `dir`, as paths relative to it, in C-locale order. Hidden entries are skipped.
     public static func regularFiles(under dir: URL) -> [String] {

@@ -67,7 +67,7 @@ public struct HostRegistry: Sendable {
         guard FS.exists(ws.registryFile) else {
             throw KAError.refusal(display, "missing fleet registry", hint: "create \(display) (see fleet/README.md)")
         }
-        let text = String(decoding: try FS.read(ws.registryFile, display: display), as: UTF8.self)
+        let text = String(decoding: try FS.read(try ws.confine(ws.registryFile, within: ws.fleetDir), display: display, limit: YAMLValue.maxFileBytes), as: UTF8.self)
         return try parse(text, file: display)
     }
 

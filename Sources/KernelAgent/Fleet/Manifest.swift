@@ -11,13 +11,39 @@ public struct Manifest: Sendable {
 
     public enum InstallMode: String, Sendable { case alongside, replace }
 
-    /// One selector from `scopes:` or `include:`, with where it was written (for refusal chains).
+    /// One selector from `scopes:` or `include:`/`includes:`, with where it was written (for refusal chains).
     public struct Selector: Sendable {
         public enum Kind: String, Sendable { case scope, include }
         public let kind: Kind
+        /// The path as written, less a trailing `/` (the upstream spelling of a series dir).
         public let raw: String
         public let line: Int
         public let column: Int
+        /// The entry's `apply_order: N`, when the include is written as a mapping.
+        public var applyOrder: Int? = nil
+        /// The lines the entry spans (a mapping entry spans several); a rewrite that drops it drops them all.
+        public var lines: ClosedRange<Int>
+        /// The value is the single item on its line (`- path`), so dropping the entry may drop the line.
+        public var ownsLine: Bool = true
+
+        public init(kind: Kind, raw: String, line: Int, column: Int, applyOrder: Int? = nil, lines: ClosedRange<Int>? = nil, ownsLine: Bool = true) {
+            self.kind = kind; self.raw = raw; self.line = line; self.column = column; self.applyOrder = applyOrder
+            self.lines = lines ?? line...line
+            self.ownsLine = ownsLine
+        }
+    }
+
+
+    /// `package:` — the recipe in the packages repo (informational until ka build reads it).
+    public struct Package: Sendable {
+        public let name: String
+        public let templateAt: String?
+    }
+
+    /// `build_host:` — this host's own routing, ahead of the fleet default.
+    public struct BuildHosts: Sendable {
+        public let primary: String
+        public let fallback: [String]
     }
 
     public let host: HostName
@@ -31,6 +57,17 @@ public struct Manifest: Sendable {
     public let selectors: [Selector]
     public let infraOptIn: Bool
     public let sourceDir: String?
+    /// Whether the manifest orders its includes itself (`apply_order`); then the cumulative follows that order.
+    public var hasExplicitOrder: Bool = false
+    /// Series deliberately left out (`excluded:`); the reason is usually an inline comment.
+    public var excluded: [Selector] = []
+    /// The items of a top-level `apply_order:` list (rewritten with the includes they name).
+    public var orderList: [Selector] = []
+
+    /// Every place the manifest names a patch path: selectors, the apply_order list, exclusions.
+    public var pathMentions: [Selector] { selectors + orderList + excluded }
+    public var package: Package? = nil
+    public var buildHosts: BuildHosts? = nil
 
     public var b2sum: String { Blake2b.hex(bytes) }
 
@@ -40,30 +77,39 @@ public struct Manifest: Sendable {
         guard FS.exists(url) else {
             throw KAError.refusal(display, "no manifest for host '\(host)'", hint: "create \(display) (schema in fleet/README.md)")
         }
-        let data = try FS.read(url, display: display)
+        try ws.confine(url, within: ws.fleetDir)
+        let data = try FS.read(url, display: display, limit: YAMLValue.maxFileBytes)
         return try parse(data, host: host, file: display)
     }
+
+    /// Keys this reader accepts. `includes` is the upstream spelling of `include`, `baseline.tree` of
+    /// `baseline.repo` (fleet/README.md lists the aliases).
+    static let topKeys: Set<String> = ["host", "baseline", "kernel_suffix", "install", "config", "scopes", "include", "includes",
+                                       "apply_order", "excluded", "package", "build_host", "infra_opt_in", "source_dir", "notes"]
 
     public static func parse(_ data: Data, host: HostName, file: String) throws -> Manifest {
         guard let text = String(data: data, encoding: .utf8) else {
             throw KAError.refusal("\(file):1:1: not UTF-8 text")
         }
         let doc = try YAMLValue.parse(text, file: file)
-        let m = try doc.mapping(allowed: ["host", "baseline", "kernel_suffix", "install", "config", "scopes", "include",
-                                          "infra_opt_in", "source_dir", "notes"])
+        let m = try doc.mapping(allowed: topKeys)
         let hostV = try m.required("host")
         guard try hostV.string() == host.value else {
             throw hostV.error("names host '\(try hostV.string())' but the file is for '\(host)'",
                               hint: "set host: \(host) or rename the file")
         }
-        let bm = try m.required("baseline").mapping(allowed: ["repo", "ref", "commit", "patch_authoring_context"])
+        let bm = try m.required("baseline").mapping(allowed: ["repo", "tree", "ref", "commit", "patch_authoring_context"])
         var commit: String?
         if let c = bm["commit"] {
             let s = try c.string()
             guard s.count == 40, s.allSatisfy(\.isHexDigit) else { throw c.error("commit must be 40 hex digits") }
             commit = s.lowercased()
         }
-        let baseline = Baseline(repo: try bm.required("repo").string(), ref: try bm.required("ref").string(),
+        if bm["repo"] != nil, let t = bm["tree"] {
+            throw t.error("baseline has both 'repo' and 'tree'", hint: "they are the same key in two spellings; keep one")
+        }
+        guard let repoV = bm["repo"] ?? bm["tree"] else { throw bm.owner.error("missing required key 'repo' (or 'tree')") }
+        let baseline = Baseline(repo: try repoV.string(), ref: try bm.required("ref").string(),
                                 commit: commit, authoringContext: try bm["patch_authoring_context"]?.string())
         let suffixV = try m.required("kernel_suffix")
         let suffix = try suffixV.string()
@@ -89,16 +135,154 @@ public struct Manifest: Sendable {
             configSource = try cm.required("source").string()
             _ = try cm["olddefconfig"]?.bool()
         }
+        if m["include"] != nil, let second = m["includes"] {
+            throw second.error("both 'include' and 'includes'", hint: "they are the same key in two spellings; merge them into one")
+        }
         var selectors: [Selector] = []
-        for (key, kind) in [("scopes", Selector.Kind.scope), ("include", .include)] {
-            guard let list = m[key], !list.isNull else { continue }
+        if let list = m["scopes"], !list.isNull {
+            for item in try list.sequence() { selectors.append(try selector(item, kind: .scope, text: text)) }
+        }
+        if let list = m["include"] ?? m["includes"], !list.isNull {
+            for item in try list.sequence() { selectors.append(try selector(item, kind: .include, text: text)) }
+        }
+        // Two spellings of the same path on two lines: the upstream "dup-include" refusal.
+        var firstLine: [String: Selector] = [:]
+        for sel in selectors {
+            if let prior = firstLine[sel.raw] {
+                throw KAError.refusal("\(file):\(sel.line):\(sel.column): '\(sel.raw)' is listed twice (first at line \(prior.line))",
+                                      hint: "keep one of the two entries")
+            }
+            firstLine[sel.raw] = sel
+        }
+        let explicitOrder = try applyOrder(m, selectors: &selectors, file: file)
+        var orderList: [Selector] = []
+        if let top = m["apply_order"] {
+            for item in try top.sequence() { orderList.append(try selector(item, kind: .include, text: text)) }
+        }
+        var excluded: [Selector] = []
+        if let list = m["excluded"], !list.isNull {
             for item in try list.sequence() {
-                selectors.append(Selector(kind: kind, raw: try item.string(), line: item.location.line, column: item.location.column))
+                if case .mapping = item.node {
+                    let em = try item.mapping(allowed: ["path", "reason"])
+                    let path = try em.required("path")
+                    excluded.append(Selector(kind: .include, raw: try normalisedPath(path), line: path.location.line,
+                                             column: path.location.column, ownsLine: false))
+                } else {
+                    excluded.append(try selector(item, kind: .include, text: text))
+                }
             }
         }
-        return Manifest(host: host, file: file, bytes: data, baseline: baseline, kernelSuffix: suffix,
-                        installMode: mode, installAlongside: alongside, configSource: configSource,
-                        selectors: selectors, infraOptIn: try m["infra_opt_in"]?.bool() ?? false,
-                        sourceDir: try m["source_dir"]?.string())
+        // An include that is also excluded: which one the person meant is theirs to say.
+        for sel in selectors {
+            for ex in excluded where sel.raw == ex.raw || sel.raw.hasPrefix(ex.raw + "/") || ex.raw.hasPrefix(sel.raw + "/") {
+                throw KAError.refusal("\(file):\(sel.line):\(sel.column): \(sel.kind.rawValue) '\(sel.raw)' is also excluded at line \(ex.line) ('\(ex.raw)')",
+                                      hint: "remove it from one of the two lists")
+            }
+        }
+        var package: Package?
+        if let pv = m["package"] {
+            let pm = try pv.mapping(allowed: ["name", "template_at"])
+            package = Package(name: try pm.required("name").string(), templateAt: try pm["template_at"]?.string())
+        }
+        var buildHosts: BuildHosts?
+        if let bv = m["build_host"] {
+            let bmap = try bv.mapping(allowed: ["primary", "fallback", "fallbacks"])
+            var fallback: [String] = []
+            if let f = bmap["fallback"] ?? bmap["fallbacks"] {
+                if case .sequence = f.node { fallback = try f.stringList() } else { fallback = [try f.string()] }
+            }
+            let primary = try bmap.required("primary")
+            for name in [try primary.string()] + fallback {
+                do { _ = try HostName(name) } catch { throw primary.error("build_host names '\(name)', not a host name") }
+            }
+            buildHosts = BuildHosts(primary: try primary.string(), fallback: fallback)
+        }
+        var manifest = Manifest(host: host, file: file, bytes: data, baseline: baseline, kernelSuffix: suffix,
+                                installMode: mode, installAlongside: alongside, configSource: configSource,
+                                selectors: selectors, infraOptIn: try m["infra_opt_in"]?.bool() ?? false,
+                                sourceDir: try m["source_dir"]?.string())
+        manifest.hasExplicitOrder = explicitOrder
+        manifest.excluded = excluded
+        manifest.orderList = orderList
+        manifest.package = package
+        manifest.buildHosts = buildHosts
+        return manifest
+    }
+
+    /// A path as written in a list: a string, less the trailing `/` that marks a series dir upstream.
+    static func normalisedPath(_ v: YAMLValue) throws -> String {
+        var s = try v.string()
+        while s.count > 1 && s.hasSuffix("/") { s.removeLast() }
+        return s
+    }
+
+    /// One list item: a path string, or (upstream) a mapping `{path, apply_order}`.
+    static func selector(_ item: YAMLValue, kind: Selector.Kind, text: String) throws -> Selector {
+        if case let .mapping(map) = item.node {
+            guard kind == .include else { throw item.error("a scope tag is a plain path", hint: "write - board/x") }
+            let im = try item.mapping(allowed: ["path", "apply_order"])
+            let pathV = try im.required("path")
+            var order: Int?
+            if let o = im["apply_order"] {
+                let n = try o.int()
+                guard n >= 0 && n <= 1_000_000 else { throw o.error("apply_order must be between 0 and 1000000") }
+                order = n
+            }
+            let lines = map.compactMap { $0.key.mark?.line } + map.compactMap { $0.value.mark?.line }
+            let lo = min(item.location.line, lines.min() ?? item.location.line), hi = max(item.location.line, lines.max() ?? item.location.line)
+            // `- {path: x, apply_order: 1}` on a line of its own is dropped with its line
+            let lineText = text.split(separator: "\n", omittingEmptySubsequences: false)
+            let own = lo == hi && lineText.indices.contains(lo - 1) && lineText[lo - 1].trimmingCharacters(in: .whitespaces).hasPrefix("-")
+            return Selector(kind: kind, raw: try normalisedPath(pathV), line: pathV.location.line, column: pathV.location.column,
+                            applyOrder: order, lines: lo...hi, ownsLine: own)
+        }
+        let raw = try normalisedPath(item)
+        // A flow list (`[a, b]`) shares its line with its neighbours: a rewrite may touch only the value.
+        let lineText = text.split(separator: "\n", omittingEmptySubsequences: false)
+        let own = lineText.indices.contains(item.location.line - 1)
+            && lineText[item.location.line - 1].trimmingCharacters(in: .whitespaces).hasPrefix("-")
+        return Selector(kind: kind, raw: raw, line: item.location.line, column: item.location.column, ownsLine: own)
+    }
+
+    /// Applies `apply_order` (a top-level list of include paths, or an integer on every include entry) to the
+    /// selectors. Returns whether the manifest gives an explicit order.
+    static func applyOrder(_ m: YAMLMap, selectors: inout [Selector], file: String) throws -> Bool {
+        let includes = selectors.filter { $0.kind == .include }
+        let numbered = includes.filter { $0.applyOrder != nil }
+        let top = m["apply_order"]
+        if top == nil && numbered.isEmpty { return false }
+        if let scope = selectors.first(where: { $0.kind == .scope }) {
+            throw KAError.refusal("\(file):\(scope.line):\(scope.column): scope tags cannot be mixed with apply_order",
+                                  hint: "with an explicit apply_order, name every series dir or patch under includes")
+        }
+        var rank: [String: Int] = [:]
+        if let top {
+            if let first = numbered.first {
+                throw KAError.refusal("\(file):\(first.line):\(first.column): apply_order is given twice (top-level list and per entry)",
+                                      hint: "use one form")
+            }
+            for (i, item) in try top.sequence().enumerated() {
+                let raw = try normalisedPath(item)
+                guard includes.contains(where: { $0.raw == raw }) else {
+                    throw item.error("apply_order names '\(raw)', which is not an include", hint: "add it to includes, or drop it here")
+                }
+                if rank[raw] != nil { throw item.error("apply_order names '\(raw)' twice") }
+                rank[raw] = i
+            }
+        } else {
+            for sel in numbered {
+                if let other = numbered.first(where: { $0.raw != sel.raw && $0.applyOrder == sel.applyOrder }) {
+                    throw KAError.refusal("\(file):\(sel.line):\(sel.column): apply_order \(sel.applyOrder ?? 0) is also given to '\(other.raw)' (line \(other.line))",
+                                          hint: "give each include its own position")
+                }
+                rank[sel.raw] = sel.applyOrder
+            }
+        }
+        if let missing = includes.first(where: { rank[$0.raw] == nil }) {
+            throw KAError.refusal("\(file):\(missing.line):\(missing.column): include '\(missing.raw)' has no place in apply_order",
+                                  hint: "every include needs a position once apply_order is used")
+        }
+        selectors.sort { (rank[$0.raw] ?? 0) < (rank[$1.raw] ?? 0) }
+        return true
     }
 }

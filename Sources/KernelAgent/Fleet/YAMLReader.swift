@@ -1,4 +1,3 @@
-import CYaml   // libyaml, which Yams wraps: its event stream measures a document before Yams builds it
 import Foundation
 import Yams
 
@@ -24,9 +23,13 @@ public struct YAMLValue {
         KAError.refusal("\(location): \(keyPath.isEmpty ? "" : "\(keyPath): ")\(message)", hint: hint)
     }
 
-    /// Parses a whole document; an empty file is an error naming the file.
-    public static func parse(_ text: String, file: String) throws -> YAMLValue {
-        try checkBudget(text, file: file)
+    /// The most bytes a fleet file may have (also checked before the file is read).
+    public static let maxFileBytes = YAMLBudget.default.maxBytes
+
+    /// Parses a whole document; an empty file is an error naming the file. The budget (size, depth, aliases and
+    /// what they expand to) is checked first, so no file can stall a reader.
+    public static func parse(_ text: String, file: String, budget: YAMLBudget = .default) throws -> YAMLValue {
+        try budget.check(text, file: file)
         do {
             guard let node = try Yams.compose(yaml: text) else {
                 throw KAError.refusal("\(file):1:1: empty document", hint: "the file must hold a YAML mapping")
@@ -34,66 +37,6 @@ public struct YAMLValue {
             return YAMLValue(node: node, file: file, keyPath: "")
         } catch let e as YamlError {
             throw KAError.refusal(Self.describe(e, file: file))
-        }
-    }
-
-    /// Walks libyaml's events once and refuses, with file:line:column, a document past `YAMLBudget`. Syntax
-    /// errors are left to Yams, which describes them.
-    static func checkBudget(_ text: String, file: String) throws {
-        let bytes = Array(text.utf8)
-        guard bytes.count <= YAMLBudget.maxBytes else {
-            throw KAError.refusal("\(file):1:1: \(bytes.count) bytes, more than the \(YAMLBudget.maxBytes) a YAML file here may have")
-        }
-        if bytes.isEmpty { return }
-        var parser = yaml_parser_t()
-        guard yaml_parser_initialize(&parser) == 1 else { throw KAError.failure(file, "libyaml could not start a parser") }
-        defer { yaml_parser_delete(&parser) }
-        // Per open collection: the expanded node count when it opened, and the expanded depth below it.
-        var open: [(anchor: String?, nodesBefore: Int, depthBelow: Int)] = []
-        var anchors: [String: (nodes: Int, depth: Int)] = [:]
-        var nodes = 0
-        try bytes.withUnsafeBufferPointer { buf in
-            yaml_parser_set_input_string(&parser, buf.baseAddress, buf.count)
-            while true {
-                var event = yaml_event_t()
-                guard yaml_parser_parse(&parser, &event) == 1 else { return }
-                defer { yaml_event_delete(&event) }
-                let at = "\(file):\(event.start_mark.line + 1):\(event.start_mark.column + 1)"
-                func name(_ anchor: UnsafeMutablePointer<yaml_char_t>?) -> String? { anchor.map { String(cString: $0) } }
-                /// A node of `size` expanded nodes and `depth` expanded levels ends inside the innermost open collection.
-                func add(_ size: Int, depth: Int) throws {
-                    nodes += size
-                    guard nodes <= YAMLBudget.maxExpandedNodes else {
-                        throw KAError.refusal("\(at): with its aliases expanded the document has more than \(YAMLBudget.maxExpandedNodes) nodes",
-                                              hint: "write the values out instead of aliasing aliases; fleet files are read by hand")
-                    }
-                    guard open.count + depth <= YAMLBudget.maxDepth else {
-                        throw KAError.refusal("\(at): nested deeper than \(YAMLBudget.maxDepth) levels (aliases expanded)")
-                    }
-                    if !open.isEmpty { open[open.count - 1].depthBelow = max(open[open.count - 1].depthBelow, depth) }
-                }
-                switch event.type {
-                case YAML_SCALAR_EVENT:
-                    try add(1, depth: 1)
-                    if let a = name(event.data.scalar.anchor) { anchors[a] = (1, 1) }
-                case YAML_ALIAS_EVENT:
-                    let target = name(event.data.alias.anchor).flatMap { anchors[$0] } ?? (1, 1)   // undefined: Yams refuses it
-                    try add(target.nodes, depth: target.depth)
-                case YAML_SEQUENCE_START_EVENT, YAML_MAPPING_START_EVENT:
-                    let anchor = event.type == YAML_SEQUENCE_START_EVENT ? event.data.sequence_start.anchor : event.data.mapping_start.anchor
-                    try add(1, depth: 1)
-                    open.append((name(anchor), nodes - 1, 0))
-                case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
-                    guard let done = open.popLast() else { return }
-                    let size = nodes - done.nodesBefore, depth = done.depthBelow + 1
-                    if let a = done.anchor { anchors[a] = (size, depth) }
-                    if !open.isEmpty { open[open.count - 1].depthBelow = max(open[open.count - 1].depthBelow, depth) }
-                case YAML_STREAM_END_EVENT:
-                    return
-                default:
-                    break
-                }
-            }
         }
     }
 
@@ -138,9 +81,17 @@ public struct YAMLValue {
         return s.string
     }
 
+    /// Only `true` and `false`: YAML 1.1 also reads yes/no/on/off/y/n, and a switch like `infra_opt_in` must
+    /// not turn on by a word that looks like prose.
     public func bool() throws -> Bool {
-        guard case let .scalar(s) = node, let b = Bool.construct(from: s) else { throw error("expected true or false") }
-        return b
+        guard case let .scalar(s) = node else { throw error("expected true or false, found \(node.kindName)") }
+        switch (s.style, s.string) {
+        case (.plain, "true"): return true
+        case (.plain, "false"): return false
+        default:
+            throw error("expected true or false, found '\(s.string)'",
+                        hint: "write exactly true or false (unquoted); YAML 1.1 words like yes, on or True are not accepted")
+        }
     }
 
     public func int() throws -> Int {
@@ -154,16 +105,6 @@ public struct YAMLValue {
     }
 
     public func stringList() throws -> [String] { try sequence().map { try $0.string() } }
-}
-
-/// What a YAML file read here may hold. Yams hashes every mapping key in full, aliases expanded, so a 400-byte
-/// file whose key aliases a 9-way anchor chain took a minute to load (issue 6 §1); past these, a file is refused.
-public enum YAMLBudget {
-    public static let maxBytes = 1 << 20
-    /// Nesting levels, aliases expanded.
-    public static let maxDepth = 64
-    /// Nodes in the document, aliases expanded.
-    public static let maxExpandedNodes = 100_000
 }
 
 public struct YAMLMap {

@@ -1,8 +1,9 @@
 import Foundation
 
-/// Zero-fuzz apply check of a resolved series against a baseline tree, in process and in memory:
-/// the tree is only read. Each hunk is located like GNU patch does (exact position, then the nearest offset,
-/// then with fuzz 1–2 to tell "fuzz" from "failed"), so the per-patch report matches what `patch -F0` would say.
+/// Apply check of a resolved series against a baseline tree, in process and in memory: the tree is only read.
+/// Each file diff is applied the way GNU patch 2.7 (`patch -p1 -N --batch -F2`) applies it (locate_hunk,
+/// apply_hunk, copy_till in patch.c), so the per-patch verdict is what GNU patch would say:
+/// ok and offset apply at fuzz 0 (what `patch -F0` accepts), fuzz needs fuzz 1–2, failed does not apply.
 public enum ApplyStatus: String, Sendable, Comparable, CaseIterable {
     case ok, offset, fuzz
     case missingFile = "missing-file"
@@ -14,11 +15,51 @@ public enum ApplyStatus: String, Sendable, Comparable, CaseIterable {
     public var passes: Bool { self <= .offset }
 }
 
+/// What happened to one hunk, in GNU patch's terms.
+public struct HunkOutcome: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        case exact
+        case offset(Int)
+        case fuzz(Int, offset: Int)
+        /// Not found at fuzz 0–2.
+        case failed
+        /// Found, but before the previous hunk's change ("misordered hunks"): GNU fails it.
+        case misordered
+        /// The file's first hunk applies in reverse: the patch looks applied already, and `-N` skips the file.
+        case reversed
+        /// Skipped with the rest of its file.
+        case ignored
+        /// The file to patch does not exist.
+        case missingFile
+    }
+    public let file: String
+    /// 1-based, within its file diff (GNU's "Hunk #N").
+    public let number: Int
+    public let kind: Kind
+    /// The line GNU patch names: where it applied, or where it was expected, in the patched file.
+    public let line: Int
+
+    public var status: ApplyStatus {
+        switch kind {
+        case .exact: return .ok
+        case .offset: return .offset
+        case .fuzz: return .fuzz
+        case .missingFile: return .missingFile
+        case .failed, .misordered, .reversed, .ignored: return .failed
+        }
+    }
+}
+
 public struct ApplyReport: Sendable {
     public struct Item: Sendable {
         public let path: String
         public let status: ApplyStatus
-        public let details: [String]
+        /// Notes in patch order, each with the status it stands for.
+        public let notes: [(status: ApplyStatus, text: String)]
+        public let hunks: [HunkOutcome]
+        public var details: [String] { notes.map(\.text) }
+        /// The first note that explains the status (the failing hunk, not an earlier offset).
+        public var cause: String? { notes.first { $0.status == status }?.text ?? notes.first?.text }
     }
     public let tree: String
     public let items: [Item]
@@ -32,7 +73,7 @@ public struct ApplyReport: Sendable {
     }
 
     public func render(manifest: String) -> String {
-        var out = "# kernel-agent apply check: \(manifest) against \(tree) (zero fuzz; offsets allowed)\n"
+        var out = "# kernel-agent apply check: \(manifest) against \(tree) (GNU patch rules; offsets allowed, fuzz not)\n"
         let width = max(5, items.map(\.path.count).max() ?? 0)
         out += "#   " + "patch".padding(toLength: width, withPad: " ", startingAt: 0) + "  status\n"
         for (i, item) in items.enumerated() {
@@ -44,20 +85,32 @@ public struct ApplyReport: Sendable {
         out += "result: \(passed ? "PASS" : "FAIL")\n"
         return out
     }
+
+    /// A refusal short enough to read: the counts, the first few failing patches with their cause, and
+    /// where the full report is.
+    public func refusalLines(reportPath: String, limit: Int = 5) -> String {
+        let failing = failures
+        var text = "apply check failed for \(failing.count) of \(items.count) patch(es): \(summary)"
+        for f in failing.prefix(limit) {
+            text += "\n    \(f.path): \(f.status.rawValue)" + (f.cause.map { " — \($0)" } ?? "")
+        }
+        if failing.count > limit { text += "\n    … \(failing.count - limit) more in \(reportPath)" }
+        return text
+    }
 }
 
 public struct ApplyChecker {
+    /// A line with its '\n' (a file's last line may lack it, and so may a hunk line marked "\ No newline").
     typealias Line = ArraySlice<UInt8>
 
-    final class FileState {
-        var lines: [Line]
-        init(lines: [Line]) { self.lines = lines }
-    }
-
     let tree: URL
-    private var files: [String: FileState?] = [:]   // nil value = known not to exist (deleted or absent)
+    /// nil value = known not to exist (deleted, or absent from the tree)
+    private var files: [String: [Line]?] = [:]
 
     public init(tree: URL) { self.tree = tree }
+
+    /// GNU patch's default maximum fuzz (-F2): enough to tell "fuzz" from "failed".
+    static let maxFuzz = 2
 
     public static func check(_ entries: [Resolution.Entry], tree: URL, display: String) -> ApplyReport {
         var checker = ApplyChecker(tree: tree)
@@ -65,12 +118,13 @@ public struct ApplyChecker {
         return ApplyReport(tree: display, items: items)
     }
 
-    private mutating func state(_ path: String) -> FileState? {
+    private mutating func state(_ path: String) -> [Line]? {
         if let s = files[path] { return s }
-        let url = tree.appendingPathComponent(path)
-        var result: FileState?
-        if let data = FileManager.default.contents(atPath: url.path) { result = FileState(lines: Self.split(Array(data))) }
-        files[path] = result
+        var result: [Line]?
+        if let data = FileManager.default.contents(atPath: tree.appendingPathComponent(path).path) {
+            result = Self.split(Array(data))
+        }
+        files[path] = .some(result)
         return result
     }
 
@@ -78,7 +132,7 @@ public struct ApplyChecker {
         var out: [Line] = []
         var start = 0
         for i in bytes.indices where bytes[i] == 0x0A {
-            out.append(bytes[start..<i]); start = i + 1
+            out.append(bytes[start...i]); start = i + 1
         }
         if start < bytes.count { out.append(bytes[start...]) }
         return out
@@ -86,106 +140,242 @@ public struct ApplyChecker {
 
     mutating func apply(_ name: String, _ patch: PatchFile) -> ApplyReport.Item {
         var worst = ApplyStatus.ok
-        var details: [String] = []
+        var notes: [(status: ApplyStatus, text: String)] = []
+        var outcomes: [HunkOutcome] = []
+        func note(_ s: ApplyStatus, _ text: String) { worst = max(worst, s); notes.append((s, text)) }
         let bytes = Array(patch.bytes)
         for f in patch.files {
-            if f.isBinary { worst = max(worst, .failed); details.append("\(f.path): binary patch, cannot be checked"); continue }
+            if f.isBinary { note(.failed, "\(f.path): binary patch, cannot be checked"); continue }
             let target = f.targetPath
-            var st: FileState
+            var run = FileRun(input: [])
             if f.oldPath == nil {
-                if state(target) != nil {
-                    worst = max(worst, .failed); details.append("\(target): new file already exists"); continue
-                }
-                st = FileState(lines: [])
-            } else if let s = state(target) {
-                st = s
-            } else {
-                worst = max(worst, .missingFile); details.append("\(target): missing file"); continue
-            }
-            var delta = 0
-            for (hi, h) in f.hunks.enumerated() {
-                let (old, new) = Self.hunkLines(bytes, h.body)
-                let expected = max(0, (h.oldCount == 0 ? h.oldStart : h.oldStart - 1) + delta)
-                let label = "\(f.path) hunk \(hi + 1) (@@ -\(h.oldStart),\(h.oldCount))"
-                if let pos = Self.find(old, in: st.lines, near: expected) {
-                    if pos != expected {
-                        worst = max(worst, .offset)
-                        details.append("\(label): offset \(pos - expected > 0 ? "+" : "")\(pos - expected) lines")
-                    }
-                    st.lines.replaceSubrange(pos..<(pos + old.count), with: new.map(\.1))
-                    delta += new.count - old.count + (pos - expected)
+                if let existing = state(target), !existing.isEmpty {
+                    note(.failed, "\(target): the patch creates it, but it exists already")
+                    outcomes += f.hunks.indices.map { HunkOutcome(file: target, number: $0 + 1, kind: .ignored, line: f.hunks[$0].newStart) }
                     continue
                 }
-                var fuzzed = false
-                for fuzz in 1...2 {
-                    let lead = min(fuzz, old.prefix { $0.0 == UInt8(ascii: " ") }.count)
-                    let trail = min(fuzz, old.reversed().prefix { $0.0 == UInt8(ascii: " ") }.count)
-                    guard lead + trail > 0, lead + trail < old.count else { continue }
-                    let core = Array(old[lead..<(old.count - trail)])
-                    if let pos = Self.find(core, in: st.lines, near: expected + lead) {
-                        worst = max(worst, .fuzz)
-                        details.append("\(label): applies only with fuzz \(fuzz) (offset \(pos - lead - expected))")
-                        let newLead = min(lead, new.prefix { $0.0 == UInt8(ascii: " ") }.count)
-                        let newTrail = min(trail, new.reversed().prefix { $0.0 == UInt8(ascii: " ") }.count)
-                        st.lines.replaceSubrange(pos..<(pos + core.count), with: new[newLead..<(new.count - newTrail)].map(\.1))
-                        delta += new.count - old.count
-                        fuzzed = true
-                        break
-                    }
-                }
-                if !fuzzed {
-                    worst = max(worst, .failed)
-                    details.append("\(label): does not apply (context or removed lines not found)")
+            } else if state(target) != nil, case var .some(.some(lines)) = files.removeValue(forKey: target) {
+                // the run owns the lines alone, so finish() edits them in place
+                swap(&run.input, &lines)
+            } else {
+                note(.missingFile, "\(target): missing file")
+                outcomes += f.hunks.indices.map { HunkOutcome(file: target, number: $0 + 1, kind: .missingFile, line: f.hunks[$0].oldStart) }
+                continue
+            }
+            for (hi, h) in f.hunks.enumerated() {
+                let outcome = run.apply(Self.hunkLines(bytes, h), h, number: hi + 1, file: f.path)
+                outcomes.append(outcome)
+                let label = "\(f.path) hunk \(hi + 1) (@@ -\(h.oldStart),\(h.oldCount))"
+                switch outcome.kind {
+                case .exact: break
+                case let .offset(n): note(.offset, "\(label): offset \(n > 0 ? "+" : "")\(n) lines (at line \(outcome.line))")
+                case let .fuzz(fz, n): note(.fuzz, "\(label): applies only with fuzz \(fz) (offset \(n), at line \(outcome.line))")
+                case .failed: note(.failed, "\(label): does not apply, even with fuzz 2 (context or removed lines not found near line \(outcome.line))")
+                case .misordered: note(.failed, "\(label): its text is found only before the previous hunk's change (GNU patch: misordered hunks)")
+                case .reversed: note(.failed, "\(label): the patch seems applied already (this hunk applies in reverse); GNU patch -N skips the file")
+                case .ignored, .missingFile: break
                 }
             }
+            if run.skipped {   // GNU leaves the file as it was
+                if f.oldPath != nil { files[target] = .some(run.input) }
+                continue
+            }
+            let output = run.finish()
             if f.newPath == nil {
-                if !st.lines.isEmpty { worst = max(worst, .failed); details.append("\(target): deletion leaves \(st.lines.count) lines") }
+                if !output.isEmpty { note(.failed, "\(target): deletion leaves \(output.count) lines") }
                 files[target] = .some(nil)
             } else {
                 if let np = f.newPath, np != target { files[target] = .some(nil) }
-                files[f.newPath ?? target] = st
+                files[f.newPath ?? target] = .some(output)
             }
         }
-        return .init(path: name, status: worst, details: details)
+        return .init(path: name, status: worst, notes: notes, hunks: outcomes)
     }
 
-    /// Old (context + removed) and new (context + added) lines of a hunk body, each tagged with its kind.
-    static func hunkLines(_ bytes: [UInt8], _ body: Range<Int>) -> (old: [(UInt8, Line)], new: [(UInt8, Line)]) {
-        var old: [(UInt8, Line)] = [], new: [(UInt8, Line)] = []
-        var start = body.lowerBound
-        let end = min(body.upperBound, bytes.count)
+    struct HunkLines {
+        /// Context and removed lines (GNU's pattern), each with its kind (' ' or '-').
+        var old: [(UInt8, Line)] = []
+        /// Context and added lines (GNU's replacement), each with its kind (' ' or '+').
+        var new: [(UInt8, Line)] = []
+    }
+
+    /// A hunk body split into GNU's pattern and replacement. A line keeps its newline unless a
+    /// "\ No newline at end of file" marker follows it; an empty body line is an empty context line.
+    static func hunkLines(_ bytes: [UInt8], _ h: PatchFile.Hunk) -> HunkLines {
+        var out = HunkLines()
+        out.old.reserveCapacity(min(h.oldCount, h.body.count))
+        out.new.reserveCapacity(min(h.newCount, h.body.count))
+        var start = h.body.lowerBound
+        let end = min(h.body.upperBound, bytes.count)
         while start < end {
             var e = start
             while e < end && bytes[e] != 0x0A { e += 1 }
-            let kind = e > start ? bytes[start] : UInt8(ascii: " ")
-            let text = e > start ? bytes[(start + 1)..<e] : bytes[start..<start]
+            let lineEnd = min(e + 1, end)
+            let kind = bytes[start]
+            var text: Line = kind == 0x0A ? bytes[start..<lineEnd] : bytes[(start + 1)..<lineEnd]
+            if lineEnd < end, bytes[lineEnd] == UInt8(ascii: "\\"), text.last == 0x0A { text = text.dropLast() }
             switch kind {
-            case UInt8(ascii: " "): old.append((kind, text)); new.append((kind, text))
-            case UInt8(ascii: "-"): old.append((kind, text))
-            case UInt8(ascii: "+"): new.append((kind, text))
+            case 0x0A, 0x20: out.old.append((0x20, text)); out.new.append((0x20, text))
+            case UInt8(ascii: "-"): out.old.append((kind, text))
+            case UInt8(ascii: "+"): out.new.append((kind, text))
             default: break   // "\ No newline at end of file"
             }
-            start = e + 1
+            start = lineEnd
         }
-        return (old, new)
+        return out
     }
 
-    /// The match position nearest to `near`, searching outward (GNU patch's order: exact, then ±1, ±2, …).
-    static func find(_ needle: [(UInt8, Line)], in lines: [Line], near: Int) -> Int? {
-        let limit = lines.count - needle.count
-        guard limit >= 0 else { return nil }
-        func matches(_ pos: Int) -> Bool {
-            for (k, l) in needle.enumerated() where !lines[pos + k].elementsEqual(l.1) { return false }
+    /// One file diff applied to one file, GNU patch style: hunks are located in the input (the file as the
+    /// diff found it), and the output is copied from the input up to each change.
+    struct FileRun {
+        var input: [Line]
+        /// Where each applied hunk replaces input lines [range] with new ones, in increasing order. Applied at
+        /// the end, last first, in place: GNU copies the input into a new file; the effect is the same.
+        var edits: [(range: Range<Int>, lines: [Line])] = []
+        /// Input lines 1...lastFrozen are copied or consumed (GNU's last_frozen_line).
+        var lastFrozen = 0
+        /// How far the hunks were found from where their headers say (GNU's in_offset).
+        var inOffset = 0
+        /// Lines added minus lines removed so far (GNU's out_offset).
+        var outOffset = 0
+        var hunksSeen = 0
+        var skipped = false
+
+        init(input: [Line]) { self.input = input }
+
+        mutating func apply(_ lines: HunkLines, _ h: PatchFile.Hunk, number: Int, file: String) -> HunkOutcome {
+            hunksSeen += 1
+            let first = h.oldCount == 0 ? h.oldStart + 1 : h.oldStart
+            if skipped { return HunkOutcome(file: file, number: number, kind: .ignored, line: first + outOffset) }
+            let prefix = h.leadingContext, suffix = h.trailingContext
+            let maxFuzz = min(ApplyChecker.maxFuzz, max(prefix, suffix))
+            var fuzz = 0
+            var whereFound = 0
+            while true {
+                whereFound = locate(lines.old, first: first, prefix: prefix, suffix: suffix, fuzz: fuzz)
+                if whereFound == 0 && hunksSeen == 1 {
+                    // dwim for a reversed patch: GNU tries the swapped hunk; with -N a match skips the file
+                    var probe = self
+                    let newFirst = h.newCount == 0 ? h.newStart + 1 : h.newStart
+                    if probe.locate(lines.new, first: newFirst, prefix: prefix, suffix: suffix, fuzz: fuzz) != 0 {
+                        skipped = true
+                        return HunkOutcome(file: file, number: number, kind: .reversed, line: first + outOffset)
+                    }
+                }
+                if whereFound != 0 { break }
+                fuzz += 1
+                if fuzz > maxFuzz { break }
+            }
+            guard whereFound != 0 else { return HunkOutcome(file: file, number: number, kind: .failed, line: first + outOffset) }
+            let at = whereFound + outOffset
+            guard applyHunk(lines, h, at: whereFound) else { return HunkOutcome(file: file, number: number, kind: .misordered, line: at) }
+            let kind: HunkOutcome.Kind = fuzz > 0 ? .fuzz(fuzz, offset: inOffset) : inOffset != 0 ? .offset(inOffset) : .exact
+            return HunkOutcome(file: file, number: number, kind: kind, line: at)
+        }
+
+        /// The patched file. Takes the input's storage: with no other reference left it is edited in place.
+        mutating func finish() -> [Line] {
+            var out: [Line] = []
+            swap(&out, &input)
+            for e in edits.reversed() { out.replaceSubrange(e.range, with: e.lines) }
+            edits = []
+            return out
+        }
+
+        /// GNU patch 2.7's locate_hunk: the 1-based input line for the pattern's first line, or 0.
+        /// A side with less context than the other must sit at that end of the file; the search starts at
+        /// the expected line, tries +n before -n, and keeps within [last frozen line, end of file].
+        mutating func locate(_ pattern: [(UInt8, Line)], first: Int, prefix: Int, suffix: Int, fuzz: Int) -> Int {
+            let inputLines = input.count
+            let firstGuess = first + inOffset
+            let patLines = pattern.count
+            let context = max(prefix, suffix)
+            var prefixFuzz = fuzz + prefix - context
+            let suffixFuzz = fuzz + suffix - context
+            let maxWhere = inputLines - (patLines - suffixFuzz) + 1
+            let minWhere = lastFrozen + 1
+            let maxPosOffset = maxWhere - firstGuess
+            var maxNegOffset = firstGuess - minWhere
+            let maxOffset = max(maxPosOffset, maxNegOffset)
+            if patLines == 0 { return firstGuess }   // an empty pattern matches anywhere
+            if firstGuess <= maxNegOffset { maxNegOffset = firstGuess - 1 }
+            if prefixFuzz < 0 && first <= 1 {
+                // only the start of the file will do (and, with too little suffix context, the whole file)
+                if suffixFuzz < 0 && (patLines != inputLines || prefix < lastFrozen) { return 0 }
+                let offset = 1 - firstGuess
+                if lastFrozen <= prefix && offset <= maxPosOffset && matches(pattern, at: firstGuess + offset, prefixFuzz: 0, suffixFuzz: suffixFuzz) {
+                    inOffset += offset
+                    return firstGuess + offset
+                }
+                return 0
+            } else if prefixFuzz < 0 {
+                prefixFuzz = 0
+            }
+            if suffixFuzz < 0 {
+                // only the end of the file will do
+                let offset = firstGuess - (inputLines - patLines + 1)
+                if offset <= maxNegOffset && matches(pattern, at: firstGuess - offset, prefixFuzz: prefixFuzz, suffixFuzz: 0) {
+                    inOffset -= offset
+                    return firstGuess - offset
+                }
+                return 0
+            }
+            // GNU's own start of the search, kept as is: when the expected line lies before the last frozen
+            // line it also looks below it, and a match there fails the hunk (see applyHunk).
+            var offset = maxPosOffset < 0 ? firstGuess - maxWhere : maxNegOffset < 0 ? firstGuess - minWhere : 0
+            while offset <= maxOffset {
+                if offset <= maxPosOffset && matches(pattern, at: firstGuess + offset, prefixFuzz: prefixFuzz, suffixFuzz: suffixFuzz) {
+                    inOffset += offset
+                    return firstGuess + offset
+                }
+                if offset <= maxNegOffset && matches(pattern, at: firstGuess - offset, prefixFuzz: prefixFuzz, suffixFuzz: suffixFuzz) {
+                    inOffset -= offset
+                    return firstGuess - offset
+                }
+                offset += 1
+            }
+            return 0
+        }
+
+        /// patch_match: the pattern, less `prefixFuzz` lines at the top and `suffixFuzz` at the bottom,
+        /// equals the input at 1-based line `base` (lines outside the input never match).
+        func matches(_ pattern: [(UInt8, Line)], at base: Int, prefixFuzz: Int, suffixFuzz: Int) -> Bool {
+            var p = prefixFuzz
+            var i = base + prefixFuzz - 1
+            let end = pattern.count - suffixFuzz
+            while p < end {
+                guard i >= 0, i < input.count, Self.equal(input[i], pattern[p].1) else { return false }
+                p += 1
+                i += 1
+            }
             return true
         }
-        let start = min(max(0, near), limit)
-        if matches(start) { return start }
-        var d = 1
-        while start - d >= 0 || start + d <= limit {
-            if start - d >= 0, matches(start - d) { return start - d }
-            if start + d <= limit, matches(start + d) { return start + d }
-            d += 1
+
+        static func equal(_ a: Line, _ b: Line) -> Bool {
+            guard a.count == b.count else { return false }
+            return a.withUnsafeBufferPointer { pa in
+                b.withUnsafeBufferPointer { pb in
+                    guard let x = pa.baseAddress, let y = pb.baseAddress else { return true }
+                    return memcmp(x, y, pa.count) == 0
+                }
+            }
         }
-        return nil
+
+        /// apply_hunk with copy_till: GNU copies the input up to each change, drops removed lines and writes added
+        /// ones. Copying up to the first change fails when that change lies before the last frozen line
+        /// ("misordered hunks"); later copies cannot, so that is the only check. Only fuzzed context differs
+        /// between the hunk and the file, and context stays as the file has it; so the lines from the first to the
+        /// last change become the hunk's new lines there.
+        mutating func applyHunk(_ lines: HunkLines, _ h: PatchFile.Hunk, at whereFound: Int) -> Bool {
+            let base = whereFound - 1
+            let prefix = h.leadingContext, suffix = h.trailingContext
+            guard lastFrozen <= base + prefix else { return false }
+            let start = min(max(0, base + prefix), input.count)
+            let end = min(max(start, base + lines.old.count - suffix), input.count)
+            edits.append((start..<end, lines.new[prefix..<(lines.new.count - suffix)].map(\.1)))
+            lastFrozen = base + lines.old.count - suffix
+            outOffset += lines.new.count - lines.old.count
+            return true
+        }
     }
 }

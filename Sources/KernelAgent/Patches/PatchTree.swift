@@ -8,13 +8,18 @@ public struct PatchTree: Sendable {
 
     static func isPatchName(_ name: String) -> Bool { name.hasSuffix(".patch") || name.hasSuffix(".diff") }
 
+    /// `git format-patch --cover-letter` output: a mail with no diff, never applied.
+    static func isCoverLetter(_ name: String) -> Bool { name == "0000-cover-letter.patch" }
+
     /// Refuses a path whose real location (symlinks followed) is outside `patches/`.
     public func confine(_ path: TreePath) throws -> URL {
         let url = workspace.url(path)
-        let real = FS.realPath(url)
-        let root = FS.realPath(workspace.patchesDir)
-        guard real == root || real.hasPrefix(root + "/") else {
-            throw KAError.refusal(path.value, "escapes patches/ (symlink to \(real))", hint: "replace the symlink with the patch files themselves")
+        guard FS.isInside(workspace.patchesDir, workspace.root) else {
+            throw KAError.refusal("patches/", "leads out of the checkout (to \(FS.realPath(workspace.patchesDir)))",
+                                  hint: "make patches/ a real directory inside \(workspace.root.path)")
+        }
+        guard FS.isInside(url, workspace.patchesDir) else {
+            throw KAError.refusal(path.value, "escapes patches/ (symlink to \(FS.realPath(url)))", hint: "replace the symlink with the patch files themselves")
         }
         return url
     }
@@ -23,7 +28,9 @@ public struct PatchTree: Sendable {
     /// name order; a dir's own patches come before its subdirs' (each subdir ordered the same way).
     public func patches(selectedBy path: TreePath) throws -> [TreePath] {
         let url = try confine(path)
-        guard FS.exists(url) else { throw KAError.refusal(path.value, "no such patch dir") }
+        guard FS.exists(url) else {
+            throw KAError.refusal(path.value, Self.isPatchName(path.lastComponent) ? "no such patch file" : "no such patch dir")
+        }
         if !FS.isDirectory(url) {
             guard Self.isPatchName(path.lastComponent) else {
                 throw KAError.refusal(path.value, "not a .patch or .diff file")
@@ -47,6 +54,10 @@ public struct PatchTree: Sendable {
             if name.hasPrefix(".") { continue }
             names.append(name)
             let type = Int32(ent.pointee.d_type)
+            if type == Int32(DT_LNK) || type == Int32(DT_UNKNOWN) {
+                // a symlink may point anywhere: judge it by where it leads, before anything reads it
+                _ = try confine(try path.appending(name))
+            }
             if type == Int32(DT_DIR) || ((type == Int32(DT_LNK) || type == Int32(DT_UNKNOWN)) && FS.isDirectory(url.appendingPathComponent(name))) {
                 dirs.insert(name)
             }
@@ -70,7 +81,7 @@ public struct PatchTree: Sendable {
                 out.append(p)
             }
         } else {
-            for name in sorted where Self.isPatchName(name) && !dirs.contains(name) {
+            for name in sorted where Self.isPatchName(name) && !dirs.contains(name) && !Self.isCoverLetter(name) {
                 out.append(try path.appending(name))
             }
         }

@@ -59,20 +59,33 @@ public struct Resolver: Sendable {
                               hint: e.hint ?? hintForMissing(sel.raw)).withLocation(link)
             }
             for (i, p) in found.enumerated() {
+                if manifest.hasExplicitOrder, let first = via[p]?.first {
+                    // With an explicit order a patch has exactly one place; two would make its position a guess.
+                    throw KAError.refusal(link, label, "patches/\(p.value) is also reached by \(first)",
+                                          hint: "with apply_order, list each patch once: drop the single-file include or the dir")
+                }
                 if via[p] == nil { order.append(p); dirRank[p] = i }
                 via[p, default: []].append(label)
             }
         }
         // Read + parse in parallel; the parse also hashes, which is most of the cost.
         Timings.mark("resolve: walk the tree")
-        let keyed = order.map { p in (p, p.kind.precedence, Array(p.parent.utf8), dirRank[p] ?? 0) }
-        let paths = keyed.sorted { a, b in
-            if a.1 != b.1 { return a.1 < b.1 }
-            if a.2 != b.2 { return a.2.lexicographicallyPrecedes(b.2) }
-            return a.3 < b.3
-        }.map(\.0)
+        let paths: [TreePath]
+        if manifest.hasExplicitOrder {
+            paths = order   // the selectors are already in apply_order; each dir in its own order
+        } else {
+            let keyed = order.map { p in (p, p.kind.precedence, Array(p.parent.utf8), dirRank[p] ?? 0) }
+            paths = keyed.sorted { a, b in
+                if a.1 != b.1 { return a.1 < b.1 }
+                if a.2 != b.2 { return a.2.lexicographicallyPrecedes(b.2) }
+                return a.3 < b.3
+            }.map(\.0)
+        }
         Timings.mark("resolve: select + order \(paths.count) patches")
-        let (parsed, cumulative) = try Self.parseAll(paths, in: workspace, buildCumulative: true)
+        let parsed: [PatchFile], cumulative: (data: Data, b2sum: String)?
+        do { (parsed, cumulative) = try Self.parseAll(paths, in: workspace, buildCumulative: true) } catch let e as KAError {
+            throw e.within(manifest.file)
+        }
         Timings.mark("resolve: read + parse + hash")
         Timings.flushBuckets()
         let open = try blocks?.openBlocks() ?? []
@@ -119,7 +132,15 @@ public struct Resolver: Sendable {
         results.initialize(repeating: nil)
         defer { results.deinitialize(); results.deallocate() }
         final class Shared: @unchecked Sendable {
-            var error: KAError?
+            /// The failure of the lowest index, so the refusal does not depend on thread timing.
+            var error: (index: Int, error: KAError)?
+            var failures = 0
+            func record(_ i: Int, _ e: KAError) {
+                lock.lock()
+                failures += 1
+                if error.map({ i < $0.index }) ?? true { error = (i, e) }
+                lock.unlock()
+            }
             let lock = NSLock()
             var data = Data()
             var hasher = Blake2b()
@@ -137,9 +158,9 @@ public struct Resolver: Sendable {
                     ready[c].wait()
                     for i in (c * chunk)..<min(n, (c + 1) * chunk) {
                         guard let p = out[i] else { continue }
-                        Timings.measure("cumulative append") { shared.data.append(p.bytes) }
-                        Timings.measure("cumulative b2sum") { shared.hasher.update(p.bytes) }
-                        if p.bytes.last != 0x0A { shared.data.append(0x0A); shared.hasher.update([UInt8(0x0A)]) }
+                        let piece = CumulativeSeries.piece(p.bytes, index: i, count: n)
+                        Timings.measure("cumulative append") { shared.data.append(piece) }
+                        Timings.measure("cumulative b2sum") { shared.hasher.update(piece) }
                     }
                 }
                 consumerDone.signal()
@@ -148,15 +169,25 @@ public struct Resolver: Sendable {
         DispatchQueue.concurrentPerform(iterations: chunks) { c in
             defer { ready[c].signal() }
             for i in (c * chunk)..<min(n, (c + 1) * chunk) {
-                guard let data = Timings.measure("read", { FS.readFile(ws.url(paths[i]).path) }) else {
-                    shared.lock.lock(); shared.error = shared.error ?? KAError.failure(paths[i].value, "cannot read"); shared.lock.unlock()
+                let data: Data
+                switch Timings.measure("read", { FS.readRegular(ws.url(paths[i]).path) }) {
+                case let .success(d): data = d
+                case let .failure(problem):
+                    shared.record(i, KAError.refusal("patches/" + paths[i].value, problem.message, hint: problem.hint))
                     return
                 }
-                out[i] = PatchFile(bytes: data)
+                do { out[i] = try PatchFile(bytes: data, display: "patches/" + paths[i].value) } catch let e as KAError {
+                    shared.record(i, e)
+                } catch {
+                    shared.record(i, KAError.failure(paths[i].value, "\(error)"))
+                }
             }
         }
         if buildCumulative { consumerDone.wait() }
-        if let e = shared.error { throw e }
+        if let (_, e) = shared.error {
+            guard shared.failures > 1 else { throw e }
+            throw KAError(e.kind, e.chain + ["(\(shared.failures - 1) more patch(es) refused too; this is the first in resolution order)"], hint: e.hint)
+        }
         let parsed = out.compactMap { $0 }
         guard buildCumulative else { return (parsed, nil) }
         return (parsed, (shared.data, shared.hasher.hexDigest()))

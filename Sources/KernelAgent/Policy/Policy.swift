@@ -40,7 +40,7 @@ public struct Policy: Sendable {
         case 0:
             let where_ = patch.scopeLinesOutsideTrailers > 0 ? " (a Scope: line stands in the body, not in the trailer block)" : ""
             throw KAError.refusal(path.value, "unscoped patch: no 'Scope:' trailer\(where_)",
-                                  hint: "add 'Scope: \(dir)' to the last paragraph of the commit message, above '---'")
+                                  hint: "run 'ka adopt' to add 'Scope: <its dir>' to every unscoped patch at once (ka adopt --dry-run shows what it changes), or add 'Scope: \(dir)' to the last paragraph of the commit message, above '---'")
         case 1:
             guard scopes[0] == dir else {
                 throw KAError.refusal(path.value, "Scope: \(scopes[0]) differs from its directory \(dir)",
@@ -70,18 +70,19 @@ public struct Policy: Sendable {
         }
         // Relative paths are taken from the checkout (KA_ROOT), so the CLI and the bot mean the same place.
         let url = (raw.hasPrefix("/") ? URL(fileURLWithPath: raw) : workspace.root.appendingPathComponent(raw)).standardizedFileURL
-        let real = FS.realPath(url)
-        let root = FS.realPath(workspace.root)
-        if let home, !home.isEmpty, home != "/" {
-            let h = FS.realPath(URL(fileURLWithPath: home))
-            let underHome = real == h || real.hasPrefix(h + "/")
-            let underRoot = real == root || real.hasPrefix(root + "/")
-            if underHome && !underRoot {
-                throw KAError.refusal("\(purpose) '\(raw)'", "lies under $HOME (\(h)); kernel-agent never reaches into $HOME",
-                                      hint: "use a path outside $HOME, e.g. /srv/kernel-agent/…")
-            }
-        }
+        try Self.refuseHome(url, shown: "\(purpose) '\(raw)'", root: workspace.root, home: home)
         return url
+    }
+
+    /// Rule: a path that, symlinks resolved, lies under $HOME outside the checkout is refused.
+    public static func refuseHome(_ url: URL, shown: String, root: URL,
+                                  home: String? = ProcessInfo.processInfo.environment["HOME"]) throws {
+        guard let home, !home.isEmpty, home != "/" else { return }
+        let homeURL = URL(fileURLWithPath: home)
+        if FS.isInside(url, homeURL) && !FS.isInside(url, root) {
+            throw KAError.refusal(shown, "lies under $HOME (\(FS.realPath(homeURL))); kernel-agent never reaches into $HOME",
+                                  hint: "use a path outside $HOME, e.g. /srv/kernel-agent/…")
+        }
     }
 
     /// Everything a verb invocation touches, checked before it plans.

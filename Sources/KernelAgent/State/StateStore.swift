@@ -40,6 +40,8 @@ public protocol StateStore: Sendable {
     func promotion(host: String) throws -> PromotionRecord?
     func setCampaign(_ name: String, status: CampaignStatus, at: Date) throws
     func campaign(_ name: String) throws -> CampaignRecord?
+    /// Undo of a first `setCampaign` (a rolled-back transaction).
+    func deleteCampaign(_ name: String) throws
     func markDrifted(host: String, reason: String, at: Date) throws
     func clearDrift(host: String) throws
     func drift(host: String) throws -> DriftRecord?
@@ -84,7 +86,16 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
     public init(path: URL) throws {
         try FileManager.default.createDirectory(at: path.deletingLastPathComponent(), withIntermediateDirectories: true)
         do {
-            pool = try DatabasePool(path: path.path)
+            // The CLI and `ka serve` open the same file; a second opener waits for the first instead of failing
+            // with "database is locked" (found by two tree verbs started at once).
+            var config = Configuration()
+            config.busyMode = .timeout(15)
+            // Two processes opening a new database would both run the first migration ("table already exists"):
+            // one migrates at a time, under an OS lock beside the file.
+            let lockFD = Glibc.open(path.path + ".migrate-lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            if lockFD >= 0 { while flock(lockFD, LOCK_EX) != 0 && errno == EINTR {} }
+            defer { if lockFD >= 0 { flock(lockFD, LOCK_UN); Glibc.close(lockFD) } }
+            pool = try DatabasePool(path: path.path, configuration: config)
             try Self.migrator.migrate(pool)
         } catch {
             throw KAError.failure(path.path, "cannot open state database: \(error)")
@@ -93,6 +104,25 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
 
     public static func open(_ ws: Workspace) throws -> SQLiteStateStore {
         try SQLiteStateStore(path: ws.stateDir.appendingPathComponent("state.sqlite"))
+    }
+
+    private init(readOnly pool: DatabasePool) { self.pool = pool }
+
+    /// For verbs that only read state (status): no migration write, and no database created where none is.
+    /// Returns nil when there is no database yet, or it needs a migration (then the caller opens it for writing).
+    public static func openForReading(_ ws: Workspace) throws -> SQLiteStateStore? {
+        let path = ws.stateDir.appendingPathComponent("state.sqlite")
+        guard FS.exists(path) else { return nil }
+        var config = Configuration()
+        config.readonly = true
+        config.busyMode = .timeout(15)
+        do {
+            let pool = try DatabasePool(path: path.path, configuration: config)
+            guard try pool.read({ try migrator.hasCompletedMigrations($0) }) else { return nil }
+            return SQLiteStateStore(readOnly: pool)
+        } catch {
+            throw KAError.failure(path.path, "cannot open state database: \(error)")
+        }
     }
 
     static var migrator: DatabaseMigrator {
@@ -155,6 +185,9 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
     }
     public func campaign(_ name: String) throws -> CampaignRecord? {
         try read("read campaign") { try CampaignRecord.fetchOne($0, key: name) }
+    }
+    public func deleteCampaign(_ name: String) throws {
+        try write("delete campaign") { _ = try CampaignRecord.deleteOne($0, key: name) }
     }
     public func markDrifted(host: String, reason: String, at: Date) throws {
         try write("mark drift") { try DriftRecord(host: host, reason: reason, since: at).save($0) }
@@ -243,6 +276,7 @@ public final class MemoryStateStore: StateStore, BlockStore, @unchecked Sendable
         locked { campaigns[name] = CampaignRecord(name: name, status: status, updatedAt: at) }
     }
     public func campaign(_ name: String) throws -> CampaignRecord? { locked { campaigns[name] } }
+    public func deleteCampaign(_ name: String) throws { _ = locked { campaigns.removeValue(forKey: name) } }
     public func markDrifted(host: String, reason: String, at: Date) throws {
         locked { drifts[host] = DriftRecord(host: host, reason: reason, since: at) }
     }

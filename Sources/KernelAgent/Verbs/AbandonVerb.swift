@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 
 /// `ka abandon <campaign> --keep-as-archive | --purge-from-fleet`.
-public struct AbandonVerb: Verb {
+public struct AbandonVerb: Verb, WaitsForTree {
     public static let configuration = CommandConfiguration(
         commandName: "abandon",
         abstract: "Abandon a campaign: keep its patches as an archive, or purge them from the tree and manifests.",
@@ -21,6 +21,8 @@ public struct AbandonVerb: Verb {
     @Flag(help: "Remove the campaign's patches from the tree and the manifests; affected hosts become drifted.")
     public var purgeFromFleet = false
 
+    @OptionGroup public var lockOptions: TreeLockOptions
+
     public init() {}
 
     public var lane: Lane { .tree }
@@ -34,7 +36,6 @@ public struct AbandonVerb: Verb {
 
     public func plan(in ctx: VerbContext) throws -> Plan {
         let ws = ctx.workspace
-        TreeTransaction.recoverInterrupted(ws)
         let policy = try ctx.policy()
         try policy.admitAbandon(keepAsArchive: keepAsArchive, purgeFromFleet: purgeFromFleet)
         let name = try CampaignName(campaign)
@@ -80,6 +81,9 @@ public struct AbandonVerb: Verb {
                 let selected = all.filter { $0 == p.value || $0.hasPrefix(p.value + "/") }
                 if !selected.isEmpty && selected.allSatisfy(removed.contains) { drops.append((sel, nil)) }
             }
+            // the apply_order list names the dropped includes too
+            let dropped = Set(drops.map { $0.0.raw })
+            for item in m.orderList where dropped.contains(item.raw) { drops.append((item, nil)) }
             guard !drops.isEmpty, let data = ManifestEdit.rewrite(m.bytes, selectors: drops) else { continue }
             _ = try Manifest.parse(data, host: host, file: m.file)
             ops.append(.write(path: ws.display(ws.manifestFile(host)), data: data))
@@ -106,15 +110,18 @@ public struct AbandonVerb: Verb {
             if case .success = r { return h } else { return nil } })
         let txn = TreeTransaction(ws)
         p.ops.forEach(txn.add)
-        try txn.commit(faults: ctx.faults, verify: {
+        // The drift marks and the campaign record are steps of the same transaction: a kill between the purge and
+        // them cannot leave patches gone with no host marked, or a campaign nobody can name again.
+        let now = ctx.now()
+        for h in p.hosts {
+            txn.add(.state(.markDrifted(host: h.value, reason: "campaign \(campaign) purged; installed kernel still carries its patches", at: now)))
+        }
+        txn.add(.state(.setCampaign(name: campaign, status: .abandonedPurged, at: now)))
+        try txn.commit(state: ctx.state, faults: ctx.faults, verify: {
             for (h, r) in Fleet.resolveAll(ws, policy: policy, blocks: nil) where resolvableBefore.contains(h) {
                 if case let .failure(e) = r { throw e.within("host \(h) would no longer resolve") }
             }
         })
-        for h in p.hosts {
-            try ctx.state.markDrifted(host: h.value, reason: "campaign \(campaign) purged; installed kernel still carries its patches", at: ctx.now())
-        }
-        try ctx.state.setCampaign(campaign, status: .abandonedPurged, at: ctx.now())
         var text = "purged campaign \(campaign): \(p.removed.count) patch(es) removed\n"
         text += p.manifests.isEmpty ? "" : "rewrote \(p.manifests.joined(separator: ", "))\n"
         text += p.hosts.isEmpty ? "no host carried them\n" : "drifted: \(p.hosts.map(\.value).joined(separator: ", ")) (ka promote + ka install converge them)\n"

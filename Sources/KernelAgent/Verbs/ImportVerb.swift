@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 
 /// `ka import <campaign> <patch-or-glob> --to <scope>`: copy patches from a campaign checkout into the tree.
-public struct ImportVerb: Verb {
+public struct ImportVerb: Verb, WaitsForTree {
     public static let configuration = CommandConfiguration(
         commandName: "import",
         abstract: "Copy patches from a campaign checkout into the scope-tagged tree.",
@@ -24,6 +24,8 @@ public struct ImportVerb: Verb {
     @Option(help: "The campaign checkout (default: $KA_CAMPAIGNS_DIR/<campaign> or ../<campaign>).")
     public var checkout: String?
 
+    @OptionGroup public var lockOptions: TreeLockOptions
+
     public init() {}
 
     public var lane: Lane { .tree }
@@ -43,7 +45,6 @@ public struct ImportVerb: Verb {
 
     public func plan(in ctx: VerbContext) throws -> Plan {
         let ws = ctx.workspace
-        TreeTransaction.recoverInterrupted(ws)
         let name = try CampaignName(campaign)
         let scope = try TreePath(to)
         let dir = try ctx.policy().admitLocalPath(checkoutPath(ws), purpose: "campaign checkout")
@@ -57,44 +58,27 @@ public struct ImportVerb: Verb {
         guard !matches.isEmpty else { throw KAError.refusal("campaign \(name)", "'\(pattern)' matches no file in \(dir.path)") }
         var ops: [TreeTransaction.Op] = [], imported: [String] = [], unchanged: [String] = []
         var seen = Set<String>()
+        var refusals: [KAError] = []
+        // All or nothing, but every refused patch is named at once.
         for rel in matches {
-            let src = dir.appendingPathComponent(rel)
-            let link = "\(name):\(rel)"
-            var data = try FS.read(src, display: link)
-            let pf = PatchFile(bytes: data)
-            guard !pf.files.isEmpty else { throw KAError.refusal(link, "not a patch (no diff in it)") }
-            guard TrailerEdit.divider(TrailerEdit.lines(data) ?? []) != nil else {
-                throw KAError.refusal(link, "not a git format-patch mail (no '---' divider)", hint: "export it with git format-patch")
+            do {
+                switch try prepare(rel, from: dir, campaign: name, scope: scope, seen: &seen, ctx: ctx) {
+                case let .write(dest, data):
+                    ops.append(.write(path: "patches/" + dest, data: data))
+                    imported.append(dest)
+                case let .unchanged(dest):
+                    unchanged.append(dest)
+                }
+            } catch let e as KAError {
+                refusals.append(e)
             }
-            if let c = pf.campaign, c != name.value {
-                throw KAError.refusal(link, "carries 'Campaign: \(c)', not \(name)")
-            }
-            var add: [(String, String)] = []
-            if pf.campaign == nil { add.append(("Campaign", name.value)) }
-            switch pf.scopeTrailers.count {
-            case 0: add.append(("Scope", scope.value))
-            case 1 where pf.scopeTrailers[0] == scope.value: break
-            case 1: throw KAError.refusal(link, "carries 'Scope: \(pf.scopeTrailers[0])', not \(scope)",
-                                          hint: "import it with --to \(pf.scopeTrailers[0]), or fix its trailer")
-            default: throw KAError.refusal(link, "has \(pf.scopeTrailers.count) Scope: trailers; exactly one is allowed")
-            }
-            if !add.isEmpty {
-                guard let d = TrailerEdit.append(add, to: data) else { throw KAError.refusal(link, "cannot add trailers") }
-                data = d
-            }
-            let fileName = src.lastPathComponent
-            guard PatchTree.isPatchName(fileName) else { throw KAError.refusal(link, "file name must end in .patch or .diff") }
-            let dest = try scope.appending(fileName)
-            guard seen.insert(dest.value).inserted else { throw KAError.refusal(link, "two matches share the file name \(fileName)") }
-            try ctx.policy().admitPatch(PatchFile(bytes: data), at: dest)
-            let destURL = ws.url(dest)
-            if FS.exists(destURL) {
-                if (try FS.read(destURL)) == data { unchanged.append(dest.value); continue }
-                throw KAError.refusal(link, "patches/\(dest) already exists with other content",
-                                      hint: "remove or rename the tree's copy first; import never overwrites")
-            }
-            ops.append(.write(path: "patches/" + dest.value, data: data))
-            imported.append(dest.value)
+        }
+        if refusals.count == 1, let only = refusals.first { throw only }
+        if refusals.count > 1 {
+            let list = refusals.map { e in "  - \(e.message)" + (e.hint.map { "\n      fix: \($0)" } ?? "") }
+            throw KAError(refusals.contains { $0.kind == .failure } ? .failure : .refusal, ["campaign \(name)", "\(refusals.count) of \(matches.count) patch(es) refused; nothing was imported:\n"
+                                     + list.joined(separator: "\n")],
+                          hint: "fix or leave out each patch above, then import again (import lands all patches or none)")
         }
         let steps = imported.map { "write patches/\($0)" } + unchanged.map { "keep patches/\($0) (identical)" }
             + ["record campaign \(name) as active"]
@@ -103,12 +87,66 @@ public struct ImportVerb: Verb {
                     prepared: Prepared(ops: ops, imported: imported, unchanged: unchanged))
     }
 
+    enum Landing { case write(String, Data), unchanged(String) }
+
+    /// One match: read, check, add the missing trailers, and say where it lands.
+    func prepare(_ rel: String, from dir: URL, campaign name: CampaignName, scope: TreePath, seen: inout Set<String>,
+                 ctx: VerbContext) throws -> Landing {
+        let src = dir.appendingPathComponent(rel)
+        let link = "\(name):\(rel)"
+        var data = try FS.read(src, display: link)
+        let pf = PatchFile(bytes: data)
+        if let p = pf.problem { throw KAError.refusal("\(link):\(p.line)", p.message, hint: p.hint) }
+        guard !pf.files.isEmpty else { throw KAError.refusal(link, "not a patch (no diff in it)") }
+        guard TrailerEdit.hasDivider(data) else {
+            throw KAError.refusal(link, "not a git format-patch mail (no '---' divider)", hint: "export it with git format-patch")
+        }
+        if let c = pf.campaign, c != name.value {
+            throw KAError.refusal(link, "carries 'Campaign: \(c)', not \(name)")
+        }
+        var add: [(String, String)] = []
+        if pf.campaign == nil { add.append(("Campaign", name.value)) }
+        switch pf.scopeTrailers.count {
+        case 0: add.append(("Scope", scope.value))
+        case 1 where pf.scopeTrailers[0] == scope.value: break
+        case 1: throw KAError.refusal(link, "carries 'Scope: \(pf.scopeTrailers[0])', not \(scope)",
+                                      hint: "import it with --to \(pf.scopeTrailers[0]), or fix its trailer")
+        default: throw KAError.refusal(link, "has \(pf.scopeTrailers.count) Scope: trailers; exactly one is allowed")
+        }
+        if !add.isEmpty {
+            guard let d = TrailerEdit.append(add, to: data) else { throw KAError.refusal(link, "cannot add trailers") }
+            data = d
+        }
+        let fileName = src.lastPathComponent
+        guard PatchTree.isPatchName(fileName) else { throw KAError.refusal(link, "file name must end in .patch or .diff") }
+        let dest = try scope.appending(fileName)
+        guard seen.insert(dest.value).inserted else { throw KAError.refusal(link, "two matches share the file name \(fileName)") }
+        // Our own edit must read back as git reads it; if it does not, that is our bug, not the patch's.
+        let edited = try PatchFile(bytes: data, display: link)
+        guard edited.scopeTrailers == [scope.value], edited.campaign == name.value else {
+            throw KAError.failure(link, "the added trailers do not read back as git reads them (Scope: \(edited.scopeTrailers), Campaign: \(edited.campaign ?? "none"))",
+                                  hint: "report this as a kernel-agent bug; nothing was imported")
+        }
+        do { try ctx.policy().admitPatch(edited, at: dest) } catch let e as KAError {
+            // the policy names the tree path, which does not exist yet: name the source
+            throw KAError(e.kind, [link + " (to patches/\(dest))"] + e.chain.dropFirst(), hint: e.hint)
+        }
+        let destURL = ctx.workspace.url(dest)
+        if FS.exists(destURL) {
+            if (try FS.read(destURL)) == data { return .unchanged(dest.value) }
+            throw KAError.refusal(link, "patches/\(dest) already exists with other content",
+                                  hint: "remove or rename the tree's copy first; import never overwrites")
+        }
+        return .write(dest.value, data)
+    }
+
     public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome {
         guard let p = plan.prepared as? Prepared else { return try run(try self.plan(in: ctx), in: ctx) }
         let txn = TreeTransaction(ctx.workspace)
         p.ops.forEach(txn.add)
-        try txn.commit(faults: ctx.faults)
-        if try ctx.state.campaign(campaign) == nil { try ctx.state.setCampaign(campaign, status: .active, at: ctx.now()) }
+        // the campaign record lands with the patches, or not at all
+        if try ctx.state.campaign(campaign) == nil { txn.add(.state(.setCampaign(name: campaign, status: .active, at: ctx.now()))) }
+        try txn.commit(state: ctx.state, faults: ctx.faults)
         var text = "imported \(p.imported.count) patch(es) from \(campaign) into patches/\(to)\n"
         for i in p.imported { text += "  + \(i)\n" }
         for u in p.unchanged { text += "  = \(u) (already there, identical)\n" }

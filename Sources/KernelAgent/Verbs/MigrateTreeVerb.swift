@@ -3,7 +3,7 @@ import Foundation
 
 /// `ka migrate-tree --from <p> --to <p>`: rename a patch dir, its patches' Scope: trailers and every manifest
 /// selector that points into it, all or nothing.
-public struct MigrateTreeVerb: Verb {
+public struct MigrateTreeVerb: Verb, WaitsForTree {
     public static let configuration = CommandConfiguration(
         commandName: "migrate-tree",
         abstract: "Rename a patch dir atomically: the dir, its patches' Scope: trailers, and every manifest include.",
@@ -19,6 +19,8 @@ public struct MigrateTreeVerb: Verb {
     @Option(help: "New dir under patches/ (must not exist), e.g. arch/arm64/new-name.")
     public var to: String
 
+    @OptionGroup public var lockOptions: TreeLockOptions
+
     public init() {}
 
     public var lane: Lane { .tree }
@@ -33,7 +35,6 @@ public struct MigrateTreeVerb: Verb {
 
     public func plan(in ctx: VerbContext) throws -> Plan {
         let ws = ctx.workspace
-        TreeTransaction.recoverInterrupted(ws)
         let src = try TreePath(from), dst = try TreePath(to)
         let tree = PatchTree(ws)
         let srcURL = try tree.confine(src)
@@ -48,7 +49,7 @@ public struct MigrateTreeVerb: Verb {
         let patches = try tree.patches(selectedBy: src)
         for p in patches {
             let data = try FS.read(ws.url(p), display: "patches/" + p.value)
-            let pf = PatchFile(bytes: data)
+            let pf = try PatchFile(bytes: data, display: "patches/" + p.value)
             let newPath = try moved(p)
             // The tree is only moved if it is sound: every patch's trailer must match where it is now.
             let policy = try ctx.policy()
@@ -62,7 +63,7 @@ public struct MigrateTreeVerb: Verb {
         for host in Fleet.manifestHosts(ws) {
             let m = try Manifest.load(host, in: ws)
             var edits: [(Manifest.Selector, String?)] = []
-            for sel in m.selectors {
+            for sel in m.pathMentions {   // selectors, the apply_order list and exclusions move together
                 guard let p = try? TreePath(sel.raw), p.isWithin(src) else { continue }
                 edits.append((sel, try moved(p).value))
             }

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 
 /// `ka promote <host>`: resolve `fleet/<host>.yaml` into `cumulative.patch` + `manifest.lock`.
-public struct PromoteVerb: Verb {
+public struct PromoteVerb: Verb, WaitsForTree {
     public static let configuration = CommandConfiguration(
         commandName: "promote",
         abstract: "Resolve fleet/<host>.yaml into cumulative.patch + manifest.lock.",
@@ -23,13 +23,33 @@ public struct PromoteVerb: Verb {
     @Option(help: "Baseline kernel tree for the apply check (default: the manifest's source_dir, if present).")
     public var tree: String?
 
+    @Option(help: ArgumentHelp("Output layout: ka (out/<host>/cumulative.patch + manifest.lock) or upstream (the Python ka-promote's build/<host>/<baseline_ref>/0001-<host>-cumulative-series.patch + its manifest.lock). Default: $KA_PROMOTE_LAYOUT, else ka.", valueName: "ka|upstream"))
+    public var layout: Layout?
+
+    @OptionGroup public var lockOptions: TreeLockOptions
+
     public init() {}
+
+    public enum Layout: String, ExpressibleByArgument, Sendable, CaseIterable {
+        case ka, upstream
+    }
+
+    /// The layout in force: the flag, else the environment's default.
+    func effectiveLayout(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> Layout {
+        if let layout { return layout }
+        guard let raw = env["KA_PROMOTE_LAYOUT"], !raw.isEmpty else { return .ka }
+        guard let l = Layout(rawValue: raw) else {
+            throw KAError.refusal("KA_PROMOTE_LAYOUT=\(raw)", "unknown layout", hint: "use ka or upstream")
+        }
+        return l
+    }
 
     struct Prepared: Sendable {
         let promotion: Promotion
         let tree: URL?
         let treeNote: String
         let out: URL
+        let layout: Layout
     }
 
     public var lane: Lane { (try? HostName(host)).map(Lane.host) ?? .none }
@@ -62,7 +82,22 @@ public struct PromoteVerb: Verb {
         Timings.mark("conflicts")
         let promotion = Promotion(resolution)
         Timings.mark("cumulative + b2sum")
-        let outURL = try out.map { try policy.admitLocalPath($0, purpose: "--out") } ?? ctx.workspace.defaultOutDir(hostName)
+        let layout = try effectiveLayout()
+        let defaultOut: URL
+        switch layout {
+        case .ka: defaultOut = ctx.workspace.defaultOutDir(hostName)
+        case .upstream:
+            let ref = manifest.baseline.ref
+            guard !ref.isEmpty, ref != ".", ref != "..", !ref.contains("/"), !ref.contains("\0") else {
+                throw KAError.refusal(manifest.file, "baseline.ref '\(ref)' cannot be a directory name under build/\(hostName)/",
+                                      hint: "use a tag or commit without '/', or pass --out")
+            }
+            defaultOut = ctx.workspace.root.appendingPathComponent("build").appendingPathComponent(hostName.value).appendingPathComponent(ref)
+        }
+        let outURL = try PromoteOutput.validate(
+            try out.map { try policy.admitLocalPath($0, purpose: "--out") } ?? defaultOut,
+            raw: out, ws: ctx.workspace, derived: out == nil,
+            owned: PromoteOutput.ownedNames(layout, host: hostName))
         var treeURL: URL?
         var treeNote: String
         if let tree {
@@ -83,10 +118,10 @@ public struct PromoteVerb: Verb {
                      + (resolution.duplicates.isEmpty ? "" : ", \(resolution.duplicates.count) reached twice and applied once")]
         steps += resolution.entries.map { "  apply \($0.path.value) (\($0.via.joined(separator: "; ")))" }
         steps.append("apply check \(treeNote)")
-        steps.append("write \(ctx.workspace.display(outURL))/{apply-report.txt, cumulative.patch, manifest.lock}")
+        steps.append("write \(ctx.workspace.display(outURL))/{\(PromoteOutput.ownedNames(layout, host: hostName).sorted().joined(separator: ", "))} as one unit")
         return Plan(verb: Self.verbName, arguments: [host] + (out.map { ["--out", $0] } ?? []) + (tree.map { ["--tree", $0] } ?? []),
                     steps: steps, pins: promotion.pins,
-                    prepared: Prepared(promotion: promotion, tree: treeURL, treeNote: treeNote, out: outURL))
+                    prepared: Prepared(promotion: promotion, tree: treeURL, treeNote: treeNote, out: outURL, layout: layout))
     }
 
     public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome {
@@ -118,22 +153,21 @@ public struct PromoteVerb: Verb {
                     }
                 }
                 let reportURL = prepared.out.appendingPathComponent("apply-report.txt")
-                try FS.writeAtomically(Data(reportText!.utf8), to: reportURL)
-                throw KAError(.refusal, [m.file, "apply check failed for \(report.failures.count) patch(es) (\(report.summary))"]
-                              + report.failures.map { "\($0.path): \($0.status.rawValue)" + ($0.details.first.map { " — \($0)" } ?? "") },
+                try PromoteOutput.createDirs(prepared.out)
+                try FS.writeAtomically(Data(report.render(manifest: m.file).utf8), to: reportURL)
+                throw KAError(.refusal, [m.file, report.refusalLines(reportPath: ws.display(reportURL))],
                               hint: "see \(ws.display(reportURL)); refresh the failing patches against \(m.baseline.ref). The lock was not written.")
             }
             applyNote = "pass (\(report.summary)) against \(m.baseline.ref)"
             Timings.mark("apply check")
         }
-        let lock = promotion.renderLock(applyCheck: applyNote)
+        let lock = prepared.layout == .ka ? promotion.renderLock(applyCheck: applyNote) : promotion.renderUpstreamLock(applyCheck: applyNote)
         let lockB2 = Blake2b.hex(Data(lock.utf8))
         Timings.mark("render lock")
         let report = reportText ?? "# kernel-agent apply check: \(m.file)\nresult: SKIPPED — \(prepared.treeNote)\n"
-        // The lock goes last: it is what says the other two belong together.
-        try FS.writeAtomically(Data(report.utf8), to: prepared.out.appendingPathComponent("apply-report.txt"))
-        try FS.writeAtomically(promotion.cumulative, to: prepared.out.appendingPathComponent("cumulative.patch"))
-        try FS.writeAtomically(Data(lock.utf8), to: prepared.out.appendingPathComponent("manifest.lock"))
+        let cumulativeName = prepared.layout == .ka ? "cumulative.patch" : Promotion.upstreamCumulativeName(m.host)
+        try PromoteOutput.publish([("apply-report.txt", Data(report.utf8)), (cumulativeName, promotion.cumulative),
+                                   ("manifest.lock", Data(lock.utf8))], to: prepared.out)
         Timings.mark("write files")
         try ctx.state.recordPromotion(PromotionRecord(
             host: m.host.value, kernelSuffix: m.kernelSuffix, lockB2sum: lockB2, cumulativeB2sum: promotion.cumulativeB2sum,
@@ -148,7 +182,7 @@ public struct PromoteVerb: Verb {
             text += "  note: \(d.path.value) reached \(d.via.count)× (\(d.via.joined(separator: "; "))), applied once\n"
         }
         text += "apply check: \(applyNote)\n"
-        text += "cumulative.patch b2sum \(promotion.cumulativeB2sum.prefix(16))…\n"
+        text += "\(cumulativeName) b2sum \(promotion.cumulativeB2sum.prefix(16))…\n"
         text += "manifest.lock    b2sum \(lockB2.prefix(16))… in \(ws.display(prepared.out))\n"
         text += "nothing was built or installed; next: ka build \(m.host)\n"
         return VerbOutcome(text)

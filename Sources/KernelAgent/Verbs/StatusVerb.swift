@@ -2,13 +2,17 @@ import ArgumentParser
 import Foundation
 
 /// `ka status [--json]`: one line per host.
-public struct StatusVerb: Verb {
+public struct StatusVerb: Verb, WaitsForTree {
     public static let configuration = CommandConfiguration(
         commandName: "status",
         abstract: "One line per host: roles, build host, locked suffix and lock hash, drift/pending state, open blocks.")
 
     @Flag(help: "Print JSON instead of the table.")
     public var json = false
+
+    @OptionGroup public var lockOptions: TreeLockOptions
+
+    public var writesState: Bool { false }
 
     public init() {}
 

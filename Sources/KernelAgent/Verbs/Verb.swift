@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 
 /// One concrete step a verb will take, and the inputs it is pinned to. A consent reply lists the steps;
 /// at run time the pins are recomputed and any change voids the consent.
@@ -60,6 +61,18 @@ final class Memo<T: Sendable>: @unchecked Sendable {
     }
 }
 
+/// `--no-wait`, shared by the verbs that read or change the tree.
+public struct TreeLockOptions: ParsableArguments, Sendable {
+    @Flag(help: "Refuse at once, instead of waiting, when another kernel-agent process holds the patch tree.")
+    public var noWait = false
+    public init() {}
+}
+
+/// A verb that offers `--no-wait`.
+public protocol WaitsForTree {
+    var lockOptions: TreeLockOptions { get }
+}
+
 /// What runs one verb at a time on one resource. The control plane serializes runs per lane.
 public enum Lane: Sendable, Equatable, Hashable, CustomStringConvertible {
     case tree                 // changes patches/ or fleet/
@@ -82,15 +95,22 @@ public struct VerbContext: Sendable {
     public let now: @Sendable () -> Date
     /// Test hook: called before each step of a transaction; throwing there simulates a failure mid-way.
     public let faults: (@Sendable (String) throws -> Void)?
+    /// Refuse instead of waiting when another process holds the tree lock (`--no-wait`).
+    public var noWait: Bool
+    /// Where "waiting for the patch tree, held by …" goes: stderr for the CLI, the status comment for the bot.
+    public let note: @Sendable (String) -> Void
     /// Whether a refusal files its own block (promote: [ka:patch-fail], [ka:campaign-conflict]). On with the
     /// control plane, whose blocks a person closes in the tracker; off for the bare CLI.
     public let fileBlocksOnRefusal: Bool
 
     public init(workspace: Workspace, state: StateStore, blocks: BlockStore,
                 now: @escaping @Sendable () -> Date = { Date() }, faults: (@Sendable (String) throws -> Void)? = nil,
-                fileBlocksOnRefusal: Bool = false) {
+                fileBlocksOnRefusal: Bool = false, noWait: Bool = false,
+                note: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data("ka: \($0)\n".utf8)) }) {
         self.workspace = workspace; self.state = state; self.blocks = blocks; self.now = now; self.faults = faults
         self.fileBlocksOnRefusal = fileBlocksOnRefusal
+        self.noWait = noWait
+        self.note = note
     }
 
     /// fleet/hosts.yaml, parsed once per context (a context lives for one invocation: policy + plan + run).
@@ -107,6 +127,11 @@ public protocol Verb: ParsableCommand {
     /// What the policy must admit before anything else happens. Every verb answers, even if with nothing.
     func policySubject(in ctx: VerbContext) throws -> PolicySubject
     var lane: Lane { get }
+    /// What it does to patches/ and fleet/; the runner holds the tree lock accordingly (default: read, or
+    /// write for verbs on the tree lane).
+    var treeAccess: TreeAccess { get }
+    /// Whether it records anything in the state store (default yes); a read-only verb starts faster.
+    var writesState: Bool { get }
     func plan(in ctx: VerbContext) throws -> Plan
     func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome
 }
@@ -114,11 +139,26 @@ public protocol Verb: ParsableCommand {
 extension Verb {
     public static var verbName: String { configuration.commandName ?? "\(Self.self)" }
 
-    /// The one path every front door takes: policy, then plan, then run.
+    public var treeAccess: TreeAccess { lane == .tree ? .write : .read }
+    public var writesState: Bool { true }
+
+    /// Runs `body` holding the tree lock this verb needs, after recovering any transaction a dead process left.
+    /// Both front doors go through here, so no verb ever reads a half-done tree or undoes another's live work.
+    public func withTreeAccess<T>(in ctx: VerbContext, _ body: () throws -> T) throws -> T {
+        let noWait = ctx.noWait || ((self as? any WaitsForTree)?.lockOptions.noWait ?? false)
+        let lock = try TreeLock.acquire(ctx.workspace, access: treeAccess, state: ctx.state,
+                                        holder: "ka \(Self.verbName)", noWait: noWait, note: ctx.note)
+        defer { lock.release() }
+        return try body()
+    }
+
+    /// The one path every front door takes: the tree lock, then policy, plan and run.
     public func execute(in ctx: VerbContext) throws -> (Plan, VerbOutcome) {
-        try ctx.policy().admit(try policySubject(in: ctx))
-        let plan = try plan(in: ctx)
-        return (plan, try run(plan, in: ctx))
+        try withTreeAccess(in: ctx) {
+            try ctx.policy().admit(try policySubject(in: ctx))
+            let plan = try plan(in: ctx)
+            return (plan, try run(plan, in: ctx))
+        }
     }
 
     /// ArgumentParser's entry: the CLI runs the verb immediately.
@@ -129,12 +169,28 @@ extension Verb {
 
 /// The CLI front door.
 public enum CLI {
+    public typealias AuditHook = @Sendable (_ verb: String, _ arguments: [String], _ result: String, _ succeeded: Bool) -> Void
+
     /// Called after every direct invocation with (verb, arguments, result text, succeeded). The `ka` binary sets
     /// it to file the `[ka:audit]` issue when Gitea is configured.
-    nonisolated(unsafe) public static var auditHook: ((String, [String], String, Bool) -> Void)?
+    public static var auditHook: AuditHook? {
+        get { auditHookStorage.withLock { $0 } }
+        set { auditHookStorage.withLock { $0 = newValue } }
+    }
+    private static let auditHookStorage = Mutex<AuditHook?>(nil)
 
-    public static func context() throws -> VerbContext {
+    /// `readsStateOnly`: open the state database read-only, or use an empty view when there is none yet.
+    public static func context(readsStateOnly: Bool = false) throws -> VerbContext {
         let ws = Workspace.fromEnvironment()
+        try Policy.refuseHome(ws.stateDir, shown: "state dir \(ws.stateDir.path) (KA_STATE_DIR)", root: ws.root)
+        // A journal left by a dead process may hold state steps to undo: then the store must be writable.
+        if readsStateOnly && !TreeTransaction.hasJournals(ws) {
+            if let store = try SQLiteStateStore.openForReading(ws) { return VerbContext(workspace: ws, state: store, blocks: store) }
+            if !FS.exists(ws.stateDir.appendingPathComponent("state.sqlite")) {
+                let empty = MemoryStateStore()
+                return VerbContext(workspace: ws, state: empty, blocks: empty)
+            }
+        }
         let store = try SQLiteStateStore.open(ws)
         return VerbContext(workspace: ws, state: store, blocks: store)
     }
@@ -142,7 +198,7 @@ public enum CLI {
     public static func runImmediately<V: Verb>(_ verb: V) throws {
         Timings.mark("process start → verb")
         do {
-            let ctx = try context()
+            let ctx = try context(readsStateOnly: !verb.writesState)
             Timings.mark("open state store")
             let (plan, outcome) = try verb.execute(in: ctx)
             print(outcome.text, terminator: outcome.text.hasSuffix("\n") ? "" : "\n")
@@ -160,7 +216,7 @@ public enum CLI {
 /// The verbs of the seed, in the order `ka --help` lists them.
 public enum Verbs {
     public static let all: [any Verb.Type] = [
-        PromoteVerb.self, ImportVerb.self, CloseVerb.self, AbandonVerb.self, StatusVerb.self, MigrateTreeVerb.self,
+        PromoteVerb.self, ImportVerb.self, CloseVerb.self, AbandonVerb.self, StatusVerb.self, MigrateTreeVerb.self, AdoptVerb.self,
         BuildVerb.self, InstallVerb.self, KeepVerb.self, PausePruneVerb.self, ResumePruneVerb.self,
         RestoreArchiveVerb.self, SnoozeVerb.self, DebugVerb.self, WakeDataVerb.self,
     ]

@@ -1,0 +1,54 @@
+import Foundation
+import KernelAgent
+
+/// Fault injection for the tests that run the real `ka serve` binary: `KA_SERVE_FAULT` holds comma-separated
+/// `<action>-in-<phase>=<verb>[:<seconds>]` entries, e.g. `abort-in-plan=promote` (the process dies while
+/// planning a promote) or `sleep-in-run=promote:0.5`. Unset in production; `ka serve` logs it when set.
+public struct ServeFaults: Sendable, Equatable {
+    public enum Phase: String, Sendable { case plan, run }
+    public enum Action: Sendable, Equatable { case abort, sleep(Double) }
+
+    var entries: [String: Action] = [:]   // "<phase>/<verb>" → action
+
+    public init() {}
+
+    public var isEmpty: Bool { entries.isEmpty }
+
+    public mutating func set(_ action: Action, in phase: Phase, verb: String) { entries["\(phase.rawValue)/\(verb)"] = action }
+
+    public static func parse(_ text: String) throws -> ServeFaults {
+        var faults = ServeFaults()
+        for item in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {
+            let bad = KAError.refusal("KA_SERVE_FAULT", "cannot read '\(item)'",
+                                      hint: "use <abort|sleep>-in-<plan|run>=<verb>[:<seconds>], e.g. abort-in-plan=promote")
+            let sides = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard sides.count == 2 else { throw bad }
+            let head = sides[0].components(separatedBy: "-in-")
+            guard head.count == 2, let phase = Phase(rawValue: head[1]) else { throw bad }
+            let target = sides[1].split(separator: ":", maxSplits: 1).map(String.init)
+            guard let verb = target.first, !verb.isEmpty else { throw bad }
+            switch head[0] {
+            case "abort" where target.count == 1: faults.set(.abort, in: phase, verb: verb)
+            case "sleep":
+                guard target.count == 2, let s = Double(target[1]), s >= 0, s <= 3600 else { throw bad }
+                faults.set(.sleep(s), in: phase, verb: verb)
+            default: throw bad
+            }
+        }
+        return faults
+    }
+
+    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> ServeFaults {
+        guard let text = env["KA_SERVE_FAULT"] else { return ServeFaults() }
+        return try parse(text)
+    }
+
+    /// Called on the verb's own thread, never on the control loop.
+    func hit(_ phase: Phase, verb: String) {
+        switch entries["\(phase.rawValue)/\(verb)"] {
+        case .abort?: abort()
+        case let .sleep(s)?: Thread.sleep(forTimeInterval: s)
+        case nil: break
+        }
+    }
+}

@@ -1,0 +1,38 @@
+import Foundation
+
+/// How patches join into one cumulative series (the upstream ka-promote's rule, their issue #31): every patch
+/// but the last ends with a format-patch signature `-- \n<version>\n\n`, so `patch(1)` and `git am` find the
+/// next mail; the last carries none, because `git apply` reads a trailing `2.54.0` as a malformed line.
+public enum CumulativeSeries {
+    /// Used where a patch that is not last has no signature of its own.
+    public static let defaultVersion = "2.54.0"
+
+    /// The patch's bytes without a trailing signature, and the signature's version line if there was one.
+    public static func split(_ bytes: Data) -> (body: Data, version: String?) {
+        bytes.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> (Data, String?) in
+            let b = raw.bindMemory(to: UInt8.self)
+            var end = b.count
+            while end > 0 && (b[end - 1] == 0x0A || b[end - 1] == 0x0D) { end -= 1 }   // trailing blank lines
+            // the version line: back to the previous newline
+            var lineStart = end
+            while lineStart > 0 && b[lineStart - 1] != 0x0A { lineStart -= 1 }
+            guard lineStart < end, lineStart >= 4 else { return (bytes, nil) }
+            // "-- \n" right before it, itself at the start of a line
+            let sig = lineStart - 4
+            guard b[sig] == 0x2D, b[sig + 1] == 0x2D, b[sig + 2] == 0x20, b[sig + 3] == 0x0A,
+                  sig == 0 || b[sig - 1] == 0x0A else { return (bytes, nil) }
+            let version = String(decoding: UnsafeBufferPointer(rebasing: b[lineStart..<end]), as: UTF8.self)
+            guard version.utf8.count <= 64 else { return (bytes, nil) }
+            return (Data(UnsafeBufferPointer(rebasing: b[0..<sig])), version)
+        }
+    }
+
+    /// The bytes patch `index` of `count` contributes to the cumulative series.
+    public static func piece(_ bytes: Data, index: Int, count: Int) -> Data {
+        let (body, version) = split(bytes)
+        var out = body
+        if let last = out.last, last != 0x0A { out.append(0x0A) }
+        if index < count - 1 { out.append(Data("-- \n\(version ?? defaultVersion)\n\n".utf8)) }
+        return out
+    }
+}

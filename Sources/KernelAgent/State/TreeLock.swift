@@ -1,0 +1,98 @@
+import Foundation
+
+/// What a verb does to `patches/` and `fleet/`.
+public enum TreeAccess: Sendable, Equatable {
+    case none
+    /// Reads the tree (promote, status): shares it with other readers, never sees a writer's half-done work.
+    case read
+    /// Changes the tree (import, migrate-tree, abandon, adopt): one writer at a time, across processes.
+    case write
+}
+
+/// The OS file lock on the tree: `flock(2)` on `<state>/locks/tree.lock`, one open file description per holder,
+/// so it excludes across processes (the CLI and `ka serve`) and across threads of one process alike. A holder
+/// that dies releases it with its descriptor — which is how recovery knows a journal's owner is dead: a journal
+/// seen while holding the exclusive lock belongs to nobody alive.
+public final class TreeLock: @unchecked Sendable {
+    public let access: TreeAccess
+    private var fd: Int32
+    private let holderFile: URL?
+
+    private init(access: TreeAccess, fd: Int32, holderFile: URL?) {
+        self.access = access; self.fd = fd; self.holderFile = holderFile
+    }
+
+    deinit { release() }
+
+    public func release() {
+        guard fd >= 0 else { return }
+        if let holderFile { try? FileManager.default.removeItem(at: holderFile) }   // best effort: stale ones are filtered by pid
+        flock(fd, LOCK_UN)
+        close(fd)
+        fd = -1
+    }
+
+    static func locksDir(_ ws: Workspace) -> URL { ws.stateDir.appendingPathComponent("locks") }
+
+    /// Takes the lock for `access`, first recovering any transaction whose owner died (under the exclusive lock).
+    /// When the lock is busy: with `noWait`, refuses naming the holders; otherwise `note` says behind whom it
+    /// waits, then it blocks.
+    public static func acquire(_ ws: Workspace, access: TreeAccess, state: StateStore?, holder: String,
+                               noWait: Bool = false, note: (String) -> Void = { _ in }) throws -> TreeLock {
+        guard access != .none else { return TreeLock(access: .none, fd: -1, holderFile: nil) }
+        let dir = locksDir(ws)
+        do { try FileManager.default.createDirectory(at: dir.appendingPathComponent("holders"), withIntermediateDirectories: true) }
+        catch { throw KAError.failure(ws.display(dir), "cannot create the lock dir: \(error.localizedDescription)") }
+        let path = dir.appendingPathComponent("tree.lock").path
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw KAError.failure(path, "cannot open the tree lock: \(String(cString: strerror(errno)))") }
+        let lock = TreeLock(access: access, fd: fd, holderFile: dir.appendingPathComponent("holders")
+            .appendingPathComponent("\(getpid())-\(UInt32.random(in: 0...UInt32.max))"))
+        let mode = access == .write ? LOCK_EX : LOCK_SH
+        if flock(fd, mode | LOCK_NB) != 0 {
+            guard errno == EWOULDBLOCK else { throw KAError.failure(path, "flock: \(String(cString: strerror(errno)))") }
+            let holders = currentHolders(ws)
+            let who = holders.isEmpty ? "another kernel-agent process" : holders.joined(separator: "; ")
+            if noWait {
+                throw KAError.refusal("the patch tree", "busy: held by \(who)",
+                                      hint: "retry when it is done, or drop --no-wait to wait for it")
+            }
+            note("waiting for the patch tree, held by \(who)")
+            while flock(fd, mode) != 0 {
+                guard errno == EINTR else { throw KAError.failure(path, "flock: \(String(cString: strerror(errno)))") }
+            }
+        }
+        if TreeTransaction.hasJournals(ws) {
+            // Recovery needs the exclusive lock; a reader upgrades for it, then shares again.
+            if access == .read { try relock(fd, LOCK_EX, path) }
+            try TreeTransaction.recover(ws, state: state, proof: RecoveryProof())
+            if access == .read { try relock(fd, LOCK_SH, path) }
+        }
+        if let hf = lock.holderFile {
+            let since = ISO8601DateFormatter().string(from: Date())
+            FileManager.default.createFile(atPath: hf.path, contents: Data("pid \(getpid()): \(holder) (\(access == .write ? "writing" : "reading") since \(since))".utf8))
+        }
+        return lock
+    }
+
+    private static func relock(_ fd: Int32, _ mode: Int32, _ path: String) throws {
+        while flock(fd, mode) != 0 {
+            guard errno == EINTR else { throw KAError.failure(path, "flock: \(String(cString: strerror(errno)))") }
+        }
+    }
+
+    /// Who holds the lock now, from the holder notes of live processes.
+    static func currentHolders(_ ws: Workspace) -> [String] {
+        let dir = locksDir(ws).appendingPathComponent("holders")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+        return names.sorted().compactMap { name in
+            guard let pid = Int32(name.split(separator: "-").first ?? ""), kill(pid, 0) == 0 || errno == EPERM else { return nil }
+            return FileManager.default.contents(atPath: dir.appendingPathComponent(name).path).map { String(decoding: $0, as: UTF8.self) }
+        }
+    }
+}
+
+/// Only `TreeLock.acquire` can make one: recovery runs only under the exclusive lock.
+public struct RecoveryProof: Sendable {
+    fileprivate init() {}
+}
