@@ -69,7 +69,7 @@ public struct YAMLBudget: Sendable {
                     guard let closed = open.popLast() else { continue }
                     if let a = closed.anchor { anchorSize[a] = closed.nodes }
                     // The parent counted this collection's own node when it opened; now its subtree too, or an
-                    // anchor on [[*a, *a, …]] would weigh 2 and a chain of them slip through (found by FuzzManifest).
+                    // anchor on [[*a, *a, …]] would weigh 2 and a chain of them slip through.
                     if !open.isEmpty { open[open.count - 1].nodes += closed.nodes - 1 }
                 case YAML_ALIAS_EVENT:
                     aliases += 1
