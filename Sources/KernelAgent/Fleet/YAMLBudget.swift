@@ -27,7 +27,7 @@ public struct YAMLBudget: Sendable {
         defer { yaml_parser_delete(&parser) }
         try utf8.withUnsafeBufferPointer { buf in
             yaml_parser_set_input_string(&parser, buf.baseAddress, buf.count)
-            // Per open collection: the anchor it carries and the expanded node count so far.
+            // Per open collection: the anchor it carries and the expanded node count of its subtree so far.
             var open: [(anchor: String?, nodes: Int)] = []
             var anchorSize: [String: Int] = [:]
             var total = 0
@@ -66,7 +66,11 @@ public struct YAMLBudget: Sendable {
                         throw refuse(mark, "nested deeper than \(maxDepth) levels", "flatten the structure")
                     }
                 case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
-                    if let closed = open.popLast(), let a = closed.anchor { anchorSize[a] = closed.nodes }
+                    guard let closed = open.popLast() else { continue }
+                    if let a = closed.anchor { anchorSize[a] = closed.nodes }
+                    // The parent counted this collection's own node when it opened; now its subtree too, or an
+                    // anchor on [[*a, *a, …]] would weigh 2 and a chain of them slip through.
+                    if !open.isEmpty { open[open.count - 1].nodes += closed.nodes - 1 }
                 case YAML_ALIAS_EVENT:
                     aliases += 1
                     if aliases > maxAliases {

@@ -67,7 +67,8 @@ public enum TrailerEdit {
 /// list (`[a, b]`) only its item and one separating comma.
 public enum ManifestEdit {
     public static func rewrite(_ data: Data, selectors: [(Manifest.Selector, String?)]) -> Data? {
-        guard let text = String(data: data, encoding: .utf8) else { return nil }
+        // Not String(data:encoding:), which drops a leading byte-order mark: the rest of the file is kept byte for byte.
+        guard let text = String(validating: data, as: UTF8.self) else { return nil }
         var ls = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         var drop = Set<Int>()
         // Right to left within a line, so an earlier edit does not move a later column.
