@@ -165,8 +165,12 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
                 t.column("open", .boolean).notNull()
             }
         }
+        SQLiteJobStore.migrate(&m)
         return m
     }
+
+    /// The jobs, in the same database file.
+    public var jobs: SQLiteJobStore { SQLiteJobStore(pool: pool) }
 
     private func write<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
         do { return try pool.write(body) } catch { throw KAError.failure("state store", what, "\(error)") }

@@ -1,0 +1,86 @@
+import Foundation
+
+/// A job's log, `<state>/jobs/<job-id>/log`: every line a step or its remote command printed, time-stamped,
+/// appended as it arrives. It survives the process; a resumed job appends to it.
+public final class JobLog: @unchecked Sendable {
+    public let url: URL
+    private let lock = NSLock()
+    private var handle: FileHandle?
+    private var written: UInt64
+    private var tailLines: [String] = []
+    private static let tailKept = 40
+
+    public static func directory(_ ws: Workspace, _ id: JobID) -> URL {
+        ws.stateDir.appendingPathComponent("jobs").appendingPathComponent(id.value)
+    }
+
+    public static func url(_ ws: Workspace, _ id: JobID) -> URL { directory(ws, id).appendingPathComponent("log") }
+
+    public init(_ ws: Workspace, _ id: JobID) throws {
+        let dir = Self.directory(ws, id)
+        url = dir.appendingPathComponent("log")
+        do {
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            if !FileManager.default.fileExists(atPath: url.path) {
+                guard FileManager.default.createFile(atPath: url.path, contents: nil) else {
+                    throw KAError.failure(url.path, "cannot create the job log")
+                }
+            }
+            let h = try FileHandle(forWritingTo: url)
+            written = try h.seekToEnd()
+            handle = h
+        } catch let e as KAError { throw e } catch {
+            throw KAError.failure(url.path, "cannot open the job log: \(error.localizedDescription)")
+        }
+    }
+
+    deinit { try? handle?.close() }   // closing a log we only appended to cannot lose anything already written
+
+    /// Where the next line will start: a step records it, so its own lines can be found again.
+    public var offset: UInt64 { lock.lock(); defer { lock.unlock() }; return written }
+
+    /// Formatters are not Sendable: one per log, used under its lock.
+    private let stamp: ISO8601DateFormatter = {
+        let f = ISO8601DateFormatter(); f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]; return f
+    }()
+
+    /// Appends one line, e.g. `2026-11-30T14:12:03.120Z fresnel stdout| …`. A failed write is reported to the
+    /// caller once, and the step goes on: the journal, not the log, is the record of what happened.
+    public func append(_ source: String, _ text: String, at date: Date = Date()) throws {
+        let clean = text.replacingOccurrences(of: "\n", with: "⏎")
+        lock.lock(); defer { lock.unlock() }
+        let line = "\(stamp.string(from: date)) \(source)| \(clean)\n"
+        tailLines.append("\(source)| \(clean)")
+        if tailLines.count > Self.tailKept { tailLines.removeFirst(tailLines.count - Self.tailKept) }
+        guard let handle else { return }
+        let data = Data(line.utf8)
+        do { try handle.write(contentsOf: data) } catch {
+            throw KAError.failure(url.path, "cannot append to the job log: \(error.localizedDescription)")
+        }
+        written += UInt64(data.count)
+    }
+
+    /// The last lines this process appended (for the status comment), newest last.
+    public func recentLines(_ n: Int) -> [String] {
+        lock.lock(); defer { lock.unlock() }
+        return Array(tailLines.suffix(n))
+    }
+
+    /// The last `n` lines of a job's log file, read from the end (for `ka jobs show`, in any process).
+    public static func tail(_ url: URL, lines n: Int, maxBytes: Int = 256 * 1024) throws -> [String] {
+        guard FileManager.default.fileExists(atPath: url.path) else { return [] }
+        do {
+            let h = try FileHandle(forReadingFrom: url)
+            defer { try? h.close() }   // read-only handle
+            let size = try h.seekToEnd()
+            let start = size > UInt64(maxBytes) ? size - UInt64(maxBytes) : 0
+            try h.seek(toOffset: start)
+            let data = try h.readToEnd() ?? Data()
+            var lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+            if start > 0, !lines.isEmpty { lines.removeFirst() }   // a partial first line
+            return Array(lines.suffix(n))
+        } catch {
+            throw KAError.failure(url.path, "cannot read the job log: \(error.localizedDescription)")
+        }
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+
+/// What a step lets the runtime do after it was interrupted mid-way (a restart, a kill -9, a SIGTERM).
+public enum Resumption: Sendable {
+    /// Running it again is harmless: it only reads, or its writes land the same way twice.
+    case rerun
+    /// It can tell whether it already happened (e.g. the package is on the host with the right hash). If so
+    /// the job goes on after it; if not, it runs.
+    case check(@Sendable (StepContext) async throws -> Bool)
+    /// It can neither be repeated nor checked (e.g. "reboot"): the job fails, naming the step and `leaves`,
+    /// what state the host may be in. It is never run twice.
+    case never(leaves: String)
+}
+
+/// One named step of a job: shown in the consent reply and in progress, run with a context, resumable or not.
+public struct JobStep: Sendable {
+    public let name: String
+    /// The lanes it needs, e.g. `host:fresnel`; the job holds the union of its steps' lanes.
+    public let lanes: Set<String>
+    public let resumption: Resumption
+    /// Runs the step; returns one line for the journal (what it found), or throws why it failed.
+    public let body: @Sendable (StepContext) async throws -> String
+
+    public init(_ name: String, lanes: Set<String>, resumption: Resumption,
+                body: @escaping @Sendable (StepContext) async throws -> String) {
+        self.name = name; self.lanes = lanes; self.resumption = resumption; self.body = body
+    }
+
+    public static func lane(_ host: HostName) -> String { "host:\(host)" }
+}
+
+/// What a step may use: its job's log, the hosts' transports, and a way to run a command on a host that
+/// sends every output line to the log as it comes.
+public struct StepContext: Sendable {
+    public let job: JobID
+    public let step: String
+    public let workspace: Workspace
+    public let log: JobLog
+    public let transports: any TransportProvider
+
+    public init(job: JobID, step: String, workspace: Workspace, log: JobLog, transports: any TransportProvider) {
+        self.job = job; self.step = step; self.workspace = workspace; self.log = log; self.transports = transports
+    }
+
+    /// Runs `command` on `host`, logging each line as `<host> <stream>| <line>` and the exit status.
+    public func run(_ command: RemoteCommand, on host: HostName) async throws -> CommandResult {
+        let transport = try transports.transport(for: host)
+        let log = self.log
+        let source = host.value
+        let failures = LogFailures()
+        try log.append(source, "$ \(command.shown)")
+        let result = try await transport.run(command) { line in
+            do { try log.append("\(source) \(line.stream.rawValue)", line.text) } catch { failures.note(error) }
+        }
+        if let e = failures.first { throw e }
+        try log.append(source, "exit \(result.status)")
+        return result
+    }
+}
+
+/// The first failed log write from a line handler, which cannot throw itself.
+final class LogFailures: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Error?
+    func note(_ e: Error) { lock.lock(); if stored == nil { stored = e }; lock.unlock() }
+    var first: Error? { lock.lock(); defer { lock.unlock() }; return stored }
+}
+
+/// Gives a step the transport for a host (OpenSSH for the fleet, a fake in unit tests).
+public protocol TransportProvider: Sendable {
+    func transport(for host: HostName) throws -> any HostTransport
+}
+
+/// A fixed set of transports by host, for tests and for the local machine.
+public struct StaticTransports: TransportProvider {
+    public let byHost: [HostName: any HostTransport]
+    public init(_ byHost: [HostName: any HostTransport]) { self.byHost = byHost }
+    public func transport(for host: HostName) throws -> any HostTransport {
+        guard let t = byHost[host] else {
+            throw KAError.refusal("host \(host)", "no transport configured", hint: "give it ssh: {address, port, user} in fleet/hosts.yaml or KA_CONFIG")
+        }
+        return t
+    }
+}
