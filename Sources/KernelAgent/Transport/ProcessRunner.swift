@@ -87,8 +87,10 @@ public enum ProcessRunner {
         options.teardownSequence = [.send(signal: .terminate, toProcessGroup: true, allowedDurationToNextStep: grace)]
         let executable: Executable = program.contains(UInt8(ascii: "/")) ? .path(.init(stringLiteral: name)) : .name(name)
         let env: Environment = environment.map { .custom(Dictionary(uniqueKeysWithValues: $0.map { (Environment.Key(stringLiteral: $0.key), $0.value) })) } ?? .inherit
+        // swift-subprocess 1.0.2 hands raw-byte arguments to strdup(): each must carry its own terminating NUL.
+        let terminated = argv.map { $0 + [0] }
         var config = Configuration(executable: executable,
-                                   arguments: Arguments(executablePathOverride: program, remainingValues: Array(argv.dropFirst())),
+                                   arguments: Arguments(executablePathOverride: terminated[0], remainingValues: Array(terminated.dropFirst())),
                                    environment: env, platformOptions: options)
         if let workingDirectory { config.workingDirectory = .init(stringLiteral: workingDirectory) }
 
@@ -216,25 +218,62 @@ private func runStreaming(
 
 /// Signals to a whole process group.
 public enum ProcessGroup {
-    /// True while any process of the group exists (EPERM: it exists, but is not ours to signal).
+    /// True while a process of the group still runs (EPERM: it exists, but is not ours to signal). Zombies do not
+    /// count: an orphaned member that died waits for pid 1 to reap it, which may take a moment.
     public static func exists(_ pgid: pid_t) -> Bool {
-        guard pgid > 0 else { return false }
-        return kill(-pgid, 0) == 0 || errno == EPERM
+        guard pgid > 0, kill(-pgid, 0) == 0 || errno == EPERM else { return false }
+        return hasLiveMember(pgid)
+    }
+
+    /// Scans /proc for a member of the group that is not a zombie; true when /proc cannot tell.
+    static func hasLiveMember(_ pgid: pid_t) -> Bool {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return true }
+        for entry in entries where entry.utf8.allSatisfy(NameBytes.isDigit) {
+            // /proc/<pid>/stat: "pid (comm) state ppid pgrp …"; comm may hold spaces and parentheses.
+            let data = readProcFile("/proc/\(entry)/stat")
+            guard let close = data.lastIndex(of: UInt8(ascii: ")")) else { continue }
+            let fields = data[data.index(after: close)...].split(separator: UInt8(ascii: " "))
+            guard fields.count > 2, let pgrp = pid_t(String(decoding: fields[2], as: UTF8.self)), pgrp == pgid else { continue }
+            if fields[0].first != UInt8(ascii: "Z") { return true }
+        }
+        return false
+    }
+
+    /// A /proc file says its size is 0, so it is read until EOF (at most 4 KiB; a stat line is far shorter).
+    static func readProcFile(_ path: String) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return [] }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var total = 0
+        while total < buffer.count {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + total, $0.count - total) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            total += n
+        }
+        return Array(buffer[..<total])
     }
 
     /// SIGTERM to the group, then SIGKILL to whatever is left after `grace`; returns when the group is gone (or
     /// after one more second, for a process stuck in the kernel).
     public static func end(_ pgid: pid_t, grace: Swift.Duration) async {
-        guard pgid > 0, exists(pgid) else { return }
+        guard pgid > 0, kill(-pgid, 0) == 0 else { return }
         _ = kill(-pgid, SIGTERM)
         _ = kill(-pgid, SIGCONT)   // a stopped process acts on SIGTERM only once it runs again
         let clock = ContinuousClock()
         let termDeadline = clock.now + grace
-        while exists(pgid) && clock.now < termDeadline { try? await clock.sleep(for: .milliseconds(10)) }
-        guard exists(pgid) else { return }
-        _ = kill(-pgid, SIGKILL)
-        let killDeadline = clock.now + .seconds(1)
-        while exists(pgid) && clock.now < killDeadline { try? await clock.sleep(for: .milliseconds(10)) }
+        // A cancelled caller (the watchdog, once the program ended by itself) stops here; the sweep after the run
+        // is never cancelled.
+        do {
+            while exists(pgid) && clock.now < termDeadline { try await clock.sleep(for: .milliseconds(10)) }
+            // Whatever is left, zombies included (SIGKILL to a zombie is harmless).
+            guard kill(-pgid, SIGKILL) == 0 else { return }
+            let killDeadline = clock.now + .seconds(1)
+            while exists(pgid) && clock.now < killDeadline { try await clock.sleep(for: .milliseconds(10)) }
+        } catch {
+            return
+        }
     }
 }
 
