@@ -41,7 +41,8 @@ public struct SSHEndpoint: Sendable, Equatable, CustomStringConvertible {
 
 /// The agent's own OpenSSH files and timeouts. Nothing comes from `~/.ssh` or the user's agent.
 public struct SSHSettings: Sendable, Equatable {
-    /// `ssh -F`; nil reads no config file at all (`-F /dev/null`).
+    /// `ssh -F`; nil reads no config file at all (`-F /dev/null`). The options below win over the file's, except
+    /// the ones ssh accumulates: an `IdentityFile` in the file is offered after `identityFile`.
     public var configFile: String?
     public var identityFile: String
     public var knownHosts: String
