@@ -52,6 +52,8 @@ let package = Package(
             dependencies: ["KernelAgent", "KAControlPlane"],
             plugins: ["GitCommitStamp"]
         ),
+        // scripts/bench-transport's harness: N remote calls through the transport, timed.
+        .executableTarget(name: "ka-bench-transport", dependencies: ["KernelAgent"]),
         .plugin(name: "GitCommitStamp", capability: .buildTool()),
         .testTarget(
             name: "KernelAgentTests",
@@ -77,7 +79,7 @@ let package = Package(
 // the pair; gold fails on it). `ka` cannot link against instrumented modules, so this build leaves it out.
 if Context.environment["KA_FUZZ"] == "1" {
     package.products.removeAll { $0.name == "ka" }
-    package.targets.removeAll { $0.name == "ka" }
+    package.targets.removeAll { $0.name == "ka" || $0.name == "ka-bench-transport" }
     let instrumented: [SwiftSetting] = [.unsafeFlags(["-sanitize=fuzzer,address", "-O"])]
     for target in package.targets where target.name == "KernelAgent" || target.name == "KAControlPlane" {
         target.swiftSettings = (target.swiftSettings ?? []) + instrumented

@@ -109,7 +109,7 @@ public struct OpenSSHTransport: HostTransport {
         let callID = RemoteShell.newCallID()
         let line = try RemoteShell.commandLine(command.argv, callID: callID)
         let call = try await ssh(line, callID: callID, stdin: command.stdin.map { .bytes($0) } ?? .none, sink: .lines,
-                                 timeout: command.timeout, onLine: onLine)
+                                 timeout: command.timeout, onLine: onLine, noStdin: command.stdin == nil)
         try await check(call, what: what, callID: callID, timeout: command.timeout)
         return CommandResult(status: call.outcome.status, stdout: call.outcome.stdout, stderr: call.outcome.stderr)
     }
@@ -194,6 +194,13 @@ public struct OpenSSHTransport: HostTransport {
         let log: String
     }
 
+    /// The ssh argv this transport runs, up to the destination (`… -- <address>`): for running ssh by hand with the
+    /// same options and the same master (the benchmark's baseline).
+    public func argvByHand(logFile: String) throws -> [String] {
+        let controlDir = try ControlSocketDir.resolve(settings.controlDir)
+        return arguments(controlDir: controlDir, logFile: logFile) + ["--", endpoint.address]
+    }
+
     /// The argv of `ssh` for this host, every option explicit: no file under ~/.ssh is read or written, and the
     /// options given here win over the config file's.
     func arguments(controlDir: String, logFile: String) -> [String] {
@@ -214,7 +221,7 @@ public struct OpenSSHTransport: HostTransport {
 
     private func ssh(_ commandLine: [UInt8]?, control: String? = nil, callID: String, stdin: ProcessRunner.Input,
                      sink: ProcessRunner.Sink, timeout: Swift.Duration,
-                     onLine: (@Sendable (OutputLine) -> Void)?) async throws -> Call {
+                     onLine: (@Sendable (OutputLine) -> Void)?, noStdin: Bool = false) async throws -> Call {
         let controlDir = try ControlSocketDir.resolve(settings.controlDir)
         do { try FileManager.default.createDirectory(atPath: settings.logDir, withIntermediateDirectories: true) } catch {
             throw KAError.failure(TransportError.context(host, address), "cannot create the ssh log dir \(settings.logDir): \(error.localizedDescription)")
@@ -223,6 +230,7 @@ public struct OpenSSHTransport: HostTransport {
         defer { unlink(logFile) }
         var argv = arguments(controlDir: controlDir, logFile: logFile).map { Array($0.utf8) }
         if let control { argv += [Array("-O".utf8), Array(control.utf8)] }
+        if noStdin { argv.append(Array("-n".utf8)) }   // nothing to send: the remote side sees EOF at once
         argv += [Array("--".utf8), Array(endpoint.address.utf8)]
         if let commandLine { argv.append(commandLine) }
         let outcome: ProcessRunner.Outcome

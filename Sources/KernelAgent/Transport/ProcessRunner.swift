@@ -85,7 +85,10 @@ public enum ProcessRunner {
         options.processGroupID = 0   // a group of its own, pgid = pid: one kill(-pgid) reaches its descendants
         // The library's own teardown (on cancel) goes to the whole group too; we sweep the group again afterwards.
         options.teardownSequence = [.send(signal: .terminate, toProcessGroup: true, allowedDurationToNextStep: grace)]
-        let executable: Executable = program.contains(UInt8(ascii: "/")) ? .path(.init(stringLiteral: name)) : .name(name)
+        // A bare name is looked up on PATH here, once per name: the library's own lookup costs milliseconds of
+        // CPU per call (FilePath work), which a job of many short remote steps would pay every time.
+        let path = program.contains(UInt8(ascii: "/")) ? name : ExecutableLookup.resolve(name, path: environment?["PATH"])
+        let executable: Executable = path.map { .path(.init(stringLiteral: $0)) } ?? .name(name)
         let env: Environment = environment.map { .custom(Dictionary(uniqueKeysWithValues: $0.map { (Environment.Key(stringLiteral: $0.key), $0.value) })) } ?? .inherit
         // swift-subprocess 1.0.2 hands raw-byte arguments to strdup(): each must carry its own terminating NUL.
         let terminated = argv.map { $0 + [0] }
@@ -205,6 +208,26 @@ public enum ProcessRunner {
     /// Writing to a pipe whose reader is gone raises SIGPIPE, which would end this process; ignored, the write
     /// fails with EPIPE instead. Children start with default signal handling (swift-subprocess resets it).
     private static let ignoreSIGPIPE: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
+}
+
+/// Finds a program on PATH the way execvp does (the first executable regular file), caching by PATH and name.
+enum ExecutableLookup {
+    private static let cache = Mutex<[String: String]>([:])
+
+    static func resolve(_ name: String, path: String?) -> String? {
+        let searchPath = path ?? ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        let key = searchPath + "\u{0}" + name
+        if let hit = cache.withLock({ $0[key] }) { return hit }
+        for dir in searchPath.split(separator: ":", omittingEmptySubsequences: true) {
+            let candidate = "\(dir)/\(name)"
+            var st = stat()
+            if stat(candidate, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, access(candidate, X_OK) == 0 {
+                cache.withLock { $0[key] = candidate }
+                return candidate
+            }
+        }
+        return nil   // the library's lookup then reports it missing
+    }
 }
 
 /// The library's streaming `run`, called from file scope: inside `ProcessRunner` the name `run` is ours, and the
