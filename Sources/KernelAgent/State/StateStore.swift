@@ -258,7 +258,11 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
         guard id.hasPrefix("local-"), let n = Int64(id.dropFirst("local-".count)) else {
             throw KAError.refusal("block '\(id)'", "not a local block id", hint: "ids look like local-3 (see ka status)")
         }
-        try write("close block") { try $0.execute(sql: "UPDATE blocks SET open = 0 WHERE id = ?", arguments: [n]) }
+        let closed = try write("close block") { db -> Bool in
+            try db.execute(sql: "UPDATE blocks SET open = 0 WHERE id = ? AND open = 1", arguments: [n])
+            return db.changesCount == 1
+        }
+        guard closed else { throw KAError.refusal("block \(id)", "no open block has this id", hint: "ka blocks lists the open ones") }
     }
 }
 
@@ -320,6 +324,11 @@ public final class MemoryStateStore: StateStore, BlockStore, @unchecked Sendable
         }
     }
     public func close(id: String) throws {
-        locked { if let i = blocks.firstIndex(where: { $0.0.id == id }) { blocks[i].open = false } }
+        let closed = locked { () -> Bool in
+            guard let i = blocks.firstIndex(where: { $0.0.id == id && $0.open }) else { return false }
+            blocks[i].open = false
+            return true
+        }
+        guard closed else { throw KAError.refusal("block \(id)", "no open block has this id", hint: "ka blocks lists the open ones") }
     }
 }
