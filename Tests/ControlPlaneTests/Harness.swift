@@ -44,7 +44,8 @@ final class Harness: @unchecked Sendable {
 
     /// `configure` sees the config last; the reply rate limit is off unless a test sets it.
     func start(allow: [String: [String]] = [:], consentTTL: Double = 3600, webhook: Bool = true, giteaBlocks: Bool = false,
-               faults: ServeFaults = ServeFaults(), configure: (inout ControlPlaneConfig) -> Void = { _ in }) async throws {
+               faults: ServeFaults = ServeFaults(), transports: any TransportProvider = StaticTransports([:]),
+               configure: (inout ControlPlaneConfig) -> Void = { _ in }) async throws {
         try await gitea.start()
         config = ControlPlaneConfig(giteaURL: gitea.baseURL, owner: gitea.owner, repo: gitea.repo, botLogin: nil,
                                     stateDir: root.appendingPathComponent(".ka"), root: root, token: "bot-token", webhookSecrets: [secret])
@@ -61,7 +62,8 @@ final class Harness: @unchecked Sendable {
         authorizer = Authorizer(allow: config.allow, api: api, botLogin: bot)
         let blockStore: BlockStore = giteaBlocks ? GiteaBlockStore(api: api, ledger: ledger, authorizer: authorizer) : store
         engine = Engine(config: config, ledger: ledger, api: api, botLogin: bot,
-                        makeContext: { VerbContext(workspace: ws, state: store, blocks: blockStore, fileBlocksOnRefusal: giteaBlocks) },
+                        makeContext: { VerbContext(workspace: ws, state: store, blocks: blockStore, fileBlocksOnRefusal: giteaBlocks,
+                                                   jobs: store.jobs, transports: transports) },
                         authorizer: authorizer, faults: faults)
         loop = ControlLoop(engine: engine, poller: Poller(engine: engine, api: api), outbox: OutboxSender(ledger: ledger, api: api, botLogin: bot),
                            interval: 1, metrics: metrics, logger: Logger(label: "test"))

@@ -30,6 +30,8 @@ public final class Engine: Sendable {
     private let eventTasks = NIOLockedValueBox<[String: Task<Void, Never>]>([:])
     private let planning = NIOLockedValueBox(0)
     private let lanes = NIOLockedValueBox(LaneBook())
+    /// Cancels for the jobs running now, by run id (SIGTERM interrupts them).
+    let jobTasks = NIOLockedValueBox<[Int64: @Sendable () -> Void]>([:])
 
     public init(config: ControlPlaneConfig, ledger: Ledger, api: GiteaAPI, botLogin: String,
                 makeContext: @escaping @Sendable () throws -> VerbContext, now: @escaping @Sendable () -> Date = { Date() },
@@ -466,8 +468,9 @@ public final class Engine: Sendable {
     public func recoverInterrupted() throws {
         try ledger.writeSync { db in
             let t = now().timeIntervalSince1970
-            let ids = try Int64.fetchAll(db, sql: "SELECT id FROM runs WHERE state = 'running'")
-            for id in ids {
+            let running = try Int64.fetchAll(db, sql: "SELECT id FROM runs WHERE state = 'running'")
+            let resumed = try requeueResumableJobs(db, runningIDs: running)
+            for id in running where !resumed.contains(id) {
                 try db.execute(sql: "UPDATE runs SET state = 'failed', detail = 'interrupted by a restart', finished_at = ? WHERE id = ?", arguments: [t, id])
                 try ledger.enqueue(.editComment(targetRef: "status-\(id)", body: "❌ failed: kernel-agent restarted while this ran; it was not retried. Check the state (`/ka-status`) and invoke it again."),
                                    ref: "status-\(id)-interrupted", in: db, at: now())
@@ -505,7 +508,22 @@ public final class Engine: Sendable {
     public func startRunnable() throws -> [Task<Void, Never>] {
         var started: [Task<Void, Never>] = []
         for q in try queuedRuns() {
-            guard let type = Verbs.named(q.verb), let verb = try? Verbs.parse(type, q.args) else { continue }   // planned, so it parses
+            let verb: any Verb
+            do {
+                guard let type = Verbs.named(q.verb) else { throw KAError.refusal("/ka-\(q.verb)", "this kernel-agent has no such verb any more") }
+                verb = try Verbs.parse(type, q.args)
+            } catch {
+                // It parsed when it was planned; an upgrade since changed the verb. Fail it once, with a reply.
+                let why = (error as? KAError)?.description ?? Verbs.named(q.verb).map { Verbs.usageReply($0, error: error) } ?? "\(error)"
+                try ledger.writeSync { db in
+                    let t = now().timeIntervalSince1970
+                    try db.execute(sql: "UPDATE runs SET state = 'failed', detail = ?, updated_at = ?, finished_at = ? WHERE id = ? AND state = 'queued'",
+                                   arguments: [String(why.prefix(2000)), t, t, q.id])
+                    try ledger.enqueue(.editComment(targetRef: "status-\(q.id)", body: "❌ failed: `/ka-\(q.verb) \(q.args.joined(separator: " "))` no longer parses, so it was not run:\n\n\(why)"),
+                                       ref: "status-\(q.id)-unparsable", in: db, at: now())
+                }
+                continue
+            }
             // read-only verbs share no lane with anything
             let lane = verb.lane == .none ? "run-\(q.id)" : verb.lane.description
             enum Decision { case wait(holder: Int64, announce: Bool), full, go }
@@ -539,8 +557,9 @@ public final class Engine: Sendable {
                 throw error
             }
             guard claimed else { release(lane); continue }
+            let parsed = UncheckedSendable(verb)   // parsed arguments only, handed to the one task that runs them
             started.append(Task.detached { [self] in
-                await self.execute(q, verb: verb)
+                await self.execute(q, verb: parsed.value)
                 self.release(lane)
             })
         }
@@ -550,6 +569,10 @@ public final class Engine: Sendable {
     private func release(_ lane: String) { _ = lanes.withLockedValue { $0.busy.removeValue(forKey: lane) } }
 
     func execute(_ q: Queued, verb: any Verb) async {
+        if let jobVerb = verb as? any JobVerb {
+            await executeJob(q, verb: jobVerb)
+            return
+        }
         nonisolated(unsafe) let verb = verb   // parsed arguments only; used on one thread at a time
         let outcome: (state: String, text: String) = await withCheckedContinuation { cont in
             DispatchQueue.global().async { [self] in
@@ -614,4 +637,10 @@ extension Result where Success == Invocation, Failure == ParseProblem {
     var line: Int { switch self { case let .success(i): return i.line; case let .failure(p): return p.line } }
     var verbName: String { if case let .success(i) = self { return i.verb }; return "?" }
     var args: [String] { if case let .success(i) = self { return i.args }; return [] }
+}
+
+/// Hands a non-Sendable value (a parsed verb) to the one task that uses it.
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }

@@ -53,10 +53,12 @@ public enum ControlPlaneServer {
         let ledger = try Ledger(path: config.stateDir.appendingPathComponent("control.sqlite"))
         let ws = Workspace(root: config.root, stateDir: config.stateDir)
         let store = try SQLiteStateStore.open(ws)
+        let transports = try HostTransports.fromEnvironment(ws)
         let authorizer = Authorizer(allow: config.allow, api: api, botLogin: bot)
         let blocks = GiteaBlockStore(api: api, ledger: ledger, authorizer: authorizer)
         let engine = Engine(config: config, ledger: ledger, api: api, botLogin: bot,
-                            makeContext: { VerbContext(workspace: ws, state: store, blocks: blocks, fileBlocksOnRefusal: true) },
+                            makeContext: { VerbContext(workspace: ws, state: store, blocks: blocks, fileBlocksOnRefusal: true,
+                                                         jobs: store.jobs, transports: transports) },
                             authorizer: authorizer, faults: faults, logger: logger)
         let metrics = Metrics()
         let loop = ControlLoop(engine: engine, poller: Poller(engine: engine, api: api), outbox: OutboxSender(ledger: ledger, api: api, botLogin: bot),
