@@ -91,6 +91,32 @@ extension Engine {
         }
     }
 
+    /// Jobs by state and step durations (of the newest 1000 jobs), in Prometheus' text format, for /metrics.
+    public func jobMetricsText() throws -> String {
+        let jobs = try makeContext().jobs.jobs(states: nil, limit: 1000)
+        func label(_ s: String) -> String {
+            s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
+        }
+        var out = "# TYPE ka_jobs gauge\n"
+        for state in JobState.allCases {
+            out += "ka_jobs{state=\"\(state.rawValue)\"} \(jobs.filter { $0.state == state }.count)\n"
+        }
+        var sums: [String: (Double, Int)] = [:]
+        for j in jobs {
+            for s in j.steps {
+                guard let secs = s.seconds else { continue }
+                let key = "verb=\"\(label(j.verb))\",step=\"\(label(s.name))\""
+                let old = sums[key] ?? (0, 0)
+                sums[key] = (old.0 + secs, old.1 + 1)
+            }
+        }
+        out += "# TYPE ka_job_step_seconds summary\n"
+        for (k, v) in sums.sorted(by: { $0.key < $1.key }) {
+            out += "ka_job_step_seconds_sum{\(k)} \(String(format: "%.3f", v.0))\nka_job_step_seconds_count{\(k)} \(v.1)\n"
+        }
+        return out
+    }
+
     /// On SIGTERM: every job stops its step (killing its remote commands) and is left interrupted.
     public func interruptJobs() {
         let cancels = jobTasks.withLockedValue { Array($0.values) }

@@ -30,8 +30,12 @@ public enum ControlPlaneServer {
         router.get("/metrics") { _, _ -> Response in
             let gauges = ["outbox_pending": (try? ledger.outboxPendingCount()) ?? -1,   // -1: the ledger could not be read
                           "events_in_flight": engine.eventsInFlight, "plans_running": engine.plansRunning]
+            var text = metrics.render(gauges: gauges)
+            do { text += try engine.jobMetricsText() } catch {
+                text += "# the job store could not be read: \(String(describing: error).replacingOccurrences(of: "\n", with: " "))\n"
+            }
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                            body: .init(byteBuffer: ByteBuffer(string: metrics.render(gauges: gauges))))
+                            body: .init(byteBuffer: ByteBuffer(string: text)))
         }
         return router
     }
