@@ -397,8 +397,13 @@ public final class Engine: Sendable {
         faults.hit(.plan, verb: name)
         let ctx = try makeContext()
         return try verb.withTreeAccess(in: ctx) {
-            try ctx.policy().admit(try verb.policySubject(in: ctx))
-            return try verb.plan(in: ctx)
+            do {
+                try ctx.policy().admit(try verb.policySubject(in: ctx))
+                return try verb.plan(in: ctx)
+            } catch {
+                try ctx.fileRequestedBlocks(of: error)
+                throw error
+            }
         }
     }
 
@@ -580,15 +585,20 @@ public final class Engine: Sendable {
                     faults.hit(.run, verb: q.verb)
                     let ctx = try makeContext()
                     // One hold of the tree lock for the pin check and the run: nothing can move in between.
-                    let outcome: (String, String) = try verb.withTreeAccess(in: ctx) {
-                        try ctx.policy().admit(try verb.policySubject(in: ctx))
-                        let fresh = try verb.plan(in: ctx)
-                        let original = Plan(verb: q.verb, arguments: q.args, steps: [], pins: q.pins)
-                        let changed = original.changedPins(comparedTo: fresh)
-                        if !changed.isEmpty {
-                            return ("failed", "consent void: pinned inputs changed since the plan:\n\n" + changed.map { "- `\($0)`" }.joined(separator: "\n") + "\n\nNothing was done; ask again for a new plan.")
+                    let outcome: (String, String) = try verb.withTreeAccess(in: ctx) { () throws -> (String, String) in
+                        do {
+                            try ctx.policy().admit(try verb.policySubject(in: ctx))
+                            let fresh = try verb.plan(in: ctx)
+                            let original = Plan(verb: q.verb, arguments: q.args, steps: [], pins: q.pins)
+                            let changed = original.changedPins(comparedTo: fresh)
+                            if !changed.isEmpty {
+                                return ("failed", "consent void: pinned inputs changed since the plan:\n\n" + changed.map { "- `\($0)`" }.joined(separator: "\n") + "\n\nNothing was done; ask again for a new plan.")
+                            }
+                            return ("done", try verb.run(fresh, in: ctx).text)
+                        } catch {
+                            try ctx.fileRequestedBlocks(of: error)
+                            throw error
                         }
-                        return ("done", try verb.run(fresh, in: ctx).text)
                     }
                     cont.resume(returning: outcome)
                 } catch let e as KAError {

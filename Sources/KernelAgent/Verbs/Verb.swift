@@ -119,6 +119,13 @@ public struct VerbContext: Sendable {
         self.note = note
     }
 
+    /// Files the blocks a refusal asked for, when this front door files blocks (the control plane). Filing is
+    /// idempotent per kind and scope, so a refusal seen at plan time and again at run time files each block once.
+    public func fileRequestedBlocks(of error: Error) throws {
+        guard fileBlocksOnRefusal, let e = error as? KAError else { return }
+        for b in e.blocks { try blocks.file(kind: b.kind, scope: b.scope, title: b.title, body: b.body) }
+    }
+
     /// fleet/hosts.yaml, parsed once per context (a context lives for one invocation: policy + plan + run).
     public func registry() throws -> HostRegistry {
         try registryCache.value { try HostRegistry.load(workspace) }
