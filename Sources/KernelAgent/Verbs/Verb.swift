@@ -232,7 +232,7 @@ public enum Verbs {
         PromoteVerb.self, ImportVerb.self, CloseVerb.self, AbandonVerb.self, StatusVerb.self, MigrateTreeVerb.self, AdoptVerb.self,
         BuildVerb.self, InstallVerb.self, KeepVerb.self, PausePruneVerb.self, ResumePruneVerb.self,
         RestoreArchiveVerb.self, SnoozeVerb.self, DebugVerb.self, WakeDataVerb.self,
-        PreflightVerb.self, JobsVerb.self, BlocksVerb.self,
+        PreflightVerb.self, ProbeVerb.self, JobsVerb.self, BlocksVerb.self,
     ]
 
     public static func named(_ name: String) -> (any Verb.Type)? { all.first { $0.verbName == name } }
