@@ -45,7 +45,7 @@ extension Engine {
             }
         }
         guard case let .ready(ctx, job, steps) = start else {
-            if case let .failed(text) = start { finishRun(q, state: "failed", body: "❌ failed: `\(command)`\n\n" + Self.fold(text), detail: text) }
+            if case let .failed(text) = start { finishRun(q, state: .failed, body: "❌ failed: `\(command)`\n\n" + Self.fold(text), detail: text) }
             return
         }
         let observer = StatusCommentObserver(engine: self, run: q.id, command: command, now: now)
@@ -56,7 +56,7 @@ extension Engine {
         let ended: JobRecord
         do { ended = try await work.value } catch {
             let text = (error as? KAError)?.description ?? "\(error)"
-            finishRun(q, state: "failed", body: "❌ failed: `\(command)` — job \(job.id)\n\n" + Self.fold(text), detail: text)
+            finishRun(q, state: .failed, body: "❌ failed: `\(command)` — job \(job.id)\n\n" + Self.fold(text), detail: text)
             return
         }
         let summary = verb.summary(of: ended, in: ctx)
@@ -65,11 +65,11 @@ extension Engine {
             // Left `running`: the next start resumes the job where its steps allow.
             observer.flush(ended, note: "⏸ interrupted by a shutdown: kernel-agent resumes it when it starts again.")
         case .succeeded:
-            finishRun(q, state: "done", body: "✅ done: `\(command)` — job \(ended.id)\n\n" + Self.fold(summary), detail: summary)
+            finishRun(q, state: .done, body: "✅ done: `\(command)` — job \(ended.id)\n\n" + Self.fold(summary), detail: summary)
         case .cancelled:
-            finishRun(q, state: "failed", body: "🛑 cancelled: `\(command)` — job \(ended.id)\n\n" + Self.fold(summary), detail: summary)
+            finishRun(q, state: .failed, body: "🛑 cancelled: `\(command)` — job \(ended.id)\n\n" + Self.fold(summary), detail: summary)
         default:
-            finishRun(q, state: "failed", body: "❌ failed: `\(command)` — job \(ended.id)\n\n" + Self.fold(summary), detail: summary)
+            finishRun(q, state: .failed, body: "❌ failed: `\(command)` — job \(ended.id)\n\n" + Self.fold(summary), detail: summary)
         }
     }
 
@@ -78,7 +78,7 @@ extension Engine {
         try store.jobs(states: nil, limit: 1000).first { if case let .issue(_, r) = $0.origin { return r == run }; return false }
     }
 
-    func finishRun(_ q: Queued, state: String, body: String, detail: String) {
+    func finishRun(_ q: Queued, state: RunState, body: String, detail: String) {
         do {
             try ledger.writeSync { db in
                 let t = now().timeIntervalSince1970
