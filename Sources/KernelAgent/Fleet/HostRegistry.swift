@@ -34,6 +34,8 @@ public struct HostEntry: Sendable {
     /// For containers: the machine that carries it (fermi on hertz, kbuild-x86 on data).
     public let runsOn: HostName?
     public let notes: String?
+    /// `ssh: {address, port, user}`: where its sshd is (KA_CONFIG may override each field).
+    public let ssh: SSHEndpointSpec?
 
     public var isInfra: Bool { roles.contains(.infra) }
     public var rolesText: String {
@@ -84,7 +86,7 @@ public struct HostRegistry: Sendable {
             let name: HostName
             do { name = try HostName(raw) } catch let e as KAError { throw keyValue.error(e.message) }
             let entryValue = YAMLValue(node: v, file: file, keyPath: "hosts.\(raw)")
-            let m = try entryValue.mapping(allowed: ["roles", "arch", "distro", "wake", "build_tier", "runs_on", "notes", "idle_release", "wake_via"])
+            let m = try entryValue.mapping(allowed: ["roles", "arch", "distro", "wake", "build_tier", "runs_on", "notes", "idle_release", "wake_via", "ssh"])
             var roles = Set<HostRole>()
             for r in try m.required("roles").sequence() {
                 guard let role = HostRole(rawValue: try r.string()) else {
@@ -121,7 +123,8 @@ public struct HostRegistry: Sendable {
                 do { return try HostName(try v.string()) } catch let e as KAError { throw v.error(e.message) }
             }
             hosts[name] = HostEntry(name: name, roles: roles, arch: arch, distro: distro, wake: wake,
-                                    buildTier: tier, runsOn: runsOn, notes: try m["notes"]?.string())
+                                    buildTier: tier, runsOn: runsOn, notes: try m["notes"]?.string(),
+                                    ssh: try m["ssh"].map(SSHEndpointSpec.parse))
         }
         var routing: [CPUArch: [HostName]] = [:]
         if let r = top["routing"] {
