@@ -97,7 +97,7 @@ extension CLI {
                 let steps = try verb.steps(in: ctx)
                 let runner = JobRunner(store: ctx.jobs, workspace: ctx.workspace, transports: ctx.transports)
                 let job = try runner.create(verb: V.verbName, arguments: verb.arguments, pins: [], subject: verb.jobSubject,
-                                            origin: .cli(user: ProcessInfo.processInfo.environment["USER"] ?? "unknown"), steps: steps)
+                                            origin: .cli(user: ProcessInfo.processInfo.userName), steps: steps)
                 return (job, steps)
             }
         } catch let e as KAError {

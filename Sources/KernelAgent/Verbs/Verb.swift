@@ -198,7 +198,9 @@ public enum CLI {
         try Policy.refuseHome(ws.stateDir, shown: "state dir \(ws.stateDir.path) (KA_STATE_DIR)", root: ws.root)
         // A journal left by a dead process may hold state steps to undo: then the store must be writable.
         if readsStateOnly && !TreeTransaction.hasJournals(ws) {
-            if let store = try SQLiteStateStore.openForReading(ws) { return VerbContext(workspace: ws, state: store, blocks: store) }
+            if let store = try SQLiteStateStore.openForReading(ws) {
+                return VerbContext(workspace: ws, state: store, blocks: store, jobs: store.jobs, transports: try HostTransports.fromEnvironment(ws))
+            }
             if !FS.exists(ws.stateDir.appendingPathComponent("state.sqlite")) {
                 let empty = MemoryStateStore()
                 return VerbContext(workspace: ws, state: empty, blocks: empty)
