@@ -64,6 +64,9 @@ final class PreflightHost: HostTransport, @unchecked Sendable {
         let runID = try h.ledger.readSync { try Int64.fetchOne($0, sql: "SELECT id FROM runs WHERE nonce IS NOT NULL") }
         #expect(jobs.count == 1 && jobs[0].state == .succeeded && jobs[0].origin == .issue(issue, run: runID ?? -1), "\(jobs)")
         #expect(host.recorded == ["uname -n", "df -Pk", "sh -c"])
+        // the status comment is edited at most once per step, plus "running" and the final reply
+        let edits = try h.ledger.readSync { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM outbox WHERE kind = 'editComment' AND ref LIKE ?", arguments: ["status-\(runID ?? -1)-%"]) } ?? 0
+        #expect(edits >= 2 && edits <= jobs[0].steps.count + 2, "\(edits) edits for \(jobs[0].steps.count) steps")
         let metrics = try h.engine.jobMetricsText()
         #expect(metrics.contains("ka_jobs{state=\"succeeded\"} 1\n") && metrics.contains("ka_jobs{state=\"running\"} 0\n"), "\(metrics)")
         #expect(metrics.contains("ka_job_step_seconds_count{verb=\"preflight\",step=\"reachable\"} 1\n"), "\(metrics)")

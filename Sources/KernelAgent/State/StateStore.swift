@@ -90,6 +90,10 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
             // with "database is locked" (found by two tree verbs started at once).
             var config = Configuration()
             config.busyMode = .timeout(15)
+            // WAL with synchronous=NORMAL: a commit survives any crash of the process; only a power cut may lose the
+            // last few, never corrupt the file. A job journals two commits per step, and FULL's fsync each time
+            // cost more than the remote step (scripts/bench-jobs).
+            config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
             // Two processes opening a new database would both run the first migration ("table already exists"):
             // one migrates at a time, under an OS lock beside the file.
             let lockFD = Glibc.open(path.path + ".migrate-lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
