@@ -44,7 +44,8 @@ final class Harness: @unchecked Sendable {
 
     /// `configure` sees the config last; the reply rate limit is off unless a test sets it.
     func start(allow: [String: [String]] = [:], consentTTL: Double = 3600, webhook: Bool = true, giteaBlocks: Bool = false,
-               faults: ServeFaults = ServeFaults(), configure: (inout ControlPlaneConfig) -> Void = { _ in }) async throws {
+               faults: ServeFaults = ServeFaults(), transports: any TransportProvider = StaticTransports([:]),
+               configure: (inout ControlPlaneConfig) -> Void = { _ in }) async throws {
         try await gitea.start()
         config = ControlPlaneConfig(giteaURL: gitea.baseURL, owner: gitea.owner, repo: gitea.repo, botLogin: nil,
                                     stateDir: root.appendingPathComponent(".ka"), root: root, token: "bot-token", webhookSecrets: [secret])
@@ -55,19 +56,12 @@ final class Harness: @unchecked Sendable {
         configure(&config)
         api = DefaultGiteaClient(baseURL: gitea.baseURL, owner: gitea.owner, repo: gitea.repo, token: "bot-token", maxAttempts: 10, baseDelay: 0.005)
         let bot = try await api.currentUser().login
-        ledger = try Ledger(path: config.stateDir.appendingPathComponent("control.sqlite"))
-        let ws = Workspace(root: root, stateDir: config.stateDir)
-        let store = try SQLiteStateStore.open(ws)
-        authorizer = Authorizer(allow: config.allow, api: api, botLogin: bot)
-        let blockStore: BlockStore = giteaBlocks ? GiteaBlockStore(api: api, ledger: ledger, authorizer: authorizer) : store
-        engine = Engine(config: config, ledger: ledger, api: api, botLogin: bot,
-                        makeContext: { VerbContext(workspace: ws, state: store, blocks: blockStore, fileBlocksOnRefusal: giteaBlocks) },
-                        authorizer: authorizer, faults: faults)
-        loop = ControlLoop(engine: engine, poller: Poller(engine: engine, api: api), outbox: OutboxSender(ledger: ledger, api: api, botLogin: bot),
-                           interval: 1, metrics: metrics, logger: Logger(label: "test"))
+        let plane = try ControlPlane(config: config, api: api, botLogin: bot, transports: transports, faults: faults,
+                                     blocksInTracker: giteaBlocks, logger: Logger(label: "test"))
+        (ledger, authorizer, engine, loop, metrics) = (plane.ledger, plane.authorizer, plane.engine, plane.loop, plane.metrics)
         try await loop.poller.pollOnce()   // sets the cursor: history before start is not replayed
         guard webhook else { return }
-        let intake = WebhookIntake(verifier: WebhookVerifier(secrets: [secret]), engine: engine, metrics: metrics, onAccepted: {})
+        let intake = plane.intake
         let portBox = PortBox()
         let app = Application(router: ControlPlaneServer.buildRouter(intake: intake, metrics: metrics, ledger: ledger),
                               server: ControlPlaneServer.httpServer, configuration: .init(address: .hostname("127.0.0.1", port: 0)),

@@ -261,6 +261,17 @@ import Testing
         let e = try refusal(s)
         #expect(e.message.contains("campaign conflict: 1 overlapping hunk pair(s)"), "\(e.message)")
         #expect(e.message.contains("src/a.c: driver/d/0001-drv.patch [scope driver/d, campaign other] lines 46-51 overlaps board/b1/0002-second.patch [scope board/b1, campaign camp] lines 48-53"), "\(e.message)")
+        // plan only reads: even where refusals file blocks, the plan files none; its error names the block, and
+        // the front door files it, once however often the refusal is seen
+        let filing = VerbContext(workspace: s.ws, state: s.store, blocks: s.store, fileBlocksOnRefusal: true)
+        let planned = try #require(throws: KAError.self) { try PromoteVerb.parse(["h1"]).plan(in: filing) }
+        #expect(try s.store.openBlocks().isEmpty, "the plan filed nothing")
+        #expect(planned.blocks.map(\.kind) == [.campaignConflict] && planned.blocks.first?.scope.marker == "patches=board/b1/0002-second.patch,driver/d/0001-drv.patch", "\(planned.blocks)")
+        try filing.fileRequestedBlocks(of: planned)
+        try filing.fileRequestedBlocks(of: planned)
+        #expect(try s.store.openBlocks().map(\.kind) == [.campaignConflict], "filed once")
+        try s.ctx.fileRequestedBlocks(of: planned)   // the bare CLI files none
+        #expect(try s.store.openBlocks().count == 1)
         // patches of one series (same scope and campaign) touching neighbouring lines are not a conflict
         #expect(ConflictDetector.detect(try Resolver(workspace: s.ws, policy: try s.ctx.policy(), blocks: nil)
             .resolve(try Manifest.load(HostName("h1"), in: s.ws)).entries.filter { $0.path.value.hasPrefix("board/") }).isEmpty)

@@ -140,6 +140,23 @@ import Testing
         #expect(differ.isEmpty, "\(differ.prefix(10).joined(separator: "\n"))")
     }
 
+    /// Found by FuzzTrailer: a NUL byte in the message. git reads a message only up to its first NUL, so trailers
+    /// appended after one were invisible and import wrote a patch it then refused. Now append declines, and the
+    /// refusal names the line.
+    @Test func aNulByteInTheMessageIsRefusedNamingItsLine() throws {
+        var mail = Data("From 1234 Mon Sep 17 00:00:00 2001\nFrom: A <a@example.org>\nSubject: [PATCH] x\n\nbody with a ".utf8)
+        mail.append(0)
+        mail.append(Data(" byte\n---\n a | 1 +\n\ndiff --git a/a b/a\n--- a/a\n+++ b/a\n@@ -1 +1,2 @@\n x\n+y\n".utf8))
+        #expect(TrailerEdit.nulLineInMessage(mail) == 5)
+        #expect(TrailerEdit.append([("Scope", "board/x")], to: mail) == nil)
+        // a NUL inside the diff is the diff's business, not the message's
+        var inDiff = Data("Subject: x\n\nbody\n---\ndiff --git a/a b/a\n--- a/a\n+++ b/a\n@@ -1 +1 @@\n-x\n+y".utf8)
+        inDiff.append(0)
+        inDiff.append(Data("\n".utf8))
+        #expect(TrailerEdit.nulLineInMessage(inDiff) == nil)
+        #expect(TrailerEdit.append([("Scope", "board/x")], to: inDiff) != nil)
+    }
+
     /// The two Armbian patches whose last paragraph is indented prose: import starts a new paragraph,
     /// git sees the trailers, and nothing else in the file changes (the old import refused its own edit).
     @Test func importStartsANewParagraphAfterIndentedProse() throws {

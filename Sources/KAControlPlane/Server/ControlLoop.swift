@@ -70,7 +70,8 @@ public final class ControlLoop: Service, Sendable {
                 try? await Task.sleep(nanoseconds: 20_000_000)
             }
         }
-        logger.info("draining: waiting for the events and runs in flight")
+        logger.info("draining: interrupting jobs, waiting for the events and runs in flight")
+        engine.interruptJobs()
         await waitForRuns()
         do { try await engine.processPending() } catch { logger.error("last event pass failed: \(error)") }
         _ = await outbox.drain()

@@ -30,8 +30,12 @@ public enum ControlPlaneServer {
         router.get("/metrics") { _, _ -> Response in
             let gauges = ["outbox_pending": (try? ledger.outboxPendingCount()) ?? -1,   // -1: the ledger could not be read
                           "events_in_flight": engine.eventsInFlight, "plans_running": engine.plansRunning]
+            var text = metrics.render(gauges: gauges)
+            do { text += try engine.jobMetricsText() } catch {
+                text += "# the job store could not be read: \(String(describing: error).replacingOccurrences(of: "\n", with: " "))\n"
+            }
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                            body: .init(byteBuffer: ByteBuffer(string: metrics.render(gauges: gauges))))
+                            body: .init(byteBuffer: ByteBuffer(string: text)))
         }
         return router
     }
@@ -50,19 +54,10 @@ public enum ControlPlaneServer {
         let api = DefaultGiteaClient(baseURL: config.giteaURL, owner: config.owner, repo: config.repo, token: config.token)
         let bot: String
         if let b = config.botLogin { bot = b } else { bot = try await api.currentUser().login }
-        let ledger = try Ledger(path: config.stateDir.appendingPathComponent("control.sqlite"))
         let ws = Workspace(root: config.root, stateDir: config.stateDir)
-        let store = try SQLiteStateStore.open(ws)
-        let authorizer = Authorizer(allow: config.allow, api: api, botLogin: bot)
-        let blocks = GiteaBlockStore(api: api, ledger: ledger, authorizer: authorizer)
-        let engine = Engine(config: config, ledger: ledger, api: api, botLogin: bot,
-                            makeContext: { VerbContext(workspace: ws, state: store, blocks: blocks, fileBlocksOnRefusal: true) },
-                            authorizer: authorizer, faults: faults, logger: logger)
-        let metrics = Metrics()
-        let loop = ControlLoop(engine: engine, poller: Poller(engine: engine, api: api), outbox: OutboxSender(ledger: ledger, api: api, botLogin: bot),
-                               interval: config.pollInterval, metrics: metrics, logger: logger)
-        let intake = WebhookIntake(verifier: WebhookVerifier(secrets: config.webhookSecrets), engine: engine, metrics: metrics,
-                                   onAccepted: { loop.poke() })
+        let plane = try ControlPlane(config: config, api: api, botLogin: bot, transports: try HostTransports.fromEnvironment(ws),
+                                     faults: faults, logger: logger)
+        let (intake, metrics, ledger, loop) = (plane.intake, plane.metrics, plane.ledger, plane.loop)
         let app = Application(router: buildRouter(intake: intake, metrics: metrics, ledger: ledger), server: httpServer,
                               configuration: .init(address: .hostname(config.listenHost, port: config.listenPort), serverName: "kernel-agent"),
                               logger: logger)

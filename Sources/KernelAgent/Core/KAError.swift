@@ -12,11 +12,15 @@ public struct KAError: Error, CustomStringConvertible, Equatable, Sendable {
     public let kind: Kind
     public let chain: [String]
     public let hint: String?
+    /// Blocks this refusal asks to have filed (promote: [ka:patch-fail], [ka:campaign-conflict]). The verb only
+    /// says so; the front door files them, once, where blocks are filed at all (the control plane).
+    public var blocks: [BlockRequest] = []
 
-    public init(_ kind: Kind, _ chain: [String], hint: String? = nil) {
+    public init(_ kind: Kind, _ chain: [String], hint: String? = nil, blocks: [BlockRequest] = []) {
         self.kind = kind
         self.chain = chain
         self.hint = hint
+        self.blocks = blocks
     }
 
     public static func refusal(_ chain: String..., hint: String? = nil) -> KAError {
@@ -29,7 +33,7 @@ public struct KAError: Error, CustomStringConvertible, Equatable, Sendable {
 
     /// The same error, with one more link in front: the caller's context.
     public func within(_ context: String) -> KAError {
-        KAError(kind, [context] + chain, hint: hint)
+        KAError(kind, [context] + chain, hint: hint, blocks: blocks)
     }
 
     public var message: String { chain.joined(separator: " → ") }

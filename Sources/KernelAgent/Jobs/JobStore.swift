@@ -74,10 +74,9 @@ public final class SQLiteJobStore: JobStore, Sendable {
         }
     }
 
-    private static let encoder: JSONEncoder = {
-        let e = JSONEncoder(); e.dateEncodingStrategy = .millisecondsSince1970; e.outputFormatting = .sortedKeys; return e
-    }()
-    private static let decoder: JSONDecoder = { let d = JSONDecoder(); d.dateDecodingStrategy = .millisecondsSince1970; return d }()
+    // Dates as Foundation's own seconds (a Double printed to round-trip), so a record reads back equal to what was written.
+    private static let encoder: JSONEncoder = { let e = JSONEncoder(); e.outputFormatting = .sortedKeys; return e }()
+    private static let decoder = JSONDecoder()
 
     private func decode(_ data: Data, _ id: String) throws -> JobRecord {
         do { return try Self.decoder.decode(JobRecord.self, from: data) } catch {

@@ -14,6 +14,18 @@ public enum TrailerEdit {
         return sawDivider
     }
 
+    /// The line of a NUL byte in the message (before the first diff), if any: git reads a message only up to
+    /// its first NUL, so trailers written after one would be invisible to it (found by FuzzTrailer).
+    public static func nulLineInMessage(_ data: Data) -> Int? {
+        var line = 1
+        for chunk in data.split(separator: 0x0A, omittingEmptySubsequences: false) {
+            if chunk.starts(with: Array("diff --git ".utf8)) { return nil }
+            if chunk.contains(0) { return line }
+            line += 1
+        }
+        return nil
+    }
+
     static func locate(_ data: Data) -> TrailerBlock.Location {
         data.withUnsafeBytes { TrailerBlock.locate($0.bindMemory(to: UInt8.self)) }
     }
@@ -52,7 +64,7 @@ public enum TrailerEdit {
     /// Appends trailers to the trailer block as `git interpret-trailers --trailer` does: after the block's
     /// last line, or, when the message has no block, in a new paragraph above the `---` divider.
     public static func append(_ trailers: [(String, String)], to data: Data) -> Data? {
-        guard hasDivider(data) else { return nil }
+        guard hasDivider(data), nulLineInMessage(data) == nil else { return nil }
         let loc = locate(data)
         var out = Data(data.prefix(loc.end))
         if !loc.blankLineBefore { out.append(0x0A) }   // no block: start a new paragraph

@@ -77,3 +77,14 @@ public protocol BlockStore: Sendable {
     func file(kind: BlockKind, scope: BlockScope, title: String, body: String) throws -> Block
     func close(id: String) throws
 }
+
+/// A block a refusal asks to have filed: what, about which scope, and the words.
+public struct BlockRequest: Sendable, Equatable {
+    public let kind: BlockKind
+    public let scope: BlockScope
+    public let title: String
+    public let body: String
+    public init(kind: BlockKind, scope: BlockScope, title: String, body: String) {
+        self.kind = kind; self.scope = scope; self.title = title; self.body = body
+    }
+}

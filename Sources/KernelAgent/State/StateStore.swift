@@ -90,6 +90,10 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
             // with "database is locked" (found by two tree verbs started at once).
             var config = Configuration()
             config.busyMode = .timeout(15)
+            // WAL with synchronous=NORMAL: a commit survives any crash of the process; only a power cut may lose the
+            // last few, never corrupt the file. A job journals two commits per step, and FULL's fsync each time
+            // cost more than the remote step (scripts/bench-jobs).
+            config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
             // Two processes opening a new database would both run the first migration ("table already exists"):
             // one migrates at a time, under an OS lock beside the file.
             let lockFD = Glibc.open(path.path + ".migrate-lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
@@ -258,7 +262,11 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
         guard id.hasPrefix("local-"), let n = Int64(id.dropFirst("local-".count)) else {
             throw KAError.refusal("block '\(id)'", "not a local block id", hint: "ids look like local-3 (see ka status)")
         }
-        try write("close block") { try $0.execute(sql: "UPDATE blocks SET open = 0 WHERE id = ?", arguments: [n]) }
+        let closed = try write("close block") { db -> Bool in
+            try db.execute(sql: "UPDATE blocks SET open = 0 WHERE id = ? AND open = 1", arguments: [n])
+            return db.changesCount == 1
+        }
+        guard closed else { throw KAError.refusal("block \(id)", "no open block has this id", hint: "ka blocks lists the open ones") }
     }
 }
 
@@ -320,6 +328,11 @@ public final class MemoryStateStore: StateStore, BlockStore, @unchecked Sendable
         }
     }
     public func close(id: String) throws {
-        locked { if let i = blocks.firstIndex(where: { $0.0.id == id }) { blocks[i].open = false } }
+        let closed = locked { () -> Bool in
+            guard let i = blocks.firstIndex(where: { $0.0.id == id && $0.open }) else { return false }
+            blocks[i].open = false
+            return true
+        }
+        guard closed else { throw KAError.refusal("block \(id)", "no open block has this id", hint: "ka blocks lists the open ones") }
     }
 }

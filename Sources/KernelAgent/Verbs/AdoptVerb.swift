@@ -52,6 +52,10 @@ public struct AdoptVerb: Verb, WaitsForTree {
                     : "\(shown): \(scopes.count) Scope: trailers (\(scopes.joined(separator: ", "))); keep exactly one")
                 continue
             }
+            if let line = TrailerEdit.nulLineInMessage(patch.bytes) {
+                problems.append("\(shown):\(line): its message holds a NUL byte, where git stops reading it; remove it, then adopt again")
+                continue
+            }
             guard let edited = TrailerEdit.append([("Scope", p.parent)], to: patch.bytes) else {
                 problems.append("\(shown): not a format-patch mail (no '---' line ends its message), so it has no trailer block")
                 continue

@@ -114,7 +114,14 @@ public struct ImportVerb: Verb, WaitsForTree {
         default: throw KAError.refusal(link, "has \(pf.scopeTrailers.count) Scope: trailers; exactly one is allowed")
         }
         if !add.isEmpty {
-            guard let d = TrailerEdit.append(add, to: data) else { throw KAError.refusal(link, "cannot add trailers") }
+            if let line = TrailerEdit.nulLineInMessage(data) {
+                throw KAError.refusal("\(link):\(line)", "the message holds a NUL byte; git stops reading it there, so a trailer added below would not count",
+                                      hint: "remove the NUL byte from the patch's message, then import it again")
+            }
+            guard let d = TrailerEdit.append(add, to: data) else {
+                throw KAError.refusal(link, "cannot add trailers: it has no `---` line between its message and its diff",
+                                      hint: "make it with `git format-patch`, which writes one")
+            }
             data = d
         }
         let fileName = src.lastPathComponent

@@ -69,15 +69,14 @@ public struct PromoteVerb: Verb, WaitsForTree {
         let resolution = try Resolver(workspace: ctx.workspace, policy: policy, blocks: ctx.blocks).resolve(manifest)
         let conflicts = ConflictDetector.detect(resolution.entries)
         if !conflicts.isEmpty {
-            if ctx.fileBlocksOnRefusal {
-                for c in conflicts {
-                    try ctx.blocks.file(kind: .campaignConflict, scope: .patches([c.first, c.second]),
-                                        title: "\(c.first) ↔ \(c.second)", body: "ka promote \(host) found overlapping hunks:\n\n- \(c)\n\nClose this issue once one patch is rebased onto the other or dropped.")
-                }
+            // plan only reads: the refusal names the blocks it wants filed; the front door files them
+            let requests = conflicts.map { c in
+                BlockRequest(kind: .campaignConflict, scope: .patches([c.first, c.second]), title: "\(c.first) ↔ \(c.second)",
+                             body: "ka promote \(host) found overlapping hunks:\n\n- \(c)\n\nClose this issue once one patch is rebased onto the other or dropped.")
             }
             throw KAError(.refusal, [manifest.file, "campaign conflict: \(conflicts.count) overlapping hunk pair(s)"]
                           + conflicts.map(\.description),
-                          hint: "decide the order: rebase one patch onto the other, or drop one from the manifest")
+                          hint: "decide the order: rebase one patch onto the other, or drop one from the manifest", blocks: requests)
         }
         Timings.mark("conflicts")
         let promotion = Promotion(resolution)
@@ -145,18 +144,17 @@ public struct PromoteVerb: Verb, WaitsForTree {
             let report = ApplyChecker.check(promotion.resolution.entries, tree: tree, display: tree.path)
             reportText = report.render(manifest: m.file)
             if !report.passed {
-                if ctx.fileBlocksOnRefusal {
-                    for f in report.failures {
-                        try ctx.blocks.file(kind: .patchFail, scope: .patches([f.path]), title: "\(f.path) does not apply to \(m.baseline.ref)",
-                                            body: "ka promote \(host): \(f.status.rawValue)\n\n" + f.details.map { "- \($0)" }.joined(separator: "\n")
-                                                + "\n\nClose this issue once the patch is refreshed.")
-                    }
+                let requests = report.failures.map { f in
+                    BlockRequest(kind: .patchFail, scope: .patches([f.path]), title: "\(f.path) does not apply to \(m.baseline.ref)",
+                                 body: "ka promote \(host): \(f.status.rawValue)\n\n" + f.details.map { "- \($0)" }.joined(separator: "\n")
+                                     + "\n\nClose this issue once the patch is refreshed.")
                 }
                 let reportURL = prepared.out.appendingPathComponent("apply-report.txt")
                 try PromoteOutput.createDirs(prepared.out)
                 try FS.writeAtomically(Data(report.render(manifest: m.file).utf8), to: reportURL)
                 throw KAError(.refusal, [m.file, report.refusalLines(reportPath: ws.display(reportURL))],
-                              hint: "see \(ws.display(reportURL)); refresh the failing patches against \(m.baseline.ref). The lock was not written.")
+                              hint: "see \(ws.display(reportURL)); refresh the failing patches against \(m.baseline.ref). The lock was not written.",
+                              blocks: requests)
             }
             applyNote = "pass (\(report.summary)) against \(m.baseline.ref)"
             Timings.mark("apply check")

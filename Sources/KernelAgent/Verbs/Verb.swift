@@ -102,15 +102,28 @@ public struct VerbContext: Sendable {
     /// Whether a refusal files its own block (promote: [ka:patch-fail], [ka:campaign-conflict]). On with the
     /// control plane, whose blocks a person closes in the tracker; off for the bare CLI.
     public let fileBlocksOnRefusal: Bool
+    /// Where jobs are journaled (the state database; in memory for tests).
+    public let jobs: any JobStore
+    /// How steps reach hosts.
+    public let transports: any TransportProvider
 
     public init(workspace: Workspace, state: StateStore, blocks: BlockStore,
                 now: @escaping @Sendable () -> Date = { Date() }, faults: (@Sendable (String) throws -> Void)? = nil,
                 fileBlocksOnRefusal: Bool = false, noWait: Bool = false,
+                jobs: any JobStore = MemoryJobStore(), transports: any TransportProvider = StaticTransports([:]),
                 note: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data("ka: \($0)\n".utf8)) }) {
         self.workspace = workspace; self.state = state; self.blocks = blocks; self.now = now; self.faults = faults
+        self.jobs = jobs; self.transports = transports
         self.fileBlocksOnRefusal = fileBlocksOnRefusal
         self.noWait = noWait
         self.note = note
+    }
+
+    /// Files the blocks a refusal asked for, when this front door files blocks (the control plane). Filing is
+    /// idempotent per kind and scope, so a refusal seen at plan time and again at run time files each block once.
+    public func fileRequestedBlocks(of error: Error) throws {
+        guard fileBlocksOnRefusal, let e = error as? KAError else { return }
+        for b in e.blocks { try blocks.file(kind: b.kind, scope: b.scope, title: b.title, body: b.body) }
     }
 
     /// fleet/hosts.yaml, parsed once per context (a context lives for one invocation: policy + plan + run).
@@ -185,14 +198,16 @@ public enum CLI {
         try Policy.refuseHome(ws.stateDir, shown: "state dir \(ws.stateDir.path) (KA_STATE_DIR)", root: ws.root)
         // A journal left by a dead process may hold state steps to undo: then the store must be writable.
         if readsStateOnly && !TreeTransaction.hasJournals(ws) {
-            if let store = try SQLiteStateStore.openForReading(ws) { return VerbContext(workspace: ws, state: store, blocks: store) }
+            if let store = try SQLiteStateStore.openForReading(ws) {
+                return VerbContext(workspace: ws, state: store, blocks: store, jobs: store.jobs, transports: try HostTransports.fromEnvironment(ws))
+            }
             if !FS.exists(ws.stateDir.appendingPathComponent("state.sqlite")) {
                 let empty = MemoryStateStore()
                 return VerbContext(workspace: ws, state: empty, blocks: empty)
             }
         }
         let store = try SQLiteStateStore.open(ws)
-        return VerbContext(workspace: ws, state: store, blocks: store)
+        return VerbContext(workspace: ws, state: store, blocks: store, jobs: store.jobs, transports: try HostTransports.fromEnvironment(ws))
     }
 
     public static func runImmediately<V: Verb>(_ verb: V) throws {
@@ -219,6 +234,7 @@ public enum Verbs {
         PromoteVerb.self, ImportVerb.self, CloseVerb.self, AbandonVerb.self, StatusVerb.self, MigrateTreeVerb.self, AdoptVerb.self,
         BuildVerb.self, InstallVerb.self, KeepVerb.self, PausePruneVerb.self, ResumePruneVerb.self,
         RestoreArchiveVerb.self, SnoozeVerb.self, DebugVerb.self, WakeDataVerb.self,
+        PreflightVerb.self, ProbeVerb.self, JobsVerb.self, BlocksVerb.self,
     ]
 
     public static func named(_ name: String) -> (any Verb.Type)? { all.first { $0.verbName == name } }

@@ -1,0 +1,142 @@
+import ArgumentParser
+import Foundation
+import GRDB
+import KernelAgent
+import Logging
+import NIOConcurrencyHelpers
+
+/// Propose → consent: a plan made off the loop with a timeout, shown with its pins and a nonce; `/ka-yes`
+/// queues it, `/ka-no` cancels it.
+extension Engine {
+    // MARK: propose → consent → run
+
+    func propose(_ inv: Invocation, seq: Int, event e: Ledger.Event) async throws {
+        guard Verbs.named(inv.verb) != nil else {
+            let near = Verbs.names.min { editDistance($0, inv.verb) < editDistance($1, inv.verb) } ?? "help"
+            try reply(e, seq: seq, "@\(e.author) unknown verb `/ka-\(inv.verb)`. Did you mean `/ka-\(near)`?\n\n" + Self.helpText(nil),
+                      state: .refused, verb: inv.verb, args: inv.args)
+            return
+        }
+        let plan: Plan
+        switch await planOffLoop(inv) {
+        case nil:
+            try reply(e, seq: seq, "@\(e.author) `\(inv.raw)`: planning did not finish within \(Self.seconds(config.planTimeout)), so I stopped waiting; "
+                      + "nothing was done. (`plan_timeout` sets the limit.)", state: .failed, verb: inv.verb, args: inv.args)
+            return
+        case let .success(p)?: plan = p
+        case let .failure(err as UsageProblem)?:
+            try reply(e, seq: seq, "@\(e.author) `\(inv.raw)`: \(err.text)", state: .refused, verb: inv.verb, args: inv.args)
+            return
+        case let .failure(err as KAError)?:
+            try reply(e, seq: seq, "@\(e.author) `\(inv.raw)` refused: \(err.message)" + (err.hint.map { "\n\nfix: \($0)" } ?? ""),
+                      state: .refused, verb: inv.verb, args: inv.args)
+            return
+        case let .failure(err)?: throw err
+        }
+        let nonce = String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        let expires = now().addingTimeInterval(config.consentTTL)
+        var text = "@\(e.author) `/ka-\(inv.verb)\(inv.args.isEmpty ? "" : " " + inv.args.joined(separator: " "))` will:\n\n"
+        for (i, s) in plan.steps.enumerated() { text += "\(i + 1). \(s.trimmingCharacters(in: .whitespaces))\n" }
+        if !plan.pins.isEmpty {
+            text += "\n<details><summary>pinned to \(plan.pins.count) input(s)</summary>\n\n| input | value |\n|---|---|\n"
+            for p in plan.pins { text += "| `\(p.name)` | `\(p.value.prefix(28))…` |\n" }
+            text += "\n</details>\n"
+        }
+        text += "\nReply `/ka-yes \(nonce)` to run it, or `/ka-no \(nonce)` to cancel. This expires \(GiteaTime.format(expires)). If any pinned input changes first, the consent is void."
+        try reply(e, seq: seq, text, state: .awaiting, verb: inv.verb, args: inv.args, nonce: nonce, pins: Self.json(plan.pins), expires: expires)
+    }
+
+    static func seconds(_ s: Double) -> String { s == s.rounded() ? "\(Int(s)) s" : String(format: "%.1f s", s) }
+
+    /// Plans on the plan queue; nil when it takes longer than `plan_timeout` (waiting for a free planner counts).
+    /// A plan that times out keeps its thread until it returns; its result is dropped.
+    func planOffLoop(_ inv: Invocation) async -> Result<Plan, Error>? {
+        await withCheckedContinuation { (cont: CheckedContinuation<Result<Plan, Error>?, Never>) in
+            let once = ResumeOnce(cont)
+            planQueue.addOperation { [self] in
+                planning.withLockedValue { $0 += 1 }
+                defer { planning.withLockedValue { $0 -= 1 } }
+                once.resume(Result { try makePlan(inv.verb, inv.args) })
+            }
+            DispatchQueue.global().asyncAfter(deadline: .now() + config.planTimeout) { once.resume(nil) }
+        }
+    }
+
+    struct UsageProblem: Error { let text: String }
+
+    /// Parse + policy + plan, synchronously (verbs are synchronous code).
+    func makePlan(_ name: String, _ args: [String]) throws -> Plan {
+        guard let type = Verbs.named(name) else { throw UsageProblem(text: "unknown verb") }
+        let verb: any Verb
+        do { verb = try Verbs.parse(type, args) } catch { throw UsageProblem(text: Verbs.usageReply(type, error: error)) }
+        faults.hit(.plan, verb: name)
+        let ctx = try makeContext()
+        return try verb.withTreeAccess(in: ctx) {
+            do {
+                try ctx.policy().admit(try verb.policySubject(in: ctx))
+                return try verb.plan(in: ctx)
+            } catch {
+                try ctx.fileRequestedBlocks(of: error)
+                throw error
+            }
+        }
+    }
+
+    struct Pending { let id: Int64; let issue: Int; let verb: String; let args: [String]; let pins: [Plan.Pin]; let expires: Date; let state: String }
+
+    func pending(nonce: String) throws -> Pending? {
+        try ledger.readSync { db in
+            guard let r = try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE nonce = ?", arguments: [nonce]) else { return nil }
+            return Pending(id: r["id"], issue: r["issue"], verb: r["verb"], args: try Self.decode([String].self, r["args"]),
+                           pins: try Self.decode([Plan.Pin].self, r["pins"] ?? "[]"),
+                           expires: Date(timeIntervalSince1970: r["expires_at"] ?? 0), state: r["state"])
+        }
+    }
+
+    static func decode<T: Decodable>(_ t: T.Type, _ json: String) throws -> T {
+        try JSONDecoder().decode(T.self, from: Data(json.utf8))
+    }
+
+    func consent(_ inv: Invocation, seq: Int, event e: Ledger.Event) throws {
+        guard let nonce = inv.args.first, inv.args.count == 1, let p = try pending(nonce: nonce) else {
+            try reply(e, seq: seq, "@\(e.author) no pending plan has that nonce; nothing was done.", state: .refused, verb: "yes", args: inv.args)
+            return
+        }
+        guard p.state == "awaiting" else {
+            try reply(e, seq: seq, "@\(e.author) that plan is already \(p.state); nothing was done.", state: .refused, verb: "yes", args: inv.args)
+            return
+        }
+        guard now() < p.expires else {
+            try reply(e, seq: seq, "@\(e.author) that plan expired at \(GiteaTime.format(p.expires)); ask again.", state: .refused, verb: "yes", args: inv.args) { db in
+                try db.execute(sql: "UPDATE runs SET state = 'expired' WHERE id = ? AND state = 'awaiting'", arguments: [p.id])
+            }
+            return
+        }
+        // Claim the consent atomically: only one /ka-yes wins. Its answer is the run's status comment.
+        let claimed = try ledger.writeSync { db -> Bool in
+            guard try isHandling(db, e, seq: seq), try !overBudget(db, e, seq: seq) else { return true }
+            let t = now().timeIntervalSince1970
+            try db.execute(sql: "UPDATE runs SET state = 'queued', updated_at = ? WHERE id = ? AND state = 'awaiting'", arguments: [t, p.id])
+            guard db.changesCount == 1 else { return false }
+            try db.execute(sql: "UPDATE runs SET state = 'answered', verb = 'yes', args = ?, detail = ?, updated_at = ?, replied_at = ? WHERE event_key = ? AND seq = ?",
+                           arguments: [Self.json(inv.args), "run #\(p.id)", t, t, e.key, seq])
+            try ledger.enqueue(.comment(issue: p.issue, body: "⏳ queued: `/ka-\(p.verb) \(p.args.joined(separator: " "))` (approved by @\(e.author))"),
+                               ref: "status-\(p.id)", in: db, at: now())
+            if let cid = e.commentID { try ledger.enqueue(.reaction(commentID: cid, content: "eyes"), ref: "eyes-\(cid)", in: db, at: now()) }
+            return true
+        }
+        if !claimed {
+            try reply(e, seq: seq, "@\(e.author) that plan is no longer awaiting consent.", state: .refused, verb: "yes", args: inv.args)
+        }
+    }
+
+    func cancel(_ inv: Invocation, seq: Int, event e: Ledger.Event) throws {
+        guard let nonce = inv.args.first, let p = try pending(nonce: nonce), p.state == "awaiting" else {
+            try reply(e, seq: seq, "@\(e.author) no pending plan has that nonce.", state: .refused, verb: "no", args: inv.args)
+            return
+        }
+        try reply(e, seq: seq, "@\(e.author) cancelled `/ka-\(p.verb) \(p.args.joined(separator: " "))`; nothing was done.", state: .answered, verb: "no", args: inv.args) { db in
+            try db.execute(sql: "UPDATE runs SET state = 'cancelled' WHERE id = ? AND state = 'awaiting'", arguments: [p.id])
+        }
+    }
+}

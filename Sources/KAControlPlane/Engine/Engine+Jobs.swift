@@ -1,0 +1,199 @@
+import Foundation
+import GRDB
+import KernelAgent
+import Logging
+import NIOConcurrencyHelpers
+
+/// Runs of job verbs (preflight now; build, install later): the consented run becomes a job whose steps run
+/// through the job runtime, with the status comment edited from the journal. A shutdown interrupts the job
+/// (its remote commands are killed) and leaves the run `running`; the next start resumes it.
+extension Engine {
+    enum JobStart {
+        case failed(String)
+        case ready(VerbContext, JobRecord, [JobStep])
+    }
+
+    func executeJob(_ q: Queued, verb: any JobVerb) async {
+        let command = "/ka-\(q.verb) \(q.args.joined(separator: " "))"
+        nonisolated(unsafe) let verb = verb   // parsed arguments only; used by one task at a time
+        // Policy, the pin check and the steps, on a thread of our own (they read files), under the tree lock.
+        let start: JobStart = await withCheckedContinuation { cont in
+            DispatchQueue.global().async { [self] in
+                do {
+                    faults.hit(.run, verb: q.verb)
+                    let ctx = try makeContext()
+                    let result: JobStart = try verb.withTreeAccess(in: ctx) {
+                        try ctx.policy().admit(try verb.policySubject(in: ctx))
+                        let fresh = try verb.plan(in: ctx)
+                        let changed = Plan(verb: q.verb, arguments: q.args, steps: [], pins: q.pins).changedPins(comparedTo: fresh)
+                        if !changed.isEmpty {
+                            return .failed("consent void: pinned inputs changed since the plan:\n\n" + changed.map { "- `\($0)`" }.joined(separator: "\n")
+                                           + "\n\nNothing was done; ask again for a new plan.")
+                        }
+                        let steps = try verb.steps(in: ctx)
+                        // A run resumed after a restart goes on with its own job; a new run gets a new one.
+                        if let existing = try jobOf(run: q.id, in: ctx.jobs) { return .ready(ctx, existing, steps) }
+                        let runner = JobRunner(store: ctx.jobs, workspace: ctx.workspace, transports: ctx.transports, now: now)
+                        let job = try runner.create(verb: q.verb, arguments: q.args, pins: q.pins, subject: verb.jobSubject,
+                                                    origin: .issue(q.issue, run: q.id), steps: steps)
+                        return .ready(ctx, job, steps)
+                    }
+                    cont.resume(returning: result)
+                } catch {
+                    cont.resume(returning: .failed((error as? KAError)?.description ?? "\(error)"))
+                }
+            }
+        }
+        guard case let .ready(ctx, job, steps) = start else {
+            if case let .failed(text) = start { finishRun(q, state: .failed, body: "❌ failed: `\(command)`\n\n" + Self.fold(text), detail: text) }
+            return
+        }
+        let observer = StatusCommentObserver(engine: self, run: q.id, command: command, now: now)
+        let runner = JobRunner(store: ctx.jobs, workspace: ctx.workspace, transports: ctx.transports, observer: observer, now: now)
+        let work = Task { try await runner.run(job.id, steps: steps) }
+        jobTasks.withLockedValue { $0[q.id] = { work.cancel() } }
+        defer { _ = jobTasks.withLockedValue { $0.removeValue(forKey: q.id) } }
+        let ended: JobRecord
+        do { ended = try await work.value } catch {
+            let text = (error as? KAError)?.description ?? "\(error)"
+            finishRun(q, state: .failed, body: "❌ failed: `\(command)` — job \(job.id)\n\n" + Self.fold(text), detail: text)
+            return
+        }
+        let summary = verb.summary(of: ended, in: ctx)
+        switch ended.state {
+        case .interrupted:
+            // Left `running`: the next start resumes the job where its steps allow.
+            observer.flush(ended, note: "⏸ interrupted by a shutdown: kernel-agent resumes it when it starts again.")
+        case .succeeded:
+            finishRun(q, state: .done, body: "✅ done: `\(command)` — job \(ended.id)\n\n" + Self.fold(summary), detail: summary)
+        case .cancelled:
+            finishRun(q, state: .failed, body: "🛑 cancelled: `\(command)` — job \(ended.id)\n\n" + Self.fold(summary), detail: summary)
+        default:
+            finishRun(q, state: .failed, body: "❌ failed: `\(command)` — job \(ended.id)\n\n" + Self.fold(summary), detail: summary)
+        }
+    }
+
+    /// The job a run started before, if any (a run resumed after a restart).
+    func jobOf(run: Int64, in store: any JobStore) throws -> JobRecord? {
+        try store.jobs(states: nil, limit: 1000).first { if case let .issue(_, r) = $0.origin { return r == run }; return false }
+    }
+
+    func finishRun(_ q: Queued, state: RunState, body: String, detail: String) {
+        do {
+            try ledger.writeSync { db in
+                let t = now().timeIntervalSince1970
+                try db.execute(sql: "UPDATE runs SET state = ?, detail = ?, updated_at = ?, finished_at = ? WHERE id = ?",
+                               arguments: [state, String(detail.prefix(2000)), t, t, q.id])
+                try ledger.enqueue(.editComment(targetRef: "status-\(q.id)", body: body), ref: "status-\(q.id)-final", in: db, at: now())
+            }
+        } catch {
+            logger.error("run #\(q.id): cannot record its outcome: \(error)")
+        }
+    }
+
+    /// Jobs by state and step durations (of the newest 1000 jobs), in Prometheus' text format, for /metrics.
+    public func jobMetricsText() throws -> String {
+        let jobs = try makeContext().jobs.jobs(states: nil, limit: 1000)
+        func label(_ s: String) -> String {
+            s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
+        }
+        var out = "# TYPE ka_jobs gauge\n"
+        for state in JobState.allCases {
+            out += "ka_jobs{state=\"\(state.rawValue)\"} \(jobs.filter { $0.state == state }.count)\n"
+        }
+        var sums: [String: (Double, Int)] = [:]
+        for j in jobs {
+            for s in j.steps {
+                guard let secs = s.seconds else { continue }
+                let key = "verb=\"\(label(j.verb))\",step=\"\(label(s.name))\""
+                let old = sums[key] ?? (0, 0)
+                sums[key] = (old.0 + secs, old.1 + 1)
+            }
+        }
+        out += "# TYPE ka_job_step_seconds summary\n"
+        for (k, v) in sums.sorted(by: { $0.key < $1.key }) {
+            out += "ka_job_step_seconds_sum{\(k)} \(String(format: "%.3f", v.0))\nka_job_step_seconds_count{\(k)} \(v.1)\n"
+        }
+        return out
+    }
+
+    /// On SIGTERM: every job stops its step (killing its remote commands) and is left interrupted.
+    public func interruptJobs() {
+        let cancels = jobTasks.withLockedValue { Array($0.values) }
+        if !cancels.isEmpty { logger.info("interrupting \(cancels.count) job(s) for the shutdown") }
+        for cancel in cancels { cancel() }
+    }
+
+    /// On start, for runs left `running`: a job verb's run whose job can go on is queued again to resume it;
+    /// one whose job already ended gets its outcome recorded. Returns the runs it requeued.
+    func requeueResumableJobs(_ db: Database, runningIDs: [Int64]) throws -> Set<Int64> {
+        guard !runningIDs.isEmpty else { return [] }
+        let ctx = try makeContext()
+        var requeued = Set<Int64>()
+        for id in runningIDs {
+            guard let verb = try String.fetchOne(db, sql: "SELECT verb FROM runs WHERE id = ?", arguments: [id]),
+                  let type = Verbs.named(verb), type is any JobVerb.Type,
+                  let job = try jobOf(run: id, in: ctx.jobs), !job.state.isFinished, !(job.owner?.isAlive ?? false) else { continue }
+            try db.execute(sql: "UPDATE runs SET state = 'queued', updated_at = ? WHERE id = ?", arguments: [now().timeIntervalSince1970, id])
+            try ledger.enqueue(.editComment(targetRef: "status-\(id)", body: "⏳ resuming job \(job.id) after a restart\n\n" + Self.fold(JobsVerb.journal(job))),
+                               ref: "status-\(id)-resume-\(Int(now().timeIntervalSince1970))", in: db, at: now())
+            requeued.insert(id)
+        }
+        return requeued
+    }
+}
+
+/// Edits a run's status comment from its job's journal: the step list with ✓ ⏳ ✗ and the log tail folded,
+/// at most once per `interval` while it runs (the final reply is always written).
+final class StatusCommentObserver: JobObserver, @unchecked Sendable {
+    let engine: Engine
+    let run: Int64
+    let command: String
+    let now: @Sendable () -> Date
+    let interval: TimeInterval
+    private let lock = NSLock()
+    private var lastEdit: Date?
+    private var edits = 0
+
+    init(engine: Engine, run: Int64, command: String, now: @escaping @Sendable () -> Date, interval: TimeInterval = 10) {
+        self.engine = engine; self.run = run; self.command = command; self.now = now; self.interval = interval
+    }
+
+    func body(_ job: JobRecord, log: JobLog?, note: String? = nil) -> String {
+        var text = "🏃 running: `\(command)` — job \(job.id)\n\n"
+        if let note { text = note + "\n\n" }
+        text += job.steps.enumerated().map { i, s in
+            "\(s.state.mark) \(i + 1). \(s.name)\(s.outcome.map { ": \($0)" } ?? "")"
+        }.joined(separator: "\n")
+        if let tail = log?.recentLines(15), !tail.isEmpty {
+            text += "\n\n<details><summary>log tail</summary>\n\n```\n\(tail.joined(separator: "\n"))\n```\n</details>"
+        }
+        return text
+    }
+
+    func jobChanged(_ job: JobRecord, log: JobLog) {
+        guard job.state == .running || job.state == .waiting else { return }   // the end is the final reply's
+        let t = now()
+        let due: Int? = lock.withLock {
+            if let last = lastEdit, t.timeIntervalSince(last) < interval { return nil }
+            lastEdit = t
+            edits += 1
+            return edits
+        }
+        guard let n = due else { return }
+        do {
+            try engine.ledger.enqueue(.editComment(targetRef: "status-\(run)", body: body(job, log: log)), ref: "status-\(run)-progress-\(job.id)-\(n)", at: t)
+        } catch {
+            engine.logger.warning("run #\(run): cannot queue a progress edit: \(error)")
+        }
+    }
+
+    func flush(_ job: JobRecord, note: String) {
+        do {
+            try engine.ledger.enqueue(.editComment(targetRef: "status-\(run)", body: body(job, log: nil, note: note)),
+                                      ref: "status-\(run)-\(job.state.rawValue)-\(Int(now().timeIntervalSince1970))", at: now())
+        } catch {
+            engine.logger.warning("run #\(run): cannot queue the interrupted note: \(error)")
+        }
+    }
+}

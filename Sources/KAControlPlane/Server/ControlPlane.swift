@@ -1,0 +1,37 @@
+import Foundation
+import KernelAgent
+import Logging
+
+/// The one composition root of the control plane: `ka serve` and the test harness both build it here, so what
+/// the tests run is what serves.
+public struct ControlPlane: Sendable {
+    public let ledger: Ledger
+    public let authorizer: Authorizer
+    public let engine: Engine
+    public let loop: ControlLoop
+    public let intake: WebhookIntake
+    public let metrics: Metrics
+
+    /// - `blocksInTracker`: blocks are `[ka:*]` issues (what `ka serve` does) and refusals file them; off, the
+    ///   local block table is used and nothing is filed (some tests).
+    public init(config: ControlPlaneConfig, api: any GiteaAPI, botLogin: String, transports: any TransportProvider,
+                faults: ServeFaults = ServeFaults(), blocksInTracker: Bool = true, logger: Logger) throws {
+        ledger = try Ledger(path: config.stateDir.appendingPathComponent("control.sqlite"))
+        let ws = Workspace(root: config.root, stateDir: config.stateDir)
+        let store = try SQLiteStateStore.open(ws)
+        authorizer = Authorizer(allow: config.allow, api: api, botLogin: botLogin)
+        let blocks: any BlockStore = blocksInTracker ? GiteaBlockStore(api: api, ledger: ledger, authorizer: authorizer) : store
+        engine = Engine(config: config, ledger: ledger, api: api, botLogin: botLogin,
+                        makeContext: { VerbContext(workspace: ws, state: store, blocks: blocks, fileBlocksOnRefusal: blocksInTracker,
+                                                   jobs: store.jobs, transports: transports) },
+                        authorizer: authorizer, faults: faults, logger: logger)
+        let metrics = Metrics()
+        self.metrics = metrics
+        let loop = ControlLoop(engine: engine, poller: Poller(engine: engine, api: api),
+                               outbox: OutboxSender(ledger: ledger, api: api, botLogin: botLogin),
+                               interval: config.pollInterval, metrics: metrics, logger: logger)
+        self.loop = loop
+        intake = WebhookIntake(verifier: WebhookVerifier(secrets: config.webhookSecrets), engine: engine, metrics: metrics,
+                               onAccepted: { loop.poke() })
+    }
+}

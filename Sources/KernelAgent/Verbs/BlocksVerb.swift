@@ -1,0 +1,51 @@
+import ArgumentParser
+import Foundation
+
+/// `ka blocks [--json]` and `ka blocks close <id>`: the local blocks (the CLI's; the bot's blocks are issues in
+/// the tracker, closed there).
+public struct BlocksVerb: Verb {
+    public static let configuration = CommandConfiguration(
+        commandName: "blocks",
+        abstract: "List the open local blocks, or `close <id>` one (the bot's blocks are tracker issues: close those there).")
+
+    @Argument(help: "`close` to close a block; omit to list.")
+    public var action: String?
+
+    @Argument(help: "The block id to close (e.g. local-3).")
+    public var id: String?
+
+    @Flag(help: "Print JSON.")
+    public var json = false
+
+    public init() {}
+
+    public var lane: Lane { .none }
+    public var treeAccess: TreeAccess { .none }
+    public var writesState: Bool { action == "close" }
+
+    public func validate() throws {
+        switch (action, id) {
+        case (nil, nil), ("close", .some): return
+        case ("close", nil): throw ValidationError("`ka blocks close` needs a block id (see `ka blocks`)")
+        default: throw ValidationError("use `ka blocks` to list, or `ka blocks close <id>`")
+        }
+    }
+
+    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
+
+    public func plan(in ctx: VerbContext) throws -> Plan {
+        if let id { return Plan(verb: "blocks", arguments: ["close", id], steps: ["close block \(id)"]) }
+        return Plan(verb: "blocks", arguments: json ? ["--json"] : [], steps: ["list the open blocks"])
+    }
+
+    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome {
+        if let id {
+            try ctx.blocks.close(id: id)
+            return VerbOutcome("block \(id) closed")
+        }
+        let blocks = try ctx.blocks.openBlocks()
+        if json { return VerbOutcome(JobsVerb.encode(blocks)) }
+        if blocks.isEmpty { return VerbOutcome("no open blocks") }
+        return VerbOutcome(blocks.map { "\($0.id)  \($0.kind.rawValue)  \($0.scope.marker)  \($0.title)" }.joined(separator: "\n"))
+    }
+}
