@@ -56,6 +56,13 @@ import Testing
         #expect(getpgrp() != outcome.pid)
     }
 
+    @Test func programsAreLookedUpOnPathAndKeepTheirArgv0() async throws {
+        #expect(ExecutableLookup.resolve("sh", path: "/nonexistent:/bin") == "/bin/sh")
+        #expect(ExecutableLookup.resolve("ka-no-such-program", path: "/bin:/usr/bin") == nil)
+        let r = try await ProcessRunner.run(["sh", "-c", "echo $0 $PATH"], environment: ["PATH": "/bin"], timeout: .seconds(5))
+        #expect(r.stdoutText == "sh /bin\n")
+    }
+
     @Test func runnerFailsToStartAMissingProgram() async throws {
         await #expect(throws: KAError.self) { try await ProcessRunner.run(["/nonexistent/ka-no-such-program"], timeout: .seconds(5)) }
     }
