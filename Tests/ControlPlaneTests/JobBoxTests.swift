@@ -166,10 +166,10 @@ import Testing
         defer { Task { await server.kill9() } }
 
         // 1. killed in the sleep step (rerun): resumes and succeeds
-        let issue = try await approve(h, "/ka-probe ohm --steps 1 --sleep 6")
+        let issue = try await approve(h, "/ka-probe ohm --steps 1 --sleep 20")
         try await Self.waitFor("the sleep step to run") { try Self.jobs(state).first?.steps.first { $0.name.hasPrefix("sleep") }?.state == .running }
         let job = try #require(try Self.jobs(state).first)
-        try await Self.waitFor("the remote sleep") { try await !Self.remote("ohm", matching: "^sleep 6$").isEmpty }
+        try await Self.waitFor("the remote sleep") { try await !Self.remote("ohm", matching: "^sleep 20$").isEmpty }
         await server.kill9()
         await Self.reap(state)
         try await server.start()
