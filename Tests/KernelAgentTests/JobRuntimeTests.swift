@@ -35,7 +35,7 @@ final class Counter: @unchecked Sendable {
     var highest: Int { lock.lock(); defer { lock.unlock() }; return peak }
 }
 
-func waitUntil(_ what: String, timeout: Double = 20, _ cond: () throws -> Bool) async throws {
+func waitUntil(_ what: String, timeout: Double = 60, _ cond: () throws -> Bool) async throws {
     let deadline = Date().addingTimeInterval(timeout)
     while try !cond() {
         guard Date() < deadline else { Issue.record("timed out waiting for \(what)"); return }

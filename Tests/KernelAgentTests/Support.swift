@@ -98,13 +98,16 @@ final class Sandbox {
         return out
     }
 
-    /// Runs the real `ka` binary in this sandbox.
-    func ka(_ args: [String], env extra: [String: String] = [:], argv0: URL? = nil) throws -> Subprocess.Result {
+    /// Runs the real `ka` binary in this sandbox, on a thread of its own: a blocking wait on one of the (2-thread)
+    /// cooperative pool's threads starves every other test of the run.
+    func ka(_ args: [String], env extra: [String: String] = [:], argv0: URL? = nil) async throws -> Subprocess.Result {
         var env = ProcessInfo.processInfo.environment
         env["KA_ROOT"] = root.path
         env["KA_STATE_DIR"] = root.appendingPathComponent(".ka").path
         for (k, v) in extra { env[k] = v }
-        return try Subprocess.run([(argv0 ?? TestEnv.kaBinary).path] + args, cwd: root, environment: env)
+        let argv = [(argv0 ?? TestEnv.kaBinary).path] + args, cwd = root
+        let environment = env
+        return try await offPool { try Subprocess.run(argv, cwd: cwd, environment: environment) }
     }
 
     /// A format-patch mail with the given trailers and diff body.
@@ -135,5 +138,13 @@ final class Sandbox {
         for i in at..<hi { body += " \(lines[i])\n" }
         let oldCount = hi - lo
         return "diff --git a/\(file) b/\(file)\n--- a/\(file)\n+++ b/\(file)\n@@ -\(lo + 1),\(oldCount) +\(lo + 1),\(oldCount + 1) @@\n" + body
+    }
+}
+
+/// Runs blocking work (a child process, a socket) on a thread of its own and awaits it, so the cooperative pool,
+/// 2 threads on a 2-core machine, stays free for the tests' async work and in-process servers.
+func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { cont in
+        Thread { cont.resume(with: Result { try work() }) }.start()
     }
 }
