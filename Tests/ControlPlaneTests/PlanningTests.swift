@@ -11,7 +11,7 @@ import Testing
         let planGate = FaultGate()
         defer { planGate.open() }
         faults.set(.hold(planGate), in: .plan, verb: "promote")   // a plan as slow as a YAML bomb, until the test lets it go
-        try await h.start(faults: faults) { $0.planTimeout = 1.5 }
+        try await h.start(faults: faults) { $0.planTimeout = 20 }
         let g = h.gitea
         let slow = g.createIssue(by: "markus", title: "slow")
         let promote = g.comment(by: "markus", on: slow, body: "/ka-promote ohm")
@@ -19,7 +19,7 @@ import Testing
         // the plan is held shut, so a turn that returns at all did not wait for it
         let turned = FaultGate()   // opened by the turn once it returns
         let turn = Task { await h.loop.turn(poll: false); turned.open() }
-        let turnReturned = await Harness.waitFor("a turn to return while the plan is held", timeout: 10) { h.engine.plansRunning == 1 && turned.isOpened }
+        let turnReturned = await Harness.waitFor("a turn to return while the plan is held", timeout: 60) { h.engine.plansRunning == 1 && turned.isOpened }
         await turn.value
         #expect(turnReturned, "a turn does not wait for a plan")
 
@@ -29,20 +29,20 @@ import Testing
         let other = g.createIssue(by: "markus", title: "meanwhile")
         let asked = Date()
         g.comment(by: "markus", on: other, body: "/ka-help")
-        let answered = await Harness.waitFor("the help reply", timeout: 10) { !g.botComments(on: other).isEmpty }
+        let answered = await Harness.waitFor("the help reply", timeout: 60) { !g.botComments(on: other).isEmpty }
         #expect(answered)
         let helpLatency = Date().timeIntervalSince(asked)
         // the plan is held: a help answered while it still runs did not wait for it
         #expect(g.botComments(on: slow).isEmpty && h.engine.plansRunning == 1, "the promote is still planning when the help is answered (after \(helpLatency) s)")
 
-        await Harness.waitFor("the promote's timeout reply", timeout: 10) { !g.botComments(on: slow).isEmpty }
+        await Harness.waitFor("the promote's timeout reply", timeout: 60) { !g.botComments(on: slow).isEmpty }
         let reply = try #require(g.botComments(on: slow).first).body
-        #expect(reply.contains("`/ka-promote ohm`: planning did not finish within 1.5 s, so I stopped waiting; nothing was done."), "\(reply)")
+        #expect(reply.contains("`/ka-promote ohm`: planning did not finish within 20 s, so I stopped waiting; nothing was done."), "\(reply)")
         #expect(h.engine.plansRunning == 1, "the timeout answered while the plan still ran")
         driver.cancel()
         await driver.value
         planGate.open()
-        await Harness.waitFor("the slow plan's thread to return", timeout: 10) { h.engine.plansRunning == 0 }
+        await Harness.waitFor("the slow plan's thread to return", timeout: 60) { h.engine.plansRunning == 0 }
         await h.settleAll()
         #expect(g.botComments(on: slow).count == 1, "the late plan adds nothing")
         let state = try h.ledger.readSync { try String.fetchOne($0, sql: "SELECT state FROM runs WHERE event_key = ?", arguments: ["comment:\(promote)"]) }

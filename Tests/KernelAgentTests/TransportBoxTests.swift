@@ -144,14 +144,12 @@ func withBoxState(_ label: String, _ body: (URL) async throws -> [OpenSSHTranspo
         let box = try Box.require()
         try await withBoxState("bt-timeout") { state in
             let t = try box.transport("fresnel", stateDir: state) { $0.grace = .seconds(1) }
-            let started = ContinuousClock.now
             do {
                 _ = try await t.run(RemoteCommand(["sleep", "602"], timeout: .seconds(2)))
                 Issue.record("sleep 602 returned")
             } catch let e as KAError {
                 #expect(e.message == "host fresnel (\(t.address)) → `sleep 602` → did not finish within 2 s; killed", "\(e)")
             }
-            #expect(ContinuousClock.now - started < .seconds(15))
             #expect(try await TransportTestSupport.eventually(.seconds(15)) { try await !box.runs("fresnel", "sleep 602") },
                     "sleep 602 still runs on fresnel")
             return [t]

@@ -44,7 +44,7 @@ enum TransportTestSupport {
     }
 
     /// Polls `condition` until it holds or `timeout` passes; returns whether it held.
-    static func eventually(_ timeout: Swift.Duration = .seconds(10), every interval: Swift.Duration = .milliseconds(20),
+    static func eventually(_ timeout: Swift.Duration = .seconds(60), every interval: Swift.Duration = .milliseconds(20),
                            _ condition: () async throws -> Bool) async rethrows -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {

@@ -113,15 +113,13 @@ import Testing
     @Test func timeoutKillsTheWholeProcessGroup() async throws {
         let lines = LineCollector()
         let script = "sh -c 'trap \"\" TERM; sleep 600 & echo $!; wait' & wait"
-        let started = ContinuousClock.now
         let outcome = try await ProcessRunner.run(["/bin/sh", "-c", script], timeout: .milliseconds(800), grace: .milliseconds(300),
                                                   onLine: lines.handler)
-        let elapsed = ContinuousClock.now - started
+        // the runner says the timeout ended it (not the 600 s sleep); no wall-clock bound, which a loaded machine breaks
         #expect(outcome.stop == .timedOut)
         let grandchild = try #require(lines.texts(.stdout).first.flatMap { pid_t($0) })
         #expect(await TransportTestSupport.eventually { TransportTestSupport.isGone(grandchild) }, "pid \(grandchild) still runs")
         #expect(!ProcessGroup.exists(outcome.pid))
-        #expect(elapsed < .seconds(5), "took \(elapsed)")
     }
 
     @Test func cancellingTheTaskKillsTheWholeProcessGroup() async throws {
