@@ -117,6 +117,7 @@ public enum ProcessRunner {
         if stdinFile != nil { ignoreSIGPIPE }
 
         var termination: Termination?
+        var lostTrack: (any Error)?
         do {
             let result = try await runStreaming(config) { execution in
                 let pid = execution.processIdentifier.value
@@ -176,14 +177,18 @@ public enum ProcessRunner {
                 throw KAError.failure(name, "cannot start: \(error)", hint: "check that \(name) is installed and on PATH")
             }
             if state.pid == 0 { return state.outcome(termination: nil, stop: .cancelled, elapsed: ContinuousClock.now - start) }
-            // Started, then the task was cancelled or a read failed: the group is ended below.
+            // Started, then cancelled (the group is ended below) or the library lost track of the process.
+            lostTrack = error
         }
         if Task.isCancelled { state.stop(.cancelled) }
         let stop = state.stopReason
-        if stop != nil, state.pid > 0 {
+        if stop != nil || lostTrack != nil, state.pid > 0 {
             // The leader may be gone while a child that ignored SIGTERM lives on in the group.
             let pid = state.pid
             await Task { await ProcessGroup.end(pid, grace: grace) }.value
+        }
+        if let lostTrack, stop == nil {
+            throw KAError.failure(name, "lost track of pid \(state.pid) (its process group was ended): \(lostTrack)")
         }
         if let stdoutFile, stop == nil, termination == .exited(0) {
             do { try stdoutFile.synchronize() } catch {

@@ -35,11 +35,14 @@ public enum RemoteShell {
     /// - moves to `/`, so nothing depends on the remote user's home;
     /// - exports `KA_CALL=<id>`, which every process of the call inherits, so `killScript` can find them all;
     /// - exits at once if that call was already cancelled (a cancel that raced the start);
-    /// - execs the argv in its place: no extra process, so the call costs what `ssh host argv` costs.
+    /// - runs the argv with `command`, as `ssh host argv` would (a shell builtin such as `true` or `printf` runs in
+    ///   the shell; shell functions from the user's rc files are bypassed). bash and dash exec a program that is
+    ///   the last command of `sh -c` in the shell's place, so no extra process stays behind; if one did, it would
+    ///   be in the same session and process group and carry KA_CALL, and the kill script would find it.
     public static func commandLine(_ argv: [RemoteArgument], callID: String) throws -> [UInt8] {
         guard !argv.isEmpty else { throw KAError.refusal("remote command", "empty argv") }
         try checkCallID(callID)
-        let prefix = "cd / || exit 125; export KA_CALL=\(callID); [ -e \(runDir)/\(callID).cancel ] && exit 143; exec "
+        let prefix = "cd / || exit 125; export KA_CALL=\(callID); [ -e \(runDir)/\(callID).cancel ] && exit 143; command "
         return Array(prefix.utf8) + (try quote(argv))
     }
 
