@@ -106,5 +106,9 @@ import Testing
         #expect(refusal(["KA_GITEA_URL": "https://x", "KA_REPO": "ab", "KA_GITEA_TOKEN": "t"]).contains("repo must be owner/name"))
         try "gitea_url: x\nrepoo: a/b\n".write(toFile: file, atomically: true, encoding: .utf8)
         #expect(refusal(["KA_GITEA_TOKEN": "t"], file: file).contains("ka.yaml:2:1: unknown key 'repoo'"))
+        // One ka.yaml for the whole agent: ka serve reads its keys and leaves the transport's sections to AgentConfig.
+        try "gitea_url: https://git.example\nrepo: a/b\nssh:\n  dir: /var/lib/ka/ssh\nhosts:\n  fresnel: {address: 10.0.0.2}\nsigning: {}\n"
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(try ControlPlaneConfig.load(file: file, env: ["KA_GITEA_TOKEN": "t", "KA_WEBHOOK_SECRET": "s"]).repo == "b")
     }
 }

@@ -39,8 +39,9 @@ public struct ControlPlaneConfig: Sendable {
                 throw KAError.refusal("--config \(file)", "cannot read the config file")
             }
             let doc = try YAMLValue.parse(text, file: file)
-            let m = try doc.mapping(allowed: keys)
-            for k in m.keys where k != "allow" { values[k] = try m[k]?.string() }
+            // The same file may hold the agent's other sections (ssh, hosts, …): AgentConfig reads and checks those.
+            let m = try doc.mapping(allowed: keys.union(AgentConfig.ownSections).union(AgentConfig.otherSections))
+            for k in m.keys where keys.contains(k) && k != "allow" { values[k] = try m[k]?.string() }
             if let a = m["allow"] {
                 guard case .mapping = a.node else { throw a.error("expected verb → [logins]") }
                 let am = try a.mapping(allowed: Set(Verbs.all.map { $0.verbName } + ["*", "yes", "no", "help", "snooze"]))
