@@ -36,8 +36,8 @@ public struct RemoteCommand: Sendable {
     public var stdin: [UInt8]?
     /// The whole call, connection included. ssh's own timeouts do not bound a half-dead sshd that accepts and
     /// then stalls, so this cap always applies.
-    public var timeout: Duration
-    public init(_ argv: [RemoteArgument], stdin: [UInt8]? = nil, timeout: Duration = .seconds(60)) {
+    public var timeout: Swift.Duration
+    public init(_ argv: [RemoteArgument], stdin: [UInt8]? = nil, timeout: Swift.Duration = .seconds(60)) {
         self.argv = argv; self.stdin = stdin; self.timeout = timeout
     }
     /// The argv as a person would read it in a log or an error.
@@ -54,9 +54,9 @@ public protocol HostTransport: Sendable {
     /// error; unreachable, timed out and cancelled are errors naming the host and its address.
     func run(_ command: RemoteCommand, onLine: (@Sendable (OutputLine) -> Void)?) async throws -> CommandResult
     /// Copies a local file to an absolute path on the host (under the roots the seed allows).
-    func copy(_ local: URL, toRemote path: String, timeout: Duration) async throws
+    func copy(_ local: URL, toRemote path: String, timeout: Swift.Duration) async throws
     /// Copies an absolute path on the host to a local file.
-    func copy(fromRemote path: String, to local: URL, timeout: Duration) async throws
+    func copy(fromRemote path: String, to local: URL, timeout: Swift.Duration) async throws
 }
 
 extension HostTransport {
