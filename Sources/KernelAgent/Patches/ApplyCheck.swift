@@ -73,17 +73,23 @@ public struct ApplyReport: Sendable {
     }
 
     public func render(manifest: String) -> String {
-        var out = "# kernel-agent apply check: \(manifest) against \(tree) (GNU patch rules; offsets allowed, fuzz not)\n"
+        var out = ""
+        render(manifest: manifest) { out += $0 }
+        return out
+    }
+
+    /// The report, a line at a time (promote streams it into its output file).
+    public func render(manifest: String, _ emit: (String) throws -> Void) rethrows {
+        try emit("# kernel-agent apply check: \(manifest) against \(tree) (GNU patch rules; offsets allowed, fuzz not)\n")
         let width = max(5, items.map(\.path.count).max() ?? 0)
-        out += "#   " + "patch".padding(toLength: width, withPad: " ", startingAt: 0) + "  status\n"
+        try emit("#   " + "patch".padding(toLength: width, withPad: " ", startingAt: 0) + "  status\n")
         for (i, item) in items.enumerated() {
             let n = String(i + 1).padding(toLength: 3, withPad: " ", startingAt: 0)
-            out += "\(n) " + item.path.padding(toLength: width, withPad: " ", startingAt: 0) + "  \(item.status.rawValue)\n"
-            for d in item.details { out += "      \(d)\n" }
+            try emit("\(n) " + item.path.padding(toLength: width, withPad: " ", startingAt: 0) + "  \(item.status.rawValue)\n")
+            for d in item.details { try emit("      \(d)\n") }
         }
-        out += "summary: \(summary)\n"
-        out += "result: \(passed ? "PASS" : "FAIL")\n"
-        return out
+        try emit("summary: \(summary)\n")
+        try emit("result: \(passed ? "PASS" : "FAIL")\n")
     }
 
     /// A refusal short enough to read: the counts, the first few failing patches with their cause, and
@@ -117,6 +123,37 @@ public struct ApplyChecker {
         let items = entries.map { checker.apply($0.path.value, $0.patch) }
         return ApplyReport(tree: display, items: items)
     }
+
+    /// The apply check of a scanned series, each patch read back from the staged cumulative (the bytes that will
+    /// be published), parsed on worker threads and applied in order. A file is dropped after the last patch that
+    /// touches it, so memory holds the files still to be patched again, not the whole series.
+    static func check(_ series: ScannedSeries, cumulative: StagedFile, tree: URL, display: String) throws -> ApplyReport {
+        var checker = ApplyChecker(tree: tree)
+        var items: [ApplyReport.Item] = []
+        items.reserveCapacity(series.patches.count)
+        try OrderedPipeline.run(count: series.patches.count, produce: { i -> Result<PatchFile, KAError> in
+            let r = series.pieceRange(i)
+            do { return .success(PatchFile(bytes: Data(try cumulative.read(at: r.lowerBound, count: r.count)), hashing: false)) }
+            catch let e as KAError { return .failure(e) }
+            catch { return .failure(KAError.failure(cumulative.shown, "\(error)")) }
+        }, consume: { i, result in
+            let name = series.patches[i].path.value
+            let patch = try result.get()
+            if let p = patch.problem {
+                // the piece is the patch less its trailing signature; a cut that breaks it breaks the cumulative
+                items.append(.init(path: name, status: .failed, notes: [(.failed, "its copy in the cumulative does not parse (line \(p.line) of the copy): \(p.message)")], hunks: []))
+            } else {
+                items.append(Timings.measure("apply") { checker.apply(name, patch) })
+            }
+            for f in patch.files {
+                for key in [f.targetPath, f.path] where (series.lastUse[key] ?? i) <= i { checker.forget(key) }
+            }
+        })
+        return ApplyReport(tree: display, items: items)
+    }
+
+    /// Drops what the checker holds of `path` (its patched text, or that it is missing): no later patch touches it.
+    mutating func forget(_ path: String) { files[path] = nil }
 
     private mutating func state(_ path: String) -> [Line]? {
         if let s = files[path] { return s }

@@ -1,59 +1,34 @@
-import Crypto
 import Foundation
 
-/// The outputs of resolving one manifest: `cumulative.patch` and `manifest.lock`, built in memory so a
-/// refusal writes nothing.
+/// The outputs of promoting one manifest: the scanned series, and `cumulative.patch` staged (unnamed) on disk. The
+/// lock is written from the series' summaries at publish time; a refusal writes nothing anyone can see.
 public struct Promotion: Sendable {
-    public let resolution: Resolution
-    public let cumulative: Data
-    public let cumulativeB2sum: String
+    public let series: ScannedSeries
+    /// The staged cumulative.patch (nil when the series was only hashed).
+    public let cumulative: StagedFile?
+    public var cumulativeB2sum: String { series.cumulativeB2sum }
+    public var manifest: Manifest { series.manifest }
 
-    public init(_ resolution: Resolution) {
-        self.resolution = resolution
-        if let pre = resolution.cumulative {
-            cumulative = pre.data
-            cumulativeB2sum = pre.b2sum
-            return
-        }
-        var data = Data()
-        data.reserveCapacity(resolution.entries.reduce(0) { $0 + $1.patch.bytes.count + 1 })
-        var hasher = Blake2b()
-        for (i, e) in resolution.entries.enumerated() {
-            let piece = CumulativeSeries.piece(e.patch.bytes, index: i, count: resolution.entries.count)
-            data.append(piece)
-            hasher.update(piece)
-        }
-        cumulative = data
-        cumulativeB2sum = hasher.hexDigest()
+    public init(series: ScannedSeries, cumulative: StagedFile?) {
+        self.series = series
+        self.cumulative = cumulative
     }
 
     /// Pins a consent would be checked against.
     public var pins: [Plan.Pin] {
-        let m = resolution.manifest
+        let m = manifest
         var p = [Plan.Pin(m.file, "b2:" + m.b2sum)]
+        p.reserveCapacity(series.patches.count + 3)
         p.append(.init("baseline", "\(m.baseline.repo)@\(m.baseline.ref)" + (m.baseline.commit.map { " (\($0))" } ?? "")))
-        for e in resolution.entries { p.append(.init("patches/" + e.path.value, "b2:" + e.patch.b2sum)) }
+        for (i, e) in series.patches.enumerated() { p.append(.init("patches/" + e.path.value, "b2:" + series.b2sum(i))) }
         p.append(.init("cumulative.patch", "b2:" + cumulativeB2sum))
         return p
     }
 
-    /// sha256 of each patch file's bytes, in apply order (the upstream lock's per-file hash), on all cores.
-    public func fileSHA256s() -> [String] {
-        let entries = resolution.entries
-        let out = UnsafeMutableBufferPointer<String>.allocate(capacity: max(1, entries.count))
-        out.initialize(repeating: "")
-        defer { out.deinitialize(); out.deallocate() }
-        nonisolated(unsafe) let sink = out
-        DispatchQueue.concurrentPerform(iterations: entries.count) { i in
-            sink[i] = Hex.encode(Array(SHA256.hash(data: entries[i].patch.bytes)))
-        }
-        return Array(out.prefix(entries.count))
-    }
-
-    /// `manifest.lock`: YAML, no timestamps, strings JSON-quoted; the same inputs give the same bytes.
-    public func renderLock(applyCheck: String) -> String {
-        let m = resolution.manifest
-        let shas = fileSHA256s()
+    /// `manifest.lock`: YAML, no timestamps, strings JSON-quoted; the same inputs give the same bytes. Written a
+    /// patch at a time.
+    public func writeLock(applyCheck: String, to sink: inout FileSink) throws {
+        let m = manifest
         let q = Self.quote
         var o = "# manifest.lock — written by `ka promote \(m.host)`; do not edit.\n"
         o += "lock_version: 2\n"
@@ -64,20 +39,21 @@ public struct Promotion: Sendable {
         o += "  commit: \(m.baseline.commit.map(q) ?? "null")\n"
         o += "kernel_suffix: \(q(m.kernelSuffix))\n"
         o += "apply_order: \(m.hasExplicitOrder ? "\"manifest\"" : "\"kind\"")\n"
-        o += "patches:\n"
-        if resolution.entries.isEmpty { o = String(o.dropLast()) + " []\n" }
-        for (e, sha) in zip(resolution.entries, shas) {
-            o += "  - path: \(q(e.path.value))\n"
-            o += "    scope: \(q(e.patch.scopeTrailers.first ?? ""))\n"
-            o += "    campaign: \(e.patch.campaign.map(q) ?? "null")\n"
-            o += "    b2sum: \(q(e.patch.b2sum))\n"
-            o += "    sha256: \(q(sha))\n"
-            o += "    content_hash: \(q(e.patch.contentHash))\n"
+        o += series.patches.isEmpty ? "patches: []\n" : "patches:\n"
+        try sink.write(o)
+        for (i, e) in series.patches.enumerated() {
+            o = "  - path: \(q(e.path.value))\n"
+            o += "    scope: \(q(e.scope))\n"
+            o += "    campaign: \(e.campaign.map(q) ?? "null")\n"
+            o += "    b2sum: \(q(series.b2sum(i)))\n"
+            o += "    sha256: \(q(series.sha256(i)))\n"
+            o += "    content_hash: \(q(series.contentHash(i)))\n"
             o += "    via: [\(e.via.map(q).joined(separator: ", "))]\n"
+            try sink.write(o)
         }
-        o += "cumulative:\n  path: \"cumulative.patch\"\n  b2sum: \(q(cumulativeB2sum))\n  patch_count: \(resolution.entries.count)\n"
+        o = "cumulative:\n  path: \"cumulative.patch\"\n  b2sum: \(q(cumulativeB2sum))\n  patch_count: \(series.patches.count)\n"
         o += "apply_check: \(q(applyCheck))\n"
-        return o
+        try sink.write(o)
     }
 
     /// The upstream ka-promote's file names under `build/<host>/<baseline_ref>/`.
@@ -85,22 +61,22 @@ public struct Promotion: Sendable {
 
     /// The upstream `manifest.lock`: the resolved file list in apply order with a sha256 each, and the
     /// cumulative's b2sum (what their ka-build checks and stamps). Same determinism rules as ours.
-    public func renderUpstreamLock(applyCheck: String) -> String {
-        let m = resolution.manifest
+    public func writeUpstreamLock(applyCheck: String, to sink: inout FileSink) throws {
+        let m = manifest
         let q = Self.quote
         var o = "# manifest.lock — written by `ka promote \(m.host) --layout upstream`; do not edit.\n"
         o += "host: \(q(m.host.value))\n"
         o += "manifest: \(q(m.file))\n"
         o += "baseline:\n  tree: \(q(m.baseline.repo))\n  ref: \(q(m.baseline.ref))\n"
         o += "kernel_suffix: \(q(m.kernelSuffix))\n"
-        o += "apply_order:\n"
-        if resolution.entries.isEmpty { o = String(o.dropLast()) + " []\n" }
-        for (i, (e, sha)) in zip(resolution.entries, fileSHA256s()).enumerated() {
-            o += "  - index: \(i + 1)\n    path: \(q(e.path.value))\n    sha256: \(q(sha))\n"
+        o += series.patches.isEmpty ? "apply_order: []\n" : "apply_order:\n"
+        try sink.write(o)
+        for (i, e) in series.patches.enumerated() {
+            try sink.write("  - index: \(i + 1)\n    path: \(q(e.path.value))\n    sha256: \(q(series.sha256(i)))\n")
         }
-        o += "cumulative:\n  path: \(q(Self.upstreamCumulativeName(m.host)))\n  b2sum: \(q(cumulativeB2sum))\n"
+        o = "cumulative:\n  path: \(q(Self.upstreamCumulativeName(m.host)))\n  b2sum: \(q(cumulativeB2sum))\n"
         o += "apply_check: \(q(applyCheck))\n"
-        return o
+        try sink.write(o)
     }
 
     static func quote(_ s: String) -> String {

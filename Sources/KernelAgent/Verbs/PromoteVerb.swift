@@ -66,22 +66,6 @@ public struct PromoteVerb: Verb, WaitsForTree {
         let policy = try ctx.policy()
         let manifest = try Manifest.load(hostName, in: ctx.workspace)
         try policy.admitTarget(hostName, manifest: manifest)
-        let resolution = try Resolver(workspace: ctx.workspace, policy: policy, blocks: ctx.blocks).resolve(manifest)
-        let conflicts = ConflictDetector.detect(resolution.entries)
-        if !conflicts.isEmpty {
-            if ctx.fileBlocksOnRefusal {
-                for c in conflicts {
-                    try ctx.blocks.file(kind: .campaignConflict, scope: .patches([c.first, c.second]),
-                                        title: "\(c.first) ↔ \(c.second)", body: "ka promote \(host) found overlapping hunks:\n\n- \(c)\n\nClose this issue once one patch is rebased onto the other or dropped.")
-                }
-            }
-            throw KAError(.refusal, [manifest.file, "campaign conflict: \(conflicts.count) overlapping hunk pair(s)"]
-                          + conflicts.map(\.description),
-                          hint: "decide the order: rebase one patch onto the other, or drop one from the manifest")
-        }
-        Timings.mark("conflicts")
-        let promotion = Promotion(resolution)
-        Timings.mark("cumulative + b2sum")
         let layout = try effectiveLayout()
         let defaultOut: URL
         switch layout {
@@ -94,6 +78,7 @@ public struct PromoteVerb: Verb, WaitsForTree {
             }
             defaultOut = ctx.workspace.root.appendingPathComponent("build").appendingPathComponent(hostName.value).appendingPathComponent(ref)
         }
+        // The output dir is checked first: the cumulative is staged beside it while the series streams.
         let outURL = try PromoteOutput.validate(
             try out.map { try policy.admitLocalPath($0, purpose: "--out") } ?? defaultOut,
             raw: out, ws: ctx.workspace, derived: out == nil,
@@ -114,9 +99,27 @@ public struct PromoteVerb: Verb, WaitsForTree {
         } else {
             treeNote = "skipped: no baseline tree (give --tree or set source_dir)"
         }
-        var steps = ["resolve \(manifest.file): \(resolution.entries.count) patch(es)"
-                     + (resolution.duplicates.isEmpty ? "" : ", \(resolution.duplicates.count) reached twice and applied once")]
-        steps += resolution.entries.map { "  apply \($0.path.value) (\($0.via.joined(separator: "; ")))" }
+        let cumulativeName = layout == .ka ? "cumulative.patch" : Promotion.upstreamCumulativeName(hostName)
+        let staged = try StagedFile.create(for: outURL, shown: "\(ctx.workspace.display(outURL))/\(cumulativeName)")
+        let series = try Resolver(workspace: ctx.workspace, policy: policy, blocks: ctx.blocks).scan(manifest, into: staged)
+        let conflicts = series.conflicts
+        if !conflicts.isEmpty {
+            if ctx.fileBlocksOnRefusal {
+                for c in conflicts {
+                    try ctx.blocks.file(kind: .campaignConflict, scope: .patches([c.first, c.second]),
+                                        title: "\(c.first) ↔ \(c.second)", body: "ka promote \(host) found overlapping hunks:\n\n- \(c)\n\nClose this issue once one patch is rebased onto the other or dropped.")
+                }
+            }
+            throw KAError(.refusal, [manifest.file, "campaign conflict: \(conflicts.count) overlapping hunk pair(s)"]
+                          + conflicts.map(\.description),
+                          hint: "decide the order: rebase one patch onto the other, or drop one from the manifest")
+        }
+        Timings.mark("conflicts")
+        let promotion = Promotion(series: series, cumulative: staged)
+        var steps = ["resolve \(manifest.file): \(series.patches.count) patch(es)"
+                     + (series.duplicates.isEmpty ? "" : ", \(series.duplicates.count) reached twice and applied once")]
+        steps.reserveCapacity(series.patches.count + 3)
+        steps += series.patches.map { "  apply \($0.path.value) (\($0.via.joined(separator: "; ")))" }
         steps.append("apply check \(treeNote)")
         steps.append("write \(ctx.workspace.display(outURL))/{\(PromoteOutput.ownedNames(layout, host: hostName).sorted().joined(separator: ", "))} as one unit")
         return Plan(verb: Self.verbName, arguments: [host] + (out.map { ["--out", $0] } ?? []) + (tree.map { ["--tree", $0] } ?? []),
@@ -137,16 +140,18 @@ public struct PromoteVerb: Verb, WaitsForTree {
             prepared = p
         }
         let promotion = prepared.promotion
-        let m = promotion.resolution.manifest
+        let series = promotion.series
+        let m = promotion.manifest
         let ws = ctx.workspace
+        guard let cumulative = promotion.cumulative else { throw KAError.failure("ka promote", "the plan staged no cumulative") }
+        let shownOut = ws.display(prepared.out)
         var applyNote = prepared.treeNote
-        var reportText: String?
+        var report: ApplyReport?
         if let tree = prepared.tree {
-            let report = ApplyChecker.check(promotion.resolution.entries, tree: tree, display: tree.path)
-            reportText = report.render(manifest: m.file)
-            if !report.passed {
+            let checked = try ApplyChecker.check(series, cumulative: cumulative, tree: tree, display: tree.path)
+            if !checked.passed {
                 if ctx.fileBlocksOnRefusal {
-                    for f in report.failures {
+                    for f in checked.failures {
                         try ctx.blocks.file(kind: .patchFail, scope: .patches([f.path]), title: "\(f.path) does not apply to \(m.baseline.ref)",
                                             body: "ka promote \(host): \(f.status.rawValue)\n\n" + f.details.map { "- \($0)" }.joined(separator: "\n")
                                                 + "\n\nClose this issue once the patch is refreshed.")
@@ -154,31 +159,44 @@ public struct PromoteVerb: Verb, WaitsForTree {
                 }
                 let reportURL = prepared.out.appendingPathComponent("apply-report.txt")
                 try PromoteOutput.createDirs(prepared.out)
-                try FS.writeAtomically(Data(report.render(manifest: m.file).utf8), to: reportURL)
-                throw KAError(.refusal, [m.file, report.refusalLines(reportPath: ws.display(reportURL))],
+                try FS.writeAtomically(Data(checked.render(manifest: m.file).utf8), to: reportURL)
+                throw KAError(.refusal, [m.file, checked.refusalLines(reportPath: ws.display(reportURL))],
                               hint: "see \(ws.display(reportURL)); refresh the failing patches against \(m.baseline.ref). The lock was not written.")
             }
-            applyNote = "pass (\(report.summary)) against \(m.baseline.ref)"
+            applyNote = "pass (\(checked.summary)) against \(m.baseline.ref)"
+            report = checked
             Timings.mark("apply check")
         }
-        let lock = prepared.layout == .ka ? promotion.renderLock(applyCheck: applyNote) : promotion.renderUpstreamLock(applyCheck: applyNote)
-        let lockB2 = Blake2b.hex(Data(lock.utf8))
+        let reportFile = try StagedFile.create(for: prepared.out, shown: "\(shownOut)/apply-report.txt")
+        var reportSink = FileSink(reportFile)
+        if let report {
+            try report.render(manifest: m.file) { try reportSink.write($0) }
+        } else {
+            try reportSink.write("# kernel-agent apply check: \(m.file)\nresult: SKIPPED — \(prepared.treeNote)\n")
+        }
+        _ = try reportSink.finish()
+        let lockFile = try StagedFile.create(for: prepared.out, shown: "\(shownOut)/manifest.lock")
+        var lockSink = FileSink(lockFile)
+        switch prepared.layout {
+        case .ka: try promotion.writeLock(applyCheck: applyNote, to: &lockSink)
+        case .upstream: try promotion.writeUpstreamLock(applyCheck: applyNote, to: &lockSink)
+        }
+        let lockB2 = try lockSink.finish()
         Timings.mark("render lock")
-        let report = reportText ?? "# kernel-agent apply check: \(m.file)\nresult: SKIPPED — \(prepared.treeNote)\n"
         let cumulativeName = prepared.layout == .ka ? "cumulative.patch" : Promotion.upstreamCumulativeName(m.host)
-        try PromoteOutput.publish([("apply-report.txt", Data(report.utf8)), (cumulativeName, promotion.cumulative),
-                                   ("manifest.lock", Data(lock.utf8))], to: prepared.out)
+        try PromoteOutput.publish([("apply-report.txt", reportFile), (cumulativeName, cumulative), ("manifest.lock", lockFile)],
+                                  to: prepared.out)
         Timings.mark("write files")
         try ctx.state.recordPromotion(PromotionRecord(
             host: m.host.value, kernelSuffix: m.kernelSuffix, lockB2sum: lockB2, cumulativeB2sum: promotion.cumulativeB2sum,
-            manifestB2sum: m.b2sum, patchPaths: promotion.resolution.entries.map(\.path.value).joined(separator: "\n"),
+            manifestB2sum: m.b2sum, patchPaths: series.patches.map(\.path.value).joined(separator: "\n"),
             outDir: prepared.out.path, promotedAt: ctx.now()))
         Timings.mark("write + record")
-        var text = "promoted \(m.host): \(promotion.resolution.entries.count) patch(es), kernel suffix -\(m.kernelSuffix)\n"
-        for e in promotion.resolution.entries {
-            text += "  \(e.path.value)  \(e.patch.contentHash.prefix(24))…\n"
+        var text = "promoted \(m.host): \(series.patches.count) patch(es), kernel suffix -\(m.kernelSuffix)\n"
+        for (i, e) in series.patches.enumerated() {
+            text += "  \(e.path.value)  \(series.contentHash(i).prefix(24))…\n"
         }
-        for d in promotion.resolution.duplicates {
+        for d in series.duplicates {
             text += "  note: \(d.path.value) reached \(d.via.count)× (\(d.via.joined(separator: "; "))), applied once\n"
         }
         text += "apply check: \(applyNote)\n"

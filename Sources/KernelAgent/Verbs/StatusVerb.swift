@@ -51,8 +51,9 @@ public struct StatusVerb: Verb, WaitsForTree {
                 detail = e.roles.contains(.target) ? "no manifest" : nil
             } else {
                 do {
-                    let res = try resolver.resolve(try Manifest.load(host, in: ws))
-                    let current = Promotion(res).cumulativeB2sum
+                    // only the cumulative's b2sum is compared, so nothing else is hashed and nothing is kept
+                    let current = try resolver.scan(try Manifest.load(host, in: ws), into: nil,
+                                                    options: .init(hashes: false, conflicts: false)).cumulativeB2sum
                     if let lock {
                         state = lock.cumulativeB2sum == current ? "locked" : "pending"
                         detail = lock.cumulativeB2sum == current ? nil : "tree or manifest changed since the lock; run ka promote \(host)"
