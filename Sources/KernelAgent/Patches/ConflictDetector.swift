@@ -15,48 +15,72 @@ public enum ConflictDetector {
     public static func detect(_ entries: [Resolution.Entry]) -> [CampaignConflict] {
         var c = Collector()
         for (i, e) in entries.enumerated() { c.add(entry: i, path: e.path, campaign: e.patch.campaign, files: e.patch.files) }
-        return c.detect()
+        return c.detect { entries[$0].path.value }
     }
 
     /// What the check needs of a series, gathered one patch at a time: each hunk's preimage range per file, and
-    /// each patch's name and origin. No patch text.
+    /// each patch's origin, as small integers. No patch text.
     public struct Collector: Sendable {
-        struct Touch: Sendable { let entry: Int; let range: ClosedRange<Int> }
+        /// One hunk: its patch and its preimage lines. Line numbers are at most `PatchFile.maxLineNumber`.
+        struct Touch: Sendable { let entry: Int32, lower: Int32, upper: Int32 }
         /// Origin of a patch: its scope dir and its campaign. Same scope and same campaign = one series, no conflict.
-        struct Origin: Sendable, Equatable { let path: String; let scope: String; let campaign: String? }
+        struct Origin: Sendable, Hashable { let scope: String; let campaign: String? }
         private var byFile: [String: [Touch]] = [:]
-        private var origins: [Int: Origin] = [:]
+        /// Per entry, its index in `origins` (-1: no hunks).
+        private var originOf: [Int32] = []
+        private var origins: [Origin] = []
+        private var originIndex: [Origin: Int32] = [:]
 
         public init() {}
 
         public mutating func add(entry: Int, path: TreePath, campaign: String?, files: [PatchFile.FileDiff]) {
+            let e = Int32(clamping: entry)
             var touched = false
             for f in files {
-                for h in f.hunks { byFile[f.targetPath, default: []].append(Touch(entry: entry, range: h.oldRange)); touched = true }
+                for h in f.hunks {
+                    let r = h.oldRange
+                    byFile[f.targetPath, default: []].append(Touch(entry: e, lower: Int32(clamping: r.lowerBound), upper: Int32(clamping: r.upperBound)))
+                    touched = true
+                }
             }
-            if touched { origins[entry] = Origin(path: path.value, scope: path.parent, campaign: campaign) }
+            guard touched else { return }
+            let origin = Origin(scope: path.parent, campaign: campaign)
+            let index: Int32
+            if let known = originIndex[origin] { index = known } else {
+                index = Int32(clamping: origins.count)
+                origins.append(origin)
+                originIndex[origin] = index
+            }
+            if originOf.count <= entry { originOf += Array(repeating: -1, count: entry + 1 - originOf.count) }
+            originOf[entry] = index
         }
 
-        public func detect() -> [CampaignConflict] {
+        func origin(_ entry: Int32) -> Origin? {
+            let e = Int(entry)
+            guard e < originOf.count, originOf[e] >= 0 else { return nil }
+            return origins[Int(originOf[e])]
+        }
+
+        /// The overlapping pairs, each named by `name(entry)`.
+        public func detect(name: (Int) -> String) -> [CampaignConflict] {
             var out: [CampaignConflict] = []
-            var seen = Set<[Int]>()
+            var seen = Set<[Int32]>()
             for (file, touches) in byFile.sorted(by: { $0.key < $1.key }) {
                 // Sweep by start line; only compare ranges that can overlap.
-                let sorted = touches.sorted { $0.range.lowerBound < $1.range.lowerBound }
+                let sorted = touches.sorted { $0.lower < $1.lower }
                 var active: [Touch] = []
                 for t in sorted {
-                    active.removeAll { $0.range.upperBound < t.range.lowerBound }
+                    active.removeAll { $0.upper < t.lower }
                     for a in active where a.entry != t.entry {
-                        guard let oa = origins[a.entry], let ot = origins[t.entry] else { continue }
-                        guard oa.scope != ot.scope || oa.campaign != ot.campaign else { continue }
+                        guard let oa = origin(a.entry), let ot = origin(t.entry), oa != ot else { continue }
                         let (x, y) = a.entry < t.entry ? (a, t) : (t, a)
                         let key = [x.entry, y.entry]
                         if seen.contains(key) { continue }
                         seen.insert(key)
-                        guard let ox = origins[x.entry], let oy = origins[y.entry] else { continue }
+                        guard let ox = origin(x.entry), let oy = origin(y.entry) else { continue }
                         func label(_ o: Origin) -> String { "scope \(o.scope)" + (o.campaign.map { ", campaign \($0)" } ?? "") }
-                        out.append(CampaignConflict(file: file, first: ox.path, firstOrigin: label(ox), firstRange: x.range,
-                                                    second: oy.path, secondOrigin: label(oy), secondRange: y.range))
+                        out.append(CampaignConflict(file: file, first: name(Int(x.entry)), firstOrigin: label(ox), firstRange: Int(x.lower)...Int(x.upper),
+                                                    second: name(Int(y.entry)), secondOrigin: label(oy), secondRange: Int(y.lower)...Int(y.upper)))
                     }
                     active.append(t)
                 }

@@ -155,6 +155,18 @@ public final class StagedFile: Sendable {
         guard ok else { throw KAError.failure(shown, "cannot name the staged file \(url.path): \(String(cString: strerror(errno)))") }
     }
 
+    /// Puts the file at `url` on its own, replacing what is there in one rename (the failing apply check's report).
+    func replace(_ url: URL) throws {
+        let temp = url.deletingLastPathComponent()
+            .appendingPathComponent("\(FS.tempPrefix)\(url.lastPathComponent)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try link(as: temp)
+        guard rename(temp.path, url.path) == 0 else {
+            let why = String(cString: strerror(errno))
+            unlink(temp.path)
+            throw KAError.failure(shown, "cannot put \(url.path) in place: \(why)")
+        }
+    }
+
     /// `count` bytes from `offset` (short only at the end of the file).
     func read(at offset: Int, count: Int) throws -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)

@@ -40,7 +40,7 @@ public struct ScannedSeries: Sendable {
 
     private func hex(_ i: Int, _ offset: Int, _ count: Int) -> String {
         let start = i * Self.digestSize + offset
-        return Hex.encode(Array(digests[start..<(start + count)]))
+        return Hex.encode(digests[start..<(start + count)])
     }
 
     func pieceRange(_ i: Int) -> Range<Int> { (i == 0 ? 0 : pieceEnds[i - 1])..<pieceEnds[i] }
@@ -71,7 +71,7 @@ extension Resolver {
         let selection = try select(manifest)
         let open = try blocks?.openBlocks() ?? []
         let paths = selection.paths, n = paths.count
-        let ws = workspace, hashing = options.hashes
+        let dir = Self.patchesDirPrefix(workspace), hashing = options.hashes
         var sink = FileSink(cumulative)
         var patches: [ScannedPatch] = []
         patches.reserveCapacity(n)
@@ -83,7 +83,7 @@ extension Resolver {
         var touches = ConflictDetector.Collector()
         let failures = Failures()
         try OrderedPipeline.run(count: n, produce: { i -> Result<(PatchFile, [UInt8]?), KAError> in
-            Self.readPatch(paths[i], in: ws, hashing: hashing).map { p in
+            Self.readPatch(paths[i], under: dir, hashing: hashing).map { p in
                 (p, hashing ? Timings.measure("file sha256") { Array(SHA256.hash(data: p.bytes)) } : nil)
             }
         }, consume: { i, result in
@@ -119,7 +119,7 @@ extension Resolver {
         Timings.mark("scan: read + parse + hash + append \(n) patches")
         Timings.flushBuckets()
         return ScannedSeries(manifest: manifest, patches: patches, digests: digests, hashed: hashing, cumulativeB2sum: cumulativeB2sum,
-                             pieceEnds: pieceEnds, lastUse: lastUse, conflicts: options.conflicts ? touches.detect() : [])
+                             pieceEnds: pieceEnds, lastUse: lastUse, conflicts: options.conflicts ? touches.detect { paths[$0].value } : [])
     }
 
     /// The bytes a lower-case hex string spells (PatchFile keeps its hashes as hex).

@@ -146,9 +146,12 @@ public struct PromoteVerb: Verb, WaitsForTree {
         guard let cumulative = promotion.cumulative else { throw KAError.failure("ka promote", "the plan staged no cumulative") }
         let shownOut = ws.display(prepared.out)
         var applyNote = prepared.treeNote
-        var report: ApplyReport?
+        let reportFile = try StagedFile.create(for: prepared.out, shown: "\(shownOut)/apply-report.txt")
+        var reportSink = FileSink(reportFile)
         if let tree = prepared.tree {
-            let checked = try ApplyChecker.check(series, cumulative: cumulative, tree: tree, display: tree.path)
+            let checked = try ApplyChecker.check(series, cumulative: cumulative, tree: tree, display: tree.path, manifest: m.file,
+                                                 report: &reportSink)
+            _ = try reportSink.finish()
             if !checked.passed {
                 if ctx.fileBlocksOnRefusal {
                     for f in checked.failures {
@@ -159,22 +162,16 @@ public struct PromoteVerb: Verb, WaitsForTree {
                 }
                 let reportURL = prepared.out.appendingPathComponent("apply-report.txt")
                 try PromoteOutput.createDirs(prepared.out)
-                try FS.writeAtomically(Data(checked.render(manifest: m.file).utf8), to: reportURL)
+                try reportFile.replace(reportURL)
                 throw KAError(.refusal, [m.file, checked.refusalLines(reportPath: ws.display(reportURL))],
                               hint: "see \(ws.display(reportURL)); refresh the failing patches against \(m.baseline.ref). The lock was not written.")
             }
             applyNote = "pass (\(checked.summary)) against \(m.baseline.ref)"
-            report = checked
             Timings.mark("apply check")
-        }
-        let reportFile = try StagedFile.create(for: prepared.out, shown: "\(shownOut)/apply-report.txt")
-        var reportSink = FileSink(reportFile)
-        if let report {
-            try report.render(manifest: m.file) { try reportSink.write($0) }
         } else {
             try reportSink.write("# kernel-agent apply check: \(m.file)\nresult: SKIPPED — \(prepared.treeNote)\n")
+            _ = try reportSink.finish()
         }
-        _ = try reportSink.finish()
         let lockFile = try StagedFile.create(for: prepared.out, shown: "\(shownOut)/manifest.lock")
         var lockSink = FileSink(lockFile)
         switch prepared.layout {
