@@ -35,13 +35,21 @@ public struct Resolver: Sendable {
         self.blocks = blocks
     }
 
-    /// The patches `manifest` selects, in resolution order; nothing is read yet.
+    /// The patches `manifest` selects, in resolution order; nothing is read yet. Kept small per patch (indexes,
+    /// shared strings): promote holds it while it streams thousands of patches.
     public func select(_ manifest: Manifest) throws -> Selection {
         Timings.mark("resolve: policy, registry, manifest")
         let tree = PatchTree(workspace)
         var order: [TreePath] = []
-        var via: [TreePath: [String]] = [:]
-        var dirRank: [TreePath: Int] = [:]   // position inside its dir's own order
+        var position: [TreePath: Int] = [:]   // in `order`
+        var dirRank: [Int32] = []             // per entry of `order`: its place in its dir's own order
+        var via: [[String]] = []              // per entry of `order`; equal lists share one array
+        var lists: [[String]: [String]] = [:]
+        func shared(_ v: [String]) -> [String] {
+            if let known = lists[v] { return known }
+            lists[v] = v
+            return v
+        }
         for sel in manifest.selectors {
             let link = "\(manifest.file):\(sel.line):\(sel.column)"
             let label = "\(sel.kind.rawValue) \(sel.raw)"
@@ -58,29 +66,45 @@ public struct Resolver: Sendable {
                               hint: e.hint ?? hintForMissing(sel.raw)).withLocation(link)
             }
             for (i, p) in found.enumerated() {
-                if manifest.hasExplicitOrder, let first = via[p]?.first {
-                    // With an explicit order a patch has exactly one place; two would make its position a guess.
-                    throw KAError.refusal(link, label, "patches/\(p.value) is also reached by \(first)",
-                                          hint: "with apply_order, list each patch once: drop the single-file include or the dir")
+                if let k = position[p] {
+                    if manifest.hasExplicitOrder, let first = via[k].first {
+                        // With an explicit order a patch has exactly one place; two would make its position a guess.
+                        throw KAError.refusal(link, label, "patches/\(p.value) is also reached by \(first)",
+                                              hint: "with apply_order, list each patch once: drop the single-file include or the dir")
+                    }
+                    via[k] = shared(via[k] + [label])
+                } else {
+                    position[p] = order.count
+                    order.append(p)
+                    dirRank.append(Int32(clamping: i))
+                    via.append(shared([label]))
                 }
-                if via[p] == nil { order.append(p); dirRank[p] = i }
-                via[p, default: []].append(label)
             }
         }
+        position = [:]
         Timings.mark("resolve: walk the tree")
-        let paths: [TreePath]
-        if manifest.hasExplicitOrder {
-            paths = order   // the selectors are already in apply_order; each dir in its own order
-        } else {
-            let keyed = order.map { p in (p, p.kind.precedence, Array(p.parent.utf8), dirRank[p] ?? 0) }
-            paths = keyed.sorted { a, b in
-                if a.1 != b.1 { return a.1 < b.1 }
-                if a.2 != b.2 { return a.2.lexicographicallyPrecedes(b.2) }
-                return a.3 < b.3
-            }.map(\.0)
+        var sequence = Array(order.indices)
+        if !manifest.hasExplicitOrder {   // with it, the selectors are already in apply_order; each dir in its own order
+            // kind precedence, then the dir (C locale), then the place in the dir: as integers, each dir ranked once
+            var dirOf: [String: Int] = [:]
+            var dirs: [(name: String, kind: Int)] = []
+            let dirIndex = order.map { p -> Int32 in
+                let d = p.parent
+                if let k = dirOf[d] { return Int32(clamping: k) }
+                dirOf[d] = dirs.count
+                dirs.append((d, p.kind.precedence))
+                return Int32(clamping: dirs.count - 1)
+            }
+            let byName = dirs.indices.sorted { dirs[$0].name.utf8.lexicographicallyPrecedes(dirs[$1].name.utf8) }
+            var dirKey = [Int](repeating: 0, count: dirs.count)
+            for (rank, d) in byName.enumerated() { dirKey[d] = dirs[d].kind * (dirs.count + 1) + rank }
+            sequence.sort { a, b in
+                let ka = dirKey[Int(dirIndex[a])], kb = dirKey[Int(dirIndex[b])]
+                return ka != kb ? ka < kb : dirRank[a] < dirRank[b]
+            }
         }
-        Timings.mark("resolve: select + order \(paths.count) patches")
-        return Selection(manifest: manifest, paths: paths, via: paths.map { via[$0] ?? [] })
+        Timings.mark("resolve: select + order \(order.count) patches")
+        return Selection(manifest: manifest, paths: sequence.map { order[$0] }, via: sequence.map { via[$0] })
     }
 
     /// Selects, reads and parses every patch, all held in memory (for callers that need each patch's text).

@@ -81,6 +81,7 @@ extension Resolver {
         pieceEnds.reserveCapacity(n)
         var lastUse: [String: Int] = [:]
         var touches = ConflictDetector.Collector()
+        var strings = Interner()
         let failures = Failures()
         try OrderedPipeline.run(count: n, produce: { i -> Result<(PatchFile, [UInt8]?), KAError> in
             Self.readPatch(paths[i], under: dir, hashing: hashing).map { p in
@@ -101,8 +102,8 @@ extension Resolver {
                 try CumulativeSeries.append(patch.bytes, index: i, count: n, to: &sink)
             }
             pieceEnds.append(sink.count)
-            patches.append(ScannedPatch(path: paths[i], via: selection.via[i], scope: patch.scopeTrailers.first ?? "",
-                                        campaign: patch.campaign))
+            patches.append(ScannedPatch(path: paths[i], via: selection.via[i], scope: strings.intern(patch.scopeTrailers.first ?? ""),
+                                        campaign: patch.campaign.map { strings.intern($0) }))
             if hashing, let fileSHA {
                 Self.appendHexBytes(patch.b2sum, to: &digests)
                 digests.append(contentsOf: fileSHA)
@@ -129,5 +130,16 @@ extension Resolver {
         for c in hex.utf8 {
             if let h = high { out.append(h << 4 | nibble(c)); high = nil } else { high = nibble(c) }
         }
+    }
+}
+
+/// One copy of each distinct string: a series has thousands of patches and a handful of scopes and campaigns, and
+/// the copy a worker thread's parse made would otherwise be kept once per patch.
+struct Interner {
+    private var seen: [String: String] = [:]
+    mutating func intern(_ s: String) -> String {
+        if let known = seen[s] { return known }
+        seen[s] = s
+        return s
     }
 }

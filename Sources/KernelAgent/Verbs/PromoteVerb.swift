@@ -119,12 +119,23 @@ public struct PromoteVerb: Verb, WaitsForTree {
         var steps = ["resolve \(manifest.file): \(series.patches.count) patch(es)"
                      + (series.duplicates.isEmpty ? "" : ", \(series.duplicates.count) reached twice and applied once")]
         steps.reserveCapacity(series.patches.count + 3)
-        steps += series.patches.map { "  apply \($0.path.value) (\($0.via.joined(separator: "; ")))" }
+        for e in series.patches { steps.append(Self.exactly("  apply \(e.path.value) (\(e.via.joined(separator: "; ")))")) }
         steps.append("apply check \(treeNote)")
         steps.append("write \(ctx.workspace.display(outURL))/{\(PromoteOutput.ownedNames(layout, host: hostName).sorted().joined(separator: ", "))} as one unit")
         return Plan(verb: Self.verbName, arguments: [host] + (out.map { ["--out", $0] } ?? []) + (tree.map { ["--tree", $0] } ?? []),
                     steps: steps, pins: promotion.pins,
                     prepared: Prepared(promotion: promotion, tree: treeURL, treeNote: treeNote, out: outURL, layout: layout))
+    }
+
+    /// `text` in storage of its own length: a plan keeps one step per patch, and interpolation leaves slack.
+    static func exactly(_ text: String) -> String {
+        var text = text
+        return text.withUTF8 { bytes in
+            String(unsafeUninitializedCapacity: bytes.count) { out in
+                _ = out.initialize(fromContentsOf: bytes)
+                return bytes.count
+            }
+        }
     }
 
     public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome {
@@ -190,6 +201,7 @@ public struct PromoteVerb: Verb, WaitsForTree {
             outDir: prepared.out.path, promotedAt: ctx.now()))
         Timings.mark("write + record")
         var text = "promoted \(m.host): \(series.patches.count) patch(es), kernel suffix -\(m.kernelSuffix)\n"
+        text.reserveCapacity(series.patches.reduce(512) { $0 + $1.path.value.utf8.count + 32 })   // one line a patch, no regrowth
         for (i, e) in series.patches.enumerated() {
             text += "  \(e.path.value)  \(series.contentHash(i).prefix(24))…\n"
         }

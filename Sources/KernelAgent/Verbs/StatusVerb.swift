@@ -39,12 +39,14 @@ public struct StatusVerb: Verb, WaitsForTree {
         let blocks = try ctx.blocks.openBlocks()
         let manifestHosts = Set(Fleet.manifestHosts(ws))
         let resolver = Resolver(workspace: ws, policy: policy, blocks: nil)
-        return try registry.hosts.keys.sorted().map { host in
+        let hosts = registry.hosts.keys.sorted()
+        let records = try ctx.state.hostRecords(hosts.map(\.value))
+        return try hosts.map { host in
             let e = registry.hosts[host]!
             let route = registry.buildRoute(for: e.arch)
-            let lock = try ctx.state.promotion(host: host.value)
+            let lock = records.promotions[host.value]
             var state: String, detail: String?
-            if let d = try ctx.state.drift(host: host.value) {
+            if let d = records.drifts[host.value] {
                 state = "drifted"; detail = d.reason
             } else if !manifestHosts.contains(host) {
                 state = e.roles.contains(.target) ? "stock" : "-"
