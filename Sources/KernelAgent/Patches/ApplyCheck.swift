@@ -89,7 +89,7 @@ public struct ApplyReport: Sendable {
         ApplyStatus.allCases.map { "\(count($0)) \($0.rawValue)" }.joined(separator: ", ")
     }
 
-    static func width<S: Sequence<String>>(_ paths: S) -> Int { max(5, paths.map(\.count).max() ?? 0) }
+    static func width<S: Sequence>(_ paths: S) -> Int where S.Element: StringProtocol { max(5, paths.map(\.count).max() ?? 0) }
 
     static func header(manifest: String, tree: String, width: Int) -> String {
         "# kernel-agent apply check: \(manifest) against \(tree) (GNU patch rules; offsets allowed, fuzz not)\n"
@@ -160,15 +160,15 @@ public struct ApplyChecker {
         var checker = ApplyChecker(tree: tree)
         var counts = [Int](repeating: 0, count: ApplyStatus.allCases.count)
         var failures: [ApplyReport.Item] = []
-        let width = ApplyReport.width(series.patches.lazy.map(\.path.value))
+        let width = ApplyReport.width((0..<series.count).lazy.map { series.path($0) })
         try report.write(ApplyReport.header(manifest: manifest, tree: display, width: width))
-        try OrderedPipeline.run(count: series.patches.count, produce: { i -> Result<PatchFile, KAError> in
+        try OrderedPipeline.run(count: series.count, produce: { i -> Result<PatchFile, KAError> in
             let r = series.pieceRange(i)
             do { return .success(PatchFile(bytes: Data(try cumulative.read(at: r.lowerBound, count: r.count)), hashing: false)) }
             catch let e as KAError { return .failure(e) }
             catch { return .failure(KAError.failure(cumulative.shown, "\(error)")) }
         }, consume: { i, result in
-            let name = series.patches[i].path.value
+            let name = String(series.path(i))
             let patch = try result.get()
             let item: ApplyReport.Item
             if let p = patch.problem {
@@ -184,7 +184,7 @@ public struct ApplyChecker {
             if !item.status.passes { failures.append(item) }
             try report.write(ApplyReport.lines(item, number: i + 1, width: width))
         })
-        let result = StreamedApplyReport(total: series.patches.count, counts: counts, failures: failures)
+        let result = StreamedApplyReport(total: series.count, counts: counts, failures: failures)
         try report.write(ApplyReport.footer(summary: result.summary, passed: result.passed))
         return result
     }

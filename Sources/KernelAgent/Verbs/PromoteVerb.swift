@@ -99,9 +99,9 @@ public struct PromoteVerb: Verb, WaitsForTree {
         } else {
             treeNote = "skipped: no baseline tree (give --tree or set source_dir)"
         }
-        let cumulativeName = layout == .ka ? "cumulative.patch" : Promotion.upstreamCumulativeName(hostName)
-        let staged = try StagedFile.create(for: outURL, shown: "\(ctx.workspace.display(outURL))/\(cumulativeName)")
-        let series = try Resolver(workspace: ctx.workspace, policy: policy, blocks: ctx.blocks).scan(manifest, into: staged)
+        let promotion = try Promotion.stream(manifest, resolver: Resolver(workspace: ctx.workspace, policy: policy, blocks: ctx.blocks),
+                                             layout: layout, out: outURL, shown: ctx.workspace.display(outURL))
+        let series = promotion.series
         let conflicts = series.conflicts
         if !conflicts.isEmpty {
             if ctx.fileBlocksOnRefusal {
@@ -115,11 +115,11 @@ public struct PromoteVerb: Verb, WaitsForTree {
                           hint: "decide the order: rebase one patch onto the other, or drop one from the manifest")
         }
         Timings.mark("conflicts")
-        let promotion = Promotion(series: series, cumulative: staged)
-        var steps = ["resolve \(manifest.file): \(series.patches.count) patch(es)"
-                     + (series.duplicates.isEmpty ? "" : ", \(series.duplicates.count) reached twice and applied once")]
-        steps.reserveCapacity(series.patches.count + 3)
-        for e in series.patches { steps.append(Self.exactly("  apply \(e.path.value) (\(e.via.joined(separator: "; ")))")) }
+        let duplicates = series.duplicates.count
+        var steps = ["resolve \(manifest.file): \(series.count) patch(es)"
+                     + (duplicates == 0 ? "" : ", \(duplicates) reached twice and applied once")]
+        steps.reserveCapacity(series.count + 3)
+        for i in 0..<series.count { steps.append(Self.exactly("  apply \(series.path(i)) (\(series.via[i].joined(separator: "; ")))")) }
         steps.append("apply check \(treeNote)")
         steps.append("write \(ctx.workspace.display(outURL))/{\(PromoteOutput.ownedNames(layout, host: hostName).sorted().joined(separator: ", "))} as one unit")
         return Plan(verb: Self.verbName, arguments: [host] + (out.map { ["--out", $0] } ?? []) + (tree.map { ["--tree", $0] } ?? []),
@@ -154,7 +154,7 @@ public struct PromoteVerb: Verb, WaitsForTree {
         let series = promotion.series
         let m = promotion.manifest
         let ws = ctx.workspace
-        guard let cumulative = promotion.cumulative else { throw KAError.failure("ka promote", "the plan staged no cumulative") }
+        let cumulative = promotion.cumulative
         let shownOut = ws.display(prepared.out)
         var applyNote = prepared.treeNote
         let reportFile = try StagedFile.create(for: prepared.out, shown: "\(shownOut)/apply-report.txt")
@@ -185,28 +185,26 @@ public struct PromoteVerb: Verb, WaitsForTree {
         }
         let lockFile = try StagedFile.create(for: prepared.out, shown: "\(shownOut)/manifest.lock")
         var lockSink = FileSink(lockFile)
-        switch prepared.layout {
-        case .ka: try promotion.writeLock(applyCheck: applyNote, to: &lockSink)
-        case .upstream: try promotion.writeUpstreamLock(applyCheck: applyNote, to: &lockSink)
-        }
+        try promotion.writeLock(applyCheck: applyNote, to: &lockSink)
         let lockB2 = try lockSink.finish()
         Timings.mark("render lock")
         let cumulativeName = prepared.layout == .ka ? "cumulative.patch" : Promotion.upstreamCumulativeName(m.host)
         try PromoteOutput.publish([("apply-report.txt", reportFile), (cumulativeName, cumulative), ("manifest.lock", lockFile)],
                                   to: prepared.out)
         Timings.mark("write files")
+        var patchPaths = ""
+        patchPaths.reserveCapacity(series.names.reduce(0) { $0 + $1.utf8.count })
+        for i in 0..<series.count { patchPaths += (i == 0 ? "" : "\n") + series.path(i) }
         try ctx.state.recordPromotion(PromotionRecord(
             host: m.host.value, kernelSuffix: m.kernelSuffix, lockB2sum: lockB2, cumulativeB2sum: promotion.cumulativeB2sum,
-            manifestB2sum: m.b2sum, patchPaths: series.patches.map(\.path.value).joined(separator: "\n"),
-            outDir: prepared.out.path, promotedAt: ctx.now()))
+            manifestB2sum: m.b2sum, patchPaths: patchPaths, outDir: prepared.out.path, promotedAt: ctx.now()))
+        patchPaths = ""
         Timings.mark("write + record")
-        var text = "promoted \(m.host): \(series.patches.count) patch(es), kernel suffix -\(m.kernelSuffix)\n"
-        text.reserveCapacity(series.patches.reduce(512) { $0 + $1.path.value.utf8.count + 32 })   // one line a patch, no regrowth
-        for (i, e) in series.patches.enumerated() {
-            text += "  \(e.path.value)  \(series.contentHash(i).prefix(24))…\n"
-        }
+        var text = "promoted \(m.host): \(series.count) patch(es), kernel suffix -\(m.kernelSuffix)\n"
+        text.reserveCapacity(series.names.reduce(1024) { $0 + $1.utf8.count + 24 })   // one line a patch, no regrowth
+        for i in 0..<series.count { text += "  \(series.path(i))  \(promotion.contentHashPrefix(i))…\n" }
         for d in series.duplicates {
-            text += "  note: \(d.path.value) reached \(d.via.count)× (\(d.via.joined(separator: "; "))), applied once\n"
+            text += "  note: \(series.path(d)) reached \(series.via[d].count)× (\(series.via[d].joined(separator: "; "))), applied once\n"
         }
         text += "apply check: \(applyNote)\n"
         text += "\(cumulativeName) b2sum \(promotion.cumulativeB2sum.prefix(16))…\n"
