@@ -13,6 +13,10 @@ enum OrderedPipeline {
                                  produce: @escaping @Sendable (Int) -> T,
                                  consume: (Int, T) throws -> Void) throws {
         guard count > 0 else { return }
+        if count <= 4 {   // a thread costs more than a few patches (ka status scans small series)
+            for i in 0..<count { try consume(i, produce(i)) }
+            return
+        }
         let state = State<T>(window: max(1, min(window, count)))
         let group = DispatchGroup()
         for _ in 0..<max(1, min(workers, count)) {
