@@ -14,7 +14,7 @@ public struct CampaignConflict: Sendable, Equatable, CustomStringConvertible {
 public enum ConflictDetector {
     public static func detect(_ entries: [Resolution.Entry]) -> [CampaignConflict] {
         var c = Collector()
-        for (i, e) in entries.enumerated() { c.add(entry: i, path: e.path, campaign: e.patch.campaign, files: e.patch.files) }
+        for (i, e) in entries.enumerated() { c.add(entry: i, scope: e.path.parent, campaign: e.patch.campaign, files: e.patch.files) }
         return c.detect { entries[$0].path.value }
     }
 
@@ -33,7 +33,8 @@ public enum ConflictDetector {
 
         public init() {}
 
-        public mutating func add(entry: Int, path: TreePath, campaign: String?, files: [PatchFile.FileDiff]) {
+        /// `scope`: the patch's dir (its origin with its campaign).
+        public mutating func add(entry: Int, scope: String, campaign: String?, files: [PatchFile.FileDiff]) {
             let e = Int32(clamping: entry)
             var touched = false
             for f in files {
@@ -44,7 +45,7 @@ public enum ConflictDetector {
                 }
             }
             guard touched else { return }
-            let origin = Origin(scope: path.parent, campaign: campaign)
+            let origin = Origin(scope: scope, campaign: campaign)
             let index: Int32
             if let known = originIndex[origin] { index = known } else {
                 index = Int32(clamping: origins.count)

@@ -212,14 +212,18 @@ public struct FileSink {
     /// Bytes written so far.
     public private(set) var count = 0
 
-    public init(_ file: StagedFile?, capacity: Int = 1 << 18) {
+    private let hashing: Bool
+
+    /// `hashing` false: no BLAKE2b (`finish` returns "").
+    public init(_ file: StagedFile?, capacity: Int = 1 << 18, hashing: Bool = true) {
         self.file = file
         self.capacity = capacity
+        self.hashing = hashing
         if file != nil { buffer.reserveCapacity(capacity) }
     }
 
     public mutating func write(_ bytes: UnsafeRawBufferPointer) throws {
-        Timings.measure("sink b2sum") { hasher.update(bytes) }
+        if hashing { Timings.measure("sink b2sum") { hasher.update(bytes) } }
         count += bytes.count
         guard let file else { return }
         if buffer.count + bytes.count > capacity { try flush() }
@@ -244,6 +248,6 @@ public struct FileSink {
     /// Flushes, and returns the hex BLAKE2b of all that was written.
     public mutating func finish() throws -> String {
         try flush()
-        return hasher.hexDigest()
+        return hashing ? hasher.hexDigest() : ""
     }
 }

@@ -24,28 +24,35 @@ public struct Promotion: Sendable {
         let cumulativeName = layout == .ka ? "cumulative.patch" : upstreamCumulativeName(manifest.host)
         let cumulative = try StagedFile.create(for: out, shown: "\(shown)/\(cumulativeName)")
         let lockEntries = try StagedFile.create(for: out, shown: "\(shown)/manifest.lock")
-        var entries = FileSink(lockEntries)
+        var entries = FileSink(lockEntries, hashing: false)
         var pins = [Plan.Pin(manifest.file, "b2:" + manifest.b2sum),
                     .init("baseline", "\(manifest.baseline.repo)@\(manifest.baseline.ref)" + (manifest.baseline.commit.map { " (\($0))" } ?? ""))]
         var prefixes: [UInt8] = []
-        let q = quote
-        let series = try resolver.scan(manifest, into: cumulative) { e in
+        /// What a worker thread prepares of each patch, so this thread only appends.
+        struct Entry: Sendable { let lock: String; let pin: String; let prefix: [UInt8]; let count: Int }
+        let series = try resolver.scan(manifest, into: cumulative, prepare: { e -> Entry in
+            let q = quote
             let path = e.path.value, p = e.patch, sha = e.fileSHA256 ?? ""
+            let lock: String
             switch layout {
             case .ka:
-                try entries.write("  - path: \(q(path))\n    scope: \(q(p.scopeTrailers.first ?? ""))\n    campaign: \(p.campaign.map(q) ?? "null")\n"
+                lock = "  - path: \(q(path))\n    scope: \(q(p.scopeTrailers.first ?? ""))\n    campaign: \(p.campaign.map(q) ?? "null")\n"
                     + "    b2sum: \(q(p.b2sum))\n    sha256: \(q(sha))\n    content_hash: \(q(p.contentHash))\n"
-                    + "    via: [\(e.via.map(q).joined(separator: ", "))]\n")
+                    + "    via: [\(e.via.map(q).joined(separator: ", "))]\n"
             case .upstream:
-                try entries.write("  - index: \(e.index + 1)\n    path: \(q(path))\n    sha256: \(q(sha))\n")
+                lock = "  - index: \(e.index + 1)\n    path: \(q(path))\n    sha256: \(q(sha))\n"
             }
-            if e.index == 0 {
-                pins.reserveCapacity(e.count + 3)
-                prefixes.reserveCapacity(e.count * prefixLength)
+            return Entry(lock: lock, pin: "b2:" + p.b2sum,
+                         prefix: bytes(ofHex: p.contentHash.dropFirst("sha256:".count).prefix(2 * prefixLength)), count: e.count)
+        }, each: { i, name, entry in
+            if i == 0 {
+                pins.reserveCapacity(entry.count + 3)
+                prefixes.reserveCapacity(entry.count * prefixLength)
             }
-            pins.append(.init(e.name, "b2:" + p.b2sum))
-            prefixes += Self.bytes(ofHex: p.contentHash.dropFirst("sha256:".count).prefix(2 * prefixLength))
-        }
+            try entries.write(entry.lock)
+            pins.append(.init(name, entry.pin))
+            prefixes += entry.prefix
+        })
         pins.append(.init("cumulative.patch", "b2:" + series.cumulativeB2sum))
         let length = entries.count
         _ = try entries.finish()

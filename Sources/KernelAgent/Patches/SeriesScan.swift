@@ -53,16 +53,17 @@ extension Resolver {
         public init(hashes: Bool = true, conflicts: Bool = true) { self.hashes = hashes; self.conflicts = conflicts }
     }
 
-    /// Selects `manifest`'s series and streams it: the patches are read, parsed and hashed on worker threads a
-    /// bounded window ahead, and taken in resolution order on this one, which admits each (policy, blocks),
-    /// appends its piece to `cumulative` while hashing it, and hands it to `each` (promote writes its lock entry
-    /// and its pin there). With `cumulative` nil the cumulative is only hashed.
+    /// Selects `manifest`'s series and streams it. Worker threads, a bounded window ahead, read, parse and hash
+    /// each patch, admit it (policy, blocks) and run `prepare` on it (promote renders its lock entry there); this
+    /// thread takes them in resolution order, appends each piece to `cumulative` while hashing it, and hands the
+    /// prepared value to `each` with the patch's name. With `cumulative` nil the cumulative is only hashed.
     /// The first refusal in resolution order is thrown, with a count of the other refused patches.
-    public func scan(_ manifest: Manifest, into cumulative: StagedFile?, options: ScanOptions = .init(),
-                     each: (ScannedPatch) throws -> Void = { _ in }) throws -> ScannedSeries {
+    public func scan<T: Sendable>(_ manifest: Manifest, into cumulative: StagedFile?, options: ScanOptions = .init(),
+                                  prepare: @escaping @Sendable (ScannedPatch) -> T,
+                                  each: (_ index: Int, _ name: String, T) throws -> Void) throws -> ScannedSeries {
         let selection = try select(manifest)
         let open = try blocks?.openBlocks() ?? []
-        let paths = selection.paths, n = paths.count
+        let paths = selection.paths, via = selection.via, n = paths.count
         let dir = Self.patchesDirPrefix(workspace), hashing = options.hashes
         var sink = FileSink(cumulative)
         var names: [String] = []
@@ -72,39 +73,60 @@ extension Resolver {
         var lastUse: [String: Int] = [:]
         var touches = ConflictDetector.Collector()
         let failures = Failures()
-        try OrderedPipeline.run(count: n, produce: { i -> Result<(PatchFile, String?), KAError> in
-            Self.readPatch(paths[i], under: dir, hashing: hashing).map { p in
-                (p, hashing ? Timings.measure("file sha256") { Hex.encode(Array(SHA256.hash(data: p.bytes))) } : nil)
+        try OrderedPipeline.run(count: n, produce: { [self] i -> Result<ScanReady<T>, KAError> in
+            let patch: PatchFile
+            switch Self.readPatch(paths[i], under: dir, hashing: hashing) {
+            case let .failure(e): return .failure(e.within(manifest.file))
+            case let .success(p): patch = p
             }
+            do { try admit(patch, at: paths[i], reachedBy: via[i], manifest: manifest, openBlocks: open) } catch let e as KAError {
+                return .failure(e)
+            } catch {
+                return .failure(KAError.failure(paths[i].value, "\(error)"))
+            }
+            let fileSHA = hashing ? Timings.measure("file sha256") { Hex.encode(Array(SHA256.hash(data: patch.bytes))) } : nil
+            let name = ScannedSeries.prefix + paths[i].value
+            let value = prepare(ScannedPatch(index: i, count: n, name: name, path: paths[i], via: via[i], patch: patch, fileSHA256: fileSHA))
+            return .success(ScanReady(patch: patch, name: name, scope: paths[i].parent, value: value))
         }, consume: { i, result in
             // After a refusal the rest is only checked, so the refusal can say how many more there are.
-            let patch: PatchFile, fileSHA: String?
+            let ready: ScanReady<T>
             switch result {
-            case let .failure(e): return failures.record(i, e.within(manifest.file))
-            case let .success(value): (patch, fileSHA) = value
-            }
-            do { try admit(patch, at: paths[i], reachedBy: selection.via[i], manifest: manifest, openBlocks: open) } catch let e as KAError {
-                return failures.record(i, e)
+            case let .failure(e): return failures.record(i, e)
+            case let .success(r): ready = r
             }
             guard failures.isEmpty else { return }
             try Timings.measure("cumulative append") {
-                try CumulativeSeries.append(patch.bytes, index: i, count: n, to: &sink)
+                try CumulativeSeries.append(ready.patch.bytes, index: i, count: n, to: &sink)
             }
             pieceEnds.append(sink.count)
-            let name = ScannedSeries.prefix + paths[i].value
-            names.append(name)
-            for f in patch.files {
+            names.append(ready.name)
+            for f in ready.patch.files {
                 lastUse[f.targetPath] = i
                 lastUse[f.path] = i
             }
-            if options.conflicts { touches.add(entry: i, path: paths[i], campaign: patch.campaign, files: patch.files) }
-            try each(ScannedPatch(index: i, count: n, name: name, path: paths[i], via: selection.via[i], patch: patch, fileSHA256: fileSHA))
+            if options.conflicts { touches.add(entry: i, scope: ready.scope, campaign: ready.patch.campaign, files: ready.patch.files) }
+            try each(i, ready.name, ready.value)
         })
         try failures.throwFirst()
         let cumulativeB2sum = try sink.finish()
         Timings.mark("scan: read + parse + hash + append \(n) patches")
         Timings.flushBuckets()
-        return ScannedSeries(manifest: manifest, names: names, via: selection.via, cumulativeB2sum: cumulativeB2sum,
+        return ScannedSeries(manifest: manifest, names: names, via: via, cumulativeB2sum: cumulativeB2sum,
                              pieceEnds: pieceEnds, lastUse: lastUse, conflicts: options.conflicts ? touches.detect { paths[$0].value } : [])
     }
+
+    /// A scan that only hashes and checks (ka status).
+    public func scan(_ manifest: Manifest, into cumulative: StagedFile?, options: ScanOptions = .init()) throws -> ScannedSeries {
+        try scan(manifest, into: cumulative, options: options, prepare: { _ in () }, each: { _, _, _ in })
+    }
+}
+
+/// A patch a worker thread has read, parsed, hashed, admitted and prepared, waiting for its turn.
+struct ScanReady<T: Sendable>: Sendable {
+    let patch: PatchFile
+    let name: String
+    /// Its dir: its origin, with its campaign, for the conflict check.
+    let scope: String
+    let value: T
 }
