@@ -7,18 +7,6 @@ public struct Blake2b: Sendable {
         0x6a09e667f3bcc908, 0xbb67ae8584caa73b, 0x3c6ef372fe94f82b, 0xa54ff53a5f1d36f1,
         0x510e527fade682d1, 0x9b05688c2b3e6c1f, 0x1f83d9abfb41bd6b, 0x5be0cd19137e2179,
     ]
-    private static let sigma: [[Int]] = [
-        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
-        [14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3],
-        [11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4],
-        [7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8],
-        [9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13],
-        [2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9],
-        [12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11],
-        [13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10],
-        [6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5],
-        [10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0],
-    ]
 
     private var h: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
     private var t: UInt64 = 0  // 2^64 bytes is far beyond any patch tree
@@ -94,44 +82,61 @@ public struct Blake2b: Sendable {
         return hasher.hexDigest()
     }
 
-    /// The message schedule, flattened: 12 rounds × 16 word indexes.
-    private static let schedule: [Int] = (0..<12).flatMap { sigma[$0 % 10] }
-
+    /// One compression (RFC 7693 F). The twelve rounds are written out, round r with the message words in the order
+    /// of SIGMA[r mod 10] (RFC 7693 §2.7) as constants, so the words stay in registers instead of being looked up
+    /// through the schedule per round: about 1.8× faster (issue 11 §3; 800 MB/s here, coreutils' b2sum 670 MB/s).
     @inline(__always)
     private mutating func compress(_ block: UnsafeRawPointer, last: Bool) {
-        var w = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0),
-                 UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-        withUnsafeMutableBytes(of: &w) { $0.copyMemory(from: UnsafeRawBufferPointer(start: block, count: 128)) }
+        @inline(__always) func word(_ i: Int) -> UInt64 { UInt64(littleEndian: block.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)) }
+        let m0 = word(0), m1 = word(1), m2 = word(2), m3 = word(3), m4 = word(4), m5 = word(5), m6 = word(6), m7 = word(7)
+        let m8 = word(8), m9 = word(9), m10 = word(10), m11 = word(11), m12 = word(12), m13 = word(13), m14 = word(14), m15 = word(15)
         var v0 = h.0, v1 = h.1, v2 = h.2, v3 = h.3, v4 = h.4, v5 = h.5, v6 = h.6, v7 = h.7
         var v8: UInt64 = 0x6a09e667f3bcc908, v9: UInt64 = 0xbb67ae8584caa73b
         var v10: UInt64 = 0x3c6ef372fe94f82b, v11: UInt64 = 0xa54ff53a5f1d36f1
         var v12: UInt64 = 0x510e527fade682d1 ^ t, v13: UInt64 = 0x9b05688c2b3e6c1f
         var v14: UInt64 = last ? ~0x1f83d9abfb41bd6b : 0x1f83d9abfb41bd6b, v15: UInt64 = 0x5be0cd19137e2179
-        withUnsafeBytes(of: &w) { raw in
-            let m = raw.baseAddress!.assumingMemoryBound(to: UInt64.self)
-            Self.schedule.withUnsafeBufferPointer { sched in
-                let s = sched.baseAddress!
-                @inline(__always) func g(_ a: inout UInt64, _ b: inout UInt64, _ c: inout UInt64, _ d: inout UInt64,
-                                         _ x: UInt64, _ y: UInt64) {
-                    a = a &+ b &+ x; d = (d ^ a).rotr(32)
-                    c = c &+ d; b = (b ^ c).rotr(24)
-                    a = a &+ b &+ y; d = (d ^ a).rotr(16)
-                    c = c &+ d; b = (b ^ c).rotr(63)
-                }
-                var r = s
-                for _ in 0..<12 {
-                    g(&v0, &v4, &v8, &v12, UInt64(littleEndian: m[r[0]]), UInt64(littleEndian: m[r[1]]))
-                    g(&v1, &v5, &v9, &v13, UInt64(littleEndian: m[r[2]]), UInt64(littleEndian: m[r[3]]))
-                    g(&v2, &v6, &v10, &v14, UInt64(littleEndian: m[r[4]]), UInt64(littleEndian: m[r[5]]))
-                    g(&v3, &v7, &v11, &v15, UInt64(littleEndian: m[r[6]]), UInt64(littleEndian: m[r[7]]))
-                    g(&v0, &v5, &v10, &v15, UInt64(littleEndian: m[r[8]]), UInt64(littleEndian: m[r[9]]))
-                    g(&v1, &v6, &v11, &v12, UInt64(littleEndian: m[r[10]]), UInt64(littleEndian: m[r[11]]))
-                    g(&v2, &v7, &v8, &v13, UInt64(littleEndian: m[r[12]]), UInt64(littleEndian: m[r[13]]))
-                    g(&v3, &v4, &v9, &v14, UInt64(littleEndian: m[r[14]]), UInt64(littleEndian: m[r[15]]))
-                    r += 16
-                }
-            }
+        @inline(__always) func g(_ a: inout UInt64, _ b: inout UInt64, _ c: inout UInt64, _ d: inout UInt64, _ x: UInt64, _ y: UInt64) {
+            a = a &+ b &+ x; d = (d ^ a).rotr(32)
+            c = c &+ d; b = (b ^ c).rotr(24)
+            a = a &+ b &+ y; d = (d ^ a).rotr(16)
+            c = c &+ d; b = (b ^ c).rotr(63)
         }
+        // round 0
+        g(&v0, &v4, &v8, &v12, m0, m1); g(&v1, &v5, &v9, &v13, m2, m3); g(&v2, &v6, &v10, &v14, m4, m5); g(&v3, &v7, &v11, &v15, m6, m7)
+        g(&v0, &v5, &v10, &v15, m8, m9); g(&v1, &v6, &v11, &v12, m10, m11); g(&v2, &v7, &v8, &v13, m12, m13); g(&v3, &v4, &v9, &v14, m14, m15)
+        // round 1
+        g(&v0, &v4, &v8, &v12, m14, m10); g(&v1, &v5, &v9, &v13, m4, m8); g(&v2, &v6, &v10, &v14, m9, m15); g(&v3, &v7, &v11, &v15, m13, m6)
+        g(&v0, &v5, &v10, &v15, m1, m12); g(&v1, &v6, &v11, &v12, m0, m2); g(&v2, &v7, &v8, &v13, m11, m7); g(&v3, &v4, &v9, &v14, m5, m3)
+        // round 2
+        g(&v0, &v4, &v8, &v12, m11, m8); g(&v1, &v5, &v9, &v13, m12, m0); g(&v2, &v6, &v10, &v14, m5, m2); g(&v3, &v7, &v11, &v15, m15, m13)
+        g(&v0, &v5, &v10, &v15, m10, m14); g(&v1, &v6, &v11, &v12, m3, m6); g(&v2, &v7, &v8, &v13, m7, m1); g(&v3, &v4, &v9, &v14, m9, m4)
+        // round 3
+        g(&v0, &v4, &v8, &v12, m7, m9); g(&v1, &v5, &v9, &v13, m3, m1); g(&v2, &v6, &v10, &v14, m13, m12); g(&v3, &v7, &v11, &v15, m11, m14)
+        g(&v0, &v5, &v10, &v15, m2, m6); g(&v1, &v6, &v11, &v12, m5, m10); g(&v2, &v7, &v8, &v13, m4, m0); g(&v3, &v4, &v9, &v14, m15, m8)
+        // round 4
+        g(&v0, &v4, &v8, &v12, m9, m0); g(&v1, &v5, &v9, &v13, m5, m7); g(&v2, &v6, &v10, &v14, m2, m4); g(&v3, &v7, &v11, &v15, m10, m15)
+        g(&v0, &v5, &v10, &v15, m14, m1); g(&v1, &v6, &v11, &v12, m11, m12); g(&v2, &v7, &v8, &v13, m6, m8); g(&v3, &v4, &v9, &v14, m3, m13)
+        // round 5
+        g(&v0, &v4, &v8, &v12, m2, m12); g(&v1, &v5, &v9, &v13, m6, m10); g(&v2, &v6, &v10, &v14, m0, m11); g(&v3, &v7, &v11, &v15, m8, m3)
+        g(&v0, &v5, &v10, &v15, m4, m13); g(&v1, &v6, &v11, &v12, m7, m5); g(&v2, &v7, &v8, &v13, m15, m14); g(&v3, &v4, &v9, &v14, m1, m9)
+        // round 6
+        g(&v0, &v4, &v8, &v12, m12, m5); g(&v1, &v5, &v9, &v13, m1, m15); g(&v2, &v6, &v10, &v14, m14, m13); g(&v3, &v7, &v11, &v15, m4, m10)
+        g(&v0, &v5, &v10, &v15, m0, m7); g(&v1, &v6, &v11, &v12, m6, m3); g(&v2, &v7, &v8, &v13, m9, m2); g(&v3, &v4, &v9, &v14, m8, m11)
+        // round 7
+        g(&v0, &v4, &v8, &v12, m13, m11); g(&v1, &v5, &v9, &v13, m7, m14); g(&v2, &v6, &v10, &v14, m12, m1); g(&v3, &v7, &v11, &v15, m3, m9)
+        g(&v0, &v5, &v10, &v15, m5, m0); g(&v1, &v6, &v11, &v12, m15, m4); g(&v2, &v7, &v8, &v13, m8, m6); g(&v3, &v4, &v9, &v14, m2, m10)
+        // round 8
+        g(&v0, &v4, &v8, &v12, m6, m15); g(&v1, &v5, &v9, &v13, m14, m9); g(&v2, &v6, &v10, &v14, m11, m3); g(&v3, &v7, &v11, &v15, m0, m8)
+        g(&v0, &v5, &v10, &v15, m12, m2); g(&v1, &v6, &v11, &v12, m13, m7); g(&v2, &v7, &v8, &v13, m1, m4); g(&v3, &v4, &v9, &v14, m10, m5)
+        // round 9
+        g(&v0, &v4, &v8, &v12, m10, m2); g(&v1, &v5, &v9, &v13, m8, m4); g(&v2, &v6, &v10, &v14, m7, m6); g(&v3, &v7, &v11, &v15, m1, m5)
+        g(&v0, &v5, &v10, &v15, m15, m11); g(&v1, &v6, &v11, &v12, m9, m14); g(&v2, &v7, &v8, &v13, m3, m12); g(&v3, &v4, &v9, &v14, m13, m0)
+        // round 10
+        g(&v0, &v4, &v8, &v12, m0, m1); g(&v1, &v5, &v9, &v13, m2, m3); g(&v2, &v6, &v10, &v14, m4, m5); g(&v3, &v7, &v11, &v15, m6, m7)
+        g(&v0, &v5, &v10, &v15, m8, m9); g(&v1, &v6, &v11, &v12, m10, m11); g(&v2, &v7, &v8, &v13, m12, m13); g(&v3, &v4, &v9, &v14, m14, m15)
+        // round 11
+        g(&v0, &v4, &v8, &v12, m14, m10); g(&v1, &v5, &v9, &v13, m4, m8); g(&v2, &v6, &v10, &v14, m9, m15); g(&v3, &v7, &v11, &v15, m13, m6)
+        g(&v0, &v5, &v10, &v15, m1, m12); g(&v1, &v6, &v11, &v12, m0, m2); g(&v2, &v7, &v8, &v13, m11, m7); g(&v3, &v4, &v9, &v14, m5, m3)
         h = (h.0 ^ v0 ^ v8, h.1 ^ v1 ^ v9, h.2 ^ v2 ^ v10, h.3 ^ v3 ^ v11,
              h.4 ^ v4 ^ v12, h.5 ^ v5 ^ v13, h.6 ^ v6 ^ v14, h.7 ^ v7 ^ v15)
     }
@@ -142,11 +147,18 @@ extension UInt64 {
 }
 
 public enum Hex {
-    public static func encode(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(bytes.count * 2)
-        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 0xf)]) }
-        return String(decoding: out, as: UTF8.self)
+    /// Lower-case hex, written straight into the string's storage (promote encodes three digests per patch).
+    public static func encode<C: Collection<UInt8>>(_ bytes: C) -> String {
+        String(unsafeUninitializedCapacity: bytes.count * 2) { out in
+            var i = 0
+            for b in bytes {
+                out[i] = digit(b >> 4)
+                out[i + 1] = digit(b & 0xf)
+                i += 2
+            }
+            return i
+        }
     }
+
+    @inline(__always) private static func digit(_ v: UInt8) -> UInt8 { v < 10 ? 0x30 + v : 0x57 + v }
 }

@@ -68,34 +68,67 @@ public struct ApplyReport: Sendable {
 
     public func count(_ s: ApplyStatus) -> Int { items.filter { $0.status == s }.count }
 
-    public var summary: String {
-        ApplyStatus.allCases.map { "\(count($0)) \($0.rawValue)" }.joined(separator: ", ")
-    }
+    public var summary: String { Self.summary(count) }
 
     public func render(manifest: String) -> String {
-        var out = "# kernel-agent apply check: \(manifest) against \(tree) (GNU patch rules; offsets allowed, fuzz not)\n"
-        let width = max(5, items.map(\.path.count).max() ?? 0)
-        out += "#   " + "patch".padding(toLength: width, withPad: " ", startingAt: 0) + "  status\n"
-        for (i, item) in items.enumerated() {
-            let n = String(i + 1).padding(toLength: 3, withPad: " ", startingAt: 0)
-            out += "\(n) " + item.path.padding(toLength: width, withPad: " ", startingAt: 0) + "  \(item.status.rawValue)\n"
-            for d in item.details { out += "      \(d)\n" }
-        }
-        out += "summary: \(summary)\n"
-        out += "result: \(passed ? "PASS" : "FAIL")\n"
-        return out
+        let width = Self.width(items.lazy.map(\.path))
+        var out = Self.header(manifest: manifest, tree: tree, width: width)
+        for (i, item) in items.enumerated() { out += Self.lines(item, number: i + 1, width: width) }
+        return out + Self.footer(summary: summary, passed: passed)
     }
 
     /// A refusal short enough to read: the counts, the first few failing patches with their cause, and
     /// where the full report is.
     public func refusalLines(reportPath: String, limit: Int = 5) -> String {
-        let failing = failures
-        var text = "apply check failed for \(failing.count) of \(items.count) patch(es): \(summary)"
-        for f in failing.prefix(limit) {
+        Self.refusalLines(failures: failures, total: items.count, summary: summary, reportPath: reportPath, limit: limit)
+    }
+
+    // The report's text, in pieces, so the streamed check writes the same bytes as `render`.
+
+    static func summary(_ count: (ApplyStatus) -> Int) -> String {
+        ApplyStatus.allCases.map { "\(count($0)) \($0.rawValue)" }.joined(separator: ", ")
+    }
+
+    static func width<S: Sequence>(_ paths: S) -> Int where S.Element: StringProtocol { max(5, paths.map(\.count).max() ?? 0) }
+
+    static func header(manifest: String, tree: String, width: Int) -> String {
+        "# kernel-agent apply check: \(manifest) against \(tree) (GNU patch rules; offsets allowed, fuzz not)\n"
+            + "#   " + "patch".padding(toLength: width, withPad: " ", startingAt: 0) + "  status\n"
+    }
+
+    static func lines(_ item: Item, number: Int, width: Int) -> String {
+        let n = String(number).padding(toLength: 3, withPad: " ", startingAt: 0)
+        var out = "\(n) " + item.path.padding(toLength: width, withPad: " ", startingAt: 0) + "  \(item.status.rawValue)\n"
+        for d in item.details { out += "      \(d)\n" }
+        return out
+    }
+
+    static func footer(summary: String, passed: Bool) -> String {
+        "summary: \(summary)\nresult: \(passed ? "PASS" : "FAIL")\n"
+    }
+
+    static func refusalLines(failures: [Item], total: Int, summary: String, reportPath: String, limit: Int) -> String {
+        var text = "apply check failed for \(failures.count) of \(total) patch(es): \(summary)"
+        for f in failures.prefix(limit) {
             text += "\n    \(f.path): \(f.status.rawValue)" + (f.cause.map { " — \($0)" } ?? "")
         }
-        if failing.count > limit { text += "\n    … \(failing.count - limit) more in \(reportPath)" }
+        if failures.count > limit { text += "\n    … \(failures.count - limit) more in \(reportPath)" }
         return text
+    }
+}
+
+/// The apply check of a streamed series: its report went to a file as it was made, and only the counts and the
+/// patches that do not pass are kept.
+public struct StreamedApplyReport: Sendable {
+    public let total: Int
+    /// Per status, in `ApplyStatus.allCases` order.
+    let counts: [Int]
+    public let failures: [ApplyReport.Item]
+    public var passed: Bool { failures.isEmpty }
+    public func count(_ s: ApplyStatus) -> Int { ApplyStatus.allCases.firstIndex(of: s).map { counts[$0] } ?? 0 }
+    public var summary: String { ApplyReport.summary(count) }
+    public func refusalLines(reportPath: String, limit: Int = 5) -> String {
+        ApplyReport.refusalLines(failures: failures, total: total, summary: summary, reportPath: reportPath, limit: limit)
     }
 }
 
@@ -117,6 +150,47 @@ public struct ApplyChecker {
         let items = entries.map { checker.apply($0.path.value, $0.patch) }
         return ApplyReport(tree: display, items: items)
     }
+
+    /// The apply check of a scanned series, each patch read back from the staged cumulative (the bytes that will
+    /// be published), parsed on worker threads and applied in order. A file is dropped after the last patch that
+    /// touches it, and the report is written to `report` as it is made (the text `ApplyReport.render` gives), so
+    /// memory holds the files still to be patched again and the failures, not the whole series.
+    static func check(_ series: ScannedSeries, cumulative: StagedFile, tree: URL, display: String, manifest: String,
+                      report: inout FileSink) throws -> StreamedApplyReport {
+        var checker = ApplyChecker(tree: tree)
+        var counts = [Int](repeating: 0, count: ApplyStatus.allCases.count)
+        var failures: [ApplyReport.Item] = []
+        let width = ApplyReport.width((0..<series.count).lazy.map { series.path($0) })
+        try report.write(ApplyReport.header(manifest: manifest, tree: display, width: width))
+        try OrderedPipeline.run(count: series.count, produce: { i -> Result<PatchFile, KAError> in
+            let r = series.pieceRange(i)
+            do { return .success(PatchFile(bytes: Data(try cumulative.read(at: r.lowerBound, count: r.count)), hashing: false)) }
+            catch let e as KAError { return .failure(e) }
+            catch { return .failure(KAError.failure(cumulative.shown, "\(error)")) }
+        }, consume: { i, result in
+            let name = String(series.path(i))
+            let patch = try result.get()
+            let item: ApplyReport.Item
+            if let p = patch.problem {
+                // the piece is the patch less its trailing signature; a cut that breaks it breaks the cumulative
+                item = .init(path: name, status: .failed, notes: [(.failed, "its copy in the cumulative does not parse (line \(p.line) of the copy): \(p.message)")], hunks: [])
+            } else {
+                item = Timings.measure("apply") { checker.apply(name, patch) }
+            }
+            for f in patch.files {
+                for key in [f.targetPath, f.path] where (series.lastUse[key] ?? i) <= i { checker.forget(key) }
+            }
+            counts[item.status.severity] += 1
+            if !item.status.passes { failures.append(item) }
+            try report.write(ApplyReport.lines(item, number: i + 1, width: width))
+        })
+        let result = StreamedApplyReport(total: series.count, counts: counts, failures: failures)
+        try report.write(ApplyReport.footer(summary: result.summary, passed: result.passed))
+        return result
+    }
+
+    /// Drops what the checker holds of `path` (its patched text, or that it is missing): no later patch touches it.
+    mutating func forget(_ path: String) { files[path] = nil }
 
     private mutating func state(_ path: String) -> [Line]? {
         if let s = files[path] { return s }

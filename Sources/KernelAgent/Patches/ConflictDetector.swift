@@ -12,43 +12,81 @@ public struct CampaignConflict: Sendable, Equatable, CustomStringConvertible {
 }
 
 public enum ConflictDetector {
-    /// Origin of a patch: its scope dir and its campaign. Same scope and same campaign = one series, no conflict.
-    static func origin(_ e: Resolution.Entry) -> (scope: String, campaign: String?) { (e.path.parent, e.patch.campaign) }
-
     public static func detect(_ entries: [Resolution.Entry]) -> [CampaignConflict] {
-        struct Touch { let entry: Int; let range: ClosedRange<Int> }
-        var byFile: [String: [Touch]] = [:]
-        for (i, e) in entries.enumerated() {
-            for f in e.patch.files {
-                for h in f.hunks { byFile[f.targetPath, default: []].append(Touch(entry: i, range: h.oldRange)) }
-            }
-        }
-        var out: [CampaignConflict] = []
-        var seen = Set<[Int]>()
-        for (file, touches) in byFile.sorted(by: { $0.key < $1.key }) {
-            // Sweep by start line; only compare ranges that can overlap.
-            let sorted = touches.sorted { $0.range.lowerBound < $1.range.lowerBound }
-            var active: [Touch] = []
-            for t in sorted {
-                active.removeAll { $0.range.upperBound < t.range.lowerBound }
-                for a in active where a.entry != t.entry {
-                    let ea = entries[a.entry], et = entries[t.entry]
-                    let oa = origin(ea), ot = origin(et)
-                    guard oa.scope != ot.scope || oa.campaign != ot.campaign else { continue }
-                    let (x, y) = a.entry < t.entry ? (a, t) : (t, a)
-                    let key = [x.entry, y.entry]
-                    if seen.contains(key) { continue }
-                    seen.insert(key)
-                    let ex = entries[x.entry], ey = entries[y.entry]
-                    func label(_ e: Resolution.Entry) -> String {
-                        "scope \(e.path.parent)" + (e.patch.campaign.map { ", campaign \($0)" } ?? "")
-                    }
-                    out.append(CampaignConflict(file: file, first: ex.path.value, firstOrigin: label(ex), firstRange: x.range,
-                                                second: ey.path.value, secondOrigin: label(ey), secondRange: y.range))
+        var c = Collector()
+        for (i, e) in entries.enumerated() { c.add(entry: i, scope: e.path.parent, campaign: e.patch.campaign, files: e.patch.files) }
+        return c.detect { entries[$0].path.value }
+    }
+
+    /// What the check needs of a series, gathered one patch at a time: each hunk's preimage range per file, and
+    /// each patch's origin, as small integers. No patch text.
+    public struct Collector: Sendable {
+        /// One hunk: its patch and its preimage lines. Line numbers are at most `PatchFile.maxLineNumber`.
+        struct Touch: Sendable { let entry: Int32, lower: Int32, upper: Int32 }
+        /// Origin of a patch: its scope dir and its campaign. Same scope and same campaign = one series, no conflict.
+        struct Origin: Sendable, Hashable { let scope: String; let campaign: String? }
+        private var byFile: [String: [Touch]] = [:]
+        /// Per entry, its index in `origins` (-1: no hunks).
+        private var originOf: [Int32] = []
+        private var origins: [Origin] = []
+        private var originIndex: [Origin: Int32] = [:]
+
+        public init() {}
+
+        /// `scope`: the patch's dir (its origin with its campaign).
+        public mutating func add(entry: Int, scope: String, campaign: String?, files: [PatchFile.FileDiff]) {
+            let e = Int32(clamping: entry)
+            var touched = false
+            for f in files {
+                for h in f.hunks {
+                    let r = h.oldRange
+                    byFile[f.targetPath, default: []].append(Touch(entry: e, lower: Int32(clamping: r.lowerBound), upper: Int32(clamping: r.upperBound)))
+                    touched = true
                 }
-                active.append(t)
             }
+            guard touched else { return }
+            let origin = Origin(scope: scope, campaign: campaign)
+            let index: Int32
+            if let known = originIndex[origin] { index = known } else {
+                index = Int32(clamping: origins.count)
+                origins.append(origin)
+                originIndex[origin] = index
+            }
+            if originOf.count <= entry { originOf += Array(repeating: -1, count: entry + 1 - originOf.count) }
+            originOf[entry] = index
         }
-        return out
+
+        func origin(_ entry: Int32) -> Origin? {
+            let e = Int(entry)
+            guard e < originOf.count, originOf[e] >= 0 else { return nil }
+            return origins[Int(originOf[e])]
+        }
+
+        /// The overlapping pairs, each named by `name(entry)`.
+        public func detect(name: (Int) -> String) -> [CampaignConflict] {
+            var out: [CampaignConflict] = []
+            var seen = Set<[Int32]>()
+            for (file, touches) in byFile.sorted(by: { $0.key < $1.key }) {
+                // Sweep by start line; only compare ranges that can overlap.
+                let sorted = touches.sorted { $0.lower < $1.lower }
+                var active: [Touch] = []
+                for t in sorted {
+                    active.removeAll { $0.upper < t.lower }
+                    for a in active where a.entry != t.entry {
+                        guard let oa = origin(a.entry), let ot = origin(t.entry), oa != ot else { continue }
+                        let (x, y) = a.entry < t.entry ? (a, t) : (t, a)
+                        let key = [x.entry, y.entry]
+                        if seen.contains(key) { continue }
+                        seen.insert(key)
+                        guard let ox = origin(x.entry), let oy = origin(y.entry) else { continue }
+                        func label(_ o: Origin) -> String { "scope \(o.scope)" + (o.campaign.map { ", campaign \($0)" } ?? "") }
+                        out.append(CampaignConflict(file: file, first: name(Int(x.entry)), firstOrigin: label(ox), firstRange: Int(x.lower)...Int(x.upper),
+                                                    second: name(Int(y.entry)), secondOrigin: label(oy), secondRange: Int(y.lower)...Int(y.upper)))
+                    }
+                    active.append(t)
+                }
+            }
+            return out
+        }
     }
 }

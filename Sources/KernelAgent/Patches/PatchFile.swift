@@ -65,9 +65,13 @@ public struct PatchFile: Sendable {
 
     /// Parses without judging: a malformed patch comes back with `problem` set. Readers of the tree use
     /// `init(bytes:display:)`, which refuses it.
-    public init(bytes: Data) {
+    public init(bytes: Data) { self.init(bytes: bytes, hashing: true) }
+
+    /// With `hashing` false, `b2sum` and `contentHash` stay empty: for readers that need only the structure and
+    /// the trailers (the apply check, ka status).
+    init(bytes: Data, hashing: Bool) {
         self.bytes = bytes
-        b2sum = Timings.measure("patch b2sum") { Blake2b.hex(bytes) }
+        b2sum = hashing ? Timings.measure("patch b2sum") { Blake2b.hex(bytes) } : ""
         var parsed = ParseResult()
         Timings.measure("patch parse") {
             bytes.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
@@ -80,12 +84,14 @@ public struct PatchFile: Sendable {
         files = parsed.files
         problem = parsed.problem
         let content = parsed.content
-        contentHash = Timings.measure("patch sha256") { "sha256:" + Hex.encode(Array(SHA256.hash(data: content))) }
+        contentHash = hashing ? Timings.measure("patch sha256") { "sha256:" + Hex.encode(Array(SHA256.hash(data: content))) } : ""
     }
 
     /// Parses and refuses a patch that is malformed or holds no diff, naming `display:line`.
-    public init(bytes: Data, display: String) throws {
-        self.init(bytes: bytes)
+    public init(bytes: Data, display: String) throws { try self.init(bytes: bytes, display: display, hashing: true) }
+
+    init(bytes: Data, display: String, hashing: Bool) throws {
+        self.init(bytes: bytes, hashing: hashing)
         if let p = problem { throw KAError.refusal("\(display):\(p.line)", p.message, hint: p.hint) }
         if files.isEmpty {
             throw KAError.refusal(display, "not a patch (no diff in it)",

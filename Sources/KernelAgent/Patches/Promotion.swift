@@ -1,107 +1,130 @@
-import Crypto
 import Foundation
 
-/// The outputs of resolving one manifest: `cumulative.patch` and `manifest.lock`, built in memory so a
-/// refusal writes nothing.
+/// A manifest promoted up to publishing: the series streamed once, with `cumulative.patch` and the lock's
+/// per-patch entries staged (unnamed) on disk as it went, and the pins. What stays in memory per patch is what the
+/// plan shows (a pin, a step) and the line the run prints; a refusal writes nothing anyone can see.
 public struct Promotion: Sendable {
-    public let resolution: Resolution
-    public let cumulative: Data
-    public let cumulativeB2sum: String
+    public let series: ScannedSeries
+    public let layout: PromoteVerb.Layout
+    /// The staged cumulative.patch.
+    public let cumulative: StagedFile
+    /// The lock's entries for the patches, in order, staged; `writeLock` puts the head and the tail around them.
+    let lockEntries: StagedFile
+    let lockEntriesLength: Int
+    /// What a consent is checked against: the manifest, the baseline, each patch and the cumulative.
+    public let pins: [Plan.Pin]
+    /// The first 17 hex digits of each patch's content hash (9 bytes a patch), for the run's report.
+    let contentHashPrefixes: [UInt8]
 
-    public init(_ resolution: Resolution) {
-        self.resolution = resolution
-        if let pre = resolution.cumulative {
-            cumulative = pre.data
-            cumulativeB2sum = pre.b2sum
-            return
-        }
-        var data = Data()
-        data.reserveCapacity(resolution.entries.reduce(0) { $0 + $1.patch.bytes.count + 1 })
-        var hasher = Blake2b()
-        for (i, e) in resolution.entries.enumerated() {
-            let piece = CumulativeSeries.piece(e.patch.bytes, index: i, count: resolution.entries.count)
-            data.append(piece)
-            hasher.update(piece)
-        }
-        cumulative = data
-        cumulativeB2sum = hasher.hexDigest()
+    public var manifest: Manifest { series.manifest }
+    public var cumulativeB2sum: String { series.cumulativeB2sum }
+
+    /// Streams `manifest`'s series (see `Resolver.scan`), staging the cumulative and the lock entries beside `out`.
+    public static func stream(_ manifest: Manifest, resolver: Resolver, layout: PromoteVerb.Layout, out: URL, shown: String) throws -> Promotion {
+        let cumulativeName = layout == .ka ? "cumulative.patch" : upstreamCumulativeName(manifest.host)
+        let cumulative = try StagedFile.create(for: out, shown: "\(shown)/\(cumulativeName)")
+        let lockEntries = try StagedFile.create(for: out, shown: "\(shown)/manifest.lock")
+        var entries = FileSink(lockEntries, hashing: false)
+        var pins = [Plan.Pin(manifest.file, "b2:" + manifest.b2sum),
+                    .init("baseline", "\(manifest.baseline.repo)@\(manifest.baseline.ref)" + (manifest.baseline.commit.map { " (\($0))" } ?? ""))]
+        var prefixes: [UInt8] = []
+        /// What a worker thread prepares of each patch, so this thread only appends.
+        struct Entry: Sendable { let lock: String; let pin: String; let prefix: [UInt8]; let count: Int }
+        let series = try resolver.scan(manifest, into: cumulative, prepare: { e -> Entry in
+            let q = quote
+            let path = e.path.value, p = e.patch, sha = e.fileSHA256 ?? ""
+            let lock: String
+            switch layout {
+            case .ka:
+                lock = "  - path: \(q(path))\n    scope: \(q(p.scopeTrailers.first ?? ""))\n    campaign: \(p.campaign.map(q) ?? "null")\n"
+                    + "    b2sum: \(q(p.b2sum))\n    sha256: \(q(sha))\n    content_hash: \(q(p.contentHash))\n"
+                    + "    via: [\(e.via.map(q).joined(separator: ", "))]\n"
+            case .upstream:
+                lock = "  - index: \(e.index + 1)\n    path: \(q(path))\n    sha256: \(q(sha))\n"
+            }
+            return Entry(lock: lock, pin: "b2:" + p.b2sum,
+                         prefix: bytes(ofHex: p.contentHash.dropFirst("sha256:".count).prefix(2 * prefixLength)), count: e.count)
+        }, each: { i, name, entry in
+            if i == 0 {
+                pins.reserveCapacity(entry.count + 3)
+                prefixes.reserveCapacity(entry.count * prefixLength)
+            }
+            try entries.write(entry.lock)
+            pins.append(.init(name, entry.pin))
+            prefixes += entry.prefix
+        })
+        pins.append(.init("cumulative.patch", "b2:" + series.cumulativeB2sum))
+        let length = entries.count
+        _ = try entries.finish()
+        return Promotion(series: series, layout: layout, cumulative: cumulative, lockEntries: lockEntries, lockEntriesLength: length,
+                         pins: pins, contentHashPrefixes: prefixes)
     }
 
-    /// Pins a consent would be checked against.
-    public var pins: [Plan.Pin] {
-        let m = resolution.manifest
-        var p = [Plan.Pin(m.file, "b2:" + m.b2sum)]
-        p.append(.init("baseline", "\(m.baseline.repo)@\(m.baseline.ref)" + (m.baseline.commit.map { " (\($0))" } ?? "")))
-        for e in resolution.entries { p.append(.init("patches/" + e.path.value, "b2:" + e.patch.b2sum)) }
-        p.append(.init("cumulative.patch", "b2:" + cumulativeB2sum))
-        return p
+    static let prefixLength = 9
+
+    /// `sha256:` and the first 17 hex digits of patch i's content hash (what the run prints for it).
+    func contentHashPrefix(_ i: Int) -> String {
+        let start = i * Self.prefixLength
+        return "sha256:" + Hex.encode(contentHashPrefixes[start..<(start + Self.prefixLength)]).prefix(17)
     }
 
-    /// sha256 of each patch file's bytes, in apply order (the upstream lock's per-file hash), on all cores.
-    public func fileSHA256s() -> [String] {
-        let entries = resolution.entries
-        let out = UnsafeMutableBufferPointer<String>.allocate(capacity: max(1, entries.count))
-        out.initialize(repeating: "")
-        defer { out.deinitialize(); out.deallocate() }
-        nonisolated(unsafe) let sink = out
-        DispatchQueue.concurrentPerform(iterations: entries.count) { i in
-            sink[i] = Hex.encode(Array(SHA256.hash(data: entries[i].patch.bytes)))
+    /// The bytes a lower-case hex string spells.
+    static func bytes<S: StringProtocol>(ofHex hex: S) -> [UInt8] {
+        func nibble(_ c: UInt8) -> UInt8 { c >= 0x61 ? c &- 0x61 &+ 10 : c &- 0x30 }
+        var out: [UInt8] = []
+        out.reserveCapacity(hex.utf8.count / 2)
+        var high: UInt8?
+        for c in hex.utf8 {
+            if let h = high { out.append(h << 4 | nibble(c)); high = nil } else { high = nibble(c) }
         }
-        return Array(out.prefix(entries.count))
+        return out
     }
 
-    /// `manifest.lock`: YAML, no timestamps, strings JSON-quoted; the same inputs give the same bytes.
-    public func renderLock(applyCheck: String) -> String {
-        let m = resolution.manifest
-        let shas = fileSHA256s()
+    /// `manifest.lock` (either layout): YAML, no timestamps, strings JSON-quoted; the same inputs give the same
+    /// bytes. The ka layout is lock v2; the upstream one is their ka-promote's (the resolved files with a sha256
+    /// each, and the cumulative's b2sum, which their ka-build checks and stamps).
+    public func writeLock(applyCheck: String, to sink: inout FileSink) throws {
+        let m = manifest
         let q = Self.quote
-        var o = "# manifest.lock — written by `ka promote \(m.host)`; do not edit.\n"
-        o += "lock_version: 2\n"
-        o += "tool: \(q("kernel-agent \(KernelAgentVersion.string)"))\n"
-        o += "host: \(q(m.host.value))\n"
-        o += "manifest:\n  path: \(q(m.file))\n  b2sum: \(q(m.b2sum))\n"
-        o += "baseline:\n  repo: \(q(m.baseline.repo))\n  ref: \(q(m.baseline.ref))\n"
-        o += "  commit: \(m.baseline.commit.map(q) ?? "null")\n"
-        o += "kernel_suffix: \(q(m.kernelSuffix))\n"
-        o += "apply_order: \(m.hasExplicitOrder ? "\"manifest\"" : "\"kind\"")\n"
-        o += "patches:\n"
-        if resolution.entries.isEmpty { o = String(o.dropLast()) + " []\n" }
-        for (e, sha) in zip(resolution.entries, shas) {
-            o += "  - path: \(q(e.path.value))\n"
-            o += "    scope: \(q(e.patch.scopeTrailers.first ?? ""))\n"
-            o += "    campaign: \(e.patch.campaign.map(q) ?? "null")\n"
-            o += "    b2sum: \(q(e.patch.b2sum))\n"
-            o += "    sha256: \(q(sha))\n"
-            o += "    content_hash: \(q(e.patch.contentHash))\n"
-            o += "    via: [\(e.via.map(q).joined(separator: ", "))]\n"
+        var o: String
+        switch layout {
+        case .ka:
+            o = "# manifest.lock — written by `ka promote \(m.host)`; do not edit.\n"
+            o += "lock_version: 2\n"
+            o += "tool: \(q("kernel-agent \(KernelAgentVersion.string)"))\n"
+            o += "host: \(q(m.host.value))\n"
+            o += "manifest:\n  path: \(q(m.file))\n  b2sum: \(q(m.b2sum))\n"
+            o += "baseline:\n  repo: \(q(m.baseline.repo))\n  ref: \(q(m.baseline.ref))\n"
+            o += "  commit: \(m.baseline.commit.map(q) ?? "null")\n"
+            o += "kernel_suffix: \(q(m.kernelSuffix))\n"
+            o += "apply_order: \(m.hasExplicitOrder ? "\"manifest\"" : "\"kind\"")\n"
+            o += series.count == 0 ? "patches: []\n" : "patches:\n"
+        case .upstream:
+            o = "# manifest.lock — written by `ka promote \(m.host) --layout upstream`; do not edit.\n"
+            o += "host: \(q(m.host.value))\n"
+            o += "manifest: \(q(m.file))\n"
+            o += "baseline:\n  tree: \(q(m.baseline.repo))\n  ref: \(q(m.baseline.ref))\n"
+            o += "kernel_suffix: \(q(m.kernelSuffix))\n"
+            o += series.count == 0 ? "apply_order: []\n" : "apply_order:\n"
         }
-        o += "cumulative:\n  path: \"cumulative.patch\"\n  b2sum: \(q(cumulativeB2sum))\n  patch_count: \(resolution.entries.count)\n"
+        try sink.write(o)
+        var offset = 0
+        while offset < lockEntriesLength {
+            let chunk = try lockEntries.read(at: offset, count: min(1 << 18, lockEntriesLength - offset))
+            guard !chunk.isEmpty else { throw KAError.failure(lockEntries.shown, "the staged lock entries ended early") }
+            try chunk.withUnsafeBytes { try sink.write($0) }
+            offset += chunk.count
+        }
+        switch layout {
+        case .ka: o = "cumulative:\n  path: \"cumulative.patch\"\n  b2sum: \(q(cumulativeB2sum))\n  patch_count: \(series.count)\n"
+        case .upstream: o = "cumulative:\n  path: \(q(Self.upstreamCumulativeName(m.host)))\n  b2sum: \(q(cumulativeB2sum))\n"
+        }
         o += "apply_check: \(q(applyCheck))\n"
-        return o
+        try sink.write(o)
     }
 
     /// The upstream ka-promote's file names under `build/<host>/<baseline_ref>/`.
     public static func upstreamCumulativeName(_ host: HostName) -> String { "0001-\(host.value)-cumulative-series.patch" }
-
-    /// The upstream `manifest.lock`: the resolved file list in apply order with a sha256 each, and the
-    /// cumulative's b2sum (what their ka-build checks and stamps). Same determinism rules as ours.
-    public func renderUpstreamLock(applyCheck: String) -> String {
-        let m = resolution.manifest
-        let q = Self.quote
-        var o = "# manifest.lock — written by `ka promote \(m.host) --layout upstream`; do not edit.\n"
-        o += "host: \(q(m.host.value))\n"
-        o += "manifest: \(q(m.file))\n"
-        o += "baseline:\n  tree: \(q(m.baseline.repo))\n  ref: \(q(m.baseline.ref))\n"
-        o += "kernel_suffix: \(q(m.kernelSuffix))\n"
-        o += "apply_order:\n"
-        if resolution.entries.isEmpty { o = String(o.dropLast()) + " []\n" }
-        for (i, (e, sha)) in zip(resolution.entries, fileSHA256s()).enumerated() {
-            o += "  - index: \(i + 1)\n    path: \(q(e.path.value))\n    sha256: \(q(sha))\n"
-        }
-        o += "cumulative:\n  path: \(q(Self.upstreamCumulativeName(m.host)))\n  b2sum: \(q(cumulativeB2sum))\n"
-        o += "apply_check: \(q(applyCheck))\n"
-        return o
-    }
 
     static func quote(_ s: String) -> String {
             if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) { return "\"" + s + "\"" }

@@ -11,8 +11,6 @@ public struct Resolution: Sendable {
 
     public let manifest: Manifest
     public let entries: [Entry]
-    /// cumulative.patch and its b2sum, built while the patches were parsed (see `Resolver.parseAll`).
-    public var cumulative: (data: Data, b2sum: String)?
     public var duplicates: [Entry] { entries.filter { $0.via.count > 1 } }
 }
 
@@ -37,12 +35,21 @@ public struct Resolver: Sendable {
         self.blocks = blocks
     }
 
-    public func resolve(_ manifest: Manifest) throws -> Resolution {
+    /// The patches `manifest` selects, in resolution order; nothing is read yet. Kept small per patch (indexes,
+    /// shared strings): promote holds it while it streams thousands of patches.
+    public func select(_ manifest: Manifest) throws -> Selection {
         Timings.mark("resolve: policy, registry, manifest")
         let tree = PatchTree(workspace)
         var order: [TreePath] = []
-        var via: [TreePath: [String]] = [:]
-        var dirRank: [TreePath: Int] = [:]   // position inside its dir's own order
+        var position: [TreePath: Int] = [:]   // in `order`
+        var dirRank: [Int32] = []             // per entry of `order`: its place in its dir's own order
+        var via: [[String]] = []              // per entry of `order`; equal lists share one array
+        var lists: [[String]: [String]] = [:]
+        func shared(_ v: [String]) -> [String] {
+            if let known = lists[v] { return known }
+            lists[v] = v
+            return v
+        }
         for sel in manifest.selectors {
             let link = "\(manifest.file):\(sel.line):\(sel.column)"
             let label = "\(sel.kind.rawValue) \(sel.raw)"
@@ -59,51 +66,78 @@ public struct Resolver: Sendable {
                               hint: e.hint ?? hintForMissing(sel.raw)).withLocation(link)
             }
             for (i, p) in found.enumerated() {
-                if manifest.hasExplicitOrder, let first = via[p]?.first {
-                    // With an explicit order a patch has exactly one place; two would make its position a guess.
-                    throw KAError.refusal(link, label, "patches/\(p.value) is also reached by \(first)",
-                                          hint: "with apply_order, list each patch once: drop the single-file include or the dir")
+                if let k = position[p] {
+                    if manifest.hasExplicitOrder, let first = via[k].first {
+                        // With an explicit order a patch has exactly one place; two would make its position a guess.
+                        throw KAError.refusal(link, label, "patches/\(p.value) is also reached by \(first)",
+                                              hint: "with apply_order, list each patch once: drop the single-file include or the dir")
+                    }
+                    via[k] = shared(via[k] + [label])
+                } else {
+                    position[p] = order.count
+                    order.append(p)
+                    dirRank.append(Int32(clamping: i))
+                    via.append(shared([label]))
                 }
-                if via[p] == nil { order.append(p); dirRank[p] = i }
-                via[p, default: []].append(label)
             }
         }
-        // Read + parse in parallel; the parse also hashes, which is most of the cost.
+        position = [:]
         Timings.mark("resolve: walk the tree")
-        let paths: [TreePath]
-        if manifest.hasExplicitOrder {
-            paths = order   // the selectors are already in apply_order; each dir in its own order
-        } else {
-            let keyed = order.map { p in (p, p.kind.precedence, Array(p.parent.utf8), dirRank[p] ?? 0) }
-            paths = keyed.sorted { a, b in
-                if a.1 != b.1 { return a.1 < b.1 }
-                if a.2 != b.2 { return a.2.lexicographicallyPrecedes(b.2) }
-                return a.3 < b.3
-            }.map(\.0)
+        var sequence = Array(order.indices)
+        if !manifest.hasExplicitOrder {   // with it, the selectors are already in apply_order; each dir in its own order
+            // kind precedence, then the dir (C locale), then the place in the dir: as integers, each dir ranked once
+            var dirOf: [String: Int] = [:]
+            var dirs: [(name: String, kind: Int)] = []
+            let dirIndex = order.map { p -> Int32 in
+                let d = p.parent
+                if let k = dirOf[d] { return Int32(clamping: k) }
+                dirOf[d] = dirs.count
+                dirs.append((d, p.kind.precedence))
+                return Int32(clamping: dirs.count - 1)
+            }
+            let byName = dirs.indices.sorted { dirs[$0].name.utf8.lexicographicallyPrecedes(dirs[$1].name.utf8) }
+            var dirKey = [Int](repeating: 0, count: dirs.count)
+            for (rank, d) in byName.enumerated() { dirKey[d] = dirs[d].kind * (dirs.count + 1) + rank }
+            sequence.sort { a, b in
+                let ka = dirKey[Int(dirIndex[a])], kb = dirKey[Int(dirIndex[b])]
+                return ka != kb ? ka < kb : dirRank[a] < dirRank[b]
+            }
         }
-        Timings.mark("resolve: select + order \(paths.count) patches")
-        let parsed: [PatchFile], cumulative: (data: Data, b2sum: String)?
-        do { (parsed, cumulative) = try Self.parseAll(paths, in: workspace, buildCumulative: true) } catch let e as KAError {
+        Timings.mark("resolve: select + order \(order.count) patches")
+        return Selection(manifest: manifest, paths: sequence.map { order[$0] }, via: sequence.map { via[$0] })
+    }
+
+    /// Selects, reads and parses every patch, all held in memory (for callers that need each patch's text).
+    /// Promote and status stream instead: see `scan`.
+    public func resolve(_ manifest: Manifest) throws -> Resolution {
+        let selection = try select(manifest)
+        let parsed: [PatchFile]
+        do { parsed = try Self.parseAll(selection.paths, in: workspace) } catch let e as KAError {
             throw e.within(manifest.file)
         }
         Timings.mark("resolve: read + parse + hash")
         Timings.flushBuckets()
         let open = try blocks?.openBlocks() ?? []
         var entries: [Resolution.Entry] = []
-        entries.reserveCapacity(paths.count)
-        for (p, patch) in zip(paths, parsed) {
-            let reachedBy = via[p] ?? []
-            do { try policy.admitPatch(patch, at: p) } catch let e as KAError {
-                throw KAError(e.kind, [manifest.file, reachedBy.first ?? "?"] + e.chain, hint: e.hint)
-            }
-            if let b = open.first(where: { $0.haltsPromote(of: p.value) }) {
-                throw KAError.refusal(manifest.file, reachedBy.first ?? "?", p.value,
-                                      "blocked by open \(b.kind.titlePrefix) \(b.id): \(b.title)",
-                                      hint: "resolve the block (close its issue) or drop the patch from the manifest")
-            }
+        entries.reserveCapacity(parsed.count)
+        for (i, patch) in parsed.enumerated() {
+            let p = selection.paths[i], reachedBy = selection.via[i]
+            try admit(patch, at: p, reachedBy: reachedBy, manifest: manifest, openBlocks: open)
             entries.append(.init(path: p, patch: patch, via: reachedBy))
         }
-        return Resolution(manifest: manifest, entries: entries, cumulative: cumulative)
+        return Resolution(manifest: manifest, entries: entries)
+    }
+
+    /// The policy's scope rule, then the open blocks that halt a promote of `path`.
+    func admit(_ patch: PatchFile, at path: TreePath, reachedBy: [String], manifest: Manifest, openBlocks: [Block]) throws {
+        do { try policy.admitPatch(patch, at: path) } catch let e as KAError {
+            throw KAError(e.kind, [manifest.file, reachedBy.first ?? "?"] + e.chain, hint: e.hint)
+        }
+        if let b = openBlocks.first(where: { $0.haltsPromote(of: path.value) }) {
+            throw KAError.refusal(manifest.file, reachedBy.first ?? "?", path.value,
+                                  "blocked by open \(b.kind.titlePrefix) \(b.id): \(b.title)",
+                                  hint: "resolve the block (close its issue) or drop the patch from the manifest")
+        }
     }
 
     private func hintForMissing(_ raw: String) -> String? {
@@ -124,74 +158,82 @@ public struct Resolver: Sendable {
         return Array(chain.dropFirst())
     }
 
-    /// Reads, parses and hashes `paths` on all cores. With `buildCumulative`, a third thread concatenates
-    /// and hashes the patches in order as the chunks complete, so cumulative.patch costs no extra pass.
-    public static func parseAll(_ paths: [TreePath], in ws: Workspace, buildCumulative: Bool = false) throws -> ([PatchFile], (data: Data, b2sum: String)?) {
+    /// Reads, parses and hashes `paths` on all cores, and keeps them all. The first failure in `paths` order
+    /// is thrown, with a count of the others.
+    public static func parseAll(_ paths: [TreePath], in ws: Workspace) throws -> [PatchFile] {
         let n = paths.count
         let results = UnsafeMutableBufferPointer<PatchFile?>.allocate(capacity: max(1, n))
         results.initialize(repeating: nil)
         defer { results.deinitialize(); results.deallocate() }
-        final class Shared: @unchecked Sendable {
-            /// The failure of the lowest index, so the refusal does not depend on thread timing.
-            var error: (index: Int, error: KAError)?
-            var failures = 0
-            func record(_ i: Int, _ e: KAError) {
-                lock.lock()
-                failures += 1
-                if error.map({ i < $0.index }) ?? true { error = (i, e) }
-                lock.unlock()
-            }
-            let lock = NSLock()
-            var data = Data()
-            var hasher = Blake2b()
-        }
-        let shared = Shared()
+        let failures = Failures()
         let chunk = max(1, n / 128)
         let chunks = (n + chunk - 1) / chunk
-        let ready = (0..<chunks).map { _ in DispatchSemaphore(value: 0) }
-        let consumerDone = DispatchSemaphore(value: 0)
         nonisolated(unsafe) let out = results
-        if buildCumulative {
-            shared.data.reserveCapacity(paths.count * 8192)
-            Thread.detachNewThread {
-                for c in 0..<chunks {
-                    ready[c].wait()
-                    for i in (c * chunk)..<min(n, (c + 1) * chunk) {
-                        guard let p = out[i] else { continue }
-                        let piece = CumulativeSeries.piece(p.bytes, index: i, count: n)
-                        Timings.measure("cumulative append") { shared.data.append(piece) }
-                        Timings.measure("cumulative b2sum") { shared.hasher.update(piece) }
-                    }
-                }
-                consumerDone.signal()
-            }
-        }
+        let dir = patchesDirPrefix(ws)
         DispatchQueue.concurrentPerform(iterations: chunks) { c in
-            defer { ready[c].signal() }
             for i in (c * chunk)..<min(n, (c + 1) * chunk) {
-                let data: Data
-                switch Timings.measure("read", { FS.readRegular(ws.url(paths[i]).path) }) {
-                case let .success(d): data = d
-                case let .failure(problem):
-                    shared.record(i, KAError.refusal("patches/" + paths[i].value, problem.message, hint: problem.hint))
-                    return
-                }
-                do { out[i] = try PatchFile(bytes: data, display: "patches/" + paths[i].value) } catch let e as KAError {
-                    shared.record(i, e)
-                } catch {
-                    shared.record(i, KAError.failure(paths[i].value, "\(error)"))
+                switch readPatch(paths[i], under: dir, hashing: true) {
+                case let .success(p): out[i] = p
+                case let .failure(e): failures.record(i, e)
                 }
             }
         }
-        if buildCumulative { consumerDone.wait() }
-        if let (_, e) = shared.error {
-            guard shared.failures > 1 else { throw e }
-            throw KAError(e.kind, e.chain + ["(\(shared.failures - 1) more patch(es) refused too; this is the first in resolution order)"], hint: e.hint)
-        }
-        let parsed = out.compactMap { $0 }
-        guard buildCumulative else { return (parsed, nil) }
-        return (parsed, (shared.data, shared.hasher.hexDigest()))
+        try failures.throwFirst()
+        return out.compactMap { $0 }
     }
+
+    /// `patches/` as a path prefix: a URL built per patch (`Workspace.url`) cost promote a tenth of its CPU.
+    static func patchesDirPrefix(_ ws: Workspace) -> String {
+        let dir = ws.patchesDir.path
+        return dir.hasSuffix("/") ? dir : dir + "/"
+    }
+
+    /// One patch file under `dir` (a `patchesDirPrefix`), read and parsed (and hashed, with `hashing`); a refusal
+    /// names `patches/<path>:line`.
+    static func readPatch(_ path: TreePath, under dir: String, hashing: Bool) -> Result<PatchFile, KAError> {
+        let shown = "patches/" + path.value
+        switch Timings.measure("read", { FS.readRegular(dir + path.value) }) {
+        case let .success(data):
+            do { return .success(try PatchFile(bytes: data, display: shown, hashing: hashing)) } catch let e as KAError {
+                return .failure(e)
+            } catch {
+                return .failure(KAError.failure(path.value, "\(error)"))
+            }
+        case let .failure(problem):
+            return .failure(KAError.refusal(shown, problem.message, hint: problem.hint))
+        }
+    }
+}
+
+/// The refusals of a run over many patches: the first in resolution order is the one shown (so the message does
+/// not depend on thread timing), with a count of the others.
+final class Failures: @unchecked Sendable {
+    private let lock = NSLock()
+    private var first: (index: Int, error: KAError)?
+    private var count = 0
+
+    func record(_ i: Int, _ e: KAError) {
+        lock.lock(); defer { lock.unlock() }
+        count += 1
+        if first.map({ i < $0.index }) ?? true { first = (i, e) }
+    }
+
+    var isEmpty: Bool { lock.lock(); defer { lock.unlock() }; return first == nil }
+
+    func throwFirst() throws {
+        lock.lock(); defer { lock.unlock() }
+        guard let (_, e) = first else { return }
+        guard count > 1 else { throw e }
+        throw KAError(e.kind, e.chain + ["(\(count - 1) more patch(es) refused too; this is the first in resolution order)"], hint: e.hint)
+    }
+}
+
+/// The patches a manifest selects, in resolution order, each with every selector that reached it.
+public struct Selection: Sendable {
+    public let manifest: Manifest
+    public let paths: [TreePath]
+    /// Per path: the selectors that reached it ("scope board/pinebook-pro", "include …"); more than one = duplicate.
+    public let via: [[String]]
 }
 
 extension KAError {

@@ -49,6 +49,19 @@ public protocol StateStore: Sendable {
     func snoozeReminder(issue: Int, until: Date) throws -> Bool
     func dueReminders(now: Date, limit: Int) throws -> [ReminderRecord]
     func advanceReminder(issue: Int, stage: Int, nextDue: Date) throws
+    /// The promotion and drift records of `hosts`, in one read (ka status asks for every host).
+    func hostRecords(_ hosts: [String]) throws -> (promotions: [String: PromotionRecord], drifts: [String: DriftRecord])
+}
+
+extension StateStore {
+    public func hostRecords(_ hosts: [String]) throws -> (promotions: [String: PromotionRecord], drifts: [String: DriftRecord]) {
+        var promotions: [String: PromotionRecord] = [:], drifts: [String: DriftRecord] = [:]
+        for h in hosts {
+            promotions[h] = try promotion(host: h)
+            drifts[h] = try drift(host: h)
+        }
+        return (promotions, drifts)
+    }
 }
 
 /// The escalating ladder of an open [ka:installable] issue: filed, +1 h, +6 h, then daily.
@@ -202,6 +215,14 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
     }
     public func clearDrift(host: String) throws { try write("clear drift") { _ = try DriftRecord.deleteOne($0, key: host) } }
     public func drift(host: String) throws -> DriftRecord? { try read("read drift") { try DriftRecord.fetchOne($0, key: host) } }
+    /// One read transaction for both tables (two per host cost ka status a fifth of its time, issue 11 §4).
+    public func hostRecords(_ hosts: [String]) throws -> (promotions: [String: PromotionRecord], drifts: [String: DriftRecord]) {
+        let wanted = Set(hosts)
+        return try read("read promotions and drift") { db in
+            (Dictionary(try PromotionRecord.fetchAll(db).filter { wanted.contains($0.host) }.map { ($0.host, $0) }, uniquingKeysWith: { a, _ in a }),
+             Dictionary(try DriftRecord.fetchAll(db).filter { wanted.contains($0.host) }.map { ($0.host, $0) }, uniquingKeysWith: { a, _ in a }))
+        }
+    }
 
     public func upsertReminder(issue: Int, filedAt: Date, open: Bool) throws {
         try write("track reminder") { db in

@@ -36,7 +36,7 @@ public struct AdoptVerb: Verb, WaitsForTree {
     public func plan(in ctx: VerbContext) throws -> Plan {
         let ws = ctx.workspace
         let paths = try PatchTree(ws).allPatches()
-        let (parsed, _) = try Resolver.parseAll(paths, in: ws)
+        let parsed = try Resolver.parseAll(paths, in: ws)
         var ops: [TreeTransaction.Op] = []
         var adopted: [String] = []
         var problems: [String] = []

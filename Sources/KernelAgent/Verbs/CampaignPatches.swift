@@ -4,7 +4,7 @@ import Foundation
 enum CampaignPatches {
     static func find(_ campaign: CampaignName, in ws: Workspace) throws -> [TreePath] {
         let all = try PatchTree(ws).allPatches()
-        let (parsed, _) = try Resolver.parseAll(all, in: ws)
+        let parsed = try Resolver.parseAll(all, in: ws)
         return zip(all, parsed).filter { $0.1.campaign == campaign.value }.map(\.0)
     }
 

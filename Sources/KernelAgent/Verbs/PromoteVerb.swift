@@ -66,21 +66,6 @@ public struct PromoteVerb: Verb, WaitsForTree {
         let policy = try ctx.policy()
         let manifest = try Manifest.load(hostName, in: ctx.workspace)
         try policy.admitTarget(hostName, manifest: manifest)
-        let resolution = try Resolver(workspace: ctx.workspace, policy: policy, blocks: ctx.blocks).resolve(manifest)
-        let conflicts = ConflictDetector.detect(resolution.entries)
-        if !conflicts.isEmpty {
-            // plan only reads: the refusal names the blocks it wants filed; the front door files them
-            let requests = conflicts.map { c in
-                BlockRequest(kind: .campaignConflict, scope: .patches([c.first, c.second]), title: "\(c.first) ↔ \(c.second)",
-                             body: "ka promote \(host) found overlapping hunks:\n\n- \(c)\n\nClose this issue once one patch is rebased onto the other or dropped.")
-            }
-            throw KAError(.refusal, [manifest.file, "campaign conflict: \(conflicts.count) overlapping hunk pair(s)"]
-                          + conflicts.map(\.description),
-                          hint: "decide the order: rebase one patch onto the other, or drop one from the manifest", blocks: requests)
-        }
-        Timings.mark("conflicts")
-        let promotion = Promotion(resolution)
-        Timings.mark("cumulative + b2sum")
         let layout = try effectiveLayout()
         let defaultOut: URL
         switch layout {
@@ -93,6 +78,7 @@ public struct PromoteVerb: Verb, WaitsForTree {
             }
             defaultOut = ctx.workspace.root.appendingPathComponent("build").appendingPathComponent(hostName.value).appendingPathComponent(ref)
         }
+        // The output dir is checked first: the cumulative is staged beside it while the series streams.
         let outURL = try PromoteOutput.validate(
             try out.map { try policy.admitLocalPath($0, purpose: "--out") } ?? defaultOut,
             raw: out, ws: ctx.workspace, derived: out == nil,
@@ -113,14 +99,42 @@ public struct PromoteVerb: Verb, WaitsForTree {
         } else {
             treeNote = "skipped: no baseline tree (give --tree or set source_dir)"
         }
-        var steps = ["resolve \(manifest.file): \(resolution.entries.count) patch(es)"
-                     + (resolution.duplicates.isEmpty ? "" : ", \(resolution.duplicates.count) reached twice and applied once")]
-        steps += resolution.entries.map { "  apply \($0.path.value) (\($0.via.joined(separator: "; ")))" }
+        let promotion = try Promotion.stream(manifest, resolver: Resolver(workspace: ctx.workspace, policy: policy, blocks: ctx.blocks),
+                                             layout: layout, out: outURL, shown: ctx.workspace.display(outURL))
+        let series = promotion.series
+        let conflicts = series.conflicts
+        if !conflicts.isEmpty {
+            // plan only reads: the refusal names the blocks it wants filed; the front door files them
+            let requests = conflicts.map { c in
+                BlockRequest(kind: .campaignConflict, scope: .patches([c.first, c.second]), title: "\(c.first) ↔ \(c.second)",
+                             body: "ka promote \(host) found overlapping hunks:\n\n- \(c)\n\nClose this issue once one patch is rebased onto the other or dropped.")
+            }
+            throw KAError(.refusal, [manifest.file, "campaign conflict: \(conflicts.count) overlapping hunk pair(s)"]
+                          + conflicts.map(\.description),
+                          hint: "decide the order: rebase one patch onto the other, or drop one from the manifest", blocks: requests)
+        }
+        Timings.mark("conflicts")
+        let duplicates = series.duplicates.count
+        var steps = ["resolve \(manifest.file): \(series.count) patch(es)"
+                     + (duplicates == 0 ? "" : ", \(duplicates) reached twice and applied once")]
+        steps.reserveCapacity(series.count + 3)
+        for i in 0..<series.count { steps.append(Self.exactly("  apply \(series.path(i)) (\(series.via[i].joined(separator: "; ")))")) }
         steps.append("apply check \(treeNote)")
         steps.append("write \(ctx.workspace.display(outURL))/{\(PromoteOutput.ownedNames(layout, host: hostName).sorted().joined(separator: ", "))} as one unit")
         return Plan(verb: Self.verbName, arguments: [host] + (out.map { ["--out", $0] } ?? []) + (tree.map { ["--tree", $0] } ?? []),
                     steps: steps, pins: promotion.pins,
                     prepared: Prepared(promotion: promotion, tree: treeURL, treeNote: treeNote, out: outURL, layout: layout))
+    }
+
+    /// `text` in storage of its own length: a plan keeps one step per patch, and interpolation leaves slack.
+    static func exactly(_ text: String) -> String {
+        var text = text
+        return text.withUTF8 { bytes in
+            String(unsafeUninitializedCapacity: bytes.count) { out in
+                _ = out.initialize(fromContentsOf: bytes)
+                return bytes.count
+            }
+        }
     }
 
     public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome {
@@ -136,48 +150,59 @@ public struct PromoteVerb: Verb, WaitsForTree {
             prepared = p
         }
         let promotion = prepared.promotion
-        let m = promotion.resolution.manifest
+        let series = promotion.series
+        let m = promotion.manifest
         let ws = ctx.workspace
+        let cumulative = promotion.cumulative
+        let shownOut = ws.display(prepared.out)
         var applyNote = prepared.treeNote
-        var reportText: String?
+        let reportFile = try StagedFile.create(for: prepared.out, shown: "\(shownOut)/apply-report.txt")
+        var reportSink = FileSink(reportFile)
         if let tree = prepared.tree {
-            let report = ApplyChecker.check(promotion.resolution.entries, tree: tree, display: tree.path)
-            reportText = report.render(manifest: m.file)
-            if !report.passed {
-                let requests = report.failures.map { f in
+            let checked = try ApplyChecker.check(series, cumulative: cumulative, tree: tree, display: tree.path, manifest: m.file,
+                                                 report: &reportSink)
+            _ = try reportSink.finish()
+            if !checked.passed {
+                let requests = checked.failures.map { f in
                     BlockRequest(kind: .patchFail, scope: .patches([f.path]), title: "\(f.path) does not apply to \(m.baseline.ref)",
                                  body: "ka promote \(host): \(f.status.rawValue)\n\n" + f.details.map { "- \($0)" }.joined(separator: "\n")
                                      + "\n\nClose this issue once the patch is refreshed.")
                 }
                 let reportURL = prepared.out.appendingPathComponent("apply-report.txt")
                 try PromoteOutput.createDirs(prepared.out)
-                try FS.writeAtomically(Data(report.render(manifest: m.file).utf8), to: reportURL)
-                throw KAError(.refusal, [m.file, report.refusalLines(reportPath: ws.display(reportURL))],
+                try reportFile.replace(reportURL)
+                throw KAError(.refusal, [m.file, checked.refusalLines(reportPath: ws.display(reportURL))],
                               hint: "see \(ws.display(reportURL)); refresh the failing patches against \(m.baseline.ref). The lock was not written.",
                               blocks: requests)
             }
-            applyNote = "pass (\(report.summary)) against \(m.baseline.ref)"
+            applyNote = "pass (\(checked.summary)) against \(m.baseline.ref)"
             Timings.mark("apply check")
+        } else {
+            try reportSink.write("# kernel-agent apply check: \(m.file)\nresult: SKIPPED — \(prepared.treeNote)\n")
+            _ = try reportSink.finish()
         }
-        let lock = prepared.layout == .ka ? promotion.renderLock(applyCheck: applyNote) : promotion.renderUpstreamLock(applyCheck: applyNote)
-        let lockB2 = Blake2b.hex(Data(lock.utf8))
+        let lockFile = try StagedFile.create(for: prepared.out, shown: "\(shownOut)/manifest.lock")
+        var lockSink = FileSink(lockFile)
+        try promotion.writeLock(applyCheck: applyNote, to: &lockSink)
+        let lockB2 = try lockSink.finish()
         Timings.mark("render lock")
-        let report = reportText ?? "# kernel-agent apply check: \(m.file)\nresult: SKIPPED — \(prepared.treeNote)\n"
         let cumulativeName = prepared.layout == .ka ? "cumulative.patch" : Promotion.upstreamCumulativeName(m.host)
-        try PromoteOutput.publish([("apply-report.txt", Data(report.utf8)), (cumulativeName, promotion.cumulative),
-                                   ("manifest.lock", Data(lock.utf8))], to: prepared.out)
+        try PromoteOutput.publish([("apply-report.txt", reportFile), (cumulativeName, cumulative), ("manifest.lock", lockFile)],
+                                  to: prepared.out)
         Timings.mark("write files")
+        var patchPaths = ""
+        patchPaths.reserveCapacity(series.names.reduce(0) { $0 + $1.utf8.count })
+        for i in 0..<series.count { patchPaths += (i == 0 ? "" : "\n") + series.path(i) }
         try ctx.state.recordPromotion(PromotionRecord(
             host: m.host.value, kernelSuffix: m.kernelSuffix, lockB2sum: lockB2, cumulativeB2sum: promotion.cumulativeB2sum,
-            manifestB2sum: m.b2sum, patchPaths: promotion.resolution.entries.map(\.path.value).joined(separator: "\n"),
-            outDir: prepared.out.path, promotedAt: ctx.now()))
+            manifestB2sum: m.b2sum, patchPaths: patchPaths, outDir: prepared.out.path, promotedAt: ctx.now()))
+        patchPaths = ""
         Timings.mark("write + record")
-        var text = "promoted \(m.host): \(promotion.resolution.entries.count) patch(es), kernel suffix -\(m.kernelSuffix)\n"
-        for e in promotion.resolution.entries {
-            text += "  \(e.path.value)  \(e.patch.contentHash.prefix(24))…\n"
-        }
-        for d in promotion.resolution.duplicates {
-            text += "  note: \(d.path.value) reached \(d.via.count)× (\(d.via.joined(separator: "; "))), applied once\n"
+        var text = "promoted \(m.host): \(series.count) patch(es), kernel suffix -\(m.kernelSuffix)\n"
+        text.reserveCapacity(series.names.reduce(1024) { $0 + $1.utf8.count + 24 })   // one line a patch, no regrowth
+        for i in 0..<series.count { text += "  \(series.path(i))  \(promotion.contentHashPrefix(i))…\n" }
+        for d in series.duplicates {
+            text += "  note: \(series.path(d)) reached \(series.via[d].count)× (\(series.via[d].joined(separator: "; "))), applied once\n"
         }
         text += "apply check: \(applyNote)\n"
         text += "\(cumulativeName) b2sum \(promotion.cumulativeB2sum.prefix(16))…\n"

@@ -39,20 +39,23 @@ public struct StatusVerb: Verb, WaitsForTree {
         let blocks = try ctx.blocks.openBlocks()
         let manifestHosts = Set(Fleet.manifestHosts(ws))
         let resolver = Resolver(workspace: ws, policy: policy, blocks: nil)
-        return try registry.hosts.keys.sorted().map { host in
+        let hosts = registry.hosts.keys.sorted()
+        let records = try ctx.state.hostRecords(hosts.map(\.value))
+        return try hosts.map { host in
             let e = registry.hosts[host]!
             let route = registry.buildRoute(for: e.arch)
-            let lock = try ctx.state.promotion(host: host.value)
+            let lock = records.promotions[host.value]
             var state: String, detail: String?
-            if let d = try ctx.state.drift(host: host.value) {
+            if let d = records.drifts[host.value] {
                 state = "drifted"; detail = d.reason
             } else if !manifestHosts.contains(host) {
                 state = e.roles.contains(.target) ? "stock" : "-"
                 detail = e.roles.contains(.target) ? "no manifest" : nil
             } else {
                 do {
-                    let res = try resolver.resolve(try Manifest.load(host, in: ws))
-                    let current = Promotion(res).cumulativeB2sum
+                    // only the cumulative's b2sum is compared, so nothing else is hashed and nothing is kept
+                    let current = try resolver.scan(try Manifest.load(host, in: ws), into: nil,
+                                                    options: .init(hashes: false, conflicts: false)).cumulativeB2sum
                     if let lock {
                         state = lock.cumulativeB2sum == current ? "locked" : "pending"
                         detail = lock.cumulativeB2sum == current ? nil : "tree or manifest changed since the lock; run ka promote \(host)"

@@ -1,0 +1,72 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import KernelAgent
+
+/// `ka status` reads the state store once for all hosts (issue 11 §4): two reads per host, each its own SQLite
+/// transaction, were a fifth of its time.
+@Suite struct StatusReadsTests {
+    /// A store that counts the per-host reads it is asked for, and otherwise is the memory store.
+    final class CountingStore: StateStore, BlockStore, @unchecked Sendable {
+        let inner = MemoryStateStore()
+        let perHostReads = Mutex(0)
+        let batchReads = Mutex(0)
+        func recordPromotion(_ r: PromotionRecord) throws { try inner.recordPromotion(r) }
+        func promotion(host: String) throws -> PromotionRecord? { perHostReads.withLock { $0 += 1 }; return try inner.promotion(host: host) }
+        func setCampaign(_ name: String, status: CampaignStatus, at: Date) throws { try inner.setCampaign(name, status: status, at: at) }
+        func campaign(_ name: String) throws -> CampaignRecord? { try inner.campaign(name) }
+        func deleteCampaign(_ name: String) throws { try inner.deleteCampaign(name) }
+        func markDrifted(host: String, reason: String, at: Date) throws { try inner.markDrifted(host: host, reason: reason, at: at) }
+        func clearDrift(host: String) throws { try inner.clearDrift(host: host) }
+        func drift(host: String) throws -> DriftRecord? { perHostReads.withLock { $0 += 1 }; return try inner.drift(host: host) }
+        func upsertReminder(issue: Int, filedAt: Date, open: Bool) throws { try inner.upsertReminder(issue: issue, filedAt: filedAt, open: open) }
+        func snoozeReminder(issue: Int, until: Date) throws -> Bool { try inner.snoozeReminder(issue: issue, until: until) }
+        func dueReminders(now: Date, limit: Int) throws -> [ReminderRecord] { try inner.dueReminders(now: now, limit: limit) }
+        func advanceReminder(issue: Int, stage: Int, nextDue: Date) throws { try inner.advanceReminder(issue: issue, stage: stage, nextDue: nextDue) }
+        func hostRecords(_ hosts: [String]) throws -> (promotions: [String: PromotionRecord], drifts: [String: DriftRecord]) {
+            batchReads.withLock { $0 += 1 }
+            return try inner.hostRecords(hosts)
+        }
+        func openBlocks() throws -> [Block] { try inner.openBlocks() }
+        func file(kind: BlockKind, scope: BlockScope, title: String, body: String) throws -> Block {
+            try inner.file(kind: kind, scope: scope, title: title, body: body)
+        }
+        func close(id: String) throws { try inner.close(id: id) }
+    }
+
+    @Test func statusReadsEveryHostsRecordsInOneRead() throws {
+        let s = try PromoteTests.tree()
+        let store = CountingStore()
+        _ = try PromoteVerb.parse(["h1"]).execute(in: VerbContext(workspace: s.ws, state: store, blocks: store))
+        try store.markDrifted(host: "h2", reason: "kernel differs", at: Date(timeIntervalSince1970: 0))
+        let ctx = VerbContext(workspace: s.ws, state: store, blocks: store)
+        let rows = try StatusVerb().rows(in: ctx)
+        #expect(rows.count == 4)
+        #expect(store.perHostReads.withLock { $0 } == 0, "status read the store per host")
+        #expect(store.batchReads.withLock { $0 } == 1)
+        // and what it read is what it shows
+        #expect(rows.first { $0.host == "h1" }?.state == "locked")
+        #expect(rows.first { $0.host == "h1" }?.lockB2sum == (try store.promotion(host: "h1"))?.lockB2sum)
+        #expect(rows.first { $0.host == "h2" }?.state == "drifted")
+    }
+
+    @Test func theSQLiteStoreReadsTheSameRecordsInOneGo() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ka-status-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try SQLiteStateStore(path: dir.appendingPathComponent("state.sqlite"))
+        let at = Date(timeIntervalSince1970: 1_700_000_000)
+        for h in ["a", "b", "c"] {
+            try store.recordPromotion(PromotionRecord(host: h, kernelSuffix: h, lockB2sum: "l-\(h)", cumulativeB2sum: "c-\(h)",
+                                                      manifestB2sum: "m-\(h)", patchPaths: "x/\(h).patch", outDir: "/out/\(h)", promotedAt: at))
+        }
+        try store.markDrifted(host: "b", reason: "differs", at: at)
+        try store.markDrifted(host: "z", reason: "not asked for", at: at)
+        let batch = try store.hostRecords(["a", "b", "d"])
+        #expect(batch.promotions.keys.sorted() == ["a", "b"])
+        #expect(batch.drifts.keys.sorted() == ["b"])
+        for h in ["a", "b", "d"] {
+            #expect(batch.promotions[h] == (try store.promotion(host: h)))
+            #expect(batch.drifts[h] == (try store.drift(host: h)))
+        }
+    }
+}
