@@ -37,7 +37,7 @@ public struct WebhookIntake: Sendable {
     }
 
     /// What the bot reads from an issue_comment delivery.
-    package struct CommentDelivery: Sendable {
+    package struct CommentDelivery: Sendable, Equatable {
         package let action: String
         package let repository: String
         package let issue: Int
@@ -45,15 +45,30 @@ public struct WebhookIntake: Sendable {
         package let comment: GiteaComment
     }
 
-    package enum PayloadError: Error { case malformedJSON, missingField }
-
-    /// Reads an issue_comment body (the fuzz target FuzzWebhook calls this too).
+    /// Reads an issue_comment body with JSONDecoder (the fuzz target FuzzWebhook calls this too).
     package static func readComment(_ body: [UInt8]) throws(PayloadError) -> CommentDelivery {
+        let data = Data(body)
+        let p: IssueCommentBody
+        do { p = try JSONDecoder().decode(IssueCommentBody.self, from: data) } catch {
+            throw PayloadError(error, body: data, integerFields: PayloadError.commentIntegers)
+        }
+        let c = p.comment
+        let comment = GiteaComment(id: c.id, body: c.body, user: GiteaUser(id: c.user.id ?? 0, login: c.user.login),
+                                   issue_url: c.issue_url, pull_request_url: c.pull_request_url,
+                                   created_at: c.created_at ?? "", updated_at: c.updated_at ?? "")
+        return CommentDelivery(action: p.action, repository: p.repository.full_name, issue: p.issue.number,
+                               isPull: p.is_pull == true || p.issue.pull_request != nil, comment: comment)
+    }
+
+    /// The hand-rolled reader `readComment` replaces; kept only until the differential test has shown they agree.
+    package static func scanComment(_ body: [UInt8]) throws(PayloadError) -> CommentDelivery {
         let v: [String: PayloadScanner.Value]
-        do { v = try PayloadScanner.scan(body, wanted: commentKeys) } catch { throw .malformedJSON }
+        do { v = try PayloadScanner.scan(body, wanted: commentKeys) } catch {
+            throw PayloadError(kind: .malformedJSON, reason: "malformed JSON: \(error)")
+        }
         guard let action = v.string("action"), let repo = v.string("repository.full_name"), let number = v.int("issue.number"),
               let cid = v.int("comment.id"), let text = v.string("comment.body"), let login = v.string("comment.user.login") else {
-            throw .missingField
+            throw PayloadError(kind: .badField, reason: "a required field is missing or ill-typed")
         }
         let comment = GiteaComment(id: Int64(cid), body: text, user: GiteaUser(id: Int64(v.int("comment.user.id") ?? 0), login: login),
                                    issue_url: v.string("comment.issue_url"), pull_request_url: v.string("comment.pull_request_url"),
@@ -63,8 +78,11 @@ public struct WebhookIntake: Sendable {
     }
 
     /// Reads an issues body (the fuzz target FuzzWebhook calls this too).
-    package static func readIssueEvent(_ body: [UInt8]) throws -> IssuePayload {
-        try JSONDecoder().decode(IssuePayload.self, from: Data(body))
+    package static func readIssueEvent(_ body: [UInt8]) throws(PayloadError) -> IssuePayload {
+        let data = Data(body)
+        do { return try JSONDecoder().decode(IssuePayload.self, from: data) } catch {
+            throw PayloadError(error, body: data, integerFields: [("number", "Int"), ("issue.id", "Int64"), ("issue.number", "Int")])
+        }
     }
 
     public func handle(header: (String) -> String?, body: [UInt8]) async -> (status: Int, text: String) {
@@ -83,7 +101,7 @@ public struct WebhookIntake: Sendable {
                 let d: CommentDelivery
                 do { d = try Self.readComment(body) } catch {
                     metrics.inc("webhook_rejected_total")
-                    return (400, error == .malformedJSON ? "malformed JSON" : "malformed issue_comment payload")
+                    return (400, error.kind == .malformedJSON ? error.reason : "malformed issue_comment payload: \(error.reason)")
                 }
                 guard d.repository.lowercased() == full else { return (202, "ignored: other repository") }
                 let event = d.action == "created" ? engine.event(comment: d.comment, issue: d.issue, isPull: d.isPull) : nil
@@ -92,15 +110,17 @@ public struct WebhookIntake: Sendable {
             case "issues":
                 let p: IssuePayload
                 do { p = try Self.readIssueEvent(body) } catch {
-                    metrics.inc("webhook_rejected_total"); return (400, "malformed issues payload")
+                    metrics.inc("webhook_rejected_total")
+                    return (400, error.kind == .malformedJSON ? error.reason : "malformed issues payload: \(error.reason)")
                 }
                 guard p.repository.full_name.lowercased() == full else { return (202, "ignored: other repository") }
                 let event = p.action == "opened" ? engine.event(issue: p.issue) : nil
                 if let early = await store(delivery, event) { return early }
                 if p.action == "opened" || p.action == "closed" || p.action == "reopened" { try engine.trackReminder(p.issue) }
             default:
-                guard (try? JSONSerialization.jsonObject(with: Data(body))) != nil else {
-                    metrics.inc("webhook_rejected_total"); return (400, "malformed JSON")
+                do { _ = try JSONSerialization.jsonObject(with: Data(body)) } catch {
+                    metrics.inc("webhook_rejected_total")
+                    return (400, PayloadError.malformed(error).reason)
                 }
                 return (202, "ignored event \(event)")
             }
