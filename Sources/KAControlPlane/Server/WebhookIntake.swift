@@ -5,11 +5,6 @@ import Foundation
 public struct WebhookIntake: Sendable {
     public static let maxBody = 1 << 20
 
-    /// What an issue_comment delivery is read for (the rest is validated and skipped).
-    static let commentKeys: Set<String> = ["action", "is_pull", "repository.full_name", "issue.number", "issue.pull_request",
-                                           "comment.id", "comment.body", "comment.user.login", "comment.user.id", "comment.issue_url",
-                                           "comment.pull_request_url", "comment.created_at", "comment.updated_at"]
-
     let verifier: WebhookVerifier
     let engine: Engine
     let metrics: Metrics
@@ -58,23 +53,6 @@ public struct WebhookIntake: Sendable {
                                    created_at: c.created_at ?? "", updated_at: c.updated_at ?? "")
         return CommentDelivery(action: p.action, repository: p.repository.full_name, issue: p.issue.number,
                                isPull: p.is_pull == true || p.issue.pull_request != nil, comment: comment)
-    }
-
-    /// The hand-rolled reader `readComment` replaces; kept only until the differential test has shown they agree.
-    package static func scanComment(_ body: [UInt8]) throws(PayloadError) -> CommentDelivery {
-        let v: [String: PayloadScanner.Value]
-        do { v = try PayloadScanner.scan(body, wanted: commentKeys) } catch {
-            throw PayloadError(kind: .malformedJSON, reason: "malformed JSON: \(error)")
-        }
-        guard let action = v.string("action"), let repo = v.string("repository.full_name"), let number = v.int("issue.number"),
-              let cid = v.int("comment.id"), let text = v.string("comment.body"), let login = v.string("comment.user.login") else {
-            throw PayloadError(kind: .badField, reason: "a required field is missing or ill-typed")
-        }
-        let comment = GiteaComment(id: Int64(cid), body: text, user: GiteaUser(id: Int64(v.int("comment.user.id") ?? 0), login: login),
-                                   issue_url: v.string("comment.issue_url"), pull_request_url: v.string("comment.pull_request_url"),
-                                   created_at: v.string("comment.created_at") ?? "", updated_at: v.string("comment.updated_at") ?? "")
-        let isPull = v["is_pull"] == .bool(true) || (v["issue.pull_request"] ?? .null) != .null
-        return CommentDelivery(action: action, repository: repo, issue: number, isPull: isPull, comment: comment)
     }
 
     /// Reads an issues body (the fuzz target FuzzWebhook calls this too).
@@ -131,9 +109,4 @@ public struct WebhookIntake: Sendable {
         metrics.inc("webhook_accepted_total")
         return (200, "ok")
     }
-}
-
-extension Dictionary where Key == String, Value == PayloadScanner.Value {
-    func string(_ k: String) -> String? { if case let .string(s)? = self[k] { return s }; return nil }
-    func int(_ k: String) -> Int? { if case let .number(d)? = self[k], d == d.rounded(), abs(d) < 9e15 { return Int(d) }; return nil }
 }
