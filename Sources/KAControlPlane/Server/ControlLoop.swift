@@ -43,7 +43,9 @@ public final class ControlLoop: Service, Sendable {
             logger.error("cannot start queued runs: \(error)")
         }
         do { try engine.sweepReminders() } catch { logger.error("reminder sweep failed: \(error)") }
-        metrics.inc("outbox_sent_total", by: await outbox.drain())
+        let sent = await outbox.drain()
+        metrics.inc("outbox_sent_total", by: sent)
+        if sent > 0 { poke() }   // more may be due (a pass takes at most a page of the outbox): turn again at once
     }
 
     /// Waits for the events being handled and the verbs running.

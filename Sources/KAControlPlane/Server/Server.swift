@@ -47,7 +47,9 @@ public enum ControlPlaneServer {
         }
         let faults = try ServeFaults.fromEnvironment()
         if !faults.isEmpty { logger.warning("KA_SERVE_FAULT is set: faults are injected (tests only)") }
-        let api = DefaultGiteaClient(baseURL: config.giteaURL, owner: config.owner, repo: config.repo, token: config.token)
+        // connections: one per outbox lane, and a few for the poller, the permission checks and block lookups
+        let api = DefaultGiteaClient(baseURL: config.giteaURL, owner: config.owner, repo: config.repo, token: config.token,
+                                     maxConnections: config.outboxParallel + 4)
         let bot: String
         if let b = config.botLogin { bot = b } else { bot = try await api.currentUser().login }
         let ledger = try Ledger(path: config.stateDir.appendingPathComponent("control.sqlite"))
@@ -59,7 +61,7 @@ public enum ControlPlaneServer {
                             makeContext: { VerbContext(workspace: ws, state: store, blocks: blocks, fileBlocksOnRefusal: true) },
                             authorizer: authorizer, faults: faults, logger: logger)
         let metrics = Metrics()
-        let loop = ControlLoop(engine: engine, poller: Poller(engine: engine, api: api), outbox: OutboxSender(ledger: ledger, api: api, botLogin: bot),
+        let loop = ControlLoop(engine: engine, poller: Poller(engine: engine, api: api), outbox: OutboxSender(ledger: ledger, api: api, botLogin: bot, parallel: config.outboxParallel),
                                interval: config.pollInterval, metrics: metrics, logger: logger)
         let intake = WebhookIntake(verifier: WebhookVerifier(secrets: config.webhookSecrets), engine: engine, metrics: metrics,
                                    onAccepted: { loop.poke() })
