@@ -58,6 +58,7 @@ final class GiteaStandIn: @unchecked Sendable {
     private var inFlight = 0
     private var _maxInFlight = 0
     private var writes: [Write] = []
+    private var gathering: (count: Int, until: Date)?
     private var chaos: Chaos?
     private var rng = SplitMix64(seed: 1)
     private var served: [ServedFault] = []
@@ -104,6 +105,11 @@ final class GiteaStandIn: @unchecked Sendable {
 
     /// Every request waits a random time in this range (seconds, from the seeded generator) before it is handled.
     func setLatency(_ range: ClosedRange<Double>?) { withLock { latency = range } }
+
+    /// Requests wait (up to `timeout`) until `count` of them are in flight together, once: then every request
+    /// goes through at once again. A client that allows `count` at a time is seen with that many in flight
+    /// however loaded the machine, one that allows fewer is seen with fewer.
+    func gather(_ count: Int, timeout: Double = 10) { withLock { gathering = (count, Date().addingTimeInterval(timeout)) } }
 
     /// The most API requests that were in flight at once.
     var maxInFlight: Int { withLock { _maxInFlight } }
@@ -348,6 +354,10 @@ final class GiteaStandIn: @unchecked Sendable {
                     return latency.map { $0.lowerBound + rng.unit() * ($0.upperBound - $0.lowerBound) }
                 }
                 defer { withLock { inFlight -= 1 } }
+                while let g = withLock({ gathering }) {
+                    if withLock({ inFlight >= g.count }) || Date() >= g.until { withLock { gathering = nil }; break }
+                    try await Task.sleep(nanoseconds: 2_000_000)
+                }
                 if let delay { try await Task.sleep(nanoseconds: UInt64(delay * 1e9)) }
                 let response = try await serve(method, template, request, context, handler)
                 withLock { log.append(LoggedRequest(method: method.rawValue, template: template, path: request.uri.path, query: request.uri.query,
