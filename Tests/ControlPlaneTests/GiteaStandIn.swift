@@ -356,7 +356,7 @@ final class GiteaStandIn: @unchecked Sendable {
                 defer { withLock { inFlight -= 1 } }
                 while let g = withLock({ gathering }) {
                     if withLock({ inFlight >= g.count }) || Date() >= g.until { withLock { gathering = nil }; break }
-                    try await Task.sleep(nanoseconds: 2_000_000)
+                    try await Task.sleep(nanoseconds: 5_000_000)
                 }
                 if let delay { try await Task.sleep(nanoseconds: UInt64(delay * 1e9)) }
                 let response = try await serve(method, template, request, context, handler)
