@@ -86,6 +86,20 @@ import Testing
         let r = try await Self.runScript([Harness.projectRoot.appendingPathComponent("scripts/bench-serve").path], environment: env)
         #expect(r.status != 0, "exit \(r.status); stdout: \(r.stdoutText)")
         #expect(r.stderrText.contains("answered 9000 non-2xx responses"), "\(r.stderrText)")
-        #expect(!r.stdoutText.contains("ratio"))
+        #expect(!r.stdoutText.contains("ingest") && !r.stdoutText.contains("target"), "no figures are printed for a failed run")
+    }
+
+    @Test func benchRepliesFailsWhenTheDeliveriesNeverGoOut() async throws {
+        // a wrk that ends without posting anything: no command is answered, so there is no rate to print
+        let (dir, path) = try Self.fakes(["wrk": "sleep 0.3\nexit 0\n"])
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var env = ProcessInfo.processInfo.environment
+        env["PATH"] = path
+        env["KA_BENCH_KA"] = ChaosTests.kaBinary   // the real ka serve, no release build
+        env["BENCH_BASELINE"] = "0"
+        let r = try await Self.runScript([Harness.projectRoot.appendingPathComponent("scripts/bench-replies").path, "50"], environment: env)
+        #expect(r.status != 0, "exit \(r.status); stdout: \(r.stdoutText)")
+        #expect(r.stderrText.contains("wrk ended early"), "\(r.stderrText)")
+        #expect(!r.stdoutText.contains("answered/s"), "no figures are printed for a failed run")
     }
 }

@@ -16,7 +16,10 @@ import NIOCore
 /// It fails the way a real Gitea behind a proxy does: a fault is a 500 or a dropped connection, served before
 /// the handler runs or AFTER it (the write landed, the answer is lost). Faults are scheduled one by one for
 /// deterministic tests, or drawn at a rate from a seeded generator for chaos; every one served is counted.
-/// Every request is logged with its real path, query and status (the contract test reads the log).
+/// It can also rate-limit as a proxy in front of Gitea does (Gitea itself has no limiter): a 429 with a
+/// `Retry-After` (seconds or an HTTP-date) before the handler runs, so nothing is written.
+/// Every request is logged with its real path, query, status and arrival and answer times (the contract test
+/// reads the log); requests in flight are counted, and a random latency can be added to each.
 final class GiteaStandIn: @unchecked Sendable {
     struct User { let id: Int64; let login: String; let permission: String }
     struct Comment { let id: Int64; let issue: Int; var body: String; let user: User; let created: Date; var updated: Date }
@@ -28,7 +31,12 @@ final class GiteaStandIn: @unchecked Sendable {
     enum FaultKind: String { case status500 = "500", drop }
     struct Fault: Equatable { let timing: FaultTiming; let kind: FaultKind }
     struct ServedFault { let method: String; let template: String; let fault: Fault }
-    struct LoggedRequest { let method: String; let template: String; let path: String; let query: String?; let status: Int }
+    struct LoggedRequest { let method: String; let template: String; let path: String; let query: String?; let status: Int
+                           let arrived: Date; let answered: Date }
+    /// A 429 to serve: to the next request matching `method` and `template` (any when nil), with this Retry-After.
+    struct RateLimit { let method: String?; let template: String?; let retryAfter: String? }
+    /// A write as the stand-in applied it, in order: which issue, and the body it left (tests of ordering).
+    struct Write { let issue: Int; let body: String }
 
     /// Chaos: `rate` of the API calls fail; of those, `afterShare` after the handler ran and `dropShare` by a
     /// dropped connection instead of a 500.
@@ -44,7 +52,13 @@ final class GiteaStandIn: @unchecked Sendable {
     private(set) var reactions: [(Int64, String, String)] = []
     private var _webhookURL: URL?
     let webhookSecret: [UInt8] = Array("test-secret".utf8)
-    private var scheduled: [(method: String, template: String, fault: Fault)] = []
+    private var scheduled: [(method: String, template: String, path: String?, fault: Fault)] = []
+    private var rateLimits: [RateLimit] = []
+    private var latency: ClosedRange<Double>?
+    private var inFlight = 0
+    private var _maxInFlight = 0
+    private var writes: [Write] = []
+    private var gathering: (count: Int, until: Date)?
     private var chaos: Chaos?
     private var rng = SplitMix64(seed: 1)
     private var served: [ServedFault] = []
@@ -79,7 +93,27 @@ final class GiteaStandIn: @unchecked Sendable {
     // MARK: faults
 
     /// The next request to `method template` (e.g. "POST", "repos/{owner}/{repo}/issues/{index}/comments") fails so.
-    func schedule(_ fault: Fault, method: String, template: String) { withLock { scheduled.append((method, template, fault)) } }
+    /// `path`: only a request to this real path (e.g. "/api/v1/repos/marfrit/kernel-agent/issues/3/comments").
+    func schedule(_ fault: Fault, method: String, template: String, path: String? = nil) {
+        withLock { scheduled.append((method, template, path, fault)) }
+    }
+
+    /// The next request (to `method template`, or any) is answered 429 with this `Retry-After` (none when nil).
+    func scheduleRateLimit(method: String? = nil, template: String? = nil, retryAfter: String?) {
+        withLock { rateLimits.append(RateLimit(method: method, template: template, retryAfter: retryAfter)) }
+    }
+
+    /// Every request waits a random time in this range (seconds, from the seeded generator) before it is handled.
+    func setLatency(_ range: ClosedRange<Double>?) { withLock { latency = range } }
+
+    /// Requests wait (up to `timeout`) until `count` of them are in flight together, once: then every request
+    /// goes through at once again. A client that allows `count` at a time is seen with that many in flight
+    /// however loaded the machine, one that allows fewer is seen with fewer.
+    func gather(_ count: Int, timeout: Double = 10) { withLock { gathering = (count, Date().addingTimeInterval(timeout)) } }
+
+    /// The most API requests that were in flight at once.
+    var maxInFlight: Int { withLock { _maxInFlight } }
+    var writeOrder: [Write] { withLock { writes } }
 
     func setChaos(_ c: Chaos?, seed: UInt64? = nil) {
         withLock { chaos = c; if let seed { rng = SplitMix64(seed: seed) } }
@@ -88,9 +122,11 @@ final class GiteaStandIn: @unchecked Sendable {
     var faultsServed: [ServedFault] { withLock { served } }
     var requestLog: [LoggedRequest] { withLock { log } }
 
-    private func nextFault(_ method: String, _ template: String) -> Fault? {
+    private func nextFault(_ method: String, _ template: String, _ path: String) -> Fault? {
         withLock {
-            if let i = scheduled.firstIndex(where: { $0.method == method && $0.template == template }) { return scheduled.remove(at: i).fault }
+            if let i = scheduled.firstIndex(where: { $0.method == method && $0.template == template && ($0.path ?? path) == path }) {
+                return scheduled.remove(at: i).fault
+            }
             guard let c = chaos, rng.unit() < c.rate else { return nil }
             return Fault(timing: rng.unit() < c.afterShare ? .afterWrite : .beforeWrite, kind: rng.unit() < c.dropShare ? .drop : .status500)
         }
@@ -127,6 +163,7 @@ final class GiteaStandIn: @unchecked Sendable {
             let u = users.values.first { $0.login == login }!
             let c = Comment(id: nextID, issue: issue, body: body, user: u, created: clock(), updated: clock())
             comments[c.id] = c
+            writes.append(Write(issue: issue, body: body))
             issues[issue]?.updated = clock()
             return (c, commentPayload(c, action: "created"))
         }
@@ -310,14 +347,37 @@ final class GiteaStandIn: @unchecked Sendable {
         func route(_ method: HTTPRequest.Method, _ template: String, _ handler: @escaping @Sendable (Request, BasicRequestContext, User) async throws -> Response) {
             routes.append((method.rawValue, template))
             api.on(RouterPath(template), method: method) { [self] request, context in
+                let arrived = Date()
+                let delay = withLock { () -> Double? in
+                    inFlight += 1
+                    _maxInFlight = max(_maxInFlight, inFlight)
+                    return latency.map { $0.lowerBound + rng.unit() * ($0.upperBound - $0.lowerBound) }
+                }
+                defer { withLock { inFlight -= 1 } }
+                while let g = withLock({ gathering }) {
+                    if withLock({ inFlight >= g.count }) || Date() >= g.until { withLock { gathering = nil }; break }
+                    try await Task.sleep(nanoseconds: 5_000_000)
+                }
+                if let delay { try await Task.sleep(nanoseconds: UInt64(delay * 1e9)) }
                 let response = try await serve(method, template, request, context, handler)
-                withLock { log.append(LoggedRequest(method: method.rawValue, template: template, path: request.uri.path,
-                                                    query: request.uri.query, status: Int(response.status.code))) }
+                withLock { log.append(LoggedRequest(method: method.rawValue, template: template, path: request.uri.path, query: request.uri.query,
+                                                    status: Int(response.status.code), arrived: arrived, answered: Date())) }
                 return response
             }
         }
         func serve(_ method: HTTPRequest.Method, _ template: String, _ request: Request, _ context: BasicRequestContext,
                    _ handler: @Sendable (Request, BasicRequestContext, User) async throws -> Response) async throws -> Response {
+            // a proxy's rate limit answers before Gitea sees the request
+            let limited = withLock { () -> RateLimit? in
+                guard let i = rateLimits.firstIndex(where: { ($0.method ?? method.rawValue) == method.rawValue && ($0.template ?? template) == template })
+                else { return nil }
+                return rateLimits.remove(at: i)
+            }
+            if let limited {
+                var response = error(.tooManyRequests, "rate limited")
+                if let ra = limited.retryAfter, let name = HTTPField.Name("Retry-After") { response.headers[name] = ra }
+                return response
+            }
             guard let u = authed(request) else { return error(.unauthorized, "token is required") }
             if template.hasPrefix("repos/{owner}/{repo}") {
                 guard context.parameters.get("owner")?.lowercased() == owner, context.parameters.get("repo")?.lowercased() == repo else {
@@ -329,7 +389,7 @@ final class GiteaStandIn: @unchecked Sendable {
                     return error(.unprocessableContent, "invalid \(k): parsing time \"\(v)\" as RFC 3339")
                 }
             }
-            let fault = nextFault(method.rawValue, template)
+            let fault = nextFault(method.rawValue, template, request.uri.path)
             func serveFault(_ f: Fault) -> Response {
                 withLock { served.append(ServedFault(method: method.rawValue, template: template, fault: f)) }
                 return f.kind == .drop ? dropped() : error(.internalServerError, "chaos")
@@ -427,7 +487,7 @@ final class GiteaStandIn: @unchecked Sendable {
             return withLock {
                 guard var c = comments[id] else { return error(.notFound, "not found") }
                 guard c.user.login == u.login || u.permission != "read" else { return error(.forbidden, "forbidden") }
-                if let text = b["body"] as? String, text != c.body { c.body = text; c.updated = clock() }
+                if let text = b["body"] as? String, text != c.body { c.body = text; c.updated = clock(); writes.append(Write(issue: c.issue, body: text)) }
                 comments[id] = c
                 return json(commentJSON(c))
             }

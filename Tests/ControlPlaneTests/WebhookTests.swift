@@ -32,9 +32,14 @@ import Testing
         let big = Data(repeating: 0x20, count: (1 << 20) + 1)
         #expect(try await h.post("/webhook", body: big, headers: headers(GiteaStandIn.signature(big, secret: h.secret))).0 == 413)
         let junk = Data("{not json".utf8)
-        #expect(try await h.post("/webhook", body: junk, headers: headers(GiteaStandIn.signature(junk, secret: h.secret))).0 == 400)
+        let junkAnswer = try await h.post("/webhook", body: junk, headers: headers(GiteaStandIn.signature(junk, secret: h.secret)))
+        #expect(junkAnswer.0 == 400 && junkAnswer.1.hasPrefix("malformed JSON: ") && junkAnswer.1.contains("character"), "\(junkAnswer)")
         let wrongShape = Data("{\"action\":\"created\"}".utf8)
-        #expect(try await h.post("/webhook", body: wrongShape, headers: headers(GiteaStandIn.signature(wrongShape, secret: h.secret))).0 == 400)
+        let shapeAnswer = try await h.post("/webhook", body: wrongShape, headers: headers(GiteaStandIn.signature(wrongShape, secret: h.secret)))
+        #expect(shapeAnswer == (400, "malformed issue_comment payload: missing field `repository`\n"))
+        let badIssue = Data("{\"action\":\"opened\",\"number\":\"3\"}".utf8)
+        let issueAnswer = try await h.post("/webhook", body: badIssue, headers: headers(GiteaStandIn.signature(badIssue, secret: h.secret), event: "issues"))
+        #expect(issueAnswer == (400, "malformed issues payload: `number`: expected an integer, found a string\n"))
         #expect(try h.ledger.unprocessedEvents().isEmpty, "nothing may be stored from a rejected delivery")
         // another repository: ignored
         let other = Data(String(decoding: payload, as: UTF8.self).replacingOccurrences(of: "\"full_name\":\"marfrit\\/kernel-agent\"", with: "\"full_name\":\"evil\\/repo\"").utf8)
@@ -50,7 +55,7 @@ import Testing
         #expect(await h.settle { g.botComments(on: issue).count == 1 })
         await h.settleAll()
         #expect(g.botComments(on: issue).count == 1, "answered exactly once")
-        #expect(h.metrics.get("webhook_rejected_total") == 7)   // the 413 is answered by the server before the intake
+        #expect(h.metrics.get("webhook_rejected_total") == 8)   // the 413 is answered by the server before the intake
     }
 
     /// Sends raw bytes on a new connection; returns what came back before the server closed it (or before

@@ -22,6 +22,10 @@ public struct ControlPlaneConfig: Sendable {
     public var replyRateLimit: ReplyRateLimit? = ReplyRateLimit(count: 30, window: 600)
     /// How long a verb may plan before the bot gives up on it and says so (seconds).
     public var planTimeout: Double = 60
+    /// Writes to Gitea sent at once, each on a different issue (on one issue they go one at a time, in order).
+    public var outboxParallel = Self.defaultOutboxParallel
+    public static let defaultOutboxParallel = 4
+    public static let maxOutboxParallel = 64
     /// verb → logins allowed; "*" applies to every verb. Empty: users with write permission on the repo.
     public var allow: [String: [String]] = [:]
     public var token: String
@@ -29,10 +33,11 @@ public struct ControlPlaneConfig: Sendable {
 
     public static let keys: Set<String> = ["gitea_url", "repo", "bot_login", "listen", "poll_interval", "state_dir", "root",
                                            "consent_ttl", "max_parallel_runs", "reminder_cap", "allow",
-                                           "max_commands_per_comment", "reply_rate_limit", "plan_timeout"]
+                                           "max_commands_per_comment", "reply_rate_limit", "plan_timeout", "outbox_parallel"]
 
     public static func load(file: String?, env: [String: String] = ProcessInfo.processInfo.environment) throws -> ControlPlaneConfig {
         var values: [String: String] = [:]
+        var places: [String: String] = [:]   // key → where its value was set ("file:line:column" or the env var)
         var allow: [String: [String]] = [:]
         if let file {
             guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
@@ -41,7 +46,7 @@ public struct ControlPlaneConfig: Sendable {
             let doc = try YAMLValue.parse(text, file: file)
             // The same file may hold the agent's other sections (ssh, hosts, …): AgentConfig reads and checks those.
             let m = try doc.mapping(allowed: keys.union(AgentConfig.ownSections).union(AgentConfig.otherSections))
-            for k in m.keys where keys.contains(k) && k != "allow" { values[k] = try m[k]?.string() }
+            for k in m.keys where keys.contains(k) && k != "allow" { values[k] = try m[k]?.string(); places[k] = m[k].map { "\($0.location)" } }
             if let a = m["allow"] {
                 guard case .mapping = a.node else { throw a.error("expected verb → [logins]") }
                 let am = try a.mapping(allowed: Set(Verbs.all.map { $0.verbName } + ["*", "yes", "no", "help", "snooze"]))
@@ -51,8 +56,8 @@ public struct ControlPlaneConfig: Sendable {
         let envMap = ["KA_GITEA_URL": "gitea_url", "KA_REPO": "repo", "KA_BOT_LOGIN": "bot_login", "KA_LISTEN": "listen",
                       "KA_POLL_INTERVAL": "poll_interval", "KA_STATE_DIR": "state_dir", "KA_ROOT": "root",
                       "KA_MAX_COMMANDS_PER_COMMENT": "max_commands_per_comment", "KA_REPLY_RATE_LIMIT": "reply_rate_limit",
-                      "KA_PLAN_TIMEOUT": "plan_timeout"]
-        for (e, k) in envMap { if let v = env[e] { values[k] = v } }
+                      "KA_PLAN_TIMEOUT": "plan_timeout", "KA_OUTBOX_PARALLEL": "outbox_parallel"]
+        for (e, k) in envMap { if let v = env[e] { values[k] = v; places[k] = e } }
 
         func need(_ key: String, _ envName: String) throws -> String {
             guard let v = values[key], !v.isEmpty else {
@@ -109,6 +114,13 @@ public struct ControlPlaneConfig: Sendable {
                 throw KAError.refusal("config", "plan_timeout must be a duration ≥ 1 s (e.g. 60s, 2m), got '\(t)'")
             }
             c.planTimeout = s
+        }
+        if let p = values["outbox_parallel"] {
+            guard let n = Int(p.trimmingCharacters(in: .whitespaces)), (1...Self.maxOutboxParallel).contains(n) else {
+                throw KAError.refusal(places["outbox_parallel"] ?? "config", "outbox_parallel must be a whole number from 1 to \(Self.maxOutboxParallel), got '\(p)'",
+                                      hint: "set outbox_parallel (or KA_OUTBOX_PARALLEL) to how many issues may get a write at once; the default is \(Self.defaultOutboxParallel)")
+            }
+            c.outboxParallel = n
         }
         return c
     }

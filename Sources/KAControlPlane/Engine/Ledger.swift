@@ -65,6 +65,10 @@ public final class Ledger: Sendable {
             CREATE INDEX runs_state ON runs(state);
             """)
         }
+        m.registerMigration("v3") { db in
+            // a write Gitea refused (a 4xx) no longer holds back the later writes to its issue (OutboxSender)
+            try db.execute(sql: "ALTER TABLE outbox ADD COLUMN refused INTEGER NOT NULL DEFAULT 0")
+        }
         return m
     }
 

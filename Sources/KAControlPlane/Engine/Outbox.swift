@@ -32,16 +32,66 @@ extension Ledger {
         public let ref: String?
         public let op: OutboxOp
         public let attempts: Int
+        /// Writes in one lane go out one at a time, in the order they were queued: see `OutboxSender`.
+        public let lane: String
     }
 
-    public func pendingOutbox(now: Date, limit: Int = 200) throws -> [OutboxItem] {
+    /// A queued write whose payload cannot be read back (written by another version): it is set aside with the
+    /// reason, visible in `last_error` and in the pending count, and never sent.
+    public struct UnreadableItem: Sendable { public let id: Int64; public let error: String }
+
+    /// What is due, in lanes, each in queue order. An item waiting for its retry holds back the rest of its lane,
+    /// unless Gitea refused it (a 4xx): what Gitea refuses once it will likely refuse again, and one such write
+    /// must not silence an issue. Lanes come in the order of their oldest item.
+    public func pendingOutboxLanes(now: Date, limit: Int = 1000) throws -> (lanes: [[OutboxItem]], unreadable: [UnreadableItem]) {
         try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, ref, payload, attempts FROM outbox WHERE done = 0 AND next_at <= ? ORDER BY id LIMIT ?",
-                             arguments: [now.timeIntervalSince1970, limit]).compactMap { row in
+            let t = now.timeIntervalSince1970
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT id, ref, payload, attempts, next_at <= ? AS due FROM outbox
+                WHERE done = 0 AND (next_at <= ? OR (attempts > 0 AND refused = 0)) ORDER BY id LIMIT ?
+                """, arguments: [t, t, limit])
+            var lanes: [[OutboxItem]] = []
+            var index: [String: Int] = [:]
+            var held = Set<String>()
+            var unreadable: [UnreadableItem] = []
+            var lanesOfTargets: [String: String] = [:]
+            for row in rows {
                 let payload: String = row["payload"]
-                guard let op = try? JSONDecoder().decode(OutboxOp.self, from: Data(payload.utf8)) else { return nil }
-                return OutboxItem(id: row["id"], ref: row["ref"], op: op, attempts: row["attempts"])
+                let op: OutboxOp
+                do { op = try JSONDecoder().decode(OutboxOp.self, from: Data(payload.utf8)) } catch {
+                    unreadable.append(UnreadableItem(id: row["id"], error: "unreadable outbox payload: \(error)"))
+                    continue
+                }
+                let lane = try Self.lane(of: op, in: db, targets: &lanesOfTargets)
+                guard !held.contains(lane) else { continue }
+                guard row["due"] as Bool else { held.insert(lane); continue }
+                let item = OutboxItem(id: row["id"], ref: row["ref"], op: op, attempts: row["attempts"], lane: lane)
+                if let i = index[lane] { lanes[i].append(item) } else { index[lane] = lanes.count; lanes.append([item]) }
             }
+            return (lanes, unreadable)
+        }
+    }
+
+    /// The issue a write lands on ("issue:42"); a new issue's lane is "new-issues" (they are numbered in order).
+    /// An edit is on the issue of the comment it edits, a reaction on that of the command it marks; when that
+    /// cannot be found, the edited ref or the comment is its own lane.
+    static func lane(of op: OutboxOp, in db: Database, targets: inout [String: String]) throws -> String {
+        switch op {
+        case let .comment(issue, _): return "issue:\(issue)"
+        case let .editIssue(number, _, _): return "issue:\(number)"
+        case .issue: return "new-issues"
+        case let .editComment(target, _):
+            if let known = targets[target] { return known }
+            var lane = "ref:\(target)"
+            if let payload = try String.fetchOne(db, sql: "SELECT payload FROM outbox WHERE ref = ?", arguments: [target]),
+               case let .comment(issue, _) = try JSONDecoder().decode(OutboxOp.self, from: Data(payload.utf8)) {
+                lane = "issue:\(issue)"
+            }
+            targets[target] = lane
+            return lane
+        case let .reaction(commentID, _):
+            let issue = try Int.fetchOne(db, sql: "SELECT issue FROM events WHERE key = ?", arguments: ["comment:\(commentID)"])
+            return issue.map { "issue:\($0)" } ?? "comment:\(commentID)"
         }
     }
 
@@ -62,23 +112,31 @@ extension Ledger {
         try pool.write { try $0.execute(sql: "UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", arguments: [id]) }
     }
 
-    func markFailed(_ id: Int64, error: String, retryAt: Date) throws {
+    /// `refused`: Gitea answered with a 4xx, so the item no longer holds back its lane while it waits.
+    func markFailed(_ id: Int64, error: String, retryAt: Date, refused: Bool = false) throws {
         try pool.write {
-            try $0.execute(sql: "UPDATE outbox SET last_error = ?, next_at = ? WHERE id = ?",
-                           arguments: [error, retryAt.timeIntervalSince1970, id])
+            try $0.execute(sql: "UPDATE outbox SET last_error = ?, next_at = ?, refused = ? WHERE id = ?",
+                           arguments: [error, retryAt.timeIntervalSince1970, refused, id])
         }
     }
 }
 
-/// Sends the outbox in order. Edits wait for the create they target.
+/// Sends the outbox: up to `parallel` writes at once, each on a different issue, and on each issue one at a time
+/// in the order they were queued (a lane: see `Ledger.pendingOutboxLanes`). Edits wait for the create they
+/// target. When a write fails, the rest of its lane waits for its retry.
 ///
 /// A create Gitea may have carried out although its answer was an error (a 500 or a timeout after the write,
 /// as behind a slow proxy; or a kill before our bookkeeping) leaves the comment or issue there with our marker.
 /// So before every retry of a create, in this process or after a restart, the sender looks for the marker among
 /// what the bot authored and adopts it.
+///
+/// Gitea's (or its proxy's) 429 pauses every request to the host for its Retry-After (`DefaultGiteaClient`); a
+/// write that meets the pause waits for it, or, for a long one, is retried when it ends.
 public actor OutboxSender {
     let ledger: Ledger
     let api: GiteaAPI
+    /// Lanes sent at once (config `outbox_parallel`).
+    public nonisolated let parallel: Int
     private var botLogin: String?
     private var labelIDs: [String: Int64] = [:]
     private var draining = false
@@ -86,7 +144,9 @@ public actor OutboxSender {
     static let createRetries = 3
 
     /// `botLogin` nil: asked of Gitea (`GET /user`) on first need.
-    public init(ledger: Ledger, api: GiteaAPI, botLogin: String?) { self.ledger = ledger; self.api = api; self.botLogin = botLogin }
+    public init(ledger: Ledger, api: GiteaAPI, botLogin: String?, parallel: Int = ControlPlaneConfig.defaultOutboxParallel) {
+        self.ledger = ledger; self.api = api; self.botLogin = botLogin; self.parallel = max(1, parallel)
+    }
 
     static func marker(_ ref: String) -> String { "<!-- ka:ref=\(ref) -->" }
 
@@ -103,55 +163,110 @@ public actor OutboxSender {
         guard !draining else { return 0 }
         draining = true
         defer { draining = false }
-        let items: [Ledger.OutboxItem]
-        do { items = try ledger.pendingOutbox(now: now) } catch { return 0 }
+        let pending: (lanes: [[Ledger.OutboxItem]], unreadable: [Ledger.UnreadableItem])
+        do { pending = try ledger.pendingOutboxLanes(now: now) } catch {
+            return 0   // the ledger cannot be read: nothing is sent, and the next pass reads it again
+        }
+        for u in pending.unreadable {
+            record(u.id, failure: u.error, retryAt: now.addingTimeInterval(86_400), refused: true)
+        }
+        let lanes = pending.lanes
+        return await withTaskGroup(of: Int.self) { group in
+            var next = 0
+            while next < min(parallel, lanes.count) {
+                let lane = lanes[next]
+                group.addTask { await self.send(lane, now: now) }
+                next += 1
+            }
+            var sent = 0
+            for await landed in group {
+                sent += landed
+                if next < lanes.count {
+                    let lane = lanes[next]
+                    group.addTask { await self.send(lane, now: now) }
+                    next += 1
+                }
+            }
+            return sent
+        }
+    }
+
+    enum Outcome { case sent, waitsForTarget, failed }
+
+    /// One lane, in order; stops at the first write that fails (the rest wait for its retry). An edit whose
+    /// target is not created yet is passed over with the later edits of that target, as before.
+    func send(_ lane: [Ledger.OutboxItem], now: Date) async -> Int {
         var sent = 0
-        var blockedTargets = Set<String>()
-        for item in items {
-            do {
-                try ledger.markAttempt(item.id)
-                let marker = Self.marker(item.ref ?? "outbox-\(item.id)")
-                switch item.op {
-                case let .comment(issue, body):
-                    let bot = try await bot()
-                    let id = try await createOnce(lookFirst: item.attempts > 0) {
-                        try await self.api.listIssueComments(issue).first { $0.user.login == bot && $0.body.contains(marker) }?.id
-                    } create: {
-                        try await self.api.createComment(issue: issue, body: body + "\n\n" + marker).id
-                    }
-                    try ledger.markSent(item.id, giteaID: id)
-                case let .editComment(target, body):
-                    if blockedTargets.contains(target) { continue }
-                    guard let cid = try ledger.giteaID(forRef: target) else { blockedTargets.insert(target); continue }
-                    _ = try await api.editComment(id: cid, body: body + "\n\n" + Self.marker(target))
-                    try ledger.markSent(item.id, giteaID: cid)
-                case let .reaction(commentID, content):
-                    try await api.addReaction(commentID: commentID, content: content)
-                    try ledger.markSent(item.id, giteaID: nil)
-                case let .issue(title, body, labels):
-                    let bot = try await bot()
-                    // also on the first attempt: blocks are filed idempotently by their marker
-                    let number = try await createOnce(lookFirst: true) {
-                        try await self.api.listIssues(state: "open", since: nil).first { $0.user.login == bot && ($0.body ?? "").contains(marker) }?.number
-                    } create: {
-                        let ids = try await self.labelIDsFor(labels)
-                        return try await self.api.createIssue(title: title, body: body + "\n\n" + marker, labelIDs: ids).number
-                    }
-                    try ledger.markSent(item.id, giteaID: Int64(number))
-                case let .editIssue(number, body, state):
-                    _ = try await api.editIssue(number, title: nil, body: body, state: state)
-                    try ledger.markSent(item.id, giteaID: Int64(number))
-                }
-                sent += 1
-            } catch {
-                if case let .editComment(target, _) = item.op { blockedTargets.insert(target) }
-                let delay = min(300, 0.5 * pow(2, Double(min(item.attempts, 9)))) * Double.random(in: 0.5...1.5)
-                do { try ledger.markFailed(item.id, error: "\(error)", retryAt: now.addingTimeInterval(delay)) } catch {
-                    // the ledger is unwritable: the item stays due and is tried again next pass
-                }
+        var waiting = Set<String>()
+        for item in lane {
+            if case let .editComment(target, _) = item.op, waiting.contains(target) { continue }
+            switch await send(item, now: now) {
+            case .sent: sent += 1
+            case .waitsForTarget: if case let .editComment(target, _) = item.op { waiting.insert(target) }
+            case .failed: return sent
             }
         }
         return sent
+    }
+
+    func send(_ item: Ledger.OutboxItem, now: Date) async -> Outcome {
+        do {
+            // an edit waits until the create it targets has landed (it is earlier in the same lane, or elsewhere)
+            var editTarget: Int64?
+            if case let .editComment(target, _) = item.op {
+                guard let cid = try ledger.giteaID(forRef: target) else { return .waitsForTarget }
+                editTarget = cid
+            }
+            try ledger.markAttempt(item.id)
+            let marker = Self.marker(item.ref ?? "outbox-\(item.id)")
+            switch item.op {
+            case let .comment(issue, body):
+                let bot = try await bot()
+                let id = try await createOnce(lookFirst: item.attempts > 0) {
+                    try await self.api.listIssueComments(issue).first { $0.user.login == bot && $0.body.contains(marker) }?.id
+                } create: {
+                    try await self.api.createComment(issue: issue, body: body + "\n\n" + marker).id
+                }
+                try ledger.markSent(item.id, giteaID: id)
+            case let .editComment(target, body):
+                guard let cid = editTarget else { return .waitsForTarget }
+                _ = try await api.editComment(id: cid, body: body + "\n\n" + Self.marker(target))
+                try ledger.markSent(item.id, giteaID: cid)
+            case let .reaction(commentID, content):
+                try await api.addReaction(commentID: commentID, content: content)
+                try ledger.markSent(item.id, giteaID: nil)
+            case let .issue(title, body, labels):
+                let bot = try await bot()
+                // also on the first attempt: blocks are filed idempotently by their marker
+                let number = try await createOnce(lookFirst: true) {
+                    try await self.api.listIssues(state: "open", since: nil).first { $0.user.login == bot && ($0.body ?? "").contains(marker) }?.number
+                } create: {
+                    let ids = try await self.labelIDsFor(labels)
+                    return try await self.api.createIssue(title: title, body: body + "\n\n" + marker, labelIDs: ids).number
+                }
+                try ledger.markSent(item.id, giteaID: Int64(number))
+            case let .editIssue(number, body, state):
+                _ = try await api.editIssue(number, title: nil, body: body, state: state)
+                try ledger.markSent(item.id, giteaID: Int64(number))
+            }
+            return .sent
+        } catch {
+            let gitea = error as? GiteaError
+            let retryAt: Date
+            if let pause = gitea?.retryAfter {
+                retryAt = Date().addingTimeInterval(pause)   // Gitea said when; the host-wide pause holds until then
+            } else {
+                retryAt = now.addingTimeInterval(min(300, 0.5 * pow(2, Double(min(item.attempts, 9)))) * Double.random(in: 0.5...1.5))
+            }
+            record(item.id, failure: "\(error)", retryAt: retryAt, refused: gitea?.isRefusal ?? false)
+            return .failed
+        }
+    }
+
+    func record(_ id: Int64, failure: String, retryAt: Date, refused: Bool) {
+        do { try ledger.markFailed(id, error: failure, retryAt: retryAt, refused: refused) } catch {
+            // the ledger is unwritable: the item stays due and is tried again next pass
+        }
     }
 
     /// Creates what may already exist: `find` looks for it by its marker, first when an earlier attempt may have

@@ -87,12 +87,45 @@ public struct GiteaError: Error, CustomStringConvertible, Sendable {
     public let method: String
     public let path: String
     public let message: String
+    /// A 429's wait (seconds, from its Retry-After): no request goes to the host before it has passed.
+    public var retryAfter: Double? = nil
     public var description: String { "Gitea \(method) \(path) → \(status): \(message)" }
-    public var isRetryable: Bool { status >= 500 || status == 0 }
+    /// Worth sending again: a 5xx, a transport error (0), or a 429 once its pause is over (a 429 was not carried out).
+    public var isRetryable: Bool { status >= 500 || status == 0 || status == 429 }
+    /// Gitea refused the request itself (a 4xx but 408 and 429): sent again unchanged, it is likely refused again.
+    public var isRefusal: Bool { (400..<500).contains(status) && status != 408 && status != 429 }
+}
+
+/// `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date, in any of the three date forms a recipient
+/// must accept. Seconds from `now`; nil when absent or unreadable.
+public enum RetryAfter {
+    public static func seconds(_ value: String?, now: Date) -> Double? {
+        guard let v = value?.trimmingCharacters(in: .whitespaces), !v.isEmpty else { return nil }
+        if v.allSatisfy(\.isASCII), v.allSatisfy(\.isNumber) { return Double(v) }
+        for format in ["EEE, dd MMM yyyy HH:mm:ss zzz", "EEEE, dd-MMM-yy HH:mm:ss zzz", "EEE MMM d HH:mm:ss yyyy"] {
+            let f = DateFormatter()
+            f.locale = Locale(identifier: "en_US_POSIX")
+            f.timeZone = TimeZone(identifier: "GMT")
+            f.dateFormat = format
+            if let date = f.date(from: v) { return max(0, date.timeIntervalSince(now)) }
+        }
+        return nil
+    }
+}
+
+/// The host-wide pause a 429 asks for: every request to the host waits until it has passed.
+final class HostPause: Sendable {
+    private let until = NIOLockedValueBox(Date.distantPast)
+    var resumesAt: Date { until.withLockedValue { $0 } }
+    func extend(to date: Date) { until.withLockedValue { $0 = max($0, date) } }
 }
 
 /// URLSession (libcurl on Linux) with token auth, paging until a short page, and retries with backoff and
 /// jitter on 5xx and transport errors for every call but a create. 4xx surface at once with Gitea's own message.
+///
+/// A 429 (Gitea has no limiter of its own, but a proxy in front of it may) pauses every request to the host for
+/// its Retry-After (1 s without one, at most an hour). A request meeting a pause waits it out when it is short
+/// (`maxPauseWait`); otherwise it is not sent and fails with the 429 and the time left, for its caller to retry.
 public final class DefaultGiteaClient: GiteaAPI, Sendable {
     public let baseURL: URL        // e.g. https://git.example/ (the /api/v1 is added here)
     public let owner: String
@@ -101,19 +134,26 @@ public final class DefaultGiteaClient: GiteaAPI, Sendable {
     let session: URLSession
     let maxAttempts: Int
     let baseDelay: Double
+    /// The longest pause a request waits out in place (seconds); beyond it, it fails at once with the time left.
+    let maxPauseWait: Double
+    let pause = HostPause()
+    /// A 429 without a readable Retry-After pauses this long; a longer Retry-After than `maxRetryAfter` is cut to it.
+    static let defaultRetryAfter = 1.0
+    static let maxRetryAfter = 3600.0
     /// Counts requests sent (for the idle-poll figure and tests).
     public var requestCount: Int { requests.withLockedValue { $0 } }
     private let requests = NIOLockedValueBox(0)
 
     public static let pageSize = 50   // Gitea caps limit at 50 (MAX_RESPONSE_ITEMS)
 
+    /// `maxConnections`: connections kept to Gitea; at least the outbox's `outbox_parallel` plus the poller's.
     public init(baseURL: URL, owner: String, repo: String, token: String, maxAttempts: Int = 8, baseDelay: Double = 0.1,
-                timeout: TimeInterval = 10) {
+                timeout: TimeInterval = 10, maxConnections: Int = 8, maxPauseWait: Double = 10) {
         self.baseURL = baseURL; self.owner = owner; self.repo = repo; self.token = token
-        self.maxAttempts = maxAttempts; self.baseDelay = baseDelay
+        self.maxAttempts = maxAttempts; self.baseDelay = baseDelay; self.maxPauseWait = maxPauseWait
         let config = URLSessionConfiguration.ephemeral
         config.timeoutIntervalForRequest = timeout
-        config.httpMaximumConnectionsPerHost = 4
+        config.httpMaximumConnectionsPerHost = maxConnections
         session = URLSession(configuration: config)
     }
 
@@ -141,14 +181,21 @@ public final class DefaultGiteaClient: GiteaAPI, Sendable {
         var attempt = 0
         while true {
             attempt += 1
+            try await waitOutPause(route.method, p)
             countRequest()
             do {
                 let (data, resp) = try await session.data(for: req)
                 guard let http = resp as? HTTPURLResponse else { throw GiteaError(status: 0, method: route.method, path: p, message: "no HTTP response") }
                 if (200..<300).contains(http.statusCode) { return (data, http) }
-                let message = (try? JSONDecoder().decode([String: AnyCodableMessage].self, from: data))?["message"]?.text
-                    ?? String(decoding: data.prefix(300), as: UTF8.self)
-                let err = GiteaError(status: http.statusCode, method: route.method, path: p, message: message)
+                let message = Self.message(in: data)
+                var err = GiteaError(status: http.statusCode, method: route.method, path: p, message: message)
+                if http.statusCode == 429 {
+                    let wait = min(Self.maxRetryAfter, RetryAfter.seconds(http.value(forHTTPHeaderField: "Retry-After"), now: Date()) ?? Self.defaultRetryAfter)
+                    pause.extend(to: Date().addingTimeInterval(wait))
+                    err.retryAfter = wait
+                    if !route.idempotent || attempt >= maxAttempts { throw err }
+                    continue   // the pause is the backoff
+                }
                 if !err.isRetryable || !route.idempotent || attempt >= maxAttempts { throw err }
             } catch let e as GiteaError {
                 if !e.isRetryable || !route.idempotent || attempt >= maxAttempts { throw e }
@@ -161,6 +208,31 @@ public final class DefaultGiteaClient: GiteaAPI, Sendable {
             let delay = min(5.0, baseDelay * pow(2, Double(attempt - 1))) * Double.random(in: 0.5...1.5)
             try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
         }
+    }
+
+    /// Waits while the host is paused by a 429, or, when the pause is longer than `maxPauseWait`, fails without
+    /// sending.
+    func waitOutPause(_ method: String, _ path: String) async throws {
+        while true {
+            let left = pause.resumesAt.timeIntervalSinceNow
+            if left <= 0 { return }
+            guard left <= maxPauseWait else {
+                throw GiteaError(status: 429, method: method, path: path,
+                                 message: "not sent: Gitea asked for a pause until \(GiteaTime.format(pause.resumesAt))", retryAfter: left)
+            }
+            try await Task.sleep(nanoseconds: UInt64(left * 1e9) + 1_000_000)
+        }
+    }
+
+    /// Gitea's `message`, or the start of a body that has none (a proxy's HTML page).
+    static func message(in data: Data) -> String {
+        struct ErrorBody: Decodable { let message: String? }
+        do {
+            if let m = try JSONDecoder().decode(ErrorBody.self, from: data).message { return m }
+        } catch {
+            // not Gitea's JSON error body: the start of the text says more
+        }
+        return String(decoding: data.prefix(300), as: UTF8.self)
     }
 
     func decode<T: Decodable>(_ t: T.Type, _ route: GiteaRoute, params: [String: String] = [:], query: [URLQueryItem] = [], body: (any Encodable)? = nil) async throws -> T {
@@ -253,8 +325,3 @@ public final class DefaultGiteaClient: GiteaAPI, Sendable {
     }
 }
 
-/// Reads `message` out of Gitea's error body whatever else it holds.
-struct AnyCodableMessage: Decodable {
-    let text: String?
-    init(from decoder: Decoder) throws { text = try? decoder.singleValueContainer().decode(String.self) }
-}

@@ -4,9 +4,10 @@ import ServiceLifecycle
 import NIOConcurrencyHelpers
 
 /// The one loop that moves work: poll (every interval), hand stored events to the engine (which handles them
-/// on their own tasks, so a slow plan never holds the loop), start runnable verbs, send reminders, drain the
-/// outbox. A webhook or a settled event wakes it early. On SIGTERM it stops taking new work and waits for the
-/// events and verbs in flight and a last outbox drain.
+/// on their own tasks, so a slow plan never holds the loop), start runnable verbs, send reminders. Beside it the
+/// outbox is drained, so replies go out while events are being handled rather than in between. A webhook or a
+/// settled event wakes both early. On SIGTERM it stops taking new work and waits for the events and verbs in
+/// flight and a last outbox drain.
 public final class ControlLoop: Service, Sendable {
     let engine: Engine
     let poller: Poller
@@ -15,18 +16,25 @@ public final class ControlLoop: Service, Sendable {
     let logger: Logger
     let metrics: Metrics
     private let poked = NIOLockedValueBox(false)
+    private let outboxPoked = NIOLockedValueBox(false)
+    private let stopSending = NIOLockedValueBox(false)
     private let runs = NIOLockedValueBox<[Task<Void, Never>]>([])
 
     public init(engine: Engine, poller: Poller, outbox: OutboxSender, interval: Double, metrics: Metrics, logger: Logger) {
         self.engine = engine; self.poller = poller; self.outbox = outbox; self.interval = interval; self.metrics = metrics; self.logger = logger
     }
 
-    public func poke() { poked.withLockedValue { $0 = true } }
+    public func poke() {
+        poked.withLockedValue { $0 = true }
+        outboxPoked.withLockedValue { $0 = true }
+    }
 
     private func takePoke() -> Bool { poked.withLockedValue { p in defer { p = false }; return p } }
+    private func takeOutboxPoke() -> Bool { outboxPoked.withLockedValue { p in defer { p = false }; return p } }
 
-    /// One full turn; tests drive this directly. Returns without waiting for the events it dispatched.
-    public func turn(poll: Bool) async {
+    /// One full turn; tests drive this directly, with the outbox drained at its end (`ka serve` drains it beside
+    /// the turns instead). Returns without waiting for the events it dispatched.
+    public func turn(poll: Bool, drainOutbox: Bool = true) async {
         if poll {
             do { try await poller.pollOnce(); metrics.inc("polls_total") } catch {
                 metrics.inc("poll_errors_total")
@@ -43,7 +51,21 @@ public final class ControlLoop: Service, Sendable {
             logger.error("cannot start queued runs: \(error)")
         }
         do { try engine.sweepReminders() } catch { logger.error("reminder sweep failed: \(error)") }
-        metrics.inc("outbox_sent_total", by: await outbox.drain())
+        if drainOutbox { metrics.inc("outbox_sent_total", by: await outbox.drain()) }
+    }
+
+    /// Drains the outbox until told to stop: again at once after a pass that sent something (a pass takes at most
+    /// a page of the outbox), else when poked or after 1 s (retries coming due).
+    func sendLoop() async {
+        while !stopSending.withLockedValue({ $0 }) {
+            let sent = await outbox.drain()
+            metrics.inc("outbox_sent_total", by: sent)
+            if sent > 0 { continue }
+            let until = Date().addingTimeInterval(1)
+            while Date() < until && !takeOutboxPoke() && !stopSending.withLockedValue({ $0 }) {
+                do { try await Task.sleep(nanoseconds: 20_000_000) } catch { return }   // cancelled: the process is going away
+            }
+        }
     }
 
     /// Waits for the events being handled and the verbs running.
@@ -58,11 +80,12 @@ public final class ControlLoop: Service, Sendable {
 
     public func run() async throws {
         try engine.recoverInterrupted()
+        async let sending: Void = sendLoop()
         var lastPoll = Date.distantPast
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let pollDue = Date().timeIntervalSince(lastPoll) >= interval
             if pollDue { lastPoll = Date() }
-            await turn(poll: pollDue)
+            await turn(poll: pollDue, drainOutbox: false)
             // sleep until woken, the next poll, or 1 s (outbox retries, finished runs)
             let wait = max(0.05, min(1.0, interval - Date().timeIntervalSince(lastPoll)))
             let until = Date().addingTimeInterval(wait)
@@ -74,6 +97,8 @@ public final class ControlLoop: Service, Sendable {
         engine.interruptJobs()
         await waitForRuns()
         do { try await engine.processPending() } catch { logger.error("last event pass failed: \(error)") }
+        stopSending.withLockedValue { $0 = true }
+        await sending
         _ = await outbox.drain()
     }
 }

@@ -28,7 +28,7 @@ public struct ControlPlane: Sendable {
         let metrics = Metrics()
         self.metrics = metrics
         let loop = ControlLoop(engine: engine, poller: Poller(engine: engine, api: api),
-                               outbox: OutboxSender(ledger: ledger, api: api, botLogin: botLogin),
+                               outbox: OutboxSender(ledger: ledger, api: api, botLogin: botLogin, parallel: config.outboxParallel),
                                interval: config.pollInterval, metrics: metrics, logger: logger)
         self.loop = loop
         intake = WebhookIntake(verifier: WebhookVerifier(secrets: config.webhookSecrets), engine: engine, metrics: metrics,

@@ -5,11 +5,6 @@ import Foundation
 public struct WebhookIntake: Sendable {
     public static let maxBody = 1 << 20
 
-    /// What an issue_comment delivery is read for (the rest is validated and skipped).
-    static let commentKeys: Set<String> = ["action", "is_pull", "repository.full_name", "issue.number", "issue.pull_request",
-                                           "comment.id", "comment.body", "comment.user.login", "comment.user.id", "comment.issue_url",
-                                           "comment.pull_request_url", "comment.created_at", "comment.updated_at"]
-
     let verifier: WebhookVerifier
     let engine: Engine
     let metrics: Metrics
@@ -37,7 +32,7 @@ public struct WebhookIntake: Sendable {
     }
 
     /// What the bot reads from an issue_comment delivery.
-    package struct CommentDelivery: Sendable {
+    package struct CommentDelivery: Sendable, Equatable {
         package let action: String
         package let repository: String
         package let issue: Int
@@ -45,26 +40,27 @@ public struct WebhookIntake: Sendable {
         package let comment: GiteaComment
     }
 
-    package enum PayloadError: Error { case malformedJSON, missingField }
-
-    /// Reads an issue_comment body (the fuzz target FuzzWebhook calls this too).
+    /// Reads an issue_comment body with JSONDecoder (the fuzz target FuzzWebhook calls this too).
     package static func readComment(_ body: [UInt8]) throws(PayloadError) -> CommentDelivery {
-        let v: [String: PayloadScanner.Value]
-        do { v = try PayloadScanner.scan(body, wanted: commentKeys) } catch { throw .malformedJSON }
-        guard let action = v.string("action"), let repo = v.string("repository.full_name"), let number = v.int("issue.number"),
-              let cid = v.int("comment.id"), let text = v.string("comment.body"), let login = v.string("comment.user.login") else {
-            throw .missingField
+        let data = Data(body)
+        let p: IssueCommentBody
+        do { p = try JSONDecoder().decode(IssueCommentBody.self, from: data) } catch {
+            throw PayloadError(error, body: data, integerFields: PayloadError.commentIntegers)
         }
-        let comment = GiteaComment(id: Int64(cid), body: text, user: GiteaUser(id: Int64(v.int("comment.user.id") ?? 0), login: login),
-                                   issue_url: v.string("comment.issue_url"), pull_request_url: v.string("comment.pull_request_url"),
-                                   created_at: v.string("comment.created_at") ?? "", updated_at: v.string("comment.updated_at") ?? "")
-        let isPull = v["is_pull"] == .bool(true) || (v["issue.pull_request"] ?? .null) != .null
-        return CommentDelivery(action: action, repository: repo, issue: number, isPull: isPull, comment: comment)
+        let c = p.comment
+        let comment = GiteaComment(id: c.id, body: c.body, user: GiteaUser(id: c.user.id ?? 0, login: c.user.login),
+                                   issue_url: c.issue_url, pull_request_url: c.pull_request_url,
+                                   created_at: c.created_at ?? "", updated_at: c.updated_at ?? "")
+        return CommentDelivery(action: p.action, repository: p.repository.full_name, issue: p.issue.number,
+                               isPull: p.is_pull == true || p.issue.pull_request != nil, comment: comment)
     }
 
     /// Reads an issues body (the fuzz target FuzzWebhook calls this too).
-    package static func readIssueEvent(_ body: [UInt8]) throws -> IssuePayload {
-        try JSONDecoder().decode(IssuePayload.self, from: Data(body))
+    package static func readIssueEvent(_ body: [UInt8]) throws(PayloadError) -> IssuePayload {
+        let data = Data(body)
+        do { return try JSONDecoder().decode(IssuePayload.self, from: data) } catch {
+            throw PayloadError(error, body: data, integerFields: [("number", "Int"), ("issue.id", "Int64"), ("issue.number", "Int")])
+        }
     }
 
     public func handle(header: (String) -> String?, body: [UInt8]) async -> (status: Int, text: String) {
@@ -83,7 +79,7 @@ public struct WebhookIntake: Sendable {
                 let d: CommentDelivery
                 do { d = try Self.readComment(body) } catch {
                     metrics.inc("webhook_rejected_total")
-                    return (400, error == .malformedJSON ? "malformed JSON" : "malformed issue_comment payload")
+                    return (400, error.kind == .malformedJSON ? error.reason : "malformed issue_comment payload: \(error.reason)")
                 }
                 guard d.repository.lowercased() == full else { return (202, "ignored: other repository") }
                 let event = d.action == "created" ? engine.event(comment: d.comment, issue: d.issue, isPull: d.isPull) : nil
@@ -92,15 +88,17 @@ public struct WebhookIntake: Sendable {
             case "issues":
                 let p: IssuePayload
                 do { p = try Self.readIssueEvent(body) } catch {
-                    metrics.inc("webhook_rejected_total"); return (400, "malformed issues payload")
+                    metrics.inc("webhook_rejected_total")
+                    return (400, error.kind == .malformedJSON ? error.reason : "malformed issues payload: \(error.reason)")
                 }
                 guard p.repository.full_name.lowercased() == full else { return (202, "ignored: other repository") }
                 let event = p.action == "opened" ? engine.event(issue: p.issue) : nil
                 if let early = await store(delivery, event) { return early }
                 if p.action == "opened" || p.action == "closed" || p.action == "reopened" { try engine.trackReminder(p.issue) }
             default:
-                guard (try? JSONSerialization.jsonObject(with: Data(body))) != nil else {
-                    metrics.inc("webhook_rejected_total"); return (400, "malformed JSON")
+                do { _ = try JSONSerialization.jsonObject(with: Data(body)) } catch {
+                    metrics.inc("webhook_rejected_total")
+                    return (400, PayloadError.malformed(error).reason)
                 }
                 return (202, "ignored event \(event)")
             }
@@ -111,9 +109,4 @@ public struct WebhookIntake: Sendable {
         metrics.inc("webhook_accepted_total")
         return (200, "ok")
     }
-}
-
-extension Dictionary where Key == String, Value == PayloadScanner.Value {
-    func string(_ k: String) -> String? { if case let .string(s)? = self[k] { return s }; return nil }
-    func int(_ k: String) -> Int? { if case let .number(d)? = self[k], d == d.rounded(), abs(d) < 9e15 { return Int(d) }; return nil }
 }

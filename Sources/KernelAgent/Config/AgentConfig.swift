@@ -97,7 +97,7 @@ public struct AgentConfig: Sendable {
     public static let otherSections: Set<String> = ["baseline", "signing"]
     public static let controlPlaneKeys: Set<String> = [
         "gitea_url", "repo", "bot_login", "listen", "poll_interval", "state_dir", "root", "consent_ttl",
-        "max_parallel_runs", "reminder_cap", "allow", "max_commands_per_comment", "reply_rate_limit", "plan_timeout",
+        "max_parallel_runs", "reminder_cap", "allow", "max_commands_per_comment", "reply_rate_limit", "plan_timeout", "outbox_parallel",
     ]
     public static var topLevelKeys: Set<String> { ownSections.union(otherSections).union(controlPlaneKeys) }
 
