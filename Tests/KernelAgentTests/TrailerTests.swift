@@ -157,6 +157,31 @@ import Testing
         #expect(TrailerEdit.append([("Scope", "board/x")], to: inDiff) != nil)
     }
 
+    /// FuzzTrailer's finding: a title paragraph that opens with `Conflicts:` keeps git's old-conflicts rule on, so the
+    /// tab-indented paragraphs after it are skipped as that list and the title cannot hold trailers. Git itself then
+    /// adds trailers it cannot read back; import and adopt refuse instead of writing a patch they would then refuse.
+    @Test func trailersGitWouldNotReadBackAreRefusedNotWritten() async throws {
+        try Tools.require("git")
+        let mail = Data("Conflicts:\nx\n\n\tpath/a.c\n---\n a | 1 +\n\ndiff --git a/a b/a\n--- a/a\n+++ b/a\n@@ -1 +1,2 @@\n x\n+y\n".utf8)
+        let s = try Sandbox(copyShipped: false)
+        // git's own edit of this mail: the trailer lands where ours would, and git's reader does not see it
+        let gitEdited = try Tools.git(["interpret-trailers", "--trailer", "Scope: board/x"], cwd: s.root, stdin: mail)
+        #expect(gitEdited.status == 0 && gitEdited.stdoutText.contains("Scope: board/x"), "\(gitEdited.stderrText)")
+        #expect(try Self.gitParse(gitEdited.stdout, cwd: s.root) == "")
+        #expect(TrailerEdit.appending([("Scope", "board/x")], to: mail) == .failure(.wouldNotReadBack))
+        #expect(TrailerEdit.append([("Scope", "board/x")], to: mail) == nil)
+        // import refuses, naming the file, and lands nothing
+        try s.write("campaigns/c/0001-x.patch", String(decoding: mail, as: UTF8.self))
+        let before = s.snapshot()
+        #expect(throws: KAError.self) { _ = try ImportVerb.parse(["c", "0001-x.patch", "--to", "board/x", "--checkout", s.url("campaigns/c").path]).execute(in: s.ctx) }
+        do {
+            _ = try ImportVerb.parse(["c", "0001-x.patch", "--to", "board/x", "--checkout", s.url("campaigns/c").path]).execute(in: s.ctx)
+        } catch let e as KAError {
+            #expect(e.description.contains("0001-x.patch") && e.description.contains("cannot add trailers git would read"), "\(e)")
+        }
+        #expect(s.snapshot() == before)
+    }
+
     /// The two Armbian patches whose last paragraph is indented prose: import starts a new paragraph,
     /// git sees the trailers, and nothing else in the file changes (the old import refused its own edit).
     @Test func importStartsANewParagraphAfterIndentedProse() throws {

@@ -61,16 +61,37 @@ public enum TrailerEdit {
         return out
     }
 
+    /// Why trailers cannot be appended so that git reads them.
+    public enum AppendRefusal: Error, Equatable, Sendable {
+        /// No format-patch `---` line ends the message.
+        case noDivider
+        /// A NUL byte on this line of the message: git stops reading there.
+        case nulByte(line: Int)
+        /// Placed where git puts them, they would still not read back as the trailer block: git skips the message's
+        /// last paragraphs (an old `Conflicts:` list, comments) and the title cannot hold trailers (found by FuzzTrailer).
+        case wouldNotReadBack
+    }
+
     /// Appends trailers to the trailer block as `git interpret-trailers --trailer` does: after the block's
-    /// last line, or, when the message has no block, in a new paragraph above the `---` divider.
-    public static func append(_ trailers: [(String, String)], to data: Data) -> Data? {
-        guard hasDivider(data), nulLineInMessage(data) == nil else { return nil }
+    /// last line, or, when the message has no block, in a new paragraph above the `---` divider. The result is read
+    /// back: trailers that git would not see as the message's last trailers are refused, never written.
+    public static func appending(_ trailers: [(String, String)], to data: Data) -> Result<Data, AppendRefusal> {
+        guard hasDivider(data) else { return .failure(.noDivider) }
+        if let line = nulLineInMessage(data) { return .failure(.nulByte(line: line)) }
         let loc = locate(data)
         var out = Data(data.prefix(loc.end))
         if !loc.blankLineBefore { out.append(0x0A) }   // no block: start a new paragraph
         for (key, value) in trailers { out.append(contentsOf: Array("\(key): \(value)\n".utf8)) }
         out.append(data.dropFirst(loc.end))
-        return out
+        let reread = PatchFile(bytes: out).trailers.suffix(trailers.count)
+        guard reread.count == trailers.count,
+              zip(reread, trailers).allSatisfy({ $0.key == $1.0 && $0.value == $1.1 }) else { return .failure(.wouldNotReadBack) }
+        return .success(out)
+    }
+
+    /// `appending`, for callers that only need to know whether it worked.
+    public static func append(_ trailers: [(String, String)], to data: Data) -> Data? {
+        try? appending(trailers, to: data).get()
     }
 }
 

@@ -52,12 +52,17 @@ public struct AdoptVerb: Verb, WaitsForTree {
                     : "\(shown): \(scopes.count) Scope: trailers (\(scopes.joined(separator: ", "))); keep exactly one")
                 continue
             }
-            if let line = TrailerEdit.nulLineInMessage(patch.bytes) {
+            let edited: Data
+            switch TrailerEdit.appending([("Scope", p.parent)], to: patch.bytes) {
+            case let .success(d): edited = d
+            case .failure(.noDivider):
+                problems.append("\(shown): not a format-patch mail (no '---' line ends its message), so it has no trailer block")
+                continue
+            case let .failure(.nulByte(line)):
                 problems.append("\(shown):\(line): its message holds a NUL byte, where git stops reading it; remove it, then adopt again")
                 continue
-            }
-            guard let edited = TrailerEdit.append([("Scope", p.parent)], to: patch.bytes) else {
-                problems.append("\(shown): not a format-patch mail (no '---' line ends its message), so it has no trailer block")
+            case .failure(.wouldNotReadBack):
+                problems.append("\(shown): git would not read an added Scope: trailer (it skips the message's last paragraph, an old `Conflicts:` list or comments); end the message with a plain paragraph, then adopt again")
                 continue
             }
             let check = PatchFile(bytes: edited)

@@ -114,15 +114,18 @@ public struct ImportVerb: Verb, WaitsForTree {
         default: throw KAError.refusal(link, "has \(pf.scopeTrailers.count) Scope: trailers; exactly one is allowed")
         }
         if !add.isEmpty {
-            if let line = TrailerEdit.nulLineInMessage(data) {
-                throw KAError.refusal("\(link):\(line)", "the message holds a NUL byte; git stops reading it there, so a trailer added below would not count",
-                                      hint: "remove the NUL byte from the patch's message, then import it again")
-            }
-            guard let d = TrailerEdit.append(add, to: data) else {
+            switch TrailerEdit.appending(add, to: data) {
+            case let .success(d): data = d
+            case .failure(.noDivider):
                 throw KAError.refusal(link, "cannot add trailers: it has no `---` line between its message and its diff",
                                       hint: "make it with `git format-patch`, which writes one")
+            case let .failure(.nulByte(line)):
+                throw KAError.refusal("\(link):\(line)", "the message holds a NUL byte; git stops reading it there, so a trailer added below would not count",
+                                      hint: "remove the NUL byte from the patch's message, then import it again")
+            case .failure(.wouldNotReadBack):
+                throw KAError.refusal(link, "cannot add trailers git would read: git skips the message's last paragraph (an old `Conflicts:` list or comments) and takes the first as the title, so Campaign:/Scope: added there would not count",
+                                      hint: "end the message with a plain paragraph of its own (e.g. move the `Conflicts:` list into the body), then import it again")
             }
-            data = d
         }
         let fileName = src.lastPathComponent
         guard PatchTree.isPatchName(fileName) else { throw KAError.refusal(link, "file name must end in .patch or .diff") }
