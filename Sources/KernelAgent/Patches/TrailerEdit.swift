@@ -91,7 +91,7 @@ public enum TrailerEdit {
 
     /// `appending`, for callers that only need to know whether it worked.
     public static func append(_ trailers: [(String, String)], to data: Data) -> Data? {
-        try? appending(trailers, to: data).get()
+        try? appending(trailers, to: data).get()   // the reason is dropped on purpose; `appending` gives it
     }
 }
 

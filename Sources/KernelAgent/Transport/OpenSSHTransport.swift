@@ -157,7 +157,7 @@ public struct OpenSSHTransport: HostTransport {
         let what = "copy \(host):\(source) → \(local.path)"
         let callID = RemoteShell.newCallID()
         let temp = local.deletingLastPathComponent().appendingPathComponent("\(FS.tempPrefix)\(local.lastPathComponent)-\(callID)")
-        defer { try? FileManager.default.removeItem(at: temp) }
+        defer { try? FileManager.default.removeItem(at: temp) }   // gone already once renamed into place; else a best-effort cleanup
         let line = try RemoteShell.commandLine(["cat", "--", RemoteArgument(source.value)], callID: callID)
         let call = try await ssh(line, callID: callID, stdin: .none, sink: .file(temp), timeout: timeout, onLine: nil)
         try await check(call, what: what, callID: callID, timeout: timeout)

@@ -103,7 +103,7 @@ public enum ProcessRunner {
                 throw KAError.failure(name, "cannot read stdin file \(url.path): \(error.localizedDescription)")
             }
         } else { stdinFile = nil }
-        defer { try? stdinFile?.close() }
+        defer { try? stdinFile?.close() }   // a read-only handle: closing it cannot lose data
         let stdoutFile: FileHandle?
         if case let .file(url) = sink {
             guard FileManager.default.createFile(atPath: url.path, contents: nil),
@@ -112,7 +112,7 @@ public enum ProcessRunner {
             }
             stdoutFile = handle
         } else { stdoutFile = nil }
-        defer { try? stdoutFile?.close() }
+        defer { try? stdoutFile?.close() }   // its bytes were already checked by synchronize() on success
         if case let .bytes(b) = stdin, !b.isEmpty { ignoreSIGPIPE }
         if stdinFile != nil { ignoreSIGPIPE }
 
