@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import KAControlPlane
 
@@ -47,5 +48,24 @@ import Testing
         #expect(try CommandParser.parse(title: "[ka:promote] ohm")?.get() == Invocation(verb: "promote", args: ["ohm"], line: 0, raw: "[ka:promote] ohm"))
         #expect(CommandParser.parse(title: "promote ohm") == nil)
         #expect(CommandParser.parse(title: "[ka:] x") == nil)
+    }
+}
+
+/// Gitea's RFC 3339 times, read and written without ISO8601DateFormatter: the same instants and the same text.
+@Suite struct GiteaTimeTests {
+    @Test func readsGiteasFormsAndWritesWhatTheFormatterWrote() throws {
+        let t = Date(timeIntervalSince1970: 1_796_048_325)   // 2026-11-30T14:18:45Z
+        #expect(GiteaTime.parse("2026-11-30T14:18:45Z") == t)
+        #expect(GiteaTime.parse("2026-11-30T22:18:45+08:00") == t)
+        #expect(GiteaTime.parse("2026-11-30T09:18:45-05:00") == t)
+        let frac = try #require(GiteaTime.parse("2026-11-30T14:18:45.250Z"))
+        #expect(abs(frac.timeIntervalSince(t) - 0.25) < 0.001)
+        for bad in ["", "yesterday", "2026-12-01", "2026-13-01T00:00:00Z"] { #expect(GiteaTime.parse(bad) == nil, "\(bad)") }
+        let reference = ISO8601DateFormatter()
+        reference.formatOptions = [.withInternetDateTime]
+        for d in [t, Date(timeIntervalSince1970: 0), Date(timeIntervalSince1970: 4_102_444_799)] {
+            #expect(GiteaTime.format(d) == reference.string(from: d))
+            #expect(GiteaTime.parse(GiteaTime.format(d)) == d)
+        }
     }
 }

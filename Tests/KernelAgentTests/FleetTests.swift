@@ -22,6 +22,19 @@ import Testing
         for d in ["higgs", "clevo", "pi-fleet"] { #expect(try reg.entry(HostName(d)).distro == .debian) }
     }
 
+    /// The registry is parsed once per distinct content (ka serve plans every comment against it), and a change
+    /// of a single byte, in the same file or in another checkout's, is read again, never served from the cache.
+    @Test func aChangedRegistryIsReadAgainNotServedFromTheLastParse() throws {
+        let a = try Sandbox(copyShipped: false), b = try Sandbox(copyShipped: false)
+        #expect(try HostRegistry.load(a.ws).entry(HostName("h1")).arch == .aarch64)
+        try a.write("fleet/hosts.yaml", Sandbox.miniRegistry.replacingOccurrences(of: "h1: {roles: [target], arch: aarch64", with: "h1: {roles: [target], arch: x86_64"))
+        #expect(try HostRegistry.load(a.ws).entry(HostName("h1")).arch == .x86_64)
+        #expect(try HostRegistry.load(b.ws).entry(HostName("h1")).arch == .aarch64)
+        try b.write("fleet/hosts.yaml", Sandbox.miniRegistry + "\n  bad: [\n")
+        #expect(throws: KAError.self) { try HostRegistry.load(b.ws) }
+        #expect(try HostRegistry.load(a.ws).entry(HostName("h1")).arch == .x86_64)
+    }
+
     @Test func fresnelManifestIsTheBootstrapReferenceBuild() throws {
         let m = try Manifest.load(HostName("fresnel"), in: Workspace(root: TestEnv.projectRoot))
         #expect(m.baseline.repo.hasSuffix("torvalds/linux.git"))

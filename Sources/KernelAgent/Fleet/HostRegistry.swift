@@ -69,9 +69,13 @@ public struct HostRegistry: Sendable {
         guard FS.exists(ws.registryFile) else {
             throw KAError.refusal(display, "missing fleet registry", hint: "create \(display) (see fleet/README.md)")
         }
-        let text = String(decoding: try FS.read(try ws.confine(ws.registryFile, within: ws.fleetDir), display: display, limit: YAMLValue.maxFileBytes), as: UTF8.self)
-        return try parse(text, file: display)
+        let bytes = try FS.read(try ws.confine(ws.registryFile, within: ws.fleetDir), display: display, limit: YAMLValue.maxFileBytes)
+        return try parsed.value(for: bytes, file: display) { try parse(String(decoding: bytes, as: UTF8.self), file: display) }
     }
+
+    /// The last registry parsed, by its exact bytes: `ka serve` plans every comment against the same hosts.yaml,
+    /// and parsing it was a quarter of a plan's CPU (bench-replies). A changed byte parses again.
+    static let parsed = LastParsed<HostRegistry>()
 
     public static func parse(_ text: String, file: String) throws -> HostRegistry {
         let doc = try YAMLValue.parse(text, file: file)

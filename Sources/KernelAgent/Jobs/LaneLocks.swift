@@ -89,7 +89,7 @@ public final class LaneLocks: @unchecked Sendable {
             pause = min(pause * 2, 500_000_000)
         }
         var notes: [URL] = []
-        let text = Data("pid \(getpid()): \(holder) (since \(ISO8601DateFormatter().string(from: Date())))".utf8)
+        let text = Data("pid \(getpid()): \(holder) (since \(Date.ISO8601FormatStyle().format(Date())))".utf8)
         for lane in sorted {
             let f = d.appendingPathComponent(try fileName(lane) + ".holder.\(getpid())")
             // The note only names the holder for others' "waiting for" lines; a lane held without it is still held.
