@@ -24,10 +24,10 @@ import Testing
         return s.url("tree")
     }
 
-    @Test func shippedBoardPatchesApplyCleanlyToTheRealFixture() throws {
+    @Test func shippedBoardPatchesApplyCleanlyToTheRealFixture() async throws {
         let s = try Self.sandbox()
         let fixture = try TestEnv.fixtureTree()
-        _ = try PromoteVerb.parse(["pbp", "--tree", fixture.path]).execute(in: s.ctx)
+        _ = try await PromoteVerb.parse(["pbp", "--tree", fixture.path]).execute(in: s.ctx)
         let report = try s.read("out/pbp/apply-report.txt")
         #expect(report.contains("summary: 3 ok, 0 offset, 0 fuzz, 0 missing-file, 0 failed"), "\(report)")
         #expect(report.contains("result: PASS"))
@@ -37,10 +37,10 @@ import Testing
         #expect(git.status == 0, "\(git.stderrText)")
     }
 
-    @Test func patchedFixtureStillCompilesWithCppAndDtc() throws {
+    @Test func patchedFixtureStillCompilesWithCppAndDtc() async throws {
         let s = try Self.sandbox()
         let fixture = try TestEnv.fixtureTree()
-        _ = try PromoteVerb.parse(["pbp", "--tree", fixture.path]).execute(in: s.ctx)
+        _ = try await PromoteVerb.parse(["pbp", "--tree", fixture.path]).execute(in: s.ctx)
         // a writable copy of the dts dir + includes, then the real tools
         let work = s.url("build")
         try FileManager.default.createDirectory(at: work.appendingPathComponent("arch/arm64/boot/dts"), withIntermediateDirectories: true)
@@ -63,10 +63,10 @@ import Testing
         #expect(try fdtget(["pbp.dtb", "/spi@ff1d0000", "spi-max-frequency"]) == "10000000")
     }
 
-    @Test func offsetIsReportedAndAccepted() throws {
+    @Test func offsetIsReportedAndAccepted() async throws {
         let s = try Self.sandbox()
         let tree = try Self.treeCopy(s) { $0.insert(contentsOf: ["// local line 1", "// local line 2"], at: 10) }
-        _ = try PromoteVerb.parse(["pbp", "--tree", tree.path]).execute(in: s.ctx)
+        _ = try await PromoteVerb.parse(["pbp", "--tree", tree.path]).execute(in: s.ctx)
         let report = try s.read("out/pbp/apply-report.txt")
         #expect(report.contains("summary: 0 ok, 3 offset, 0 fuzz"), "\(report)")
         #expect(report.contains("hunk 1 (@@ -375,6): offset +2 lines"), "\(report)")
@@ -101,13 +101,13 @@ import Testing
         #expect(f2.status == 0 && f2.stdoutText.contains("Hunk #1 succeeded at 947 with fuzz 1 (offset -38 lines)."), "\(f2.stdoutText)")
     }
 
-    @Test func failedAndMissingFileAreReported() throws {
+    @Test func failedAndMissingFileAreReported() async throws {
         let s = try Self.sandbox()
         let tree = try Self.treeCopy(s) { lines in
             for i in 944..<952 { lines[i] = "/* rewritten \(i) */" }
         }
         do {
-            _ = try PromoteVerb.parse(["pbp", "--tree", tree.path]).execute(in: s.ctx)
+            _ = try await PromoteVerb.parse(["pbp", "--tree", tree.path]).execute(in: s.ctx)
             Issue.record("expected a refusal")
         } catch let e as KAError {
             #expect(e.exitCode == 2)
@@ -122,12 +122,12 @@ import Testing
         #expect(report.contains("summary: 0 ok, 0 offset, 0 fuzz, 3 missing-file, 0 failed"), "\(report)")
     }
 
-    @Test func fresnelSeriesAgainstTheDtsOnlyFixtureNamesTheMissingFiles() throws {
+    @Test func fresnelSeriesAgainstTheDtsOnlyFixtureNamesTheMissingFiles() async throws {
         let s = try Sandbox()
         let fixture = try TestEnv.fixtureTree()
         // the vb2 and the DTS patches together: the DTS-only fixture lacks drivers/media
         do {
-            _ = try PromoteVerb.parse(["fresnel", "--tree", fixture.path]).execute(in: s.ctx)
+            _ = try await PromoteVerb.parse(["fresnel", "--tree", fixture.path]).execute(in: s.ctx)
             Issue.record("expected a refusal")
         } catch let e as KAError {
             #expect(e.message.contains("missing-file"), "\(e.message)")
@@ -359,7 +359,7 @@ import Testing
 
     /// Many failing patches: a summary, the first five causes (the failing hunk, not an earlier offset note),
     /// and the path of apply-report.txt; not one line per patch joined into thousands of characters.
-    @Test func aRefusalOverManyPatchesIsASummary() throws {
+    @Test func aRefusalOverManyPatchesIsASummary() async throws {
         let s = try PromoteTests.tree()
         let base = PromoteTests.baseLines
         for k in 0..<12 {
@@ -389,7 +389,7 @@ import Testing
                 """))
         }
         do {
-            _ = try PromoteVerb.parse(["h1", "--tree", s.url("base").path]).execute(in: s.ctx)
+            _ = try await PromoteVerb.parse(["h1", "--tree", s.url("base").path]).execute(in: s.ctx)
             Issue.record("expected a refusal")
         } catch let e as KAError {
             let text = e.description

@@ -26,7 +26,7 @@ import Testing
     /// rules, but here they never change a verdict.
     static let gitDifferences: [String: String] = [:]
 
-    @Test func importAndApplyCheckAgreeWithGNUPatchAndGit() throws {
+    @Test func importAndApplyCheckAgreeWithGNUPatchAndGit() async throws {
         try Tools.require("patch")
         try Tools.require("git")
         let tree = try Self.linuxTree()
@@ -36,7 +36,7 @@ import Testing
 
         // ka import: all 146, each changed only by the two trailer lines (and a blank line when git needs a new paragraph)
         let s = try Sandbox(copyShipped: false)
-        let (_, out) = try ImportVerb.parse(["armbian", "*.patch", "--to", "soc/rockchip64", "--checkout", Self.fixture.path]).execute(in: s.ctx)
+        let (_, out) = try await ImportVerb.parse(["armbian", "*.patch", "--to", "soc/rockchip64", "--checkout", Self.fixture.path]).execute(in: s.ctx)
         #expect(out.text.hasPrefix("imported 146 patch(es) from armbian into patches/soc/rockchip64"), "\(out.text.prefix(300))")
         let added = Data("Campaign: armbian\nScope: soc/rockchip64\n".utf8)
         for name in names {
@@ -114,7 +114,7 @@ import Testing
 
         // promote's refusal over this series stays readable (summary, five causes, the report's path)
         do {
-            _ = try PromoteVerb.parse(["h1", "--tree", tree.path]).execute(in: s.ctx)
+            _ = try await PromoteVerb.parse(["h1", "--tree", tree.path]).execute(in: s.ctx)
             Issue.record("expected a refusal")
         } catch let e as KAError {
             #expect(e.description.count < 2500, "\(e.description.count) characters")

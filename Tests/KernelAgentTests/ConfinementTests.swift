@@ -123,7 +123,7 @@ import Testing
 
         // import --to a scope dir that is a symlink out
         let e = try PromoteTests.tree()
-        try CrashAndLockTests.campaignCheckout(e, count: 2)
+        try await CrashAndLockTests.campaignCheckout(e, count: 2)
         let outside = home.appendingPathComponent("landing")
         try FileManager.default.createDirectory(at: outside, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(at: e.url("patches/driver"), withIntermediateDirectories: true)

@@ -109,10 +109,10 @@ enum TreeFiles {
         let name: String
         let args: [String]
         /// Prepares the template sandbox (the "before").
-        let prepare: @Sendable (Sandbox, VerbContext) throws -> Void
+        let prepare: @Sendable (Sandbox, VerbContext) async throws -> Void
     }
 
-    static func campaignCheckout(_ s: Sandbox, count: Int) throws {
+    static func campaignCheckout(_ s: Sandbox, count: Int) async throws {
         for i in 1...count {
             try s.write(String(format: "campaigns/besser/out/%04d-p.patch", i), Sandbox.mail(
                 subject: "p\(i)", trailers: ["Signed-off-by: m <m@r>"],
@@ -122,12 +122,12 @@ enum TreeFiles {
 
     static let cases: [Case] = [
         Case(name: "promote", args: ["promote", "h1"], prepare: { s, ctx in
-            _ = try PromoteVerb.parse(["h1"]).execute(in: ctx)
+            _ = try await PromoteVerb.parse(["h1"]).execute(in: ctx)
             // the next promote gives different bytes, so before and after differ
             try s.write("patches/board/b1/0001-first.patch", try s.read("patches/board/b1/0001-first.patch").replacingOccurrences(of: "+added by", with: "+changed by"))
         }),
         Case(name: "import", args: ["import", "besser", "out/*.patch", "--to", "driver/bes2600", "--checkout", "campaigns/besser"], prepare: { s, _ in
-            try campaignCheckout(s, count: 6)
+            try await campaignCheckout(s, count: 6)
         }),
         Case(name: "migrate-tree", args: ["migrate-tree", "--from", "board/b1", "--to", "board/b1-renamed"], prepare: { _, _ in }),
         Case(name: "abandon", args: ["abandon", "camp", "--purge-from-fleet"], prepare: { s, _ in
@@ -145,7 +145,7 @@ enum TreeFiles {
         let template = try PromoteTests.tree()
         // the template's state lives in SQLite, like the real CLI's
         let store = try SQLiteStateStore.open(Workspace(root: template.root, stateDir: template.root.appendingPathComponent(".ka")))
-        try c.prepare(template, VerbContext(workspace: template.ws, state: store, blocks: store))
+        try await c.prepare(template, VerbContext(workspace: template.ws, state: store, blocks: store))
         let before = try Self.observe(template.root)
 
         // One clean run, tracing its crash points: the "after", and how many points there are.
@@ -200,7 +200,7 @@ enum TreeFiles {
 
     @Test func twoTreeVerbsAtOnceNeverUndoEachOther() async throws {
         let template = try PromoteTests.tree()
-        try Self.campaignCheckout(template, count: 300)
+        try await Self.campaignCheckout(template, count: 300)
         var waited = 0
         for round in 0..<20 {
             let root = try TreeFiles.copy(template.root)

@@ -48,10 +48,10 @@ import Testing
         #expect(ohm.selectors.map(\.raw) == ["arch/arm64/scs-arm-neon-build-fix"])
     }
 
-    @Test func everyShippedManifestPromotes() throws {
+    @Test func everyShippedManifestPromotes() async throws {
         let s = try Sandbox()
         for host in Fleet.manifestHosts(s.ws) {
-            _ = try PromoteVerb.parse([host.value]).execute(in: s.ctx)
+            _ = try await PromoteVerb.parse([host.value]).execute(in: s.ctx)
             #expect(s.exists("out/\(host)/manifest.lock"))
         }
         let lock = try s.read("out/fresnel/manifest.lock")

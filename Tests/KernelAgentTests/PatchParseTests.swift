@@ -46,14 +46,14 @@ import Testing
     /// promote (with and without --tree), status, abandon, migrate-tree and import all read the tree or a
     /// checkout; each refuses the bad patch naming it with file:line (the old code died with SIGILL).
     @Test(arguments: crashingHeaders)
-    func everyVerbThatReadsPatchesRefusesWithFileAndLine(_ header: String) throws {
+    func everyVerbThatReadsPatchesRefusesWithFileAndLine(_ header: String) async throws {
         let s = try PromoteTests.tree()
         let (text, line) = Self.mail(header: header, body: " a\n-b\n+c\n")
         try s.write("patches/board/b1/0003-bad.patch", text)
         let where_ = "patches/board/b1/0003-bad.patch:\(line)"
-        func refusal(_ what: String, _ body: () throws -> Void) {
+        func refusal(_ what: String, _ body: () async throws -> Void) async {
             do {
-                try body()
+                try await body()
                 Issue.record("\(what): no refusal for \(header)")
             } catch let e as KAError {
                 #expect(e.kind == .refusal, "\(what): \(e)")
@@ -64,11 +64,11 @@ import Testing
             }
         }
         let snap = s.snapshot()
-        refusal("promote") { _ = try PromoteVerb.parse(["h1"]).execute(in: s.ctx) }
-        refusal("promote --tree") { _ = try PromoteVerb.parse(["h1", "--tree", s.url("base").path]).execute(in: s.ctx) }
-        refusal("abandon") { _ = try AbandonVerb.parse(["camp", "--keep-as-archive"]).execute(in: s.ctx) }
-        refusal("abandon --purge") { _ = try AbandonVerb.parse(["camp", "--purge-from-fleet"]).execute(in: s.ctx) }
-        refusal("migrate-tree") { _ = try MigrateTreeVerb.parse(["--from", "board/b1", "--to", "board/b9"]).execute(in: s.ctx) }
+        await refusal("promote") { _ = try await PromoteVerb.parse(["h1"]).execute(in: s.ctx) }
+        await refusal("promote --tree") { _ = try await PromoteVerb.parse(["h1", "--tree", s.url("base").path]).execute(in: s.ctx) }
+        await refusal("abandon") { _ = try await AbandonVerb.parse(["camp", "--keep-as-archive"]).execute(in: s.ctx) }
+        await refusal("abandon --purge") { _ = try await AbandonVerb.parse(["camp", "--purge-from-fleet"]).execute(in: s.ctx) }
+        await refusal("migrate-tree") { _ = try await MigrateTreeVerb.parse(["--from", "board/b1", "--to", "board/b9"]).execute(in: s.ctx) }
         let rows = try StatusVerb.parse([]).rows(in: s.ctx)
         let h1 = try #require(rows.first { $0.host == "h1" })
         #expect(h1.state == "error")
@@ -79,7 +79,7 @@ import Testing
         let (unscoped, importLine) = Self.mail(header: header, body: " a\n-b\n+c\n", trailers: ["Signed-off-by: m <m@r>"])
         try s.write("campaigns/camp/out/0001-bad.patch", unscoped)
         do {
-            _ = try ImportVerb.parse(["camp", "out/*.patch", "--to", "board/b2", "--checkout", s.url("campaigns/camp").path]).execute(in: s.ctx)
+            _ = try await ImportVerb.parse(["camp", "out/*.patch", "--to", "board/b2", "--checkout", s.url("campaigns/camp").path]).execute(in: s.ctx)
             Issue.record("import: no refusal")
         } catch let e as KAError {
             #expect(e.message.contains("camp:out/0001-bad.patch:\(importLine)"), "\(e.message)")
@@ -318,14 +318,14 @@ import Testing
     }
 
     /// `--- a/../home/secret.txt` with --tree: refused before anything outside the tree is opened.
-    @Test func promoteRefusesADotDotPathBeforeTheApplyCheck() throws {
+    @Test func promoteRefusesADotDotPathBeforeTheApplyCheck() async throws {
         let s = try PromoteTests.tree()
         let text = Sandbox.mail(subject: "x", trailers: ["Scope: board/b1"],
                                 diff: "diff --git a/../home/secret.txt b/../home/secret.txt\n--- a/../home/secret.txt\n+++ b/../home/secret.txt\n@@ -1,1 +1,1 @@\n-a\n+b\n")
         try s.write("patches/board/b1/0003-escape.patch", text)
         let line = text.split(separator: "\n", omittingEmptySubsequences: false).firstIndex { $0.hasPrefix("diff --git") }.map { $0 + 1 } ?? 0
         do {
-            _ = try PromoteVerb.parse(["h1", "--tree", s.url("base").path]).execute(in: s.ctx)
+            _ = try await PromoteVerb.parse(["h1", "--tree", s.url("base").path]).execute(in: s.ctx)
             Issue.record("no refusal")
         } catch let e as KAError {
             #expect(e.message.contains("patches/board/b1/0003-escape.patch:\(line)"), "\(e.message)")

@@ -19,7 +19,7 @@ import Testing
 
     /// `Scope: board/b1` + continuation ` extra/continued`: git's value is "board/b1 extra/continued",
     /// which is not the dir, so the patch is refused (the old reader took "board/b1" and accepted it).
-    @Test func aContinuationLineBelongsToTheScopeValue() throws {
+    @Test func aContinuationLineBelongsToTheScopeValue() async throws {
         try Tools.require("git")
         let s = try PromoteTests.tree()
         let text = Sandbox.mail(subject: "cont", trailers: ["Signed-off-by: m <m@r>", "Campaign: camp", "Scope: board/b1", " extra/continued"],
@@ -28,7 +28,7 @@ import Testing
         #expect(try Self.gitParse(Data(text.utf8), cwd: s.root).contains("Scope: board/b1 extra/continued\n"))
         #expect(PatchFile(bytes: Data(text.utf8)).scopeTrailers == ["board/b1 extra/continued"])
         do {
-            _ = try PromoteVerb.parse(["h1"]).execute(in: s.ctx)
+            _ = try await PromoteVerb.parse(["h1"]).execute(in: s.ctx)
             Issue.record("no refusal")
         } catch let e as KAError {
             #expect(e.message.contains("Scope: board/b1 extra/continued differs from its directory board/b1"), "\(e.message)")
@@ -184,13 +184,13 @@ import Testing
 
     /// The two Armbian patches whose last paragraph is indented prose: import starts a new paragraph,
     /// git sees the trailers, and nothing else in the file changes (the old import refused its own edit).
-    @Test func importStartsANewParagraphAfterIndentedProse() throws {
+    @Test func importStartsANewParagraphAfterIndentedProse() async throws {
         try Tools.require("git")
         let s = try Sandbox(copyShipped: false)
         let armbian = TestEnv.sharedDir.appendingPathComponent("fixtures/armbian-rockchip64-6.12")
         for name in ["board-rocks0-0001-deviceTree.patch", "general-cryptov1-trng.patch"] {
             let original = try Data(contentsOf: armbian.appendingPathComponent(name))
-            _ = try ImportVerb.parse(["armbian", name, "--to", "soc/rockchip64", "--checkout", armbian.path]).execute(in: s.ctx)
+            _ = try await ImportVerb.parse(["armbian", name, "--to", "soc/rockchip64", "--checkout", armbian.path]).execute(in: s.ctx)
             let imported = try Data(contentsOf: s.url("patches/soc/rockchip64/\(name)"))
             #expect(try Self.gitParse(imported, cwd: s.root) == "Campaign: armbian\nScope: soc/rockchip64\n")
             // exactly one inserted block: "\nCampaign: …\nScope: …\n" right above the divider
@@ -203,21 +203,21 @@ import Testing
     }
 
     /// A glob import stays all-or-nothing and names every refused patch, each with its cause.
-    @Test func globImportReportsEveryRefusalAtOnce() throws {
+    @Test func globImportReportsEveryRefusalAtOnce() async throws {
         let s = try PromoteTests.tree()
-        func put(_ name: String, trailers: [String], header: String? = nil) throws {
+        func put(_ name: String, trailers: [String], header: String? = nil) async throws {
             var text = Sandbox.mail(subject: name, trailers: trailers,
                                     diff: Sandbox.diff(file: "src/\(name).c", lines: PromoteTests.baseLines, at: 10, added: name))
             if let header { text = text.replacingOccurrences(of: "@@ -8,6 +8,7 @@", with: header) }
             try s.write("campaigns/besser/out/\(name).patch", text)
         }
-        try put("0001-good", trailers: ["Signed-off-by: m <m@r>"])
-        try put("0002-wrong-scope", trailers: ["Scope: driver/other"])
-        try put("0003-corrupt", trailers: ["Signed-off-by: m <m@r>"], header: "@@ -8,6 +8,99999999 @@")
-        try put("0004-other-campaign", trailers: ["Campaign: someone-else"])
+        try await put("0001-good", trailers: ["Signed-off-by: m <m@r>"])
+        try await put("0002-wrong-scope", trailers: ["Scope: driver/other"])
+        try await put("0003-corrupt", trailers: ["Signed-off-by: m <m@r>"], header: "@@ -8,6 +8,99999999 @@")
+        try await put("0004-other-campaign", trailers: ["Campaign: someone-else"])
         let snap = s.snapshot()
         do {
-            _ = try ImportVerb.parse(["besser", "out/*.patch", "--to", "driver/bes2600", "--checkout", s.url("campaigns/besser").path]).execute(in: s.ctx)
+            _ = try await ImportVerb.parse(["besser", "out/*.patch", "--to", "driver/bes2600", "--checkout", s.url("campaigns/besser").path]).execute(in: s.ctx)
             Issue.record("must refuse")
         } catch let e as KAError {
             #expect(e.kind == .refusal)

@@ -6,12 +6,12 @@ import Testing
 @Suite struct TreeVerbTests {
     static func hashes(_ s: Sandbox) throws -> [String: [String]] { Fleet.contentHashes(s.ws, policy: try s.ctx.policy()) }
 
-    @Test func migrateTreeMovesRewritesAndKeepsContentHashes() throws {
+    @Test func migrateTreeMovesRewritesAndKeepsContentHashes() async throws {
         let s = try PromoteTests.tree()
         try s.write("fleet/h2.yaml", "# h2 keeps its comment\nhost: h2\nbaseline: {repo: r, ref: v7.0}\nkernel_suffix: h2\ninclude:\n  - \"board/b1/0002-second.patch\"  # quoted on purpose\n")
         let before = try Self.hashes(s)
         #expect(before["h1"]?.count == 6 && before["h2"]?.count == 1)
-        _ = try MigrateTreeVerb.parse(["--from", "board/b1", "--to", "board/b1-renamed"]).execute(in: s.ctx)
+        _ = try await MigrateTreeVerb.parse(["--from", "board/b1", "--to", "board/b1-renamed"]).execute(in: s.ctx)
         #expect(!s.exists("patches/board/b1"))
         let moved = try s.read("patches/board/b1-renamed/0001-first.patch")
         #expect(moved.contains("\nScope: board/b1-renamed\n---\n"))
@@ -20,16 +20,16 @@ import Testing
         #expect(try s.read("fleet/h2.yaml") == "# h2 keeps its comment\nhost: h2\nbaseline: {repo: r, ref: v7.0}\nkernel_suffix: h2\ninclude:\n  - \"board/b1-renamed/0002-second.patch\"  # quoted on purpose\n")
         #expect(try Self.hashes(s) == before)
         // the moved patches still pass the scope rule: promote works
-        _ = try PromoteVerb.parse(["h1"]).execute(in: s.ctx)
+        _ = try await PromoteVerb.parse(["h1"]).execute(in: s.ctx)
     }
 
-    @Test func theSeedCaseStaleIncludeRefusesAndMigrateTreePreventsIt() throws {
+    @Test func theSeedCaseStaleIncludeRefusesAndMigrateTreePreventsIt() async throws {
         // What happened: the dir was renamed by a merge, ohm.yaml kept the old include → promote exit 2.
         let s = try Sandbox()
         let text = try s.read("fleet/ohm.yaml")
         try s.write("fleet/ohm.yaml", text.replacingOccurrences(of: "arch/arm64/scs-arm-neon-build-fix", with: "arch/arm64/xor-neon-ffixed-x18-scs-build-fix-danctnix"))
         do {
-            _ = try PromoteVerb.parse(["ohm"]).execute(in: s.ctx); Issue.record("stale include must refuse")
+            _ = try await PromoteVerb.parse(["ohm"]).execute(in: s.ctx); Issue.record("stale include must refuse")
         } catch let e as KAError {
             #expect(e.exitCode == 2)
             #expect(e.message.hasPrefix("fleet/ohm.yaml:") && e.message.hasSuffix("→ include arch/arm64/xor-neon-ffixed-x18-scs-build-fix-danctnix → no such patch dir"), "\(e.message)")
@@ -37,15 +37,15 @@ import Testing
         }
         // The atomic way: start from the old name, rename with migrate-tree; the include follows.
         let t = try Sandbox()
-        _ = try MigrateTreeVerb.parse(["--from", "arch/arm64/scs-arm-neon-build-fix", "--to", "arch/arm64/xor-neon-ffixed-x18-scs-build-fix-danctnix"]).execute(in: t.ctx)
+        _ = try await MigrateTreeVerb.parse(["--from", "arch/arm64/scs-arm-neon-build-fix", "--to", "arch/arm64/xor-neon-ffixed-x18-scs-build-fix-danctnix"]).execute(in: t.ctx)
         let before = try Self.hashes(t)
-        _ = try MigrateTreeVerb.parse(["--from", "arch/arm64/xor-neon-ffixed-x18-scs-build-fix-danctnix", "--to", "arch/arm64/scs-arm-neon-build-fix"]).execute(in: t.ctx)
+        _ = try await MigrateTreeVerb.parse(["--from", "arch/arm64/xor-neon-ffixed-x18-scs-build-fix-danctnix", "--to", "arch/arm64/scs-arm-neon-build-fix"]).execute(in: t.ctx)
         #expect(try t.read("fleet/ohm.yaml") == text)
         #expect(try Self.hashes(t) == before)
-        _ = try PromoteVerb.parse(["ohm"]).execute(in: t.ctx)
+        _ = try await PromoteVerb.parse(["ohm"]).execute(in: t.ctx)
     }
 
-    @Test func migrateTreeIsAllOrNothingWhenAStepFails() throws {
+    @Test func migrateTreeIsAllOrNothingWhenAStepFails() async throws {
         let s = try PromoteTests.tree()
         try s.write("fleet/h2.yaml", "host: h2\nbaseline: {repo: r, ref: v7.0}\nkernel_suffix: h2\ninclude: [board/b1/0002-second.patch]\n")
         let snapshot = s.snapshot()
@@ -54,12 +54,12 @@ import Testing
         let probe = try PromoteTests.tree()
         try probe.write("fleet/h2.yaml", "host: h2\nbaseline: {repo: r, ref: v7.0}\nkernel_suffix: h2\ninclude: [board/b1/0002-second.patch]\n")
         let steps = Steps()
-        _ = try MigrateTreeVerb.parse(["--from", "board/b1", "--to", "board/b2"]).execute(in: probe.ctx(faults: { steps.names.append($0) }))
+        _ = try await MigrateTreeVerb.parse(["--from", "board/b1", "--to", "board/b2"]).execute(in: probe.ctx(faults: { steps.names.append($0) }))
         #expect(steps.names.count == 6)   // move, 2 patch rewrites, 2 manifests, verify
         for failAt in steps.names {
             struct Injected: Error {}
             do {
-                _ = try MigrateTreeVerb.parse(["--from", "board/b1", "--to", "board/b2"])
+                _ = try await MigrateTreeVerb.parse(["--from", "board/b1", "--to", "board/b2"])
                     .execute(in: s.ctx(faults: { if $0 == failAt { throw Injected() } }))
                 Issue.record("no failure at \(failAt)")
             } catch let e as KAError {
@@ -104,7 +104,7 @@ import Testing
         #expect(s.snapshot() == snapshot)
     }
 
-    @Test func migrateTreeRefusals() throws {
+    @Test func migrateTreeRefusals() async throws {
         let s = try PromoteTests.tree()
         for (args, expected) in [
             (["--from", "board/nope", "--to", "board/x"], "--from board/nope → no such patch dir under patches/"),
@@ -114,7 +114,7 @@ import Testing
             (["--from", "board/b1", "--to", "misc/x"], "unscoped"),
         ] {
             let snap = s.snapshot()
-            do { _ = try MigrateTreeVerb.parse(args).execute(in: s.ctx); Issue.record("\(args) did not refuse") }
+            do { _ = try await MigrateTreeVerb.parse(args).execute(in: s.ctx); Issue.record("\(args) did not refuse") }
             catch let e as KAError { #expect(e.message.contains(expected), "\(e.message)"); #expect(e.exitCode == 2) }
             #expect(s.snapshot() == snap)
         }
@@ -131,10 +131,10 @@ import Testing
         return s.url("campaigns/besser")
     }
 
-    @Test func importAddsTrailersThatGitSeesAndIsIdempotent() throws {
+    @Test func importAddsTrailersThatGitSeesAndIsIdempotent() async throws {
         let s = try PromoteTests.tree()
         let checkout = try campaignCheckout(s)
-        _ = try ImportVerb.parse(["besser", "out/*.patch", "--to", "driver/bes2600", "--checkout", checkout.path]).execute(in: s.ctx)
+        _ = try await ImportVerb.parse(["besser", "out/*.patch", "--to", "driver/bes2600", "--checkout", checkout.path]).execute(in: s.ctx)
         let a = try s.read("patches/driver/bes2600/0001-a.patch")
         let git = try Subprocess.run(["git", "interpret-trailers", "--parse"], stdin: Data(a.utf8))
         #expect(git.stdoutText == "Signed-off-by: m <m@r>\nCampaign: besser\nScope: driver/bes2600\n")
@@ -145,19 +145,19 @@ import Testing
         #expect(PatchFile(bytes: Data(a.utf8)).contentHash == PatchFile(bytes: try Data(contentsOf: checkout.appendingPathComponent("out/0001-a.patch"))).contentHash)
         // again: a no-op
         let snap = s.snapshot()
-        let (_, again) = try ImportVerb.parse(["besser", "out/*.patch", "--to", "driver/bes2600", "--checkout", checkout.path]).execute(in: s.ctx)
+        let (_, again) = try await ImportVerb.parse(["besser", "out/*.patch", "--to", "driver/bes2600", "--checkout", checkout.path]).execute(in: s.ctx)
         #expect(again.text.contains("imported 0 patch(es)"))
         #expect(s.snapshot() == snap)
     }
 
-    @Test func importRefusesConflictingTrailersAndLandsNothing() throws {
+    @Test func importRefusesConflictingTrailersAndLandsNothing() async throws {
         let s = try PromoteTests.tree()
         let checkout = try campaignCheckout(s)
         try s.write("campaigns/besser/out/0003-c.patch", Sandbox.mail(subject: "c", trailers: ["Scope: driver/other"],
             diff: Sandbox.diff(file: "x.c", lines: PromoteTests.baseLines, at: 10, added: "c")))
         let snap = s.snapshot()
         do {
-            _ = try ImportVerb.parse(["besser", "out/*.patch", "--to", "driver/bes2600", "--checkout", checkout.path]).execute(in: s.ctx)
+            _ = try await ImportVerb.parse(["besser", "out/*.patch", "--to", "driver/bes2600", "--checkout", checkout.path]).execute(in: s.ctx)
             Issue.record("must refuse")
         } catch let e as KAError {
             #expect(e.message == "besser:out/0003-c.patch → carries 'Scope: driver/other', not driver/bes2600")
@@ -170,16 +170,16 @@ import Testing
             (["bad name", "out/*", "--to", "driver/x"], "not a valid campaign name"),
             (["besser", "out/0001-a.patch", "--to", "nowhere/x"], "unscoped"),
         ] {
-            do { _ = try ImportVerb.parse(args + ["--checkout", checkout.path]).execute(in: s.ctx); Issue.record("\(args)") }
+            do { _ = try await ImportVerb.parse(args + ["--checkout", checkout.path]).execute(in: s.ctx); Issue.record("\(args)") }
             catch let e as KAError { #expect(e.message.contains(expected), "\(e.message)") }
         }
     }
 
     // MARK: close / abandon
 
-    @Test func closeRecordsSuccessAndNeverPromotes() throws {
+    @Test func closeRecordsSuccessAndNeverPromotes() async throws {
         let s = try PromoteTests.tree()
-        let (plan, out) = try CloseVerb.parse(["camp", "--status", "success"]).execute(in: s.ctx)
+        let (plan, out) = try await CloseVerb.parse(["camp", "--status", "success"]).execute(in: s.ctx)
         #expect(try s.store.campaign("camp")?.status == .closedSuccess)
         #expect(plan.steps.last == "hosts carrying it: h1 (promote them yourself)")
         #expect(out.text.contains("closed campaign camp"))
@@ -188,28 +188,28 @@ import Testing
         #expect(throws: (any Error).self) { try CloseVerb.parse(["camp", "--status", "great"]) }
     }
 
-    @Test func abandonRefusesWithoutExactlyOneFlag() throws {
+    @Test func abandonRefusesWithoutExactlyOneFlag() async throws {
         let s = try PromoteTests.tree()
         let snap = s.snapshot()
         for args in [["camp"], ["camp", "--keep-as-archive", "--purge-from-fleet"]] {
-            do { _ = try AbandonVerb.parse(args).execute(in: s.ctx); Issue.record("\(args)") }
+            do { _ = try await AbandonVerb.parse(args).execute(in: s.ctx); Issue.record("\(args)") }
             catch let e as KAError { #expect(e.exitCode == 2); #expect(e.message.hasPrefix("abandon → ")) }
         }
         #expect(s.snapshot() == snap)
-        _ = try AbandonVerb.parse(["camp", "--keep-as-archive"]).execute(in: s.ctx)
+        _ = try await AbandonVerb.parse(["camp", "--keep-as-archive"]).execute(in: s.ctx)
         #expect(s.snapshot() == snap)
         #expect(try s.store.campaign("camp")?.status == .abandonedArchived)
     }
 
-    @Test func purgeRemovesPatchesAndIncludesAndMarksHostsDrifted() throws {
+    @Test func purgeRemovesPatchesAndIncludesAndMarksHostsDrifted() async throws {
         let s = try PromoteTests.tree()
         // one patch of another campaign stays in board/b1; the soc and arch dirs are all "camp"
         try s.write("patches/board/b1/0003-keep.patch", Sandbox.mail(subject: "keep", trailers: ["Campaign: keep", "Scope: board/b1"],
             diff: Sandbox.diff(file: "src/z.c", lines: PromoteTests.baseLines, at: 10, added: "z")))
         try s.write("fleet/h2.yaml", "host: h2\nbaseline: {repo: r, ref: v7.0}\nkernel_suffix: h2\nscopes: [board/b1]\n")
         try s.write("fleet/hosts.yaml", Sandbox.miniRegistry)
-        _ = try PromoteVerb.parse(["h1"]).execute(in: s.ctx)
-        _ = try AbandonVerb.parse(["camp", "--purge-from-fleet"]).execute(in: s.ctx)
+        _ = try await PromoteVerb.parse(["h1"]).execute(in: s.ctx)
+        _ = try await AbandonVerb.parse(["camp", "--purge-from-fleet"]).execute(in: s.ctx)
         #expect(try PatchTree(s.ws).allPatches().map(\.value) == ["board/b1/0003-keep.patch"])
         let h1 = try s.read("fleet/h1.yaml")
         #expect(h1.contains("  - board/b1\n") && !h1.contains("soc/rockchip") && !h1.contains("arch/arm64/x") && !h1.contains("0001-first"))
@@ -219,7 +219,7 @@ import Testing
         let rows = try StatusVerb.parse([]).rows(in: s.ctx)
         #expect(rows.first { $0.host == "h1" }?.state == "drifted")
         // every manifest still resolves
-        _ = try PromoteVerb.parse(["h1"]).execute(in: s.ctx)
+        _ = try await PromoteVerb.parse(["h1"]).execute(in: s.ctx)
     }
 
     @Test func purgeRollsBackWhenAStepFails() throws {

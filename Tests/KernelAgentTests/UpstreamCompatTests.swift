@@ -69,9 +69,9 @@ import Testing
         cumulative.split(separator: "\n").filter { $0.hasPrefix("Subject: ") }.map { String($0.dropFirst(9)) }
     }
 
-    @Test func upstreamFresnelFollowsApplyOrderSkipsTheCoverLetterAndJoinsAsIssue31Says() throws {
+    @Test func upstreamFresnelFollowsApplyOrderSkipsTheCoverLetterAndJoinsAsIssue31Says() async throws {
         let s = try Self.upstreamFresnel()
-        _ = try PromoteVerb.parse(["fresnel"]).execute(in: s.ctx)
+        _ = try await PromoteVerb.parse(["fresnel"]).execute(in: s.ctx)
         let cumulative = try s.read("out/fresnel/cumulative.patch")
         let subjects = Self.subjects(cumulative)
         #expect(subjects.count == 5, "\(subjects)")
@@ -102,11 +102,11 @@ import Testing
         #expect(lock.contains("    sha256: \""))
     }
 
-    @Test func bothApplyOrderFormsGiveTheSameBytes() throws {
+    @Test func bothApplyOrderFormsGiveTheSameBytes() async throws {
         let a = try Self.upstreamFresnel(orderForm: "per-entry")
         let b = try Self.upstreamFresnel(orderForm: "top-level")
-        _ = try PromoteVerb.parse(["fresnel"]).execute(in: a.ctx)
-        _ = try PromoteVerb.parse(["fresnel"]).execute(in: b.ctx)
+        _ = try await PromoteVerb.parse(["fresnel"]).execute(in: a.ctx)
+        _ = try await PromoteVerb.parse(["fresnel"]).execute(in: b.ctx)
         #expect(try a.read("out/fresnel/cumulative.patch") == b.read("out/fresnel/cumulative.patch"))
     }
 
@@ -190,32 +190,32 @@ import Testing
         #expect(s.snapshot() == before, "all or nothing")
     }
 
-    @Test func manifestRewritesKeepEveryComment() throws {
+    @Test func manifestRewritesKeepEveryComment() async throws {
         let s = try Self.upstreamFresnel(orderForm: "top-level")
         let before = try s.read("fleet/fresnel.yaml")
-        _ = try MigrateTreeVerb.parse(["--from", "board/pinebook-pro", "--to", "board/pbp"]).execute(in: s.ctx)
+        _ = try await MigrateTreeVerb.parse(["--from", "board/pinebook-pro", "--to", "board/pbp"]).execute(in: s.ctx)
         let after = try s.read("fleet/fresnel.yaml")
         // every line is the same, except that the moved path reads the new name — comments, order, spacing kept
         let bl = before.split(separator: "\n", omittingEmptySubsequences: false), al = after.split(separator: "\n", omittingEmptySubsequences: false)
         #expect(bl.count == al.count)
         for (b, a) in zip(bl, al) { #expect(b.replacingOccurrences(of: "board/pinebook-pro", with: "board/pbp") == a) }
         #expect(after.contains("  - board/pbp/\n  - subsystem") || after.contains("  - board/pbp/\n"))
-        _ = try PromoteVerb.parse(["fresnel"]).execute(in: s.ctx)
+        _ = try await PromoteVerb.parse(["fresnel"]).execute(in: s.ctx)
 
         // a purge drops the entry and its apply_order item, and nothing else
         let t = try Self.upstreamFresnel(orderForm: "per-entry")
         let beforePurge = try t.read("fleet/fresnel.yaml")
-        _ = try AbandonVerb.parse(["vb2-dma-resv", "--purge-from-fleet"]).execute(in: t.ctx)
+        _ = try await AbandonVerb.parse(["vb2-dma-resv", "--purge-from-fleet"]).execute(in: t.ctx)
         let afterPurge = try t.read("fleet/fresnel.yaml")
         let removed = Set(beforePurge.split(separator: "\n")).subtracting(afterPurge.split(separator: "\n"))
         #expect(removed == ["  - path: \(Self.vb2)/", "    apply_order: 2"], "\(removed)")
         #expect(afterPurge.contains("# vb2 moved from excluded to includes on 2026-05-15"), "a comment line is never dropped")
     }
 
-    @Test func parityCumulativeAppliedAtOnceEqualsThePatchesOneByOne() throws {
+    @Test func parityCumulativeAppliedAtOnceEqualsThePatchesOneByOne() async throws {
         let s = try PromoteTests.tree()
         try s.write("base/src/c.c", PromoteTests.baseLines.joined(separator: "\n") + "\n")
-        _ = try PromoteVerb.parse(["h1"]).execute(in: s.ctx)
+        _ = try await PromoteVerb.parse(["h1"]).execute(in: s.ctx)
         let res = try Resolver(workspace: s.ws, policy: try s.ctx.policy(), blocks: nil).resolve(try Manifest.load(HostName("h1"), in: s.ws))
         func gitRepo(_ name: String) throws -> URL {
             let dir = s.url(name)

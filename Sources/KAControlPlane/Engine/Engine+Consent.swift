@@ -48,15 +48,17 @@ extension Engine {
 
     static func seconds(_ s: Double) -> String { s == s.rounded() ? "\(Int(s)) s" : String(format: "%.1f s", s) }
 
-    /// Plans on the plan queue; nil when it takes longer than `plan_timeout` (waiting for a free planner counts).
-    /// A plan that times out keeps its thread until it returns; its result is dropped.
+    /// Plans on the verbs' own threads, `max_parallel_runs` at a time; nil when it takes longer than
+    /// `plan_timeout` (waiting for a free planner counts). A plan that times out runs on until it returns; its
+    /// result is dropped.
     func planOffLoop(_ inv: Invocation) async -> Result<Plan, Error>? {
         await withCheckedContinuation { (cont: CheckedContinuation<Result<Plan, Error>?, Never>) in
             let once = ResumeOnce(cont)
-            planQueue.addOperation { [self] in
+            Task(executorPreference: VerbThreads.shared) { [self] in
+                await planSlots.acquire()
                 planning.withLockedValue { $0 += 1 }
-                defer { planning.withLockedValue { $0 -= 1 } }
-                once.resume(Result { try makePlan(inv.verb, inv.args) })
+                defer { planning.withLockedValue { $0 -= 1 }; planSlots.release() }
+                do { once.resume(.success(try await makePlan(inv.verb, inv.args))) } catch { once.resume(.failure(error)) }
             }
             DispatchQueue.global().asyncAfter(deadline: .now() + config.planTimeout) { once.resume(nil) }
         }
@@ -64,17 +66,17 @@ extension Engine {
 
     struct UsageProblem: Error { let text: String }
 
-    /// Parse + policy + plan, synchronously (verbs are synchronous code).
-    func makePlan(_ name: String, _ args: [String]) throws -> Plan {
+    /// Parse, policy and plan: what consent shows.
+    func makePlan(_ name: String, _ args: [String]) async throws -> Plan {
         guard let type = Verbs.named(name) else { throw UsageProblem(text: "unknown verb") }
         let verb: any Verb
         do { verb = try Verbs.parse(type, args) } catch { throw UsageProblem(text: Verbs.usageReply(type, error: error)) }
         faults.hit(.plan, verb: name)
         let ctx = try makeContext()
-        return try verb.withTreeAccess(in: ctx) {
+        return try await verb.withTreeAccess(in: ctx) {
             do {
                 try ctx.policy().admit(try verb.policySubject(in: ctx))
-                return try verb.plan(in: ctx)
+                return try await verb.plan(in: ctx)
             } catch {
                 try ctx.fileRequestedBlocks(of: error)
                 throw error

@@ -16,32 +16,29 @@ extension Engine {
     func executeJob(_ q: Queued, verb: any JobVerb) async {
         let command = "/ka-\(q.verb) \(q.args.joined(separator: " "))"
         nonisolated(unsafe) let verb = verb   // parsed arguments only; used by one task at a time
-        // Policy, the pin check and the steps, on a thread of our own (they read files), under the tree lock.
-        let start: JobStart = await withCheckedContinuation { cont in
-            DispatchQueue.global().async { [self] in
-                do {
-                    faults.hit(.run, verb: q.verb)
-                    let ctx = try makeContext()
-                    let result: JobStart = try verb.withTreeAccess(in: ctx) {
-                        try ctx.policy().admit(try verb.policySubject(in: ctx))
-                        let fresh = try verb.plan(in: ctx)
-                        let changed = Plan(verb: q.verb, arguments: q.args, steps: [], pins: q.pins).changedPins(comparedTo: fresh)
-                        if !changed.isEmpty {
-                            return .failed("consent void: pinned inputs changed since the plan:\n\n" + changed.map { "- `\($0)`" }.joined(separator: "\n")
-                                           + "\n\nNothing was done; ask again for a new plan.")
-                        }
-                        let steps = try verb.steps(in: ctx)
-                        // A run resumed after a restart goes on with its own job; a new run gets a new one.
-                        if let existing = try jobOf(run: q.id, in: ctx.jobs) { return .ready(ctx, existing, steps) }
-                        let runner = JobRunner(store: ctx.jobs, workspace: ctx.workspace, transports: ctx.transports, now: now)
-                        let job = try runner.create(verb: q.verb, arguments: q.args, pins: q.pins, subject: verb.jobSubject,
-                                                    origin: .issue(q.issue, run: q.id), steps: steps)
-                        return .ready(ctx, job, steps)
+        // Policy, the pin check and the steps, on the verbs' own threads (they read files), under the tree lock.
+        let start: JobStart = await withTaskExecutorPreference(VerbThreads.shared) { [self] in
+            do {
+                faults.hit(.run, verb: q.verb)
+                let ctx = try makeContext()
+                return try await verb.withTreeAccess(in: ctx) { () async throws -> JobStart in
+                    try ctx.policy().admit(try verb.policySubject(in: ctx))
+                    let fresh = try await verb.plan(in: ctx)
+                    let changed = Plan(verb: q.verb, arguments: q.args, steps: [], pins: q.pins).changedPins(comparedTo: fresh)
+                    if !changed.isEmpty {
+                        return .failed("consent void: pinned inputs changed since the plan:\n\n" + changed.map { "- `\($0)`" }.joined(separator: "\n")
+                                       + "\n\nNothing was done; ask again for a new plan.")
                     }
-                    cont.resume(returning: result)
-                } catch {
-                    cont.resume(returning: .failed((error as? KAError)?.description ?? "\(error)"))
+                    let steps = try verb.steps(in: ctx)
+                    // A run resumed after a restart goes on with its own job; a new run gets a new one.
+                    if let existing = try jobOf(run: q.id, in: ctx.jobs) { return .ready(ctx, existing, steps) }
+                    let runner = JobRunner(store: ctx.jobs, workspace: ctx.workspace, transports: ctx.transports, now: now)
+                    let job = try runner.create(verb: q.verb, arguments: q.args, pins: q.pins, subject: verb.jobSubject,
+                                                origin: .issue(q.issue, run: q.id), steps: steps)
+                    return .ready(ctx, job, steps)
                 }
+            } catch {
+                return .failed((error as? KAError)?.description ?? "\(error)")
             }
         }
         guard case let .ready(ctx, job, steps) = start else {

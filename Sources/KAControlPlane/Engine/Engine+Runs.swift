@@ -121,34 +121,32 @@ extension Engine {
             await executeJob(q, verb: jobVerb)
             return
         }
-        nonisolated(unsafe) let verb = verb   // parsed arguments only; used on one thread at a time
-        let outcome: (state: RunState, text: String) = await withCheckedContinuation { cont in
-            DispatchQueue.global().async { [self] in
-                do {
-                    faults.hit(.run, verb: q.verb)
-                    let ctx = try makeContext()
-                    // One hold of the tree lock for the pin check and the run: nothing can move in between.
-                    let outcome: (RunState, String) = try verb.withTreeAccess(in: ctx) { () throws -> (RunState, String) in
-                        do {
-                            try ctx.policy().admit(try verb.policySubject(in: ctx))
-                            let fresh = try verb.plan(in: ctx)
-                            let original = Plan(verb: q.verb, arguments: q.args, steps: [], pins: q.pins)
-                            let changed = original.changedPins(comparedTo: fresh)
-                            if !changed.isEmpty {
-                                return (.failed, "consent void: pinned inputs changed since the plan:\n\n" + changed.map { "- `\($0)`" }.joined(separator: "\n") + "\n\nNothing was done; ask again for a new plan.")
-                            }
-                            return (.done, try verb.run(fresh, in: ctx).text)
-                        } catch {
-                            try ctx.fileRequestedBlocks(of: error)
-                            throw error
+        nonisolated(unsafe) let verb = verb   // parsed arguments only; used by one task at a time
+        // On the verbs' own threads: a verb blocks on files and locks.
+        let outcome: (state: RunState, text: String) = await withTaskExecutorPreference(VerbThreads.shared) { [self] in
+            do {
+                faults.hit(.run, verb: q.verb)
+                let ctx = try makeContext()
+                // One hold of the tree lock for the pin check and the run: nothing can move in between.
+                return try await verb.withTreeAccess(in: ctx) { () async throws -> (state: RunState, text: String) in
+                    do {
+                        try ctx.policy().admit(try verb.policySubject(in: ctx))
+                        let fresh = try await verb.plan(in: ctx)
+                        let original = Plan(verb: q.verb, arguments: q.args, steps: [], pins: q.pins)
+                        let changed = original.changedPins(comparedTo: fresh)
+                        if !changed.isEmpty {
+                            return (.failed, "consent void: pinned inputs changed since the plan:\n\n" + changed.map { "- `\($0)`" }.joined(separator: "\n") + "\n\nNothing was done; ask again for a new plan.")
                         }
+                        return (.done, try await verb.run(fresh, in: ctx).text)
+                    } catch {
+                        try ctx.fileRequestedBlocks(of: error)
+                        throw error
                     }
-                    cont.resume(returning: outcome)
-                } catch let e as KAError {
-                    cont.resume(returning: (.failed, e.description))
-                } catch {
-                    cont.resume(returning: (.failed, "\(error)"))
                 }
+            } catch let e as KAError {
+                return (.failed, e.description)
+            } catch {
+                return (.failed, "\(error)")
             }
         }
         let icon = outcome.state == .done ? "✅ done" : "❌ failed"

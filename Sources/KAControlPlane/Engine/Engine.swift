@@ -23,8 +23,8 @@ public final class Engine: Sendable {
     let authorizer: Authorizer
     let faults: ServeFaults
     let logger: Logger
-    /// Plans run here, a few at a time, never on the cooperative pool (verbs block on I/O).
-    let planQueue: OperationQueue
+    /// Plans at once, at most (`max_parallel_runs`).
+    let planSlots: AsyncSlots
     // Shared state is behind NIOLockedValueBox (a pthread mutex) rather than Synchronization.Mutex: on Linux,
     // ThreadSanitizer cannot see Mutex's futex and reports the state it guards as racing (Swift 6.3.1).
     let eventTasks = NIOLockedValueBox<[String: Task<Void, Never>]>([:])
@@ -39,9 +39,7 @@ public final class Engine: Sendable {
         self.config = config; self.ledger = ledger; self.api = api; self.botLogin = botLogin
         self.makeContext = makeContext; self.now = now; self.faults = faults; self.logger = logger
         self.authorizer = authorizer ?? Authorizer(allow: config.allow, api: api, botLogin: botLogin, now: now)
-        planQueue = OperationQueue()
-        planQueue.name = "ka-plan"
-        planQueue.maxConcurrentOperationCount = config.maxParallelRuns
+        planSlots = AsyncSlots(config.maxParallelRuns)
     }
 
     static let controlVerbs: Set<String> = ["yes", "no", "help"]

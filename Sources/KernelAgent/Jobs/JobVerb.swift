@@ -15,12 +15,12 @@ public protocol JobVerb: Verb {
 }
 
 extension JobVerb {
-    public func plan(in ctx: VerbContext) throws -> Plan {
+    public func plan(in ctx: VerbContext) async throws -> Plan {
         Plan(verb: Self.verbName, arguments: arguments, steps: try steps(in: ctx).map(\.name))
     }
 
     /// A job verb is never run synchronously: both front doors go through the job runtime.
-    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome {
+    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
         throw KAError.failure("ka \(Self.verbName)", "is a job: it runs through the job runtime, not synchronously")
     }
 
@@ -28,17 +28,8 @@ extension JobVerb {
     public var treeAccess: TreeAccess { .read }
 
     /// ArgumentParser's entry: the CLI runs the job at once, printing a line per step.
-    public mutating func run() throws {
-        let verb = UncheckedBox(self)   // parsed arguments only, handed to the one task that runs it
-        let outcome = JobCLIOutcome()
-        let done = DispatchSemaphore(value: 0)
-        // The job's steps are async; the CLI blocks its main thread on them, as a terminal command should.
-        Task.detached {
-            do { outcome.set(.success(try await CLI.runJob(verb.value))) } catch { outcome.set(.failure(error)) }
-            done.signal()
-        }
-        done.wait()
-        if case let .failure(e) = outcome.get() { throw e }
+    public mutating func run() async throws {
+        try await CLI.runJob(self)
     }
 }
 
@@ -92,7 +83,7 @@ extension CLI {
         let steps: [JobStep]
         do {
             ctx = try context()
-            (job, steps) = try verb.withTreeAccess(in: ctx) {
+            (job, steps) = try await verb.withTreeAccess(in: ctx) {
                 try ctx.policy().admit(try verb.policySubject(in: ctx))
                 let steps = try verb.steps(in: ctx)
                 let runner = JobRunner(store: ctx.jobs, workspace: ctx.workspace, transports: ctx.transports)

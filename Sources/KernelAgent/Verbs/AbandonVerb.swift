@@ -34,7 +34,7 @@ public struct AbandonVerb: Verb, WaitsForTree {
 
     struct Prepared: Sendable { let ops: [TreeTransaction.Op]; let removed: [TreePath]; let hosts: [HostName]; let manifests: [String] }
 
-    public func plan(in ctx: VerbContext) throws -> Plan {
+    public func plan(in ctx: VerbContext) async throws -> Plan {
         let ws = ctx.workspace
         let policy = try ctx.policy()
         try policy.admitAbandon(keepAsArchive: keepAsArchive, purgeFromFleet: purgeFromFleet)
@@ -98,12 +98,12 @@ public struct AbandonVerb: Verb, WaitsForTree {
                     prepared: Prepared(ops: ops, removed: patches, hosts: hosts, manifests: manifests))
     }
 
-    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome {
+    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
         if keepAsArchive {
             try ctx.state.setCampaign(campaign, status: .abandonedArchived, at: ctx.now())
             return VerbOutcome("abandoned \(campaign), kept as archive; tree and manifests unchanged\n")
         }
-        guard let p = plan.prepared as? Prepared else { return try run(try self.plan(in: ctx), in: ctx) }
+        guard let p = plan.prepared as? Prepared else { return try await run(try await self.plan(in: ctx), in: ctx) }
         let ws = ctx.workspace
         let policy = try ctx.policy()
         let resolvableBefore = Set(Fleet.resolveAll(ws, policy: policy, blocks: nil).compactMap { h, r in

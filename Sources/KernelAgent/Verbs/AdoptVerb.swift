@@ -33,7 +33,7 @@ public struct AdoptVerb: Verb, WaitsForTree {
         let alreadyScoped: Int
     }
 
-    public func plan(in ctx: VerbContext) throws -> Plan {
+    public func plan(in ctx: VerbContext) async throws -> Plan {
         let ws = ctx.workspace
         let paths = try PatchTree(ws).allPatches()
         let parsed = try Resolver.parseAll(paths, in: ws)
@@ -84,12 +84,12 @@ public struct AdoptVerb: Verb, WaitsForTree {
                     prepared: Prepared(ops: ops, adopted: adopted, alreadyScoped: already))
     }
 
-    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome {
+    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
         guard let p = plan.prepared as? Prepared else {
-            let fresh = try self.plan(in: ctx)
+            let fresh = try await self.plan(in: ctx)
             let changed = plan.changedPins(comparedTo: fresh)
             guard changed.isEmpty else { throw KAError(.refusal, ["ka adopt", "inputs changed since the plan"] + changed, hint: "ask for a new plan") }
-            return try run(fresh, in: ctx)
+            return try await run(fresh, in: ctx)
         }
         var text = ""
         for a in p.adopted { text += "  + Scope: \((a as NSString).deletingLastPathComponent)  patches/\(a)\n" }

@@ -33,12 +33,12 @@ public struct BlocksVerb: Verb {
 
     public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
 
-    public func plan(in ctx: VerbContext) throws -> Plan {
+    public func plan(in ctx: VerbContext) async throws -> Plan {
         if let id { return Plan(verb: "blocks", arguments: ["close", id], steps: ["close block \(id)"]) }
         return Plan(verb: "blocks", arguments: json ? ["--json"] : [], steps: ["list the open blocks"])
     }
 
-    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome {
+    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
         if let id {
             try ctx.blocks.close(id: id)
             return VerbOutcome("block \(id) closed")

@@ -22,7 +22,7 @@ public struct CloseVerb: Verb {
 
     public func policySubject(in ctx: VerbContext) throws -> PolicySubject { _ = try CampaignName(campaign); return PolicySubject() }
 
-    public func plan(in ctx: VerbContext) throws -> Plan {
+    public func plan(in ctx: VerbContext) async throws -> Plan {
         let name = try CampaignName(campaign)
         let patches = try CampaignPatches.find(name, in: ctx.workspace)
         let record = try ctx.state.campaign(name.value)
@@ -39,7 +39,7 @@ public struct CloseVerb: Verb {
                             hosts.isEmpty ? "no host manifest includes its patches" : "hosts carrying it: \(hosts.map(\.value).joined(separator: ", ")) (promote them yourself)"])
     }
 
-    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome {
+    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
         try ctx.state.setCampaign(campaign, status: .closedSuccess, at: ctx.now())
         return VerbOutcome("closed campaign \(campaign) (\(status.rawValue))\n" + plan.steps.dropFirst().joined(separator: "\n") + "\n")
     }

@@ -25,8 +25,8 @@ public struct BuildVerb: Verb {
     public init() {}
     public var lane: Lane { (try? HostName(host)).map(Lane.host) ?? .none }
     public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject(targets: [try HostName(host)]) }
-    public func plan(in ctx: VerbContext) throws -> Plan { throw Verbs.notAvailable("build", "the build pipeline (makepkg/.deb on the routed build host) has not landed") }
-    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome { throw Verbs.notAvailable("build", "the build pipeline has not landed") }
+    public func plan(in ctx: VerbContext) async throws -> Plan { throw Verbs.notAvailable("build", "the build pipeline (makepkg/.deb on the routed build host) has not landed") }
+    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome { throw Verbs.notAvailable("build", "the build pipeline has not landed") }
 }
 
 /// `ka install <host>`
@@ -37,8 +37,8 @@ public struct InstallVerb: Verb {
     public init() {}
     public var lane: Lane { (try? HostName(host)).map(Lane.host) ?? .none }
     public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject(targets: [try HostName(host)]) }
-    public func plan(in ctx: VerbContext) throws -> Plan { throw Verbs.notAvailable("install", "the install pipeline (backup, pacman -U/apt, reboot, heartbeat) has not landed") }
-    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome { throw Verbs.notAvailable("install", "the install pipeline has not landed") }
+    public func plan(in ctx: VerbContext) async throws -> Plan { throw Verbs.notAvailable("install", "the install pipeline (backup, pacman -U/apt, reboot, heartbeat) has not landed") }
+    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome { throw Verbs.notAvailable("install", "the install pipeline has not landed") }
 }
 
 /// `ka keep <job-id> [--for <duration>]`
@@ -49,8 +49,8 @@ public struct KeepVerb: Verb {
     public init() {}
     public var lane: Lane { .none }
     public func policySubject(in ctx: VerbContext) throws -> PolicySubject { _ = try jobID(job); try duration(keepFor); return PolicySubject() }
-    public func plan(in ctx: VerbContext) throws -> Plan { throw Verbs.notAvailable("keep", "build jobs arrive with the build pipeline") }
-    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome { throw Verbs.notAvailable("keep", "build jobs arrive with the build pipeline") }
+    public func plan(in ctx: VerbContext) async throws -> Plan { throw Verbs.notAvailable("keep", "build jobs arrive with the build pipeline") }
+    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome { throw Verbs.notAvailable("keep", "build jobs arrive with the build pipeline") }
 }
 
 /// `ka pause-prune`
@@ -59,8 +59,8 @@ public struct PausePruneVerb: Verb {
     public init() {}
     public var lane: Lane { .none }
     public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
-    public func plan(in ctx: VerbContext) throws -> Plan { throw Verbs.notAvailable("pause-prune", "pruning arrives with the build pipeline") }
-    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome { throw Verbs.notAvailable("pause-prune", "pruning arrives with the build pipeline") }
+    public func plan(in ctx: VerbContext) async throws -> Plan { throw Verbs.notAvailable("pause-prune", "pruning arrives with the build pipeline") }
+    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome { throw Verbs.notAvailable("pause-prune", "pruning arrives with the build pipeline") }
 }
 
 /// `ka resume-prune`
@@ -69,8 +69,8 @@ public struct ResumePruneVerb: Verb {
     public init() {}
     public var lane: Lane { .none }
     public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
-    public func plan(in ctx: VerbContext) throws -> Plan { throw Verbs.notAvailable("resume-prune", "pruning arrives with the build pipeline") }
-    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome { throw Verbs.notAvailable("resume-prune", "pruning arrives with the build pipeline") }
+    public func plan(in ctx: VerbContext) async throws -> Plan { throw Verbs.notAvailable("resume-prune", "pruning arrives with the build pipeline") }
+    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome { throw Verbs.notAvailable("resume-prune", "pruning arrives with the build pipeline") }
 }
 
 /// `ka restore-archive <job-id>`
@@ -80,8 +80,8 @@ public struct RestoreArchiveVerb: Verb {
     public init() {}
     public var lane: Lane { .none }
     public func policySubject(in ctx: VerbContext) throws -> PolicySubject { _ = try jobID(job); return PolicySubject() }
-    public func plan(in ctx: VerbContext) throws -> Plan { throw Verbs.notAvailable("restore-archive", "archives arrive with the build pipeline") }
-    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome { throw Verbs.notAvailable("restore-archive", "archives arrive with the build pipeline") }
+    public func plan(in ctx: VerbContext) async throws -> Plan { throw Verbs.notAvailable("restore-archive", "archives arrive with the build pipeline") }
+    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome { throw Verbs.notAvailable("restore-archive", "archives arrive with the build pipeline") }
 }
 
 /// `ka debug <job-id>`
@@ -91,8 +91,8 @@ public struct DebugVerb: Verb {
     public init() {}
     public var lane: Lane { .none }
     public func policySubject(in ctx: VerbContext) throws -> PolicySubject { _ = try jobID(job); return PolicySubject() }
-    public func plan(in ctx: VerbContext) throws -> Plan { throw Verbs.notAvailable("debug", "build containers arrive with the build pipeline") }
-    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome { throw Verbs.notAvailable("debug", "build containers arrive with the build pipeline") }
+    public func plan(in ctx: VerbContext) async throws -> Plan { throw Verbs.notAvailable("debug", "build containers arrive with the build pipeline") }
+    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome { throw Verbs.notAvailable("debug", "build containers arrive with the build pipeline") }
 }
 
 /// `ka wake-data`
@@ -101,6 +101,6 @@ public struct WakeDataVerb: Verb {
     public init() {}
     public var lane: Lane { .none }
     public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
-    public func plan(in ctx: VerbContext) throws -> Plan { throw Verbs.notAvailable("wake-data", "the His ops client (lmcp wake-host) has not landed") }
-    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome { throw Verbs.notAvailable("wake-data", "the His ops client has not landed") }
+    public func plan(in ctx: VerbContext) async throws -> Plan { throw Verbs.notAvailable("wake-data", "the His ops client (lmcp wake-host) has not landed") }
+    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome { throw Verbs.notAvailable("wake-data", "the His ops client has not landed") }
 }

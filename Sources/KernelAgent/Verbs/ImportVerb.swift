@@ -43,7 +43,7 @@ public struct ImportVerb: Verb, WaitsForTree {
 
     struct Prepared: Sendable { let ops: [TreeTransaction.Op]; let imported: [String]; let unchanged: [String] }
 
-    public func plan(in ctx: VerbContext) throws -> Plan {
+    public func plan(in ctx: VerbContext) async throws -> Plan {
         let ws = ctx.workspace
         let name = try CampaignName(campaign)
         let scope = try TreePath(to)
@@ -150,8 +150,8 @@ public struct ImportVerb: Verb, WaitsForTree {
         return .write(dest.value, data)
     }
 
-    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome {
-        guard let p = plan.prepared as? Prepared else { return try run(try self.plan(in: ctx), in: ctx) }
+    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
+        guard let p = plan.prepared as? Prepared else { return try await run(try await self.plan(in: ctx), in: ctx) }
         let txn = TreeTransaction(ctx.workspace)
         p.ops.forEach(txn.add)
         // the campaign record lands with the patches, or not at all

@@ -42,7 +42,7 @@ public struct JobsVerb: Verb {
         return PolicySubject()
     }
 
-    public func plan(in ctx: VerbContext) throws -> Plan {
+    public func plan(in ctx: VerbContext) async throws -> Plan {
         let args = [action.rawValue] + (job.map { [$0] } ?? []) + (json ? ["--json"] : [])
         switch action {
         case .list, .show: return Plan(verb: "jobs", arguments: args, steps: ["read the job journal"])
@@ -54,7 +54,7 @@ public struct JobsVerb: Verb {
         }
     }
 
-    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome {
+    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
         switch action {
         case .list:
             let jobs = try ctx.jobs.jobs(limit: limit)

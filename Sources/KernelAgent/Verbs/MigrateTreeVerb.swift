@@ -33,7 +33,7 @@ public struct MigrateTreeVerb: Verb, WaitsForTree {
         let movedPatches: Int
     }
 
-    public func plan(in ctx: VerbContext) throws -> Plan {
+    public func plan(in ctx: VerbContext) async throws -> Plan {
         let ws = ctx.workspace
         let src = try TreePath(from), dst = try TreePath(to)
         let tree = PatchTree(ws)
@@ -84,12 +84,12 @@ public struct MigrateTreeVerb: Verb, WaitsForTree {
                     prepared: Prepared(ops: ops, rewrittenManifests: rewritten, movedPatches: patches.count))
     }
 
-    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome {
+    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
         guard let prepared = plan.prepared as? Prepared else {
-            let fresh = try self.plan(in: ctx)
+            let fresh = try await self.plan(in: ctx)
             let changed = plan.changedPins(comparedTo: fresh)
             guard changed.isEmpty else { throw KAError(.refusal, ["ka migrate-tree", "inputs changed since the plan"] + changed) }
-            return try run(fresh, in: ctx)
+            return try await run(fresh, in: ctx)
         }
         let ws = ctx.workspace
         let policy = try ctx.policy()

@@ -61,7 +61,7 @@ public struct PromoteVerb: Verb, WaitsForTree {
         return PolicySubject(targets: [try HostName(host)], localPaths: paths)
     }
 
-    public func plan(in ctx: VerbContext) throws -> Plan {
+    public func plan(in ctx: VerbContext) async throws -> Plan {
         let hostName = try HostName(host)
         let policy = try ctx.policy()
         let manifest = try Manifest.load(hostName, in: ctx.workspace)
@@ -137,11 +137,11 @@ public struct PromoteVerb: Verb, WaitsForTree {
         }
     }
 
-    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome {
+    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
         let prepared: Prepared
         if let p = plan.prepared as? Prepared { prepared = p } else {
             // A plan from elsewhere (consent): re-plan and refuse if anything it pinned moved.
-            let fresh = try self.plan(in: ctx)
+            let fresh = try await self.plan(in: ctx)
             let changed = plan.changedPins(comparedTo: fresh)
             guard changed.isEmpty else {
                 throw KAError(.refusal, ["ka promote \(host)", "inputs changed since the plan"] + changed, hint: "ask for a new plan")

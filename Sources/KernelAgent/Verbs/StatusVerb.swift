@@ -77,11 +77,11 @@ public struct StatusVerb: Verb, WaitsForTree {
         }
     }
 
-    public func plan(in ctx: VerbContext) throws -> Plan {
+    public func plan(in ctx: VerbContext) async throws -> Plan {
         Plan(verb: Self.verbName, arguments: json ? ["--json"] : [], steps: ["read fleet/, patches/ and the state store; change nothing"])
     }
 
-    public func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome {
+    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
         let rows = try rows(in: ctx)
         if json {
             let enc = JSONEncoder()

@@ -150,7 +150,7 @@ public struct VerbContext: Sendable {
 
 /// A kernel-agent verb: its arguments (ArgumentParser), what the hard rules must check, its plan and its run.
 /// The CLI runs `plan` then `run` at once; the control plane shows `plan` for consent first.
-public protocol Verb: ParsableCommand {
+public protocol Verb: AsyncParsableCommand {
     /// What the policy must admit before anything else happens. Every verb answers, even if with nothing.
     func policySubject(in ctx: VerbContext) throws -> PolicySubject
     var lane: Lane { get }
@@ -159,8 +159,8 @@ public protocol Verb: ParsableCommand {
     var treeAccess: TreeAccess { get }
     /// Whether it records anything in the state store (default yes); a read-only verb starts faster.
     var writesState: Bool { get }
-    func plan(in ctx: VerbContext) throws -> Plan
-    func run(_ plan: Plan, in ctx: VerbContext) throws -> VerbOutcome
+    func plan(in ctx: VerbContext) async throws -> Plan
+    func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome
 }
 
 extension Verb {
@@ -171,26 +171,26 @@ extension Verb {
 
     /// Runs `body` holding the tree lock this verb needs, after recovering any transaction a dead process left.
     /// Both front doors go through here, so no verb ever reads a half-done tree or undoes another's live work.
-    public func withTreeAccess<T>(in ctx: VerbContext, _ body: () throws -> T) throws -> T {
+    public func withTreeAccess<T>(in ctx: VerbContext, _ body: () async throws -> T) async throws -> T {
         let noWait = ctx.noWait || ((self as? any WaitsForTree)?.lockOptions.noWait ?? false)
         let lock = try TreeLock.acquire(ctx.workspace, access: treeAccess, state: ctx.state,
                                         holder: "ka \(Self.verbName)", noWait: noWait, note: ctx.note)
         defer { lock.release() }
-        return try body()
+        return try await body()
     }
 
     /// The one path every front door takes: the tree lock, then policy, plan and run.
-    public func execute(in ctx: VerbContext) throws -> (Plan, VerbOutcome) {
-        try withTreeAccess(in: ctx) {
+    public func execute(in ctx: VerbContext) async throws -> (Plan, VerbOutcome) {
+        try await withTreeAccess(in: ctx) {
             try ctx.policy().admit(try policySubject(in: ctx))
-            let plan = try plan(in: ctx)
-            return (plan, try run(plan, in: ctx))
+            let plan = try await plan(in: ctx)
+            return (plan, try await run(plan, in: ctx))
         }
     }
 
     /// ArgumentParser's entry: the CLI runs the verb immediately.
-    public mutating func run() throws {
-        try CLI.runImmediately(self)
+    public mutating func run() async throws {
+        try await CLI.runImmediately(self)
     }
 }
 
@@ -224,12 +224,12 @@ public enum CLI {
         return VerbContext(workspace: ws, state: store, blocks: store, jobs: store.jobs, transports: try HostTransports.fromEnvironment(ws))
     }
 
-    public static func runImmediately<V: Verb>(_ verb: V) throws {
+    public static func runImmediately<V: Verb>(_ verb: V) async throws {
         Timings.mark("process start → verb")
         do {
             let ctx = try context(readsStateOnly: !verb.writesState)
             Timings.mark("open state store")
-            let (plan, outcome) = try verb.execute(in: ctx)
+            let (plan, outcome) = try await verb.execute(in: ctx)
             print(outcome.text, terminator: outcome.text.hasSuffix("\n") ? "" : "\n")
             auditHook?(V.verbName, plan.arguments, outcome.text, true)
         } catch let e as KAError {
