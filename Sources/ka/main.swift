@@ -88,15 +88,29 @@ func installAuditHook() {
     let env = ProcessInfo.processInfo.environment
     guard env["KA_GITEA_URL"] != nil, env["KA_REPO"] != nil, env["KA_GITEA_TOKEN"] != nil || env["KA_GITEA_TOKEN_FILE"] != nil else { return }
     CLI.auditHook = { verb, args, text, ok in
-        guard verb != "status", let config = try? ControlPlaneConfig.load(file: nil),
-              let ledger = try? Ledger(path: config.stateDir.appendingPathComponent("control.sqlite")) else { return }
+        guard verb != "status" else { return }
         let title = "[ka:audit] \(verb) \(args.joined(separator: " "))"
         let body = "Direct CLI invocation on \(ProcessInfo.processInfo.hostName): \(ok ? "done" : "refused/failed")\n\n```\n\(text.prefix(6000))\n```"
-        _ = try? ledger.enqueue(.issue(title: title, body: body, labels: ["ka:audit"]), ref: "audit-\(UUID().uuidString)")
+        let config: ControlPlaneConfig, ledger: Ledger
+        do {
+            config = try ControlPlaneConfig.load(file: nil)
+            ledger = try Ledger(path: config.stateDir.appendingPathComponent("control.sqlite"))
+            try ledger.enqueue(.issue(title: title, body: body, labels: ["ka:audit"]), ref: "audit-\(UUID().uuidString)")
+        } catch {
+            // The verb's own outcome stands; only its audit trail is missing, and the person is told.
+            FileHandle.standardError.write(Data("ka: the [ka:audit] issue was not queued: \(error)\n".utf8))
+            return
+        }
         let api = DefaultGiteaClient(baseURL: config.giteaURL, owner: config.owner, repo: config.repo, token: config.token, maxAttempts: 3)
-        let done = DispatchSemaphore(value: 0)
-        Task { _ = await OutboxSender(ledger: ledger, api: api, botLogin: config.botLogin).drain(); done.signal() }
-        _ = done.wait(timeout: .now() + 15)   // what does not land now, `ka serve` delivers later
+        // At most 15 s: what does not land now stays in the outbox, and `ka serve` delivers it later.
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { _ = await OutboxSender(ledger: ledger, api: api, botLogin: config.botLogin).drain() }
+            group.addTask {
+                do { try await Task.sleep(for: .seconds(15)) } catch { /* cancelled: the drain ended first */ }
+            }
+            await group.next()
+            group.cancelAll()
+        }
     }
 }
 

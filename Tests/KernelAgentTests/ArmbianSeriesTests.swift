@@ -55,7 +55,7 @@ import Testing
 
         // our check, in the order promote applies them (file-name order, as Armbian does)
         try s.write("fleet/h1.yaml", "host: h1\nbaseline: {repo: debian/linux-source-6.1, ref: v6.1.192}\nkernel_suffix: h1\nscopes: [soc/rockchip64]\n")
-        let resolution = try Resolver(workspace: s.ws, policy: try s.ctx.policy(), blocks: nil).resolve(try Manifest.load(HostName("h1"), in: s.ws))
+        let resolution = try Resolver(workspace: s.ws, policy: try s.ctx.policy()).resolve(try Manifest.load(HostName("h1"), in: s.ws))
         #expect(resolution.entries.map(\.path.lastComponent) == names)
         let report = ApplyChecker.check(resolution.entries, tree: tree, display: tree.path)
 

@@ -38,7 +38,7 @@ import Testing
     /// The reference: what the in-memory promote wrote (its lock renderer, kept here verbatim, over
     /// `Resolver.resolve`'s entries, and `ApplyChecker.check` over them).
     static func reference(_ s: Sandbox, layout: PromoteVerb.Layout, tree: URL?) throws -> (lock: String, cumulative: Data, report: String) {
-        let res = try Resolver(workspace: s.ws, policy: try s.ctx.policy(), blocks: nil).resolve(try Manifest.load(HostName("h1"), in: s.ws))
+        let res = try Resolver(workspace: s.ws, policy: try s.ctx.policy()).resolve(try Manifest.load(HostName("h1"), in: s.ws))
         var cumulative = Data()
         for (i, e) in res.entries.enumerated() { cumulative.append(CumulativeSeries.piece(e.patch.bytes, index: i, count: res.entries.count)) }
         let cumulativeB2 = Blake2b.hex(cumulative)
@@ -108,7 +108,7 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: s.url("out/h1").path).sorted()
                 == PromoteOutput.ownedNames(layout, host: try HostName("h1")).sorted())
         // the pins name every patch with its b2sum, and the cumulative's
-        let res = try Resolver(workspace: s.ws, policy: try s.ctx.policy(), blocks: nil).resolve(try Manifest.load(HostName("h1"), in: s.ws))
+        let res = try Resolver(workspace: s.ws, policy: try s.ctx.policy()).resolve(try Manifest.load(HostName("h1"), in: s.ws))
         for e in res.entries { #expect(plan.pins.contains(.init("patches/" + e.path.value, "b2:" + e.patch.b2sum))) }
         #expect(plan.pins.last == .init("cumulative.patch", "b2:" + Blake2b.hex(expected.cumulative)))
     }

@@ -45,7 +45,7 @@ import Testing
     @Test func resolutionOrderIsGenericFirstThenDirThenName() throws {
         let s = try Self.tree()
         let policy = try s.ctx.policy()
-        let res = try Resolver(workspace: s.ws, policy: policy, blocks: nil).resolve(try Manifest.load(HostName("h1"), in: s.ws))
+        let res = try Resolver(workspace: s.ws, policy: policy).resolve(try Manifest.load(HostName("h1"), in: s.ws))
         #expect(res.entries.map(\.path.value) == [
             "arch/arm64/x/0001-arch.patch",
             "subsystem/media/vb2/0001-sub.patch",
@@ -64,7 +64,7 @@ import Testing
     @Test func seriesFileOverridesNameOrder() throws {
         let s = try Self.tree()
         try s.write("patches/board/b1/series", "# our order\n0002-second.patch\n0001-first.patch\n")
-        let res = try Resolver(workspace: s.ws, policy: try s.ctx.policy(), blocks: nil).resolve(try Manifest.load(HostName("h1"), in: s.ws))
+        let res = try Resolver(workspace: s.ws, policy: try s.ctx.policy()).resolve(try Manifest.load(HostName("h1"), in: s.ws))
         #expect(res.entries.suffix(2).map(\.path.value) == ["board/b1/0002-second.patch", "board/b1/0001-first.patch"])
     }
 
@@ -273,7 +273,7 @@ import Testing
         try s.ctx.fileRequestedBlocks(of: planned)   // the bare CLI files none
         #expect(try s.store.openBlocks().count == 1)
         // patches of one series (same scope and campaign) touching neighbouring lines are not a conflict
-        #expect(ConflictDetector.detect(try Resolver(workspace: s.ws, policy: try s.ctx.policy(), blocks: nil)
+        #expect(ConflictDetector.detect(try Resolver(workspace: s.ws, policy: try s.ctx.policy())
             .resolve(try Manifest.load(HostName("h1"), in: s.ws)).entries.filter { $0.path.value.hasPrefix("board/") }).isEmpty)
     }
 }

@@ -86,7 +86,7 @@ import Testing
         }
         #expect(cumulative.range(of: "\n-- \n[^\n]+\n*$", options: .regularExpression) == nil, "the last patch carries no signature")
         // plain concatenation with that normalisation, computed here independently
-        let paths = try Resolver(workspace: s.ws, policy: try s.ctx.policy(), blocks: nil)
+        let paths = try Resolver(workspace: s.ws, policy: try s.ctx.policy())
             .resolve(try Manifest.load(HostName("fresnel"), in: s.ws)).entries.map { s.url("patches/" + $0.path.value) }
         var expected = ""
         for (i, url) in paths.enumerated() {
@@ -216,7 +216,7 @@ import Testing
         let s = try PromoteTests.tree()
         try s.write("base/src/c.c", PromoteTests.baseLines.joined(separator: "\n") + "\n")
         _ = try await PromoteVerb.parse(["h1"]).execute(in: s.ctx)
-        let res = try Resolver(workspace: s.ws, policy: try s.ctx.policy(), blocks: nil).resolve(try Manifest.load(HostName("h1"), in: s.ws))
+        let res = try Resolver(workspace: s.ws, policy: try s.ctx.policy()).resolve(try Manifest.load(HostName("h1"), in: s.ws))
         func gitRepo(_ name: String) throws -> URL {
             let dir = s.url(name)
             try FileManager.default.copyItem(at: s.url("base"), to: dir)

@@ -78,7 +78,7 @@ extension Engine {
                 try ctx.policy().admit(try verb.policySubject(in: ctx))
                 return try await verb.plan(in: ctx)
             } catch {
-                try ctx.fileRequestedBlocks(of: error)
+                try await ctx.fileRequestedBlocks(of: error)
                 throw error
             }
         }

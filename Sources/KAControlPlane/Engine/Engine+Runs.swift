@@ -139,7 +139,7 @@ extension Engine {
                         }
                         return (.done, try await verb.run(fresh, in: ctx).text)
                     } catch {
-                        try ctx.fileRequestedBlocks(of: error)
+                        try await ctx.fileRequestedBlocks(of: error)
                         throw error
                     }
                 }

@@ -1,6 +1,5 @@
 import Foundation
 import KernelAgent
-import NIOConcurrencyHelpers
 
 /// Open `[ka:<kind>] …` issues are the block store. Each carries a hidden marker with its kind and scope;
 /// blocks are found by the marker, never by title alone, and closing the issue lifts the block.
@@ -25,30 +24,14 @@ public final class GiteaBlockStore: BlockStore, Sendable {
         return Block(id: "#\(issue.number)", kind: kind, scope: scope, title: issue.title)
     }
 
-    /// Verbs are synchronous; they run on their own threads, so waiting here blocks no async executor.
-    func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-        let result = NIOLockedValueBox<Result<T, Error>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            let r: Result<T, Error>
-            do { r = .success(try await body()) } catch { r = .failure(error) }
-            result.withLockedValue { $0 = r }
-            done.signal()
-        }
-        done.wait()
-        guard let r = result.withLockedValue({ $0 }) else { throw KAError.failure("block store", "no result") }
-        return try r.get()
-    }
-
-    public func openBlocks() throws -> [Block] {
-        let api = self.api, authorizer = self.authorizer
+    public func openBlocks() async throws -> [Block] {
         do {
-            let issues = try blocking { try await api.listIssues(state: "open", since: nil) }
+            let issues = try await api.listIssues(state: "open", since: nil)
             var blocks: [Block] = []
             for issue in issues {
                 guard let block = Self.parse(issue) else { continue }
                 let author = issue.user.login
-                if try blocking({ try await authorizer.trustsBlock(author: author, kind: block.kind) }) {
+                if try await authorizer.trustsBlock(author: author, kind: block.kind) {
                     blocks.append(block)
                 } else {
                     try noteUntrusted(issue, block)
@@ -70,15 +53,15 @@ public final class GiteaBlockStore: BlockStore, Sendable {
     }
 
     @discardableResult
-    public func file(kind: BlockKind, scope: BlockScope, title: String, body: String) throws -> Block {
+    public func file(kind: BlockKind, scope: BlockScope, title: String, body: String) async throws -> Block {
         let marker = Self.marker(kind, scope)
-        if let existing = try openBlocks().first(where: { $0.kind == kind && $0.scope == scope }) { return existing }
+        if let existing = try await openBlocks().first(where: { $0.kind == kind && $0.scope == scope }) { return existing }
         let ref = "block-\(kind.rawValue)-\(Blake2b.hex(Data(scope.marker.utf8), digestLength: 8))"
         try ledger.enqueue(.issue(title: "\(kind.titlePrefix) \(title)", body: body + "\n\n" + marker, labels: ["ka:\(kind.rawValue)"]), ref: ref)
         return Block(id: "pending:\(ref)", kind: kind, scope: scope, title: "\(kind.titlePrefix) \(title)")
     }
 
-    public func close(id: String) throws {
+    public func close(id: String) async throws {
         guard id.hasPrefix("#"), let n = Int(id.dropFirst()) else { throw KAError.refusal("block \(id)", "not an issue reference (#N)") }
         try ledger.enqueue(.editIssue(number: n, body: nil, state: "closed"), ref: "close-block-\(n)")
     }

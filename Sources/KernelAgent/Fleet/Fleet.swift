@@ -11,8 +11,8 @@ public enum Fleet {
     }
 
     /// Each manifest host's resolution, or the refusal it gives.
-    public static func resolveAll(_ ws: Workspace, policy: Policy, blocks: BlockStore?) -> [(HostName, Result<Resolution, KAError>)] {
-        let resolver = Resolver(workspace: ws, policy: policy, blocks: blocks)
+    public static func resolveAll(_ ws: Workspace, policy: Policy) -> [(HostName, Result<Resolution, KAError>)] {
+        let resolver = Resolver(workspace: ws, policy: policy)
         return manifestHosts(ws).map { host in
             do { return (host, .success(try resolver.resolve(try Manifest.load(host, in: ws)))) }
             catch let e as KAError { return (host, .failure(e)) }
@@ -23,7 +23,7 @@ public enum Fleet {
     /// host → [patch path: content hash], for hosts that resolve.
     public static func contentHashes(_ ws: Workspace, policy: Policy) -> [String: [String]] {
         var out: [String: [String]] = [:]
-        for (h, r) in resolveAll(ws, policy: policy, blocks: nil) {
+        for (h, r) in resolveAll(ws, policy: policy) {
             if case let .success(res) = r { out[h.value] = res.entries.map(\.patch.contentHash) }
         }
         return out

@@ -92,7 +92,7 @@ extension CLI {
                 return (job, steps)
             }
         } catch let e as KAError {
-            auditHook?(V.verbName, verb.arguments, e.description, false)
+            await auditHook?(V.verbName, verb.arguments, e.description, false)
             FileHandle.standardError.write(Data("ka \(V.verbName): \(e.kind == .refusal ? "refused: " : "error: ")\(e)\n".utf8))
             throw ExitCode(e.exitCode)
         }
@@ -108,7 +108,7 @@ extension CLI {
         }
         let text = verb.summary(of: ended, in: ctx)
         print(text, terminator: text.hasSuffix("\n") ? "" : "\n")
-        auditHook?(V.verbName, verb.arguments, text, ended.state == .succeeded)
+        await auditHook?(V.verbName, verb.arguments, text, ended.state == .succeeded)
         switch ended.state {
         case .succeeded: return
         case .interrupted, .cancelled: throw ExitCode(130)

@@ -27,12 +27,13 @@ extension Resolution.Entry {
 public struct Resolver: Sendable {
     public let workspace: Workspace
     public let policy: Policy
-    public let blocks: BlockStore?
+    /// The open blocks a patch is checked against, listed once by the caller (none: nothing is blocked).
+    public let openBlocks: [Block]
 
-    public init(workspace: Workspace, policy: Policy, blocks: BlockStore?) {
+    public init(workspace: Workspace, policy: Policy, openBlocks: [Block] = []) {
         self.workspace = workspace
         self.policy = policy
-        self.blocks = blocks
+        self.openBlocks = openBlocks
     }
 
     /// The patches `manifest` selects, in resolution order; nothing is read yet. Kept small per patch (indexes,
@@ -117,7 +118,7 @@ public struct Resolver: Sendable {
         }
         Timings.mark("resolve: read + parse + hash")
         Timings.flushBuckets()
-        let open = try blocks?.openBlocks() ?? []
+        let open = openBlocks
         var entries: [Resolution.Entry] = []
         entries.reserveCapacity(parsed.count)
         for (i, patch) in parsed.enumerated() {

@@ -62,7 +62,7 @@ extension Resolver {
                                   prepare: @escaping @Sendable (ScannedPatch) -> T,
                                   each: (_ index: Int, _ name: String, T) throws -> Void) throws -> ScannedSeries {
         let selection = try select(manifest)
-        let open = try blocks?.openBlocks() ?? []
+        let open = openBlocks
         let paths = selection.paths, via = selection.via, n = paths.count
         let dir = Self.patchesDirPrefix(workspace), hashing = options.hashes
         var sink = FileSink(cumulative)

@@ -69,13 +69,14 @@ public struct Block: Sendable, Equatable, Codable {
     }
 }
 
-/// Where open blocks live. Locally a SQLite table; the control plane backs it with Gitea issues.
+/// Where open blocks live. Locally a SQLite table; the control plane backs it with Gitea issues, read over the
+/// network, hence async (a local store's synchronous methods satisfy it as they are).
 public protocol BlockStore: Sendable {
-    func openBlocks() throws -> [Block]
+    func openBlocks() async throws -> [Block]
     /// Files a block, idempotently: an open block with the same kind and scope is returned as is.
     @discardableResult
-    func file(kind: BlockKind, scope: BlockScope, title: String, body: String) throws -> Block
-    func close(id: String) throws
+    func file(kind: BlockKind, scope: BlockScope, title: String, body: String) async throws -> Block
+    func close(id: String) async throws
 }
 
 /// A block a refusal asks to have filed: what, about which scope, and the issue's words.

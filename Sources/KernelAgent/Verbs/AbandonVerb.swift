@@ -106,7 +106,7 @@ public struct AbandonVerb: Verb, WaitsForTree {
         guard let p = plan.prepared as? Prepared else { return try await run(try await self.plan(in: ctx), in: ctx) }
         let ws = ctx.workspace
         let policy = try ctx.policy()
-        let resolvableBefore = Set(Fleet.resolveAll(ws, policy: policy, blocks: nil).compactMap { h, r in
+        let resolvableBefore = Set(Fleet.resolveAll(ws, policy: policy).compactMap { h, r in
             if case .success = r { return h } else { return nil } })
         let txn = TreeTransaction(ws)
         p.ops.forEach(txn.add)
@@ -118,7 +118,7 @@ public struct AbandonVerb: Verb, WaitsForTree {
         }
         txn.add(.state(.setCampaign(name: campaign, status: .abandonedPurged, at: now)))
         try txn.commit(state: ctx.state, faults: ctx.faults, verify: {
-            for (h, r) in Fleet.resolveAll(ws, policy: policy, blocks: nil) where resolvableBefore.contains(h) {
+            for (h, r) in Fleet.resolveAll(ws, policy: policy) where resolvableBefore.contains(h) {
                 if case let .failure(e) = r { throw e.within("host \(h) would no longer resolve") }
             }
         })

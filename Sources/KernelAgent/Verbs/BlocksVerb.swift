@@ -40,10 +40,10 @@ public struct BlocksVerb: Verb {
 
     public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
         if let id {
-            try ctx.blocks.close(id: id)
+            try await ctx.blocks.close(id: id)
             return VerbOutcome("block \(id) closed")
         }
-        let blocks = try ctx.blocks.openBlocks()
+        let blocks = try await ctx.openBlocks()
         if json { return VerbOutcome(JobsVerb.encode(blocks)) }
         if blocks.isEmpty { return VerbOutcome("no open blocks") }
         return VerbOutcome(blocks.map { "\($0.id)  \($0.kind.rawValue)  \($0.scope.marker)  \($0.title)" }.joined(separator: "\n"))

@@ -10,7 +10,7 @@ enum CampaignPatches {
 
     /// Hosts whose current resolution includes any of `paths`.
     static func hosts(including paths: Set<String>, ws: Workspace, policy: Policy) -> [HostName] {
-        Fleet.resolveAll(ws, policy: policy, blocks: nil).compactMap { host, r in
+        Fleet.resolveAll(ws, policy: policy).compactMap { host, r in
             guard case let .success(res) = r, res.entries.contains(where: { paths.contains($0.path.value) }) else { return nil }
             return host
         }

@@ -99,7 +99,7 @@ public struct PromoteVerb: Verb, WaitsForTree {
         } else {
             treeNote = "skipped: no baseline tree (give --tree or set source_dir)"
         }
-        let promotion = try Promotion.stream(manifest, resolver: Resolver(workspace: ctx.workspace, policy: policy, blocks: ctx.blocks),
+        let promotion = try Promotion.stream(manifest, resolver: Resolver(workspace: ctx.workspace, policy: policy, openBlocks: try await ctx.openBlocks()),
                                              layout: layout, out: outURL, shown: ctx.workspace.display(outURL))
         let series = promotion.series
         let conflicts = series.conflicts

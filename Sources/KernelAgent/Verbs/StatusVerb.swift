@@ -32,13 +32,13 @@ public struct StatusVerb: Verb, WaitsForTree {
         public let openBlocks: [String]
     }
 
-    public func rows(in ctx: VerbContext) throws -> [Row] {
+    public func rows(in ctx: VerbContext) async throws -> [Row] {
         let ws = ctx.workspace
         let registry = try ctx.registry()
         let policy = Policy(registry: registry, workspace: ws)
-        let blocks = try ctx.blocks.openBlocks()
+        let blocks = try await ctx.openBlocks()
         let manifestHosts = Set(Fleet.manifestHosts(ws))
-        let resolver = Resolver(workspace: ws, policy: policy, blocks: nil)
+        let resolver = Resolver(workspace: ws, policy: policy)
         let hosts = registry.hosts.keys.sorted()
         let records = try ctx.state.hostRecords(hosts.map(\.value))
         return try hosts.map { host in
@@ -82,7 +82,7 @@ public struct StatusVerb: Verb, WaitsForTree {
     }
 
     public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
-        let rows = try rows(in: ctx)
+        let rows = try await rows(in: ctx)
         if json {
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]

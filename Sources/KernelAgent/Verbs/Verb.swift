@@ -75,6 +75,14 @@ final class LastParsed<T: Sendable>: @unchecked Sendable {
     }
 }
 
+/// A value kept once it is known (a listing read asynchronously, outside any lock).
+final class Stored<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()   // a pthread mutex, which ThreadSanitizer sees
+    private var value: T?
+    var stored: T? { lock.withLock { value } }
+    func store(_ v: T) { lock.withLock { value = v } }
+}
+
 /// `--no-wait`, shared by the verbs that read or change the tree.
 public struct TreeLockOptions: ParsableArguments, Sendable {
     @Flag(help: "Refuse at once, instead of waiting, when another kernel-agent process holds the patch tree.")
@@ -135,10 +143,20 @@ public struct VerbContext: Sendable {
 
     /// Files the blocks a refusal asked for, when this front door files blocks (the control plane). Filing is
     /// idempotent per kind and scope, so a refusal seen at plan time and again at run time files each block once.
-    public func fileRequestedBlocks(of error: Error) throws {
+    public func fileRequestedBlocks(of error: Error) async throws {
         guard fileBlocksOnRefusal, let e = error as? KAError else { return }
-        for b in e.blocks { try blocks.file(kind: b.kind, scope: b.scope, title: b.title, body: b.body) }
+        for b in e.blocks { try await blocks.file(kind: b.kind, scope: b.scope, title: b.title, body: b.body) }
     }
+
+    /// The open blocks, listed once per context (one invocation, or one phase of a job: plan, or pin check and
+    /// run), however many hosts or patches ask. A new context lists them again.
+    public func openBlocks() async throws -> [Block] {
+        if let listed = blocksListing.stored { return listed }
+        let listed = try await blocks.openBlocks()
+        blocksListing.store(listed)
+        return listed
+    }
+    private let blocksListing = Stored<[Block]>()
 
     /// fleet/hosts.yaml, parsed once per context (a context lives for one invocation: policy + plan + run).
     public func registry() throws -> HostRegistry {
@@ -196,7 +214,7 @@ extension Verb {
 
 /// The CLI front door.
 public enum CLI {
-    public typealias AuditHook = @Sendable (_ verb: String, _ arguments: [String], _ result: String, _ succeeded: Bool) -> Void
+    public typealias AuditHook = @Sendable (_ verb: String, _ arguments: [String], _ result: String, _ succeeded: Bool) async -> Void
 
     /// Called after every direct invocation with (verb, arguments, result text, succeeded). The `ka` binary sets
     /// it to file the `[ka:audit]` issue when Gitea is configured.
@@ -231,11 +249,11 @@ public enum CLI {
             Timings.mark("open state store")
             let (plan, outcome) = try await verb.execute(in: ctx)
             print(outcome.text, terminator: outcome.text.hasSuffix("\n") ? "" : "\n")
-            auditHook?(V.verbName, plan.arguments, outcome.text, true)
+            await auditHook?(V.verbName, plan.arguments, outcome.text, true)
         } catch let e as KAError {
             var args = Array(CommandLine.arguments.dropFirst())
             if args.first == V.verbName { args.removeFirst() }   // `ka abandon x` vs `ka-abandon x`
-            auditHook?(V.verbName, args, e.description, false)
+            await auditHook?(V.verbName, args, e.description, false)
             FileHandle.standardError.write(Data("ka \(V.verbName): \(e.kind == .refusal ? "refused: " : e.kind == .notAvailable ? "" : "error: ")\(e)\n".utf8))
             throw ExitCode(e.exitCode)
         }
