@@ -55,14 +55,16 @@ let package = Package(
         // scripts/bench-transport's harness: N remote calls through the transport, timed.
         .executableTarget(name: "ka-bench-transport", dependencies: ["KernelAgent"]),
         .plugin(name: "GitCommitStamp", capability: .buildTool()),
+        // What both test targets share: the blocking runner of external tools, and offPool.
+        .target(name: "KATestSupport", path: "Tests/TestSupport"),
         .testTarget(
             name: "KernelAgentTests",
-            dependencies: ["KernelAgent"]
+            dependencies: ["KernelAgent", "KATestSupport"]
         ),
         .testTarget(
             name: "ControlPlaneTests",
             dependencies: [
-                "KernelAgent", "KAControlPlane",
+                "KernelAgent", "KAControlPlane", "KATestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

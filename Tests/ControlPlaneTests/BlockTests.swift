@@ -41,7 +41,7 @@ import Testing
         #expect(await h.settle { g.botComments(on: issue).count == 3 })
         #expect(g.botComments(on: issue)[2].body.contains("blocked by open [ka:patch-fail] #"))
         let store = GiteaBlockStore(api: h.api, ledger: h.ledger, authorizer: h.authorizer)
-        let again = try await Task.detached { try store.file(kind: .patchFail, scope: .patches(["arch/arm64/scs-arm-neon-build-fix/0001-arm64-xor-neon-keep-ffixed-x18-with-SCS.patch"]), title: "x", body: "y") }.value
+        let again = try await store.file(kind: .patchFail, scope: .patches(["arch/arm64/scs-arm-neon-build-fix/0001-arm64-xor-neon-keep-ffixed-x18-with-SCS.patch"]), title: "x", body: "y")
         #expect(again.id.hasPrefix("#"))
         _ = await h.loop.outbox.drain()
         let blocks = g.withLock { g.issues.values.filter { $0.title.hasPrefix("[ka:patch-fail]") } }
@@ -92,7 +92,7 @@ import Testing
         // someone opens an issue carrying the marker the bot's own block would carry
         let decoy = g.createIssue(by: "mallory", title: "nothing to see", body: "<!-- ka:ref=\(ref) -->")
         let store = GiteaBlockStore(api: h.api, ledger: h.ledger, authorizer: h.authorizer)
-        _ = try await Task.detached { try store.file(kind: .patchFail, scope: scope, title: "hdmi", body: "found") }.value
+        _ = try await store.file(kind: .patchFail, scope: scope, title: "hdmi", body: "found")
         _ = await h.loop.outbox.drain()
         let filed = g.withLock { g.issues.values.filter { $0.title == "[ka:patch-fail] hdmi" } }
         #expect(filed.count == 1 && filed.first?.user.login == "claude-noether", "the bot filed its own block")

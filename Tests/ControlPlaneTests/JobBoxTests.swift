@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Testing
+import KATestSupport
 @testable import KAControlPlane
 @testable import KernelAgent
 
@@ -22,7 +23,7 @@ import Testing
     }
 
     /// argv inside `host`'s namespaces (its own process view), as root.
-    static func inHost(_ host: String, _ argv: [String]) async throws -> Subprocess.Result {
+    static func inHost(_ host: String, _ argv: [String]) async throws -> TestCommand.Result {
         try await Harness.runOffPool([fleetBox, "exec", host] + argv, cwd: Harness.projectRoot, environment: try boxEnvironment())
     }
 
@@ -101,7 +102,7 @@ import Testing
         let state = FileManager.default.temporaryDirectory.appendingPathComponent("ka-jobbox-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: state) }
         let env = try Self.cliEnvironment(state)
-        func probe(_ host: String) async throws -> Subprocess.Result {
+        func probe(_ host: String) async throws -> TestCommand.Result {
             try await Harness.runOffPool([ChaosTests.kaBinary, "probe", host, "--steps", "1", "--sleep", "2"], cwd: Harness.projectRoot, environment: env)
         }
         async let a = probe("boltzmann")

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import KATestSupport
 @testable import KernelAgent
 
 /// The apply check on the real Linux v7.0 DTS fixture, cross-checked against git and GNU patch.
@@ -33,7 +34,7 @@ import Testing
         #expect(report.contains("result: PASS"))
         #expect(try s.read("out/pbp/manifest.lock").contains("apply_check: \"pass (3 ok"))
         // git agrees: the cumulative patch applies to the fixture
-        let git = try Subprocess.run(["git", "apply", "--check", "-p1", s.url("out/pbp/cumulative.patch").path], cwd: fixture)
+        let git = try TestCommand.run(["git", "apply", "--check", "-p1", s.url("out/pbp/cumulative.patch").path], cwd: fixture)
         #expect(git.status == 0, "\(git.stderrText)")
     }
 
@@ -46,16 +47,16 @@ import Testing
         try FileManager.default.createDirectory(at: work.appendingPathComponent("arch/arm64/boot/dts"), withIntermediateDirectories: true)
         try FileManager.default.copyItem(at: fixture.appendingPathComponent("arch/arm64/boot/dts/rockchip"), to: work.appendingPathComponent("arch/arm64/boot/dts/rockchip"))
         try FileManager.default.copyItem(at: fixture.appendingPathComponent("include"), to: work.appendingPathComponent("include"))
-        let apply = try Subprocess.run(["patch", "-p1", "-F0", "--batch", "-i", s.url("out/pbp/cumulative.patch").path], cwd: work)
+        let apply = try TestCommand.run(["patch", "-p1", "-F0", "--batch", "-i", s.url("out/pbp/cumulative.patch").path], cwd: work)
         #expect(apply.status == 0, "\(apply.stdoutText)\(apply.stderrText)")
         #expect(!apply.stdoutText.contains("fuzz"))
-        let cpp = try Subprocess.run(["cpp", "-nostdinc", "-I", "include", "-I", "arch/arm64/boot/dts/rockchip", "-undef", "-D__DTS__",
+        let cpp = try TestCommand.run(["cpp", "-nostdinc", "-I", "include", "-I", "arch/arm64/boot/dts/rockchip", "-undef", "-D__DTS__",
                                       "-x", "assembler-with-cpp", Self.dts, "-o", "pbp.dts.pp"], cwd: work)
         #expect(cpp.status == 0, "\(cpp.stderrText)")
-        let dtc = try Subprocess.run(["dtc", "-@", "-q", "-I", "dts", "-O", "dtb", "-o", "pbp.dtb", "pbp.dts.pp"], cwd: work)
+        let dtc = try TestCommand.run(["dtc", "-@", "-q", "-I", "dts", "-O", "dtb", "-o", "pbp.dtb", "pbp.dts.pp"], cwd: work)
         try #require(dtc.status == 0, "dtc failed (is device-tree-compiler installed? scripts/setup installs it): \(dtc.stderrText)")
         func fdtget(_ args: [String]) throws -> String {
-            try Subprocess.run(["fdtget"] + args, cwd: work).stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+            try TestCommand.run(["fdtget"] + args, cwd: work).stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
         }
         #expect(try fdtget(["-t", "u", "pbp.dtb", "/opp-table-0/opp-1704000000", "opp-hz"]) == "0 1704000000")
         #expect(try fdtget(["-t", "u", "pbp.dtb", "/opp-table-1/opp-2184000000", "opp-hz"]) == "0 2184000000")
@@ -77,7 +78,7 @@ import Testing
         #expect(gnu.stdoutText.contains("Hunk #1 succeeded at 377 (offset 2 lines)."), "\(gnu.stdoutText)")
     }
 
-    @Test func fuzzFailsTheCheckAndWritesNoLock() throws {
+    @Test func fuzzFailsTheCheckAndWritesNoLock() async throws {
         let s = try Self.sandbox()
         // the first context line of 0003's hunk ("};", line 947 of v7.0, 985 after 0001+0002) changes:
         // only fuzz 1 would apply it
@@ -85,7 +86,7 @@ import Testing
             #expect(lines[946] == "};")
             lines[946] = "}; /* edited */"
         }
-        #expect(throws: KAError.self) { try PromoteVerb.parse(["pbp", "--tree", tree.path]).execute(in: s.ctx) }
+        await #expect(throws: KAError.self) { try await PromoteVerb.parse(["pbp", "--tree", tree.path]).execute(in: s.ctx) }
         let report = try s.read("out/pbp/apply-report.txt")
         let line = report.split(separator: "\n").first { $0.contains("0003-arm64-dts-rk3399-pinebook-pro-spi1-max-freq-10MHz.patch") }
         #expect(line?.hasSuffix(" fuzz") == true, "\(report)")
@@ -117,7 +118,7 @@ import Testing
         }
         let empty = s.url("empty-tree")
         try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
-        #expect(throws: KAError.self) { try PromoteVerb.parse(["pbp", "--tree", empty.path]).execute(in: s.ctx) }
+        await #expect(throws: KAError.self) { try await PromoteVerb.parse(["pbp", "--tree", empty.path]).execute(in: s.ctx) }
         let report = try s.read("out/pbp/apply-report.txt")
         #expect(report.contains("summary: 0 ok, 0 offset, 0 fuzz, 3 missing-file, 0 failed"), "\(report)")
     }
@@ -206,7 +207,7 @@ import Testing
     /// A one-file tree, a patch, and the check by us and by GNU patch -F0/-F2 (dry runs) and git.
     struct Placement {
         let item: ApplyReport.Item
-        let f0: Subprocess.Result, f2: Subprocess.Result, git: Subprocess.Result
+        let f0: TestCommand.Result, f2: TestCommand.Result, git: TestCommand.Result
     }
 
     static func place(file lines: [String], patch: String) throws -> Placement {

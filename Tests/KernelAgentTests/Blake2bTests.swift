@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import KATestSupport
 @testable import KernelAgent
 
 @Suite struct Blake2bTests {
@@ -7,10 +8,10 @@ import Testing
     func matchesCoreutilsB2sum(size: Int) throws {
         var rng = SystemRandomNumberGenerator()
         let data = Data((0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) })
-        let ref = try Subprocess.run(["b2sum"], stdin: data)
+        let ref = try TestCommand.run(["b2sum"], stdin: data)
         #expect(ref.status == 0)
         #expect(Blake2b.hex(data) == String(ref.stdoutText.prefix(128)))
-        let ref256 = try Subprocess.run(["b2sum", "-l", "256"], stdin: data)
+        let ref256 = try TestCommand.run(["b2sum", "-l", "256"], stdin: data)
         #expect(Blake2b.hex(data, digestLength: 32) == String(ref256.stdoutText.prefix(64)))
     }
 

@@ -69,7 +69,7 @@ import Testing
         await refusal("abandon") { _ = try await AbandonVerb.parse(["camp", "--keep-as-archive"]).execute(in: s.ctx) }
         await refusal("abandon --purge") { _ = try await AbandonVerb.parse(["camp", "--purge-from-fleet"]).execute(in: s.ctx) }
         await refusal("migrate-tree") { _ = try await MigrateTreeVerb.parse(["--from", "board/b1", "--to", "board/b9"]).execute(in: s.ctx) }
-        let rows = try StatusVerb.parse([]).rows(in: s.ctx)
+        let rows = try await StatusVerb.parse([]).rows(in: s.ctx)
         let h1 = try #require(rows.first { $0.host == "h1" })
         #expect(h1.state == "error")
         #expect(h1.detail?.contains(where_) == true, "\(h1.detail ?? "")")

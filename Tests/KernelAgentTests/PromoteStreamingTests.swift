@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Testing
+import KATestSupport
 @testable import KernelAgent
 
 /// Promote streams its series (issue 11 §3): the outputs are those of the in-memory promote it replaced, byte for
@@ -94,13 +95,13 @@ import Testing
     }
 
     @Test(arguments: [PromoteVerb.Layout.ka, .upstream], [false, true])
-    func outputsAreThoseOfTheInMemoryPromote(layout: PromoteVerb.Layout, withTree: Bool) throws {
+    func outputsAreThoseOfTheInMemoryPromote(layout: PromoteVerb.Layout, withTree: Bool) async throws {
         let s = try Self.tree()
         let tree = withTree ? s.url("base") : nil
         let expected = try Self.reference(s, layout: layout, tree: tree)
         #expect(expected.report.contains("result: PASS") || !withTree, "\(expected.report)")
         let args = ["h1", "--out", "out/h1", "--layout", layout.rawValue] + (tree.map { ["--tree", $0.path] } ?? [])
-        let (plan, _) = try PromoteVerb.parse(args).execute(in: s.ctx)
+        let (plan, _) = try await PromoteVerb.parse(args).execute(in: s.ctx)
         let cumulativeName = layout == .ka ? "cumulative.patch" : Promotion.upstreamCumulativeName(try HostName("h1"))
         #expect(try s.read("out/h1/manifest.lock") == expected.lock)
         #expect(try Data(contentsOf: s.url("out/h1/\(cumulativeName)")) == expected.cumulative)
@@ -113,7 +114,7 @@ import Testing
         #expect(plan.pins.last == .init("cumulative.patch", "b2:" + Blake2b.hex(expected.cumulative)))
     }
 
-    @Test func theStreamedApplyCheckReportsWhatTheInMemoryOneDoes() throws {
+    @Test func theStreamedApplyCheckReportsWhatTheInMemoryOneDoes() async throws {
         let s = try Self.tree()
         // a patch whose context is not in the base: it fails, and the ones after it are still checked
         var other = PromoteTests.baseLines
@@ -125,7 +126,7 @@ import Testing
         #expect(expected.report.contains("result: FAIL"))
         #expect(!expected.report.contains("0005-d-second.patch  failed"), "the second patch of src/d.c applies on the first: \(expected.report)")
         do {
-            _ = try PromoteVerb.parse(["h1", "--tree", tree.path]).execute(in: s.ctx)
+            _ = try await PromoteVerb.parse(["h1", "--tree", tree.path]).execute(in: s.ctx)
             Issue.record("promote did not refuse a failing apply check")
         } catch let e as KAError {
             #expect(e.message.contains("board/b1/0007-fails.patch: failed"), "\(e.message)")
@@ -134,13 +135,13 @@ import Testing
         #expect(!s.exists("out/h1/manifest.lock") && !s.exists("out/h1/cumulative.patch"))
     }
 
-    @Test func aPlanThatIsNotRunAndARefusalLeaveNothingBehind() throws {
+    @Test func aPlanThatIsNotRunAndARefusalLeaveNothingBehind() async throws {
         let s = try Self.tree()
         // what is in the checkout, less the state dir (the tree lock lives there)
         func listing() throws -> [String] { try FileManager.default.contentsOfDirectory(atPath: s.root.path).filter { $0 != ".ka" }.sorted() }
         let before = try listing()
         do {
-            let plan = try PromoteVerb.parse(["h1"]).plan(in: s.ctx)
+            let plan = try await PromoteVerb.parse(["h1"]).plan(in: s.ctx)
             #expect(plan.prepared != nil)
         }   // dropped: its staged cumulative goes with it
         #expect(try listing() == before)
@@ -148,11 +149,11 @@ import Testing
         try s.write("patches/driver/d/0001-drv.patch", Sandbox.mail(subject: "drv", trailers: ["Campaign: other", "Scope: driver/d"],
             diff: Sandbox.diff(file: "src/a.c", lines: PromoteTests.baseLines, at: 48, added: "driver change")))
         try s.write("fleet/h1.yaml", try s.read("fleet/h1.yaml") + "\n  - driver/d\n")
-        #expect(throws: KAError.self) { try PromoteVerb.parse(["h1"]).execute(in: s.ctx) }
+        await #expect(throws: KAError.self) { try await PromoteVerb.parse(["h1"]).execute(in: s.ctx) }
         #expect(try listing() == before)
         // and a run that publishes leaves only its output dir
         try s.write("fleet/h1.yaml", try s.read("fleet/h1.yaml").replacingOccurrences(of: "\n  - driver/d\n", with: "\n"))
-        _ = try PromoteVerb.parse(["h1"]).execute(in: s.ctx)
+        _ = try await PromoteVerb.parse(["h1"]).execute(in: s.ctx)
         #expect(try listing() == (before + ["out"]).sorted())
         #expect(try FileManager.default.contentsOfDirectory(atPath: s.url("out").path) == ["h1"])
     }
@@ -222,7 +223,7 @@ import Testing
         for count in [1_000, 5_000] {
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ka-flat-\(count)-\(UUID().uuidString)")
             defer { try? FileManager.default.removeItem(at: dir) }
-            let gen = try Subprocess.run([python, TestEnv.projectRoot.appendingPathComponent("scripts/gen-bench-tree.py").path, dir.path,
+            let gen = try TestCommand.run([python, TestEnv.projectRoot.appendingPathComponent("scripts/gen-bench-tree.py").path, dir.path,
                                           "--patches", "\(count)"])
             try #require(gen.status == 0, "\(gen.stderrText)")
             let log = dir.appendingPathComponent("promote.log")

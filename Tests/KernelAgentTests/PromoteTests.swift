@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import KATestSupport
 @testable import KernelAgent
 
 /// Resolution, refusals, lock, hashes: the library path (the CLI tests check the same through the binary).
@@ -93,11 +94,11 @@ import Testing
         #expect(try Data(contentsOf: t.url("elsewhere/manifest.lock")) == lock1)
         #expect(try Data(contentsOf: t.url("elsewhere/cumulative.patch")) == cum1)
         // the lock's cumulative b2sum is what coreutils says
-        let b2 = try Subprocess.run(["b2sum", s.url("out/h1/cumulative.patch").path])
+        let b2 = try TestCommand.run(["b2sum", s.url("out/h1/cumulative.patch").path])
         let lock = String(decoding: lock1, as: UTF8.self)
         #expect(lock.contains("b2sum: \"\(b2.stdoutText.prefix(128))\""))
         // every patch's b2sum too
-        let p = try Subprocess.run(["b2sum", s.url("patches/board/b1/0001-first.patch").path])
+        let p = try TestCommand.run(["b2sum", s.url("patches/board/b1/0001-first.patch").path])
         #expect(lock.contains("b2sum: \"\(p.stdoutText.prefix(128))\""))
         for key in ["host: \"h1\"", "path: \"fleet/h1.yaml\"", "ref: \"v7.0\"", "commit: null", "kernel_suffix: \"h1\"",
                     "tool: \"kernel-agent", "content_hash: \"sha256:", "scope: \"board/b1\"", "patch_count: 6"] {
@@ -126,7 +127,7 @@ import Testing
         let s = try Sandbox()
         for p in try PatchTree(s.ws).allPatches() {
             let data = try Data(contentsOf: s.ws.url(p))
-            let git = try Subprocess.run(["git", "interpret-trailers", "--parse"], stdin: data)
+            let git = try TestCommand.run(["git", "interpret-trailers", "--parse"], stdin: data)
             let gitScopes = git.stdoutText.split(separator: "\n").filter { $0.hasPrefix("Scope: ") }.map { String($0.dropFirst(7)) }
             let ours = PatchFile(bytes: data)
             #expect(ours.scopeTrailers == gitScopes, "\(p)")
@@ -231,11 +232,11 @@ import Testing
         #expect(s.exists("out/hertz/manifest.lock"))
     }
 
-    @Test func infraRuleHoldsEvenIfTheRegistryForgetsTheRole() throws {
+    @Test func infraRuleHoldsEvenIfTheRegistryForgetsTheRole() async throws {
         let s = try Self.tree()
         try s.write("fleet/hosts.yaml", Sandbox.miniRegistry.replacingOccurrences(of: "hertz: {roles: [infra, signing]", with: "hertz: {roles: [target]"))
         try s.write("fleet/hertz.yaml", "host: hertz\nbaseline: {repo: r, ref: v7.0}\nkernel_suffix: hz\nscopes: [board/b1]\n")
-        #expect(try refusal(s, ["hertz"], file: "hertz").message.contains("is an infra host"))
+        #expect(try await refusal(s, ["hertz"], file: "hertz").message.contains("is an infra host"))
     }
 
     @Test func refusesBlockedPatchesByName() async throws {
@@ -264,13 +265,13 @@ import Testing
         // plan only reads: even where refusals file blocks, the plan files none; its error names the block, and
         // the front door files it, once however often the refusal is seen
         let filing = VerbContext(workspace: s.ws, state: s.store, blocks: s.store, fileBlocksOnRefusal: true)
-        let planned = try #require(throws: KAError.self) { try PromoteVerb.parse(["h1"]).plan(in: filing) }
+        let planned = try await #require(throws: KAError.self) { try await PromoteVerb.parse(["h1"]).plan(in: filing) }
         #expect(try s.store.openBlocks().isEmpty, "the plan filed nothing")
         #expect(planned.blocks.map(\.kind) == [.campaignConflict] && planned.blocks.first?.scope.marker == "patches=board/b1/0002-second.patch,driver/d/0001-drv.patch", "\(planned.blocks)")
-        try filing.fileRequestedBlocks(of: planned)
-        try filing.fileRequestedBlocks(of: planned)
+        try await filing.fileRequestedBlocks(of: planned)
+        try await filing.fileRequestedBlocks(of: planned)
         #expect(try s.store.openBlocks().map(\.kind) == [.campaignConflict], "filed once")
-        try s.ctx.fileRequestedBlocks(of: planned)   // the bare CLI files none
+        try await s.ctx.fileRequestedBlocks(of: planned)   // the bare CLI files none
         #expect(try s.store.openBlocks().count == 1)
         // patches of one series (same scope and campaign) touching neighbouring lines are not a conflict
         #expect(ConflictDetector.detect(try Resolver(workspace: s.ws, policy: try s.ctx.policy())

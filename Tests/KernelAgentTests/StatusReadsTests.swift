@@ -34,13 +34,13 @@ import Testing
         func close(id: String) throws { try inner.close(id: id) }
     }
 
-    @Test func statusReadsEveryHostsRecordsInOneRead() throws {
+    @Test func statusReadsEveryHostsRecordsInOneRead() async throws {
         let s = try PromoteTests.tree()
         let store = CountingStore()
-        _ = try PromoteVerb.parse(["h1"]).execute(in: VerbContext(workspace: s.ws, state: store, blocks: store))
+        _ = try await PromoteVerb.parse(["h1"]).execute(in: VerbContext(workspace: s.ws, state: store, blocks: store))
         try store.markDrifted(host: "h2", reason: "kernel differs", at: Date(timeIntervalSince1970: 0))
         let ctx = VerbContext(workspace: s.ws, state: store, blocks: store)
-        let rows = try StatusVerb().rows(in: ctx)
+        let rows = try await StatusVerb().rows(in: ctx)
         #expect(rows.count == 4)
         #expect(store.perHostReads.withLock { $0 } == 0, "status read the store per host")
         #expect(store.batchReads.withLock { $0 } == 1)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import KATestSupport
 @testable import KernelAgent
 
 /// Paths and helpers shared by the tests.
@@ -100,14 +101,14 @@ final class Sandbox {
 
     /// Runs the real `ka` binary in this sandbox, on a thread of its own: a blocking wait on one of the (2-thread)
     /// cooperative pool's threads starves every other test of the run.
-    func ka(_ args: [String], env extra: [String: String] = [:], argv0: URL? = nil) async throws -> Subprocess.Result {
+    func ka(_ args: [String], env extra: [String: String] = [:], argv0: URL? = nil) async throws -> TestCommand.Result {
         var env = ProcessInfo.processInfo.environment
         env["KA_ROOT"] = root.path
         env["KA_STATE_DIR"] = root.appendingPathComponent(".ka").path
         for (k, v) in extra { env[k] = v }
         let argv = [(argv0 ?? TestEnv.kaBinary).path] + args, cwd = root
         let environment = env
-        return try await offPool { try Subprocess.run(argv, cwd: cwd, environment: environment) }
+        return try await offPool { try TestCommand.run(argv, cwd: cwd, environment: environment) }
     }
 
     /// A format-patch mail with the given trailers and diff body.
@@ -141,10 +142,3 @@ final class Sandbox {
     }
 }
 
-/// Runs blocking work (a child process, a socket) on a thread of its own and awaits it, so the cooperative pool,
-/// 2 threads on a 2-core machine, stays free for the tests' async work and in-process servers.
-func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { cont in
-        Thread { cont.resume(with: Result { try work() }) }.start()
-    }
-}

@@ -173,9 +173,9 @@ import Testing
         // import refuses, naming the file, and lands nothing
         try s.write("campaigns/c/0001-x.patch", String(decoding: mail, as: UTF8.self))
         let before = s.snapshot()
-        #expect(throws: KAError.self) { _ = try ImportVerb.parse(["c", "0001-x.patch", "--to", "board/x", "--checkout", s.url("campaigns/c").path]).execute(in: s.ctx) }
+        await #expect(throws: KAError.self) { _ = try await ImportVerb.parse(["c", "0001-x.patch", "--to", "board/x", "--checkout", s.url("campaigns/c").path]).execute(in: s.ctx) }
         do {
-            _ = try ImportVerb.parse(["c", "0001-x.patch", "--to", "board/x", "--checkout", s.url("campaigns/c").path]).execute(in: s.ctx)
+            _ = try await ImportVerb.parse(["c", "0001-x.patch", "--to", "board/x", "--checkout", s.url("campaigns/c").path]).execute(in: s.ctx)
         } catch let e as KAError {
             #expect(e.description.contains("0001-x.patch") && e.description.contains("cannot add trailers git would read"), "\(e)")
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import KATestSupport
 @testable import KernelAgent
 
 /// The fleet-in-a-box for the tests that need real sshd: `eval "$(scripts/fleet-box up)"` exports KA_BOX_DIR and
@@ -20,7 +21,7 @@ struct Box {
                                             hint: "run the suite through scripts/test, or eval \"$(scripts/fleet-box up)\" first (root); skip it with --skip TransportBoxTests"))
         }
         do {
-            let r = try Subprocess.run([fleetBox, "status"], environment: env)
+            let r = try TestCommand.run([fleetBox, "status"], environment: env)
             guard r.status == 0 else {
                 return .failure(KAError.failure("FLEET BOX NOT UP: scripts/fleet-box status exited \(r.status)", r.stderrText))
             }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import KATestSupport
 @testable import KernelAgent
 
 /// migrate-tree, import, close and abandon.
@@ -136,7 +137,7 @@ import Testing
         let checkout = try campaignCheckout(s)
         _ = try await ImportVerb.parse(["besser", "out/*.patch", "--to", "driver/bes2600", "--checkout", checkout.path]).execute(in: s.ctx)
         let a = try s.read("patches/driver/bes2600/0001-a.patch")
-        let git = try Subprocess.run(["git", "interpret-trailers", "--parse"], stdin: Data(a.utf8))
+        let git = try TestCommand.run(["git", "interpret-trailers", "--parse"], stdin: Data(a.utf8))
         #expect(git.stdoutText == "Signed-off-by: m <m@r>\nCampaign: besser\nScope: driver/bes2600\n")
         let b = try s.read("patches/driver/bes2600/0002-b.patch")
         #expect(b.contains("Campaign: besser\nScope: driver/bes2600\n---"))
@@ -184,7 +185,7 @@ import Testing
         #expect(plan.steps.last == "hosts carrying it: h1 (promote them yourself)")
         #expect(out.text.contains("closed campaign camp"))
         #expect(!s.exists("out"), "close must not promote")
-        #expect(throws: KAError.self) { try CloseVerb.parse(["nobody", "--status", "success"]).execute(in: s.ctx) }
+        await #expect(throws: KAError.self) { try await CloseVerb.parse(["nobody", "--status", "success"]).execute(in: s.ctx) }
         #expect(throws: (any Error).self) { try CloseVerb.parse(["camp", "--status", "great"]) }
     }
 
@@ -216,18 +217,18 @@ import Testing
         #expect(try s.store.drift(host: "h1") != nil)
         #expect(try s.store.drift(host: "h2") != nil)
         #expect(try s.store.campaign("camp")?.status == .abandonedPurged)
-        let rows = try StatusVerb.parse([]).rows(in: s.ctx)
+        let rows = try await StatusVerb.parse([]).rows(in: s.ctx)
         #expect(rows.first { $0.host == "h1" }?.state == "drifted")
         // every manifest still resolves
         _ = try await PromoteVerb.parse(["h1"]).execute(in: s.ctx)
     }
 
-    @Test func purgeRollsBackWhenAStepFails() throws {
+    @Test func purgeRollsBackWhenAStepFails() async throws {
         let s = try PromoteTests.tree()
         let snap = s.snapshot()
         struct Injected: Error {}
-        #expect(throws: KAError.self) {
-            try AbandonVerb.parse(["camp", "--purge-from-fleet"]).execute(in: s.ctx(faults: { if $0.hasPrefix("step 4/") { throw Injected() } }))
+        await #expect(throws: KAError.self) {
+            try await AbandonVerb.parse(["camp", "--purge-from-fleet"]).execute(in: s.ctx(faults: { if $0.hasPrefix("step 4/") { throw Injected() } }))
         }
         #expect(s.snapshot() == snap)
         #expect(try s.store.drift(host: "h1") == nil)

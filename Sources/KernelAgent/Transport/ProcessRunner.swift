@@ -235,8 +235,7 @@ enum ExecutableLookup {
     }
 }
 
-/// The library's streaming `run`, called from file scope: inside `ProcessRunner` the name `run` is ours, and the
-/// module name `Subprocess` is shadowed by `KernelAgent.Subprocess`.
+/// The library's streaming `run`, called from file scope: inside `ProcessRunner` the name `run` is ours.
 private func runStreaming(
     _ config: Configuration,
     body: (Execution<CustomWriteInput, SequenceOutput, SequenceOutput>) async throws -> Void

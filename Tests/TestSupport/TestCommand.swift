@@ -1,7 +1,9 @@
 import Foundation
 
-/// Runs a program with an argv array; never a shell string.
-public enum Subprocess {
+/// The tests' blocking runner of external tools (git, patch, b2sum, `ka` itself): an argv array, never a shell
+/// string. The agent runs its processes through swift-subprocess (ProcessRunner); this stays with the tests,
+/// which want the whole output at once. Await it through `offPool`, never on the cooperative pool.
+public enum TestCommand {
     public struct Result: Sendable {
         public let status: Int32
         public let stdout: Data
@@ -12,7 +14,7 @@ public enum Subprocess {
 
     public static func run(_ argv: [String], cwd: URL? = nil, stdin: Data? = nil,
                            environment: [String: String]? = nil) throws -> Result {
-        guard let program = argv.first else { throw KAError.failure("subprocess", "empty argv") }
+        guard let program = argv.first else { throw TestCommandError.emptyArgv }
         let p = Process()
         if program.contains("/") {
             p.executableURL = URL(fileURLWithPath: program)
@@ -28,7 +30,7 @@ public enum Subprocess {
         p.standardError = err
         p.standardInput = stdin == nil ? FileHandle.nullDevice : inp
         do { try p.run() } catch {
-            throw KAError.failure("\(program)", "cannot start: \(error.localizedDescription)")
+            throw TestCommandError.cannotStart(program, error)
         }
         if let stdin {
             DispatchQueue.global().async {
@@ -48,5 +50,24 @@ public enum Subprocess {
         group.wait()
         p.waitUntilExit()
         return Result(status: p.terminationStatus, stdout: outData, stderr: errData)
+    }
+}
+
+public enum TestCommandError: Error, CustomStringConvertible {
+    case emptyArgv
+    case cannotStart(String, Error)
+    public var description: String {
+        switch self {
+        case .emptyArgv: return "empty argv"
+        case let .cannotStart(program, error): return "\(program): cannot start: \(error.localizedDescription)"
+        }
+    }
+}
+
+/// Runs blocking work (a child process, a socket) on a thread of its own and awaits it, so the cooperative pool,
+/// 2 threads on a 2-core machine, stays free for the tests' async work and in-process servers.
+public func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { cont in
+        Thread { cont.resume(with: Result { try work() }) }.start()
     }
 }
