@@ -11,6 +11,7 @@ import Testing
         let inner = MemoryStateStore()
         let perHostReads = Mutex(0)
         let batchReads = Mutex(0)
+        let blockListings = Mutex(0)
         func recordPromotion(_ r: PromotionRecord) throws { try inner.recordPromotion(r) }
         func promotion(host: String) throws -> PromotionRecord? { perHostReads.withLock { $0 += 1 }; return try inner.promotion(host: host) }
         func setCampaign(_ name: String, status: CampaignStatus, at: Date) throws { try inner.setCampaign(name, status: status, at: at) }
@@ -27,7 +28,7 @@ import Testing
             batchReads.withLock { $0 += 1 }
             return try inner.hostRecords(hosts)
         }
-        func openBlocks() throws -> [Block] { try inner.openBlocks() }
+        func openBlocks() async throws -> [Block] { blockListings.withLock { $0 += 1 }; return try inner.openBlocks() }
         func file(kind: BlockKind, scope: BlockScope, title: String, body: String) throws -> Block {
             try inner.file(kind: kind, scope: scope, title: title, body: body)
         }
@@ -48,6 +49,24 @@ import Testing
         #expect(rows.first { $0.host == "h1" }?.state == "locked")
         #expect(rows.first { $0.host == "h1" }?.lockB2sum == (try store.promotion(host: "h1"))?.lockB2sum)
         #expect(rows.first { $0.host == "h2" }?.state == "drifted")
+    }
+
+    /// The open blocks are listed once per context (a CLI run, or one phase of the bot's: the plan for consent, then
+    /// the pin check and the run), not once per host or per patch; a new context lists them again, so a block
+    /// filed or closed in between is seen.
+    @Test func openBlocksAreListedOncePerContext() async throws {
+        let s = try PromoteTests.tree()
+        let store = CountingStore()
+        let ctx = VerbContext(workspace: s.ws, state: store, blocks: store)
+        _ = try await StatusVerb().rows(in: ctx)
+        let plan = try await PromoteVerb.parse(["h1"]).plan(in: ctx)
+        _ = try await PromoteVerb.parse(["h1"]).run(plan, in: ctx)
+        #expect(store.blockListings.withLock { $0 } == 1)
+        try store.file(kind: .hostDrifted, scope: .host("h2"), title: "drifted", body: "")
+        let next = VerbContext(workspace: s.ws, state: store, blocks: store)
+        let rows = try await StatusVerb().rows(in: next)
+        #expect(store.blockListings.withLock { $0 } == 2)
+        #expect(rows.first { $0.host == "h2" }?.openBlocks.count == 1, "the new context sees the block filed since")
     }
 
     @Test func theSQLiteStoreReadsTheSameRecordsInOneGo() throws {
