@@ -59,7 +59,7 @@ let package = Package(
         .target(name: "KATestSupport", path: "Tests/TestSupport"),
         .testTarget(
             name: "KernelAgentTests",
-            dependencies: ["KernelAgent", "KATestSupport"]
+            dependencies: ["KernelAgent", "KATestSupport", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "ControlPlaneTests",

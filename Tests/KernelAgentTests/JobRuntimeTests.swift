@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Testing
 @testable import KernelAgent
 
@@ -289,6 +290,56 @@ func waitUntil(_ what: String, timeout: Double = 60, _ cond: () throws -> Bool) 
         let unknown = try JobID("fresnel-20200101-0000-0000")
         #expect(throws: KAError.self) { try bed.store.require(unknown) }
         #expect(throws: KAError.self) { try bed.store.update(unknown) { $0.state = .failed } }
+    }
+
+    /// The journal's steps are rows of their own: every change reads back, a write by another process (another
+    /// store on the same file, as `ka jobs cancel` is) is seen by the next update instead of being overwritten,
+    /// and a long journal reads back whole.
+    @Test func stepRowsReadBackAndAnotherProcesssWriteIsNotLost() throws {
+        let bed = try Bed()
+        let other = try SQLiteStateStore.open(bed.ws).jobs   // its own cache of what it wrote, like another process
+        let runner = try bed.runner()
+        let steps = (0..<150).map { Self.echo("step \($0)", "x") }
+        let id = try runner.create(verb: "t", arguments: [], pins: [], subject: "fresnel", origin: .cli(user: "t"), steps: steps).id
+        for i in 0..<150 {
+            try bed.store.update(id) { $0.steps[i].state = .running; $0.steps[i].attempts += 1 }
+            try bed.store.update(id) { $0.steps[i].state = .succeeded; $0.steps[i].outcome = "ok \(i)" }
+            if i == 70 { try other.update(id) { $0.cancelRequested = true } }
+        }
+        let mine = try bed.store.update(id) { $0.state = .succeeded }
+        #expect(mine.cancelRequested, "the other store's write was lost")
+        let read = try other.require(id)
+        #expect(read == mine)
+        #expect(read.steps.count == 150 && read.steps.allSatisfy { $0.state == .succeeded && $0.attempts == 1 })
+        #expect(read.steps[149].outcome == "ok 149")
+        // and the other store, which wrote at step 70, reads the newer journal before it changes it
+        let theirs = try other.update(id) { $0.detail = "seen by both" }
+        #expect(theirs.steps[149].outcome == "ok 149" && theirs.state == .succeeded)
+    }
+
+    /// A state database whose jobs were written before the steps had rows (one JSON record per job) migrates: the
+    /// steps move to their rows and every job reads back as it was.
+    @Test func aJournalWrittenBeforeStepRowsMigrates() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ka-jobs-v2-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("state.sqlite")
+        var job = JobRecord(id: try JobID("fresnel-20261130-1412-a3f9"), verb: "probe", arguments: ["fresnel"], pins: [],
+                            lanes: ["host:fresnel"], origin: .cli(user: "t"), steps: ["a", "b", "c"], at: Date(timeIntervalSince1970: 1_796_000_000))
+        job.steps[0].state = .succeeded; job.steps[1].outcome = "half"; job.state = .interrupted
+        do {
+            let pool = try DatabasePool(path: path.path)
+            try SQLiteStateStore.migrator.migrate(pool, upTo: "v2-jobs")
+            let enc = JSONEncoder(); enc.outputFormatting = .sortedKeys
+            try pool.write { db in
+                try db.execute(sql: "INSERT INTO jobs (id, verb, state, createdAt, record) VALUES (?, ?, ?, ?, ?)",
+                               arguments: [job.id.value, job.verb, job.state.rawValue, job.createdAt, try enc.encode(job)])
+            }
+        }
+        let store = try SQLiteStateStore(path: path).jobs
+        #expect(try store.require(job.id) == job)
+        let next = try store.update(job.id) { $0.steps[2].state = .succeeded }
+        #expect(next.steps.map(\.state) == [.succeeded, .pending, .succeeded] && next.steps[1].outcome == "half")
     }
 }
 

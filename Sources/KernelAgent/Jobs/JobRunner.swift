@@ -101,7 +101,7 @@ public struct JobRunner: Sendable {
                 }
             }
             if Task.isCancelled { return try stopped(id, index, log, reason: .shutdown) }
-            if try store.require(id).cancelRequested { return try stopped(id, index, log, reason: .cancelRequested) }
+            if try store.cancelRequested(id) { return try stopped(id, index, log, reason: .cancelRequested) }
 
             let offset = log.offset
             job = try update(id, log) { j in
@@ -139,7 +139,7 @@ public struct JobRunner: Sendable {
                 while !Task.isCancelled {
                     do { try await Task.sleep(for: interval) } catch { return nil }
                     // A store that cannot be read now is read again at the next tick; the step goes on meanwhile.
-                    if (try? store.job(id))??.cancelRequested == true { return .stopped(.cancelRequested) }
+                    if (try? store.cancelRequested(id)) == true { return .stopped(.cancelRequested) }
                 }
                 return nil
             }
