@@ -22,9 +22,15 @@ enum TestEnv {
         return url
     }
 
-    /// The built `ka` binary (swift test builds it alongside the tests).
+    /// The built `ka` binary: the one beside this test bundle (swift test builds it alongside, in the same scratch
+    /// path, so a sanitizer build tests its own `ka`, not .build's), else .build's.
     static var kaBinary: URL {
         if let env = ProcessInfo.processInfo.environment["KA_BIN"] { return URL(fileURLWithPath: env) }
+        // Without /proc/self/exe (not Linux) the fixed candidates below are tried.
+        if let bundle = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            let beside = URL(fileURLWithPath: bundle).deletingLastPathComponent().appendingPathComponent("ka")
+            if FileManager.default.isExecutableFile(atPath: beside.path) { return beside }
+        }
         let candidates = [".build/debug/ka", ".build/x86_64-unknown-linux-gnu/debug/ka", ".build/aarch64-unknown-linux-gnu/debug/ka"]
         for c in candidates where FileManager.default.isExecutableFile(atPath: projectRoot.appendingPathComponent(c).path) {
             return projectRoot.appendingPathComponent(c)

@@ -43,7 +43,7 @@ extension Engine {
             text += "\n</details>\n"
         }
         text += "\nReply `/ka-yes \(nonce)` to run it, or `/ka-no \(nonce)` to cancel. This expires \(GiteaTime.format(expires)). If any pinned input changes first, the consent is void."
-        try reply(e, seq: seq, text, state: .awaiting, verb: inv.verb, args: inv.args, nonce: nonce, pins: Self.json(plan.pins), expires: expires)
+        try reply(e, seq: seq, text, state: .awaiting, verb: inv.verb, args: inv.args, nonce: nonce, pins: try RunStore.json(plan.pins), expires: expires)
     }
 
     static func seconds(_ s: Double) -> String { s == s.rounded() ? "\(Int(s)) s" : String(format: "%.1f s", s) }
@@ -84,19 +84,8 @@ extension Engine {
         }
     }
 
-    struct Pending { let id: Int64; let issue: Int; let verb: String; let args: [String]; let pins: [Plan.Pin]; let expires: Date; let state: String }
-
-    func pending(nonce: String) throws -> Pending? {
-        try ledger.readSync { db in
-            guard let r = try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE nonce = ?", arguments: [nonce]) else { return nil }
-            return Pending(id: r["id"], issue: r["issue"], verb: r["verb"], args: try Self.decode([String].self, r["args"]),
-                           pins: try Self.decode([Plan.Pin].self, r["pins"] ?? "[]"),
-                           expires: Date(timeIntervalSince1970: r["expires_at"] ?? 0), state: r["state"])
-        }
-    }
-
-    static func decode<T: Decodable>(_ t: T.Type, _ json: String) throws -> T {
-        try JSONDecoder().decode(T.self, from: Data(json.utf8))
+    func pending(nonce: String) throws -> RunStore.Pending? {
+        try ledger.readSync { db in try RunStore.pending(db, nonce: nonce) }
     }
 
     func consent(_ inv: Invocation, seq: Int, event e: Ledger.Event) throws {
@@ -104,24 +93,21 @@ extension Engine {
             try reply(e, seq: seq, "@\(e.author) no pending plan has that nonce; nothing was done.", state: .refused, verb: "yes", args: inv.args)
             return
         }
-        guard p.state == "awaiting" else {
+        guard p.state == .awaiting else {
             try reply(e, seq: seq, "@\(e.author) that plan is already \(p.state); nothing was done.", state: .refused, verb: "yes", args: inv.args)
             return
         }
         guard now() < p.expires else {
             try reply(e, seq: seq, "@\(e.author) that plan expired at \(GiteaTime.format(p.expires)); ask again.", state: .refused, verb: "yes", args: inv.args) { db in
-                try db.execute(sql: "UPDATE runs SET state = 'expired' WHERE id = ? AND state = 'awaiting'", arguments: [p.id])
+                try RunStore.endAwaiting(db, id: p.id, as: .expired)
             }
             return
         }
         // Claim the consent atomically: only one /ka-yes wins. Its answer is the run's status comment.
         let claimed = try ledger.writeSync { db -> Bool in
             guard try isHandling(db, e, seq: seq), try !overBudget(db, e, seq: seq) else { return true }
-            let t = now().timeIntervalSince1970
-            try db.execute(sql: "UPDATE runs SET state = 'queued', updated_at = ? WHERE id = ? AND state = 'awaiting'", arguments: [t, p.id])
-            guard db.changesCount == 1 else { return false }
-            try db.execute(sql: "UPDATE runs SET state = 'answered', verb = 'yes', args = ?, detail = ?, updated_at = ?, replied_at = ? WHERE event_key = ? AND seq = ?",
-                           arguments: [Self.json(inv.args), "run #\(p.id)", t, t, e.key, seq])
+            guard try RunStore.approve(db, id: p.id, at: now()) else { return false }
+            try RunStore.recordConsent(db, key: e.key, seq: seq, args: inv.args, run: p.id, at: now())
             try ledger.enqueue(.comment(issue: p.issue, body: "⏳ queued: `/ka-\(p.verb) \(p.args.joined(separator: " "))` (approved by @\(e.author))"),
                                ref: "status-\(p.id)", in: db, at: now())
             if let cid = e.commentID { try ledger.enqueue(.reaction(commentID: cid, content: "eyes"), ref: "eyes-\(cid)", in: db, at: now()) }
@@ -133,12 +119,12 @@ extension Engine {
     }
 
     func cancel(_ inv: Invocation, seq: Int, event e: Ledger.Event) throws {
-        guard let nonce = inv.args.first, let p = try pending(nonce: nonce), p.state == "awaiting" else {
+        guard let nonce = inv.args.first, let p = try pending(nonce: nonce), p.state == .awaiting else {
             try reply(e, seq: seq, "@\(e.author) no pending plan has that nonce.", state: .refused, verb: "no", args: inv.args)
             return
         }
         try reply(e, seq: seq, "@\(e.author) cancelled `/ka-\(p.verb) \(p.args.joined(separator: " "))`; nothing was done.", state: .answered, verb: "no", args: inv.args) { db in
-            try db.execute(sql: "UPDATE runs SET state = 'cancelled' WHERE id = ? AND state = 'awaiting'", arguments: [p.id])
+            try RunStore.endAwaiting(db, id: p.id, as: .cancelled)
         }
     }
 }

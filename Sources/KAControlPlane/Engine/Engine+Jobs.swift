@@ -78,9 +78,7 @@ extension Engine {
     func finishRun(_ q: Queued, state: RunState, body: String, detail: String) {
         do {
             try ledger.writeSync { db in
-                let t = now().timeIntervalSince1970
-                try db.execute(sql: "UPDATE runs SET state = ?, detail = ?, updated_at = ?, finished_at = ? WHERE id = ?",
-                               arguments: [state, String(detail.prefix(2000)), t, t, q.id])
+                try RunStore.finish(db, id: q.id, state: state, detail: detail, at: now())
                 try ledger.enqueue(.editComment(targetRef: "status-\(q.id)", body: body), ref: "status-\(q.id)-final", in: db, at: now())
             }
         } catch {
@@ -128,10 +126,10 @@ extension Engine {
         let ctx = try makeContext()
         var requeued = Set<Int64>()
         for id in runningIDs {
-            guard let verb = try String.fetchOne(db, sql: "SELECT verb FROM runs WHERE id = ?", arguments: [id]),
+            guard let verb = try RunStore.verb(db, run: id),
                   let type = Verbs.named(verb), type is any JobVerb.Type,
                   let job = try jobOf(run: id, in: ctx.jobs), !job.state.isFinished, !(job.owner?.isAlive ?? false) else { continue }
-            try db.execute(sql: "UPDATE runs SET state = 'queued', updated_at = ? WHERE id = ?", arguments: [now().timeIntervalSince1970, id])
+            try RunStore.requeue(db, id: id, at: now())
             try ledger.enqueue(.editComment(targetRef: "status-\(id)", body: "⏳ resuming job \(job.id) after a restart\n\n" + Self.fold(JobsVerb.journal(job))),
                                ref: "status-\(id)-resume-\(Int(now().timeIntervalSince1970))", in: db, at: now())
             requeued.insert(id)

@@ -14,12 +14,7 @@ extension Engine {
     /// (answered, or failed by recovery after a crash).
     func claim(_ e: Ledger.Event, seq: Int, raw: String, verb: String, args: [String]) throws -> Bool {
         try ledger.writeSync { db in
-            try db.execute(sql: """
-                INSERT OR IGNORE INTO runs (event_key, seq, issue, requester, verb, args, state, detail, created_at, updated_at)
-                VALUES (?,?,?,?,?,?,'handling',?,?,?)
-                """, arguments: [e.key, seq, e.issue, e.author, verb, Self.json(args), String(raw.prefix(500)),
-                                 now().timeIntervalSince1970, now().timeIntervalSince1970])
-            return db.changesCount == 1
+            try RunStore.claim(db, key: e.key, seq: seq, issue: e.issue, requester: e.author, verb: verb, args: args, raw: raw, at: now())
         }
     }
 
@@ -64,14 +59,13 @@ extension Engine {
     }
 
     func isHandling(_ db: Database, _ e: Ledger.Event, seq: Int) throws -> Bool {
-        try String.fetchOne(db, sql: "SELECT state FROM runs WHERE event_key = ? AND seq = ?", arguments: [e.key, seq]) == "handling"
+        try RunStore.isHandling(db, key: e.key, seq: seq)
     }
 
     /// Settles a claimed command without a reply.
     func settle(_ e: Ledger.Event, seq: Int, state: RunState, detail: String) throws {
         try ledger.writeSync { db in
-            try db.execute(sql: "UPDATE runs SET state = ?, detail = ?, updated_at = ? WHERE event_key = ? AND seq = ? AND state = 'handling'",
-                           arguments: [state, detail, now().timeIntervalSince1970, e.key, seq])
+            try RunStore.settle(db, key: e.key, seq: seq, state: state, detail: detail, at: now())
         }
     }
 
@@ -79,12 +73,11 @@ extension Engine {
     /// `reply_rate_limit` replies in the window already.
     func overBudget(_ db: Database, _ e: Ledger.Event, seq: Int) throws -> Bool {
         guard let limit = config.replyRateLimit else { return false }
-        let t = now().timeIntervalSince1970
-        let row = try Row.fetchOne(db, sql: "SELECT COUNT(*) AS n, MIN(replied_at) AS oldest FROM runs WHERE requester = ? AND replied_at > ?",
-                                   arguments: [e.author, t - limit.window])
-        guard let row, row["n"] as Int >= limit.count, let oldest = row["oldest"] as Double? else { return false }
-        try db.execute(sql: "UPDATE runs SET state = 'rate-limited', updated_at = ? WHERE event_key = ? AND seq = ?", arguments: [t, e.key, seq])
+        let recent = try RunStore.replies(db, to: e.author, since: now().addingTimeInterval(-limit.window))
+        guard recent.count >= limit.count, let oldestReply = recent.oldest else { return false }
+        try RunStore.markRateLimited(db, key: e.key, seq: seq, at: now())
         // one notice per user until the oldest counted reply leaves the window
+        let oldest = oldestReply.timeIntervalSince1970
         let until = Date(timeIntervalSince1970: oldest + limit.window)
         try ledger.enqueue(.comment(issue: e.issue, body: "@\(e.author) you have had \(limit.count) replies from me in the last \(Self.seconds(limit.window)) "
                                     + "(`reply_rate_limit`), so I am not answering your commands until \(GiteaTime.format(until)); nothing was done for them. "
@@ -100,11 +93,8 @@ extension Engine {
                nonce: String? = nil, pins: String? = nil, expires: Date? = nil, also: ((Database) throws -> Void)? = nil) throws -> Bool {
         try ledger.writeSync { db in
             guard try isHandling(db, e, seq: seq), try !overBudget(db, e, seq: seq) else { return false }
-            let t = now().timeIntervalSince1970
-            try db.execute(sql: """
-                UPDATE runs SET state = ?, verb = ?, args = ?, nonce = ?, expires_at = ?, pins = ?, updated_at = ?, replied_at = ?
-                WHERE event_key = ? AND seq = ?
-                """, arguments: [state, verb, Self.json(args), nonce, expires?.timeIntervalSince1970, pins, t, t, e.key, seq])
+            try RunStore.recordReply(db, key: e.key, seq: seq, state: state, verb: verb, args: args, nonce: nonce, pins: pins,
+                                     expires: expires, at: now())
             try also?(db)
             try ledger.enqueue(.comment(issue: e.issue, body: text), ref: "reply-\(e.key)-\(seq)", in: db, at: now())
             if let cid = e.commentID, seq == 0 {
@@ -114,10 +104,6 @@ extension Engine {
         }
     }
 
-    static func json<T: Encodable>(_ v: T) -> String {
-        // [String] and [Plan.Pin] always encode
-        (try? JSONEncoder().encode(v)).map { String(decoding: $0, as: UTF8.self) } ?? "null"
-    }
 
     public static func helpText(_ verb: String?) -> String {
         if let verb, let v = Verbs.named(verb.replacingOccurrences(of: "ka-", with: "")) {

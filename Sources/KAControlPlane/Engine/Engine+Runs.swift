@@ -15,37 +15,28 @@ extension Engine {
     /// killed the process, so it is never handled again.
     public func recoverInterrupted() throws {
         try ledger.writeSync { db in
-            let t = now().timeIntervalSince1970
-            let running = try Int64.fetchAll(db, sql: "SELECT id FROM runs WHERE state = 'running'")
+            let running = try RunStore.running(db)
             let resumed = try requeueResumableJobs(db, runningIDs: running)
             for id in running where !resumed.contains(id) {
-                try db.execute(sql: "UPDATE runs SET state = 'failed', detail = 'interrupted by a restart', finished_at = ? WHERE id = ?", arguments: [t, id])
+                try RunStore.finish(db, id: id, state: .failed, detail: "interrupted by a restart", at: now())
                 try ledger.enqueue(.editComment(targetRef: "status-\(id)", body: "❌ failed: kernel-agent restarted while this ran; it was not retried. Check the state (`/ka-status`) and invoke it again."),
                                    ref: "status-\(id)-interrupted", in: db, at: now())
             }
-            let handling = try Row.fetchAll(db, sql: "SELECT event_key, seq, issue, requester, detail FROM runs WHERE state = 'handling'")
-            for r in handling {
-                let key: String = r["event_key"], seq: Int = r["seq"], raw: String = r["detail"] ?? "?"
-                try db.execute(sql: "UPDATE runs SET state = 'failed', detail = ?, updated_at = ?, replied_at = ? WHERE event_key = ? AND seq = ?",
-                               arguments: ["interrupted while handling: \(raw)", t, t, key, seq])
-                try ledger.enqueue(.comment(issue: r["issue"], body: "@\(r["requester"] as String) ❌ kernel-agent stopped while handling `\(raw)` and did not retry it; "
+            for h in try RunStore.handling(db) {
+                try RunStore.failHandling(db, h, at: now())
+                try ledger.enqueue(.comment(issue: h.issue, body: "@\(h.requester) ❌ kernel-agent stopped while handling `\(h.raw)` and did not retry it; "
                                             + "nothing was done. Check the state (`/ka-status`) and post the command again if you still want it."),
-                                   ref: "reply-\(key)-\(seq)", in: db, at: now())
+                                   ref: "reply-\(h.key)-\(h.seq)", in: db, at: now())
             }
         }
     }
 
     // MARK: running
 
-    struct Queued { let id: Int64; let verb: String; let args: [String]; let pins: [Plan.Pin]; let issue: Int }
+    typealias Queued = RunStore.Queued
 
     func queuedRuns() throws -> [Queued] {
-        try ledger.readSync { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM runs WHERE state = 'queued' ORDER BY id").map { r in
-                Queued(id: r["id"], verb: r["verb"], args: try Self.decode([String].self, r["args"]),
-                       pins: try Self.decode([Plan.Pin].self, r["pins"] ?? "[]"), issue: r["issue"])
-            }
-        }
+        try ledger.readSync { db in try RunStore.queued(db) }
     }
 
     /// Lanes in use right now; a run waits while its lane is busy.
@@ -64,9 +55,7 @@ extension Engine {
                 // It parsed when it was planned; an upgrade since changed the verb. Fail it once, with a reply.
                 let why = (error as? KAError)?.description ?? Verbs.named(q.verb).map { Verbs.usageReply($0, error: error) } ?? "\(error)"
                 try ledger.writeSync { db in
-                    let t = now().timeIntervalSince1970
-                    try db.execute(sql: "UPDATE runs SET state = 'failed', detail = ?, updated_at = ?, finished_at = ? WHERE id = ? AND state = 'queued'",
-                                   arguments: [String(why.prefix(2000)), t, t, q.id])
+                    try RunStore.finish(db, id: q.id, state: .failed, detail: why, onlyIf: .queued, at: now())
                     try ledger.enqueue(.editComment(targetRef: "status-\(q.id)", body: "❌ failed: `/ka-\(q.verb) \(q.args.joined(separator: " "))` no longer parses, so it was not run:\n\n\(why)"),
                                        ref: "status-\(q.id)-unparsable", in: db, at: now())
                 }
@@ -94,9 +83,7 @@ extension Engine {
             let claimed: Bool
             do {
                 claimed = try ledger.writeSync { db -> Bool in
-                    let t = now().timeIntervalSince1970
-                    try db.execute(sql: "UPDATE runs SET state = 'running', updated_at = ?, started_at = ? WHERE id = ? AND state = 'queued'", arguments: [t, t, q.id])
-                    guard db.changesCount == 1 else { return false }
+                    guard try RunStore.start(db, id: q.id, at: now()) else { return false }
                     try ledger.enqueue(.editComment(targetRef: "status-\(q.id)", body: "🏃 running: `/ka-\(q.verb) \(q.args.joined(separator: " "))`"), ref: "status-\(q.id)-running", in: db, at: now())
                     return true
                 }
@@ -153,9 +140,7 @@ extension Engine {
         let body = "\(icon): `/ka-\(q.verb) \(q.args.joined(separator: " "))`\n\n" + Self.fold(outcome.text)
         do {
             try ledger.writeSync { db in
-                let t = now().timeIntervalSince1970
-                try db.execute(sql: "UPDATE runs SET state = ?, detail = ?, updated_at = ?, finished_at = ? WHERE id = ?",
-                               arguments: [outcome.state, String(outcome.text.prefix(2000)), t, t, q.id])
+                try RunStore.finish(db, id: q.id, state: outcome.state, detail: outcome.text, at: now())
                 try ledger.enqueue(.editComment(targetRef: "status-\(q.id)", body: body), ref: "status-\(q.id)-final", in: db, at: now())
             }
         } catch {

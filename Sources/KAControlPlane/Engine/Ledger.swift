@@ -87,6 +87,29 @@ public final class Ledger: Sendable {
         public let text: String
     }
 
+    enum DeliveryStored { case stored(new: Bool), duplicateDelivery }
+
+    /// Stores webhook deliveries (each its delivery id and its event, if it carries one) in one transaction: a
+    /// delivery id seen before is a duplicate and stores nothing; an event seen before (the poller's) is not new.
+    func storeDeliveries(_ items: [(delivery: String?, event: Event?)], at t: Date) throws -> [DeliveryStored] {
+        let now = t.timeIntervalSince1970
+        return try pool.write { db in
+            var outcomes: [DeliveryStored] = []
+            let delivery = try db.cachedStatement(sql: "INSERT OR IGNORE INTO deliveries (id, received_at) VALUES (?, ?)")
+            let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO events (key, kind, issue, comment_id, author, text, received_at) VALUES (?,?,?,?,?,?,?)")
+            for item in items {
+                if let d = item.delivery {
+                    try delivery.execute(arguments: [d, now])
+                    if db.changesCount == 0 { outcomes.append(.duplicateDelivery); continue }
+                }
+                guard let e = item.event else { outcomes.append(.stored(new: false)); continue }
+                try insert.execute(arguments: [e.key, e.kind, e.issue, e.commentID, e.author, e.text, now])
+                outcomes.append(.stored(new: db.changesCount == 1))
+            }
+            return outcomes
+        }
+    }
+
     /// Stores an event once; false if its key was already known.
     @discardableResult
     public func ingest(_ e: Event, at: Date) throws -> Bool {

@@ -37,21 +37,12 @@ final class IngestBatcher: Sendable {
             wake.wait()
             let batch: [Item] = pending.withLockedValue { p in defer { p.removeAll(keepingCapacity: true) }; return p }
             guard !batch.isEmpty else { continue }
-            let now = Date().timeIntervalSince1970
-            var outcomes: [Outcome] = []
+            var outcomes: [Outcome]
             do {
-                try ledger.pool.write { db in
-                    outcomes = []
-                    let delivery = try db.cachedStatement(sql: "INSERT OR IGNORE INTO deliveries (id, received_at) VALUES (?, ?)")
-                    let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO events (key, kind, issue, comment_id, author, text, received_at) VALUES (?,?,?,?,?,?,?)")
-                    for item in batch {
-                        if let d = item.delivery {
-                            try delivery.execute(arguments: [d, now])
-                            if db.changesCount == 0 { outcomes.append(.duplicateDelivery); continue }
-                        }
-                        guard let e = item.event else { outcomes.append(.stored(new: false)); continue }
-                        try insert.execute(arguments: [e.key, e.kind, e.issue, e.commentID, e.author, e.text, now])
-                        outcomes.append(.stored(new: db.changesCount == 1))
+                outcomes = try ledger.storeDeliveries(batch.map { ($0.delivery, $0.event) }, at: Date()).map { stored in
+                    switch stored {
+                    case .duplicateDelivery: return .duplicateDelivery
+                    case let .stored(new): return .stored(new: new)
                     }
                 }
             } catch {
