@@ -84,8 +84,10 @@ public struct IssuePayload: Codable, Sendable {
 /// Gitea writes RFC 3339 with second precision and a zone; since= wants the same. FoundationEssentials' ISO 8601
 /// style, not ISO8601DateFormatter: a formatter per call loaded ICU and was 4% of ka serve's CPU (bench-replies).
 public enum GiteaTime {
+    private static let forms = [Date.ISO8601FormatStyle(), Date.ISO8601FormatStyle(includingFractionalSeconds: true)]
+
     public static func parse(_ s: String) -> Date? {
-        for style in [Date.ISO8601FormatStyle(), Date.ISO8601FormatStyle(includingFractionalSeconds: true)] {
+        for style in forms {
             // Not a date in this form: the next form is tried, and nil means "not an RFC 3339 time".
             if let d = try? style.parse(s) { return d }
         }

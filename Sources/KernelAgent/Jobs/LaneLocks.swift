@@ -89,11 +89,11 @@ public final class LaneLocks: @unchecked Sendable {
             pause = min(pause * 2, 500_000_000)
         }
         var notes: [URL] = []
-        let text = Data("pid \(getpid()): \(holder) (since \(Date.ISO8601FormatStyle().format(Date())))".utf8)
+        let text = "pid \(getpid()): \(holder) (since \(Date.ISO8601FormatStyle().format(Date())))"
         for lane in sorted {
             let f = d.appendingPathComponent(try fileName(lane) + ".holder.\(getpid())")
             // The note only names the holder for others' "waiting for" lines; a lane held without it is still held.
-            if FileManager.default.createFile(atPath: f.path, contents: text) { notes.append(f) }
+            if FS.writeHolderNote(text, to: f.path) { notes.append(f) }
         }
         return LaneLocks(lanes: sorted, fds: fds, holderFiles: notes)
     }

@@ -72,20 +72,10 @@ public final class TreeLock: @unchecked Sendable {
             // FoundationEssentials' ISO 8601 style: the same text as ISO8601DateFormatter without loading an ICU
             // calendar, which cost every verb ~3 ms at start (issue 11 §4)
             let since = Date.ISO8601FormatStyle().format(Date())
-            writeNote("pid \(getpid()): \(holder) (\(access == .write ? "writing" : "reading") since \(since))", to: hf.path)
+            // A note names the holder for others' "waiting for" lines only; a lock held without one is still held.
+            _ = FS.writeHolderNote("pid \(getpid()): \(holder) (\(access == .write ? "writing" : "reading") since \(since))", to: hf.path)
         }
         return lock
-    }
-
-    /// The holder note, a plain write to a file of this process's own: FileManager's atomic write (a temporary
-    /// file and a rename) was 8% of `ka serve`'s CPU, which takes the tree lock for every plan (bench-replies).
-    /// A note names the holder for others' "waiting for" lines only; a lock held without one is still held.
-    private static func writeNote(_ text: String, to path: String) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
-        var bytes = Array(text.utf8)
-        _ = write(fd, &bytes, bytes.count)
     }
 
     private static func relock(_ fd: Int32, _ mode: Int32, _ path: String) throws {
