@@ -83,12 +83,33 @@ import Testing
         #expect(g.botComments(on: block).isEmpty)
     }
 
+    /// A block closed, then the same kind and scope failing again (a new job): filed again, not lost to the old ref.
+    @Test func aClosedBlockThatFailsAgainIsFiledAgain() async throws {
+        let h = try Harness()
+        try await h.start(giteaBlocks: true)
+        let g = h.gitea
+        let store = GiteaBlockStore(api: h.api, ledger: h.ledger, authorizer: h.authorizer)
+        _ = try await store.file(kind: .signingFail, scope: .global, title: "signing failed (job fresnel-20261201-0800-0001)", body: "no key")
+        _ = try await store.file(kind: .signingFail, scope: .global, title: "signing failed (job fresnel-20261201-0800-0001)", body: "no key")
+        _ = await h.loop.outbox.drain()
+        let first = g.withLock { g.issues.values.filter { $0.title.hasPrefix("[ka:signing-fail]") } }
+        #expect(first.count == 1, "a retry of the same failure files once")
+        let number = try #require(first.first?.number)
+        try await store.close(id: "#\(number)")
+        _ = await h.loop.outbox.drain()
+        #expect(g.withLock { g.issues[number]?.state } == "closed")
+        _ = try await store.file(kind: .signingFail, scope: .global, title: "signing failed (job fresnel-20261201-0900-0002)", body: "no key")
+        _ = await h.loop.outbox.drain()
+        let open = g.withLock { g.issues.values.filter { $0.title.hasPrefix("[ka:signing-fail]") && $0.state == "open" } }
+        #expect(open.count == 1 && open.first?.number != number, "the new failure is a new issue: \(open.map(\.title))")
+    }
+
     @Test func theBotAdoptsOnlyIssuesItAuthored() async throws {
         let h = try Harness()
         try await h.start(giteaBlocks: true)
         let g = h.gitea
         let scope = BlockScope.patches([Self.hdmiPatch])
-        let ref = "block-patch-fail-\(Blake2b.hex(Data(scope.marker.utf8), digestLength: 8))"
+        let ref = "block-patch-fail-\(Blake2b.hex(Data((scope.marker + "\nhdmi").utf8), digestLength: 8))"
         // someone opens an issue carrying the marker the bot's own block would carry
         let decoy = g.createIssue(by: "mallory", title: "nothing to see", body: "<!-- ka:ref=\(ref) -->")
         let store = GiteaBlockStore(api: h.api, ledger: h.ledger, authorizer: h.authorizer)

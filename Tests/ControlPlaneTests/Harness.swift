@@ -32,7 +32,7 @@ final class Harness: @unchecked Sendable {
     init() throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("ka-cp-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        for d in ["fleet", "patches", "labels"] {
+        for d in ["fleet", "patches", "labels", "packaging"] {
             try FileManager.default.copyItem(at: Self.projectRoot.appendingPathComponent(d), to: root.appendingPathComponent(d))
         }
     }

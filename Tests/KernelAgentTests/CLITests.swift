@@ -51,8 +51,7 @@ import Testing
 
     @Test func deferredVerbsRefuseAndDoNothing() async throws {
         let s = try PromoteTests.tree()
-        for args in [["build", "h1"], ["install", "h1"], ["keep", "job-1", "--for", "7d"], ["pause-prune"], ["resume-prune"],
-                     ["restore-archive", "job-1"], ["debug", "job-1"], ["wake-data"]] {
+        for args in [["install", "h1"], ["pause-prune"], ["resume-prune"], ["restore-archive", "job-1"]] {
             let snap = s.snapshot()
             let r = try await s.ka(args)
             #expect(r.status == 2, "\(args)")
@@ -61,7 +60,20 @@ import Testing
         }
         // arguments are still validated first
         #expect(try await s.ka(["install", "h9"]).stderrText.contains("unknown host"))
-        #expect(try await s.ka(["keep", "--", "-rf"]).stderrText.contains("not a valid job id"))
+        #expect(try await s.ka(["restore-archive", "--", "-rf"]).stderrText.contains("not a valid job id"))
+        // the build verbs that landed refuse bad input the same way, and change nothing
+        let snap = s.snapshot()
+        let build = try await s.ka(["build", "h1"])
+        #expect(build.status == 2 && build.stderrText.contains("out/h1/manifest.lock → no lock") && build.stderrText.contains("run ka promote first"), "\(build.stderrText)")
+        for args in [["keep", "job-1", "--for", "7d"], ["debug", "job-1"], ["keep", "--", "-rf"]] {
+            let r = try await s.ka(args)
+            #expect(r.status == 2 && r.stderrText.contains("not a job id"), "\(args): \(r.stderrText)")
+        }
+        let soon = try await s.ka(["keep", "h1-20261201-0800-abcd", "--for", "soon"])
+        #expect(soon.status == 2 && soon.stderrText.contains("not a duration"), "\(soon.stderrText)")
+        let none = try await s.ka(["debug", "h1-20261201-0800-abcd"])
+        #expect(none.status == 2 && none.stderrText.contains("no such job"), "\(none.stderrText)")
+        #expect(s.snapshot() == snap)
         #expect(try await s.ka(["snooze", "3", "--for", "soon"]).stderrText.contains("not a duration"))
     }
 

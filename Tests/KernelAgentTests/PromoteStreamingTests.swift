@@ -57,12 +57,16 @@ import KATestSupport
         switch layout {
         case .ka:
             o = "# manifest.lock — written by `ka promote \(m.host)`; do not edit.\n"
-            o += "lock_version: 2\n"
+            o += "lock_version: 3\n"
             o += "tool: \(q("kernel-agent \(KernelAgentVersion.string)"))\n"
             o += "host: \(q(m.host.value))\n"
             o += "manifest:\n  path: \(q(m.file))\n  b2sum: \(q(m.b2sum))\n"
             o += "baseline:\n  repo: \(q(m.baseline.repo))\n  ref: \(q(m.baseline.ref))\n"
             o += "  commit: \(m.baseline.commit.map(q) ?? "null")\n"
+            // the tarball and config pins depend on KA_CONFIG (the box's, under scripts/test): BuildInputs' own tests cover them
+            let inputs = try BuildInputs.resolve(m, ws: s.ws, pipeline: try PipelineConfig.fromEnvironment())
+            o += inputs.lockBaselineLines(quote: q)
+            o += inputs.lockConfigLines(quote: q)
             o += "kernel_suffix: \(q(m.kernelSuffix))\n"
             o += "apply_order: \(m.hasExplicitOrder ? "\"manifest\"" : "\"kind\"")\n"
             o += "patches:\n"
@@ -111,7 +115,9 @@ import KATestSupport
         // the pins name every patch with its b2sum, and the cumulative's
         let res = try Resolver(workspace: s.ws, policy: try s.ctx.policy()).resolve(try Manifest.load(HostName("h1"), in: s.ws))
         for e in res.entries { #expect(plan.pins.contains(.init("patches/" + e.path.value, "b2:" + e.patch.b2sum))) }
-        #expect(plan.pins.last == .init("cumulative.patch", "b2:" + Blake2b.hex(expected.cumulative)))
+        #expect(plan.pins.contains(.init("cumulative.patch", "b2:" + Blake2b.hex(expected.cumulative))))
+        // and the build inputs the lock pins (lock v3)
+        #expect(plan.pins.suffix(2).map(\.name) == ["config", "baseline tarball"])
     }
 
     @Test func theStreamedApplyCheckReportsWhatTheInMemoryOneDoes() async throws {

@@ -13,6 +13,9 @@ import Testing
         let batchReads = Mutex(0)
         let blockListings = Mutex(0)
         func recordPromotion(_ r: PromotionRecord) throws { try inner.recordPromotion(r) }
+        func recordInstallable(_ r: InstallableRecord) throws { try inner.recordInstallable(r) }
+        func installable(job: String) throws -> InstallableRecord? { try inner.installable(job: job) }
+        func installables(_ hosts: [String]) throws -> [String: InstallableRecord] { perHostReads.withLock { $0 += 1 }; return try inner.installables(hosts) }
         func promotion(host: String) throws -> PromotionRecord? { perHostReads.withLock { $0 += 1 }; return try inner.promotion(host: host) }
         func setCampaign(_ name: String, status: CampaignStatus, at: Date) throws { try inner.setCampaign(name, status: status, at: at) }
         func campaign(_ name: String) throws -> CampaignRecord? { try inner.campaign(name) }
@@ -24,7 +27,7 @@ import Testing
         func snoozeReminder(issue: Int, until: Date) throws -> Bool { try inner.snoozeReminder(issue: issue, until: until) }
         func dueReminders(now: Date, limit: Int) throws -> [ReminderRecord] { try inner.dueReminders(now: now, limit: limit) }
         func advanceReminder(issue: Int, stage: Int, nextDue: Date) throws { try inner.advanceReminder(issue: issue, stage: stage, nextDue: nextDue) }
-        func hostRecords(_ hosts: [String]) throws -> (promotions: [String: PromotionRecord], drifts: [String: DriftRecord]) {
+        func hostRecords(_ hosts: [String]) throws -> (promotions: [String: PromotionRecord], drifts: [String: DriftRecord], installables: [String: InstallableRecord]) {
             batchReads.withLock { $0 += 1 }
             return try inner.hostRecords(hosts)
         }

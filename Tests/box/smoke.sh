@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Smoke test of scripts/fleet-box, as root: up (twice: the second is a no-op), every host answers ssh as itself
-# with its own /boot and /srv, a changed host key is refused, up heals a broken box, down leaves nothing behind.
+# with its own /boot and /srv, ampere sleeps until woken (by fleet-box wake, or through the His stand-in's MCP
+# wake-host), a changed host key is refused, up heals a broken box, down leaves nothing behind.
 # Prints "N passed, N failed"; exits non-zero on any failure; tears the box down on every exit.
 # Uses its own box dir (KA_BOX_SMOKE_DIR, default /tmp/ka-fleet-box-smoke). A missing tool is a failure, never a skip.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 FB=$PWD/scripts/fleet-box
 export KA_BOX_DIR=${KA_BOX_SMOKE_DIR:-/tmp/ka-fleet-box-smoke}
-HOSTS=(boltzmann fermi hertz fresnel ohm)
+HOSTS=(boltzmann fermi hertz fresnel ohm ampere)
+AWAKE=(boltzmann fermi hertz fresnel ohm)   # ampere is on demand: up leaves it asleep
 passed=0
 failed=0
 
@@ -57,7 +59,7 @@ machine_snapshot() {
 }
 
 [ "$(id -u)" -eq 0 ] || abort "must run as root (namespaces, mounts)"
-for t in ip ssh ssh-keygen /usr/sbin/sshd nsenter unshare findmnt awk sha256sum; do
+for t in ip ssh ssh-keygen /usr/sbin/sshd nsenter unshare findmnt awk sha256sum curl python3; do
   command -v "$t" >/dev/null || abort "required tool '$t' is missing" "run scripts/setup-box"
 done
 [ ! -e "$KA_BOX_DIR" ] || abort "$KA_BOX_DIR already exists" "KA_BOX_DIR=$KA_BOX_DIR $FB down"
@@ -81,10 +83,11 @@ exports2=$("$FB" up 2>/dev/null)
 up2_ms=$(ms_since "$t0")
 check "a second up prints the same exports" test "$exports" = "$exports2"
 check "a second up is a no-op (same processes)" test "$pids_before" = "$(cat "$KA_BOX_DIR/state/pids")"
-check "status: every host answers" "$FB" status
+check "status: every host answers, ampere is asleep, the His stand-in runs" \
+  bash -c "out=\$('$FB' status) && grep -q '^ampere .* asleep (on demand' <<<\"\$out\" && grep -q '^his .* running' <<<\"\$out\""
 
 # ---- every host is itself
-for h in "${HOSTS[@]}"; do
+for h in "${AWAKE[@]}"; do
   out=$(box_ssh "$h" 'echo "$(hostname) $(id -un)"' 2>&1)
   if [ "$out" = "$h kbuild" ]; then pass "ssh $h answers as $h, user kbuild"; else fail "ssh $h answers as $h, user kbuild" "$out"; fi
 done
@@ -149,6 +152,55 @@ for h in fresnel ohm; do
     box_ssh "$h" "pacman-key --list-keys $fpr >/dev/null 2>&1 && [ \"\$(uname -r)\" = \"\$(sed -n 's/^kernelrelease: //p' /boot/Image)\" ] && [ \"\$(cat /var/lib/fleet-box/reboot-count)\" = 0 ] && ! sudo -n true 2>/dev/null && grep -q '^LABEL ' /boot/extlinux/extlinux.conf"
 done
 
+# ---- ampere, on demand: asleep until woken; His (the MCP stand-in) wakes it
+his_url=$(awk '/^his:/ { f = 1 } f && /^  url: / { print $2; exit }' "$KA_CONFIG")
+check "ka.yaml's his: names the stand-in on 127.0.0.1 and its token variable; up exports the token" \
+  bash -c "[[ '$his_url' =~ ^http://127\.0\.0\.1:[0-9]+/mcp$ ]] && grep -q '^  token_env: KA_BOX_HIS_TOKEN$' '$KA_CONFIG' && [ -n \"\${KA_BOX_HIS_TOKEN:-}\" ] && [ \"\$KA_BOX_HIS_TOKEN\" = \"\$(cat '$KA_BOX_DIR/his/token')\" ]"
+ampere_refuses() { local out; out=$(box_ssh ampere true 2>&1) && return 1; [[ "$out" == *"Connection refused"* ]]; }
+check "asleep ampere refuses ssh (its sshd is not started), yet its pid 1 runs" bash -c "$(declare -f box_ssh ampere_refuses); ampere_refuses && '$FB' exec ampere true"
+mcp_headers=(-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' -H 'MCP-Protocol-Version: 2025-06-18')
+init_body='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"smoke","version":"1"}}}'
+check "the stand-in refuses a request without the Bearer token (401)" \
+  test "$(curl -s -o /dev/null -w '%{http_code}' "${mcp_headers[@]}" "$his_url" -d "$init_body")" = 401
+# his_call <tool> <host>: one MCP session (initialize, initialized, tools/call) with the token; prints the tool's text.
+his_call() {
+  local sid auth=(-H "Authorization: Bearer $KA_BOX_HIS_TOKEN")
+  sid=$(curl -sf -D - -o /dev/null "${mcp_headers[@]}" "${auth[@]}" "$his_url" -d "$init_body" |
+    awk -F': ' 'tolower($1) == "mcp-session-id" { print $2 }' | tr -d '\r') || return 1
+  curl -sf -o /dev/null "${mcp_headers[@]}" "${auth[@]}" -H "Mcp-Session-Id: $sid" "$his_url" -d '{"jsonrpc":"2.0","method":"notifications/initialized"}' || return 1
+  curl -sf "${mcp_headers[@]}" "${auth[@]}" -H "Mcp-Session-Id: $sid" "$his_url" \
+    -d "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"$1\",\"arguments\":{\"host\":\"$2\"}}}" |
+    python3 -c 'import json, sys; r = json.load(sys.stdin)["result"]; print(("ERROR: " if r.get("isError") else "") + r["content"][0]["text"])'
+}
+out=$(his_call host-status ampere 2>&1)
+if [ "$out" = asleep ]; then pass "His: host-status ampere = asleep"; else fail "His: host-status ampere = asleep" "$out"; fi
+out=$(his_call host-status fresnel 2>&1)
+if [ "$out" = up ]; then pass "His: host-status fresnel = up"; else fail "His: host-status fresnel = up" "$out"; fi
+t0=${EPOCHREALTIME/,/.}
+out=$(his_call wake-host ampere 2>&1)
+if [[ "$out" == "waking ampere"* ]]; then pass "His: wake-host ampere answers at once ($out)"; else fail "His: wake-host ampere answers at once" "$out"; fi
+ampere_answers() { [ "$(box_ssh ampere 'echo "$(hostname) $(id -un)"' 2>/dev/null)" = "ampere kbuild" ]; }
+if eventually 20 ampere_answers; then pass "after His's wake-host, ampere answers ssh as ampere, user kbuild ($(ms_since "$t0") ms)"; else fail "after His's wake-host, ampere answers ssh" "$(box_ssh ampere true 2>&1)"; fi
+out=$(his_call host-status ampere 2>&1)
+if [ "$out" = up ]; then pass "His: host-status ampere = up"; else fail "His: host-status ampere = up" "$out"; fi
+check "the stand-in logged each tool call" bash -c "[ \"\$(grep -c '\"wake-host\", \"host\": \"ampere\"' '$KA_BOX_DIR/his/calls.log')\" = 1 ]"
+out=$(his_call wake-host ampere 2>&1)
+check "a second wake is a no-op (His: '$out'; fleet-box wake: still one sshd)" \
+  bash -c "[ '$out' = 'ampere is up' ] && '$FB' wake ampere 2>/dev/null && [ \"\$('$FB' exec ampere pgrep -c -x sshd)\" = 1 ]"
+check "ampere: a build host like boltzmann (makepkg for aarch64, ccache, /srv/kernel-agent owned by kbuild)" \
+  box_ssh ampere 'grep -qx "CARCH=\"aarch64\"" /etc/makepkg.conf && test -x /usr/lib/ccache/bin/gcc && pacman -T bc dtc >/dev/null && test -O /srv/kernel-agent/ccache && test -O /srv/kernel-agent/keep && [ "$(uname -m)" = aarch64 ]'
+box_ssh ampere 'sleep 600' </dev/null >/dev/null 2>&1 &
+session=$!
+eventually 5 bash -c "[ \"\$('$FB' exec ampere pgrep -c -u kbuild -x sleep)\" = 1 ]"
+check "fleet-box sleep ampere succeeds" "$FB" sleep ampere
+if eventually 5 bash -c "! kill -0 $session 2>/dev/null"; then pass "sleep ended ampere's open ssh session"; else fail "sleep ended ampere's open ssh session"; kill "$session" 2>/dev/null; fi
+check "ampere asleep again: ssh refused, no sshd nor kbuild process left, status says asleep" \
+  bash -c "$(declare -f box_ssh ampere_refuses); ampere_refuses && ! '$FB' exec ampere pgrep -x sshd && ! '$FB' exec ampere pgrep -u kbuild && '$FB' status | grep -q '^ampere .* asleep'"
+check "a second sleep is a no-op" "$FB" sleep ampere
+check "fleet-box wake ampere starts its sshd directly" bash -c "'$FB' wake ampere 2>/dev/null && $(declare -f box_ssh); box_ssh ampere true"
+check "up leaves a box with ampere awake alone" bash -c "p=\$(cat '$KA_BOX_DIR/state/pids') && '$FB' up >/dev/null 2>&1 && [ \"\$p\" = \"\$(cat '$KA_BOX_DIR/state/pids')\" ]"
+"$FB" sleep ampere 2>/dev/null
+
 # ---- a changed host key is refused
 "$FB" rekey fresnel >/dev/null
 refused() {
@@ -172,6 +224,7 @@ done <<<"$old_pids"
 check "the restart ended every process of the old box" test -z "$still"
 
 # ---- down leaves nothing
+his_port=$(awk '/^his:/ { f = 1 } f && /^  url: / { sub(/^http:\/\/127\.0\.0\.1:/, "", $2); sub(/\/mcp$/, "", $2); print $2; exit }' "$KA_CONFIG")
 box_pids=$(awk '{ print $3 ":" $4 }' "$KA_BOX_DIR/state/pids")
 for h in "${HOSTS[@]}"; do
   for pid in $(ip netns pids "kbx-$h"); do box_pids+=$'\n'"$pid:$(awk '{ print $22 }' "/proc/$pid/stat" 2>/dev/null)"; done
@@ -188,7 +241,8 @@ while IFS=: read -r pid st; do
   [ -n "$pid" ] || continue
   if [ "$(awk '{ print $22 }' "/proc/$pid/stat" 2>/dev/null)" = "$st" ] && [ "$(awk '{ print $3 }' "/proc/$pid/stat")" != Z ]; then still+=" $pid"; fi
 done <<<"$box_pids"
-check "no process of the box remains (by pid and start time)" test -z "$still"
+check "no process of the box remains (by pid and start time; the His stand-in included)" test -z "$still"
+check "nothing listens on the stand-in's port any more" bash -c "[[ '$his_port' =~ ^[0-9]+$ ]] && ! (exec 3<>/dev/tcp/127.0.0.1/$his_port) 2>/dev/null"
 in_ns=$(for p in /proc/[0-9]*; do for n in net mnt uts pid; do readlink "$p/ns/$n" 2>/dev/null; done; done | grep -Fx -f <(printf '%s\n' "$ns_ids") || true)
 check "no process is left in a namespace of the box" test -z "$in_ns"
 after=$(machine_snapshot)

@@ -148,6 +148,7 @@ final class StatusCommentObserver: JobObserver, @unchecked Sendable {
     let interval: TimeInterval
     private let lock = NSLock()
     private var lastEdit: Date?
+    private var lastDetail: String?
     private var edits = 0
 
     init(engine: Engine, run: Int64, command: String, now: @escaping @Sendable () -> Date, interval: TimeInterval = 10) {
@@ -157,6 +158,7 @@ final class StatusCommentObserver: JobObserver, @unchecked Sendable {
     func body(_ job: JobRecord, log: JobLog?, note: String? = nil) -> String {
         var text = "🏃 running: `\(command)` — job \(job.id)\n\n"
         if let note { text = note + "\n\n" }
+        if note == nil, job.state == .running, let warning = job.detail { text += "⚠️ \(warning)\n\n" }
         text += job.steps.enumerated().map { i, s in
             "\(s.state.mark) \(i + 1). \(s.name)\(s.outcome.map { ": \($0)" } ?? "")"
         }.joined(separator: "\n")
@@ -170,7 +172,10 @@ final class StatusCommentObserver: JobObserver, @unchecked Sendable {
         guard job.state == .running || job.state == .waiting else { return }   // the end is the final reply's
         let t = now()
         let due: Int? = lock.withLock {
-            if let last = lastEdit, t.timeIntervalSince(last) < interval { return nil }
+            // a new warning is shown at once; everything else at most once per interval
+            let warned = job.detail != nil && job.detail != lastDetail
+            lastDetail = job.detail
+            if !warned, let last = lastEdit, t.timeIntervalSince(last) < interval { return nil }
             lastEdit = t
             edits += 1
             return edits

@@ -26,3 +26,16 @@ extension Engine {
         return due.count
     }
 }
+
+extension Engine {
+    /// Hands idle on-demand build hosts back to His when every job's lease on them has run out (WakeLeases). The His
+    /// client is made only when a host is due, with no leave for destructive tools (the sweep is no planned step);
+    /// a failed release is tried again at a later sweep.
+    public func sweepWakeLeases() async throws {
+        let ctx = try makeContext()
+        let leases = WakeLeases(stateDir: ctx.workspace.stateDir, now: now)
+        guard try !leases.dueHosts().isEmpty else { return }
+        let his = try ctx.his ?? HisClients.fromEnvironment(ctx.workspace)
+        for note in try await leases.release(due: his) { logger.info("wake lease: \(note)") }
+    }
+}

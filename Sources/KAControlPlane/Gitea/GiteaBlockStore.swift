@@ -6,7 +6,7 @@ import KernelAgent
 /// A block counts only when the bot filed it or its author may run the verb it halts (the rule that admits
 /// `/ka-yes`); anyone else's gets one comment saying it is ignored.
 /// Filing goes through the outbox (durable, idempotent by the marker's ref).
-public final class GiteaBlockStore: BlockStore, Sendable {
+public final class GiteaBlockStore: BlockStore, RecordFiler, Sendable {
     let api: GiteaAPI
     let ledger: Ledger
     let authorizer: Authorizer
@@ -56,9 +56,15 @@ public final class GiteaBlockStore: BlockStore, Sendable {
     public func file(kind: BlockKind, scope: BlockScope, title: String, body: String) async throws -> Block {
         let marker = Self.marker(kind, scope)
         if let existing = try await openBlocks().first(where: { $0.kind == kind && $0.scope == scope }) { return existing }
-        let ref = "block-\(kind.rawValue)-\(Blake2b.hex(Data(scope.marker.utf8), digestLength: 8))"
+        // The title is in the ref: a retry of the same failure files once, and a new failure (its job id is in the
+        // title) after the last one was closed files again instead of hitting the outbox's old ref.
+        let ref = "block-\(kind.rawValue)-\(Blake2b.hex(Data((scope.marker + "\n" + title).utf8), digestLength: 8))"
         try ledger.enqueue(.issue(title: "\(kind.titlePrefix) \(title)", body: body + "\n\n" + marker, labels: ["ka:\(kind.rawValue)"]), ref: ref)
         return Block(id: "pending:\(ref)", kind: kind, scope: scope, title: "\(kind.titlePrefix) \(title)")
+    }
+
+    public func fileRecord(title: String, body: String, label: String, ref: String) async throws {
+        try ledger.enqueue(.issue(title: title, body: body, labels: [label]), ref: ref)
     }
 
     public func close(id: String) async throws {

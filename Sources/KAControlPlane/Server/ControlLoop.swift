@@ -19,6 +19,8 @@ public final class ControlLoop: Service, Sendable {
     private let outboxPoked = NIOLockedValueBox(false)
     private let stopSending = NIOLockedValueBox(false)
     private let runs = NIOLockedValueBox<[Task<Void, Never>]>([])
+    /// The wake-lease sweep in flight, if any: a slow or unreachable His never holds up the loop, and sweeps never overlap.
+    private let leaseSweeping = NIOLockedValueBox(false)
 
     public init(engine: Engine, poller: Poller, outbox: OutboxSender, interval: Double, metrics: Metrics, logger: Logger) {
         self.engine = engine; self.poller = poller; self.outbox = outbox; self.interval = interval; self.metrics = metrics; self.logger = logger
@@ -51,7 +53,21 @@ public final class ControlLoop: Service, Sendable {
             logger.error("cannot start queued runs: \(error)")
         }
         do { try engine.sweepReminders() } catch { logger.error("reminder sweep failed: \(error)") }
+        sweepLeasesInTheBackground()
         if drainOutbox { metrics.inc("outbox_sent_total", by: await outbox.drain()) }
+    }
+
+    func sweepLeasesInTheBackground() {
+        let start = leaseSweeping.withLockedValue { busy -> Bool in
+            if busy { return false }
+            busy = true
+            return true
+        }
+        guard start else { return }
+        Task { [engine, logger, leaseSweeping] in
+            do { try await engine.sweepWakeLeases() } catch { logger.error("wake lease sweep failed: \(error)") }
+            leaseSweeping.withLockedValue { $0 = false }
+        }
     }
 
     /// Drains the outbox until told to stop: again at once after a pass that sent something (a pass takes at most

@@ -23,7 +23,7 @@ public struct ControlPlane: Sendable {
         let blocks: any BlockStore = blocksInTracker ? GiteaBlockStore(api: api, ledger: ledger, authorizer: authorizer) : store
         engine = Engine(config: config, ledger: ledger, api: api, botLogin: botLogin,
                         makeContext: { VerbContext(workspace: ws, state: store, blocks: blocks, fileBlocksOnRefusal: blocksInTracker,
-                                                   jobs: store.jobs, transports: transports) },
+                                                   jobs: store.jobs, transports: transports, records: blocks as? RecordFiler) },
                         authorizer: authorizer, faults: faults, logger: logger)
         let metrics = Metrics()
         self.metrics = metrics

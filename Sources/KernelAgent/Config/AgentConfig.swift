@@ -48,7 +48,7 @@ public struct SSHEndpointSpec: Sendable, Equatable {
 
 /// The agent's config file, named by `KA_CONFIG` (YAML): the same file `ka serve --config` reads. This type reads
 /// the `ssh:` and `hosts:` sections; the control plane's keys and the sections later verbs read (`baseline:`,
-/// `signing:`) are left to them.
+/// `signing:`, and `his:`, which HisConfig reads) are left to them.
 ///
 /// ```yaml
 /// ssh:
@@ -94,7 +94,7 @@ public struct AgentConfig: Sendable {
     public static let ownSections: Set<String> = ["ssh", "hosts"]
     /// Top-level keys other readers of the same file own: later verbs' sections and `ka serve`'s keys
     /// (KAControlPlane's `ControlPlaneConfig.keys`; a test keeps the two lists equal).
-    public static let otherSections: Set<String> = ["baseline", "signing"]
+    public static let otherSections: Set<String> = ["baseline", "signing", "build", "his"]
     public static let controlPlaneKeys: Set<String> = [
         "gitea_url", "repo", "bot_login", "listen", "poll_interval", "state_dir", "root", "consent_ttl",
         "max_parallel_runs", "reminder_cap", "allow", "max_commands_per_comment", "reply_rate_limit", "plan_timeout", "outbox_parallel",
@@ -122,16 +122,20 @@ public struct AgentConfig: Sendable {
     }
 
     public static func load(_ path: String, stateDir: URL, via: String = "config") throws -> AgentConfig {
+        try parse(try readText(path, via: via), file: path, stateDir: stateDir)
+    }
+
+    /// The config file's text: a regular file, within the YAML size budget, UTF-8. Every reader of the file
+    /// (this one, `PipelineConfig`, `HisConfig`) goes through it, so all refuse the same way.
+    static func readText(_ path: String, via: String) throws -> String {
         let data: Data
         switch FS.readRegular(path, limit: YAMLValue.maxFileBytes) {
         case let .success(d): data = d
         case let .failure(problem):
             throw KAError.refusal("\(via) \(path)", problem.message, hint: problem.hint ?? "point \(via) at the agent's YAML config file")
         }
-        guard let text = String(data: data, encoding: .utf8) else {
-            throw KAError.refusal("\(path):1:1", "not UTF-8 text")
-        }
-        return try parse(text, file: path, stateDir: stateDir)
+        guard let text = String(data: data, encoding: .utf8) else { throw KAError.refusal("\(path):1:1", "not UTF-8 text") }
+        return text
     }
 
     public static func parse(_ text: String, file: String, stateDir: URL) throws -> AgentConfig {

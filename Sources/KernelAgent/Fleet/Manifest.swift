@@ -40,6 +40,14 @@ public struct Manifest: Sendable {
         public let templateAt: String?
     }
 
+    /// `config: {file, olddefconfig}`: the config a build starts from, and where the manifest names it.
+    public struct ConfigFile: Sendable {
+        public let path: String
+        public let olddefconfig: Bool
+        /// `file:line:column` of the `file:` value, for a refusal when it is missing.
+        public let location: String
+    }
+
     /// `build_host:` — this host's own routing, ahead of the fleet default.
     public struct BuildHosts: Sendable {
         public let primary: String
@@ -54,6 +62,8 @@ public struct Manifest: Sendable {
     public let installMode: InstallMode
     public let installAlongside: String?
     public let configSource: String?
+    /// `config.file`: the kernel config in the repo (e.g. fleet/config/fresnel.config), pinned in the lock.
+    public var configFile: ConfigFile? = nil
     public let selectors: [Selector]
     public let infraOptIn: Bool
     public let sourceDir: String?
@@ -130,10 +140,21 @@ public struct Manifest: Sendable {
             if mode == .alongside && alongside == nil { throw iv.error("mode alongside needs 'alongside: <package>'") }
         }
         var configSource: String?
+        var configFile: ConfigFile?
         if let cv = m["config"] {
-            let cm = try cv.mapping(allowed: ["source", "olddefconfig"])
-            configSource = try cm.required("source").string()
-            _ = try cm["olddefconfig"]?.bool()
+            let cm = try cv.mapping(allowed: ["source", "file", "olddefconfig"])
+            configSource = try cm["source"]?.string()
+            let olddefconfig = try cm["olddefconfig"]?.bool() ?? true
+            if let fv = cm["file"] {
+                let path = try fv.string()
+                let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+                guard path.hasPrefix("fleet/config/"), !parts.contains(".."), !parts.contains(""), parts.count == 3, path.hasSuffix(".config") else {
+                    throw fv.error("config file '\(path)' must be fleet/config/<name>.config", hint: "keep the host's kernel config at fleet/config/\(host).config")
+                }
+                configFile = ConfigFile(path: path, olddefconfig: olddefconfig, location: fv.location.description)
+            } else if configSource == nil {
+                throw cv.error("config needs 'file: fleet/config/\(host).config' (or the informational 'source:')")
+            }
         }
         if m["include"] != nil, let second = m["includes"] {
             throw second.error("both 'include' and 'includes'", hint: "they are the same key in two spellings; merge them into one")
@@ -206,6 +227,7 @@ public struct Manifest: Sendable {
         manifest.orderList = orderList
         manifest.package = package
         manifest.buildHosts = buildHosts
+        manifest.configFile = configFile
         return manifest
     }
 

@@ -19,6 +19,8 @@ public struct JobRunner: Sendable {
     public let now: @Sendable () -> Date
     /// How often a running job looks for a `ka jobs cancel` from another process.
     public var cancelPollInterval: Swift.Duration = .milliseconds(500)
+    /// The journal as last written, for the heartbeat of a long step (no store read per output line).
+    let latest = LatestJob()
 
     public init(store: any JobStore, workspace: Workspace, transports: any TransportProvider,
                 observer: (any JobObserver)? = nil, now: @escaping @Sendable () -> Date = { Date() }) {
@@ -76,7 +78,21 @@ public struct JobRunner: Sendable {
         for (index, step) in steps.enumerated() {
             let record = job.steps[index]
             if record.state == .succeeded || record.state == .skipped { continue }
-            let ctx = StepContext(job: id, step: step.name, workspace: workspace, log: log, transports: transports)
+            var ctx = StepContext(job: id, step: step.name, workspace: workspace, log: log, transports: transports)
+            if let observer {
+                let latest = self.latest
+                ctx.heartbeat = { if let j = latest.value { observer.jobChanged(j, log: log) } }
+            }
+            ctx.warn = { [store, observer, latest] text in
+                do {
+                    let r = try store.update(id) { $0.detail = text }
+                    latest.value = r
+                    observer?.jobChanged(r, log: log)
+                } catch {
+                    // the warning is in the log already; a store that cannot take it now loses only the highlight
+                    do { try log.append("ka", "cannot record the warning in the journal: \(Self.text(error))") } catch {}
+                }
+            }
             if record.state == .running {
                 // It was interrupted mid-step: what now is the step's own call.
                 switch step.resumption {
@@ -105,6 +121,7 @@ public struct JobRunner: Sendable {
 
             let offset = log.offset
             job = try update(id, log) { j in
+                j.detail = nil   // a warning belongs to the step that raised it
                 j.steps[index].state = .running; j.steps[index].startedAt = now(); j.steps[index].finishedAt = nil
                 j.steps[index].outcome = nil; j.steps[index].logOffset = offset; j.steps[index].attempts += 1
             }
@@ -162,6 +179,7 @@ public struct JobRunner: Sendable {
 
     private func update(_ id: JobID, _ log: JobLog, _ change: (inout JobRecord) -> Void) throws -> JobRecord {
         let r = try store.update(id, change)
+        latest.value = r
         observer?.jobChanged(r, log: log)
         return r
     }
@@ -218,5 +236,15 @@ public struct JobRunner: Sendable {
             guard let owner = j.owner else { return j.state != .queued }
             return !owner.isAlive
         }
+    }
+}
+
+/// The job record as the runner last wrote it.
+final class LatestJob: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: JobRecord?
+    var value: JobRecord? {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
     }
 }

@@ -37,20 +37,29 @@ public struct StepContext: Sendable {
     public let workspace: Workspace
     public let log: JobLog
     public let transports: any TransportProvider
+    /// Told after each logged output line, so a watcher (the bot's status comment) can show a long step's log
+    /// as it grows; the watcher throttles itself.
+    public var heartbeat: (@Sendable () -> Void)?
+    /// A warning about the running step that people should see now (the job's detail; the status comment).
+    public var warn: (@Sendable (String) -> Void)?
 
     public init(job: JobID, step: String, workspace: Workspace, log: JobLog, transports: any TransportProvider) {
         self.job = job; self.step = step; self.workspace = workspace; self.log = log; self.transports = transports
     }
 
     /// Runs `command` on `host`, logging each line as `<host> <stream>| <line>` and the exit status.
-    public func run(_ command: RemoteCommand, on host: HostName) async throws -> CommandResult {
+    /// `observe` is told of each line as it arrives (a stall watcher's heartbeat).
+    public func run(_ command: RemoteCommand, on host: HostName, observe: (@Sendable () -> Void)? = nil) async throws -> CommandResult {
         let transport = try transports.transport(for: host)
         let log = self.log
         let source = host.value
         let failures = LogFailures()
         try log.append(source, "$ \(command.shown)")
+        let heartbeat = self.heartbeat
         let result = try await transport.run(command) { line in
+            observe?()
             do { try log.append("\(source) \(line.stream.rawValue)", line.text) } catch { failures.note(error) }
+            heartbeat?()
         }
         if let e = failures.first { throw e }
         try log.append(source, "exit \(result.status)")

@@ -85,6 +85,8 @@ extension CLI {
             ctx = try context()
             (job, steps) = try await verb.withTreeAccess(in: ctx) {
                 try ctx.policy().admit(try verb.policySubject(in: ctx))
+                // The plan only reads, and refuses what the job would (a stale lock) before a job exists.
+                _ = try await verb.plan(in: ctx)
                 let steps = try verb.steps(in: ctx)
                 let runner = JobRunner(store: ctx.jobs, workspace: ctx.workspace, transports: ctx.transports)
                 let job = try runner.create(verb: V.verbName, arguments: verb.arguments, pins: [], subject: verb.jobSubject,

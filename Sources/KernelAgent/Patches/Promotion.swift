@@ -15,12 +15,15 @@ public struct Promotion: Sendable {
     public let pins: [Plan.Pin]
     /// The first 17 hex digits of each patch's content hash (9 bytes a patch), for the run's report.
     let contentHashPrefixes: [UInt8]
+    /// The config and baseline tarball, pinned in the lock (v3).
+    public let inputs: BuildInputs
 
     public var manifest: Manifest { series.manifest }
     public var cumulativeB2sum: String { series.cumulativeB2sum }
 
     /// Streams `manifest`'s series (see `Resolver.scan`), staging the cumulative and the lock entries beside `out`.
-    public static func stream(_ manifest: Manifest, resolver: Resolver, layout: PromoteVerb.Layout, out: URL, shown: String) throws -> Promotion {
+    public static func stream(_ manifest: Manifest, resolver: Resolver, layout: PromoteVerb.Layout, out: URL, shown: String,
+                              inputs: BuildInputs) throws -> Promotion {
         let cumulativeName = layout == .ka ? "cumulative.patch" : upstreamCumulativeName(manifest.host)
         let cumulative = try StagedFile.create(for: out, shown: "\(shown)/\(cumulativeName)")
         let lockEntries = try StagedFile.create(for: out, shown: "\(shown)/manifest.lock")
@@ -54,10 +57,11 @@ public struct Promotion: Sendable {
             prefixes += entry.prefix
         })
         pins.append(.init("cumulative.patch", "b2:" + series.cumulativeB2sum))
+        pins += inputs.pins
         let length = entries.count
         _ = try entries.finish()
         return Promotion(series: series, layout: layout, cumulative: cumulative, lockEntries: lockEntries, lockEntriesLength: length,
-                         pins: pins, contentHashPrefixes: prefixes)
+                         pins: pins, contentHashPrefixes: prefixes, inputs: inputs)
     }
 
     static let prefixLength = 9
@@ -90,12 +94,14 @@ public struct Promotion: Sendable {
         switch layout {
         case .ka:
             o = "# manifest.lock — written by `ka promote \(m.host)`; do not edit.\n"
-            o += "lock_version: 2\n"
+            o += "lock_version: 3\n"
             o += "tool: \(q("kernel-agent \(KernelAgentVersion.string)"))\n"
             o += "host: \(q(m.host.value))\n"
             o += "manifest:\n  path: \(q(m.file))\n  b2sum: \(q(m.b2sum))\n"
             o += "baseline:\n  repo: \(q(m.baseline.repo))\n  ref: \(q(m.baseline.ref))\n"
             o += "  commit: \(m.baseline.commit.map(q) ?? "null")\n"
+            o += inputs.lockBaselineLines(quote: q)
+            o += inputs.lockConfigLines(quote: q)
             o += "kernel_suffix: \(q(m.kernelSuffix))\n"
             o += "apply_order: \(m.hasExplicitOrder ? "\"manifest\"" : "\"kind\"")\n"
             o += series.count == 0 ? "patches: []\n" : "patches:\n"

@@ -89,3 +89,10 @@ public struct BlockRequest: Sendable, Equatable {
         self.kind = kind; self.scope = scope; self.title = title; self.body = body
     }
 }
+
+/// Files the tracker's record issues (`[ka:installable] …`): in `ka serve` an issue through the outbox; the bare
+/// CLI has none, and the state store's record is all there is.
+public protocol RecordFiler: Sendable {
+    /// Idempotent by `ref`: a retry never files a second issue.
+    func fileRecord(title: String, body: String, label: String, ref: String) async throws
+}

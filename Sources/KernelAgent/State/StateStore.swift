@@ -34,8 +34,29 @@ public struct DriftRecord: Sendable, Equatable, Codable, FetchableRecord, Persis
     public var since: Date
 }
 
+/// A build that was signed and published, waiting for a person's `ka install` (seed: [ka:installable]).
+public struct InstallableRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "installables"
+    public var job: String
+    public var host: String
+    public var version: String
+    /// One line per package: `<file> b2:<b2sum> sig:<file>.sig`.
+    public var packages: String
+    public var lockB2sum: String
+    public var repo: String
+    public var filedAt: Date
+    public init(job: String, host: String, version: String, packages: String, lockB2sum: String, repo: String, filedAt: Date) {
+        self.job = job; self.host = host; self.version = version; self.packages = packages; self.lockB2sum = lockB2sum
+        self.repo = repo; self.filedAt = filedAt
+    }
+}
+
 /// Local state: promotions, campaign lifecycle, drift marks, local blocks.
 public protocol StateStore: Sendable {
+    func recordInstallable(_ r: InstallableRecord) throws
+    func installable(job: String) throws -> InstallableRecord?
+    /// The newest installable build per host.
+    func installables(_ hosts: [String]) throws -> [String: InstallableRecord]
     func recordPromotion(_ r: PromotionRecord) throws
     func promotion(host: String) throws -> PromotionRecord?
     func setCampaign(_ name: String, status: CampaignStatus, at: Date) throws
@@ -50,17 +71,17 @@ public protocol StateStore: Sendable {
     func dueReminders(now: Date, limit: Int) throws -> [ReminderRecord]
     func advanceReminder(issue: Int, stage: Int, nextDue: Date) throws
     /// The promotion and drift records of `hosts`, in one read (ka status asks for every host).
-    func hostRecords(_ hosts: [String]) throws -> (promotions: [String: PromotionRecord], drifts: [String: DriftRecord])
+    func hostRecords(_ hosts: [String]) throws -> (promotions: [String: PromotionRecord], drifts: [String: DriftRecord], installables: [String: InstallableRecord])
 }
 
 extension StateStore {
-    public func hostRecords(_ hosts: [String]) throws -> (promotions: [String: PromotionRecord], drifts: [String: DriftRecord]) {
+    public func hostRecords(_ hosts: [String]) throws -> (promotions: [String: PromotionRecord], drifts: [String: DriftRecord], installables: [String: InstallableRecord]) {
         var promotions: [String: PromotionRecord] = [:], drifts: [String: DriftRecord] = [:]
         for h in hosts {
             promotions[h] = try promotion(host: h)
             drifts[h] = try drift(host: h)
         }
-        return (promotions, drifts)
+        return (promotions, drifts, try installables(hosts))
     }
 }
 
@@ -183,6 +204,17 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
             }
         }
         SQLiteJobStore.migrate(&m)
+        m.registerMigration("v4-installables") { db in
+            try db.create(table: "installables") { t in
+                t.primaryKey("job", .text)
+                t.column("host", .text).notNull().indexed()
+                t.column("version", .text).notNull()
+                t.column("packages", .text).notNull()
+                t.column("lockB2sum", .text).notNull()
+                t.column("repo", .text).notNull()
+                t.column("filedAt", .datetime).notNull()
+            }
+        }
         return m
     }
 
@@ -198,6 +230,17 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
     }
 
     public func recordPromotion(_ r: PromotionRecord) throws { try write("record promotion") { try r.save($0) } }
+    public func recordInstallable(_ r: InstallableRecord) throws { try write("record installable") { try r.save($0) } }
+    public func installable(job: String) throws -> InstallableRecord? {
+        try read("read installable") { try InstallableRecord.fetchOne($0, key: job) }
+    }
+    public func installables(_ hosts: [String]) throws -> [String: InstallableRecord] {
+        try read("read installables") { db in
+            var out: [String: InstallableRecord] = [:]
+            for r in try InstallableRecord.filter(hosts.contains(Column("host"))).order(Column("filedAt")).fetchAll(db) { out[r.host] = r }
+            return out
+        }
+    }
     public func promotion(host: String) throws -> PromotionRecord? {
         try read("read promotion") { try PromotionRecord.fetchOne($0, key: host) }
     }
@@ -216,11 +259,14 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
     public func clearDrift(host: String) throws { try write("clear drift") { _ = try DriftRecord.deleteOne($0, key: host) } }
     public func drift(host: String) throws -> DriftRecord? { try read("read drift") { try DriftRecord.fetchOne($0, key: host) } }
     /// One read transaction for both tables (two per host cost ka status a fifth of its time, issue 11 §4).
-    public func hostRecords(_ hosts: [String]) throws -> (promotions: [String: PromotionRecord], drifts: [String: DriftRecord]) {
+    public func hostRecords(_ hosts: [String]) throws -> (promotions: [String: PromotionRecord], drifts: [String: DriftRecord], installables: [String: InstallableRecord]) {
         let wanted = Set(hosts)
-        return try read("read promotions and drift") { db in
-            (Dictionary(try PromotionRecord.fetchAll(db).filter { wanted.contains($0.host) }.map { ($0.host, $0) }, uniquingKeysWith: { a, _ in a }),
-             Dictionary(try DriftRecord.fetchAll(db).filter { wanted.contains($0.host) }.map { ($0.host, $0) }, uniquingKeysWith: { a, _ in a }))
+        return try read("read promotions, drift and installables") { db in
+            var installables: [String: InstallableRecord] = [:]
+            for r in try InstallableRecord.order(Column("filedAt")).fetchAll(db) where wanted.contains(r.host) { installables[r.host] = r }
+            return (Dictionary(try PromotionRecord.fetchAll(db).filter { wanted.contains($0.host) }.map { ($0.host, $0) }, uniquingKeysWith: { a, _ in a }),
+                    Dictionary(try DriftRecord.fetchAll(db).filter { wanted.contains($0.host) }.map { ($0.host, $0) }, uniquingKeysWith: { a, _ in a }),
+                    installables)
         }
     }
 
@@ -298,12 +344,22 @@ public final class MemoryStateStore: StateStore, BlockStore, @unchecked Sendable
     private var campaigns: [String: CampaignRecord] = [:]
     private var drifts: [String: DriftRecord] = [:]
     private var blocks: [(Block, open: Bool)] = []
+    private var installableRecords: [String: InstallableRecord] = [:]
 
     public init() {}
 
     private func locked<T>(_ body: () throws -> T) rethrows -> T { lock.lock(); defer { lock.unlock() }; return try body() }
 
     public func recordPromotion(_ r: PromotionRecord) throws { locked { promotions[r.host] = r } }
+    public func recordInstallable(_ r: InstallableRecord) throws { locked { installableRecords[r.job] = r } }
+    public func installable(job: String) throws -> InstallableRecord? { locked { installableRecords[job] } }
+    public func installables(_ hosts: [String]) throws -> [String: InstallableRecord] {
+        locked {
+            var out: [String: InstallableRecord] = [:]
+            for r in installableRecords.values.sorted(by: { $0.filedAt < $1.filedAt }) where hosts.contains(r.host) { out[r.host] = r }
+            return out
+        }
+    }
     public func promotion(host: String) throws -> PromotionRecord? { locked { promotions[host] } }
     public func setCampaign(_ name: String, status: CampaignStatus, at: Date) throws {
         locked { campaigns[name] = CampaignRecord(name: name, status: status, updatedAt: at) }

@@ -13,6 +13,9 @@ public enum TransportError {
         return KAError(.failure, chain, hint: "the call's hard timeout ended it; if \(host) is slow rather than stuck, give the step a longer timeout")
     }
 
+    /// Whether `e` is a transport's hard timeout (the chain `timedOut` builds).
+    public static func isTimeout(_ e: KAError) -> Bool { e.chain.contains { $0.hasPrefix("did not finish within ") } }
+
     public static func cancelled(_ host: HostName, _ address: String, _ what: String, cleanup: String? = nil) -> KAError {
         var chain = [context(host, address), what, "cancelled; killed"]
         if let cleanup { chain.append(cleanup) }

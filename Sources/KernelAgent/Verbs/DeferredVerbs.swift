@@ -17,18 +17,6 @@ func duration(_ raw: String?) throws {
     guard Duration.parseSeconds(raw) != nil else { throw KAError.refusal("--for \(raw)", "not a duration", hint: "use e.g. 6h, 2d or 30m") }
 }
 
-/// `ka build <host>`
-public struct BuildVerb: Verb {
-    public static let configuration = CommandConfiguration(
-        commandName: "build", abstract: "Render the PKGBUILD/.deb for <host> from its lock and build it on the routed build host.")
-    @Argument(help: "Target host (must have a manifest.lock from ka promote).") public var host: String
-    public init() {}
-    public var lane: Lane { (try? HostName(host)).map(Lane.host) ?? .none }
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject(targets: [try HostName(host)]) }
-    public func plan(in ctx: VerbContext) async throws -> Plan { throw Verbs.notAvailable("build", "the build pipeline (makepkg/.deb on the routed build host) has not landed") }
-    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome { throw Verbs.notAvailable("build", "the build pipeline has not landed") }
-}
-
 /// `ka install <host>`
 public struct InstallVerb: Verb {
     public static let configuration = CommandConfiguration(
@@ -41,26 +29,14 @@ public struct InstallVerb: Verb {
     public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome { throw Verbs.notAvailable("install", "the install pipeline has not landed") }
 }
 
-/// `ka keep <job-id> [--for <duration>]`
-public struct KeepVerb: Verb {
-    public static let configuration = CommandConfiguration(commandName: "keep", abstract: "Keep a failed build's tree (ka-keep) instead of pruning it.")
-    @Argument(help: "Build job id.") public var job: String
-    @Option(name: .customLong("for"), help: "How long to keep it (e.g. 7d).") public var keepFor: String?
-    public init() {}
-    public var lane: Lane { .none }
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { _ = try jobID(job); try duration(keepFor); return PolicySubject() }
-    public func plan(in ctx: VerbContext) async throws -> Plan { throw Verbs.notAvailable("keep", "build jobs arrive with the build pipeline") }
-    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome { throw Verbs.notAvailable("keep", "build jobs arrive with the build pipeline") }
-}
-
 /// `ka pause-prune`
 public struct PausePruneVerb: Verb {
     public static let configuration = CommandConfiguration(commandName: "pause-prune", abstract: "Pause pruning of build dirs, backups and archives.")
     public init() {}
     public var lane: Lane { .none }
     public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
-    public func plan(in ctx: VerbContext) async throws -> Plan { throw Verbs.notAvailable("pause-prune", "pruning arrives with the build pipeline") }
-    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome { throw Verbs.notAvailable("pause-prune", "pruning arrives with the build pipeline") }
+    public func plan(in ctx: VerbContext) async throws -> Plan { throw Verbs.notAvailable("pause-prune", "pruning (issue 9: retention) has not landed; ka keep already marks trees it must leave") }
+    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome { throw Verbs.notAvailable("pause-prune", "pruning (issue 9: retention) has not landed; ka keep already marks trees it must leave") }
 }
 
 /// `ka resume-prune`
@@ -69,8 +45,8 @@ public struct ResumePruneVerb: Verb {
     public init() {}
     public var lane: Lane { .none }
     public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
-    public func plan(in ctx: VerbContext) async throws -> Plan { throw Verbs.notAvailable("resume-prune", "pruning arrives with the build pipeline") }
-    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome { throw Verbs.notAvailable("resume-prune", "pruning arrives with the build pipeline") }
+    public func plan(in ctx: VerbContext) async throws -> Plan { throw Verbs.notAvailable("resume-prune", "pruning (issue 9: retention) has not landed; ka keep already marks trees it must leave") }
+    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome { throw Verbs.notAvailable("resume-prune", "pruning (issue 9: retention) has not landed; ka keep already marks trees it must leave") }
 }
 
 /// `ka restore-archive <job-id>`
@@ -80,27 +56,7 @@ public struct RestoreArchiveVerb: Verb {
     public init() {}
     public var lane: Lane { .none }
     public func policySubject(in ctx: VerbContext) throws -> PolicySubject { _ = try jobID(job); return PolicySubject() }
-    public func plan(in ctx: VerbContext) async throws -> Plan { throw Verbs.notAvailable("restore-archive", "archives arrive with the build pipeline") }
-    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome { throw Verbs.notAvailable("restore-archive", "archives arrive with the build pipeline") }
+    public func plan(in ctx: VerbContext) async throws -> Plan { throw Verbs.notAvailable("restore-archive", "archives (issue 9: retention) have not landed") }
+    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome { throw Verbs.notAvailable("restore-archive", "archives (issue 9: retention) have not landed") }
 }
 
-/// `ka debug <job-id>`
-public struct DebugVerb: Verb {
-    public static let configuration = CommandConfiguration(commandName: "debug", abstract: "Shell into the container that ran a build job.")
-    @Argument(help: "Build job id.") public var job: String
-    public init() {}
-    public var lane: Lane { .none }
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { _ = try jobID(job); return PolicySubject() }
-    public func plan(in ctx: VerbContext) async throws -> Plan { throw Verbs.notAvailable("debug", "build containers arrive with the build pipeline") }
-    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome { throw Verbs.notAvailable("debug", "build containers arrive with the build pipeline") }
-}
-
-/// `ka wake-data`
-public struct WakeDataVerb: Verb {
-    public static let configuration = CommandConfiguration(commandName: "wake-data", abstract: "Wake 'data' (kbuild-x86's machine) through His's wake-host.")
-    public init() {}
-    public var lane: Lane { .none }
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
-    public func plan(in ctx: VerbContext) async throws -> Plan { throw Verbs.notAvailable("wake-data", "the His ops client (lmcp wake-host) has not landed") }
-    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome { throw Verbs.notAvailable("wake-data", "the His ops client has not landed") }
-}

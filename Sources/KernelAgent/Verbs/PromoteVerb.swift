@@ -99,8 +99,9 @@ public struct PromoteVerb: Verb, WaitsForTree {
         } else {
             treeNote = "skipped: no baseline tree (give --tree or set source_dir)"
         }
+        let inputs = try BuildInputs.resolve(manifest, ws: ctx.workspace, pipeline: try PipelineConfig.fromEnvironment())
         let promotion = try Promotion.stream(manifest, resolver: Resolver(workspace: ctx.workspace, policy: policy, openBlocks: try await ctx.openBlocks()),
-                                             layout: layout, out: outURL, shown: ctx.workspace.display(outURL))
+                                             layout: layout, out: outURL, shown: ctx.workspace.display(outURL), inputs: inputs)
         let series = promotion.series
         let conflicts = series.conflicts
         if !conflicts.isEmpty {

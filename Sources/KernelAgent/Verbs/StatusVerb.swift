@@ -30,6 +30,8 @@ public struct StatusVerb: Verb, WaitsForTree {
         public let state: String
         public let detail: String?
         public let openBlocks: [String]
+        /// The newest signed, published build waiting for `ka install` (its version), if any.
+        public let installable: String?
     }
 
     public func rows(in ctx: VerbContext) async throws -> [Row] {
@@ -73,7 +75,7 @@ public struct StatusVerb: Verb, WaitsForTree {
             return Row(host: host.value, roles: e.rolesText.split(separator: ",").map(String.init), arch: e.arch.rawValue,
                        buildHost: e.roles.contains(.target) ? route.first?.value : nil,
                        lockedSuffix: lock?.kernelSuffix, lockB2sum: lock?.lockB2sum, state: state, detail: detail,
-                       openBlocks: mine.map { "\($0.kind.titlePrefix) \($0.id)" })
+                       openBlocks: mine.map { "\($0.kind.titlePrefix) \($0.id)" }, installable: records.installables[host.value]?.version)
         }
     }
 
@@ -90,7 +92,8 @@ public struct StatusVerb: Verb, WaitsForTree {
         }
         var cols: [[String]] = [["HOST", "ROLES", "BUILD", "SUFFIX", "LOCK", "STATE", "BLOCKS"]]
         for r in rows {
-            let state = r.state + (r.detail.map { " (\($0))" } ?? "")
+            var state = r.state + (r.detail.map { " (\($0))" } ?? "")
+            if let v = r.installable { state += ", installable \(v)" }
             cols.append([r.host, r.roles.joined(separator: ","), r.buildHost ?? "-", r.lockedSuffix.map { "-" + $0 } ?? "-",
                          r.lockB2sum.map { String($0.prefix(12)) } ?? "-", state,
                          r.openBlocks.isEmpty ? "-" : r.openBlocks.joined(separator: " ")])

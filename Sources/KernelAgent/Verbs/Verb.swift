@@ -128,14 +128,19 @@ public struct VerbContext: Sendable {
     public let jobs: any JobStore
     /// How steps reach hosts.
     public let transports: any TransportProvider
+    /// Where record issues ([ka:installable]) go; nil for the bare CLI (the state store's record is all there is).
+    public let records: (any RecordFiler)?
+    /// His's ops (wake-host, host-status); nil: read from KA_CONFIG's `his:` on first use.
+    public let his: (any HisOps)?
 
     public init(workspace: Workspace, state: StateStore, blocks: BlockStore,
                 now: @escaping @Sendable () -> Date = { Date() }, faults: (@Sendable (String) throws -> Void)? = nil,
                 fileBlocksOnRefusal: Bool = false, noWait: Bool = false,
                 jobs: any JobStore = MemoryJobStore(), transports: any TransportProvider = StaticTransports([:]),
+                records: (any RecordFiler)? = nil, his: (any HisOps)? = nil,
                 note: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data("ka: \($0)\n".utf8)) }) {
         self.workspace = workspace; self.state = state; self.blocks = blocks; self.now = now; self.faults = faults
-        self.jobs = jobs; self.transports = transports
+        self.jobs = jobs; self.transports = transports; self.records = records; self.his = his
         self.fileBlocksOnRefusal = fileBlocksOnRefusal
         self.noWait = noWait
         self.note = note

@@ -1,0 +1,194 @@
+import Foundation
+
+/// The pipeline's sections of the agent's config file (`KA_CONFIG`): where the baseline tarball comes from, how
+/// builds are bounded, and how packages are signed and published.
+///
+/// ```yaml
+/// baseline:
+///   mirror: /srv/mirror/linux          # a dir holding the tarball (or url: https://…/linux-7.0.tar.xz)
+///   tarball: linux-7.0.tar.xz          # default linux-<ref without v>.tar.xz
+///   b2sum: <128 hex>                   # the expected pin; a mirror file that differs is refused
+/// build:
+///   wall_clock_cap: 4h                 # the build is killed after this, remote processes included
+///   stall_warn: 20m                    # no new log line for this long: a warning on the job
+///   stall_fail: 60m                    # … for this long: the build fails
+/// signing:
+///   host: hertz
+///   key: <40 hex fingerprint>
+///   gnupg_home: /srv/kernel-agent/gnupg
+///   staging_dir: /srv/kernel-agent/staging
+///   repo: {name: marfrit, dir: /srv/packages/arch/aarch64, url: http://hertz:8080/arch/aarch64}
+/// ```
+public struct PipelineConfig: Sendable {
+    public struct Baseline: Sendable, Equatable {
+        public var mirror: String?
+        public var url: String?
+        public var tarball: String?
+        public var b2sum: String?
+        public var origin: String
+    }
+
+    public struct Build: Sendable, Equatable {
+        public var wallClockCap: Int = 4 * 3600
+        public var stallWarn: Int = 20 * 60
+        public var stallFail: Int = 60 * 60
+    }
+
+    public struct Signing: Sendable, Equatable {
+        public var host: HostName
+        /// The fingerprint as written; checked (40 hex) when a build reaches signing, so a bad one fails closed.
+        public var key: String?
+        public var gnupgHome: String
+        public var stagingDir: String
+        public var repoName: String
+        public var repoDir: String
+        public var repoURL: String?
+        /// The apt repo for Debian targets: `debian_repo: {dir, codename}`.
+        public var debianRepo: DebianRepo?
+        public var origin: String
+    }
+
+    public struct DebianRepo: Sendable, Equatable {
+        public var dir: String
+        public var codename: String
+    }
+
+    public let file: String?
+    public var baseline: Baseline?
+    public var build = Build()
+    public var signing: Signing?
+
+    public static let none = PipelineConfig(file: nil)
+
+    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> PipelineConfig {
+        guard let path = env["KA_CONFIG"], !path.isEmpty else { return .none }
+        let text = try AgentConfig.readText(path, via: "KA_CONFIG")
+        return try parse(text, file: path)
+    }
+
+    public static func parse(_ text: String, file: String) throws -> PipelineConfig {
+        let doc = try YAMLValue.parse(text, file: file)
+        let top = try doc.mapping(allowed: AgentConfig.topLevelKeys)
+        var config = PipelineConfig(file: file)
+        if let b = top["baseline"] { config.baseline = try parseBaseline(b) }
+        if let b = top["build"] { config.build = try parseBuild(b) }
+        if let s = top["signing"] { config.signing = try parseSigning(s) }
+        return config
+    }
+
+    static func absolutePath(_ v: YAMLValue) throws -> String {
+        let text = try v.string()
+        guard text.hasPrefix("/"), !text.split(separator: "/").contains(".."), !text.utf8.contains(0) else {
+            throw v.error("'\(text)' is not an absolute path without '..'", hint: "write the full path, e.g. /srv/kernel-agent/staging")
+        }
+        return text
+    }
+
+    static func b2sum(_ v: YAMLValue) throws -> String {
+        let text = try v.string()
+        guard Hex.isLowerHex(text, count: 128) else { throw v.error("a b2sum is 128 lower-case hex digits", hint: "b2sum <file> prints it") }
+        return text
+    }
+
+    static func parseBaseline(_ value: YAMLValue) throws -> Baseline {
+        let m = try value.mapping(allowed: ["mirror", "url", "tarball", "b2sum"])
+        var b = Baseline(origin: value.location.description)
+        if let v = m["mirror"] { b.mirror = try absolutePath(v) }
+        if let v = m["url"] {
+            let text = try v.string()
+            // the URL lands in the PKGBUILD's source=("…"): only characters that are inert inside bash's double quotes
+            let safe = text.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || ":/._~%+-=?&@,".unicodeScalars.contains($0)) }
+            guard text.hasPrefix("https://") || text.hasPrefix("http://"), safe else {
+                throw v.error("'\(text)' is not an http(s) URL", hint: "e.g. https://cdn.kernel.org/pub/linux/kernel/v7.x/linux-7.0.tar.xz")
+            }
+            b.url = text
+        }
+        if b.mirror != nil && b.url != nil { throw value.error("baseline has both mirror and url", hint: "keep one") }
+        if let v = m["tarball"] {
+            let name = try v.string()
+            guard BaselineTarball.isValidName(name) else {
+                throw v.error("'\(name)' is not a tarball name like linux-7.0.tar.xz", hint: "linux-<version>.tar.{xz,gz,zst,bz2}")
+            }
+            b.tarball = name
+        }
+        if let v = m["b2sum"] { b.b2sum = try b2sum(v) }
+        return b
+    }
+
+    static func parseBuild(_ value: YAMLValue) throws -> Build {
+        let m = try value.mapping(allowed: ["wall_clock_cap", "stall_warn", "stall_fail"])
+        var b = Build()
+        func seconds(_ key: String) throws -> Int? {
+            guard let v = m[key] else { return nil }
+            let text = try v.string()
+            guard let n = text.utf8.allSatisfy(NameBytes.isDigit) ? Int(text) : Duration.parseSeconds(text), n >= 1, n <= 7 * 86400 else {
+                throw v.error("expected a duration up to 7d, found '\(text)'", hint: "e.g. 4h, 20m or 90s")
+            }
+            return n
+        }
+        if let n = try seconds("wall_clock_cap") { b.wallClockCap = n }
+        if let n = try seconds("stall_warn") { b.stallWarn = n }
+        if let n = try seconds("stall_fail") { b.stallFail = n }
+        guard b.stallWarn < b.stallFail else {
+            throw value.error("stall_warn (\(b.stallWarn) s) must be shorter than stall_fail (\(b.stallFail) s)")
+        }
+        return b
+    }
+
+    static func parseSigning(_ value: YAMLValue) throws -> Signing {
+        let m = try value.mapping(allowed: ["host", "key", "gnupg_home", "staging_dir", "repo", "backups_dir", "archive_dir", "debian_repo"])
+        let hostV = try m.required("host")
+        let host: HostName
+        do { host = try HostName(try hostV.string()) } catch let e as KAError { throw hostV.error(e.message, hint: e.hint) }
+        let repoV = try m.required("repo")
+        let rm = try repoV.mapping(allowed: ["name", "dir", "url"])
+        let nameV = try rm.required("name")
+        let name = try nameV.string()
+        guard PackageRenderer.isPackageName(name) else { throw nameV.error("'\(name)' is not a pacman repo name", hint: "lower-case letters, digits, - and _") }
+        var debian: DebianRepo?
+        if let dv = m["debian_repo"] {
+            let dm = try dv.mapping(allowed: ["dir", "codename", "url"])
+            let cv = try dm.required("codename")
+            let codename = try cv.string()
+            guard PackageRenderer.isPackageName(codename), !codename.contains("/") else {
+                throw cv.error("'\(codename)' is not a codename", hint: "lower-case letters, digits, - and _, e.g. fleet")
+            }
+            debian = DebianRepo(dir: try absolutePath(try dm.required("dir")), codename: codename)
+        }
+        return Signing(host: host, key: try m["key"]?.string(),
+                       gnupgHome: try m["gnupg_home"].map(absolutePath) ?? "/srv/kernel-agent/gnupg",
+                       stagingDir: try m["staging_dir"].map(absolutePath) ?? "/srv/kernel-agent/staging",
+                       repoName: name, repoDir: try absolutePath(try rm.required("dir")), repoURL: try rm["url"]?.string(),
+                       debianRepo: debian, origin: value.location.description)
+    }
+}
+
+/// The baseline tarball of a manifest: its name, and where the agent finds it.
+public enum BaselineTarball {
+    public static func isValidName(_ name: String) -> Bool {
+        guard name.hasPrefix("linux-"), name.utf8.count <= 200 else { return false }
+        for ext in [".tar.xz", ".tar.gz", ".tar.zst", ".tar.bz2"] where name.hasSuffix(ext) {
+            let version = name.dropFirst("linux-".count).dropLast(ext.count)
+            return !version.isEmpty && version.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "_" || $0 == "+") }
+        }
+        return false
+    }
+
+    /// `v7.0` → `7.0`: the version a tarball of the ref carries.
+    public static func version(ofRef ref: String) -> String { ref.hasPrefix("v") ? String(ref.dropFirst()) : ref }
+
+    /// The version a tarball name spells (`linux-7.0.tar.xz` → `7.0`).
+    public static func version(ofName name: String) -> String? {
+        guard isValidName(name) else { return nil }
+        let noExt = name.components(separatedBy: ".tar.").first ?? name
+        return String(noExt.dropFirst("linux-".count))
+    }
+
+    public static func defaultName(ref: String) -> String { "linux-\(version(ofRef: ref)).tar.xz" }
+}
+
+extension Hex {
+    static func isLowerHex(_ s: String, count: Int) -> Bool {
+        s.utf8.count == count && s.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+    }
+}

@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+
+/// `ka build <host>`: the seed's BUILD and SIGN stages as one job. From the host's lock (refused when missing or
+/// stale), route to a build host (woken and pre-flighted), render the package from packaging/, makepkg it there as
+/// the build user under a wall-clock cap and a stall watcher, bring the packages to the signing host (the build
+/// host never holds the key), sign and repo-add them, publish, and file [ka:installable]. Nothing is installed.
+public struct BuildVerb: JobVerb {
+    public static let configuration = CommandConfiguration(
+        commandName: "build",
+        abstract: "Build <host>'s kernel from its manifest.lock on the routed build host, sign it and publish it to the repo.",
+        discussion: "A job of steps (`ka jobs show <id>` has its log). Refuses a missing or stale lock, naming the input that changed. Never installs: that is `ka install <host>`.")
+
+    @Argument(help: "Target host (must have a manifest.lock from ka promote).")
+    public var host: String
+
+    public init() {}
+
+    public var lane: Lane { (try? HostName(host)).map(Lane.host) ?? .none }   // a bad name is refused by policySubject
+    public var jobSubject: String { host }
+    public var arguments: [String] { [host] }
+
+    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject(targets: [try HostName(host)]) }
+
+    /// What the plan and the steps read: cheap, local, no network.
+    struct Setup: Sendable {
+        let target: HostName
+        let entry: HostEntry
+        let manifest: Manifest
+        let lockURL: URL
+        let cumulativeURL: URL
+        let candidates: [HostName]
+        let pipeline: PipelineConfig
+        let flavour: PackageRenderer.Flavour
+    }
+
+    func setup(_ ctx: VerbContext) throws -> Setup {
+        let target = try HostName(host)
+        let registry = try ctx.registry()
+        let entry = try registry.entry(target)
+        guard entry.roles.contains(.target) else {
+            throw KAError.refusal("host \(target)", "is not a target (\(entry.rolesText))", hint: "only hosts with the target role get a kernel built")
+        }
+        let manifest = try Manifest.load(target, in: ctx.workspace)
+        let out = ctx.workspace.defaultOutDir(target)
+        let flavour: PackageRenderer.Flavour = entry.distro == .debian ? .debian : .arch
+        return Setup(target: target, entry: entry, manifest: manifest, lockURL: out.appendingPathComponent("manifest.lock"),
+                     cumulativeURL: out.appendingPathComponent("cumulative.patch"),
+                     candidates: try BuildRouting.candidates(for: manifest, registry: registry),
+                     pipeline: try PipelineConfig.fromEnvironment(), flavour: flavour)
+    }
+
+    public func plan(in ctx: VerbContext) async throws -> Plan {
+        let s = try setup(ctx)
+        // The lock is checked here too, so a stale one is refused before anyone consents.
+        let lock = try await BuildSteps.checkedLock(s, ctx: ctx)
+        return Plan(verb: Self.verbName, arguments: arguments, steps: try steps(in: ctx).map(\.name),
+                    pins: [.init("manifest.lock", "b2:\(lock.b2sum)"), .init("build hosts", s.candidates.map(\.value).joined(separator: " → "))])
+    }
+
+    public func steps(in ctx: VerbContext) throws -> [JobStep] {
+        try BuildSteps(setup: try setup(ctx), ctx: ctx).steps()
+    }
+
+    public func summary(of job: JobRecord, in ctx: VerbContext) -> String {
+        var lines = job.steps.map { "\($0.state.mark) \($0.name)\($0.outcome.map { ": \($0)" } ?? "")" }
+        switch job.state {
+        case .succeeded:
+            let record: InstallableRecord?
+            do { record = try ctx.state.installable(job: job.id.value) } catch { record = nil; lines.append("(cannot read the installable record: \(JobRunner.text(error)))") }
+            lines.append("build \(host): installable\(record.map { " \($0.version)" } ?? "") — job \(job.id); next: ka install \(host)")
+        case .cancelled: lines.append("build \(host): cancelled — job \(job.id)")
+        case .interrupted: lines.append("build \(host): interrupted — job \(job.id)")
+        default: lines.append("build \(host): FAILED\(job.detail.map { " (\($0))" } ?? "") — job \(job.id)")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
