@@ -11,6 +11,19 @@ public enum OutboxOp: Codable, Sendable, Equatable {
     case reaction(commentID: Int64, content: String)
     case issue(title: String, body: String, labels: [String])
     case editIssue(number: Int, body: String?, state: String?)
+    /// Closes the issue a `.issue` write with ref `targetRef` created, after a comment saying why (a record issue's
+    /// outcome: [ka:installable] once installed). Waits until that issue exists.
+    case closeIssue(targetRef: String, comment: String)
+}
+
+extension OutboxOp {
+    /// The ref of the write this one edits, which must have landed first.
+    var target: String? {
+        switch self {
+        case let .editComment(target, _), let .closeIssue(target, _): return target
+        default: return nil
+        }
+    }
 }
 
 extension Ledger {
@@ -92,6 +105,9 @@ extension Ledger {
         case let .reaction(commentID, _):
             let issue = try Int.fetchOne(db, sql: "SELECT issue FROM events WHERE key = ?", arguments: ["comment:\(commentID)"])
             return issue.map { "issue:\($0)" } ?? "comment:\(commentID)"
+        case let .closeIssue(target, _):
+            let number = try Int64.fetchOne(db, sql: "SELECT gitea_id FROM outbox WHERE ref = ? AND done = 1", arguments: [target])
+            return number.map { "issue:\($0)" } ?? "ref:\(target)"
         }
     }
 
@@ -199,10 +215,10 @@ public actor OutboxSender {
         var sent = 0
         var waiting = Set<String>()
         for item in lane {
-            if case let .editComment(target, _) = item.op, waiting.contains(target) { continue }
+            if let target = item.op.target, waiting.contains(target) { continue }
             switch await send(item, now: now) {
             case .sent: sent += 1
-            case .waitsForTarget: if case let .editComment(target, _) = item.op { waiting.insert(target) }
+            case .waitsForTarget: if let target = item.op.target { waiting.insert(target) }
             case .failed: return sent
             }
         }
@@ -213,7 +229,7 @@ public actor OutboxSender {
         do {
             // an edit waits until the create it targets has landed (it is earlier in the same lane, or elsewhere)
             var editTarget: Int64?
-            if case let .editComment(target, _) = item.op {
+            if let target = item.op.target {
                 guard let cid = try ledger.giteaID(forRef: target) else { return .waitsForTarget }
                 editTarget = cid
             }
@@ -248,6 +264,16 @@ public actor OutboxSender {
             case let .editIssue(number, body, state):
                 _ = try await api.editIssue(number, title: nil, body: body, state: state)
                 try ledger.markSent(item.id, giteaID: Int64(number))
+            case let .closeIssue(_, comment):
+                guard let n = editTarget.map(Int.init) else { return .waitsForTarget }
+                let bot = try await bot()
+                _ = try await createOnce(lookFirst: item.attempts > 0) {
+                    try await self.api.listIssueComments(n).first { $0.user.login == bot && $0.body.contains(marker) }?.id
+                } create: {
+                    try await self.api.createComment(issue: n, body: comment + "\n\n" + marker).id
+                }
+                _ = try await api.editIssue(n, title: nil, body: nil, state: "closed")
+                try ledger.markSent(item.id, giteaID: Int64(n))
             }
             return .sent
         } catch {

@@ -67,6 +67,10 @@ public final class GiteaBlockStore: BlockStore, RecordFiler, Sendable {
         try ledger.enqueue(.issue(title: title, body: body, labels: [label]), ref: ref)
     }
 
+    public func closeRecord(ref: String, outcome: String) async throws {
+        try ledger.enqueue(.closeIssue(targetRef: ref, comment: outcome), ref: "close-\(ref)")
+    }
+
     public func close(id: String) async throws {
         guard id.hasPrefix("#"), let n = Int(id.dropFirst()) else { throw KAError.refusal("block \(id)", "not an issue reference (#N)") }
         try ledger.enqueue(.editIssue(number: n, body: nil, state: "closed"), ref: "close-block-\(n)")

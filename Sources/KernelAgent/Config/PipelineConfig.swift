@@ -45,7 +45,23 @@ public struct PipelineConfig: Sendable {
         public var repoURL: String?
         /// The apt repo for Debian targets: `debian_repo: {dir, codename}`.
         public var debianRepo: DebianRepo?
+        /// Where `ka install` keeps each target's /boot backup: `<dir>/<host>/<version>/` (seed: 7 days).
+        public var backupsDir: String = "/sparfuxdata/kernel-agent-backups"
+        /// Where retention archives a job's tree and logs: `<dir>/<job-id>/` (seed: 1 year).
+        public var archiveDir: String = "/sparfuxdata/kernel-agent-archive"
         public var origin: String
+    }
+
+    /// `install:`: how `ka install` and `ka verify` wait for a rebooted target.
+    public struct Install: Sendable, Equatable {
+        /// How often the SSH heartbeat is tried while a target reboots (Bar 1's verdict comes within one of these).
+        public var heartbeatInterval: Int = 10
+        /// Bar 1: the target must answer within this long after the reboot (seed: 10 min).
+        public var heartbeatTimeout: Int = 600
+        /// How often a probe that ended in an infra error is tried again (Bar 4).
+        public var probeRetries: Int = 2
+        /// Where the install stages packages on the target.
+        public var cacheDir: String = "/var/cache/kernel-agent"
     }
 
     public struct DebianRepo: Sendable, Equatable {
@@ -57,6 +73,7 @@ public struct PipelineConfig: Sendable {
     public var baseline: Baseline?
     public var build = Build()
     public var signing: Signing?
+    public var install = Install()
 
     public static let none = PipelineConfig(file: nil)
 
@@ -73,6 +90,7 @@ public struct PipelineConfig: Sendable {
         if let b = top["baseline"] { config.baseline = try parseBaseline(b) }
         if let b = top["build"] { config.build = try parseBuild(b) }
         if let s = top["signing"] { config.signing = try parseSigning(s) }
+        if let i = top["install"] { config.install = try parseInstall(i) }
         return config
     }
 
@@ -135,6 +153,27 @@ public struct PipelineConfig: Sendable {
         return b
     }
 
+    static func parseInstall(_ value: YAMLValue) throws -> Install {
+        let m = try value.mapping(allowed: ["heartbeat_interval", "heartbeat_timeout", "probe_retries", "cache_dir"])
+        var i = Install()
+        func seconds(_ key: String, max: Int) throws -> Int? {
+            guard let v = m[key] else { return nil }
+            let text = try v.string()
+            guard let n = text.utf8.allSatisfy(NameBytes.isDigit) ? Int(text) : Duration.parseSeconds(text), n >= 1, n <= max else {
+                throw v.error("\(key): '\(text)' is not a duration from 1 s to \(max) s", hint: "write e.g. 10s, 2m or 600")
+            }
+            return n
+        }
+        if let n = try seconds("heartbeat_interval", max: 600) { i.heartbeatInterval = n }
+        if let n = try seconds("heartbeat_timeout", max: 6 * 3600) { i.heartbeatTimeout = n }
+        if let v = m["probe_retries"] {
+            guard let n = Int(try v.string()), (0...10).contains(n) else { throw v.error("probe_retries must be 0…10") }
+            i.probeRetries = n
+        }
+        if let v = m["cache_dir"] { i.cacheDir = try absolutePath(v) }
+        return i
+    }
+
     static func parseSigning(_ value: YAMLValue) throws -> Signing {
         let m = try value.mapping(allowed: ["host", "key", "gnupg_home", "staging_dir", "repo", "backups_dir", "archive_dir", "debian_repo"])
         let hostV = try m.required("host")
@@ -155,11 +194,14 @@ public struct PipelineConfig: Sendable {
             }
             debian = DebianRepo(dir: try absolutePath(try dm.required("dir")), codename: codename)
         }
-        return Signing(host: host, key: try m["key"]?.string(),
+        var signing = Signing(host: host, key: try m["key"]?.string(),
                        gnupgHome: try m["gnupg_home"].map(absolutePath) ?? "/srv/kernel-agent/gnupg",
                        stagingDir: try m["staging_dir"].map(absolutePath) ?? "/srv/kernel-agent/staging",
                        repoName: name, repoDir: try absolutePath(try rm.required("dir")), repoURL: try rm["url"]?.string(),
                        debianRepo: debian, origin: value.location.description)
+        if let v = m["backups_dir"] { signing.backupsDir = try absolutePath(v) }
+        if let v = m["archive_dir"] { signing.archiveDir = try absolutePath(v) }
+        return signing
     }
 }
 

@@ -193,9 +193,10 @@ public struct Manifest: Sendable {
                 }
             }
         }
-        // An include that is also excluded: which one the person meant is theirs to say.
+        // An include that is also excluded: which one the person meant is theirs to say. An exclude strictly inside a
+        // selected dir is a carve-out (ka yank): the resolver leaves those patches out of the dir.
         for sel in selectors {
-            for ex in excluded where sel.raw == ex.raw || sel.raw.hasPrefix(ex.raw + "/") || ex.raw.hasPrefix(sel.raw + "/") {
+            for ex in excluded where sel.raw == ex.raw || sel.raw.hasPrefix(ex.raw + "/") {
                 throw KAError.refusal("\(file):\(sel.line):\(sel.column): \(sel.kind.rawValue) '\(sel.raw)' is also excluded at line \(ex.line) ('\(ex.raw)')",
                                       hint: "remove it from one of the two lists")
             }

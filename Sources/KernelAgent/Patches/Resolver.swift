@@ -51,6 +51,8 @@ public struct Resolver: Sendable {
             lists[v] = v
             return v
         }
+        // `excluded:` entries inside a selected dir carve patches out of it (ka yank writes them).
+        let carved = manifest.excluded.map(\.raw)
         for sel in manifest.selectors {
             let link = "\(manifest.file):\(sel.line):\(sel.column)"
             let label = "\(sel.kind.rawValue) \(sel.raw)"
@@ -67,6 +69,7 @@ public struct Resolver: Sendable {
                               hint: e.hint ?? hintForMissing(sel.raw)).withLocation(link)
             }
             for (i, p) in found.enumerated() {
+                if !carved.isEmpty, carved.contains(where: { p.value == $0 || p.value.hasPrefix($0 + "/") }) { continue }
                 if let k = position[p] {
                     if manifest.hasExplicitOrder, let first = via[k].first {
                         // With an explicit order a patch has exactly one place; two would make its position a guess.

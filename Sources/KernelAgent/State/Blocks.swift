@@ -95,4 +95,6 @@ public struct BlockRequest: Sendable, Equatable {
 public protocol RecordFiler: Sendable {
     /// Idempotent by `ref`: a retry never files a second issue.
     func fileRecord(title: String, body: String, label: String, ref: String) async throws
+    /// Closes the record filed with `ref`, after a comment with the outcome. Idempotent by `ref`.
+    func closeRecord(ref: String, outcome: String) async throws
 }

@@ -72,6 +72,8 @@ public protocol StateStore: Sendable {
     func advanceReminder(issue: Int, stage: Int, nextDue: Date) throws
     /// The promotion and drift records of `hosts`, in one read (ka status asks for every host).
     func hostRecords(_ hosts: [String]) throws -> (promotions: [String: PromotionRecord], drifts: [String: DriftRecord], installables: [String: InstallableRecord])
+    /// Installs and the installables they closed (InstallStore.swift).
+    var installs: any InstallStore { get }
 }
 
 extension StateStore {
@@ -215,11 +217,13 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
                 t.column("filedAt", .datetime).notNull()
             }
         }
+        SQLiteInstallStore.migrate(&m)
         return m
     }
 
     /// The jobs, in the same database file.
     public var jobs: SQLiteJobStore { SQLiteJobStore(pool: pool) }
+    public var installs: any InstallStore { SQLiteInstallStore(pool: pool) }
 
     private func write<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
         do { return try pool.write(body) } catch { throw KAError.failure("state store", what, "\(error)") }
@@ -345,6 +349,7 @@ public final class MemoryStateStore: StateStore, BlockStore, @unchecked Sendable
     private var drifts: [String: DriftRecord] = [:]
     private var blocks: [(Block, open: Bool)] = []
     private var installableRecords: [String: InstallableRecord] = [:]
+    public let installs: any InstallStore = MemoryInstallStore()
 
     public init() {}
 

@@ -17,18 +17,6 @@ func duration(_ raw: String?) throws {
     guard Duration.parseSeconds(raw) != nil else { throw KAError.refusal("--for \(raw)", "not a duration", hint: "use e.g. 6h, 2d or 30m") }
 }
 
-/// `ka install <host>`
-public struct InstallVerb: Verb {
-    public static let configuration = CommandConfiguration(
-        commandName: "install", abstract: "Back up, install the signed package on <host> (pacman -U / apt), and reboot. Only ever by your explicit call.")
-    @Argument(help: "Target host.") public var host: String
-    public init() {}
-    public var lane: Lane { (try? HostName(host)).map(Lane.host) ?? .none }
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject(targets: [try HostName(host)]) }
-    public func plan(in ctx: VerbContext) async throws -> Plan { throw Verbs.notAvailable("install", "the install pipeline (backup, pacman -U/apt, reboot, heartbeat) has not landed") }
-    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome { throw Verbs.notAvailable("install", "the install pipeline has not landed") }
-}
-
 /// `ka pause-prune`
 public struct PausePruneVerb: Verb {
     public static let configuration = CommandConfiguration(commandName: "pause-prune", abstract: "Pause pruning of build dirs, backups and archives.")

@@ -269,7 +269,7 @@ public enum CLI {
 public enum Verbs {
     public static let all: [any Verb.Type] = [
         PromoteVerb.self, ImportVerb.self, CloseVerb.self, AbandonVerb.self, StatusVerb.self, MigrateTreeVerb.self, AdoptVerb.self,
-        BuildVerb.self, InstallVerb.self, KeepVerb.self, PausePruneVerb.self, ResumePruneVerb.self,
+        BuildVerb.self, InstallVerb.self, VerifyVerb.self, YankVerb.self, KeepVerb.self, PausePruneVerb.self, ResumePruneVerb.self,
         RestoreArchiveVerb.self, SnoozeVerb.self, DebugVerb.self, WakeDataVerb.self,
         PreflightVerb.self, ProbeVerb.self, JobsVerb.self, BlocksVerb.self,
     ]

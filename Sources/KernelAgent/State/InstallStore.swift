@@ -1,0 +1,156 @@
+import Foundation
+import GRDB
+
+/// One install of a built kernel on a target (`ka install`), and what verification said of it.
+public struct InstallRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "installs"
+    public enum State: String, Sendable, Codable {
+        case installing, installed, verified, drifted
+    }
+    /// The install job.
+    public var job: String
+    public var host: String
+    /// The build job whose [ka:installable] this installs.
+    public var buildJob: String
+    public var version: String
+    public var lockB2sum: String
+    /// The lock's patches, one `<path> b2:<b2sum>` per line (what "patches new since the last good lock" compares).
+    public var patches: String
+    public var baselineRef: String
+    public var state: State
+    /// `<signing host>:<dir>` of the /boot backup taken before the install.
+    public var backup: String?
+    /// The kernel release the package installed (`uname -r` after the reboot must equal it).
+    public var kernelRelease: String?
+    /// The host's boot id before the reboot, and after it.
+    public var bootBefore: String?
+    public var bootAfter: String?
+    public var rebootedAt: Date?
+    public var heartbeatAt: Date?
+    /// One line per bar: `bar1 pass …`.
+    public var bars: String
+    /// Bar 5: burn-in runs until this time; nil when the host does not opt in or it is over.
+    public var burnInUntil: Date?
+    public var startedAt: Date
+    public var updatedAt: Date
+
+    public init(job: String, host: String, buildJob: String, version: String, lockB2sum: String, patches: String, baselineRef: String,
+                state: State, startedAt: Date) {
+        self.job = job; self.host = host; self.buildJob = buildJob; self.version = version; self.lockB2sum = lockB2sum
+        self.patches = patches; self.baselineRef = baselineRef; self.state = state; bars = ""; self.startedAt = startedAt; updatedAt = startedAt
+    }
+
+    public var patchLines: [String] { patches.split(separator: "\n").map(String.init) }
+}
+
+/// What closed an [ka:installable] build: the install that used it, and its outcome.
+public struct InstallableClosure: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "installable_closures"
+    public var buildJob: String
+    public var installJob: String
+    public var outcome: String
+    public var closedAt: Date
+    public init(buildJob: String, installJob: String, outcome: String, closedAt: Date) {
+        self.buildJob = buildJob; self.installJob = installJob; self.outcome = outcome; self.closedAt = closedAt
+    }
+}
+
+/// The installs and the closed installables. One owner of these two tables.
+public protocol InstallStore: Sendable {
+    func record(_ r: InstallRecord) throws
+    func install(job: String) throws -> InstallRecord?
+    /// Newest first.
+    func installs(host: String, limit: Int) throws -> [InstallRecord]
+    /// The newest install of the host that verified (the "last good lock").
+    func lastGood(host: String) throws -> InstallRecord?
+    /// Installs whose burn-in is scheduled (Bar 5), for the verify timer.
+    func burnInsDue(before: Date) throws -> [InstallRecord]
+    func closeInstallable(_ c: InstallableClosure) throws
+    func closure(buildJob: String) throws -> InstallableClosure?
+}
+
+extension InstallStore {
+    public func latest(host: String) throws -> InstallRecord? { try installs(host: host, limit: 1).first }
+}
+
+struct SQLiteInstallStore: InstallStore {
+    let pool: DatabasePool
+
+    static func migrate(_ m: inout DatabaseMigrator) {
+        m.registerMigration("v5-installs") { db in
+            try db.create(table: "installs") { t in
+                t.primaryKey("job", .text)
+                t.column("host", .text).notNull().indexed()
+                t.column("buildJob", .text).notNull()
+                t.column("version", .text).notNull()
+                t.column("lockB2sum", .text).notNull()
+                t.column("patches", .text).notNull()
+                t.column("baselineRef", .text).notNull()
+                t.column("state", .text).notNull()
+                t.column("backup", .text)
+                t.column("kernelRelease", .text)
+                t.column("bootBefore", .text)
+                t.column("bootAfter", .text)
+                t.column("rebootedAt", .datetime)
+                t.column("heartbeatAt", .datetime)
+                t.column("bars", .text).notNull()
+                t.column("burnInUntil", .datetime)
+                t.column("startedAt", .datetime).notNull()
+                t.column("updatedAt", .datetime).notNull()
+            }
+            try db.create(table: "installable_closures") { t in
+                t.primaryKey("buildJob", .text)
+                t.column("installJob", .text).notNull()
+                t.column("outcome", .text).notNull()
+                t.column("closedAt", .datetime).notNull()
+            }
+        }
+    }
+
+    private func write<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
+        do { return try pool.write(body) } catch { throw KAError.failure("state store", what, "\(error)") }
+    }
+    private func read<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
+        do { return try pool.read(body) } catch { throw KAError.failure("state store", what, "\(error)") }
+    }
+
+    func record(_ r: InstallRecord) throws { try write("record install") { try r.save($0) } }
+    func install(job: String) throws -> InstallRecord? { try read("read install") { try InstallRecord.fetchOne($0, key: job) } }
+    func installs(host: String, limit: Int) throws -> [InstallRecord] {
+        try read("read installs") {
+            try InstallRecord.filter(Column("host") == host).order(Column("startedAt").desc, Column("job").desc).limit(limit).fetchAll($0)
+        }
+    }
+    func lastGood(host: String) throws -> InstallRecord? {
+        try read("read the last good install") {
+            try InstallRecord.filter(Column("host") == host && Column("state") == InstallRecord.State.verified.rawValue)
+                .order(Column("startedAt").desc).fetchOne($0)
+        }
+    }
+    func burnInsDue(before: Date) throws -> [InstallRecord] {
+        try read("read burn-ins") { try InstallRecord.filter(Column("burnInUntil") != nil).order(Column("burnInUntil")).fetchAll($0) }
+    }
+    func closeInstallable(_ c: InstallableClosure) throws { try write("close installable") { try c.save($0) } }
+    func closure(buildJob: String) throws -> InstallableClosure? {
+        try read("read installable closure") { try InstallableClosure.fetchOne($0, key: buildJob) }
+    }
+}
+
+final class MemoryInstallStore: InstallStore, @unchecked Sendable {
+    private let lock = NSLock()
+    private var records: [String: InstallRecord] = [:]
+    private var closures: [String: InstallableClosure] = [:]
+    func record(_ r: InstallRecord) throws { lock.withLock { records[r.job] = r } }
+    func install(job: String) throws -> InstallRecord? { lock.withLock { records[job] } }
+    func installs(host: String, limit: Int) throws -> [InstallRecord] {
+        lock.withLock { Array(records.values.filter { $0.host == host }.sorted { ($0.startedAt, $0.job) > ($1.startedAt, $1.job) }.prefix(limit)) }
+    }
+    func lastGood(host: String) throws -> InstallRecord? {
+        lock.withLock { records.values.filter { $0.host == host && $0.state == .verified }.max { $0.startedAt < $1.startedAt } }
+    }
+    func burnInsDue(before: Date) throws -> [InstallRecord] {
+        lock.withLock { records.values.filter { $0.burnInUntil != nil }.sorted { ($0.burnInUntil ?? before) < ($1.burnInUntil ?? before) } }
+    }
+    func closeInstallable(_ c: InstallableClosure) throws { lock.withLock { closures[c.buildJob] = c } }
+    func closure(buildJob: String) throws -> InstallableClosure? { lock.withLock { closures[buildJob] } }
+}

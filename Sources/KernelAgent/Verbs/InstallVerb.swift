@@ -1,0 +1,108 @@
+import ArgumentParser
+import Foundation
+
+/// `ka install <host>`: the seed's INSTALL stage, consent-via-action. Only a person starts it: from the CLI the
+/// command is the consent; from a comment, `/ka-install <host>` gets a plan pinned to the open [ka:installable]'s
+/// package b2sums, and runs on `/ka-yes`. Nothing else calls it: not a timer, not a reminder, not a build.
+/// The job: pre-check (reachable, signatures verify on the host), back up /boot to the signing host, pacman -U,
+/// initramfs, the managed extlinux block, reboot (never twice), Bar 1, then Bars 2–4 (and Bar 5's schedule).
+public struct InstallVerb: JobVerb {
+    public static let configuration = CommandConfiguration(
+        commandName: "install",
+        abstract: "Back up, install the signed package on <host> (pacman -U), write its boot entry and reboot, then verify. Only ever by your explicit call.",
+        discussion: "A job of steps (`ka jobs show <id>` has its log). Refuses without an open [ka:installable] for the host, and while a [ka:host-drifted] or [ka:regression] block is open on it.")
+
+    @Argument(help: "Target host (must have an open [ka:installable] from ka build).")
+    public var host: String
+
+    public init() {}
+
+    public var lane: Lane { (try? HostName(host)).map(Lane.host) ?? .none }   // a bad name is refused by policySubject
+    public var jobSubject: String { host }
+    public var arguments: [String] { [host] }
+
+    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject(targets: [try HostName(host)]) }
+
+    struct Setup: Sendable {
+        let target: HostName
+        let manifest: Manifest
+        let pipeline: PipelineConfig
+        let signing: PipelineConfig.Signing
+        let privilege: [String]
+        /// The open installable the plan pins; nil when none is open (the plan refuses; a resumed job reads its note).
+        let installable: InstallableRecord?
+        var repoDir: String { signing.repoDir }
+    }
+
+    func setup(_ ctx: VerbContext) throws -> Setup {
+        let target = try HostName(host)
+        let entry = try ctx.registry().entry(target)
+        guard entry.roles.contains(.target) else {
+            throw KAError.refusal("host \(target)", "is not a target (\(entry.rolesText))", hint: "only hosts with the target role get a kernel installed")
+        }
+        guard entry.distro != .debian else {
+            throw KAError.refusal("host \(target)", "is a Debian target: ka install handles pacman targets only so far",
+                                  hint: "install the published .deb by hand (apt install ./linux-image-….deb) and run ka verify \(target)")
+        }
+        let manifest = try Manifest.load(target, in: ctx.workspace)
+        let pipeline = try PipelineConfig.fromEnvironment()
+        guard let signing = pipeline.signing else {
+            throw KAError.refusal(pipeline.file ?? "KA_CONFIG", "has no signing section: the install fetches the packages from the signing host and backs up to it",
+                                  hint: "add signing: {host, key, repo: {name, dir}} (see webhook/ka.yaml.example)")
+        }
+        let config = try AgentConfig.fromEnvironment(stateDir: ctx.workspace.stateDir)
+        let privilege = config.hosts[target]?.privilegeCommand ?? ["sudo", "-n"]
+        return Setup(target: target, manifest: manifest, pipeline: pipeline, signing: signing, privilege: privilege,
+                     installable: try Self.openInstallable(target, state: ctx.state))
+    }
+
+    /// The newest installable of the host, unless an install already closed it.
+    static func openInstallable(_ host: HostName, state: StateStore) throws -> InstallableRecord? {
+        guard let r = try state.installables([host.value])[host.value] else { return nil }
+        return try state.installs.closure(buildJob: r.job) == nil ? r : nil
+    }
+
+    public func plan(in ctx: VerbContext) async throws -> Plan {
+        let s = try setup(ctx)
+        guard let r = s.installable else {
+            let last = try ctx.state.installables([s.target.value])[s.target.value]
+            let closed = try last.flatMap { try ctx.state.installs.closure(buildJob: $0.job) }
+            throw KAError.refusal("host \(s.target)", "has no open [ka:installable]"
+                                  + (closed.map { " (the last one, build \($0.buildJob), was closed by install \($0.installJob): \($0.outcome))" } ?? ""),
+                                  hint: "run ka build \(s.target) first; it files [ka:installable] when the package is signed and published")
+        }
+        let halting = try await ctx.openBlocks().filter { b in
+            (b.kind == .hostDrifted || b.kind == .regression) && b.scope == .host(s.target.value)
+        }
+        if let b = halting.first {
+            throw KAError.refusal("host \(s.target)", "installs are halted by the open \(b.kind.titlePrefix) \(b.id) (\(b.title))",
+                                  hint: b.kind == .regression ? "triage it (ka yank \(s.target) <patch> suggests the loopback), then close \(b.id)"
+                                      : "converge the host (ka promote → ka build), then close \(b.id)")
+        }
+        let pkgs = try InstallPackage.parse(r.packages, from: "the installable record of \(r.job)")
+        var pins: [Plan.Pin] = [.init("installable", "\(r.job) \(r.version)"), .init("manifest.lock", "b2:\(r.lockB2sum)")]
+        for p in pkgs { pins.append(.init(p.file, "b2:\(p.b2sum)\(p.signature.map { " sig:\($0)" } ?? "")")) }
+        return Plan(verb: Self.verbName, arguments: arguments, steps: try steps(in: ctx).map(\.name), pins: pins)
+    }
+
+    public func steps(in ctx: VerbContext) throws -> [JobStep] {
+        InstallSteps(setup: try setup(ctx), ctx: ctx).steps()
+    }
+
+    public func summary(of job: JobRecord, in ctx: VerbContext) -> String {
+        var lines = job.steps.map { "\($0.state.mark) \($0.name)\($0.outcome.map { ": \($0)" } ?? "")" }
+        let record: InstallRecord?
+        do { record = try ctx.state.installs.install(job: job.id.value) } catch { record = nil; lines.append("(cannot read the install record: \(JobRunner.text(error)))") }
+        switch job.state {
+        case .succeeded:
+            lines.append("install \(host): \(record?.state.rawValue ?? "done") \(record?.version ?? "") — job \(job.id)"
+                         + (record?.burnInUntil.map { "; burn-in until \($0.formatted(.iso8601)) (ka verify \(host))" } ?? ""))
+        case .cancelled: lines.append("install \(host): cancelled — job \(job.id)")
+        case .interrupted: lines.append("install \(host): interrupted — job \(job.id); it resumes where its steps allow")
+        default:
+            lines.append("install \(host): FAILED\(job.detail.map { " (\($0))" } ?? "") — job \(job.id)"
+                         + (record?.backup.map { "; the /boot backup is \($0)" } ?? ""))
+        }
+        return lines.joined(separator: "\n")
+    }
+}
