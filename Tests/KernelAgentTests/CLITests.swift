@@ -51,7 +51,7 @@ import Testing
 
     @Test func deferredVerbsRefuseAndDoNothing() async throws {
         let s = try PromoteTests.tree()
-        for args in [["install", "h1"], ["pause-prune"], ["resume-prune"], ["restore-archive", "job-1"]] {
+        for args in [["pause-prune"], ["resume-prune"], ["restore-archive", "job-1"]] {
             let snap = s.snapshot()
             let r = try await s.ka(args)
             #expect(r.status == 2, "\(args)")

@@ -36,6 +36,7 @@ import Testing
             try inner.file(kind: kind, scope: scope, title: title, body: body)
         }
         func close(id: String) throws { try inner.close(id: id) }
+        var installs: any InstallStore { inner.installs }
     }
 
     @Test func statusReadsEveryHostsRecordsInOneRead() async throws {

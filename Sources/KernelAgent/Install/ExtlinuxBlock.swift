@@ -55,7 +55,7 @@ public struct ExtlinuxBlock: Sendable, Equatable {
         var parts: [Substring] = []
         var start = text.startIndex
         while start < text.endIndex {
-            let nl = text[start...].firstIndex(of: "\n").map { text.index(after: $0) } ?? text.endIndex
+            let nl = text[start...].firstIndex(where: Self.isLineEnd).map { text.index(after: $0) } ?? text.endIndex
             parts.append(text[start..<nl]); start = nl
         }
         func content(_ l: Substring) -> String { l.trimmingCharacters(in: .whitespacesAndNewlines) }
@@ -72,12 +72,15 @@ public struct ExtlinuxBlock: Sendable, Equatable {
             if let firstLabel {
                 return Data((parts[..<firstLabel].joined() + block + eol + parts[firstLabel...].joined()).utf8)
             }
-            let head = text.isEmpty || text.hasSuffix("\n") ? text : text + eol
+            let head = text.last.map(Self.isLineEnd) ?? true ? text : text + eol
             return Data((head + block).utf8)
         default:
             throw EditError.unbalanced("has \(begins.count) '# \(begin)' and \(ends.count) '# \(end)' line(s) (want one of each, in order)")
         }
     }
+
+    /// "\r\n" is one Character in Swift, so "\n" alone does not find it.
+    static func isLineEnd(_ c: Character) -> Bool { c == "\n" || c == "\r\n" }
 
     func rendered(eol: String) -> String { lines.map { $0 + eol }.joined() }
 
@@ -92,10 +95,10 @@ public struct ExtlinuxBlock: Sendable, Equatable {
     public func remove(from conf: Data) throws -> Data {
         guard let text = String(data: conf, encoding: .utf8) else { throw EditError.notUTF8 }
         guard let b = text.range(of: "# \(begin)"), let e = text.range(of: "# \(end)", range: b.upperBound..<text.endIndex) else { return conf }
-        let lineStart = text[..<b.lowerBound].lastIndex(of: "\n").map { text.index(after: $0) } ?? text.startIndex
-        var lineEnd = text[e.upperBound...].firstIndex(of: "\n").map { text.index(after: $0) } ?? text.endIndex
+        let lineStart = text[..<b.lowerBound].lastIndex(where: Self.isLineEnd).map { text.index(after: $0) } ?? text.startIndex
+        var lineEnd = text[e.upperBound...].firstIndex(where: Self.isLineEnd).map { text.index(after: $0) } ?? text.endIndex
         // apply inserted one blank line after the block, before the first label
-        if text[lineEnd...].hasPrefix("\r\n") { lineEnd = text.index(lineEnd, offsetBy: 2) } else if text[lineEnd...].hasPrefix("\n") { lineEnd = text.index(after: lineEnd) }
+        if let next = text[lineEnd...].first, Self.isLineEnd(next) { lineEnd = text.index(after: lineEnd) }
         return Data((text[..<lineStart] + text[lineEnd...]).utf8)
     }
 }

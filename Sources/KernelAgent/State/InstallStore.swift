@@ -61,6 +61,8 @@ public protocol InstallStore: Sendable {
     func install(job: String) throws -> InstallRecord?
     /// Newest first.
     func installs(host: String, limit: Int) throws -> [InstallRecord]
+    /// The newest install of each of `hosts`, in one read (ka status asks for every host).
+    func latest(hosts: [String]) throws -> [String: InstallRecord]
     /// The newest install of the host that verified (the "last good lock").
     func lastGood(host: String) throws -> InstallRecord?
     /// Installs whose burn-in is scheduled (Bar 5), for the verify timer.
@@ -121,6 +123,13 @@ struct SQLiteInstallStore: InstallStore {
             try InstallRecord.filter(Column("host") == host).order(Column("startedAt").desc, Column("job").desc).limit(limit).fetchAll($0)
         }
     }
+    func latest(hosts: [String]) throws -> [String: InstallRecord] {
+        try read("read installs") { db in
+            var out: [String: InstallRecord] = [:]
+            for r in try InstallRecord.filter(hosts.contains(Column("host"))).order(Column("startedAt"), Column("job")).fetchAll(db) { out[r.host] = r }
+            return out
+        }
+    }
     func lastGood(host: String) throws -> InstallRecord? {
         try read("read the last good install") {
             try InstallRecord.filter(Column("host") == host && Column("state") == InstallRecord.State.verified.rawValue)
@@ -144,6 +153,13 @@ final class MemoryInstallStore: InstallStore, @unchecked Sendable {
     func install(job: String) throws -> InstallRecord? { lock.withLock { records[job] } }
     func installs(host: String, limit: Int) throws -> [InstallRecord] {
         lock.withLock { Array(records.values.filter { $0.host == host }.sorted { ($0.startedAt, $0.job) > ($1.startedAt, $1.job) }.prefix(limit)) }
+    }
+    func latest(hosts: [String]) throws -> [String: InstallRecord] {
+        lock.withLock {
+            var out: [String: InstallRecord] = [:]
+            for r in records.values.sorted(by: { ($0.startedAt, $0.job) < ($1.startedAt, $1.job) }) where hosts.contains(r.host) { out[r.host] = r }
+            return out
+        }
     }
     func lastGood(host: String) throws -> InstallRecord? {
         lock.withLock { records.values.filter { $0.host == host && $0.state == .verified }.max { $0.startedAt < $1.startedAt } }

@@ -34,6 +34,25 @@ public struct StatusVerb: Verb, WaitsForTree {
         public let installable: String?
     }
 
+    /// Past `locked`: what the pipeline did with this lock. installable (built, signed, waiting for ka install),
+    /// installed (Bars 1–4 not passed yet), verified; a lock nobody built stays locked.
+    static func pipelineState(_ host: HostName, lock: PromotionRecord, state: StateStore, install: InstallRecord?,
+                              installable: InstallableRecord?) throws -> (String, String?) {
+        if let install, install.lockB2sum == lock.lockB2sum {
+            switch install.state {
+            case .verified:
+                return ("verified", "\(install.version) by install \(install.job)" + (install.burnInUntil.map { "; burn-in until \($0.formatted(.iso8601))" } ?? ""))
+            case .installed: return ("installed", "\(install.version) by install \(install.job); not verified yet (ka verify \(host))")
+            case .installing: return ("installing", "install \(install.job) of \(install.version) has not finished")
+            case .drifted: return ("drifted", "install \(install.job) failed verification")
+            }
+        }
+        if let installable, installable.lockB2sum == lock.lockB2sum, try state.installs.closure(buildJob: installable.job) == nil {
+            return ("installable", "\(installable.version) from build \(installable.job); next: ka install \(host)")
+        }
+        return ("locked", nil)
+    }
+
     public func rows(in ctx: VerbContext) async throws -> [Row] {
         let ws = ctx.workspace
         let registry = try ctx.registry()
@@ -43,6 +62,7 @@ public struct StatusVerb: Verb, WaitsForTree {
         let resolver = Resolver(workspace: ws, policy: policy)
         let hosts = registry.hosts.keys.sorted()
         let records = try ctx.state.hostRecords(hosts.map(\.value))
+        let installs = try ctx.state.installs.latest(hosts: hosts.map(\.value))
         return try hosts.map { host in
             let e = registry.hosts[host]!
             let route = registry.buildRoute(for: e.arch)
@@ -61,6 +81,10 @@ public struct StatusVerb: Verb, WaitsForTree {
                     if let lock {
                         state = lock.cumulativeB2sum == current ? "locked" : "pending"
                         detail = lock.cumulativeB2sum == current ? nil : "tree or manifest changed since the lock; run ka promote \(host)"
+                        if state == "locked" {
+                            (state, detail) = try Self.pipelineState(host, lock: lock, state: ctx.state, install: installs[host.value],
+                                                                     installable: records.installables[host.value])
+                        }
                     } else { state = "pending"; detail = "never promoted" }
                 } catch let err as KAError {
                     state = "error"; detail = err.message

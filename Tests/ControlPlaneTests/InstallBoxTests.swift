@@ -1,0 +1,188 @@
+import Foundation
+import GRDB
+import KATestSupport
+import KernelAgent
+import Testing
+
+/// `ka install` and `ka verify` on the fleet-in-a-box (issue 9): real pacman -U on fresnel (Debian's pacman with the
+/// box repo and key), its extlinux.conf, the reboot shim (sshd gone, the extlinux default booted, a new boot id),
+/// the backup on hertz's /sparfuxdata. In BuildBoxTests' serialized suite: they share the box's hosts and repo.
+extension BuildBoxTests {
+    static var fresnelBoot: URL { boxDir.appendingPathComponent("hosts/fresnel/fs/boot") }
+    static var hertzSparfux: URL { boxDir.appendingPathComponent("hosts/hertz/fs/sparfuxdata") }
+
+    static func inFresnel(_ argv: [String]) async throws -> String {
+        let r = try await JobBoxTests.inHost("fresnel", argv)
+        #expect(r.status == 0, "\(argv): \(r.stderrText)")
+        return r.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static func rebootCount() async throws -> Int { Int(try await inFresnel(["cat", "/var/lib/fleet-box/reboot-count"])) ?? -1 }
+
+    static func installedKernel() async throws -> String {
+        try await JobBoxTests.inHost("fresnel", ["pacman", "-Q", "linux-fresnel-fourier"]).stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static func promoteAndBuild(_ h: Harness, config: URL? = nil) async throws {
+        try await promote(h, config: config)
+        let b = try await ka(h, ["build", "fresnel"], config: config)
+        #expect(b.status == 0, "\(b.stdoutText)\n\(b.stderrText)")
+    }
+
+    static func state(_ h: Harness) throws -> SQLiteStateStore {
+        try SQLiteStateStore.open(Workspace(root: h.root, stateDir: h.root.appendingPathComponent(".ka")))
+    }
+
+    /// Brings fresnel back after a test left it down (a failed boot): boots the extlinux default, starts sshd.
+    static func powerOnFresnel() async throws {
+        _ = try await JobBoxTests.inHost("fresnel", ["rm", "-f", "/var/lib/fleet-box/hang-next-boot"])
+        let r = try await JobBoxTests.inHost("fresnel", ["sh", "-c", "pgrep -x sshd >/dev/null || { /usr/lib/fleet-box/boot && /usr/sbin/sshd -f /etc/ssh/sshd_config -E /var/log/sshd.log; }"])
+        #expect(r.status == 0, "\(r.stdoutText)\(r.stderrText)")
+    }
+
+    @Test func promoteBuildInstallEndsVerifiedWithTheManagedBlockTheStockEntryAndTheBackupOnTheSigningHost() async throws {
+        let h = try Harness()
+        try await Self.promoteAndBuild(h)
+        let confBefore = try Data(contentsOf: Self.fresnelBoot.appendingPathComponent("extlinux/extlinux.conf"))
+        let releaseBefore = try await Self.inFresnel(["uname", "-r"])
+        let reboots = try await Self.rebootCount()
+        let r = try await Self.ka(h, ["install", "fresnel"])
+        #expect(r.status == 0, "\(r.stdoutText)\n\(r.stderrText)")
+        #expect(r.stdoutText.contains("install fresnel: verified 7.0-"), "\(r.stdoutText)")
+        // pacman -Q shows the package, and the host booted it
+        let record = try #require(try Self.state(h).installs.latest(host: "fresnel"))
+        #expect(record.state == .verified && record.kernelRelease == "7.0.0-fresnel-fourier", "\(record)")
+        #expect(try await Self.installedKernel() == "linux-fresnel-fourier \(record.version)")
+        #expect(try await Self.inFresnel(["uname", "-r"]) == "7.0.0-fresnel-fourier")
+        #expect(try await Self.rebootCount() == reboots + 1, "one reboot")
+        // the managed block, and everything outside it byte for byte (the stock entry is the fallback)
+        let conf = try Data(contentsOf: Self.fresnelBoot.appendingPathComponent("extlinux/extlinux.conf"))
+        let text = String(decoding: conf, as: UTF8.self)
+        #expect(text.contains("# >>> linux-fresnel-fourier (managed) >>>") && text.contains("# <<< linux-fresnel-fourier (managed) <<<"), "\(text)")
+        #expect(text.contains("LINUX /Image-fresnel-fourier") && text.contains("FDT /dtbs-fresnel-fourier/rockchip/rk3399-pinebook-pro.dtb"), "\(text)")
+        let block = ExtlinuxBlock(suffix: "fresnel-fourier", menuLabel: "", kernel: "", initrd: "", fdt: nil, fdtdir: nil, append: nil)
+        #expect(try block.remove(from: conf) == block.remove(from: confBefore), "outside the block, extlinux.conf is unchanged")
+        #expect(text.contains("LABEL eos-arm\n    MENU LABEL linux-eos-arm\n    LINUX /Image\n"), "the stock entry stays: \(text)")
+        // the backup of /boot as it was, on the signing host, with the checksum the job took
+        let backup = try #require(record.backup)
+        #expect(backup == "hertz:/sparfuxdata/kernel-agent-backups/fresnel/\(releaseBefore)/fresnel-boot-pre-install.tgz", "\(backup)")
+        let tgz = Self.hertzSparfux.appendingPathComponent("kernel-agent-backups/fresnel/\(releaseBefore)/fresnel-boot-pre-install.tgz")
+        let info = try String(contentsOf: tgz.deletingLastPathComponent().appendingPathComponent("backup-info.txt"), encoding: .utf8)
+        #expect(info.contains("b2sum: \(Blake2b.hex(try Data(contentsOf: tgz)))  fresnel-boot-pre-install.tgz"), "\(info)")
+        let listing = try TestCommand.run(["tar", "-tzf", tgz.path]).stdoutText
+        #expect(listing.contains("./extlinux/extlinux.conf") && listing.contains("./Image"), "\(listing)")
+        // ka status: verified; the installable is closed; ka verify agrees (exit 0, JSON)
+        let status = try await Self.ka(h, ["status", "--json"])
+        #expect(status.stdoutText.contains("\"state\" : \"verified\""), "\(status.stdoutText)")
+        #expect(try Self.state(h).installs.closure(buildJob: record.buildJob) != nil)
+        let v = try await Self.ka(h, ["verify", "fresnel", "--json"])
+        #expect(v.status == 0 && v.stdoutText.contains("\"passed\" : true"), "\(v.stdoutText)\n\(v.stderrText)")
+        // a second install of the same build is refused: its installable is closed
+        let again = try await Self.ka(h, ["install", "fresnel"])
+        #expect(again.status == 2 && again.stderrText.contains("has no open [ka:installable]"), "\(again.stderrText)")
+    }
+
+    @Test func aTargetThatNeverComesBackFailsBarOneFilesRegressionWithTheRestoreCommandsAndDrifts() async throws {
+        let h = try Harness()
+        let short = try Self.config(h, "short.yaml") { $0.replacingOccurrences(of: "heartbeat_timeout: 120", with: "heartbeat_timeout: 6") }
+        try await Self.promoteAndBuild(h, config: short)
+        _ = try await Self.inFresnel(["touch", "/var/lib/fleet-box/hang-next-boot"])
+        let r = try await Self.ka(h, ["install", "fresnel"], config: short)
+        try await Self.powerOnFresnel()
+        #expect(r.status == 1, "\(r.stdoutText)\n\(r.stderrText)")
+        #expect(r.stdoutText.contains("✗ Bar 1: wait for fresnel's SSH heartbeat"), "\(r.stdoutText)")
+        let regression = try #require(try Self.blocks(h).first { $0.kind == .regression }, "a [ka:regression] block")
+        #expect(regression.scope == .host("fresnel"))
+        let body = try Self.blockBodies(h).joined(separator: "\n")
+        #expect(body.contains("Bar 1: SSH heartbeat") && body.contains("no SSH heartbeat from fresnel within 6s"), "\(body)")
+        #expect(body.contains("hertz:/sparfuxdata/kernel-agent-backups/fresnel/") && body.contains("sudo tar -C /boot -xzf"), "\(body)")
+        let status = try await Self.ka(h, ["status", "--json"], config: short)
+        #expect(status.stdoutText.contains("\"state\" : \"drifted\""), "\(status.stdoutText)")
+        // installs to fresnel halt while the regression is open
+        let b = try await Self.ka(h, ["build", "fresnel"], config: short)
+        #expect(b.status == 0, "\(b.stderrText)")
+        let halted = try await Self.ka(h, ["install", "fresnel"], config: short)
+        #expect(halted.status == 2 && halted.stderrText.contains("installs are halted by the open [ka:regression]"), "\(halted.stderrText)")
+    }
+
+    @Test func killDashNineOfServeDuringTheRebootResumesWaitsForTheHeartbeatAndNeverRebootsTwice() async throws {
+        let h = try Harness()
+        let state = h.root.appendingPathComponent(".ka")
+        try await Self.promoteAndBuild(h)
+        // a slow boot, so the kill lands while fresnel is down
+        _ = try await Self.inFresnel(["sh", "-c", "echo 12 > /etc/fleet-box/boot-delay"])
+        defer { Task { _ = try? await JobBoxTests.inHost("fresnel", ["sh", "-c", "echo 2 > /etc/fleet-box/boot-delay"]) } }
+        let reboots = try await Self.rebootCount()
+        let server = try await JobBoxTests().serve(h)
+        defer { Task { await server.kill9() } }
+        let issue = try await JobBoxTests().approve(h, "/ka-install fresnel")
+        try await JobBoxTests.waitFor("the reboot step to finish", timeout: 120) {
+            try JobBoxTests.jobs(state).first { $0.verb == "install" }?.steps.first { $0.name == "reboot fresnel" }?.state == .succeeded
+        }
+        let job = try #require(try JobBoxTests.jobs(state).first { $0.verb == "install" })
+        #expect(try await JobBoxTests.inHost("fresnel", ["pgrep", "-x", "sshd"]).status != 0, "fresnel is down while serve is killed")
+        await server.kill9()
+        await JobBoxTests.reap(state)
+        try await server.start()
+        try await JobBoxTests.waitFor("the resumed install to succeed", timeout: 180) {
+            try JobBoxTests.jobs(state).first { $0.id == job.id }?.state == .succeeded
+        }
+        #expect(try await Self.rebootCount() == reboots + 1, "rebooted once")
+        let resumed = try #require(try JobBoxTests.jobs(state).first { $0.id == job.id })
+        #expect(resumed.steps.first { $0.name == "reboot fresnel" }?.attempts == 1, "\(resumed.steps)")
+        try await JobBoxTests.waitFor("the ✅ reply", timeout: 30) { h.gitea.botComments(on: issue).contains { $0.body.contains("✅ done") } }
+        await server.kill9()
+        await JobBoxTests.reap(state)
+    }
+
+    @Test func slashInstallRunsForNoUnpermittedUserNoExpiredNonceAndNoPackageChangedAfterThePlan() async throws {
+        let h = try Harness()
+        let ttl = try Self.config(h, "ttl.yaml") { $0 + "consent_ttl: 3s\n" }
+        try await Self.promoteAndBuild(h, config: ttl)
+        let reboots = try await Self.rebootCount()
+        let installed = try await Self.installedKernel()
+        let g = h.gitea
+        try await g.start()
+        let port = ChaosTests.freePort()
+        g.webhookURL = URL(string: "http://127.0.0.1:\(port)/webhook")
+        var env = ChaosTests.serveEnvironment(h, port: port).merging(try JobBoxTests.boxEnvironment()) { a, _ in a }
+        env["KA_CONFIG"] = ttl.path
+        let server = ChaosTests.Server(port: port, env: env, log: h.root.appendingPathComponent("serve.log"))
+        try await server.start()
+        defer { Task { await server.kill9() } }
+        let issue = g.createIssue(by: "markus", title: "install fresnel")
+        func ask() async throws -> String {
+            let before = g.botComments(on: issue).compactMap { Harness.nonce(in: $0.body) }
+            g.comment(by: "markus", on: issue, body: "/ka-install fresnel")
+            try await JobBoxTests.waitFor("a plan") { g.botComments(on: issue).compactMap { Harness.nonce(in: $0.body) }.count > before.count }
+            return try #require(g.botComments(on: issue).compactMap { Harness.nonce(in: $0.body) }.last)
+        }
+        func reply(containing text: String) async throws {
+            try await JobBoxTests.waitFor("a reply with '\(text)'") { g.botComments(on: issue).contains { $0.body.contains(text) } }
+        }
+        // the plan is pinned to the installable's packages
+        let first = try await ask()
+        let plan = try #require(g.botComments(on: issue).last { Harness.nonce(in: $0.body) == first }?.body)
+        #expect(plan.contains("| `installable` |") && plan.contains(".pkg.tar.zst` | `b2:") && plan.contains("reboot fresnel"), "\(plan)")
+        // 1. someone without permission
+        g.comment(by: "mallory", on: issue, body: "/ka-yes \(first)")
+        try await reply(containing: "@mallory sorry, you are not allowed to approve `/ka-install`")
+        // 2. the nonce expired (consent_ttl 3s): wait until it has, then approve
+        let expiry = Date().addingTimeInterval(3.5)
+        try await JobBoxTests.waitFor("the plan's expiry", timeout: 10) { Date() > expiry }
+        g.comment(by: "markus", on: issue, body: "/ka-yes \(first)")
+        try await reply(containing: "that plan expired")
+        // 3. a new build after the plan: the pinned package changed
+        let second = try await ask()
+        let rebuilt = try await Self.ka(h, ["build", "fresnel"], config: ttl)
+        #expect(rebuilt.status == 0, "\(rebuilt.stderrText)")
+        g.comment(by: "markus", on: issue, body: "/ka-yes \(second)")
+        try await reply(containing: "consent void: pinned inputs changed")
+        // none of them installed or rebooted anything
+        #expect(try await Self.rebootCount() == reboots)
+        #expect(try await Self.installedKernel() == installed)
+        #expect(try JobBoxTests.jobs(h.root.appendingPathComponent(".ka")).filter { $0.verb == "install" }.isEmpty)
+        await server.kill9()
+        await JobBoxTests.reap(h.root.appendingPathComponent(".ka"))
+    }
+}
