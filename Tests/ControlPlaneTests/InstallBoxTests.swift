@@ -120,7 +120,7 @@ extension BuildBoxTests {
             try JobBoxTests.jobs(state).first { $0.verb == "install" }?.steps.first { $0.name == "reboot fresnel" }?.state == .succeeded
         }
         let job = try #require(try JobBoxTests.jobs(state).first { $0.verb == "install" })
-        #expect(try await JobBoxTests.inHost("fresnel", ["pgrep", "-x", "sshd"]).status != 0, "fresnel is down while serve is killed")
+        try await JobBoxTests.waitFor("fresnel to go down", timeout: 10) { try await JobBoxTests.inHost("fresnel", ["pgrep", "-x", "sshd"]).status != 0 }
         await server.kill9()
         await JobBoxTests.reap(state)
         try await server.start()
@@ -137,8 +137,7 @@ extension BuildBoxTests {
 
     @Test func slashInstallRunsForNoUnpermittedUserNoExpiredNonceAndNoPackageChangedAfterThePlan() async throws {
         let h = try Harness()
-        let ttl = try Self.config(h, "ttl.yaml") { $0 + "consent_ttl: 3s\n" }
-        try await Self.promoteAndBuild(h, config: ttl)
+        try await Self.promoteAndBuild(h)
         let reboots = try await Self.rebootCount()
         let installed = try await Self.installedKernel()
         let g = h.gitea
@@ -146,7 +145,7 @@ extension BuildBoxTests {
         let port = ChaosTests.freePort()
         g.webhookURL = URL(string: "http://127.0.0.1:\(port)/webhook")
         var env = ChaosTests.serveEnvironment(h, port: port).merging(try JobBoxTests.boxEnvironment()) { a, _ in a }
-        env["KA_CONFIG"] = ttl.path
+        env["KA_CONSENT_TTL"] = "30s"
         let server = ChaosTests.Server(port: port, env: env, log: h.root.appendingPathComponent("serve.log"))
         try await server.start()
         defer { Task { await server.kill9() } }
@@ -158,7 +157,12 @@ extension BuildBoxTests {
             return try #require(g.botComments(on: issue).compactMap { Harness.nonce(in: $0.body) }.last)
         }
         func reply(containing text: String) async throws {
-            try await JobBoxTests.waitFor("a reply with '\(text)'") { g.botComments(on: issue).contains { $0.body.contains(text) } }
+            do {
+                try await JobBoxTests.waitFor("a reply with '\(text)'") { g.botComments(on: issue).contains { $0.body.contains(text) } }
+            } catch {
+                Issue.record("bot comments: \(g.botComments(on: issue).map(\.body))")
+                throw error
+            }
         }
         // the plan is pinned to the installable's packages
         let first = try await ask()
@@ -167,17 +171,20 @@ extension BuildBoxTests {
         // 1. someone without permission
         g.comment(by: "mallory", on: issue, body: "/ka-yes \(first)")
         try await reply(containing: "@mallory sorry, you are not allowed to approve `/ka-install`")
-        // 2. the nonce expired (consent_ttl 3s): wait until it has, then approve
-        let expiry = Date().addingTimeInterval(3.5)
-        try await JobBoxTests.waitFor("the plan's expiry", timeout: 10) { Date() > expiry }
-        g.comment(by: "markus", on: issue, body: "/ka-yes \(first)")
-        try await reply(containing: "that plan expired")
-        // 3. a new build after the plan: the pinned package changed
+        // 2. a new build after the plan: the pinned package changed
         let second = try await ask()
-        let rebuilt = try await Self.ka(h, ["build", "fresnel"], config: ttl)
+        let rebuilt = try await Self.ka(h, ["build", "fresnel"])
         #expect(rebuilt.status == 0, "\(rebuilt.stderrText)")
         g.comment(by: "markus", on: issue, body: "/ka-yes \(second)")
         try await reply(containing: "consent void: pinned inputs changed")
+        // 3. the nonce expired (consent_ttl 30s): wait until the plan says it has, then approve
+        let third = try await ask()
+        let text = try #require(g.botComments(on: issue).last { Harness.nonce(in: $0.body) == third }?.body)
+        let stamp = try #require(text.range(of: "This expires ").map { String(text[$0.upperBound...].prefix(20)) })
+        let expiry = try Date(stamp, strategy: .iso8601)
+        try await JobBoxTests.waitFor("the plan's expiry", timeout: 60) { Date() > expiry.addingTimeInterval(1) }
+        g.comment(by: "markus", on: issue, body: "/ka-yes \(third)")
+        try await reply(containing: "that plan expired")
         // none of them installed or rebooted anything
         #expect(try await Self.rebootCount() == reboots)
         #expect(try await Self.installedKernel() == installed)

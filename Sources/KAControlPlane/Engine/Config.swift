@@ -56,7 +56,8 @@ public struct ControlPlaneConfig: Sendable {
         let envMap = ["KA_GITEA_URL": "gitea_url", "KA_REPO": "repo", "KA_BOT_LOGIN": "bot_login", "KA_LISTEN": "listen",
                       "KA_POLL_INTERVAL": "poll_interval", "KA_STATE_DIR": "state_dir", "KA_ROOT": "root",
                       "KA_MAX_COMMANDS_PER_COMMENT": "max_commands_per_comment", "KA_REPLY_RATE_LIMIT": "reply_rate_limit",
-                      "KA_PLAN_TIMEOUT": "plan_timeout", "KA_OUTBOX_PARALLEL": "outbox_parallel"]
+                      "KA_PLAN_TIMEOUT": "plan_timeout", "KA_OUTBOX_PARALLEL": "outbox_parallel",
+                      "KA_CONSENT_TTL": "consent_ttl", "KA_MAX_PARALLEL_RUNS": "max_parallel_runs", "KA_REMINDER_CAP": "reminder_cap"]
         for (e, k) in envMap { if let v = env[e] { values[k] = v; places[k] = e } }
 
         func need(_ key: String, _ envName: String) throws -> String {
