@@ -10,7 +10,7 @@ import Testing
 
     /// The error `text` is refused with.
     static func refusal(_ text: String) -> ProbeParseError? {
-        do { _ = try parse(text); return nil } catch { return error }
+        do throws(ProbeParseError) { _ = try parse(text); return nil } catch { return error }
     }
 
     @Test func theIssuesExamplesParse() throws {
@@ -59,6 +59,8 @@ import Testing
         ("file /sys/../etc/shadow == 1", .badPath, 1, 6),
         ("file /sys//x == 1", .badPath, 1, 6),
         ("file /home/kbuild/x exists", .badPath, 1, 6),
+        ("file \"/sys/a\\nb\" exists", .badPath, 1, 6),
+        ("file /sys/x\r\n== 1 2", .trailingJunk, 2, 6),
         ("file /sys/x\u{0}y == 1", .controlCharacter, 1, 12),
         ("cmd [] ~ x", .emptyArgv, 1, 5),
         ("cmd [ ] ~ x", .emptyArgv, 1, 5),
@@ -110,7 +112,7 @@ import Testing
         #expect(e.hint?.hasPrefix("did you mean '~'?") == true, "\(e.hint ?? "")")
         #expect(e.asKAError.kind == .refusal && e.asKAError.message == e.description)
         let standalone = try #require({ () -> ProbeParseError? in
-            do { _ = try ProbeParser.parse("dt /x\n  ==", origin: ProbeOrigin(file: "probe")); return nil } catch { return error }
+            do throws(ProbeParseError) { _ = try ProbeParser.parse("dt /x\n  ==", origin: ProbeOrigin(file: "probe")); return nil } catch { return error }
         }())
         #expect(standalone.description.hasPrefix("probe:2:3: a device-tree node has no value to compare"), "\(standalone)")
     }

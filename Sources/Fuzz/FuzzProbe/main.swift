@@ -15,7 +15,7 @@ public func fuzzProbe(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     _ = DeviceTreeValue.render(bytes)
     FuzzCheck.require(ProbeResult.shown(bytes).utf8.count <= ProbeLimits.shownBytes + 64, "shown text exceeds its bound")
     let probe: Probe
-    do {
+    do throws(ProbeParseError) {
         probe = try ProbeParser.parse(text, origin: origin)
     } catch {
         let lines = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false)

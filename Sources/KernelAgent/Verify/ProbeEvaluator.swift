@@ -129,9 +129,13 @@ public enum DeviceTreeValue {
             }
         }
         if bytes.count % 4 == 0 {
-            return stride(from: 0, to: bytes.count, by: 4).map { i in
-                String(UInt32(bytes[i]) << 24 | UInt32(bytes[i + 1]) << 16 | UInt32(bytes[i + 2]) << 8 | UInt32(bytes[i + 3]))
-            }.joined(separator: " ")
+            var cells: [String] = []
+            for i in stride(from: 0, to: bytes.count, by: 4) {
+                var cell: UInt32 = 0
+                for byte in bytes[i..<(i + 4)] { cell = cell << 8 | UInt32(byte) }
+                cells.append(String(cell))
+            }
+            return cells.joined(separator: " ")
         }
         return bytes.map { ($0 < 0x10 ? "0" : "") + String($0, radix: 16) }.joined(separator: " ")
     }

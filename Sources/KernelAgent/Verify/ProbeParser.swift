@@ -120,7 +120,7 @@ private struct Reader {
         case .equal, .notEqual:
             return .equal(value, negated: op == .notEqual)
         case .matches, .notMatches:
-            do {
+            do throws(ProbePattern.Refusal) {
                 return .matches(try ProbePattern(value), negated: op == .notMatches)
             } catch {
                 // a bare pattern's byte offset maps onto the text; a quoted one is shown from its quote
@@ -148,6 +148,9 @@ private struct Reader {
             throw fail(.badPath, at: start, "'\(path)' is not an absolute path", hint: "write the full path, e.g. /sys/devices/…")
         }
         guard path.utf8.count <= ProbeLimits.wordBytes else { throw fail(.tooLong, at: start, "a path is at most \(ProbeLimits.wordBytes) bytes") }
+        guard !path.unicodeScalars.contains(where: { $0.value < 0x20 }) else {
+            throw fail(.badPath, at: start, "a path may not hold a control character (\\n, \\t)")
+        }
         let parts = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
         if let bad = parts.first(where: { $0.isEmpty || $0 == "." || $0 == ".." }) {
             throw fail(.badPath, at: start, bad == ".." ? "a path may not hold '..'" : "a path may not hold an empty or '.' component",
@@ -349,11 +352,11 @@ private struct Reader {
         var line = 1, lineStart = 0
         for i in 0..<min(index, scalars.count) where scalars[i] == "\n" { line += 1; lineStart = i + 1 }
         var lineEnd = lineStart
-        while lineEnd < scalars.count, scalars[lineEnd] != "\n", scalars[lineEnd] != "\r" { lineEnd += 1 }
+        while lineEnd < scalars.count, scalars[lineEnd] != "\n" { lineEnd += 1 }
         let column = index - lineStart + 1
         // The excerpt shows at most 140 scalars around the column, control characters as '?'.
         let from = max(lineStart, min(index, lineEnd) - 80), to = min(lineEnd, max(from, index) + 60)
-        let visible = String(String.UnicodeScalarView(scalars[from..<to].map { $0.value < 0x20 || $0.value == 0x7f ? "?" : $0 }))
+        let visible = String(String.UnicodeScalarView(scalars[from..<to].map { s -> Unicode.Scalar in s.value < 0x20 || s.value == 0x7f ? "?" : s }))
         let excerpt = "    " + visible + "\n    " + String(repeating: " ", count: max(0, index - from)) + "^"
         return ProbeParseError(code: code, message: message, line: line, column: column, excerpt: excerpt, origin: origin, hint: hint)
     }

@@ -38,7 +38,7 @@ public struct TransportProbeHost: ProbeHost {
                                   "not a plain absolute path")
         }
         let argv: [RemoteArgument] = ["sh", "-c", RemoteArgument(Self.readScript), "ka-probe", RemoteArgument(path),
-                                      RemoteArgument(String(ProbeLimits.fileBytes + 1)), deviceTree ? "dt" : ""]
+                                      RemoteArgument(String(ProbeLimits.fileBytes + 1)), RemoteArgument(deviceTree ? "dt" : "")]
         let r = try await transport.run(RemoteCommand(argv, timeout: readTimeout))
         switch r.status {
         case 0: return .content(Array(r.stdout.prefix(ProbeLimits.fileBytes)), truncated: r.stdout.count > ProbeLimits.fileBytes)

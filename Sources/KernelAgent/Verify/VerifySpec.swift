@@ -93,7 +93,7 @@ public struct VerifySpec: Sendable {
         default: break
         }
         let origin = ProbeOrigin(file: item.file, line: line, column: column, field: item.keyPath)
-        do {
+        do throws(ProbeParseError) {
             return try ProbeParser.parse(scalar.string, origin: origin)
         } catch {
             throw error.asKAError
