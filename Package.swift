@@ -97,7 +97,7 @@ if Context.environment["KA_FUZZ"] == "1" {
                                    path: "Sources/Fuzz/FuzzSupport", swiftSettings: instrumented))
     let fuzzers: [(name: String, reads: Target.Dependency)] = [
         ("FuzzCommand", "KAControlPlane"), ("FuzzWebhook", "KAControlPlane"), ("FuzzManifest", "KernelAgent"),
-        ("FuzzHosts", "KernelAgent"), ("FuzzPatch", "KernelAgent"), ("FuzzTrailer", "KernelAgent"),
+        ("FuzzHosts", "KernelAgent"), ("FuzzPatch", "KernelAgent"), ("FuzzTrailer", "KernelAgent"), ("FuzzProbe", "KernelAgent"),
     ]
     for fuzzer in fuzzers {
         package.targets.append(.executableTarget(

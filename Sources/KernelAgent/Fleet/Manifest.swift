@@ -74,10 +74,12 @@ public struct Manifest: Sendable {
     /// The items of a top-level `apply_order:` list (rewritten with the includes they name).
     public var orderList: [Selector] = []
 
-    /// Every place the manifest names a patch path: selectors, the apply_order list, exclusions.
-    public var pathMentions: [Selector] { selectors + orderList + excluded }
+    /// Every place the manifest names a patch path: selectors, the apply_order list, exclusions, verify probes.
+    public var pathMentions: [Selector] { selectors + orderList + excluded + (verify?.probes.map(\.mention) ?? []) }
     public var package: Package? = nil
     public var buildHosts: BuildHosts? = nil
+    /// `verify:`: Bars 3–5's probes and burn-in (nil when the manifest has none).
+    public var verify: VerifySpec? = nil
 
     public var b2sum: String { Blake2b.hex(bytes) }
 
@@ -95,7 +97,8 @@ public struct Manifest: Sendable {
     /// Keys this reader accepts. `includes` is the upstream spelling of `include`, `baseline.tree` of
     /// `baseline.repo` (fleet/README.md lists the aliases).
     static let topKeys: Set<String> = ["host", "baseline", "kernel_suffix", "install", "config", "scopes", "include", "includes",
-                                       "apply_order", "excluded", "package", "build_host", "infra_opt_in", "source_dir", "notes"]
+                                       "apply_order", "excluded", "package", "build_host", "infra_opt_in", "source_dir", "notes",
+                                       "verify"]
 
     public static func parse(_ data: Data, host: HostName, file: String) throws -> Manifest {
         guard let text = String(data: data, encoding: .utf8) else {
@@ -219,6 +222,10 @@ public struct Manifest: Sendable {
             }
             buildHosts = BuildHosts(primary: try primary.string(), fallback: fallback)
         }
+        var verify: VerifySpec?
+        if let vv = m["verify"], !vv.isNull {
+            verify = try VerifySpec.parse(vv, selectors: selectors, excluded: excluded, text: text)
+        }
         var manifest = Manifest(host: host, file: file, bytes: data, baseline: baseline, kernelSuffix: suffix,
                                 installMode: mode, installAlongside: alongside, configSource: configSource,
                                 selectors: selectors, infraOptIn: try m["infra_opt_in"]?.bool() ?? false,
@@ -229,6 +236,7 @@ public struct Manifest: Sendable {
         manifest.package = package
         manifest.buildHosts = buildHosts
         manifest.configFile = configFile
+        manifest.verify = verify
         return manifest
     }
 

@@ -84,6 +84,11 @@ public struct AbandonVerb: Verb, WaitsForTree {
             // the apply_order list names the dropped includes too
             let dropped = Set(drops.map { $0.0.raw })
             for item in m.orderList where dropped.contains(item.raw) { drops.append((item, nil)) }
+            // and a verify probe of purged patches only goes with them
+            for probe in m.verify?.probes ?? [] {
+                let selected = all.filter { $0 == probe.patch.value || $0.hasPrefix(probe.patch.value + "/") }
+                if !selected.isEmpty && selected.allSatisfy(removed.contains) { drops.append((probe.mention, nil)) }
+            }
             guard !drops.isEmpty, let data = ManifestEdit.rewrite(m.bytes, selectors: drops) else { continue }
             _ = try Manifest.parse(data, host: host, file: m.file)
             ops.append(.write(path: ws.display(ws.manifestFile(host)), data: data))

@@ -1,0 +1,116 @@
+import Foundation
+import Yams
+
+/// A manifest's `verify:` section: what Bars 3–5 check on the host after an install (fleet/README.md).
+///
+/// ```yaml
+/// verify:
+///   dt:                 # Bar 3: device-tree probes (custom-DTB hosts)
+///     - dt /opp-table-1/opp-2184000000 exists
+///   probes:             # Bar 4: per patch
+///     - patch: board/pinebook-pro/0001-….patch
+///       probe: file /sys/devices/system/cpu/cpufreq/policy4/cpuinfo_max_freq == 2184000
+///       required: true  # default
+///   burn_in_hours: 24   # Bar 5, opt-in
+/// ```
+public struct VerifySpec: Sendable {
+    /// One Bar 4 probe and the patch (or scope) it checks.
+    public struct PatchProbe: Sendable {
+        /// A patch path or a scope dir under patches/, as in `include:` / `scopes:`; the manifest reaches it.
+        public let patch: TreePath
+        public let probe: Probe
+        /// A required probe that does not pass stops the bars; an optional one is reported only.
+        public let required: Bool
+        /// Where the entry is written.
+        public let location: YAMLLocation
+        /// The `patch:` value as a path mention: migrate-tree rewrites it with the selectors, and abandon drops
+        /// the entry (its lines) with the patches it names.
+        public let mention: Manifest.Selector
+    }
+
+    /// Bar 3: device-tree probes (`dt …` only), all required.
+    public let deviceTree: [Probe]
+    /// Bar 4: per-patch probes, in the manifest's order.
+    public let probes: [PatchProbe]
+    /// Bar 5: hours of burn-in; nil when the host does not opt in.
+    public let burnInHours: Int?
+
+    public static let maxBurnInHours = 720
+
+    /// Reads the section; errors name the manifest file and line, and a probe's column.
+    static func parse(_ value: YAMLValue, selectors: [Manifest.Selector], excluded: [Manifest.Selector], text: String) throws -> VerifySpec {
+        let m = try value.mapping(allowed: ["dt", "probes", "burn_in_hours"])
+        var deviceTree: [Probe] = []
+        if let list = m["dt"], !list.isNull {
+            for item in try list.sequence() {
+                let probe = try parseProbe(item)
+                guard case .deviceTree = probe.subject else {
+                    throw item.error("'\(probe.text)' is not a device-tree probe",
+                                     hint: "verify.dt holds dt probes (dt /node[:property] …); put other probes under verify.probes with their patch")
+                }
+                deviceTree.append(probe)
+            }
+        }
+        var probes: [PatchProbe] = []
+        if let list = m["probes"], !list.isNull {
+            for item in try list.sequence() {
+                let entry = try item.mapping(allowed: ["patch", "probe", "required"])
+                let patchV = try entry.required("patch")
+                let patch: TreePath
+                do { patch = try TreePath(try patchV.string()) } catch let e as KAError {
+                    throw KAError(.refusal, ["\(patchV.location): \(patchV.keyPath)"] + e.chain, hint: e.hint)
+                }
+                try checkReached(patch, at: patchV, selectors: selectors, excluded: excluded)
+                let probe = try parseProbe(try entry.required("probe"))
+                let lines = [item.location.line] + entry.keys.compactMap { entry[$0]?.location.line }
+                let lineText = text.split(separator: "\n", omittingEmptySubsequences: false)
+                let lo = lines.min() ?? item.location.line, hi = lines.max() ?? item.location.line
+                let ownsLine = lo == hi && lineText.indices.contains(lo - 1) && lineText[lo - 1].trimmingCharacters(in: .whitespaces).hasPrefix("-")
+                let mention = Manifest.Selector(kind: .include, raw: try Manifest.normalisedPath(patchV), line: patchV.location.line,
+                                                column: patchV.location.column, lines: lo...hi, ownsLine: ownsLine)
+                probes.append(PatchProbe(patch: patch, probe: probe, required: try entry["required"]?.bool() ?? true,
+                                         location: item.location, mention: mention))
+            }
+        }
+        var burnIn: Int?
+        if let hoursV = m["burn_in_hours"] {
+            let hours = try hoursV.int()
+            guard (1...maxBurnInHours).contains(hours) else {
+                throw hoursV.error("burn_in_hours must be between 1 and \(maxBurnInHours)", hint: "leave it out for no burn-in")
+            }
+            burnIn = hours
+        }
+        return VerifySpec(deviceTree: deviceTree, probes: probes, burnInHours: burnIn)
+    }
+
+    /// A probe's text from a YAML scalar, placed where its first character is in the file.
+    static func parseProbe(_ item: YAMLValue) throws -> Probe {
+        guard case let .scalar(scalar) = item.node else { throw item.error("expected a probe (one line of text), found \(item.node.kindName)") }
+        var line = item.location.line, column = item.location.column
+        switch scalar.style {
+        case .singleQuoted, .doubleQuoted: column += 1
+        case .literal, .folded: line += 1; column = 1
+        default: break
+        }
+        let origin = ProbeOrigin(file: item.file, line: line, column: column, field: item.keyPath)
+        do throws(ProbeParseError) {
+            return try ProbeParser.parse(scalar.string, origin: origin)
+        } catch {
+            throw error.asKAError
+        }
+    }
+
+    /// The probe's patch must be one the manifest applies: under a scope or include (or holding one), and not
+    /// excluded.
+    static func checkReached(_ patch: TreePath, at v: YAMLValue, selectors: [Manifest.Selector], excluded: [Manifest.Selector]) throws {
+        func related(_ a: String, _ b: String) -> Bool { a == b || a.hasPrefix(b + "/") || b.hasPrefix(a + "/") }
+        if let ex = excluded.first(where: { patch.value == $0.raw || patch.value.hasPrefix($0.raw + "/") }) {
+            throw v.error("'\(patch)' is excluded at line \(ex.line) ('\(ex.raw)')", hint: "a probe checks a patch the host gets; drop the probe or the exclusion")
+        }
+        guard selectors.contains(where: { related(patch.value, $0.raw) }) else {
+            let listed = selectors.map(\.raw).joined(separator: ", ")
+            throw v.error("'\(patch)' is not among this manifest's scopes or includes (\(listed.isEmpty ? "none" : listed))",
+                          hint: "name a patch or scope the manifest applies, as written under scopes: or include:")
+        }
+    }
+}
