@@ -192,4 +192,55 @@ extension BuildBoxTests {
         await server.kill9()
         await JobBoxTests.reap(h.root.appendingPathComponent(".ka"))
     }
+
+    @Test func aProbeThatFailsFilesARegressionNamingTheProbeAndThePatchesNewSinceTheLastGoodLockAndYankLoopsBack() async throws {
+        let h = try Harness()
+        // a good install first: its lock is the last good one
+        try await Self.promoteAndBuild(h)
+        let good = try await Self.ka(h, ["install", "fresnel"])
+        #expect(good.status == 0 && good.stdoutText.contains("bar4 pass") == false, "\(good.stdoutText)\n\(good.stderrText)")
+        let goodRecord = try #require(try Self.state(h).installs.latest(host: "fresnel"))
+        #expect(goodRecord.state == .verified && goodRecord.bars.contains("bar3 pass") && goodRecord.bars.contains("bar4 pass"), "\(goodRecord.bars)")
+        // a new, harmless patch with a probe that cannot pass on this board
+        let name = "0004-ka-test-a-harmless-comment.patch"
+        try """
+        From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001
+        From: Test <test@example.org>
+        Subject: [PATCH] ka test: a harmless comment in the Pinebook Pro DTS
+
+        Scope: board/pinebook-pro
+        ---
+        diff --git a/arch/arm64/boot/dts/rockchip/rk3399-pinebook-pro.dts b/arch/arm64/boot/dts/rockchip/rk3399-pinebook-pro.dts
+        --- a/arch/arm64/boot/dts/rockchip/rk3399-pinebook-pro.dts
+        +++ b/arch/arm64/boot/dts/rockchip/rk3399-pinebook-pro.dts
+        @@ -8,2 +8,3 @@
+         /dts-v1/;
+        +/* ka test: a harmless comment */
+         #include <dt-bindings/input/gpio-keys.h>
+
+        """.write(to: h.root.appendingPathComponent("patches/board/pinebook-pro/\(name)"), atomically: true, encoding: .utf8)
+        let manifest = h.root.appendingPathComponent("fleet/fresnel.yaml")
+        let probe = "file /sys/devices/system/cpu/cpufreq/policy4/cpuinfo_max_freq == 2400000"
+        try (try String(contentsOf: manifest, encoding: .utf8) + "    - patch: board/pinebook-pro/\(name)\n      probe: \(probe)\n")
+            .write(to: manifest, atomically: true, encoding: .utf8)
+        try await Self.promoteAndBuild(h)
+        let r = try await Self.ka(h, ["install", "fresnel"])
+        #expect(r.status == 1, "\(r.stdoutText)\n\(r.stderrText)")
+        let regression = try #require(try Self.blocks(h).first { $0.kind == .regression })
+        #expect(regression.title.contains("Bar 4"), "\(regression.title)")
+        let body = try Self.blockBodies(h).joined(separator: "\n")
+        #expect(body.contains("| probe | `\(probe)` (patch `board/pinebook-pro/\(name)`) |"), "\(body)")
+        #expect(body.contains("observed: 2184000"), "\(body)")
+        #expect(body.contains("Patches new since the last good lock:\n\n- `board/pinebook-pro/\(name)`\n"), "\(body)")
+        #expect(body.contains("| last good lock | `b2:\(goodRecord.lockB2sum.prefix(16))…`"), "\(body)")
+        #expect(body.contains("/ka-yank fresnel board/pinebook-pro/\(name)"), "\(body)")
+        let status = try await Self.ka(h, ["status", "--json"])
+        #expect(status.stdoutText.contains("\"state\" : \"drifted\""), "\(status.stdoutText)")
+        // the loopback: yank takes the patch out; promote's lock no longer carries it
+        let yank = try await Self.ka(h, ["yank", "fresnel", "board/pinebook-pro/\(name)", "--reason", "regression \(regression.id)"])
+        #expect(yank.status == 0 && yank.stdoutText.contains("fresnel is drifted; next: ka promote fresnel"), "\(yank.stdoutText)\n\(yank.stderrText)")
+        try await Self.promote(h)
+        let lock = try String(contentsOf: h.root.appendingPathComponent("out/fresnel/manifest.lock"), encoding: .utf8)
+        #expect(!lock.contains(name) && lock.contains("0001-arm64-dts-rk3399-pinebook-pro-add-OC-OPP-tables"), "\(lock)")
+    }
 }

@@ -41,13 +41,23 @@ struct Verification: Sendable {
     func run(_ ctx: StepContext) async throws -> String {
         let record = try steps.record(ctx)
         var results: [BarResult] = []
-        let bar2 = try await Bars.bar2(ctx, host: target, record: record, pkgbase: steps.pkgbase)
+        var bar2 = try await Bars.bar2(ctx, host: target, record: record, pkgbase: steps.pkgbase)
+        for _ in 0..<steps.install.probeRetries where bar2.code == .infraError {
+            bar2 = try await Bars.bar2(ctx, host: target, record: record, pkgbase: steps.pkgbase)
+        }
         results.append(bar2)
-        if bar2.code != .pass { try await fail(ctx, bar: bar2) }
+        if bar2.code == .fail { try await fail(ctx, bar: bar2) }
+        if bar2.code == .infraError { throw KAError.failure("Bar 2", bar2.detail, hint: "not a regression: run ka verify \(target) once \(target) answers") }
         let schedule = try await Bars.later(ctx, host: target, manifest: steps.setup.manifest, retries: steps.install.probeRetries)
         for r in schedule {
             results.append(r)
             if r.required && r.code == .fail { try await fail(ctx, bar: r, all: results) }
+            if r.required && r.code == .infraError {
+                // KernelCI: an infra error is never a regression. The install stays `installed`; ka verify retries it.
+                try steps.update(ctx) { $0.bars = ([$0.bars] + results.map(\.line)).filter { !$0.isEmpty }.joined(separator: "\n") }
+                throw KAError.failure("Bar \(r.bar) probe `\(r.probe ?? "")`", "infra error after retries: \(r.detail.prefix(300))",
+                                      hint: "not a regression: fix the link to \(target), then run ka verify \(target)")
+            }
         }
         let burnIn = Bars.burnInHours(steps.setup.manifest)
         let at = steps.now()
@@ -105,13 +115,35 @@ enum Bars {
                          detail: wrong.isEmpty ? "running \(running); \(installed)" : wrong.joined(separator: "; "))
     }
 
-    /// Bars 3 and 4 (the manifest's device-tree checks and per-patch probes).
+    /// Bars 3 and 4: the manifest's device-tree checks (all required) and per-patch probes, in order; the first
+    /// required failure ends the list (greenboot's rule). Infra errors are retried by the runner and never a failure:
+    /// one that persists is reported as infra-error, which fails the step without a regression.
     static func later(_ ctx: StepContext, host: HostName, manifest: Manifest, retries: Int) async throws -> [BarResult] {
-        []
+        guard let spec = manifest.verify, !(spec.deviceTree.isEmpty && spec.probes.isEmpty) else { return [] }
+        let runner = ProbeRunner(host: TransportProbeHost(transport: try ctx.transports.transport(for: host)), infraRetries: retries,
+                                 retryDelay: .seconds(2))
+        var out: [BarResult] = []
+        func judged(_ r: ProbeResult, bar: Int, required: Bool, patch: String?) throws -> BarResult {
+            let code: BarCode = switch r.code { case .pass: .pass; case .fail: .fail; case .skip: .skip; case .infraError: .infraError }
+            try ctx.log.append("ka", "bar\(bar) \(r.code.rawValue) `\(r.probe)`: \(r.reason)\(r.attempts > 1 ? " (\(r.attempts) attempts)" : "")")
+            return BarResult(bar: bar, name: bar == 3 ? "device tree matches the manifest" : "per-patch probe", code: code, required: required,
+                             detail: r.reason + (r.observed.isEmpty ? "" : "\nobserved: \(r.observed)"), probe: r.probe, patch: patch)
+        }
+        for probe in spec.deviceTree {
+            let r = try judged(await runner.run(probe), bar: 3, required: true, patch: nil)
+            out.append(r)
+            if r.code == .fail || r.code == .infraError { return out }
+        }
+        for p in spec.probes {
+            let r = try judged(await runner.run(p.probe), bar: 4, required: p.required, patch: p.patch.value)
+            out.append(r)
+            if p.required && (r.code == .fail || r.code == .infraError) { return out }
+        }
+        return out
     }
 
     /// Bar 5's opt-in: hours of burn-in, or nil.
-    static func burnInHours(_ manifest: Manifest) -> Int? { nil }
+    static func burnInHours(_ manifest: Manifest) -> Int? { manifest.verify?.burnInHours }
 }
 
 /// [ka:regression]: what failed, against the last good lock, with the way back.

@@ -109,6 +109,10 @@ struct VerifyRun: Sendable {
     /// Notes the verdict; a required failure files the regression and fails the step.
     func judge(_ ctx: StepContext, _ r: BarResult) async throws -> String {
         try note(ctx, r)
+        if r.code == .infraError && r.required {
+            // KernelCI: an infra error is never a regression; the run fails so the timer tries again.
+            throw KAError.failure("Bar \(r.bar) (\(r.name))", "infra error: \(r.detail.prefix(300))", hint: "not a regression; ka verify \(target) again once \(target) answers")
+        }
         guard r.code == .fail && r.required else { return r.line }
         let block = try await Regression.file(ctx, host: target, bar: r, record: setup.record, state: state, blocks: blocks,
                                               pkgbase: "linux-\(setup.manifest.kernelSuffix)", signer: setup.signer ?? target)

@@ -43,6 +43,10 @@ public struct YankVerb: Verb {
         var drops: [(Manifest.Selector, String?)] = manifest.selectors.filter { $0.raw == path.value || $0.raw.hasPrefix(path.value + "/") }.map { ($0, nil) }
         let dropped = Set(drops.map { $0.0.raw })
         for item in manifest.orderList where dropped.contains(item.raw) { drops.append((item, nil)) }
+        // a probe of the yanked patches goes with them (the host no longer gets what it checks)
+        for probe in manifest.verify?.probes ?? [] where probe.patch.value == path.value || probe.patch.value.hasPrefix(path.value + "/") {
+            drops.append((probe.mention, nil))
+        }
         var data = manifest.bytes
         if !drops.isEmpty {
             guard let edited = ManifestEdit.rewrite(data, selectors: drops) else {
@@ -57,7 +61,7 @@ public struct YankVerb: Verb {
         }
         data = try Self.addingExcluded(data, path: path.value, reason: why, file: manifest.file)
         _ = try Manifest.parse(data, host: target, file: manifest.file)   // what is written must load
-        let steps = drops.map { "drop \($0.0.kind.rawValue) \($0.0.raw) (\(manifest.file):\($0.0.line))" }
+        let steps = drops.map { "drop the entry for \($0.0.raw) (\(manifest.file):\($0.0.line))" }
             + ["add excluded: {path: \(path.value), reason: \(why)} to \(manifest.file)",
                "mark \(target) drifted: \(yanked.count) patch(es) out; ka promote \(target) → ka build \(target) → ka install \(target) converges it"]
         let pins = try yanked.map { Plan.Pin("patches/" + $0, "b2:" + Blake2b.hex(try FS.read(ws.url(try TreePath($0))))) }

@@ -13,11 +13,12 @@ public struct TransportProbeHost: ProbeHost {
         self.transport = transport; self.readTimeout = readTimeout
     }
 
-    /// Exit 3: a directory; 4: nothing there; 5: no /proc/device-tree; otherwise head's own status.
+    /// Exit 3: a directory; 4: nothing there; 5: no device tree; otherwise head's own status. The tree is read where
+    /// /proc/device-tree links to, /sys/firmware/devicetree/base (the fleet-in-a-box shows the booted DTB there too).
     /// `[ -L ]` keeps a dangling symlink "there" (head then fails and says why).
     static let readScript = """
         p=$1; n=$2
-        if [ -n "$3" ]; then [ -d /proc/device-tree ] || exit 5; p=/proc/device-tree$1; fi
+        if [ -n "$3" ]; then [ -d /sys/firmware/devicetree/base ] || exit 5; p=/sys/firmware/devicetree/base$1; fi
         [ -d "$p" ] && exit 3
         [ -e "$p" ] || [ -L "$p" ] || exit 4
         exec head -c "$n" -- "$p"
@@ -44,7 +45,7 @@ public struct TransportProbeHost: ProbeHost {
         case 0: return .content(Array(r.stdout.prefix(ProbeLimits.fileBytes)), truncated: r.stdout.count > ProbeLimits.fileBytes)
         case 3: return .directory
         case 4: return .missing
-        case 5: return .notApplicable("the host has no /proc/device-tree")
+        case 5: return .notApplicable("the host has no device tree (/sys/firmware/devicetree/base, /proc/device-tree)")
         case 126, 127:
             throw TransportError.failed(transport.host, transport.address, "read \(path)", "sh could not run head (exit \(r.status)): \(r.stderrText)")
         default:
