@@ -243,4 +243,42 @@ extension BuildBoxTests {
         let lock = try String(contentsOf: h.root.appendingPathComponent("out/fresnel/manifest.lock"), encoding: .utf8)
         #expect(!lock.contains(name) && lock.contains("0001-arm64-dts-rk3399-pinebook-pro-add-OC-OPP-tables"), "\(lock)")
     }
+
+    @Test func burnInIsAStoredScheduleThatARebootFailsAndThatCompletesWhenItsTimeHasPassed() async throws {
+        let h = try Harness()
+        let manifest = h.root.appendingPathComponent("fleet/fresnel.yaml")
+        try (try String(contentsOf: manifest, encoding: .utf8) + "  burn_in_hours: 2\n").write(to: manifest, atomically: true, encoding: .utf8)
+        try await Self.promoteAndBuild(h)
+        let r = try await Self.ka(h, ["install", "fresnel"])
+        #expect(r.status == 0 && r.stdoutText.contains("burn-in until"), "\(r.stdoutText)\n\(r.stderrText)")
+        var record = try #require(try Self.state(h).installs.latest(host: "fresnel"))
+        let until = try #require(record.burnInUntil)
+        #expect(abs(until.timeIntervalSinceNow - 7200) < 300, "\(until)")
+        // an hour in: Bars 1–4 hold, the burn-in runs on
+        let running = try await Self.ka(h, ["verify", "fresnel"])
+        #expect(running.status == 0 && running.stdoutText.contains("bar5 skip (optional) burn-in: running"), "\(running.stdoutText)\n\(running.stderrText)")
+        // its time has passed (the stored schedule moved back, as a clock moving on would): it completes
+        let db = try DatabaseQueue(path: h.root.appendingPathComponent(".ka/state.sqlite").path)
+        try await db.write { try $0.execute(sql: "UPDATE installs SET burnInUntil = ? WHERE job = ?", arguments: [Date().addingTimeInterval(-1), record.job]) }
+        let done = try await Self.ka(h, ["verify", "fresnel"])
+        #expect(done.status == 0 && done.stdoutText.contains("bar5 pass (optional) burn-in: complete"), "\(done.stdoutText)\n\(done.stderrText)")
+        record = try #require(try Self.state(h).installs.latest(host: "fresnel"))
+        #expect(record.burnInUntil == nil && record.bars.contains("bar5 pass"))
+        // a second burn-in, and a reboot during it: it fails, files [ka:regression], and the host is drifted
+        try await db.write { try $0.execute(sql: "UPDATE installs SET burnInUntil = ? WHERE job = ?", arguments: [Date().addingTimeInterval(3600), record.job]) }
+        let before = try await Self.inFresnel(["cat", "/proc/sys/kernel/random/boot_id"])
+        _ = try await Self.inFresnel(["reboot"])
+        try await JobBoxTests.waitFor("fresnel to come back with a new boot id", timeout: 60) {
+            let now = try await JobBoxTests.inHost("fresnel", ["cat", "/proc/sys/kernel/random/boot_id"]).stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+            let up = try await JobBoxTests.inHost("fresnel", ["pgrep", "-x", "sshd"]).status == 0
+            return up && !now.isEmpty && now != before
+        }
+        let failed = try await Self.ka(h, ["verify", "fresnel", "--json"])
+        #expect(failed.status == 1 && failed.stdoutText.contains("rebooted during burn-in") && failed.stdoutText.contains("\"passed\" : false"),
+                "\(failed.stdoutText)\n\(failed.stderrText)")
+        let regression = try #require(try Self.blocks(h).first { $0.kind == .regression })
+        #expect(regression.title.contains("Bar 5"), "\(regression.title)")
+        let status = try await Self.ka(h, ["status", "--json"])
+        #expect(status.stdoutText.contains("\"state\" : \"drifted\""), "\(status.stdoutText)")
+    }
 }

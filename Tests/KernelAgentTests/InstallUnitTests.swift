@@ -102,4 +102,19 @@ import KATestSupport
         let text = try s.read("fleet/h1.yaml")
         #expect(!m.selectors.contains { $0.raw.hasPrefix("board/b1") } && m.excluded.contains { $0.raw == "board/b1" }, "\(text)")
     }
+
+    /// The systemd units in webhook/ run verbs that exist, with arguments those verbs accept (%i: a host).
+    @Test func everyTimerServiceRunsAVerbThatParses() throws {
+        let dir = TestEnv.projectRoot.appendingPathComponent("webhook")
+        let units = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix("@.service") }
+        #expect(units.contains("ka-verify@.service"))
+        for unit in units {
+            let text = try String(contentsOf: dir.appendingPathComponent(unit), encoding: .utf8)
+            let exec = try #require(text.split(separator: "\n").first { $0.hasPrefix("ExecStart=") }, "\(unit)")
+            let argv = exec.dropFirst("ExecStart=".count).split(separator: " ").map { $0 == "%i" ? "fresnel" : String($0) }
+            #expect(argv.first?.hasSuffix("/ka") == true, "\(unit): \(argv)")
+            let verb = try #require(Verbs.named(argv[1]), "\(unit) runs an unknown verb \(argv[1])")
+            _ = try Verbs.parse(verb, Array(argv.dropFirst(2)))
+        }
+    }
 }
