@@ -21,6 +21,8 @@ let package = Package(
         // His's ops over MCP (Sources/KernelAgent/His)
         .package(url: "https://github.com/modelcontextprotocol/swift-sdk", exact: "0.12.1"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),   // the SDK's StdioTransport takes FileDescriptors
+        // the dashboard page's templates (Sources/KAControlPlane/Dashboard)
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ],
     targets: [
         // renameat2(RENAME_EXCHANGE), which Swift's Glibc module does not export
@@ -50,6 +52,7 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Mustache", package: "swift-mustache"),
             ]
         ),
         .executableTarget(
