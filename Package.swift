@@ -62,6 +62,10 @@ let package = Package(
         ),
         // scripts/bench-transport's harness: N remote calls through the transport, timed.
         .executableTarget(name: "ka-bench-transport", dependencies: ["KernelAgent"]),
+        // scripts/bench-dashboard's harness: GET / against GET /healthz, and the dashboard issue during a burst.
+        .executableTarget(name: "ka-bench-dashboard", dependencies: [
+            "KernelAgent", "KAControlPlane", .product(name: "Hummingbird", package: "hummingbird"),
+        ]),
         .plugin(name: "GitCommitStamp", capability: .buildTool()),
         // What both test targets share: the blocking runner of external tools, and offPool.
         .target(name: "KATestSupport", path: "Tests/TestSupport"),
@@ -90,7 +94,7 @@ let package = Package(
 // the pair; gold fails on it). `ka` cannot link against instrumented modules, so this build leaves it out.
 if Context.environment["KA_FUZZ"] == "1" {
     package.products.removeAll { $0.name == "ka" }
-    package.targets.removeAll { $0.name == "ka" || $0.name == "ka-bench-transport" }
+    package.targets.removeAll { $0.name == "ka" || $0.name == "ka-bench-transport" || $0.name == "ka-bench-dashboard" }
     let instrumented: [SwiftSetting] = [.unsafeFlags(["-sanitize=fuzzer,address", "-O"])]
     for target in package.targets where target.name == "KernelAgent" || target.name == "KAControlPlane" {
         target.swiftSettings = (target.swiftSettings ?? []) + instrumented

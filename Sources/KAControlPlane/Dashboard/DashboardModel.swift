@@ -155,7 +155,7 @@ public struct DashboardLinks: Sendable {
 public enum DashboardSource {
     public static func build(ctx: VerbContext, ledger: Ledger?, links: DashboardLinks, prunePause: DashboardModel.PrunePause? = nil,
                              now: Date) async throws -> DashboardModel {
-        let status = StatusVerb()
+        let status = try StatusVerb.parse([])   // parsed, so its option groups hold values
         let rows = try await status.withTreeAccess(in: ctx) { try await status.rows(in: ctx) }
         let registry = try ctx.registry()
         let blocks = try await ctx.openBlocks()

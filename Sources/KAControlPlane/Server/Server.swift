@@ -43,7 +43,7 @@ public enum ControlPlaneServer {
 
     /// The read-only dashboard: `GET /` (HTML) and `GET /api/status` (what `ka status --json` prints). Neither
     /// holds the webhook secret or the token; every value in the page is HTML-escaped by its template.
-    static func addDashboard(to router: Router<BasicRequestContext>, page: DashboardPageCache) {
+    public static func addDashboard(to router: Router<BasicRequestContext>, page: DashboardPageCache) {
         @Sendable func answer(_ text: String, _ type: String) -> Response {
             Response(status: .ok, headers: [.contentType: type, .cacheControl: "no-store",
                                             HTTPField.Name("Content-Security-Policy")!: "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'"],
