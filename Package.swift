@@ -65,6 +65,7 @@ let package = Package(
         // scripts/bench-dashboard's harness: GET / against GET /healthz, and the dashboard issue during a burst.
         .executableTarget(name: "ka-bench-dashboard", dependencies: [
             "KernelAgent", "KAControlPlane", .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .plugin(name: "GitCommitStamp", capability: .buildTool()),
         // What both test targets share: the blocking runner of external tools, and offPool.

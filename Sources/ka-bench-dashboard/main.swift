@@ -5,6 +5,7 @@ import FoundationNetworking
 import Hummingbird
 import KAControlPlane
 import KernelAgent
+import Logging
 import NIOConcurrencyHelpers
 
 // scripts/bench-dashboard's harness (issue 10):
@@ -93,8 +94,10 @@ let router = Router()
 router.get("/healthz") { _, _ in "ok\n" }   // as `ka serve` answers it
 ControlPlaneServer.addDashboard(to: router, page: page)
 let port = PortBox()
+var quiet = Logger(label: "bench-dashboard")
+quiet.logLevel = .critical   // the server's stop at the end is no error
 let app = Application(router: router, server: ControlPlaneServer.httpServer, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                      onServerRunning: { port.set($0.localAddress?.port ?? 0) })
+                      onServerRunning: { port.set($0.localAddress?.port ?? 0) }, logger: quiet)
 let server = Task { try await app.run() }
 for _ in 0..<500 where port.get() == 0 { try await Task.sleep(nanoseconds: 10_000_000) }
 guard port.get() != 0 else { fail("the server did not start") }

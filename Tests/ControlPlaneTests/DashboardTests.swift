@@ -164,12 +164,14 @@ import Testing
         let dash = s.dashboard(try s.ledger(), clock: clock, source: source)
         #expect(await dash.tick() == .created)
         #expect(s.creates == 1)
+        let afterCreate = s.gitea.requestLog.count
         clock.advance(31)
         dash.markDirty()
         #expect(await dash.tick() == .unchanged)
         clock.advance(31)
         #expect(await dash.tick() == .unchanged, "the periodic re-render finds nothing new either")
         #expect(s.edits == 0, "no edit when the rendered body is unchanged, counted at the stand-in")
+        #expect(s.gitea.requestLog.count == afterCreate, "comparing the rendered body costs no request")
         source.change { $0.hosts[0].state = "installable" }
         dash.markDirty()
         clock.advance(31)

@@ -82,6 +82,8 @@ public final class DashboardIssue: Sendable {
     func update(at t: Date) async throws -> Outcome {
         let body = try await render()
         var memory = try loadMemory()
+        // compared first: an unchanged fleet costs no request to the dashboard issue
+        if memory.issue != nil, memory.written == body, !live.withLockedValue({ $0.personEdited }) { return .unchanged }
         var issue: GiteaIssue?
         if let n = memory.issue { issue = try await ours(n) }
         if issue == nil { issue = try await find() }

@@ -158,8 +158,9 @@ public enum DashboardPage {
     """
 }
 
-/// `GET /` and `GET /api/status` in `ka serve`: the picture is rebuilt in the background at most every `maxAge`
-/// seconds (a request never waits for the tree scan but the first), and the page is rendered once per picture.
+/// `GET /` and `GET /api/status` in `ka serve`: a request older than `maxAge` (5 s) after the last picture starts a
+/// rebuild behind it (only requests do: an idle page costs nothing), so a request never waits for the tree scan but
+/// the first; the page is rendered once per picture.
 public final class DashboardPageCache: Sendable {
     let build: @Sendable () async throws -> DashboardModel
     let maxAge: TimeInterval
@@ -168,7 +169,7 @@ public final class DashboardPageCache: Sendable {
     private let cached = NIOLockedValueBox<Cached?>(nil)
     private let refreshing = NIOLockedValueBox(false)
 
-    public init(maxAge: TimeInterval = 2, now: @escaping @Sendable () -> Date = { Date() }, build: @escaping @Sendable () async throws -> DashboardModel) {
+    public init(maxAge: TimeInterval = 5, now: @escaping @Sendable () -> Date = { Date() }, build: @escaping @Sendable () async throws -> DashboardModel) {
         self.build = build; self.maxAge = maxAge; self.now = now
     }
 
