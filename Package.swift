@@ -21,6 +21,8 @@ let package = Package(
         // His's ops over MCP (Sources/KernelAgent/His)
         .package(url: "https://github.com/modelcontextprotocol/swift-sdk", exact: "0.12.1"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),   // the SDK's StdioTransport takes FileDescriptors
+        // the dashboard page's templates (Sources/KAControlPlane/Dashboard)
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ],
     targets: [
         // renameat2(RENAME_EXCHANGE), which Swift's Glibc module does not export
@@ -50,6 +52,7 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Mustache", package: "swift-mustache"),
             ]
         ),
         .executableTarget(
@@ -59,6 +62,11 @@ let package = Package(
         ),
         // scripts/bench-transport's harness: N remote calls through the transport, timed.
         .executableTarget(name: "ka-bench-transport", dependencies: ["KernelAgent"]),
+        // scripts/bench-dashboard's harness: GET / against GET /healthz, and the dashboard issue during a burst.
+        .executableTarget(name: "ka-bench-dashboard", dependencies: [
+            "KernelAgent", "KAControlPlane", .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .plugin(name: "GitCommitStamp", capability: .buildTool()),
         // What both test targets share: the blocking runner of external tools, and offPool.
         .target(name: "KATestSupport", path: "Tests/TestSupport"),
@@ -87,7 +95,7 @@ let package = Package(
 // the pair; gold fails on it). `ka` cannot link against instrumented modules, so this build leaves it out.
 if Context.environment["KA_FUZZ"] == "1" {
     package.products.removeAll { $0.name == "ka" }
-    package.targets.removeAll { $0.name == "ka" || $0.name == "ka-bench-transport" }
+    package.targets.removeAll { $0.name == "ka" || $0.name == "ka-bench-transport" || $0.name == "ka-bench-dashboard" }
     let instrumented: [SwiftSetting] = [.unsafeFlags(["-sanitize=fuzzer,address", "-O"])]
     for target in package.targets where target.name == "KernelAgent" || target.name == "KAControlPlane" {
         target.swiftSettings = (target.swiftSettings ?? []) + instrumented

@@ -83,6 +83,11 @@ struct Reminders: ParsableCommand {
     }
 }
 
+/// `ka status --html FILE`: the dashboard page, from the tree, the state store and (when `ka serve` ran here) its ledger.
+func installDashboardRenderer() {
+    StatusVerb.htmlRenderer = { ctx in try await DashboardPage.offline(ctx: ctx, env: ProcessInfo.processInfo.environment) }
+}
+
 /// Direct invocations file a `[ka:audit]` issue through the outbox when Gitea is configured.
 func installAuditHook() {
     let env = ProcessInfo.processInfo.environment
@@ -120,6 +125,7 @@ if invokedAs.hasPrefix("ka-") {
     args.insert(String(invokedAs.dropFirst(3)), at: 0)
 }
 installAuditHook()
+installDashboardRenderer()
 /// Parse and run by hand: `KA.main(args)` resolves to the synchronous overload from top-level code.
 func runMain(_ args: [String]) async {
     do {

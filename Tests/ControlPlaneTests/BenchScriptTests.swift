@@ -102,4 +102,27 @@ import Testing
         #expect(r.stderrText.contains("wrk ended early"), "\(r.stderrText)")
         #expect(!r.stdoutText.contains("answered/s"), "no figures are printed for a failed run")
     }
+
+    @Test func benchDashboardFailsWhenTheHarnessFails() async throws {
+        // the page timings came, then the burst broke the 30 s rule: the harness exits 1, and no figure is printed
+        let (dir, _) = try Self.fakes([
+            "harness": "echo 'GET /         (50 hosts, 5000 jobs, 1 KiB): p50 1.00 ms  p99 2.00 ms'\n"
+                + "echo 'GET /healthz  (same server, same run): p50 1.00 ms  p99 2.00 ms'\n"
+                + "echo 'bench-dashboard: more than one dashboard edit in 30 s' >&2\nexit 1\n",
+            "silent": "exit 0\n",
+        ])
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let script = Harness.projectRoot.appendingPathComponent("scripts/bench-dashboard").path
+        var env = ProcessInfo.processInfo.environment
+        env["KA_BENCH_DASHBOARD_BIN"] = dir.appendingPathComponent("harness").path
+        let failed = try await Self.runScript([script, "50", "5000", "100"], environment: env)
+        #expect(failed.status != 0, "exit \(failed.status); stdout: \(failed.stdoutText)")
+        #expect(failed.stderrText.contains("more than one dashboard edit in 30 s"), "\(failed.stderrText)")
+        #expect(!failed.stdoutText.contains("p99"), "no figures are printed for a failed run")
+        // a harness that prints nothing is no benchmark either
+        env["KA_BENCH_DASHBOARD_BIN"] = dir.appendingPathComponent("silent").path
+        let silent = try await Self.runScript([script], environment: env)
+        #expect(silent.status != 0)
+        #expect(silent.stderrText.contains("printed no figures"), "\(silent.stderrText)")
+    }
 }

@@ -22,6 +22,8 @@ final class Harness: @unchecked Sendable {
     var loop: ControlLoop!
     var api: DefaultGiteaClient!
     var metrics = Metrics()
+    var dashboard: DashboardIssue!
+    var page: DashboardPageCache!
     var serverPort = 0
     private var serverTask: Task<Void, Error>?
 
@@ -54,17 +56,19 @@ final class Harness: @unchecked Sendable {
         config.consentTTL = consentTTL
         config.pollInterval = 1
         config.replyRateLimit = nil
+        config.dashboardIssue = false   // a test that wants the [ka:dashboard] issue turns it on
         configure(&config)
         api = DefaultGiteaClient(baseURL: gitea.baseURL, owner: gitea.owner, repo: gitea.repo, token: "bot-token", maxAttempts: 10, baseDelay: 0.005)
         let bot = try await api.currentUser().login
         let plane = try ControlPlane(config: config, api: api, botLogin: bot, transports: transports, faults: faults,
                                      blocksInTracker: giteaBlocks, logger: Logger(label: "test"))
         (ledger, authorizer, engine, loop, metrics) = (plane.ledger, plane.authorizer, plane.engine, plane.loop, plane.metrics)
+        (dashboard, page) = (plane.dashboard, plane.page)
         try await loop.poller.pollOnce()   // sets the cursor: history before start is not replayed
         guard webhook else { return }
         let intake = plane.intake
         let portBox = PortBox()
-        let app = Application(router: ControlPlaneServer.buildRouter(intake: intake, metrics: metrics, ledger: ledger),
+        let app = Application(router: ControlPlaneServer.buildRouter(intake: intake, metrics: metrics, ledger: ledger, page: page),
                               server: ControlPlaneServer.httpServer, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
                               onServerRunning: { portBox.set($0.localAddress?.port ?? 0) })
         serverTask = Task { try await app.run() }

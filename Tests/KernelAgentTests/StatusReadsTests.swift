@@ -27,6 +27,7 @@ import Testing
         func snoozeReminder(issue: Int, until: Date) throws -> Bool { try inner.snoozeReminder(issue: issue, until: until) }
         func dueReminders(now: Date, limit: Int) throws -> [ReminderRecord] { try inner.dueReminders(now: now, limit: limit) }
         func advanceReminder(issue: Int, stage: Int, nextDue: Date) throws { try inner.advanceReminder(issue: issue, stage: stage, nextDue: nextDue) }
+        func openReminders() throws -> [ReminderRecord] { try inner.openReminders() }
         func hostRecords(_ hosts: [String]) throws -> (promotions: [String: PromotionRecord], drifts: [String: DriftRecord], installables: [String: InstallableRecord]) {
             batchReads.withLock { $0 += 1 }
             return try inner.hostRecords(hosts)

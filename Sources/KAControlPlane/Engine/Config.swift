@@ -25,6 +25,8 @@ public struct ControlPlaneConfig: Sendable {
     /// Writes to Gitea sent at once, each on a different issue (on one issue they go one at a time, in order).
     public var outboxParallel = Self.defaultOutboxParallel
     public static let defaultOutboxParallel = 4
+    /// Whether `ka serve` keeps the `[ka:dashboard]` issue current (the tests that count issues turn it off).
+    public var dashboardIssue = true
     public static let maxOutboxParallel = 64
     /// verb → logins allowed; "*" applies to every verb. Empty: users with write permission on the repo.
     public var allow: [String: [String]] = [:]

@@ -30,6 +30,8 @@ public final class Engine: Sendable {
     let eventTasks = NIOLockedValueBox<[String: Task<Void, Never>]>([:])
     let planning = NIOLockedValueBox(0)
     let lanes = NIOLockedValueBox(LaneBook())
+    /// Told of every issue the poller or a webhook saw change (the dashboard watches its own issue).
+    let issueWatcher = NIOLockedValueBox<(@Sendable (GiteaIssue) -> Void)?>(nil)
     /// Cancels for the jobs running now, by run id (SIGTERM interrupts them).
     let jobTasks = NIOLockedValueBox<[Int64: @Sendable () -> Void]>([:])
 
@@ -55,6 +57,9 @@ public final class Engine: Sendable {
     }
 
     // MARK: ingest (webhook and poller both land here)
+
+    public func watchIssues(_ watcher: @escaping @Sendable (GiteaIssue) -> Void) { issueWatcher.withLockedValue { $0 = watcher } }
+    public func issueSeen(_ issue: GiteaIssue) { issueWatcher.withLockedValue { $0 }?(issue) }
 
     /// The ledger event for a newly created comment, or nil when it is not ours to read (the bot's own, a PR's).
     public func event(comment c: GiteaComment, issue: Int, isPull: Bool = false) -> Ledger.Event? {

@@ -31,6 +31,7 @@ public final class Poller: Sendable {
         for i in moved {
             if let created = GiteaTime.parse(i.created_at), created >= since, try engine.ingest(issue: i) { stored += 1 }
             try engine.trackReminder(i)
+            engine.issueSeen(i)
         }
         let comments = try await api.listRepoComments(since: since)
         for c in comments where c.pull_request_url?.isEmpty ?? true {

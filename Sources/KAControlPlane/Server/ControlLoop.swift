@@ -15,6 +15,8 @@ public final class ControlLoop: Service, Sendable {
     let interval: Double
     let logger: Logger
     let metrics: Metrics
+    /// The `[ka:dashboard]` issue, updated beside the turns (it throttles itself to one edit per 30 s).
+    let dashboard: DashboardIssue?
     private let poked = NIOLockedValueBox(false)
     private let outboxPoked = NIOLockedValueBox(false)
     private let stopSending = NIOLockedValueBox(false)
@@ -22,11 +24,14 @@ public final class ControlLoop: Service, Sendable {
     /// The wake-lease sweep in flight, if any: a slow or unreachable His never holds up the loop, and sweeps never overlap.
     private let leaseSweeping = NIOLockedValueBox(false)
 
-    public init(engine: Engine, poller: Poller, outbox: OutboxSender, interval: Double, metrics: Metrics, logger: Logger) {
+    public init(engine: Engine, poller: Poller, outbox: OutboxSender, interval: Double, metrics: Metrics, logger: Logger,
+                dashboard: DashboardIssue? = nil) {
         self.engine = engine; self.poller = poller; self.outbox = outbox; self.interval = interval; self.metrics = metrics; self.logger = logger
+        self.dashboard = dashboard
     }
 
     public func poke() {
+        dashboard?.markDirty()
         poked.withLockedValue { $0 = true }
         outboxPoked.withLockedValue { $0 = true }
     }
@@ -54,6 +59,7 @@ public final class ControlLoop: Service, Sendable {
         }
         do { try engine.sweepReminders() } catch { logger.error("reminder sweep failed: \(error)") }
         sweepLeasesInTheBackground()
+        updateDashboardInTheBackground()
         if drainOutbox { metrics.inc("outbox_sent_total", by: await outbox.drain()) }
     }
 
@@ -67,6 +73,18 @@ public final class ControlLoop: Service, Sendable {
         Task { [engine, logger, leaseSweeping] in
             do { try await engine.sweepWakeLeases() } catch { logger.error("wake lease sweep failed: \(error)") }
             leaseSweeping.withLockedValue { $0 = false }
+        }
+    }
+
+    /// A dashboard update never holds up the loop; one at a time (`tick` answers `.busy` to a second).
+    func updateDashboardInTheBackground() {
+        guard let dashboard else { return }
+        Task { [logger, metrics] in
+            switch await dashboard.tick() {
+            case .edited, .created: metrics.inc("dashboard_edits_total")
+            case let .failed(why): logger.warning("dashboard update failed: \(why)")
+            default: break
+            }
         }
     }
 

@@ -11,6 +11,9 @@ public struct ControlPlane: Sendable {
     public let loop: ControlLoop
     public let intake: WebhookIntake
     public let metrics: Metrics
+    public let dashboard: DashboardIssue
+    /// `GET /` and `GET /api/status`.
+    public let page: DashboardPageCache
 
     /// - `blocksInTracker`: blocks are `[ka:*]` issues (what `ka serve` does) and refusals file them; off, the
     ///   local block table is used and nothing is filed (some tests).
@@ -27,9 +30,20 @@ public struct ControlPlane: Sendable {
                         authorizer: authorizer, faults: faults, logger: logger)
         let metrics = Metrics()
         self.metrics = metrics
+        let (eng, led) = (engine, ledger)
+        let links = DashboardLinks(giteaURL: config.giteaURL, owner: config.owner, repo: config.repo)
+        let buildModel: @Sendable () async throws -> DashboardModel = {
+            try await DashboardSource.build(ctx: try eng.makeContext(), ledger: led, links: links, now: eng.now())
+        }
+        page = DashboardPageCache(build: buildModel)
+        let dash = DashboardIssue(api: api, ledger: led, botLogin: botLogin, now: eng.now) {
+            DashboardRenderer.body(try await buildModel(), now: eng.now())
+        }
+        dashboard = dash
+        eng.watchIssues { dash.observe($0) }
         let loop = ControlLoop(engine: engine, poller: Poller(engine: engine, api: api),
                                outbox: OutboxSender(ledger: ledger, api: api, botLogin: botLogin, parallel: config.outboxParallel),
-                               interval: config.pollInterval, metrics: metrics, logger: logger)
+                               interval: config.pollInterval, metrics: metrics, logger: logger, dashboard: config.dashboardIssue ? dash : nil)
         self.loop = loop
         intake = WebhookIntake(verifier: WebhookVerifier(secrets: config.webhookSecrets), engine: engine, metrics: metrics,
                                onAccepted: { loop.poke() })

@@ -8,7 +8,7 @@ import ServiceLifecycle
 
 /// `ka serve`: the webhook receiver, health and metrics endpoints, and the control loop, in one ServiceGroup.
 public enum ControlPlaneServer {
-    public static func buildRouter(intake: WebhookIntake, metrics: Metrics, ledger: Ledger) -> Router<BasicRequestContext> {
+    public static func buildRouter(intake: WebhookIntake, metrics: Metrics, ledger: Ledger, page: DashboardPageCache? = nil) -> Router<BasicRequestContext> {
         let engine = intake.engine
         let router = Router()
         router.post("/webhook") { request, _ -> Response in
@@ -27,6 +27,7 @@ public enum ControlPlaneServer {
             return Response(status: .ok)
         }
         router.get("/healthz") { _, _ in "ok\n" }
+        if let page { addDashboard(to: router, page: page) }
         router.get("/metrics") { _, _ -> Response in
             let gauges = ["outbox_pending": (try? ledger.outboxPendingCount()) ?? -1,   // -1: the ledger could not be read
                           "events_in_flight": engine.eventsInFlight, "plans_running": engine.plansRunning]
@@ -38,6 +39,26 @@ public enum ControlPlaneServer {
                             body: .init(byteBuffer: ByteBuffer(string: text)))
         }
         return router
+    }
+
+    /// The read-only dashboard: `GET /` (HTML) and `GET /api/status` (what `ka status --json` prints). Neither
+    /// holds the webhook secret or the token; every value in the page is HTML-escaped by its template.
+    public static func addDashboard(to router: Router<BasicRequestContext>, page: DashboardPageCache) {
+        @Sendable func answer(_ text: String, _ type: String) -> Response {
+            Response(status: .ok, headers: [.contentType: type, .cacheControl: "no-store",
+                                            HTTPField.Name("Content-Security-Policy")!: "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'"],
+                     body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
+        @Sendable func failed(_ error: any Error) -> Response {
+            Response(status: .internalServerError, headers: [.contentType: "text/plain; charset=utf-8"],
+                     body: .init(byteBuffer: ByteBuffer(string: "the dashboard cannot be read: \((error as? KAError)?.description ?? "\(error)")\n")))
+        }
+        router.get("/") { _, _ -> Response in
+            do { return answer(try await page.current().page, "text/html; charset=utf-8") } catch { return failed(error) }
+        }
+        router.get("/api/status") { _, _ -> Response in
+            do { return answer(try await page.current().json, "application/json") } catch { return failed(error) }
+        }
     }
 
     /// HTTP/1.1 with oversized requests refused from their head (see `BodyLimitHandler`).
@@ -60,7 +81,7 @@ public enum ControlPlaneServer {
         let plane = try ControlPlane(config: config, api: api, botLogin: bot, transports: try HostTransports.fromEnvironment(ws),
                                      faults: faults, logger: logger)
         let (intake, metrics, ledger, loop) = (plane.intake, plane.metrics, plane.ledger, plane.loop)
-        let app = Application(router: buildRouter(intake: intake, metrics: metrics, ledger: ledger), server: httpServer,
+        let app = Application(router: buildRouter(intake: intake, metrics: metrics, ledger: ledger, page: plane.page), server: httpServer,
                               configuration: .init(address: .hostname(config.listenHost, port: config.listenPort), serverName: "kernel-agent"),
                               logger: logger)
         let group = ServiceGroup(configuration: .init(services: [.init(service: app), .init(service: loop)],

@@ -95,6 +95,7 @@ public struct WebhookIntake: Sendable {
                 let event = p.action == "opened" ? engine.event(issue: p.issue) : nil
                 if let early = await store(delivery, event) { return early }
                 if p.action == "opened" || p.action == "closed" || p.action == "reopened" { try engine.trackReminder(p.issue) }
+                engine.issueSeen(p.issue)   // the dashboard tells a person's edit of it apart
             default:
                 do { _ = try JSONSerialization.jsonObject(with: Data(body)) } catch {
                     metrics.inc("webhook_rejected_total")

@@ -70,6 +70,8 @@ public protocol StateStore: Sendable {
     func snoozeReminder(issue: Int, until: Date) throws -> Bool
     func dueReminders(now: Date, limit: Int) throws -> [ReminderRecord]
     func advanceReminder(issue: Int, stage: Int, nextDue: Date) throws
+    /// Every reminder of an open [ka:installable] issue (the dashboard's "waits on a person").
+    func openReminders() throws -> [ReminderRecord]
     /// The promotion and drift records of `hosts`, in one read (ka status asks for every host).
     func hostRecords(_ hosts: [String]) throws -> (promotions: [String: PromotionRecord], drifts: [String: DriftRecord], installables: [String: InstallableRecord])
     /// Installs and the installables they closed (InstallStore.swift).
@@ -297,6 +299,9 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
             try ReminderRecord.filter(Column("open") == true && Column("nextDue") <= now).order(Column("nextDue")).limit(limit).fetchAll(db)
         }
     }
+    public func openReminders() throws -> [ReminderRecord] {
+        try read("open reminders") { db in try ReminderRecord.filter(Column("open") == true).order(Column("issue")).fetchAll(db) }
+    }
     public func advanceReminder(issue: Int, stage: Int, nextDue: Date) throws {
         try write("advance reminder") { db in
             try db.execute(sql: "UPDATE reminders SET stage = ?, nextDue = ? WHERE issue = ?", arguments: [stage, nextDue, issue])
@@ -394,6 +399,9 @@ public final class MemoryStateStore: StateStore, BlockStore, @unchecked Sendable
     }
     public func dueReminders(now: Date, limit: Int) throws -> [ReminderRecord] {
         locked { Array(reminders.values.filter { $0.open && $0.nextDue <= now }.sorted { $0.nextDue < $1.nextDue }.prefix(limit)) }
+    }
+    public func openReminders() throws -> [ReminderRecord] {
+        locked { reminders.values.filter(\.open).sorted { $0.issue < $1.issue } }
     }
     public func advanceReminder(issue: Int, stage: Int, nextDue: Date) throws {
         locked { reminders[issue]?.stage = stage; reminders[issue]?.nextDue = nextDue }

@@ -1,7 +1,8 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 
-/// `ka status [--json]`: one line per host.
+/// `ka status [--json] [--html FILE]`: one line per host; or the dashboard page written for offline use.
 public struct StatusVerb: Verb, WaitsForTree {
     public static let configuration = CommandConfiguration(
         commandName: "status",
@@ -9,6 +10,24 @@ public struct StatusVerb: Verb, WaitsForTree {
 
     @Flag(help: "Print JSON instead of the table.")
     public var json = false
+
+    @Option(help: "Write the dashboard page (the HTML `ka serve` shows at GET /) to this file, for offline use.")
+    public var html: String?
+
+    /// Renders the dashboard page; the `ka` binary sets it (the page's templates live in the control plane).
+    public typealias HTMLRenderer = @Sendable (_ ctx: VerbContext) async throws -> String
+    public static var htmlRenderer: HTMLRenderer? {
+        get { htmlRendererStorage.withLock { $0 } }
+        set { htmlRendererStorage.withLock { $0 = newValue } }
+    }
+    private static let htmlRendererStorage = Mutex<HTMLRenderer?>(nil)
+
+    /// What `ka status --json` prints (and `GET /api/status` serves).
+    public static func json(_ rows: [Row]) throws -> String {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: try enc.encode(rows), as: UTF8.self) + "\n"
+    }
 
     @OptionGroup public var lockOptions: TreeLockOptions
 
@@ -104,16 +123,27 @@ public struct StatusVerb: Verb, WaitsForTree {
     }
 
     public func plan(in ctx: VerbContext) async throws -> Plan {
-        Plan(verb: Self.verbName, arguments: json ? ["--json"] : [], steps: ["read fleet/, patches/ and the state store; change nothing"])
+        if let html {
+            return Plan(verb: Self.verbName, arguments: ["--html", html],
+                        steps: ["read fleet/, patches/, the state store and jobs; write the dashboard page to \(html); change nothing else"])
+        }
+        return Plan(verb: Self.verbName, arguments: json ? ["--json"] : [], steps: ["read fleet/, patches/ and the state store; change nothing"])
     }
 
     public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
-        let rows = try await rows(in: ctx)
-        if json {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            return VerbOutcome(String(decoding: try enc.encode(rows), as: UTF8.self) + "\n")
+        if let html {
+            guard let render = Self.htmlRenderer else {
+                throw KAError.refusal("ka status --html", "this build has no dashboard renderer", hint: "run the ka binary, not the library")
+            }
+            let page = try await render(ctx)
+            let url = URL(fileURLWithPath: html)
+            do { try Data(page.utf8).write(to: url, options: .atomic) } catch {
+                throw KAError.failure(html, "cannot write the dashboard page: \(error.localizedDescription)", hint: "check the directory exists and is writable")
+            }
+            return VerbOutcome("wrote the dashboard page (\(page.utf8.count) bytes) to \(html)\n")
         }
+        let rows = try await rows(in: ctx)
+        if json { return VerbOutcome(try Self.json(rows)) }
         var cols: [[String]] = [["HOST", "ROLES", "BUILD", "SUFFIX", "LOCK", "STATE", "BLOCKS"]]
         for r in rows {
             var state = r.state + (r.detail.map { " (\($0))" } ?? "")

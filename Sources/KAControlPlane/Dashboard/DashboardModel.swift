@@ -1,0 +1,283 @@
+import Foundation
+import GRDB
+import KernelAgent
+
+/// What the `[ka:dashboard]` issue and the `GET /` page show: one picture of the fleet, read from the tree, the
+/// state store, the job journal and the ledger. Both renderings are made from this value alone, so a test can
+/// render a fixture without a fleet.
+public struct DashboardModel: Codable, Sendable, Equatable {
+    /// A link to a Gitea issue (or a status comment); `url` is nil when it has no issue yet (a block being filed).
+    public struct Link: Codable, Sendable, Equatable {
+        public var text: String
+        public var url: String?
+        public init(text: String, url: String?) { self.text = text; self.url = url }
+    }
+
+    /// One job as the dashboard shows it: its outcome, how long it took, and where its status comment is.
+    public struct Job: Codable, Sendable, Equatable {
+        public var id: String
+        public var verb: String
+        public var arguments: [String]
+        public var state: String
+        public var createdAt: Date
+        public var startedAt: Date?
+        public var finishedAt: Date?
+        /// `✓ 1. route` …, for the timeline's hover text.
+        public var steps: [String]
+        /// The step running now, if any.
+        public var currentStep: String?
+        public var statusComment: String?
+        public init(id: String, verb: String, arguments: [String], state: String, createdAt: Date, startedAt: Date?,
+                    finishedAt: Date?, steps: [String], currentStep: String?, statusComment: String?) {
+            self.id = id; self.verb = verb; self.arguments = arguments; self.state = state; self.createdAt = createdAt
+            self.startedAt = startedAt; self.finishedAt = finishedAt; self.steps = steps; self.currentStep = currentStep
+            self.statusComment = statusComment
+        }
+    }
+
+    public struct Host: Codable, Sendable, Equatable {
+        public var host: String
+        public var roles: [String]
+        public var arch: String
+        public var note: String?
+        /// stock, pending, locked, building, installable, installed, verified, drifted (or error, -).
+        public var state: String
+        public var detail: String?
+        public var lockB2sum: String?
+        public var lockedSuffix: String?
+        /// The kernel the host runs; nil while no stage reads it (shown as unknown).
+        public var runningVersion: String?
+        /// The version built from the lock, once one was (the installable's).
+        public var lockedVersion: String?
+        public var lastJob: Job?
+        public var blocks: [Link]
+        public var nextReminder: Date?
+        /// The exact command to type next: text to copy, never a trigger.
+        public var nextCommand: String?
+        public init(host: String, roles: [String], arch: String, note: String?, state: String, detail: String?, lockB2sum: String?,
+                    lockedSuffix: String?, runningVersion: String?, lockedVersion: String?, lastJob: Job?, blocks: [Link],
+                    nextReminder: Date?, nextCommand: String?) {
+            self.host = host; self.roles = roles; self.arch = arch; self.note = note; self.state = state; self.detail = detail
+            self.lockB2sum = lockB2sum; self.lockedSuffix = lockedSuffix; self.runningVersion = runningVersion
+            self.lockedVersion = lockedVersion; self.lastJob = lastJob; self.blocks = blocks; self.nextReminder = nextReminder
+            self.nextCommand = nextCommand
+        }
+    }
+
+    public struct BuildHost: Codable, Sendable, Equatable {
+        public var host: String
+        public var arch: String
+        /// up, asleep or blocked.
+        public var state: String
+        public var job: Job?
+        public var blocks: [Link]
+        public init(host: String, arch: String, state: String, job: Job?, blocks: [Link]) {
+            self.host = host; self.arch = arch; self.state = state; self.job = job; self.blocks = blocks
+        }
+    }
+
+    /// A plan awaiting `/ka-yes <nonce>` before it expires.
+    public struct Consent: Codable, Sendable, Equatable {
+        public var nonce: String
+        public var command: String
+        public var issue: Link
+        public var expires: Date
+        public init(nonce: String, command: String, issue: Link, expires: Date) {
+            self.nonce = nonce; self.command = command; self.issue = issue; self.expires = expires
+        }
+    }
+
+    public struct Installable: Codable, Sendable, Equatable {
+        public var host: String
+        public var version: String
+        public var issue: Link?
+        public var filedAt: Date
+        public init(host: String, version: String, issue: Link?, filedAt: Date) {
+            self.host = host; self.version = version; self.issue = issue; self.filedAt = filedAt
+        }
+    }
+
+    /// Who paused pruning, and when (`ka pause-prune`).
+    public struct PrunePause: Codable, Sendable, Equatable {
+        public var by: String
+        public var at: Date
+        public init(by: String, at: Date) { self.by = by; self.at = at }
+    }
+
+    public var generatedAt: Date
+    public var repo: String
+    public var hosts: [Host]
+    public var buildHosts: [BuildHost]
+    public var consents: [Consent]
+    public var installables: [Installable]
+    public var signingFail: [Link]
+    public var prunePause: PrunePause?
+    /// The jobs of the last 30 days, newest first (the page's timeline).
+    public var jobs: [Job]
+    /// The rows `ka status --json` prints: `GET /api/status` serves these.
+    public var status: [StatusVerb.Row]
+
+    public init(generatedAt: Date, repo: String, hosts: [Host], buildHosts: [BuildHost], consents: [Consent],
+                installables: [Installable], signingFail: [Link], prunePause: PrunePause?, jobs: [Job], status: [StatusVerb.Row]) {
+        self.generatedAt = generatedAt; self.repo = repo; self.hosts = hosts; self.buildHosts = buildHosts
+        self.consents = consents; self.installables = installables; self.signingFail = signingFail
+        self.prunePause = prunePause; self.jobs = jobs; self.status = status
+    }
+
+    /// The subject of a job id (`fresnel-20261130-1412-a3f9` → `fresnel`): the host a host's job is about.
+    public static func subject(ofJob id: String) -> String {
+        id.split(separator: "-", omittingEmptySubsequences: false).dropLast(3).joined(separator: "-")
+    }
+
+    public static let timelineDays = 30.0
+}
+
+/// Where the dashboard's links point: Gitea's web pages for the repo (nil: no links, e.g. offline without a config).
+public struct DashboardLinks: Sendable {
+    public let repoWeb: String?
+    public let repo: String
+    public init(giteaURL: URL?, owner: String, repo: String) {
+        let base = giteaURL.map { $0.absoluteString.hasSuffix("/") ? String($0.absoluteString.dropLast()) : $0.absoluteString }
+        repoWeb = base.map { "\($0)/\(owner)/\(repo)" }
+        self.repo = "\(owner)/\(repo)"
+    }
+    public func issue(_ n: Int) -> String? { repoWeb.map { "\($0)/issues/\(n)" } }
+    public func comment(issue n: Int, id: Int64) -> String? { repoWeb.map { "\($0)/issues/\(n)#issuecomment-\(id)" } }
+    /// `#12` → its issue; a block still being filed (`pending:…`) has no link.
+    public func block(_ id: String) -> String? {
+        guard id.hasPrefix("#"), let n = Int(id.dropFirst()) else { return nil }
+        return issue(n)
+    }
+}
+
+/// Reads the dashboard's picture from a verb context (tree, state store, jobs, blocks) and, in `ka serve`, the
+/// ledger (consents, status comments, installable issues). Reuses `ka status`'s rows for the host state.
+public enum DashboardSource {
+    public static func build(ctx: VerbContext, ledger: Ledger?, links: DashboardLinks, prunePause: DashboardModel.PrunePause? = nil,
+                             now: Date) async throws -> DashboardModel {
+        let status = try StatusVerb.parse([])   // parsed, so its option groups hold values
+        let rows = try await status.withTreeAccess(in: ctx) { try await status.rows(in: ctx) }
+        let registry = try ctx.registry()
+        let blocks = try await ctx.openBlocks()
+        let since = now.addingTimeInterval(-DashboardModel.timelineDays * 86_400)
+        let records = try ctx.jobs.jobs(states: nil, limit: 20_000)
+        let recent = records.filter { $0.createdAt >= since || !$0.state.isFinished }
+        let ledgerFacts = try ledger.map { try LedgerFacts.read($0, now: now) } ?? LedgerFacts()
+        let jobs = recent.map { job(of: $0, links: links, facts: ledgerFacts) }
+        let lastJobByHost = Dictionary(jobs.map { (DashboardModel.subject(ofJob: $0.id), $0) }, uniquingKeysWith: { a, b in a.createdAt >= b.createdAt ? a : b })
+        let hostNames = rows.map(\.host)
+        let installables = try ctx.state.installables(hostNames)
+        let reminders = try ctx.state.openReminders()
+        let reminderByIssue = Dictionary(reminders.map { ($0.issue, $0) }, uniquingKeysWith: { a, _ in a })
+
+        var hosts: [DashboardModel.Host] = []
+        for row in rows where row.roles.contains("target") {
+            let entry = registry.hosts[try HostName(row.host)]
+            let last = lastJobByHost[row.host]
+            let inst = installables[row.host]
+            let instIssue = inst.flatMap { ledgerFacts.installableIssue[$0.job] }
+            var state = row.state
+            if let last, last.verb == "build", ["queued", "waiting", "running"].contains(last.state) {
+                state = "building"
+            } else if state == "locked", let inst, inst.lockB2sum == row.lockB2sum {
+                state = "installable"
+            }
+            let hostBlocks = blocks.filter { b in
+                if b.scope == .global { return false }
+                return row.openBlocks.contains("\(b.kind.titlePrefix) \(b.id)")
+            }.map { DashboardModel.Link(text: "\($0.kind.titlePrefix) \($0.id)", url: links.block($0.id)) }
+            hosts.append(DashboardModel.Host(
+                host: row.host, roles: row.roles, arch: row.arch, note: entry?.notes, state: state, detail: row.detail,
+                lockB2sum: row.lockB2sum, lockedSuffix: row.lockedSuffix, runningVersion: nil,
+                lockedVersion: inst.flatMap { $0.lockB2sum == row.lockB2sum ? $0.version : nil },
+                lastJob: last, blocks: hostBlocks, nextReminder: instIssue.flatMap { reminderByIssue[$0] }.map(nextDue),
+                nextCommand: nextCommand(host: row.host, state: state, job: last)))
+        }
+
+        var buildHosts: [DashboardModel.BuildHost] = []
+        let leases = WakeLeases(stateDir: ctx.workspace.stateDir, now: { now })
+        let leased = Set(try leases.all().leases.filter { $0.releaseAt > now }.map(\.host))
+        let running = jobs.filter { $0.state == "running" || $0.state == "waiting" }
+        for name in registry.hosts.keys.sorted() {
+            guard let e = registry.hosts[name], e.roles.contains(.build) else { continue }
+            let mine = blocks.filter { if case let .buildHost(h) = $0.scope { return h == name.value }; return false }
+                .map { DashboardModel.Link(text: "\($0.kind.titlePrefix) \($0.id)", url: links.block($0.id)) }
+            // a build job names its build host in its routing step's outcome
+            let job = running.first { j in
+                guard let route = recent.first(where: { $0.id.value == j.id })?.steps.first, route.state == .succeeded else { return false }
+                return route.outcome?.split(separator: " ").first.map(String.init) == name.value
+            }
+            let state: String
+            if !mine.isEmpty { state = "blocked" } else if case .onDemand = e.wake, !leased.contains(name.value), job == nil { state = "asleep" } else { state = "up" }
+            buildHosts.append(DashboardModel.BuildHost(host: name.value, arch: e.arch.rawValue, state: state, job: job, blocks: mine))
+        }
+
+        let issueOfInstallable = Dictionary(installables.values.compactMap { r in ledgerFacts.installableIssue[r.job].map { ($0, r) } },
+                                            uniquingKeysWith: { a, _ in a })
+        let openInstallables = reminders.sorted { $0.filedAt < $1.filedAt }.map { r -> DashboardModel.Installable in
+            let rec = issueOfInstallable[r.issue]
+            return DashboardModel.Installable(host: rec?.host ?? "?", version: rec?.version ?? "?",
+                                              issue: DashboardModel.Link(text: "#\(r.issue)", url: links.issue(r.issue)), filedAt: r.filedAt)
+        }
+        let signing = blocks.filter { $0.kind == .signingFail }.map { DashboardModel.Link(text: "\($0.kind.titlePrefix) \($0.id)", url: links.block($0.id)) }
+        let consents = ledgerFacts.consents.map { c in
+            DashboardModel.Consent(nonce: c.nonce, command: c.command, issue: .init(text: "#\(c.issue)", url: links.issue(c.issue)), expires: c.expires)
+        }
+        return DashboardModel(generatedAt: now, repo: links.repo, hosts: hosts, buildHosts: buildHosts, consents: consents,
+                              installables: openInstallables, signingFail: signing, prunePause: prunePause, jobs: jobs, status: rows)
+    }
+
+    /// A snooze moves `nextDue` itself (snoozeReminder).
+    static func nextDue(_ r: ReminderRecord) -> Date { r.nextDue }
+
+    static func job(of r: JobRecord, links: DashboardLinks, facts: LedgerFacts) -> DashboardModel.Job {
+        var status: String?
+        if case let .issue(n, run) = r.origin, let cid = facts.statusComments[run] { status = links.comment(issue: n, id: cid) }
+        return DashboardModel.Job(id: r.id.value, verb: r.verb, arguments: r.arguments, state: r.state.rawValue, createdAt: r.createdAt,
+                                  startedAt: r.startedAt, finishedAt: r.finishedAt,
+                                  steps: r.steps.enumerated().map { "\($1.state.mark) \($0 + 1). \($1.name)" },
+                                  currentStep: r.steps.first { $0.state == .running }?.name, statusComment: status)
+    }
+
+    /// What a person types next for a host in this state (a command in the tracker or at the CLI; never run from here).
+    public static func nextCommand(host: String, state: String, job: DashboardModel.Job?) -> String? {
+        switch state {
+        case "stock": return "ka promote \(host)   # after writing fleet/\(host).yaml"
+        case "pending", "drifted": return "/ka-promote \(host)"
+        case "locked": return "/ka-build \(host)"
+        case "building": return job.map { "ka jobs show \($0.id)" }
+        case "installable": return "ka install \(host)"
+        case "error": return "ka status"
+        default: return nil
+        }
+    }
+
+    /// The ledger's part: plans awaiting consent, where each run's status comment is, and each installable's issue.
+    struct LedgerFacts {
+        struct PendingConsent { let nonce: String; let command: String; let issue: Int; let expires: Date }
+        var consents: [PendingConsent] = []
+        var statusComments: [Int64: Int64] = [:]
+        var installableIssue: [String: Int] = [:]
+
+        static func read(_ ledger: Ledger, now: Date) throws -> LedgerFacts {
+            try ledger.readSync { db in
+                var f = LedgerFacts()
+                for r in try Row.fetchAll(db, sql: "SELECT nonce, verb, args, issue, expires_at FROM runs WHERE state = ? AND nonce IS NOT NULL AND expires_at > ? ORDER BY expires_at",
+                                          arguments: [RunState.awaiting, now.timeIntervalSince1970]) {
+                    let args = try RunStore.decode([String].self, r["args"])
+                    f.consents.append(.init(nonce: r["nonce"], command: (["/ka-\(r["verb"] as String)"] + args).joined(separator: " "),
+                                            issue: r["issue"], expires: Date(timeIntervalSince1970: r["expires_at"])))
+                }
+                for r in try Row.fetchAll(db, sql: "SELECT ref, gitea_id FROM outbox WHERE done = 1 AND gitea_id IS NOT NULL AND (ref GLOB 'status-[0-9]*' OR ref GLOB 'installable-*')") {
+                    let ref: String = r["ref"], id: Int64 = r["gitea_id"]
+                    if ref.hasPrefix("installable-") {
+                        f.installableIssue[String(ref.dropFirst("installable-".count))] = Int(id)
+                    } else if let run = Int64(ref.dropFirst("status-".count)) {
+                        f.statusComments[run] = id
+                    }
+                }
+                return f
+            }
+        }
+    }
+}
