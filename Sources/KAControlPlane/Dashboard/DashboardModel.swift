@@ -45,7 +45,7 @@ public struct DashboardModel: Codable, Sendable, Equatable {
         public var detail: String?
         public var lockB2sum: String?
         public var lockedSuffix: String?
-        /// The kernel the host runs; nil while no stage reads it (shown as unknown).
+        /// The kernel the host runs, as its last install by kernel-agent left it; nil when none did (shown as unknown).
         public var runningVersion: String?
         /// The version built from the lock, once one was (the installable's).
         public var lockedVersion: String?
@@ -167,6 +167,7 @@ public enum DashboardSource {
         let lastJobByHost = Dictionary(jobs.map { (DashboardModel.subject(ofJob: $0.id), $0) }, uniquingKeysWith: { a, b in a.createdAt >= b.createdAt ? a : b })
         let hostNames = rows.map(\.host)
         let installables = try ctx.state.installables(hostNames)
+        let installs = try ctx.state.installs.latest(hosts: hostNames)
         let reminders = try ctx.state.openReminders()
         let reminderByIssue = Dictionary(reminders.map { ($0.issue, $0) }, uniquingKeysWith: { a, _ in a })
 
@@ -188,7 +189,8 @@ public enum DashboardSource {
             }.map { DashboardModel.Link(text: "\($0.kind.titlePrefix) \($0.id)", url: links.block($0.id)) }
             hosts.append(DashboardModel.Host(
                 host: row.host, roles: row.roles, arch: row.arch, note: entry?.notes, state: state, detail: row.detail,
-                lockB2sum: row.lockB2sum, lockedSuffix: row.lockedSuffix, runningVersion: nil,
+                lockB2sum: row.lockB2sum, lockedSuffix: row.lockedSuffix,
+                runningVersion: installs[row.host].flatMap { $0.state == .installing ? nil : "\($0.version) (\($0.kernelRelease ?? "release unknown"))" },
                 lockedVersion: inst.flatMap { $0.lockB2sum == row.lockB2sum ? $0.version : nil },
                 lastJob: last, blocks: hostBlocks, nextReminder: instIssue.flatMap { reminderByIssue[$0] }.map(nextDue),
                 nextCommand: nextCommand(host: row.host, state: state, job: last)))
@@ -246,7 +248,9 @@ public enum DashboardSource {
         case "pending", "drifted": return "/ka-promote \(host)"
         case "locked": return "/ka-build \(host)"
         case "building": return job.map { "ka jobs show \($0.id)" }
-        case "installable": return "ka install \(host)"
+        case "installable": return "/ka-install \(host)"
+        case "installed": return "ka verify \(host)"
+        case "installing": return job.map { "ka jobs show \($0.id)" }
         case "error": return "ka status"
         default: return nil
         }
