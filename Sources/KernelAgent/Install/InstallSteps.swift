@@ -300,6 +300,8 @@ struct InstallSteps: Sendable {
     // MARK: 6. reboot
 
     static let bootIDPath = "/proc/sys/kernel/random/boot_id"
+    /// The notes' times, to the millisecond (the benchmark reads them).
+    static let stamp = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
 
     func bootID(_ ctx: StepContext, timeout: Int = 30) async throws -> String {
         let r = try await runChecked(ctx, ["cat", RemoteArgument(Self.bootIDPath)], on: target, timeout: timeout, what: "read the boot id")
@@ -310,7 +312,7 @@ struct InstallSteps: Sendable {
         let before = try await bootID(ctx)
         try writeNote(ctx, "boot-before", before)
         let at = now()
-        try writeNote(ctx, "reboot-requested", at.formatted(.iso8601))
+        try writeNote(ctx, "reboot-requested", Self.stamp.format(at))
         try update(ctx) { $0.bootBefore = before; $0.rebootedAt = at }
         // The connection may drop under the command: that is the reboot, not a failure.
         let result: CommandResult?
@@ -331,7 +333,7 @@ struct InstallSteps: Sendable {
             throw KAError.failure("job \(ctx.job)", "the reboot step left no boot-before/reboot-requested note")
         }
         let requested: Date
-        do { requested = try Date(asked, strategy: .iso8601) } catch {
+        do { requested = try Self.stamp.parse(asked) } catch {
             throw KAError.failure("job \(ctx.job)", "its reboot-requested note '\(asked.prefix(40))' is not an ISO 8601 time")
         }
         let deadline = requested.addingTimeInterval(TimeInterval(install.heartbeatTimeout))
@@ -343,7 +345,7 @@ struct InstallSteps: Sendable {
                 let id = try await bootID(ctx, timeout: max(5, min(30, install.heartbeatInterval * 3)))
                 if !id.isEmpty && id != before {
                     let at = now()
-                    try writeNote(ctx, "heartbeat", at.formatted(.iso8601))
+                    try writeNote(ctx, "heartbeat", Self.stamp.format(at))
                     try update(ctx) { $0.bootAfter = id; $0.heartbeatAt = at; $0.bars = "bar1 pass heartbeat \(Int(at.timeIntervalSince(requested))) s after the reboot" }
                     return "\(target) answered \(String(format: "%.1f", at.timeIntervalSince(requested))) s after the reboot (new boot id \(id.prefix(8))…, try \(tries))"
                 }
