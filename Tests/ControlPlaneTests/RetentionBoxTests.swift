@@ -198,4 +198,51 @@ import Testing
         let none = try await Self.ka(other, ["restore-archive", JobID.make(subject: "fresnel", at: Date()).value])
         #expect(none.status != 0 && (none.stdoutText + none.stderrText).contains("has no complete archive in hertz:\(Self.archiveDir)/"), "\(none.stdoutText)\n\(none.stderrText)")
     }
+
+    /// `ka serve` on the box with this suite's config (the log host).
+    static func serve(_ h: Harness) async throws -> ChaosTests.Server {
+        let g = h.gitea
+        try await g.start()
+        let port = ChaosTests.freePort()
+        g.webhookURL = URL(string: "http://127.0.0.1:\(port)/webhook")
+        var env = ChaosTests.serveEnvironment(h, port: port).merging(try JobBoxTests.boxEnvironment()) { a, _ in a }
+        env["KA_CONFIG"] = try config(h).path
+        let server = ChaosTests.Server(port: port, env: env, log: h.root.appendingPathComponent("serve.log"))
+        try await server.start()
+        try await Task.sleep(nanoseconds: 1_100_000_000)   // as JobBoxTests.serve: the poller's first cursor is "now"
+        return server
+    }
+
+    static func done(_ h: Harness, _ issue: Int) async throws -> String {
+        do {
+            try await JobBoxTests.waitFor("the final reply", timeout: 60) {
+                h.gitea.botComments(on: issue).contains { $0.body.contains("✅ done") || $0.body.contains("❌") }
+            }
+        } catch {
+            Issue.record("bot comments: \(h.gitea.botComments(on: issue).map(\.body))")
+            throw error
+        }
+        return h.gitea.botComments(on: issue).last { $0.body.contains("✅ done") || $0.body.contains("❌") }?.body ?? ""
+    }
+
+    /// Through the bot: the pause names the commenter, a paused prune says so, and the job's status comment links
+    /// its log on the log host, which is there.
+    @Test func theBotsPauseNamesWhoAndItsJobCommentLinksThePublishedLog() async throws {
+        let h = try Harness()
+        let server = try await Self.serve(h)
+        defer { Task { await server.kill9() } }
+        let paused = try await Self.done(h, try await JobBoxTests().approve(h, "/ka-pause-prune --reason \"bot test\""))
+        #expect(paused.contains("✅ done") && paused.contains("pruning is paused by markus since") && paused.contains("(bot test)"), "\(paused)")
+        let pruned = try await Self.done(h, try await JobBoxTests().approve(h, "/ka-prune --dry-run"))
+        defer { Self.remove("hertz", (try? Self.publishedLogs(h)) ?? []) }
+        #expect(pruned.contains("✅ done") && pruned.contains("pruning is paused by markus"), "\(pruned)")
+        let job = try #require(try JobBoxTests.jobs(h.root.appendingPathComponent(".ka")).first { $0.verb == "prune" }, "no prune job")
+        #expect(pruned.contains("📜 log: http://hertz:8080/logs/prune/\(job.id)/"), "\(pruned)")
+        let published = try String(contentsOf: Self.onHost("hertz", "\(Self.logsDir)/prune/\(job.id)/log.txt"), encoding: .utf8)
+        #expect(published.contains("pruning is paused by markus"), "\(published)")
+        let resumed = try await Self.done(h, try await JobBoxTests().approve(h, "/ka-resume-prune"))
+        #expect(resumed.contains("pruning resumed") && resumed.contains("resumed by markus"), "\(resumed)")
+        await server.kill9()
+        await JobBoxTests.reap(h.root.appendingPathComponent(".ka"))
+    }
 }
