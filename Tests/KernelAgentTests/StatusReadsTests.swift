@@ -12,6 +12,9 @@ import Testing
         let perHostReads = Mutex(0)
         let batchReads = Mutex(0)
         let blockListings = Mutex(0)
+        func prunePause() throws -> PrunePauseRecord? { try inner.prunePause() }
+        func pausePrune(_ r: PrunePauseRecord) throws -> PrunePauseRecord { try inner.pausePrune(r) }
+        func resumePrune() throws -> PrunePauseRecord? { try inner.resumePrune() }
         func recordPromotion(_ r: PromotionRecord) throws { try inner.recordPromotion(r) }
         func recordInstallable(_ r: InstallableRecord) throws { try inner.recordInstallable(r) }
         func installable(job: String) throws -> InstallableRecord? { try inner.installable(job: job) }

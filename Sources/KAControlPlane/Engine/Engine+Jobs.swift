@@ -57,16 +57,30 @@ extension Engine {
             return
         }
         let summary = verb.summary(of: ended, in: ctx)
+        // The link stays outside the fold, where a person sees it.
+        var logLine = ""
+        if ended.state.isFinished, let link = await publishLog(ended.id, ctx) { logLine = "\n\n📜 log: \(link)" }
         switch ended.state {
         case .interrupted:
             // Left `running`: the next start resumes the job where its steps allow.
             observer.flush(ended, note: "⏸ interrupted by a shutdown: kernel-agent resumes it when it starts again.")
         case .succeeded:
-            finishRun(q, state: .done, body: "✅ done: `\(command)` — job \(ended.id)\n\n" + Self.fold(summary), detail: summary)
+            finishRun(q, state: .done, body: "✅ done: `\(command)` — job \(ended.id)\n\n" + Self.fold(summary) + logLine, detail: summary)
         case .cancelled:
-            finishRun(q, state: .failed, body: "🛑 cancelled: `\(command)` — job \(ended.id)\n\n" + Self.fold(summary), detail: summary)
+            finishRun(q, state: .failed, body: "🛑 cancelled: `\(command)` — job \(ended.id)\n\n" + Self.fold(summary) + logLine, detail: summary)
         default:
-            finishRun(q, state: .failed, body: "❌ failed: `\(command)` — job \(ended.id)\n\n" + Self.fold(summary), detail: summary)
+            finishRun(q, state: .failed, body: "❌ failed: `\(command)` — job \(ended.id)\n\n" + Self.fold(summary) + logLine, detail: summary)
+        }
+    }
+
+    /// Publishes a finished job's log to the log host (KA_CONFIG `logs:`) for the status comment's link; a failure is
+    /// logged and left to the next `ka prune`, which publishes what is missing.
+    func publishLog(_ job: JobID, _ ctx: VerbContext) async -> String? {
+        do {
+            return try await JobLogPublisher.publish(job, workspace: ctx.workspace, transports: ctx.transports, pipeline: try PipelineConfig.fromEnvironment())
+        } catch {
+            logger.warning("job \(job): its log was not published (ka prune tries again): \(error)")
+            return nil
         }
     }
 

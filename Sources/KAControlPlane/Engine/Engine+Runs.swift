@@ -113,7 +113,8 @@ extension Engine {
         let outcome: (state: RunState, text: String) = await withTaskExecutorPreference(VerbThreads.shared) { [self] in
             do {
                 faults.hit(.run, verb: q.verb)
-                let ctx = try makeContext()
+                var ctx = try makeContext()
+                ctx.actor = try ledger.readSync { try RunStore.requester($0, run: q.id) }
                 // One hold of the tree lock for the pin check and the run: nothing can move in between.
                 return try await verb.withTreeAccess(in: ctx) { () async throws -> (state: RunState, text: String) in
                     do {

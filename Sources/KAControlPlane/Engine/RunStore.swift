@@ -118,6 +118,11 @@ enum RunStore {
         }
     }
 
+    /// Who asked for a run (the commenter).
+    static func requester(_ db: Database, run id: Int64) throws -> String? {
+        try String.fetchOne(db, sql: "SELECT requester FROM runs WHERE id = ?", arguments: [id])
+    }
+
     static func verb(_ db: Database, run id: Int64) throws -> String? {
         try String.fetchOne(db, sql: "SELECT verb FROM runs WHERE id = ?", arguments: [id])
     }

@@ -94,7 +94,7 @@ public struct AgentConfig: Sendable {
     public static let ownSections: Set<String> = ["ssh", "hosts"]
     /// Top-level keys other readers of the same file own: later verbs' sections and `ka serve`'s keys
     /// (KAControlPlane's `ControlPlaneConfig.keys`; a test keeps the two lists equal).
-    public static let otherSections: Set<String> = ["baseline", "signing", "build", "his", "install"]
+    public static let otherSections: Set<String> = ["baseline", "signing", "build", "his", "install", "logs"]
     public static let controlPlaneKeys: Set<String> = [
         "gitea_url", "repo", "bot_login", "listen", "poll_interval", "state_dir", "root", "consent_ttl",
         "max_parallel_runs", "reminder_cap", "allow", "max_commands_per_comment", "reply_rate_limit", "plan_timeout", "outbox_parallel",

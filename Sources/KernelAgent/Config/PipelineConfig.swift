@@ -18,6 +18,12 @@ import Foundation
 ///   gnupg_home: /srv/kernel-agent/gnupg
 ///   staging_dir: /srv/kernel-agent/staging
 ///   repo: {name: marfrit, dir: /srv/packages/arch/aarch64, url: http://hertz:8080/arch/aarch64}
+///   backups_dir: /sparfuxdata/kernel-agent-backups   # <dir>/<host>/<version>/, kept 7 days (the newest always)
+///   archive_dir: /sparfuxdata/kernel-agent-archive   # <dir>/<job-id>/, kept 1 year
+/// logs:                                # where finished jobs' logs are published (a web server's dir)
+///   host: hertz
+///   dir: /srv/packages/logs            # <dir>/<host>/<job-id>/log
+///   url: http://hertz:8080/logs        # <url>/<host>/<job-id>/ is linked from the job's status comment
 /// ```
 public struct PipelineConfig: Sendable {
     public struct Baseline: Sendable, Equatable {
@@ -45,11 +51,25 @@ public struct PipelineConfig: Sendable {
         public var repoURL: String?
         /// The apt repo for Debian targets: `debian_repo: {dir, codename}`.
         public var debianRepo: DebianRepo?
-        /// Where `ka install` keeps each target's /boot backup: `<dir>/<host>/<version>/` (seed: 7 days).
-        public var backupsDir: String = "/sparfuxdata/kernel-agent-backups"
-        /// Where retention archives a job's tree and logs: `<dir>/<job-id>/` (seed: 1 year).
-        public var archiveDir: String = "/sparfuxdata/kernel-agent-archive"
+        /// Install backups, `<dir>/<host>/<version>/` (seed: 7 days).
+        public var backupsDir: String = Signing.defaultBackupsDir
+        /// Archived build jobs, `<dir>/<job-id>/` (seed: 1 year).
+        public var archiveDir: String = Signing.defaultArchiveDir
         public var origin: String
+        public static let defaultBackupsDir = "/sparfuxdata/kernel-agent-backups"
+        public static let defaultArchiveDir = "/sparfuxdata/kernel-agent-archive"
+    }
+
+    /// The log host: a web server's dir where each job's log is published for a year, and the URL it is served at.
+    public struct Logs: Sendable, Equatable {
+        public var host: HostName
+        public var dir: String
+        public var url: String
+        public var origin: String
+
+        /// `<url>/<host>/<job-id>/`: where the log of a job about `subject` is read.
+        public func link(subject: String, job: JobID) -> String { "\(url)/\(subject)/\(job)/" }
+        public func dir(subject: String, job: JobID) -> String { "\(dir)/\(subject)/\(job)" }
     }
 
     /// `install:`: how `ka install` and `ka verify` wait for a rebooted target.
@@ -74,6 +94,7 @@ public struct PipelineConfig: Sendable {
     public var build = Build()
     public var signing: Signing?
     public var install = Install()
+    public var logs: Logs?
 
     public static let none = PipelineConfig(file: nil)
 
@@ -91,6 +112,7 @@ public struct PipelineConfig: Sendable {
         if let b = top["build"] { config.build = try parseBuild(b) }
         if let s = top["signing"] { config.signing = try parseSigning(s) }
         if let i = top["install"] { config.install = try parseInstall(i) }
+        if let l = top["logs"] { config.logs = try parseLogs(l) }
         return config
     }
 
@@ -199,9 +221,29 @@ public struct PipelineConfig: Sendable {
                        stagingDir: try m["staging_dir"].map(absolutePath) ?? "/srv/kernel-agent/staging",
                        repoName: name, repoDir: try absolutePath(try rm.required("dir")), repoURL: try rm["url"]?.string(),
                        debianRepo: debian, origin: value.location.description)
-        if let v = m["backups_dir"] { signing.backupsDir = try absolutePath(v) }
-        if let v = m["archive_dir"] { signing.archiveDir = try absolutePath(v) }
+        if let v = m["backups_dir"] { signing.backupsDir = try remoteDir(v) }
+        if let v = m["archive_dir"] { signing.archiveDir = try remoteDir(v) }
         return signing
+    }
+
+    /// An absolute path the agent may write on a remote host (RemotePath's roots), for dirs that prune removes from.
+    static func remoteDir(_ v: YAMLValue) throws -> String {
+        let text = try absolutePath(v)
+        do { return try RemotePath(text).value } catch let e as KAError { throw v.error(e.message, hint: e.hint) }
+    }
+
+    static func parseLogs(_ value: YAMLValue) throws -> Logs {
+        let m = try value.mapping(allowed: ["host", "dir", "url"])
+        let hostV = try m.required("host")
+        let host: HostName
+        do { host = try HostName(try hostV.string()) } catch let e as KAError { throw hostV.error(e.message, hint: e.hint) }
+        let urlV = try m.required("url")
+        var url = try urlV.string()
+        guard url.hasPrefix("https://") || url.hasPrefix("http://"), !url.contains(where: { $0.isWhitespace || $0 == "<" || $0 == ">" || $0 == "`" }) else {
+            throw urlV.error("'\(url)' is not an http(s) URL", hint: "e.g. https://logs.reauktion.de")
+        }
+        while url.hasSuffix("/") { url.removeLast() }
+        return Logs(host: host, dir: try remoteDir(try m.required("dir")), url: url, origin: value.location.description)
     }
 }
 

@@ -51,8 +51,30 @@ public struct InstallableRecord: Sendable, Equatable, Codable, FetchableRecord, 
     }
 }
 
+/// The global pause of pruning (`ka pause-prune`): who paused it, when, and why. One row, or none.
+public struct PrunePauseRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "prune_pause"
+    /// Always 1: there is one pause for the whole agent.
+    public var id: Int = 1
+    public var by: String
+    public var at: Date
+    public var reason: String?
+    public init(by: String, at: Date, reason: String?) { self.by = by; self.at = at; self.reason = reason }
+
+    /// `paused by markus since 2026-12-01T10:00:00Z (reason)`.
+    public var shown: String {
+        "paused by \(by) since \(at.formatted(.iso8601))" + (reason.map { " (\($0))" } ?? "")
+    }
+}
+
 /// Local state: promotions, campaign lifecycle, drift marks, local blocks.
 public protocol StateStore: Sendable {
+    /// The pruning pause, if pruning is paused.
+    func prunePause() throws -> PrunePauseRecord?
+    /// Pauses pruning; a second pause keeps the first one's who and when, and returns it.
+    func pausePrune(_ r: PrunePauseRecord) throws -> PrunePauseRecord
+    /// Lifts the pause; returns the pause it lifted, nil when pruning was not paused.
+    func resumePrune() throws -> PrunePauseRecord?
     func recordInstallable(_ r: InstallableRecord) throws
     func installable(job: String) throws -> InstallableRecord?
     /// The newest installable build per host.
@@ -220,6 +242,14 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
             }
         }
         SQLiteInstallStore.migrate(&m)
+        m.registerMigration("v6-prune-pause") { db in
+            try db.create(table: "prune_pause") { t in
+                t.primaryKey("id", .integer).check { $0 == 1 }
+                t.column("by", .text).notNull()
+                t.column("at", .datetime).notNull()
+                t.column("reason", .text)
+            }
+        }
         return m
     }
 
@@ -233,6 +263,22 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
 
     private func read<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
         do { return try pool.read(body) } catch { throw KAError.failure("state store", what, "\(error)") }
+    }
+
+    public func prunePause() throws -> PrunePauseRecord? { try read("read the prune pause") { try PrunePauseRecord.fetchOne($0, key: 1) } }
+    public func pausePrune(_ r: PrunePauseRecord) throws -> PrunePauseRecord {
+        try write("pause pruning") { db in
+            if let existing = try PrunePauseRecord.fetchOne(db, key: 1) { return existing }
+            try r.insert(db)
+            return r
+        }
+    }
+    public func resumePrune() throws -> PrunePauseRecord? {
+        try write("resume pruning") { db in
+            let existing = try PrunePauseRecord.fetchOne(db, key: 1)
+            _ = try PrunePauseRecord.deleteOne(db, key: 1)
+            return existing
+        }
     }
 
     public func recordPromotion(_ r: PromotionRecord) throws { try write("record promotion") { try r.save($0) } }
@@ -355,10 +401,17 @@ public final class MemoryStateStore: StateStore, BlockStore, @unchecked Sendable
     private var blocks: [(Block, open: Bool)] = []
     private var installableRecords: [String: InstallableRecord] = [:]
     public let installs: any InstallStore = MemoryInstallStore()
+    private var pause: PrunePauseRecord?
 
     public init() {}
 
     private func locked<T>(_ body: () throws -> T) rethrows -> T { lock.lock(); defer { lock.unlock() }; return try body() }
+
+    public func prunePause() throws -> PrunePauseRecord? { locked { pause } }
+    public func pausePrune(_ r: PrunePauseRecord) throws -> PrunePauseRecord {
+        locked { if let pause { return pause }; pause = r; return r }
+    }
+    public func resumePrune() throws -> PrunePauseRecord? { locked { defer { pause = nil }; return pause } }
 
     public func recordPromotion(_ r: PromotionRecord) throws { locked { promotions[r.host] = r } }
     public func recordInstallable(_ r: InstallableRecord) throws { locked { installableRecords[r.job] = r } }

@@ -41,3 +41,9 @@ public struct SnoozeVerb: Verb {
         return VerbOutcome("reminders of #\(issue) snoozed until \(ISO8601DateFormatter().string(from: until))\n")
     }
 }
+
+/// Refuses a `--for` that is not a duration (6h, 2d, 30m).
+func duration(_ raw: String?) throws {
+    guard let raw else { return }
+    guard Duration.parseSeconds(raw) != nil else { throw KAError.refusal("--for \(raw)", "not a duration", hint: "use e.g. 6h, 2d or 30m") }
+}

@@ -153,9 +153,11 @@ public struct StatusVerb: Verb, WaitsForTree {
                          r.openBlocks.isEmpty ? "-" : r.openBlocks.joined(separator: " ")])
         }
         let widths = (0..<6).map { i in cols.map { $0[i].count }.max() ?? 0 }
-        let text = cols.map { row in
+        var text = cols.map { row in
             row.enumerated().map { i, c in i < 6 ? c.padding(toLength: widths[i], withPad: " ", startingAt: 0) : c }.joined(separator: "  ")
-        }.joined(separator: "\n")
-        return VerbOutcome(text + "\n")
+        }.joined(separator: "\n") + "\n"
+        // The fleet-wide pause is no host's row: a line of its own under the table.
+        if let pause = try ctx.state.prunePause() { text += "pruning: \(pause.shown); ka resume-prune lifts it\n" }
+        return VerbOutcome(text)
     }
 }

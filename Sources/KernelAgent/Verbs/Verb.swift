@@ -132,6 +132,11 @@ public struct VerbContext: Sendable {
     public let records: (any RecordFiler)?
     /// His's ops (wake-host, host-status); nil: read from KA_CONFIG's `his:` on first use.
     public let his: (any HisOps)?
+    /// Who asked: the commenter for the bot; nil for the CLI, where it is the login user.
+    public var actor: String?
+
+    /// Who asked, as a record names them (`ka pause-prune`'s "paused by").
+    public var requester: String { actor ?? "\(ProcessInfo.processInfo.environment["SUDO_USER"] ?? ProcessInfo.processInfo.userName) (cli)" }
 
     public init(workspace: Workspace, state: StateStore, blocks: BlockStore,
                 now: @escaping @Sendable () -> Date = { Date() }, faults: (@Sendable (String) throws -> Void)? = nil,
@@ -269,7 +274,7 @@ public enum CLI {
 public enum Verbs {
     public static let all: [any Verb.Type] = [
         PromoteVerb.self, ImportVerb.self, CloseVerb.self, AbandonVerb.self, StatusVerb.self, MigrateTreeVerb.self, AdoptVerb.self,
-        BuildVerb.self, InstallVerb.self, VerifyVerb.self, YankVerb.self, KeepVerb.self, PausePruneVerb.self, ResumePruneVerb.self,
+        BuildVerb.self, InstallVerb.self, VerifyVerb.self, YankVerb.self, KeepVerb.self, PruneVerb.self, PausePruneVerb.self, ResumePruneVerb.self,
         RestoreArchiveVerb.self, SnoozeVerb.self, DebugVerb.self, WakeDataVerb.self,
         PreflightVerb.self, ProbeVerb.self, JobsVerb.self, BlocksVerb.self,
     ]
