@@ -158,6 +158,8 @@ public enum DashboardSource {
         let status = try StatusVerb.parse([])   // parsed, so its option groups hold values
         let rows = try await status.withTreeAccess(in: ctx) { try await status.rows(in: ctx) }
         let registry = try ctx.registry()
+        // the stored pause (ka pause-prune), unless the caller gave one
+        let prunePause = try prunePause ?? ctx.state.prunePause().map { DashboardModel.PrunePause(by: $0.by, at: $0.at) }
         let blocks = try await ctx.openBlocks()
         let since = now.addingTimeInterval(-DashboardModel.timelineDays * 86_400)
         let records = try ctx.jobs.jobs(states: nil, limit: 20_000)
