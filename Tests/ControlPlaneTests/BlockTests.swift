@@ -129,4 +129,26 @@ import Testing
         #expect(g.botComments(on: fake).isEmpty)
         #expect(g.botComments(on: own).count == 1)
     }
+
+    /// [ka:installable] is a record issue: ka install closes it with its outcome (a comment, then closed), once, and
+    /// only when this bot filed it (a CLI build has no issue; a close of it would wait in the outbox forever).
+    @Test func anInstallClosesTheInstallableIssueItFiledWithTheOutcomeOnce() async throws {
+        let h = try Harness()
+        try await h.start(webhook: false)
+        let g = h.gitea
+        let store = GiteaBlockStore(api: h.api, ledger: h.ledger, authorizer: h.authorizer)
+        try await store.fileRecord(title: "[ka:installable] fresnel 7.0-1", body: "built", label: "ka:installable", ref: "installable-fresnel-1")
+        #expect(await h.loop.outbox.drain() == 1)
+        let issue = try #require(g.withLock { g.issues.values.first { $0.title == "[ka:installable] fresnel 7.0-1" } })
+        try await store.closeRecord(ref: "installable-fresnel-1", outcome: "✅ installed and verified on fresnel")
+        try await store.closeRecord(ref: "installable-fresnel-1", outcome: "✅ installed and verified on fresnel")   // a resumed step repeats it
+        #expect(await h.loop.outbox.drain() == 1)
+        #expect(g.withLock { g.issues[issue.number]?.state } == "closed")
+        let comments = g.botComments(on: issue.number)
+        #expect(comments.count == 1 && comments[0].body.hasPrefix("✅ installed and verified on fresnel"), "\(comments.map(\.body))")
+        // never filed by this bot: nothing is queued
+        try await store.closeRecord(ref: "installable-cli-build", outcome: "x")
+        #expect(try h.ledger.hasOutboxItem(ref: "close-installable-cli-build") == false)
+        #expect(try h.ledger.outboxPendingCount() == 0)
+    }
 }

@@ -115,6 +115,11 @@ extension Ledger {
         try pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM outbox WHERE done = 0") ?? 0 }
     }
 
+    /// Whether a write with this ref was ever queued (sent or not).
+    public func hasOutboxItem(ref: String) throws -> Bool {
+        try pool.read { try Bool.fetchOne($0, sql: "SELECT EXISTS (SELECT 1 FROM outbox WHERE ref = ?)", arguments: [ref]) ?? false }
+    }
+
     func giteaID(forRef ref: String) throws -> Int64? {
         try pool.read { try Int64.fetchOne($0, sql: "SELECT gitea_id FROM outbox WHERE ref = ? AND done = 1", arguments: [ref]) }
     }

@@ -68,6 +68,8 @@ public final class GiteaBlockStore: BlockStore, RecordFiler, Sendable {
     }
 
     public func closeRecord(ref: String, outcome: String) async throws {
+        // A record this bot never filed (a build from the CLI) has no issue to close: the close would wait forever.
+        guard try ledger.hasOutboxItem(ref: ref) else { return }
         try ledger.enqueue(.closeIssue(targetRef: ref, comment: outcome), ref: "close-\(ref)")
     }
 
