@@ -23,6 +23,9 @@ extension Engine {
                 let ctx = try makeContext()
                 return try await verb.withTreeAccess(in: ctx) { () async throws -> JobStart in
                     try ctx.policy().admit(try verb.policySubject(in: ctx))
+                    // A run resumed after a restart goes on with its own job: it was consented and started, and its
+                    // steps may be past what the plan would now refuse (an install mid-reboot, a regression filed).
+                    if let existing = try jobOf(run: q.id, in: ctx.jobs) { return .ready(ctx, existing, try verb.steps(in: ctx)) }
                     let fresh = try await verb.plan(in: ctx)
                     let changed = Plan(verb: q.verb, arguments: q.args, steps: [], pins: q.pins).changedPins(comparedTo: fresh)
                     if !changed.isEmpty {
@@ -30,8 +33,6 @@ extension Engine {
                                        + "\n\nNothing was done; ask again for a new plan.")
                     }
                     let steps = try verb.steps(in: ctx)
-                    // A run resumed after a restart goes on with its own job; a new run gets a new one.
-                    if let existing = try jobOf(run: q.id, in: ctx.jobs) { return .ready(ctx, existing, steps) }
                     let runner = JobRunner(store: ctx.jobs, workspace: ctx.workspace, transports: ctx.transports, now: now)
                     let job = try runner.create(verb: q.verb, arguments: q.args, pins: q.pins, subject: verb.jobSubject,
                                                 origin: .issue(q.issue, run: q.id), steps: steps)

@@ -64,7 +64,12 @@ struct InstallSteps: Sendable {
             JobStep("back up \(target):/boot and its installed kernel version to \(signer):\(setup.signing.backupsDir)/\(target)/<version>/",
                     lanes: [lane], resumption: .rerun) { ctx in try await backup(ctx) },
             JobStep("pacman -U the packages on \(target) as \(setup.privilege.joined(separator: " "))", lanes: [lane],
-                    resumption: .check({ ctx in try await installedAlready(ctx) })) { ctx in try await installPackages(ctx) },
+                    resumption: .check({ ctx in
+                        // installed before the interruption: what the step records after pacman -U is recorded now
+                        guard try await installedAlready(ctx) else { return false }
+                        _ = try await recordRelease(ctx)
+                        return true
+                    })) { ctx in try await installPackages(ctx) },
             JobStep("make sure /boot/initramfs-\(suffix).img exists (mkinitcpio -p \(pkgbase) when the hook did not)", lanes: [lane],
                     resumption: .rerun) { ctx in try await initramfs(ctx) },
             JobStep("write the managed boot entry \(pkgbase) into /boot/extlinux/extlinux.conf (atomic; \(setup.manifest.installMode.rawValue))",
@@ -191,9 +196,10 @@ struct InstallSteps: Sendable {
         guard !release.isEmpty, release.utf8.count <= 100, !release.contains("/"), release != ".", release != ".." else {
             throw KAError.failure("uname -r on \(target)", "'\(release.prefix(100))' cannot name a backup dir")
         }
-        let q = try await ctx.run(RemoteCommand(["pacman", "-Q"], timeout: .seconds(60)), on: target)
+        let q = try await runChecked(ctx, ["pacman", "-Q"], on: target, timeout: 60, what: "pacman -Q")
         let kernels = q.stdoutText.split(separator: "\n").filter { $0.hasPrefix("linux") }.joined(separator: "\n")
-        let name = "\(target)-boot-pre-install.tgz"
+        // one file per install job: a second attempt from the same running kernel never overwrites the first's backup
+        let name = "\(target)-boot-pre-install-\(ctx.job).tgz"
         let remoteTar = "\(stageDir(ctx))/\(name)"
         _ = try await runChecked(ctx, privileged(["tar", "-C", "/boot", "-czf", RemoteArgument(remoteTar), "."]), on: target, timeout: 900, what: "tar of /boot")
         let local = jobDir(ctx).appendingPathComponent(name)
@@ -209,7 +215,7 @@ struct InstallSteps: Sendable {
         let info = "host: \(target)\nrunning: \(release)\ntaken: \(now().formatted(.iso8601))\njob: \(ctx.job)\nb2sum: \(sum)  \(name)\n"
             + "installed kernel packages:\n\(kernels)\n"
         try FS.writeAtomically(Data(info.utf8), to: meta)
-        try await transport.copy(meta, toRemote: "\(dir)/backup-info.txt", timeout: .seconds(60))
+        try await transport.copy(meta, toRemote: "\(dir)/backup-info-\(ctx.job).txt", timeout: .seconds(60))
         let check = try await runChecked(ctx, ["b2sum", "--", RemoteArgument("\(dir)/\(name)")], on: signer, timeout: 300, what: "b2sum of the backup")
         guard check.stdoutText.split(separator: " ").first.map(String.init) == sum else {
             throw KAError.failure("backup \(signer):\(dir)/\(name)", "its b2sum on \(signer) is not the one taken on \(target); nothing was installed")
@@ -223,7 +229,10 @@ struct InstallSteps: Sendable {
     // MARK: 3. install
 
     func installedAlready(_ ctx: StepContext) async throws -> Bool {
-        let want = try packages(ctx).compactMap(\.nameAndVersion)
+        let want = try packages(ctx).map { p in
+            guard let nv = p.nameAndVersion else { throw KAError.failure(p.file, "is not a <name>-<version>-<rel>-<arch>.pkg.tar.* file name") }
+            return nv
+        }
         let q = try await ctx.run(RemoteCommand(["pacman", "-Q", "--"] + want.map { RemoteArgument($0.name) }, timeout: .seconds(60)), on: target)
         guard q.succeeded else { return false }
         let have = Set(q.stdoutText.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) })
@@ -237,15 +246,20 @@ struct InstallSteps: Sendable {
         guard try await installedAlready(ctx) else {
             throw KAError.failure("pacman -U on \(target)", "exited 0 but pacman -Q does not show \(pkgs.compactMap(\.nameAndVersion).map { "\($0.name) \($0.version)" }.joined(separator: ", "))")
         }
-        // The release the package installed: the modules dir whose pkgbase file names this package.
-        let find = try await runChecked(ctx, ["sh", "-c", "for d in /usr/lib/modules/*/; do [ \"$(cat \"$d/pkgbase\" 2>/dev/null)\" = \"$1\" ] && basename \"$d\"; done",
+        let release = try await recordRelease(ctx)
+        return pkgs.compactMap(\.nameAndVersion).map { "\($0.name) \($0.version)" }.joined(separator: ", ") + " installed (release \(release))"
+    }
+
+    /// The release the package installed (the modules dir whose pkgbase file names this package), into the record.
+    func recordRelease(_ ctx: StepContext) async throws -> String {
+        let find = try await runChecked(ctx, ["sh", "-c", "for d in /usr/lib/modules/*/; do [ \"$(cat \"$d/pkgbase\" 2>/dev/null)\" = \"$1\" ] && basename \"$d\"; done; exit 0",
                                               "ka-release", RemoteArgument(pkgbase)], on: target, timeout: 60, what: "find the installed release")
         let releases = find.stdoutText.split(separator: "\n").map(String.init)
-        guard releases.count == 1, let release = releases.first else {
+        guard releases.count == 1, let release = releases.first, !release.contains("/"), release.utf8.count <= 100 else {
             throw KAError.failure("host \(target)", "expected one /usr/lib/modules/<release>/pkgbase naming \(pkgbase), found \(releases.count)")
         }
-        try update(ctx) { $0.kernelRelease = release; $0.state = .installed }
-        return pkgs.compactMap(\.nameAndVersion).map { "\($0.name) \($0.version)" }.joined(separator: ", ") + " installed (release \(release))"
+        try update(ctx) { $0.kernelRelease = release; if $0.state == .installing { $0.state = .installed } }
+        return release
     }
 
     // MARK: 4. initramfs
@@ -279,6 +293,11 @@ struct InstallSteps: Sendable {
         let new: Data
         do { new = try block.apply(to: old) } catch let e as ExtlinuxBlock.EditError {
             throw KAError.failure("\(target):\(conf)", e.description, hint: "fix the managed markers by hand; nothing was written")
+        }
+        let boots = try Extlinux.defaultEntry(in: new, shown: "the new \(target):\(conf)")
+        guard boots.label == block.label else {
+            throw KAError.failure("\(target):\(conf)", "with the block, U-Boot would still boot '\(boots.label)' (a DEFAULT after the entries?)",
+                                  hint: "move the file's DEFAULT line above its first LABEL; nothing was written")
         }
         if new == old { return "\(conf) already holds the block for \(pkgbase)" }
         let staged = jobDir(ctx).appendingPathComponent("extlinux.conf.new")
@@ -338,11 +357,13 @@ struct InstallSteps: Sendable {
         }
         let deadline = requested.addingTimeInterval(TimeInterval(install.heartbeatTimeout))
         var tries = 0
+        var stillOld = false   // the last try reached the host and it had the boot id from before: it is not rebooting
         while true {
             try Task.checkCancellation()
             tries += 1
             do {
                 let id = try await bootID(ctx, timeout: max(5, min(30, install.heartbeatInterval * 3)))
+                stillOld = id == before
                 if !id.isEmpty && id != before {
                     let at = now()
                     try writeNote(ctx, "heartbeat", Self.stamp.format(at))
@@ -350,7 +371,13 @@ struct InstallSteps: Sendable {
                     return "\(target) answered \(String(format: "%.1f", at.timeIntervalSince(requested))) s after the reboot (new boot id \(id.prefix(8))…, try \(tries))"
                 }
             } catch let e as KAError where !Task.isCancelled {
+                stillOld = false
                 if tries == 1 || tries % 10 == 0 { try ctx.log.append("ka", "no heartbeat yet: \(e.message)") }
+            }
+            if now() >= deadline, stillOld {
+                // The kernel was never booted: not a regression of it (a reboot that was refused or never sent).
+                throw KAError.failure("Bar 1", "\(target) did not reboot: it still answers with the boot id from before (\(before.prefix(8))…)",
+                                      hint: "reboot \(target) by hand, then run ka verify \(target); nothing was filed")
             }
             if now() >= deadline {
                 let text = "no SSH heartbeat from \(target) within \(BuildSteps.shown(install.heartbeatTimeout)) of the reboot (\(tries) tries)"

@@ -78,7 +78,7 @@ struct Verification: Sendable {
     func fail(_ ctx: StepContext, bar: BarResult, all: [BarResult] = []) async throws -> Never {
         let record = try steps.record(ctx)
         let block = try await Regression.file(ctx, host: target, bar: bar, record: record, state: state, blocks: steps.blocks,
-                                              pkgbase: steps.pkgbase, signer: steps.setup.signing.host)
+                                              pkgbase: steps.pkgbase, signer: steps.setup.signing.host, now: steps.now())
         try steps.update(ctx) {
             $0.state = .drifted
             $0.bars = ([$0.bars] + (all.isEmpty ? [bar] : all).map(\.line)).filter { !$0.isEmpty }.joined(separator: "\n")
@@ -149,8 +149,8 @@ enum Bars {
 /// [ka:regression]: what failed, against the last good lock, with the way back.
 enum Regression {
     static func file(_ ctx: StepContext, host: HostName, bar: BarResult, record: InstallRecord, state: StateStore, blocks: any BlockStore,
-                     pkgbase: String, signer: HostName) async throws -> Block {
-        let good = try state.installs.lastGood(host: host.value)
+                     pkgbase: String, signer: HostName, now: Date) async throws -> Block {
+        let good = try state.installs.lastGood(host: host.value, excluding: record.job)
         let newPatches = record.patchLines.filter { line in !(good?.patchLines.contains(line) ?? false) }
         var body = "Verification of \(host) failed after `ka install \(host)` (job \(ctx.job)) installed \(pkgbase) \(record.version).\n\n"
         body += "| | |\n|---|---|\n"
@@ -184,7 +184,7 @@ enum Regression {
         body += "Installs to \(host) are halted while this issue is open. Close it once triaged: that lifts the block."
         let title = "\(host): Bar \(bar.bar) (\(bar.name)) failed after installing \(record.version) (job \(ctx.job))"
         let block = try await blocks.file(kind: .regression, scope: .host(host.value), title: title, body: body)
-        try state.markDrifted(host: host.value, reason: "Bar \(bar.bar) failed after install \(ctx.job): \(bar.detail.prefix(200)); see \(block.kind.titlePrefix) \(block.id)", at: Date())
+        try state.markDrifted(host: host.value, reason: "Bar \(bar.bar) failed after install \(ctx.job): \(bar.detail.prefix(200)); see \(block.kind.titlePrefix) \(block.id)", at: now)
         try ctx.log.append("ka", "filed \(block.kind.titlePrefix) \(block.id): \(title)")
         return block
     }

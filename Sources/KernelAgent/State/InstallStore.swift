@@ -63,8 +63,8 @@ public protocol InstallStore: Sendable {
     func installs(host: String, limit: Int) throws -> [InstallRecord]
     /// The newest install of each of `hosts`, in one read (ka status asks for every host).
     func latest(hosts: [String]) throws -> [String: InstallRecord]
-    /// The newest install of the host that verified (the "last good lock").
-    func lastGood(host: String) throws -> InstallRecord?
+    /// The newest install of the host that verified (the "last good lock"), other than `excluding`.
+    func lastGood(host: String, excluding: String?) throws -> InstallRecord?
     /// Installs whose burn-in is scheduled (Bar 5), for the verify timer.
     func burnInsDue(before: Date) throws -> [InstallRecord]
     func closeInstallable(_ c: InstallableClosure) throws
@@ -130,9 +130,9 @@ struct SQLiteInstallStore: InstallStore {
             return out
         }
     }
-    func lastGood(host: String) throws -> InstallRecord? {
+    func lastGood(host: String, excluding: String?) throws -> InstallRecord? {
         try read("read the last good install") {
-            try InstallRecord.filter(Column("host") == host && Column("state") == InstallRecord.State.verified.rawValue)
+            try InstallRecord.filter(Column("host") == host && Column("state") == InstallRecord.State.verified.rawValue && Column("job") != (excluding ?? ""))
                 .order(Column("startedAt").desc).fetchOne($0)
         }
     }
@@ -161,8 +161,8 @@ final class MemoryInstallStore: InstallStore, @unchecked Sendable {
             return out
         }
     }
-    func lastGood(host: String) throws -> InstallRecord? {
-        lock.withLock { records.values.filter { $0.host == host && $0.state == .verified }.max { $0.startedAt < $1.startedAt } }
+    func lastGood(host: String, excluding: String?) throws -> InstallRecord? {
+        lock.withLock { records.values.filter { $0.host == host && $0.state == .verified && $0.job != excluding }.max { $0.startedAt < $1.startedAt } }
     }
     func burnInsDue(before: Date) throws -> [InstallRecord] {
         lock.withLock { records.values.filter { $0.burnInUntil != nil }.sorted { ($0.burnInUntil ?? before) < ($1.burnInUntil ?? before) } }

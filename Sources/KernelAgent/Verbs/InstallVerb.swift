@@ -45,6 +45,10 @@ public struct InstallVerb: JobVerb {
                                   hint: "install the published .deb by hand (apt install ./linux-image-….deb) and run ka verify \(target)")
         }
         let manifest = try Manifest.load(target, in: ctx.workspace)
+        guard manifest.installMode == .alongside else {
+            throw KAError.refusal(manifest.file, "install.mode: \(manifest.installMode.rawValue) is not supported by ka install yet (the stock entry would point at a removed kernel)",
+                                  hint: "use install.mode: alongside; the stock kernel stays as the boot menu's fallback")
+        }
         let pipeline = try PipelineConfig.fromEnvironment()
         guard let signing = pipeline.signing else {
             throw KAError.refusal(pipeline.file ?? "KA_CONFIG", "has no signing section: the install fetches the packages from the signing host and backs up to it",
@@ -78,6 +82,11 @@ public struct InstallVerb: JobVerb {
             throw KAError.refusal("host \(s.target)", "installs are halted by the open \(b.kind.titlePrefix) \(b.id) (\(b.title))",
                                   hint: b.kind == .regression ? "triage it (ka yank \(s.target) <patch> suggests the loopback), then close \(b.id)"
                                       : "converge the host (ka promote → ka build), then close \(b.id)")
+        }
+        // The build must be of the current lock: one made before a yank or a purge would install what they took out.
+        if let current = try ctx.state.promotion(host: s.target.value), current.lockB2sum != r.lockB2sum {
+            throw KAError.refusal("host \(s.target)", "its open [ka:installable] \(r.version) (build \(r.job)) was built from lock b2:\(r.lockB2sum.prefix(16))…, "
+                                  + "not the current lock b2:\(current.lockB2sum.prefix(16))…", hint: "run ka build \(s.target): it builds the current lock")
         }
         let pkgs = try InstallPackage.parse(r.packages, from: "the installable record of \(r.job)")
         var pins: [Plan.Pin] = [.init("installable", "\(r.job) \(r.version)"), .init("manifest.lock", "b2:\(r.lockB2sum)")]

@@ -46,7 +46,7 @@ public struct VerifyVerb: JobVerb {
 
     public func steps(in ctx: VerbContext) throws -> [JobStep] {
         let s = try setup(ctx)
-        let run = VerifyRun(setup: s, state: ctx.state, blocks: ctx.blocks, now: ctx.now, workspace: ctx.workspace)
+        let run = VerifyRun(setup: s, state: ctx.state, blocks: ctx.blocks, records: ctx.records, now: ctx.now, workspace: ctx.workspace)
         let lane = JobStep.lane(s.target)
         var steps = [
             JobStep("Bar 1: \(s.target) answers over SSH (tried every \(s.install.heartbeatInterval) s for \(BuildSteps.shown(s.install.heartbeatTimeout)))",
@@ -60,6 +60,11 @@ public struct VerifyVerb: JobVerb {
         if s.record.burnInUntil != nil {
             steps.append(JobStep("Bar 5: burn-in until \(s.record.burnInUntil.map { $0.formatted(.iso8601) } ?? "-") (no reboot since the install)",
                                  lanes: [lane], resumption: .rerun) { ctx in try await run.bar5(ctx) })
+        }
+        if s.record.state == .installed {
+            steps.append(JobStep("record install \(s.record.job) as verified and close its [ka:installable]", lanes: [lane], resumption: .rerun) { ctx in
+                try await run.recordVerified(ctx)
+            })
         }
         return steps
     }
@@ -87,6 +92,7 @@ struct VerifyRun: Sendable {
     let setup: VerifyVerb.Setup
     let state: StateStore
     let blocks: any BlockStore
+    let records: (any RecordFiler)?
     let now: @Sendable () -> Date
     let workspace: Workspace
 
@@ -114,15 +120,35 @@ struct VerifyRun: Sendable {
             throw KAError.failure("Bar \(r.bar) (\(r.name))", "infra error: \(r.detail.prefix(300))", hint: "not a regression; ka verify \(target) again once \(target) answers")
         }
         guard r.code == .fail && r.required else { return r.line }
-        let block = try await Regression.file(ctx, host: target, bar: r, record: setup.record, state: state, blocks: blocks,
-                                              pkgbase: "linux-\(setup.manifest.kernelSuffix)", signer: setup.signer ?? target)
-        var rec = setup.record
+        var rec = try current()
+        let block = try await Regression.file(ctx, host: target, bar: r, record: rec, state: state, blocks: blocks,
+                                              pkgbase: "linux-\(setup.manifest.kernelSuffix)", signer: setup.signer ?? target, now: now())
         rec.state = .drifted; rec.updatedAt = now()
         rec.bars = ([rec.bars, r.line]).filter { !$0.isEmpty }.joined(separator: "\n")
         rec.burnInUntil = nil
         try state.installs.record(rec)
         throw KAError.failure("Bar \(r.bar) (\(r.name))\(r.probe.map { " probe `\($0)`" } ?? "")", String(r.detail.prefix(500)),
                               "filed \(block.kind.titlePrefix) \(block.id); \(target) is drifted")
+    }
+
+    /// The install record as it is now (another job may have changed it since the steps were made).
+    func current() throws -> InstallRecord {
+        guard let r = try state.installs.install(job: setup.record.job) else { throw KAError.failure("install \(setup.record.job)", "its record is gone") }
+        return r
+    }
+
+    /// Bars 1–4 passed on an install that had not verified yet (its own verify step ended in an infra error).
+    func recordVerified(_ ctx: StepContext) async throws -> String {
+        var rec = try current()
+        guard rec.state == .installed else { return "install \(rec.job) is \(rec.state.rawValue); nothing to record" }
+        rec.state = .verified; rec.updatedAt = now()
+        try state.installs.record(rec)
+        let outcome = "✅ installed on \(target) by install job \(rec.job) and verified by ka verify (job \(ctx.job))"
+        try await records?.closeRecord(ref: "installable-\(rec.buildJob)", outcome: outcome)
+        if try state.installs.closure(buildJob: rec.buildJob) == nil {
+            try state.installs.closeInstallable(InstallableClosure(buildJob: rec.buildJob, installJob: rec.job, outcome: outcome, closedAt: now()))
+        }
+        return "install \(rec.job) verified; its [ka:installable] closed"
     }
 
     func bootID(_ ctx: StepContext) async throws -> String {
@@ -141,7 +167,8 @@ struct VerifyRun: Sendable {
                 return try await judge(ctx, BarResult(bar: 1, name: "SSH heartbeat", code: .pass, required: true, detail: "answers (boot id \(id.prefix(8))…)"))
             } catch let e as KAError where !Task.isCancelled { last = e.description }
             if now() >= deadline {
-                return try await judge(ctx, BarResult(bar: 1, name: "SSH heartbeat", code: .fail, required: true,
+                // No reboot is pending here: a host that does not answer is the link's fault until shown otherwise.
+                return try await judge(ctx, BarResult(bar: 1, name: "SSH heartbeat", code: .infraError, required: true,
                                                       detail: "no answer within \(BuildSteps.shown(setup.install.heartbeatTimeout)): \(last)"))
             }
             try await Task.sleep(for: .seconds(setup.install.heartbeatInterval))
@@ -151,7 +178,7 @@ struct VerifyRun: Sendable {
     func bar2(_ ctx: StepContext) async throws -> String {
         var tries = 0
         while true {
-            let r = try await Bars.bar2(ctx, host: target, record: setup.record, pkgbase: "linux-\(setup.manifest.kernelSuffix)")
+            let r = try await Bars.bar2(ctx, host: target, record: try current(), pkgbase: "linux-\(setup.manifest.kernelSuffix)")
             tries += 1
             if r.code != .infraError || tries > setup.install.probeRetries { return try await judge(ctx, r) }
         }
@@ -165,9 +192,10 @@ struct VerifyRun: Sendable {
     }
 
     func bar5(_ ctx: StepContext) async throws -> String {
-        guard let until = setup.record.burnInUntil else { return "no burn-in scheduled" }
+        let record = try current()
+        guard let until = record.burnInUntil else { return "no burn-in scheduled" }
         let id = try await bootID(ctx)
-        if let after = setup.record.bootAfter, id != after {
+        if let after = record.bootAfter, id != after {
             return try await judge(ctx, BarResult(bar: 5, name: "burn-in", code: .fail, required: true,
                                                   detail: "\(target) rebooted during burn-in (boot id \(after.prefix(8))… → \(id.prefix(8))…)"))
         }
@@ -175,7 +203,7 @@ struct VerifyRun: Sendable {
             let left = Int(until.timeIntervalSince(now()) / 60)
             return try await judge(ctx, BarResult(bar: 5, name: "burn-in", code: .skip, required: false, detail: "running: \(left) min left, no reboot so far"))
         }
-        var rec = setup.record
+        var rec = record
         rec.burnInUntil = nil; rec.updatedAt = now()
         rec.bars = ([rec.bars, "bar5 pass burn-in complete at \(now().formatted(.iso8601))"]).filter { !$0.isEmpty }.joined(separator: "\n")
         try state.installs.record(rec)

@@ -54,7 +54,7 @@ public struct YankVerb: Verb {
             }
             data = edited
         }
-        let who = ProcessInfo.processInfo.userName
+        let who = ctx.requester   // the commenter through the bot; the CLI user otherwise
         let why = "yanked by \(who) on \(ctx.now().formatted(.iso8601)) with ka yank" + (reason.map { ": \($0)" } ?? "")
         guard !manifest.excluded.contains(where: { $0.raw == path.value }) else {
             throw KAError.refusal("\(manifest.file)", "already excludes \(path.value)")
