@@ -171,23 +171,7 @@ import Testing
     @Test func aPatchThatBreaksTheBuildFilesBuildFailWithTheLogTailAndKeepsTheTree() async throws {
         let h = try Harness()
         // applies cleanly (promote's check passes), then dtc rejects the board's tree
-        let patch = h.root.appendingPathComponent("patches/board/pinebook-pro/0099-ka-test-break-the-dts.patch")
-        try """
-        From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001
-        From: Test <test@example.org>
-        Subject: [PATCH] ka test: break the Pinebook Pro DTS
-
-        Scope: board/pinebook-pro
-        ---
-        diff --git a/arch/arm64/boot/dts/rockchip/rk3399-pinebook-pro.dts b/arch/arm64/boot/dts/rockchip/rk3399-pinebook-pro.dts
-        --- a/arch/arm64/boot/dts/rockchip/rk3399-pinebook-pro.dts
-        +++ b/arch/arm64/boot/dts/rockchip/rk3399-pinebook-pro.dts
-        @@ -8,2 +8,3 @@
-         /dts-v1/;
-        +this is not device tree source;
-         #include <dt-bindings/input/gpio-keys.h>
-
-        """.write(to: patch, atomically: true, encoding: .utf8)
+        try Self.addPinebookLine(h, patch: "0099-ka-test-break-the-dts.patch", subject: "break the Pinebook Pro DTS", line: "this is not device tree source;")
         let head = try String(contentsOf: TestEnvPaths.pinebookDTS(h), encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
         #expect(head.count > 9 && head[7] == "/dts-v1/;" && head[8] == "#include <dt-bindings/input/gpio-keys.h>", "the patch's context moved: \(head.prefix(9))")
         try await Self.promote(h)
@@ -206,6 +190,26 @@ import Testing
         #expect(debug.status == 0 && debug.stdoutText.contains("/srv/kernel-agent/keep/\(job.id)") && debug.stdoutText.contains("boltzmann"), "\(debug.stdoutText)\n\(debug.stderrText)")
         let ran = try await Self.ka(h, ["debug", job.id.value, "--exec", "test", "-f", "PKGBUILD"])
         #expect(ran.status == 0, "\(ran.stdoutText)\n\(ran.stderrText)")
+    }
+
+    /// A board patch in the harness tree that adds `line` after the Pinebook Pro DTS's `/dts-v1/;` (line 8).
+    static func addPinebookLine(_ h: Harness, patch name: String, subject: String, line: String) throws {
+        try """
+        From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001
+        From: Test <test@example.org>
+        Subject: [PATCH] ka test: \(subject)
+
+        Scope: board/pinebook-pro
+        ---
+        diff --git a/arch/arm64/boot/dts/rockchip/rk3399-pinebook-pro.dts b/arch/arm64/boot/dts/rockchip/rk3399-pinebook-pro.dts
+        --- a/arch/arm64/boot/dts/rockchip/rk3399-pinebook-pro.dts
+        +++ b/arch/arm64/boot/dts/rockchip/rk3399-pinebook-pro.dts
+        @@ -8,2 +8,3 @@
+         /dts-v1/;
+        +\(line)
+         #include <dt-bindings/input/gpio-keys.h>
+
+        """.write(to: h.root.appendingPathComponent("patches/board/pinebook-pro/\(name)"), atomically: true, encoding: .utf8)
     }
 
     static func blockBodies(_ h: Harness) throws -> [String] {

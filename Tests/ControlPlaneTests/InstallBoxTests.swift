@@ -207,22 +207,7 @@ extension BuildBoxTests {
         #expect(goodRecord.state == .verified && goodRecord.bars.contains("bar3 pass") && goodRecord.bars.contains("bar4 pass"), "\(goodRecord.bars)")
         // a new, harmless patch with a probe that cannot pass on this board
         let name = "0004-ka-test-a-harmless-comment.patch"
-        try """
-        From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001
-        From: Test <test@example.org>
-        Subject: [PATCH] ka test: a harmless comment in the Pinebook Pro DTS
-
-        Scope: board/pinebook-pro
-        ---
-        diff --git a/arch/arm64/boot/dts/rockchip/rk3399-pinebook-pro.dts b/arch/arm64/boot/dts/rockchip/rk3399-pinebook-pro.dts
-        --- a/arch/arm64/boot/dts/rockchip/rk3399-pinebook-pro.dts
-        +++ b/arch/arm64/boot/dts/rockchip/rk3399-pinebook-pro.dts
-        @@ -8,2 +8,3 @@
-         /dts-v1/;
-        +/* ka test: a harmless comment */
-         #include <dt-bindings/input/gpio-keys.h>
-
-        """.write(to: h.root.appendingPathComponent("patches/board/pinebook-pro/\(name)"), atomically: true, encoding: .utf8)
+        try Self.addPinebookLine(h, patch: name, subject: "a harmless comment in the Pinebook Pro DTS", line: "/* ka test: a harmless comment */")
         let manifest = h.root.appendingPathComponent("fleet/fresnel.yaml")
         let probe = "file /sys/devices/system/cpu/cpufreq/policy4/cpuinfo_max_freq == 2400000"
         try (try String(contentsOf: manifest, encoding: .utf8) + "    - patch: board/pinebook-pro/\(name)\n      probe: \(probe)\n")

@@ -69,6 +69,8 @@ enum PruneRemote {
     }
 
     /// Runs a listing on `host` and returns its stdout, or throws naming the host.
+    /// `script` is one of this file's constant listings; the paths reach it only as positional arguments ($1…), never
+    /// inside the script text.
     static func list(_ script: String, _ args: [String], on host: HostName, _ ctx: StepContext) async throws -> String {
         let argv: [RemoteArgument] = ["sh", "-c", RemoteArgument(script), "ka-prune-list"] + args.map { RemoteArgument($0) }
         let r = try await ctx.transports.transport(for: host).run(RemoteCommand(argv, timeout: .seconds(120)))
@@ -88,6 +90,7 @@ enum PruneRemote {
     /// True when the job's archive is complete and its b2sums hold.
     static func archived(_ job: JobID, signing: PipelineConfig.Signing, _ ctx: StepContext) async throws -> Bool {
         let dir = try RemotePath(archiveDir(signing, job), host: signing.host).value
+        // a constant script (b2sum -c needs the archive dir as its cwd); the validated dir is its $1
         let script = "cd -- \"$1\" 2>/dev/null || exit 1; [ -f .complete ] && b2sum --quiet -c b2sums"
         return try await ctx.run(RemoteCommand(["sh", "-c", RemoteArgument(script), "ka-archived", RemoteArgument(dir)], timeout: .seconds(600)),
                                  on: signing.host).succeeded
@@ -103,8 +106,7 @@ enum PruneRemote {
         defer { do { try FileManager.default.removeItem(at: local) } catch { ctx.warn?("cannot remove the scratch copy \(local.path): \(error)") } }
         // The tree, packed on the build host.
         let packed = try RemotePath("\(root)/source/\(job).ka-archive.tar.gz", host: buildHost).value
-        let pack = "tar -C \"$1/source\" -czf \"$2\" -- \"$3\""
-        let r = try await ctx.run(RemoteCommand(["sh", "-c", RemoteArgument(pack), "ka-pack", RemoteArgument(root), RemoteArgument(packed), RemoteArgument(job.value)],
+        let r = try await ctx.run(RemoteCommand(["tar", "-C", RemoteArgument("\(root)/source"), "-czf", RemoteArgument(packed), "--", RemoteArgument(job.value)],
                                                 timeout: .seconds(3600)), on: buildHost)
         guard r.succeeded else { throw KAError.failure("packing \(buildHost):\(root)/source/\(job)", "tar exited \(r.status): \(r.stderrText.suffix(300))") }
         let build = try ctx.transports.transport(for: buildHost)
@@ -123,8 +125,9 @@ enum PruneRemote {
         try FS.writeAtomically(Data(sums.utf8), to: local.appendingPathComponent("b2sums"))
         // Onto the signing host, checked there before it counts.
         let dir = try RemotePath(archiveDir(signing, job), host: signing.host).value
-        let fresh = "rm -rf -- \"$1\" && install -d -m 0750 -- \"$1\""
-        let made = try await ctx.run(RemoteCommand(["sh", "-c", RemoteArgument(fresh), "ka-archive-dir", RemoteArgument(dir)], timeout: .seconds(120)), on: signing.host)
+        let removed = try await ctx.run(RemoteCommand(["rm", "-rf", "--", RemoteArgument(dir)], timeout: .seconds(120)), on: signing.host)
+        let made = removed.succeeded
+            ? try await ctx.run(RemoteCommand(["install", "-d", "-m", "0750", "--", RemoteArgument(dir)], timeout: .seconds(60)), on: signing.host) : removed
         guard made.succeeded else { throw KAError.failure("\(signing.host):\(dir)", "cannot make the archive dir: \(made.stderrText.suffix(300))") }
         let signer = try ctx.transports.transport(for: signing.host)
         for f in files + ["b2sums"] { try await signer.copy(local.appendingPathComponent(f), toRemote: "\(dir)/\(f)", timeout: .seconds(3600)) }

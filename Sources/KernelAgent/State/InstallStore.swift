@@ -109,39 +109,33 @@ struct SQLiteInstallStore: InstallStore {
         }
     }
 
-    private func write<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
-        do { return try pool.write(body) } catch { throw KAError.failure("state store", what, "\(error)") }
-    }
-    private func read<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
-        do { return try pool.read(body) } catch { throw KAError.failure("state store", what, "\(error)") }
-    }
 
-    func record(_ r: InstallRecord) throws { try write("record install") { try r.save($0) } }
-    func install(job: String) throws -> InstallRecord? { try read("read install") { try InstallRecord.fetchOne($0, key: job) } }
+    func record(_ r: InstallRecord) throws { try pool.stateWrite("record install") { try r.save($0) } }
+    func install(job: String) throws -> InstallRecord? { try pool.stateRead("read install") { try InstallRecord.fetchOne($0, key: job) } }
     func installs(host: String, limit: Int) throws -> [InstallRecord] {
-        try read("read installs") {
+        try pool.stateRead("read installs") {
             try InstallRecord.filter(Column("host") == host).order(Column("startedAt").desc, Column("job").desc).limit(limit).fetchAll($0)
         }
     }
     func latest(hosts: [String]) throws -> [String: InstallRecord] {
-        try read("read installs") { db in
+        try pool.stateRead("read installs") { db in
             var out: [String: InstallRecord] = [:]
             for r in try InstallRecord.filter(hosts.contains(Column("host"))).order(Column("startedAt"), Column("job")).fetchAll(db) { out[r.host] = r }
             return out
         }
     }
     func lastGood(host: String, excluding: String?) throws -> InstallRecord? {
-        try read("read the last good install") {
+        try pool.stateRead("read the last good install") {
             try InstallRecord.filter(Column("host") == host && Column("state") == InstallRecord.State.verified.rawValue && Column("job") != (excluding ?? ""))
                 .order(Column("startedAt").desc).fetchOne($0)
         }
     }
     func burnInsDue(before: Date) throws -> [InstallRecord] {
-        try read("read burn-ins") { try InstallRecord.filter(Column("burnInUntil") != nil).order(Column("burnInUntil")).fetchAll($0) }
+        try pool.stateRead("read burn-ins") { try InstallRecord.filter(Column("burnInUntil") != nil).order(Column("burnInUntil")).fetchAll($0) }
     }
-    func closeInstallable(_ c: InstallableClosure) throws { try write("close installable") { try c.save($0) } }
+    func closeInstallable(_ c: InstallableClosure) throws { try pool.stateWrite("close installable") { try c.save($0) } }
     func closure(buildJob: String) throws -> InstallableClosure? {
-        try read("read installable closure") { try InstallableClosure.fetchOne($0, key: buildJob) }
+        try pool.stateRead("read installable closure") { try InstallableClosure.fetchOne($0, key: buildJob) }
     }
 }
 

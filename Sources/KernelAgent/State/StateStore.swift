@@ -257,13 +257,8 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
     public var jobs: SQLiteJobStore { SQLiteJobStore(pool: pool) }
     public var installs: any InstallStore { SQLiteInstallStore(pool: pool) }
 
-    private func write<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
-        do { return try pool.write(body) } catch { throw KAError.failure("state store", what, "\(error)") }
-    }
-
-    private func read<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
-        do { return try pool.read(body) } catch { throw KAError.failure("state store", what, "\(error)") }
-    }
+    private func write<T>(_ what: String, _ body: (Database) throws -> T) throws -> T { try pool.stateWrite(what, body) }
+    private func read<T>(_ what: String, _ body: (Database) throws -> T) throws -> T { try pool.stateRead(what, body) }
 
     public func prunePause() throws -> PrunePauseRecord? { try read("read the prune pause") { try PrunePauseRecord.fetchOne($0, key: 1) } }
     public func pausePrune(_ r: PrunePauseRecord) throws -> PrunePauseRecord {
@@ -477,5 +472,16 @@ public final class MemoryStateStore: StateStore, BlockStore, @unchecked Sendable
             return true
         }
         guard closed else { throw KAError.refusal("block \(id)", "no open block has this id", hint: "ka blocks lists the open ones") }
+    }
+}
+
+/// The state database's reads and writes (SQLiteStateStore, SQLiteInstallStore): an SQLite error becomes a KAError
+/// naming what was read or written.
+extension DatabasePool {
+    func stateWrite<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
+        do { return try write(body) } catch { throw KAError.failure("state store", what, "\(error)") }
+    }
+    func stateRead<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
+        do { return try read(body) } catch { throw KAError.failure("state store", what, "\(error)") }
     }
 }

@@ -38,6 +38,7 @@ public struct TransportProbeHost: ProbeHost {
             throw KAError.refusal(TransportError.context(transport.host, transport.address), "probe path '\(path)'",
                                   "not a plain absolute path")
         }
+        // readScript is a constant; the checked path reaches it only as $1 (one round trip tells dir, missing and content)
         let argv: [RemoteArgument] = ["sh", "-c", RemoteArgument(Self.readScript), "ka-probe", RemoteArgument(path),
                                       RemoteArgument(String(ProbeLimits.fileBytes + 1)), RemoteArgument(deviceTree ? "dt" : "")]
         let r = try await transport.run(RemoteCommand(argv, timeout: readTimeout))
