@@ -78,10 +78,14 @@ import Testing
         }
         #expect(!s.exists("d") && !s.exists("patches/x") && !s.exists(".git"))
         // a dir that holds someone else's files is not promote's to replace
-        try s.write("mine/notes.txt", "keep me")
-        let r = try await KaRun.run(["promote", "h1", "--out", "mine"], root: s.root)
+        try s.write("out/mine/notes.txt", "keep me")
+        let r = try await KaRun.run(["promote", "h1", "--out", "out/mine"], root: s.root)
         #expect(r.status == 2 && r.stderr.contains("holds files promote did not write (notes.txt)"), "\(r.stderr)")
-        #expect(try s.read("mine/notes.txt") == "keep me")
+        #expect(try s.read("out/mine/notes.txt") == "keep me")
+        // a dir outside out/ and build/ is not the agent's to write
+        let elsewhere = try await KaRun.run(["promote", "h1", "--out", "mine"], root: s.root)
+        #expect(elsewhere.status == 2 && elsewhere.stderr.contains("is outside the agent's output dirs"), "\(elsewhere.stderr)")
+        #expect(!s.exists("mine"))
     }
 
     @Test func derivedPathsThroughSymlinksIntoHomeOrOutAreRefused() async throws {

@@ -11,11 +11,12 @@ struct KaRun {
 
     /// Async, and waiting on GCD threads: a test that blocked the cooperative pool (2 threads on 2 cores) would
     /// starve every in-process server of the suite running beside it.
-    static func run(_ args: [String], root: URL, env extra: [String: String] = [:], deadline: TimeInterval = 60) async throws -> KaRun {
+    static func run(_ args: [String], root: URL, env extra: [String: String] = [:], deadline: TimeInterval = 60,
+                    cwd: URL? = nil) async throws -> KaRun {
         let p = Process()
         p.executableURL = TestEnv.kaBinary
         p.arguments = args
-        p.currentDirectoryURL = root
+        p.currentDirectoryURL = cwd ?? root
         var env = ProcessInfo.processInfo.environment
         env["KA_ROOT"] = root.path
         env["KA_STATE_DIR"] = root.appendingPathComponent(".ka").path

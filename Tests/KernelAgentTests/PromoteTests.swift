@@ -90,9 +90,9 @@ import KATestSupport
         let cum1 = try Data(contentsOf: s.url("out/h1/cumulative.patch"))
         // a second sandbox with the same inputs, different location, different time
         let t = try Self.tree()
-        _ = try await PromoteVerb.parse(["h1", "--out", "elsewhere"]).execute(in: t.ctx)
-        #expect(try Data(contentsOf: t.url("elsewhere/manifest.lock")) == lock1)
-        #expect(try Data(contentsOf: t.url("elsewhere/cumulative.patch")) == cum1)
+        _ = try await PromoteVerb.parse(["h1", "--out", "out/elsewhere"]).execute(in: t.ctx)
+        #expect(try Data(contentsOf: t.url("out/elsewhere/manifest.lock")) == lock1)
+        #expect(try Data(contentsOf: t.url("out/elsewhere/cumulative.patch")) == cum1)
         // the lock's cumulative b2sum is what coreutils says
         let b2 = try TestCommand.run(["b2sum", s.url("out/h1/cumulative.patch").path])
         let lock = String(decoding: lock1, as: UTF8.self)

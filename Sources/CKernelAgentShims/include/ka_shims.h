@@ -14,4 +14,8 @@ int ka_open_unnamed(const char *dir, unsigned int mode);
 /// Returns 0, or -1 with errno set.
 int ka_link_unnamed(int fd, const char *path);
 
+/// How many bytes wait unread in the pipe or socket `fd` (ioctl FIONREAD, variadic, so not importable).
+/// Returns the count, or -1 with errno set.
+int ka_pending_bytes(int fd);
+
 #endif

@@ -83,6 +83,7 @@ public enum DashboardPage {
     static let html = """
     <!doctype html>
     <html lang="en"><head><meta charset="utf-8">
+    \(StatusVerb.pageMark)
     <meta name="viewport" content="width=device-width, initial-scale=1">
     <meta http-equiv="refresh" content="{{refresh}}">
     <title>kernel-agent · {{repo}}</title>

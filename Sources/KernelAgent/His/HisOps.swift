@@ -41,8 +41,11 @@ public enum HisClients {
 public enum HisErrors {
     static func call(_ tool: HisTool, _ host: HostName) -> String { "\(tool) \(host)" }
 
-    public static func timedOut(_ endpoint: String, _ tool: HisTool, _ host: HostName, cap: Int) -> KAError {
-        KAError.failure(endpoint, call(tool, host), "no answer within the \(cap) s cap (his.call_timeout); the call was cancelled",
+    /// `peer`: what a stdio peer had done by then (its CPU time, its unread answer), which tells a slow His from a
+    /// client that never read what His wrote.
+    public static func timedOut(_ endpoint: String, _ tool: HisTool, _ host: HostName, cap: Int, peer: String? = nil) -> KAError {
+        KAError.failure(endpoint, call(tool, host), "no answer within the \(cap) s cap (his.call_timeout); the call was cancelled"
+                        + (peer.map { " (\($0))" } ?? ""),
                         hint: "check that His is alive; raise his.call_timeout in KA_CONFIG only if His is slow, not stuck")
     }
 

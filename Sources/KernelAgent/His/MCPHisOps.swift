@@ -2,6 +2,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import CKernelAgentShims
 import MCP
 import SystemPackage
 
@@ -67,8 +68,9 @@ public final class MCPHisOps: HisOps {
     func call(_ tool: HisTool, _ host: HostName) async throws -> String {
         let cap = config.callTimeout, endpoint = self.endpoint, session = self.session, allowed = allowDestructive
         return try await withWallClockCap(.seconds(cap), onTimeout: {
+            let peer = await session.peerState()
             await session.reset(reason: "the \(cap) s cap passed")
-            return HisErrors.timedOut(endpoint, tool, host, cap: cap)
+            return HisErrors.timedOut(endpoint, tool, host, cap: cap, peer: peer)
         }) {
             try await session.call(tool, host, allowDestructive: allowed)
         }
@@ -190,6 +192,9 @@ actor HisSession {
         return opened
     }
 
+    /// What the stdio peer of the live session has done: nil for HTTP or when there is none.
+    func peerState() -> String? { live?.child?.state() }
+
     private func peerExited(_ description: String, generation: Int) {
         endedBecause[generation] = description
         reset(reason: description, generation: generation)
@@ -300,6 +305,23 @@ final class HisChildProcess: @unchecked Sendable {
         } catch {
             throw KAError.failure("His (stdio: \(argv.joined(separator: " ")))", "cannot start: \(error.localizedDescription)")
         }
+    }
+
+    /// Its CPU time so far and the bytes of its output this client has not read yet.
+    func state() -> String {
+        let pid = process.processIdentifier
+        var cpu = "CPU time unknown"
+        if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+           let close = stat.lastIndex(of: ")") {
+            // fields after "(comm)": state is 3rd overall, utime 14th, stime 15th
+            let rest = stat[stat.index(after: close)...].split(separator: " ")
+            if rest.count > 12, let u = Double(rest[11]), let s = Double(rest[12]) {
+                let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
+                cpu = String(format: "its process had used %.2f s of CPU", (u + s) / max(hz, 1))
+            }
+        }
+        let unread = ka_pending_bytes(output)
+        return cpu + ", " + (unread > 0 ? "\(unread) bytes of its output were waiting unread" : "it had written nothing unread")
     }
 
     /// How the process ended, once it has (waiting up to `limit` for it); nil while it runs.

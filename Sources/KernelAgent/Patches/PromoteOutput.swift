@@ -14,33 +14,13 @@ public enum PromoteOutput {
     }
     static let stagingPrefix = FS.tempPrefix + "promote-"
 
-    /// Refuses an output dir that would overwrite the tree, the checkout, or a person's files, and a path the
-    /// file system would reject — before anything is created.
-    public static func validate(_ out: URL, raw: String?, ws: Workspace, derived: Bool, owned: Set<String>) throws -> URL {
+    /// Refuses an output dir that the output rule refuses (`Policy.admitOutputLocation`: only out/ or build/ of
+    /// the checkout), and one that holds a person's files — before anything is created. `out` has been through
+    /// `Policy.admitOutputPath` already when a person named it.
+    public static func validate(_ out: URL, raw: String?, policy: Policy, owned: Set<String>) throws -> URL {
+        let ws = policy.workspace
         let shown = raw.map { "--out '\($0)'" } ?? "output dir \(ws.display(out))"
-        if let raw, raw.trimmingCharacters(in: .whitespaces).isEmpty {
-            throw KAError.refusal("--out", "is empty", hint: "name a directory, e.g. --out out/fresnel")
-        }
-        let path = out.standardizedFileURL.path
-        guard path.utf8.count < Int(PATH_MAX) else {
-            throw KAError.refusal(shown, "the path is \(path.utf8.count) bytes; the limit is \(PATH_MAX - 1)", hint: "use a shorter path")
-        }
-        if let long = path.split(separator: "/").first(where: { $0.utf8.count > Int(NAME_MAX) }) {
-            throw KAError.refusal(shown, "a path component is \(long.utf8.count) bytes; the limit is \(NAME_MAX)", hint: "use shorter names")
-        }
-        let real = FS.realPath(out)
-        let root = FS.realPath(ws.root)
-        guard real != root, real != "/" else {
-            throw KAError.refusal(shown, "is the checkout (or /) itself", hint: "use a dir of its own, e.g. out/<host>")
-        }
-        for (dir, name) in [(ws.patchesDir, "patches/"), (ws.fleetDir, "fleet/"), (ws.root.appendingPathComponent(".git"), ".git/"),
-                            (ws.stateDir, "the state dir")] where FS.isInside(out, dir) || FS.isInside(dir, out) {
-            throw KAError.refusal(shown, "lies in or contains \(name)", hint: "use a dir of its own, e.g. out/<host>")
-        }
-        if derived && !FS.isInside(out, ws.root) {
-            throw KAError.refusal(shown, "leads out of the checkout (to \(real))",
-                                  hint: "make out/ a real directory in the checkout, or pass --out explicitly")
-        }
+        try policy.admitOutputLocation(out, shown: shown)
         if FS.exists(out) {
             guard FS.isDirectory(out) else { throw KAError.refusal(shown, "exists and is not a directory") }
             let entries = try FileManager.default.contentsOfDirectory(atPath: out.path)

@@ -85,6 +85,56 @@ public struct Policy: Sendable {
         }
     }
 
+    /// The dirs every verb output goes to: `out/` and `build/` in the checkout (the upstream layout's), whatever
+    /// front door asked. A dir here that is a symlink out of the checkout is refused where it is used.
+    public var outputDirs: [URL] { ["out", "build"].map { workspace.root.appendingPathComponent($0) } }
+
+    /// Rule: a verb writes only into the agent's own output dirs, whatever option names the path (`--out`,
+    /// `--html`, …) and whichever front door (CLI or bot) passed it. On top of `admitLocalPath` (no `~`, no
+    /// $HOME, relative to KA_ROOT): the path, symlinks resolved, lies in `out/` or `build/` of the checkout, and
+    /// neither lies in nor contains patches/, fleet/, .git/ or the state dir. So no argument can make a verb
+    /// overwrite the registry, the state database, the config, git's files or anything outside the checkout.
+    public func admitOutputPath(_ raw: String, purpose: String) throws -> URL {
+        let shown = "\(purpose) '\(raw)'"
+        if raw.trimmingCharacters(in: .whitespaces).isEmpty {
+            throw KAError.refusal(purpose, "is empty", hint: "name a path under out/, e.g. out/\(purpose == "--html" ? "dashboard.html" : "<host>")")
+        }
+        let url = try admitLocalPath(raw, purpose: purpose)
+        let path = url.path
+        guard path.utf8.count < Int(PATH_MAX) else {
+            throw KAError.refusal(shown, "the path is \(path.utf8.count) bytes; the limit is \(PATH_MAX - 1)", hint: "use a shorter path")
+        }
+        if let long = path.split(separator: "/").first(where: { $0.utf8.count > Int(NAME_MAX) }) {
+            throw KAError.refusal(shown, "a path component is \(long.utf8.count) bytes; the limit is \(NAME_MAX)", hint: "use shorter names")
+        }
+        try admitOutputLocation(url, shown: shown)
+        return url
+    }
+
+    /// The location half of the output rule, for paths kernel-agent derives itself (promote's default dir).
+    public func admitOutputLocation(_ url: URL, shown: String) throws {
+        let ws = workspace
+        let real = FS.realPath(url)
+        guard real != FS.realPath(ws.root), real != "/" else {
+            throw KAError.refusal(shown, "is the checkout (or /) itself", hint: "use a path of its own under out/, e.g. out/<host>")
+        }
+        for (dir, name) in [(ws.patchesDir, "patches/"), (ws.fleetDir, "fleet/"), (ws.root.appendingPathComponent(".git"), ".git/"),
+                            (ws.stateDir, "the state dir")] where FS.isInside(url, dir) || FS.isInside(dir, url) {
+            throw KAError.refusal(shown, "lies in or contains \(name)", hint: "use a path of its own under out/, e.g. out/<host>")
+        }
+        guard let home = outputDirs.first(where: { url.standardizedFileURL.path.hasPrefix($0.path + "/") || url.standardizedFileURL.path == $0.path }) else {
+            throw KAError.refusal(shown, "is outside the agent's output dirs (out/ and build/ in \(ws.root.path)); verbs write nowhere else",
+                                  hint: "give a path under out/, e.g. out/\(url.lastPathComponent)")
+        }
+        guard FS.isInside(home, ws.root) else {
+            throw KAError.refusal(ws.display(home), "leads out of the checkout (to \(FS.realPath(home)))",
+                                  hint: "make \(ws.display(home))/ a real directory in the checkout")
+        }
+        guard FS.isInside(url, home) else {
+            throw KAError.refusal(shown, "leads out of \(ws.display(home))/ (symlink to \(real))", hint: "replace the symlink with a real directory")
+        }
+    }
+
     /// Everything a verb invocation touches, checked before it plans.
     public func admit(_ subject: PolicySubject) throws {
         for host in subject.targets {
@@ -92,6 +142,7 @@ public struct Policy: Sendable {
             try admitTarget(host, manifest: manifest)
         }
         for (path, purpose) in subject.localPaths { _ = try admitLocalPath(path, purpose: purpose) }
+        for (path, purpose) in subject.outputPaths { _ = try admitOutputPath(path, purpose: purpose) }
         if let a = subject.abandon { try admitAbandon(keepAsArchive: a.keep, purgeFromFleet: a.purge) }
     }
 }
@@ -99,11 +150,16 @@ public struct Policy: Sendable {
 /// What one verb invocation will touch, as the policy needs to see it.
 public struct PolicySubject: Sendable {
     public var targets: [HostName] = []
+    /// Paths the verb reads (and never writes): (path, the option that named it).
     public var localPaths: [(String, String)] = []
+    /// Paths the verb writes: (path, the option that named it). Each goes through `admitOutputPath`.
+    public var outputPaths: [(String, String)] = []
     public var abandon: (keep: Bool, purge: Bool)?
-    public init(targets: [HostName] = [], localPaths: [(String, String)] = [], abandon: (keep: Bool, purge: Bool)? = nil) {
+    public init(targets: [HostName] = [], localPaths: [(String, String)] = [], outputPaths: [(String, String)] = [],
+                abandon: (keep: Bool, purge: Bool)? = nil) {
         self.targets = targets
         self.localPaths = localPaths
+        self.outputPaths = outputPaths
         self.abandon = abandon
     }
 }

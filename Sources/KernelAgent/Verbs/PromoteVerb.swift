@@ -56,9 +56,8 @@ public struct PromoteVerb: Verb, WaitsForTree {
 
     public func policySubject(in ctx: VerbContext) throws -> PolicySubject {
         var paths: [(String, String)] = []
-        if let out { paths.append((out, "--out")) }
         if let tree { paths.append((tree, "--tree")) }
-        return PolicySubject(targets: [try HostName(host)], localPaths: paths)
+        return PolicySubject(targets: [try HostName(host)], localPaths: paths, outputPaths: out.map { [($0, "--out")] } ?? [])
     }
 
     public func plan(in ctx: VerbContext) async throws -> Plan {
@@ -80,8 +79,8 @@ public struct PromoteVerb: Verb, WaitsForTree {
         }
         // The output dir is checked first: the cumulative is staged beside it while the series streams.
         let outURL = try PromoteOutput.validate(
-            try out.map { try policy.admitLocalPath($0, purpose: "--out") } ?? defaultOut,
-            raw: out, ws: ctx.workspace, derived: out == nil,
+            try out.map { try policy.admitOutputPath($0, purpose: "--out") } ?? defaultOut,
+            raw: out, policy: policy,
             owned: PromoteOutput.ownedNames(layout, host: hostName))
         var treeURL: URL?
         var treeNote: String

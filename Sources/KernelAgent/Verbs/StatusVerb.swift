@@ -11,7 +11,7 @@ public struct StatusVerb: Verb, WaitsForTree {
     @Flag(help: "Print JSON instead of the table.")
     public var json = false
 
-    @Option(help: "Write the dashboard page (the HTML `ka serve` shows at GET /) to this file, for offline use.")
+    @Option(help: "Write the dashboard page (the HTML `ka serve` shows at GET /) to this file under out/ or build/, e.g. out/dashboard.html.")
     public var html: String?
 
     /// Renders the dashboard page; the `ka` binary sets it (the page's templates live in the control plane).
@@ -37,7 +37,39 @@ public struct StatusVerb: Verb, WaitsForTree {
 
     public var lane: Lane { .none }
 
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
+    public func policySubject(in ctx: VerbContext) throws -> PolicySubject {
+        PolicySubject(outputPaths: html.map { [($0, "--html")] } ?? [])
+    }
+
+    /// What every dashboard page carries in its head, so `--html` replaces only a page it wrote.
+    public static let pageMark = #"<meta name="generator" content="kernel-agent">"#
+
+    /// The page's file, checked again at run time (the bot runs after consent, when the file system may have
+    /// changed): the output rule, a name ending in .html, not a promote output dir, and no file but an earlier page.
+    static func pageFile(_ raw: String, policy: Policy) throws -> URL {
+        let url = try policy.admitOutputPath(raw, purpose: "--html")
+        let shown = "--html '\(raw)'"
+        guard ["html", "htm"].contains(url.pathExtension.lowercased()) else {
+            throw KAError.refusal(shown, "the dashboard page's name must end in .html", hint: "e.g. --html out/dashboard.html")
+        }
+        let dir = url.deletingLastPathComponent()
+        if FS.exists(dir.appendingPathComponent("manifest.lock")) {
+            throw KAError.refusal(shown, "lies in a promote output dir (\(policy.workspace.display(dir))/ holds a manifest.lock)",
+                                  hint: "write the page beside it, e.g. out/dashboard.html")
+        }
+        var st = stat()
+        if lstat(url.path, &st) == 0 {
+            switch FS.readRegular(url.path, limit: 64 << 20) {
+            case let .success(data) where data.prefix(4096).range(of: Data(pageMark.utf8)) != nil: break
+            case .success:
+                throw KAError.refusal(shown, "exists and is not a dashboard page kernel-agent wrote",
+                                      hint: "name a new file, or remove this one yourself if it is really yours to replace")
+            case let .failure(problem):
+                throw KAError.refusal(shown, problem.message, hint: problem.hint ?? "name a new file under out/")
+            }
+        }
+        return url
+    }
 
     public struct Row: Codable, Sendable, Equatable {
         public let host: String
@@ -135,11 +167,9 @@ public struct StatusVerb: Verb, WaitsForTree {
             guard let render = Self.htmlRenderer else {
                 throw KAError.refusal("ka status --html", "this build has no dashboard renderer", hint: "run the ka binary, not the library")
             }
+            let url = try Self.pageFile(html, policy: try ctx.policy())
             let page = try await render(ctx)
-            let url = URL(fileURLWithPath: html)
-            do { try Data(page.utf8).write(to: url, options: .atomic) } catch {
-                throw KAError.failure(html, "cannot write the dashboard page: \(error.localizedDescription)", hint: "check the directory exists and is writable")
-            }
+            try FS.writeAtomically(Data(page.utf8), to: url)
             return VerbOutcome("wrote the dashboard page (\(page.utf8.count) bytes) to \(html)\n")
         }
         let rows = try await rows(in: ctx)
