@@ -18,6 +18,8 @@ import KATestSupport
         var hostsFile: URL { dir.appendingPathComponent("hosts.json") }
         var callLog: URL { dir.appendingPathComponent("calls.log") }
         private var servers: [Process] = []
+        /// His's client runs on the cooperative pool: a starved pool looks like a His that does not answer.
+        let pool = PoolLatencyProbe()
 
         init(hosts: [String: (power: String, wakeDelay: Double)] = ["ampere": ("asleep", 0.3), "data": ("asleep", 0.3)]) async throws {
             dir = FileManager.default.temporaryDirectory.appendingPathComponent("ka-his-\(UUID().uuidString)")
@@ -28,6 +30,11 @@ import KATestSupport
         }
 
         deinit {
+            pool.stop()
+            let report = pool.report()
+            if !report.contains("longest wait 0.") && !report.contains("longest wait 1.") {
+                FileHandle.standardError.write(Data("HisTests.Bed: \(report)\n".utf8))
+            }
             for p in servers where p.isRunning { kill(p.processIdentifier, SIGKILL) }
             try? FileManager.default.removeItem(at: dir)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import KernelAgent
 
 /// The `[ka:dashboard]` issue's body, in Gitea's Markdown. Every value from the tree or the tracker is escaped
 /// (a host note cannot add a link, a heading or HTML); commands are code spans, text to copy, never triggers.
@@ -120,32 +121,11 @@ public enum DashboardRenderer {
         return url
     }
 
-    /// Markdown-inert text on one line: no HTML, no links, no emphasis, no headings, no table breaks.
-    public static func md(_ s: String) -> String {
-        var out = ""
-        out.reserveCapacity(s.count)
-        for c in s {
-            switch c {
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "&": out += "&amp;"
-            case "\\", "`", "*", "_", "[", "]", "|", "#", "!", "~", "(", ")": out += "\\" + String(c)
-            case "\n", "\r", "\t": out += " "
-            default: out.append(c)
-            }
-        }
-        return out
-    }
+    /// Markdown-inert text on one line (`MarkdownText.inline`: `@` included, so a host note mentions no one).
+    public static func md(_ s: String) -> String { MarkdownText.inline(s) }
 
-    /// A code span that holds any text: fenced with more backticks than it contains in a row.
-    public static func code(_ s: String) -> String {
-        let flat = s.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "\r", with: " ")
-        var longest = 0, run = 0
-        for c in flat { if c == "`" { run += 1; longest = max(longest, run) } else { run = 0 } }
-        let fence = String(repeating: "`", count: longest + 1)
-        let pad = flat.hasPrefix("`") || flat.hasSuffix("`") ? " " : ""
-        return fence + pad + flat + pad + fence
-    }
+    /// A code span that holds any text (`MarkdownText.code`).
+    public static func code(_ s: String) -> String { MarkdownText.code(s) }
 
     static func cell(_ s: String) -> String { md(s) }
     /// In a table a `|` ends the cell even inside a code span: GFM reads `\|` as a literal one there.

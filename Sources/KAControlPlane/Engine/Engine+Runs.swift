@@ -153,8 +153,8 @@ extension Engine {
     /// Long output goes into <details> with its tail visible.
     static func fold(_ text: String) -> String {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        if lines.count <= 25 { return "```\n\(text.trimmingCharacters(in: .newlines))\n```" }
+        if lines.count <= 25 { return MarkdownText.block(text.trimmingCharacters(in: .newlines)) }
         let tail = lines.suffix(15).joined(separator: "\n")
-        return "<details><summary>full output (\(lines.count) lines)</summary>\n\n```\n\(text)\n```\n</details>\n\nlast lines:\n```\n\(tail)\n```"
+        return "<details><summary>full output (\(lines.count) lines)</summary>\n\n\(MarkdownText.block(text))\n</details>\n\nlast lines:\n\(MarkdownText.block(tail))"
     }
 }

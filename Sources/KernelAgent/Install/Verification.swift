@@ -148,25 +148,27 @@ enum Bars {
 
 /// [ka:regression]: what failed, against the last good lock, with the way back.
 enum Regression {
-    static func file(_ ctx: StepContext, host: HostName, bar: BarResult, record: InstallRecord, state: StateStore, blocks: any BlockStore,
-                     pkgbase: String, signer: HostName, now: Date) async throws -> Block {
-        let good = try state.installs.lastGood(host: host.value, excluding: record.job)
-        let newPatches = record.patchLines.filter { line in !(good?.patchLines.contains(line) ?? false) }
-        var body = "Verification of \(host) failed after `ka install \(host)` (job \(ctx.job)) installed \(pkgbase) \(record.version).\n\n"
+    /// A table cell holding any text: a code span, with `|` escaped (GFM ends a cell at `|` even inside one).
+    static func cell(_ s: String) -> String { MarkdownText.code(s).replacingOccurrences(of: "|", with: "\\|") }
+
+    /// The issue's body. Host output (the bar's detail, the probe) is fenced so it stays text.
+    static func body(host: HostName, job: JobID, bar: BarResult, record: InstallRecord, good: InstallRecord?, newPatches: [String],
+                     pkgbase: String, signer: HostName) -> String {
+        var body = "Verification of \(host) failed after `ka install \(host)` (job \(job)) installed \(pkgbase) \(record.version).\n\n"
         body += "| | |\n|---|---|\n"
         body += "| bar | Bar \(bar.bar): \(bar.name) |\n"
-        if let p = bar.probe { body += "| probe | `\(p)`\(bar.patch.map { " (patch `\($0)`)" } ?? "") |\n" }
+        if let p = bar.probe { body += "| probe | \(cell(p))\(bar.patch.map { " (patch \(cell($0)))" } ?? "") |\n" }
         body += "| verdict | \(bar.code.rawValue) |\n"
         // KernelCI's key: the same host + bar/probe + baseline is the same regression.
-        body += "| key | `\(host) / bar\(bar.bar)\(bar.probe.map { " / \($0)" } ?? "") / \(record.baselineRef)` |\n"
+        body += "| key | \(cell("\(host) / bar\(bar.bar)\(bar.probe.map { " / \($0)" } ?? "") / \(record.baselineRef)")) |\n"
         body += "| failing lock | `b2:\(record.lockB2sum.prefix(16))…` (build \(record.buildJob)) |\n"
         body += "| last good lock | \(good.map { "`b2:\($0.lockB2sum.prefix(16))…` (\($0.version), install \($0.job))" } ?? "none: no install of \(host) verified yet") |\n\n"
-        body += "Output:\n\n```\n\(bar.detail.prefix(1500))\n```\n\n"
+        body += "Output:\n\n\(MarkdownText.block(String(bar.detail.prefix(1500))))\n\n"
         if good != nil {
             body += newPatches.isEmpty ? "No patch is new since the last good lock (the baseline or the config changed).\n\n"
-                : "Patches new since the last good lock:\n\n" + newPatches.map { "- `\($0.split(separator: " ").first ?? "")`" }.joined(separator: "\n") + "\n\n"
+                : "Patches new since the last good lock:\n\n" + newPatches.map { "- " + MarkdownText.code(String($0.split(separator: " ").first ?? "")) }.joined(separator: "\n") + "\n\n"
         } else {
-            body += "Patches of the failing lock:\n\n" + record.patchLines.map { "- `\($0.split(separator: " ").first ?? "")`" }.joined(separator: "\n") + "\n\n"
+            body += "Patches of the failing lock:\n\n" + record.patchLines.map { "- " + MarkdownText.code(String($0.split(separator: " ").first ?? "")) }.joined(separator: "\n") + "\n\n"
         }
         if let suspect = (bar.patch.map { [$0] } ?? newPatches.map { String($0.split(separator: " ").first ?? "") }).first {
             body += "Suggested loopback (takes the patch out of \(host)'s manifest, then promote → build → install converges it; needs consent):\n\n"
@@ -182,6 +184,15 @@ enum Regression {
             body += "ssh \(host) sudo reboot\n```\n\n"
         }
         body += "Installs to \(host) are halted while this issue is open. Close it once triaged: that lifts the block."
+        return body
+    }
+
+    static func file(_ ctx: StepContext, host: HostName, bar: BarResult, record: InstallRecord, state: StateStore, blocks: any BlockStore,
+                     pkgbase: String, signer: HostName, now: Date) async throws -> Block {
+        let good = try state.installs.lastGood(host: host.value, excluding: record.job)
+        let newPatches = record.patchLines.filter { line in !(good?.patchLines.contains(line) ?? false) }
+        let body = Self.body(host: host, job: ctx.job, bar: bar, record: record, good: good, newPatches: newPatches,
+                             pkgbase: pkgbase, signer: signer)
         let title = "\(host): Bar \(bar.bar) (\(bar.name)) failed after installing \(record.version) (job \(ctx.job))"
         let block = try await blocks.file(kind: .regression, scope: .host(host.value), title: title, body: body)
         try state.markDrifted(host: host.value, reason: "Bar \(bar.bar) failed after install \(ctx.job): \(bar.detail.prefix(200)); see \(block.kind.titlePrefix) \(block.id)", at: now)

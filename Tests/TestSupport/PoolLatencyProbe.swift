@@ -1,0 +1,37 @@
+import Foundation
+
+/// Measures, from a thread of its own, how long a new task waits for a thread of Swift's cooperative pool (2 threads
+/// on a 2-core machine). A test whose in-process client timed out prints its report: a long wait means some other
+/// test held the pool's threads with blocking work; a short one means the peer itself was slow.
+public final class PoolLatencyProbe: @unchecked Sendable {
+    private let lock = NSLock()
+    private var samples: [(at: Date, seconds: Double)] = []
+    private var stopped = false
+
+    public init(every interval: TimeInterval = 0.25) {
+        Thread { [self] in
+            while !lock.withLock({ stopped }) {
+                let ran = DispatchSemaphore(value: 0)
+                let t0 = Date()
+                Task.detached { ran.signal() }
+                _ = ran.wait(timeout: .now() + 60)
+                let waited = Date().timeIntervalSince(t0)
+                lock.withLock { samples.append((t0, waited)); if samples.count > 4000 { samples.removeFirst(1000) } }
+                Thread.sleep(forTimeInterval: interval)
+            }
+        }.start()
+    }
+
+    public func stop() { lock.withLock { stopped = true } }
+
+    /// The longest wait, and every wait over `threshold` seconds, with when it began.
+    public func report(threshold: Double = 1) -> String {
+        let all = lock.withLock { samples }
+        let worst = all.map(\.seconds).max() ?? 0
+        let slow = all.filter { $0.seconds > threshold }.map { String(format: "%@ %.2f s", ISO8601DateFormatter().string(from: $0.at), $0.seconds) }
+        return String(format: "cooperative pool: %d samples, longest wait %.2f s", all.count, worst)
+            + (slow.isEmpty ? "" : "; waits over \(threshold) s: " + slow.suffix(20).joined(separator: ", "))
+    }
+
+    deinit { stop() }
+}
