@@ -18,6 +18,23 @@ struct KA: AsyncParsableCommand {
 struct ConfigOption: ParsableArguments {
     @Option(help: "Config file (YAML). Every key can also come from KA_* environment variables.")
     var config: String?
+
+    /// One config for the server and every verb it runs: `--config` becomes `KA_CONFIG` (absolute) for this
+    /// process, since verbs and their steps read `KA_CONFIG`; without `--config`, `KA_CONFIG` is the file. Two
+    /// different files are refused rather than one silently winning.
+    func establish(env: [String: String] = ProcessInfo.processInfo.environment) throws -> String? {
+        let cwd = FileManager.default.currentDirectoryPath
+        func absolute(_ p: String) -> String { URL(fileURLWithPath: p, relativeTo: URL(fileURLWithPath: cwd)).standardizedFileURL.path }
+        let fromEnv = env["KA_CONFIG"].flatMap { $0.isEmpty ? nil : absolute($0) }
+        guard let config else { return fromEnv }
+        let file = absolute(config)
+        if let fromEnv, FS.realPath(URL(fileURLWithPath: fromEnv)) != FS.realPath(URL(fileURLWithPath: file)) {
+            throw KAError.refusal("--config \(config)", "KA_CONFIG names another file (\(fromEnv))",
+                                  hint: "give one config: drop --config or unset KA_CONFIG")
+        }
+        setenv("KA_CONFIG", file, 1)
+        return file
+    }
 }
 
 struct Serve: AsyncParsableCommand {
@@ -30,7 +47,8 @@ struct Serve: AsyncParsableCommand {
         var logger = Logger(label: "ka.serve")
         logger.logLevel = ProcessInfo.processInfo.environment["KA_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
         do {
-            try await ControlPlaneServer.run(config: try ControlPlaneConfig.load(file: options.config), logger: logger)
+            let file = try options.establish()
+            try await ControlPlaneServer.run(config: try ControlPlaneConfig.load(file: file), logger: logger)
         } catch let e as KAError {
             FileHandle.standardError.write(Data("ka serve: \(e)\n".utf8))
             throw ExitCode(e.exitCode)
@@ -53,7 +71,7 @@ struct Labels: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                let config = try ControlPlaneConfig.load(file: options.config)
+                let config = try ControlPlaneConfig.load(file: try options.establish())
                 let path = file.map { URL(fileURLWithPath: $0) } ?? config.root.appendingPathComponent("labels/labels.yaml")
                 let specs = try LabelSpec.load(path, display: file ?? "labels/labels.yaml")
                 let api = DefaultGiteaClient(baseURL: config.giteaURL, owner: config.owner, repo: config.repo, token: config.token)

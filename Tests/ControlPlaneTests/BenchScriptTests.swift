@@ -62,6 +62,44 @@ import Testing
         #expect(!r.stdoutText.contains("ratio"), "no figures are printed for a failed run")
     }
 
+    /// Issue 20: `h=$(by_hand) || die` turns errexit off inside by_hand, so a failed raw step used to be timed
+    /// anyway. With ssh failing makepkg (bench-build) or pacman -U (bench-install), the run must fail there.
+    @Test(arguments: ["bench-build", "bench-install"])
+    func benchBuildAndInstallFailWhenARawStepFails(script: String) async throws {
+        let (dir, path) = try Self.fakes([
+            "swift": "case \"$*\" in *--show-bin-path*) echo \"$FAKE_BIN\";; esac\nexit 0\n",
+            "ka": "case \"$1\" in jobs) echo '[{\"id\": \"x\", \"steps\": []}]';; esac\nexit 0\n",
+            // the box's hosts: every step succeeds but makepkg and pacman -U; hertz lists one package
+            "ssh": """
+                case "$*" in
+                  *makepkg*|*"pacman -U"*) echo "fake ssh: $* failed" >&2; exit 1;;
+                  *"ls -1t"*) echo linux-fresnel-fourier-7.0-1-aarch64.pkg.tar.zst;;
+                  *boot_id*) echo same-boot;;
+                esac
+                exit 0
+
+                """,
+            "scp": "exit 0\n",
+        ])
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = dir.appendingPathComponent("ka.yaml")
+        try Data("baseline:\n  mirror: \(dir.path)\nsigning:\n  key: ABCDEF\n  repo:\n    dir: /srv/packages/arch/aarch64\ninstall:\n  heartbeat_interval: 1\n".utf8).write(to: config)
+        var env = ProcessInfo.processInfo.environment
+        env["PATH"] = path
+        env["FAKE_BIN"] = dir.path
+        env["KA_CONFIG"] = config.path
+        env["KA_BOX_SSH_CONFIG"] = "/dev/null"
+        env["KA_BENCH_ROUNDS"] = "1"
+        env["KA_BENCH_REBOOT_TIMEOUT"] = "5"
+        let r = try await Self.runScript([Harness.projectRoot.appendingPathComponent("scripts/\(script)").path], environment: env, timeout: 120)
+        #expect(r.status != 0, "\(script): exit \(r.status); stdout: \(r.stdoutText)")
+        #expect(r.stderrText.contains("the raw steps failed"), "\(script): \(r.stderrText)")
+        // bench-build renders with the real scripts/render-pkgbuild, which fails first here (no baseline tarball)
+        let step = script == "bench-build" ? ["render-pkgbuild failed", "makepkg on boltzmann failed"] : ["pacman -U on fresnel failed"]
+        #expect(step.contains { r.stderrText.contains($0) }, "\(script): \(r.stderrText)")
+        #expect(!r.stdoutText.contains("overhead") && !r.stdoutText.contains("raw steps by hand"), "no figures for a failed run: \(r.stdoutText)")
+    }
+
     @Test func benchServeFailsWhenTheServerAnswersErrors() async throws {
         // wrk reports non-2xx answers (as when every delivery were refused): that is no throughput figure
         let wrk = """

@@ -7,7 +7,7 @@ import Testing
 /// `ka build` on the fleet-in-a-box (issue 8): real makepkg as kbuild on a build host, a real gpg key and
 /// repo-add on hertz, over real ssh. Each test works in a Harness root of its own (fleet/, patches/, packaging/
 /// copied) and its own state dir; the box's hosts are shared, so the tests run one at a time.
-@Suite(.serialized) struct BuildBoxTests {
+@Suite(.serialized, .holdsBoxHosts("fresnel")) struct BuildBoxTests {
     static var boxDir: URL { URL(fileURLWithPath: ProcessInfo.processInfo.environment["KA_BOX_DIR"] ?? "/nonexistent") }
     static var repoDir: URL { boxDir.appendingPathComponent("hosts/hertz/fs/srv/packages/arch/aarch64") }
 
@@ -48,7 +48,7 @@ import Testing
 
     static func removeSilentMakepkg(_ counter: String) {
         // cleanup after the test's own assertions; a failure here shows as the next build test's failure
-        _ = try? TestCommand.run([JobBoxTests.fleetBox, "exec", "boltzmann", "rm", "-f", "/usr/local/bin/makepkg", counter], environment: ProcessInfo.processInfo.environment)
+        _ = try? TestCommand.runBlocking([JobBoxTests.fleetBox, "exec", "boltzmann", "rm", "-f", "/usr/local/bin/makepkg", counter], environment: ProcessInfo.processInfo.environment)
     }
 
     static func blocks(_ h: Harness) throws -> [Block] {
@@ -78,10 +78,10 @@ import Testing
         // the package's rk3399-pinebook-pro.dtb has the 1.704 GHz OPP of the board patch
         let x = h.root.appendingPathComponent("x")
         try FileManager.default.createDirectory(at: x, withIntermediateDirectories: true)
-        let tar = try TestCommand.run(["bsdtar", "-xf", Self.repoDir.appendingPathComponent(pkg).path, "-C", x.path])
+        let tar = try await TestCommand.run(["bsdtar", "-xf", Self.repoDir.appendingPathComponent(pkg).path, "-C", x.path])
         #expect(tar.status == 0, "\(tar.stderrText)")
         let dtb = x.appendingPathComponent("boot/dtbs-fresnel-fourier/rockchip/rk3399-pinebook-pro.dtb").path
-        let opp = try TestCommand.run(["fdtget", dtb, "/opp-table-0/opp-1704000000", "opp-hz"])
+        let opp = try await TestCommand.run(["fdtget", dtb, "/opp-table-0/opp-1704000000", "opp-hz"])
         #expect(opp.status == 0 && opp.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines) == "0 1704000000", "\(opp.stdoutText) \(opp.stderrText)")
         // ka status shows the host installable, with its version
         let status = try await Self.ka(h, ["status", "--json"])
@@ -143,7 +143,7 @@ import Testing
             .write(to: manifest, atomically: true, encoding: .utf8)
         let hid = try await JobBoxTests.inHost("fermi", ["mv", "/usr/bin/ccache", "/usr/bin/ccache.ka-hidden"])
         #expect(hid.status == 0, "\(hid.stderrText)")
-        defer { _ = try? TestCommand.run([JobBoxTests.fleetBox, "exec", "fermi", "mv", "/usr/bin/ccache.ka-hidden", "/usr/bin/ccache"], environment: ProcessInfo.processInfo.environment) }
+        defer { _ = try? TestCommand.runBlocking([JobBoxTests.fleetBox, "exec", "fermi", "mv", "/usr/bin/ccache.ka-hidden", "/usr/bin/ccache"], environment: ProcessInfo.processInfo.environment) }
         try await Self.promote(h)
         let r = try await Self.ka(h, ["build", "fresnel"])
         #expect(r.status == 0, "\(r.stdoutText)\n\(r.stderrText)")
@@ -156,7 +156,7 @@ import Testing
     @Test func anAsleepAmpereIsWokenThroughHisAndBuildsThere() async throws {
         let h = try Harness()
         _ = try await Harness.runOffPool([JobBoxTests.fleetBox, "sleep", "ampere"], cwd: Harness.projectRoot, environment: try JobBoxTests.boxEnvironment())
-        defer { _ = try? TestCommand.run([JobBoxTests.fleetBox, "sleep", "ampere"], environment: ProcessInfo.processInfo.environment) }
+        defer { _ = try? TestCommand.runBlocking([JobBoxTests.fleetBox, "sleep", "ampere"], environment: ProcessInfo.processInfo.environment) }
         let moved = try Self.boltzmannDown(h, "moved.yaml")
         try await Self.promote(h, config: moved)
         let r = try await Self.ka(h, ["build", "fresnel"], config: moved)
@@ -259,7 +259,7 @@ import Testing
         let index = try String(contentsOf: repo.appendingPathComponent("dists/fleet/main/binary-arm64/Packages"), encoding: .utf8)
         let debs = index.split(separator: "\n").filter { $0.hasPrefix("Filename: pool/main/linux-image-pi-fleet-test_7.0-") }
         let deb = try #require(debs.last.map { String($0.dropFirst("Filename: ".count)) }, "\(index)")
-        let contents = try TestCommand.run(["dpkg-deb", "-c", repo.appendingPathComponent(deb).path])
+        let contents = try await TestCommand.run(["dpkg-deb", "-c", repo.appendingPathComponent(deb).path])
         #expect(contents.stdoutText.contains("./boot/Image-pi-fleet-test") && contents.stdoutText.contains("./boot/dtbs-pi-fleet-test/rockchip/rk3399-pinebook-pro.dtb"),
                 "\(contents.stdoutText.prefix(2000))")
         #expect(index.contains("Package: linux-headers-pi-fleet-test"))
@@ -406,6 +406,11 @@ extension BuildBoxTests {
     @Test func killDashNineDuringMakepkgResumesAndPublishesOnce() async throws {
         let h = try Harness()
         let state = h.root.appendingPathComponent(".ka")
+        // makepkg counted on boltzmann: the kill must land while it runs, and the resumed step runs it once more
+        let counter = "/srv/kernel-agent/makepkg-runs"
+        let wrapper = "#!/bin/sh\necho run >> \(counter)\nexec /usr/bin/makepkg \"$@\"\n"
+        _ = try await JobBoxTests.inHost("boltzmann", ["sh", "-c", "printf '%s' \"$1\" > /usr/local/bin/makepkg && chmod 0755 /usr/local/bin/makepkg && rm -f \(counter)", "x", wrapper])
+        defer { Self.removeSilentMakepkg(counter) }
         try await BuildBoxTests.promote(h)
         let before = try BuildBoxTests.snapshot()
         let server = try await JobBoxTests().serve(h)
@@ -425,6 +430,8 @@ extension BuildBoxTests {
         let resumed = try #require(try JobBoxTests.jobs(state).first { $0.id == job.id })
         let publish = try #require(resumed.steps.first { $0.name.hasPrefix("sign and publish") })
         #expect(publish.attempts == 1, "published once: \(resumed.steps)")
+        let runs = try await JobBoxTests.inHost("boltzmann", ["cat", counter]).stdoutText.split(separator: "\n").count
+        #expect(runs == 2, "makepkg ran \(runs) times: once killed with ka serve, once resumed")
         try await JobBoxTests.waitFor("the ✅ reply", timeout: 30) { h.gitea.botComments(on: issue).contains { $0.body.contains("✅ done") } }
         let after = try BuildBoxTests.snapshot()
         let new = Set(after.keys).subtracting(before.keys).filter { $0.hasSuffix(".pkg.tar.zst") }

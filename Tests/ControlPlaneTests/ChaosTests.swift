@@ -56,12 +56,14 @@ import Testing
         var env: [String: String]
         var process: Process?
         let log: URL
+        /// After the binary: `serve` and its flags.
+        var arguments = ["serve"]
         init(port: Int, env: [String: String], log: URL) { self.port = port; self.env = env; self.log = log }
 
         func start() async throws {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: ChaosTests.kaBinary)
-            p.arguments = ["serve"]
+            p.arguments = arguments
             p.environment = env
             if !FileManager.default.fileExists(atPath: log.path) { FileManager.default.createFile(atPath: log.path, contents: nil) }
             let handle = try FileHandle(forWritingTo: log)

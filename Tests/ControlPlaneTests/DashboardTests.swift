@@ -181,6 +181,30 @@ import Testing
         #expect(s.dashboards.first?.body.contains("#### fresnel · installable") == true)
     }
 
+    /// Issue 20: a dashboard that cannot be made (every create fails) backs off instead of paging through the
+    /// repo's issues every cycle, and is made once Gitea takes it again.
+    @Test func aFailingCreateBacksOffAndRecovers() async throws {
+        let s = try await Self.stand()
+        let (clock, source) = (Clock(), Source())
+        let dash = s.dashboard(try s.ledger(), clock: clock, source: source)
+        for _ in 0..<200 { s.gitea.schedule(.init(timing: .beforeWrite, kind: .status500), method: "POST", template: "repos/{owner}/{repo}/issues") }
+        var failed = 0
+        for _ in 0..<40 {   // 40 cycles of 31 s: 20 minutes
+            if case .failed = await dash.tick() { failed += 1 }
+            clock.advance(31)
+        }
+        let listings = s.gitea.requestLog.filter { $0.method == "GET" && $0.template == "repos/{owner}/{repo}/issues" }.count
+        let served = s.gitea.faultsServed.count
+        #expect(failed >= 3 && failed <= 6, "\(failed) failed updates in 40 cycles: it must back off (60 s, 120 s, … an hour)")
+        #expect(served >= failed && served <= failed * 3, "each failed update is one create (the client may retry it): \(served) faults for \(failed)")
+        #expect(listings <= failed * 3, "\(listings) listings for \(failed) updates")
+        // Gitea takes it again: the next update after the wait makes the one dashboard
+        s.gitea.withLock { s.gitea.clearScheduledFaults() }
+        clock.advance(3600)
+        #expect(await dash.tick() == .created)
+        #expect(s.dashboards.count == 1)
+    }
+
     @Test func aBurstOfChangesIsAtMostOneEditPer30Seconds() async throws {
         let s = try await Self.stand()
         let (clock, source) = (Clock(), Source())

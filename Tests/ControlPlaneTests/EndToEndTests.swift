@@ -22,7 +22,7 @@ import Testing
         // someone without write permission answers: polite refusal, nothing runs
         g.comment(by: "mallory", on: issue, body: "/ka-yes \(nonce)")
         #expect(await h.settle { g.botComments(on: issue).count == 2 })
-        #expect(g.botComments(on: issue)[1].body.contains("@mallory sorry, you are not allowed to approve `/ka-promote`; nothing was done."))
+        #expect(g.botComments(on: issue)[1].body.contains("@mallory sorry, you are not allowed to approve that plan; nothing was done."))
         #expect(!FileManager.default.fileExists(atPath: h.root.appendingPathComponent("out/fresnel").path))
 
         g.comment(by: "markus", on: issue, body: "/ka-yes \(nonce)")

@@ -56,7 +56,7 @@ import Testing
         let refusal = try #require(replies.first { $0.contains("sorry") })
         #expect(refusal.contains("not allowed to run these 3 commands here; nothing was done"))
         #expect(refusal.contains("- `/ka-promote fresnel` (run `/ka-promote` here)"))
-        #expect(refusal.contains("- `/ka-yes \(nonce)` (approve `/ka-status`)"))
+        #expect(refusal.contains("- `/ka-yes \(nonce)` (approve that plan)"), "a real nonce is answered as a guessed one")
         #expect(replies.contains { $0.contains("| `/ka-promote` |") }, "help is for everyone")
         #expect(try RunTests.runStates(h) == ["awaiting"], "the plan was not approved")
     }

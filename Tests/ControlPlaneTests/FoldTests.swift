@@ -9,7 +9,7 @@ import Testing
     static let hostile = "ok\n```\n# Heading\n[link](http://attacker.invalid/x) <img src=\"http://attacker.invalid/y\">\n@markus\n"
 
     static func render(_ markdown: String) async throws -> String {
-        let r = try await offPool { try TestCommand.run(["cmark-gfm", "--unsafe", "-e", "table", "-e", "autolink"], stdin: Data(markdown.utf8)) }
+        let r = try await offPool { try TestCommand.runBlocking(["cmark-gfm", "--unsafe", "-e", "table", "-e", "autolink"], stdin: Data(markdown.utf8)) }
         try #require(r.status == 0, "MISSING or failing cmark-gfm (run scripts/setup): \(r.stderrText)")
         return r.stdoutText
     }

@@ -98,6 +98,9 @@ final class GiteaStandIn: @unchecked Sendable {
         withLock { scheduled.append((method, template, path, fault)) }
     }
 
+    /// Drops every scheduled fault not served yet (call under `withLock`).
+    func clearScheduledFaults() { scheduled.removeAll() }
+
     /// The next request (to `method template`, or any) is answered 429 with this `Retry-After` (none when nil).
     func scheduleRateLimit(method: String? = nil, template: String? = nil, retryAfter: String?) {
         withLock { rateLimits.append(RateLimit(method: method, template: template, retryAfter: retryAfter)) }

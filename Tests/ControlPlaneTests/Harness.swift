@@ -137,7 +137,7 @@ final class Harness: @unchecked Sendable {
     /// Runs a program on its own thread: a blocking wait on the (2-thread) cooperative pool would starve the
     /// in-process stand-in the program talks to.
     static func runOffPool(_ argv: [String], cwd: URL, environment: [String: String]) async throws -> TestCommand.Result {
-        try await offPool { try TestCommand.run(argv, cwd: cwd, environment: environment) }
+        try await offPool { try TestCommand.runBlocking(argv, cwd: cwd, environment: environment) }
     }
 
     /// Whether the ledger has stored the comment's event (the webhook or a poll landed).

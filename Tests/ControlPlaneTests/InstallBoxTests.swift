@@ -70,7 +70,7 @@ extension BuildBoxTests {
         let tgz = Self.hertzSparfux.appendingPathComponent("kernel-agent-backups/fresnel/\(releaseBefore)/\(file)")
         let info = try String(contentsOf: tgz.deletingLastPathComponent().appendingPathComponent("backup-info-\(record.job).txt"), encoding: .utf8)
         #expect(info.contains("b2sum: \(Blake2b.hex(try Data(contentsOf: tgz)))  \(file)"), "\(info)")
-        let listing = try TestCommand.run(["tar", "-tzf", tgz.path]).stdoutText
+        let listing = try await TestCommand.run(["tar", "-tzf", tgz.path]).stdoutText
         #expect(listing.contains("./extlinux/extlinux.conf") && listing.contains("./Image"), "\(listing)")
         // ka status: verified; the installable is closed; ka verify agrees (exit 0, JSON)
         let status = try await Self.ka(h, ["status", "--json"])
@@ -174,7 +174,7 @@ extension BuildBoxTests {
         #expect(plan.contains("| `installable` |") && plan.contains(".pkg.tar.zst` | `b2:") && plan.contains("reboot fresnel"), "\(plan)")
         // 1. someone without permission
         g.comment(by: "mallory", on: issue, body: "/ka-yes \(first)")
-        try await reply(containing: "@mallory sorry, you are not allowed to approve `/ka-install`")
+        try await reply(containing: "@mallory sorry, you are not allowed to approve that plan")
         // 2. a new build after the plan: the pinned package changed
         let second = try await ask()
         let rebuilt = try await Self.ka(h, ["build", "fresnel"])

@@ -8,7 +8,7 @@ import KATestSupport
 /// Jobs over real SSH to the fleet-in-a-box (`eval "$(scripts/fleet-box up)"`, which scripts/test does): the CLI
 /// and the real `ka serve` binary, with kill -9, SIGTERM and lanes. Without the box every test here FAILS; it is
 /// never skipped.
-@Suite(.serialized) struct JobBoxTests {
+@Suite(.serialized, .holdsBoxHosts("fresnel")) struct JobBoxTests {
     static let fleetBox = Harness.projectRoot.appendingPathComponent("scripts/fleet-box").path
 
     static func boxEnvironment() throws -> [String: String] {

@@ -58,6 +58,8 @@ import Testing
         let filed = g.withLock { g.issues.values.filter { $0.title == "[ka:audit] promote ohm" } }
         #expect(filed.count == 1, "one issue, not \(filed.count)")
         #expect(try outboxRow(h, ref: "audit-test").giteaID == filed.first.map { Int64($0.number) })
+        // the fault happened: the create failed after the write, and the sender adopted what it had written
+        #expect(g.faultsServed.map(\.fault) == [.init(timing: .afterWrite, kind: .status500)], "\(g.faultsServed.map(\.fault))")
     }
 
     @Test func aMarkerInSomeoneElsesCommentIsNotAdopted() async throws {
@@ -87,6 +89,9 @@ import Testing
         #expect(g.botComments(on: issue).count == 1, "it landed once and was not sent again")
         g.schedule(.init(timing: .afterWrite, kind: .drop), method: "GET", template: "repos/{owner}/{repo}/issues/{index}")
         #expect(try await h.api.getIssue(issue).number == issue, "a read is retried")
+        // both faults were served: the create's after its write, the read's before the retry that answered
+        #expect(g.faultsServed.map(\.fault) == [.init(timing: .afterWrite, kind: .status500), .init(timing: .afterWrite, kind: .drop)],
+                "\(g.faultsServed.map(\.fault))")
     }
 }
 

@@ -44,12 +44,12 @@ import Testing
 
     /// Makes `files` under `path` on `host`, owned by the build user like the dir above it, with the dir's mtime
     /// `daysOld` days back.
-    static func make(_ host: String, _ path: String, files: [String: String], daysOld: Double = 0) throws {
+    static func make(_ host: String, _ path: String, files: [String: String], daysOld: Double = 0) async throws {
         let dir = onHost(host, path)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         for (name, text) in files { try Data(text.utf8).write(to: dir.appendingPathComponent(name)) }
         let owner = onHost(host, (path as NSString).deletingLastPathComponent)
-        let chown = try TestCommand.run(["chown", "-R", "--reference=\(owner.path)", dir.path])
+        let chown = try await TestCommand.run(["chown", "-R", "--reference=\(owner.path)", dir.path])
         #expect(chown.status == 0, "\(chown.stderrText)")
         try age(host, path, daysOld)
     }
@@ -93,20 +93,20 @@ import Testing
         let ok = try Self.job(h, state: .succeeded)
         let kept = try Self.job(h, state: .failed, inKeep: true)
         let old = try Self.job(h, state: .failed, inKeep: true)
-        try Self.make("boltzmann", "\(Self.root)/source/\(ok)", files: [".ka-env": "KA_MARK=\(tag)\n", "marker": "built \(ok)\n"])
-        try Self.make("boltzmann", "\(Self.root)/output/\(ok)", files: ["linux-fresnel-7.0-1-aarch64.pkg.tar.zst": "pkg"])
-        try Self.make("boltzmann", "\(Self.root)/keep/\(kept)", files: ["marker": "failed"])
-        try Self.make("boltzmann", "\(Self.root)/keep/\(old)", files: ["marker": "failed"], daysOld: 15)
+        try await Self.make("boltzmann", "\(Self.root)/source/\(ok)", files: [".ka-env": "KA_MARK=\(tag)\n", "marker": "built \(ok)\n"])
+        try await Self.make("boltzmann", "\(Self.root)/output/\(ok)", files: ["linux-fresnel-7.0-1-aarch64.pkg.tar.zst": "pkg"])
+        try await Self.make("boltzmann", "\(Self.root)/keep/\(kept)", files: ["marker": "failed"])
+        try await Self.make("boltzmann", "\(Self.root)/keep/\(old)", files: ["marker": "failed"], daysOld: 15)
         let keep = try await Self.ka(h, ["keep", kept.value])
         #expect(keep.status == 0, "\(keep.stdoutText)\n\(keep.stderrText)")
         try Self.age("boltzmann", "\(Self.root)/keep/\(kept)", 20)   // kept, and past the 14 days a failed build gets
-        if !Self.exists("hertz", Self.backupsDir) { try Self.make("hertz", Self.backupsDir, files: [:]) }
+        if !Self.exists("hertz", Self.backupsDir) { try await Self.make("hertz", Self.backupsDir, files: [:]) }
         let a = "\(Self.backupsDir)/retain-\(tag)a", b = "\(Self.backupsDir)/retain-\(tag)b"
-        try Self.make("hertz", a, files: [:])
-        try Self.make("hertz", b, files: [:])
-        try Self.make("hertz", "\(a)/7.0-1", files: ["Image": "old"], daysOld: 8)
-        try Self.make("hertz", "\(a)/7.0-2", files: ["Image": "newer"], daysOld: 6)
-        try Self.make("hertz", "\(b)/7.0-1", files: ["Image": "only"], daysOld: 30)
+        try await Self.make("hertz", a, files: [:])
+        try await Self.make("hertz", b, files: [:])
+        try await Self.make("hertz", "\(a)/7.0-1", files: ["Image": "old"], daysOld: 8)
+        try await Self.make("hertz", "\(a)/7.0-2", files: ["Image": "newer"], daysOld: 6)
+        try await Self.make("hertz", "\(b)/7.0-1", files: ["Image": "only"], daysOld: 30)
         let made = ["\(Self.root)/source/\(ok)", "\(Self.root)/output/\(ok)", "\(Self.root)/keep/\(kept)", "\(Self.root)/keep/\(old)"]
         defer {
             Self.remove("boltzmann", made)
@@ -151,7 +151,7 @@ import Testing
         for f in ["tree.tar.gz", "logs.tar.gz", "job.json", "b2sums", ".complete"] {
             #expect(Self.exists("hertz", "\(Self.archiveDir)/\(ok)/\(f)"), "the archive lacks \(f)")
         }
-        let tree = try TestCommand.run(["tar", "-xzOf", Self.onHost("hertz", "\(Self.archiveDir)/\(ok)/tree.tar.gz").path, "\(ok)/marker"])
+        let tree = try await TestCommand.run(["tar", "-xzOf", Self.onHost("hertz", "\(Self.archiveDir)/\(ok)/tree.tar.gz").path, "\(ok)/marker"])
         #expect(tree.stdoutText == "built \(ok)\n", "\(tree.stdoutText) \(tree.stderrText)")
         let published = Self.onHost("hertz", "\(Self.logsDir)/fresnel/\(ok)/log.txt")
         let local = try String(contentsOf: h.root.appendingPathComponent(".ka/jobs/\(ok)/log"), encoding: .utf8)
@@ -169,7 +169,7 @@ import Testing
         let h = try Harness()
         let tag = String(UInt32.random(in: 0 ... .max), radix: 16)
         let ok = try Self.job(h, state: .succeeded)
-        try Self.make("boltzmann", "\(Self.root)/source/\(ok)", files: [".ka-env": "KA_MARK=restored-\(tag)\n", "marker": "built \(ok)\n"])
+        try await Self.make("boltzmann", "\(Self.root)/source/\(ok)", files: [".ka-env": "KA_MARK=restored-\(tag)\n", "marker": "built \(ok)\n"])
         let other = try Harness()   // another state dir: the job's record and logs come back from the archive
         defer {
             Self.remove("boltzmann", ["\(Self.root)/source/\(ok)", "\(Self.root)/output/\(ok)"])

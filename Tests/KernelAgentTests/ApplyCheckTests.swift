@@ -34,7 +34,7 @@ import KATestSupport
         #expect(report.contains("result: PASS"))
         #expect(try s.read("out/pbp/manifest.lock").contains("apply_check: \"pass (3 ok"))
         // git agrees: the cumulative patch applies to the fixture
-        let git = try TestCommand.run(["git", "apply", "--check", "-p1", s.url("out/pbp/cumulative.patch").path], cwd: fixture)
+        let git = try await TestCommand.run(["git", "apply", "--check", "-p1", s.url("out/pbp/cumulative.patch").path], cwd: fixture)
         #expect(git.status == 0, "\(git.stderrText)")
     }
 
@@ -47,21 +47,21 @@ import KATestSupport
         try FileManager.default.createDirectory(at: work.appendingPathComponent("arch/arm64/boot/dts"), withIntermediateDirectories: true)
         try FileManager.default.copyItem(at: fixture.appendingPathComponent("arch/arm64/boot/dts/rockchip"), to: work.appendingPathComponent("arch/arm64/boot/dts/rockchip"))
         try FileManager.default.copyItem(at: fixture.appendingPathComponent("include"), to: work.appendingPathComponent("include"))
-        let apply = try TestCommand.run(["patch", "-p1", "-F0", "--batch", "-i", s.url("out/pbp/cumulative.patch").path], cwd: work)
+        let apply = try await TestCommand.run(["patch", "-p1", "-F0", "--batch", "-i", s.url("out/pbp/cumulative.patch").path], cwd: work)
         #expect(apply.status == 0, "\(apply.stdoutText)\(apply.stderrText)")
         #expect(!apply.stdoutText.contains("fuzz"))
-        let cpp = try TestCommand.run(["cpp", "-nostdinc", "-I", "include", "-I", "arch/arm64/boot/dts/rockchip", "-undef", "-D__DTS__",
+        let cpp = try await TestCommand.run(["cpp", "-nostdinc", "-I", "include", "-I", "arch/arm64/boot/dts/rockchip", "-undef", "-D__DTS__",
                                       "-x", "assembler-with-cpp", Self.dts, "-o", "pbp.dts.pp"], cwd: work)
         #expect(cpp.status == 0, "\(cpp.stderrText)")
-        let dtc = try TestCommand.run(["dtc", "-@", "-q", "-I", "dts", "-O", "dtb", "-o", "pbp.dtb", "pbp.dts.pp"], cwd: work)
+        let dtc = try await TestCommand.run(["dtc", "-@", "-q", "-I", "dts", "-O", "dtb", "-o", "pbp.dtb", "pbp.dts.pp"], cwd: work)
         try #require(dtc.status == 0, "dtc failed (is device-tree-compiler installed? scripts/setup installs it): \(dtc.stderrText)")
-        func fdtget(_ args: [String]) throws -> String {
-            try TestCommand.run(["fdtget"] + args, cwd: work).stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+        func fdtget(_ args: [String]) async throws -> String {
+            try await TestCommand.run(["fdtget"] + args, cwd: work).stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        #expect(try fdtget(["-t", "u", "pbp.dtb", "/opp-table-0/opp-1704000000", "opp-hz"]) == "0 1704000000")
-        #expect(try fdtget(["-t", "u", "pbp.dtb", "/opp-table-1/opp-2184000000", "opp-hz"]) == "0 2184000000")
-        #expect(try fdtget(["pbp.dtb", "/hdmi-sound", "status"]) == "okay")
-        #expect(try fdtget(["pbp.dtb", "/spi@ff1d0000", "spi-max-frequency"]) == "10000000")
+        #expect(try await fdtget(["-t", "u", "pbp.dtb", "/opp-table-0/opp-1704000000", "opp-hz"]) == "0 1704000000")
+        #expect(try await fdtget(["-t", "u", "pbp.dtb", "/opp-table-1/opp-2184000000", "opp-hz"]) == "0 2184000000")
+        #expect(try await fdtget(["pbp.dtb", "/hdmi-sound", "status"]) == "okay")
+        #expect(try await fdtget(["pbp.dtb", "/spi@ff1d0000", "spi-max-frequency"]) == "10000000")
     }
 
     @Test func offsetIsReportedAndAccepted() async throws {
@@ -72,8 +72,8 @@ import KATestSupport
         #expect(report.contains("summary: 0 ok, 3 offset, 0 fuzz"), "\(report)")
         #expect(report.contains("hunk 1 (@@ -375,6): offset +2 lines"), "\(report)")
         // GNU patch says the same, to the line
-        try Tools.require("patch")
-        let gnu = try Tools.patch(["-F0", "--dry-run"], input: s.ws.url(try TreePath("board/pinebook-pro/0001-arm64-dts-rk3399-pinebook-pro-add-OC-OPP-tables-1704-2184.patch")), cwd: tree)
+        try await Tools.require("patch")
+        let gnu = try await Tools.patch(["-F0", "--dry-run"], input: s.ws.url(try TreePath("board/pinebook-pro/0001-arm64-dts-rk3399-pinebook-pro-add-OC-OPP-tables-1704-2184.patch")), cwd: tree)
         #expect(gnu.status == 0)
         #expect(gnu.stdoutText.contains("Hunk #1 succeeded at 377 (offset 2 lines)."), "\(gnu.stdoutText)")
     }
@@ -94,11 +94,11 @@ import KATestSupport
         #expect(report.contains("result: FAIL"))
         #expect(!s.exists("out/pbp/manifest.lock"))
         #expect(!s.exists("out/pbp/cumulative.patch"))
-        try Tools.require("patch")
+        try await Tools.require("patch")
         let p3 = s.ws.url(try TreePath("board/pinebook-pro/0003-arm64-dts-rk3399-pinebook-pro-spi1-max-freq-10MHz.patch"))
-        let f0 = try Tools.patch(["-F0", "--dry-run"], input: p3, cwd: tree)
+        let f0 = try await Tools.patch(["-F0", "--dry-run"], input: p3, cwd: tree)
         #expect(f0.status == 1 && f0.stdoutText.contains("Hunk #1 FAILED at 985."), "GNU patch -F0 must refuse it too: \(f0.stdoutText)")
-        let f2 = try Tools.patch(["-F2", "--dry-run"], input: p3, cwd: tree)
+        let f2 = try await Tools.patch(["-F2", "--dry-run"], input: p3, cwd: tree)
         #expect(f2.status == 0 && f2.stdoutText.contains("Hunk #1 succeeded at 947 with fuzz 1 (offset -38 lines)."), "\(f2.stdoutText)")
     }
 
@@ -140,9 +140,9 @@ import KATestSupport
 
     /// One shipped patch alone against an edited copy of the fixture file, checked by us, by GNU patch
     /// (-F0 and -F2 dry runs) and by git apply --check; each class with the tool's own words.
-    @Test func everyVerdictClassMatchesGNUPatchAndGit() throws {
-        try Tools.require("patch")
-        try Tools.require("git")
+    @Test func everyVerdictClassMatchesGNUPatchAndGit() async throws {
+        try await Tools.require("patch")
+        try await Tools.require("git")
         let p1 = "board/pinebook-pro/0001-arm64-dts-rk3399-pinebook-pro-add-OC-OPP-tables-1704-2184.patch"
         let p3 = "board/pinebook-pro/0003-arm64-dts-rk3399-pinebook-pro-spi1-max-freq-10MHz.patch"
         let cases: [(ApplyStatus, String, ((inout [String]) -> Void)?, gnuF0: String, gnuF2: String, git: String)] = [
@@ -164,14 +164,14 @@ import KATestSupport
             var checker = ApplyChecker(tree: tree)
             let item = checker.apply(rel, patch)
             #expect(item.status == expected, "\(expected): \(item.details)")
-            let f0 = try Tools.patch(["-F0", "--dry-run"], input: url, cwd: tree)
-            let f2 = try Tools.patch(["-F2", "--dry-run"], input: url, cwd: tree)
+            let f0 = try await Tools.patch(["-F0", "--dry-run"], input: url, cwd: tree)
+            let f2 = try await Tools.patch(["-F2", "--dry-run"], input: url, cwd: tree)
             #expect(f0.stdoutText.contains(gnuF0), "\(expected) -F0: \(f0.stdoutText)")
             #expect(f2.stdoutText.contains(gnuF2), "\(expected) -F2: \(f2.stdoutText)")
             #expect((f0.status == 0) == expected.passes, "\(expected): GNU -F0 exit \(f0.status)")
             #expect((f2.status == 0) == (expected <= .fuzz), "\(expected): GNU -F2 exit \(f2.status)")
             Self.expectSameHunks(item, GNUReport(f2.stdoutText), "\(expected)")
-            let git = try Tools.git(["apply", "--check", url.path], cwd: tree)
+            let git = try await Tools.git(["apply", "--check", url.path], cwd: tree)
             #expect((git.status == 0) == expected.passes, "\(expected): git exit \(git.status) \(git.stderrText)")
             if gitWords.isEmpty { #expect(git.stderrText.isEmpty, "\(expected): \(git.stderrText)") }
             else { #expect(git.stderrText.contains(gitWords), "\(expected): \(git.stderrText)") }
@@ -210,9 +210,9 @@ import KATestSupport
         let f0: TestCommand.Result, f2: TestCommand.Result, git: TestCommand.Result
     }
 
-    static func place(file lines: [String], patch: String) throws -> Placement {
-        try Tools.require("patch")
-        try Tools.require("git")
+    static func place(file lines: [String], patch: String) async throws -> Placement {
+        try await Tools.require("patch")
+        try await Tools.require("git")
         let dir = try Tools.tempDir("placement")
         defer { try? FileManager.default.removeItem(at: dir) }
         try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: dir.appendingPathComponent("f"))
@@ -221,20 +221,20 @@ import KATestSupport
         let pf = try PatchFile(bytes: Data(patch.utf8), display: "p.patch")
         var checker = ApplyChecker(tree: dir)
         let item = checker.apply("p.patch", pf)
-        return Placement(item: item, f0: try Tools.patch(["-F0", "--dry-run"], input: input, cwd: dir),
-                         f2: try Tools.patch(["-F2", "--dry-run"], input: input, cwd: dir),
-                         git: try Tools.git(["apply", "--check", input.path], cwd: dir))
+        return Placement(item: item, f0: try await Tools.patch(["-F0", "--dry-run"], input: input, cwd: dir),
+                         f2: try await Tools.patch(["-F2", "--dry-run"], input: input, cwd: dir),
+                         git: try await Tools.git(["apply", "--check", input.path], cwd: dir))
     }
 
     /// GNU never places a hunk before the previous hunk of the same file: its search finds the text at
     /// line 6, before hunk 1's change, and fails the hunk ("misordered hunks"); a copy at line 20 is not used.
-    @Test func aHunkIsNeverPlacedBeforeThePreviousHunk() throws {
+    @Test func aHunkIsNeverPlacedBeforeThePreviousHunk() async throws {
         var lines = (1...30).map { "l\($0)" }
         let pattern = ["A", "B", "C", "D", "E", "F", "G"]
         lines.replaceSubrange(5..<12, with: pattern)
         lines.replaceSubrange(19..<26, with: pattern)
         lines[12] = "H"
-        let p = try Self.place(file: lines, patch: """
+        let p = try await Self.place(file: lines, patch: """
         --- a/f
         +++ b/f
         @@ -12,3 +12,3 @@
@@ -265,8 +265,8 @@ import KATestSupport
 
     /// The search for hunk 2 does not reach back into hunk 1's lines: its text at 7–13 overlaps hunk 1's
     /// change at line 8, and GNU, looking from line 20, stops at line 9 and fails the hunk.
-    @Test func theSearchStopsAtThePreviousHunksChange() throws {
-        let p = try Self.place(file: (1...30).map(String.init), patch: """
+    @Test func theSearchStopsAtThePreviousHunksChange() async throws {
+        let p = try await Self.place(file: (1...30).map(String.init), patch: """
         --- a/f
         +++ b/f
         @@ -5,7 +5,7 @@
@@ -296,15 +296,15 @@ import KATestSupport
 
     /// A hunk with leading but no trailing context was cut at the end of the file: GNU matches it only there,
     /// at any fuzz (here the lines also stand at 8–10, where the header points; GNU refuses that place).
-    @Test func noTrailingContextMatchesOnlyAtTheEndOfTheFile() throws {
+    @Test func noTrailingContextMatchesOnlyAtTheEndOfTheFile() async throws {
         let lines = (1...20).map(String.init)
-        let p = try Self.place(file: lines, patch: "--- a/f\n+++ b/f\n@@ -8,3 +8,4 @@\n 8\n 9\n 10\n+new\n")
+        let p = try await Self.place(file: lines, patch: "--- a/f\n+++ b/f\n@@ -8,3 +8,4 @@\n 8\n 9\n 10\n+new\n")
         #expect(p.item.status == .failed, "\(p.item.details)")
         #expect(p.f0.stdoutText.contains("Hunk #1 FAILED at 8.") && p.f2.stdoutText.contains("Hunk #1 FAILED at 8."), "\(p.f2.stdoutText)")
         Self.expectSameHunks(p.item, GNUReport(p.f2.stdoutText), "no trailing context")
         #expect(p.git.status == 1)
         // the same hunk at the true end of the file applies, with the offset GNU reports
-        let atEnd = try Self.place(file: (1...20).map(String.init) + ["8", "9", "10"], patch: "--- a/f\n+++ b/f\n@@ -8,3 +8,4 @@\n 8\n 9\n 10\n+new\n")
+        let atEnd = try await Self.place(file: (1...20).map(String.init) + ["8", "9", "10"], patch: "--- a/f\n+++ b/f\n@@ -8,3 +8,4 @@\n 8\n 9\n 10\n+new\n")
         #expect(atEnd.item.status == .offset)
         #expect(atEnd.f0.stdoutText.contains("Hunk #1 succeeded at 21 (offset 13 lines)."), "\(atEnd.f0.stdoutText)")
         Self.expectSameHunks(atEnd.item, GNUReport(atEnd.f0.stdoutText), "at end")
@@ -312,10 +312,10 @@ import KATestSupport
 
     /// Fuzz does not lift the rule: with one leading line fuzzed away, the rest must still sit at the end.
     /// The header points at lines 4–6, where "19, 20" also stand; GNU takes the end of the file.
-    @Test func aFuzzedHunkWithoutTrailingContextGoesToTheEnd() throws {
+    @Test func aFuzzedHunkWithoutTrailingContextGoesToTheEnd() async throws {
         var lines = (1...20).map(String.init)
         lines[4] = "19"; lines[5] = "20"
-        let p = try Self.place(file: lines, patch: "--- a/f\n+++ b/f\n@@ -4,3 +4,4 @@\n 18x\n 19\n 20\n+new\n")
+        let p = try await Self.place(file: lines, patch: "--- a/f\n+++ b/f\n@@ -4,3 +4,4 @@\n 18x\n 19\n 20\n+new\n")
         #expect(p.item.status == .fuzz)
         #expect(p.item.hunks.first?.kind == .fuzz(1, offset: 14), "\(p.item.hunks)")
         #expect(p.f2.stdoutText.contains("Hunk #1 succeeded at 18 with fuzz 1 (offset 14 lines)."), "\(p.f2.stdoutText)")
@@ -324,31 +324,31 @@ import KATestSupport
     }
 
     /// The mirror rule: no leading context means the start of the file.
-    @Test func noLeadingContextMatchesOnlyAtTheStartOfTheFile() throws {
+    @Test func noLeadingContextMatchesOnlyAtTheStartOfTheFile() async throws {
         var lines = (1...20).map { "l\($0)" }
         lines[4] = "a"; lines[5] = "b"; lines[6] = "c"
-        let p = try Self.place(file: lines, patch: "--- a/f\n+++ b/f\n@@ -1,3 +1,4 @@\n+new\n a\n b\n c\n")
+        let p = try await Self.place(file: lines, patch: "--- a/f\n+++ b/f\n@@ -1,3 +1,4 @@\n+new\n a\n b\n c\n")
         #expect(p.item.status == .failed, "\(p.item.details)")
         #expect(p.f2.stdoutText.contains("Hunk #1 FAILED at 1."), "\(p.f2.stdoutText)")
         Self.expectSameHunks(p.item, GNUReport(p.f2.stdoutText), "no leading context")
-        let atStart = try Self.place(file: ["a", "b", "c"] + lines, patch: "--- a/f\n+++ b/f\n@@ -1,3 +1,4 @@\n+new\n a\n b\n c\n")
+        let atStart = try await Self.place(file: ["a", "b", "c"] + lines, patch: "--- a/f\n+++ b/f\n@@ -1,3 +1,4 @@\n+new\n a\n b\n c\n")
         #expect(atStart.item.status == .ok && atStart.f0.status == 0 && atStart.git.status == 0)
     }
 
     /// GNU searches outward from the expected line, +n before -n: with the text 2 lines above and 2 below,
     /// it takes the one below.
-    @Test func theSearchTriesBelowBeforeAbove() throws {
+    @Test func theSearchTriesBelowBeforeAbove() async throws {
         var lines = (1...30).map { "l\($0)" }
         for at in [8, 12] { lines.replaceSubrange(at..<(at + 3), with: ["x", "y", "z"]) }
-        let p = try Self.place(file: lines, patch: "--- a/f\n+++ b/f\n@@ -11,3 +11,3 @@\n x\n-y\n+Y\n z\n")
+        let p = try await Self.place(file: lines, patch: "--- a/f\n+++ b/f\n@@ -11,3 +11,3 @@\n x\n-y\n+Y\n z\n")
         #expect(p.item.hunks.first?.kind == .offset(2), "\(p.item.hunks)")
         #expect(p.f0.stdoutText.contains("Hunk #1 succeeded at 13 (offset 2 lines)."), "\(p.f0.stdoutText)")
         Self.expectSameHunks(p.item, GNUReport(p.f0.stdoutText), "search order")
     }
 
     /// A patch already in the tree: GNU patch -N calls it reversed and skips the file; so do we.
-    @Test func anAppliedPatchIsReportedAsReversed() throws {
-        let p = try Self.place(file: (1...20).map(String.init).map { $0 == "10" ? "ten" : $0 },
+    @Test func anAppliedPatchIsReportedAsReversed() async throws {
+        let p = try await Self.place(file: (1...20).map(String.init).map { $0 == "10" ? "ten" : $0 },
                                patch: "--- a/f\n+++ b/f\n@@ -8,5 +8,5 @@\n 8\n 9\n-10\n+ten\n 11\n 12\n")
         #expect(p.item.status == .failed)
         #expect(p.item.hunks.first?.kind == .reversed)

@@ -27,8 +27,8 @@ import Testing
     static let gitDifferences: [String: String] = [:]
 
     @Test func importAndApplyCheckAgreeWithGNUPatchAndGit() async throws {
-        try Tools.require("patch")
-        try Tools.require("git")
+        try await Tools.require("patch")
+        try await Tools.require("git")
         let tree = try Self.linuxTree()
         let names = try FileManager.default.contentsOfDirectory(atPath: Self.fixture.path).filter { $0.hasSuffix(".patch") }
             .sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
@@ -49,7 +49,7 @@ import Testing
                 restored.remove(at: at.lowerBound - 1)   // the new paragraph's blank line
             }
             #expect(restored == original, "\(name): import changed more than the trailers")
-            let git = try Tools.git(["interpret-trailers", "--parse"], cwd: s.root, stdin: imported)
+            let git = try await Tools.git(["interpret-trailers", "--parse"], cwd: s.root, stdin: imported)
             #expect(git.stdoutText.hasSuffix("Campaign: armbian\nScope: soc/rockchip64\n"), "\(name): \(git.stdoutText)")
         }
 
@@ -80,9 +80,9 @@ import Testing
                     try Self.copy(scratch.appendingPathComponent(rel), to: probe.appendingPathComponent(rel))
                 }
             }
-            let git = try Tools.git(["apply", "--check", input.path], cwd: probe)   // before -F0 changes the probe
-            let f0 = try Tools.patch(["-F0"], input: input, cwd: probe)
-            let f2 = try Tools.patch(["-F2"], input: input, cwd: scratch)
+            let git = try await Tools.git(["apply", "--check", input.path], cwd: probe)   // before -F0 changes the probe
+            let f0 = try await Tools.patch(["-F0"], input: input, cwd: probe)
+            let f2 = try await Tools.patch(["-F2"], input: input, cwd: scratch)
             let gnu = GNUReport(f2.stdoutText)
             let gnuStatus = Self.status(gnu, f2.stdoutText)
             counts[item.status, default: 0] += 1

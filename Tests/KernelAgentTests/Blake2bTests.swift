@@ -5,13 +5,13 @@ import KATestSupport
 
 @Suite struct Blake2bTests {
     @Test(arguments: [0, 1, 3, 127, 128, 129, 255, 256, 257, 1_000_003])
-    func matchesCoreutilsB2sum(size: Int) throws {
+    func matchesCoreutilsB2sum(size: Int) async throws {
         var rng = SystemRandomNumberGenerator()
         let data = Data((0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) })
-        let ref = try TestCommand.run(["b2sum"], stdin: data)
+        let ref = try await TestCommand.run(["b2sum"], stdin: data)
         #expect(ref.status == 0)
         #expect(Blake2b.hex(data) == String(ref.stdoutText.prefix(128)))
-        let ref256 = try TestCommand.run(["b2sum", "-l", "256"], stdin: data)
+        let ref256 = try await TestCommand.run(["b2sum", "-l", "256"], stdin: data)
         #expect(Blake2b.hex(data, digestLength: 32) == String(ref256.stdoutText.prefix(64)))
     }
 

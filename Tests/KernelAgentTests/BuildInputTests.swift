@@ -123,7 +123,7 @@ import Testing
         }
     }
 
-    @Test func theSwiftRendererMatchesScriptsRenderPkgbuildByteForByte() throws {
+    @Test func theSwiftRendererMatchesScriptsRenderPkgbuildByteForByte() async throws {
         let s = try Sandbox()
         let tarball = s.url("in/linux-7.0.tar.xz"), patch = s.url("in/cumulative.patch"), config = s.url("in/config")
         try s.write("in/linux-7.0.tar.xz", "tarball bytes")
@@ -142,7 +142,7 @@ import Testing
                         "--host", "fresnel", "--suffix", "fresnel-fourier", "--pkgrel", "3", "--tarball", tarball.path,
                         "--patch", patch.path, "--config", config.path, "--out", theirs.path, "--install-mode", mode.rawValue]
             if mode == .replace { argv += ["--replaces", "linux-aarch64"] }
-            let r = try TestCommand.run(argv)
+            let r = try await TestCommand.run(argv)
             #expect(r.status == 0, "\(r.stderrText)")
             let names = try FileManager.default.contentsOfDirectory(atPath: theirs.path).sorted()
             #expect(try FileManager.default.contentsOfDirectory(atPath: ours.path).sorted() == names)

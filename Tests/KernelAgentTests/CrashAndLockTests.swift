@@ -11,11 +11,13 @@ struct KaRun {
 
     /// Async, and waiting on GCD threads: a test that blocked the cooperative pool (2 threads on 2 cores) would
     /// starve every in-process server of the suite running beside it.
+    /// `program`: another program than `ka` (a wrapper such as strace), given `args` whole. `killAfter`: SIGKILL it
+    /// that many seconds after it started (if it still runs).
     static func run(_ args: [String], root: URL, env extra: [String: String] = [:], deadline: TimeInterval = 60,
-                    cwd: URL? = nil) async throws -> KaRun {
+                    cwd: URL? = nil, program: String? = nil, killAfter: TimeInterval? = nil) async throws -> KaRun {
         let p = Process()
-        p.executableURL = TestEnv.kaBinary
-        p.arguments = args
+        p.executableURL = program.map { URL(fileURLWithPath: $0) } ?? TestEnv.kaBinary
+        p.arguments = program == nil ? args : Array(args.dropFirst())
         p.currentDirectoryURL = cwd ?? root
         var env = ProcessInfo.processInfo.environment
         env["KA_ROOT"] = root.path
@@ -32,6 +34,11 @@ struct KaRun {
         try p.run()
         for (pipe, sink) in [(out, outData), (err, errData)] {
             DispatchQueue.global().async { sink.set(pipe.fileHandleForReading.readDataToEndOfFile()); group.leave() }
+        }
+        if let killAfter {
+            DispatchQueue.global().asyncAfter(deadline: .now() + killAfter) { [p] in
+                if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+            }
         }
         let timedOut = LockedData()
         DispatchQueue.global().asyncAfter(deadline: .now() + deadline) { [p] in
@@ -100,6 +107,7 @@ enum TreeFiles {
         var lines: [String] = []
         for h in ["h1", "h2", "bob"] { if let d = try store.drift(host: h) { lines.append("drift \(h): \(d.reason)") } }
         for c in ["camp", "besser", "keep"] { if let r = try store.campaign(c) { lines.append("campaign \(c): \(r.status.rawValue)") } }
+        if let p = try store.promotion(host: "h1") { lines.append("promotion h1: lock \(p.lockB2sum)") }
         return lines.joined(separator: "\n")
     }
 }
@@ -181,6 +189,12 @@ enum TreeFiles {
             #expect(isBefore || isAfter, "\(c.name) killed at \(labels[at - 1]): tree/state is neither before nor after\n\(Self.diff(seen.tree, before.tree, after.tree))\nstate: \(seen.state)")
             #expect(seen.out == before.out || seen.out == after.out, "\(c.name) killed at \(labels[at - 1]): out/h1 is a mix of two promotions")
             if c.name == "promote" {
+                // out/ and the state agree (the state write is journaled with the swap), and nothing staged is left
+                #expect((seen.out == after.out) == (seen.state == after.state),
+                        "promote killed at \(labels[at - 1]): out/h1 is \(seen.out == after.out ? "new" : "old") but the state is \(seen.state == after.state ? "new" : "old")")
+                let staged = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("out").path).filter { $0.hasPrefix(".") }
+                #expect(staged.isEmpty, "promote killed at \(labels[at - 1]): left behind after recovery: \(staged)")
+                #expect(!PromoteJournal.hasJournals(Workspace(root: root, stateDir: root.appendingPathComponent(".ka"))))
                 // the next promote cleans what the killed one staged
                 let again = try await KaRun.run(c.args, root: root)
                 #expect(again.status == 0, "\(again.stderr)")
@@ -189,6 +203,77 @@ enum TreeFiles {
             }
         }
         #expect(kills == 30, "\(c.name): \(kills) of 30 runs were killed")
+    }
+
+    /// Issue 20: kills at random times (not only at the labelled points), and a second kill inside the recovery the
+    /// next verb runs: the tree, out/ and the state are before or after, and agree. Every kill is counted.
+    @Test(arguments: [0, 1])
+    func sigkillAtRandomTimesAndInsideRecoveryLeavesBeforeOrAfter(caseIndex: Int) async throws {
+        let c = Self.cases[caseIndex]
+        let template = try PromoteTests.tree()
+        let store = try SQLiteStateStore.open(Workspace(root: template.root, stateDir: template.root.appendingPathComponent(".ka")))
+        try await c.prepare(template, VerbContext(workspace: template.ws, state: store, blocks: store))
+        let before = try Self.observe(template.root)
+        let probe = try TreeFiles.copy(template.root)
+        defer { try? FileManager.default.removeItem(at: probe) }
+        let t0 = Date()
+        #expect(try await KaRun.run(c.args, root: probe).status == 0)
+        let span = max(0.05, Date().timeIntervalSince(t0))
+        let after = try Self.observe(probe)
+        var rng = SeededRandom.fromEnvironment("random-time kills \(c.name)")
+        var killedMidRun = 0, killedInRecovery = 0
+        for _ in 0..<15 {
+            let root = try TreeFiles.copy(template.root)
+            defer { try? FileManager.default.removeItem(at: root) }
+            let delay = Double.random(in: 0...span, using: &rng)
+            let r = try await KaRun.run(c.args, root: root, killAfter: delay)
+            if r.signalled { killedMidRun += 1 }
+            // the recovery itself killed at its first point (when there is one to recover), then run again
+            let interrupted = try await KaRun.run(["status", "--json"], root: root, env: ["KA_CRASH_AT": "1"])
+            if interrupted.signalled { killedInRecovery += 1 }
+            let status = try await KaRun.run(["status", "--json"], root: root)
+            #expect(status.status == 0, "\(c.name) killed after \(delay) s: \(status.stderr)")
+            let seen = try Self.observe(root)
+            #expect((seen.tree == before.tree && seen.state == before.state) || (seen.tree == after.tree && seen.state == after.state),
+                    "\(c.name) killed after \(delay) s: neither before nor after\n\(Self.diff(seen.tree, before.tree, after.tree))")
+            #expect(seen.out == before.out || seen.out == after.out)
+            if c.name == "promote" { #expect((seen.out == after.out) == (seen.state == after.state), "\(c.name) killed after \(delay) s: out/ and state disagree") }
+        }
+        print("random-time kills of \(c.name): \(killedMidRun) of 15 runs killed mid-run, \(killedInRecovery) recoveries killed")
+        #expect(killedMidRun >= 5, "\(c.name): only \(killedMidRun) of 15 runs were killed before they finished")
+    }
+
+    /// Issue 20: promote killed by strace at its file-system calls (the first unlink after the swap used to leave
+    /// out/ new and the state old). Every kill is counted; each leaves out/ and the state agreeing once the next
+    /// verb has recovered, with no staging dir behind.
+    @Test func promoteKilledAtItsFileSystemCallsLeavesOutAndStateAgreeing() async throws {
+        let c = Self.cases[0]
+        let template = try PromoteTests.tree()
+        let store = try SQLiteStateStore.open(Workspace(root: template.root, stateDir: template.root.appendingPathComponent(".ka")))
+        try await c.prepare(template, VerbContext(workspace: template.ws, state: store, blocks: store))
+        let before = try Self.observe(template.root)
+        var kills = 0, runs = 0
+        for call in ["unlink", "unlinkat", "rename", "renameat2", "fsync"] {
+            for when in 1...4 {
+                let root = try TreeFiles.copy(template.root)
+                defer { try? FileManager.default.removeItem(at: root) }
+                let r = try await KaRun.run(["/usr/bin/strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=\(call)",
+                                             "-e", "inject=\(call):signal=KILL:when=\(when)", TestEnv.kaBinary.path] + c.args,
+                                            root: root, program: "/usr/bin/strace")
+                runs += 1
+                if r.status != 0 { kills += 1 }
+                let status = try await KaRun.run(["status", "--json"], root: root)
+                #expect(status.status == 0, "status after a kill at \(call) #\(when): \(status.stderr)")
+                let seen = try Self.observe(root)
+                let outIsNew = seen.out != before.out, stateIsNew = seen.state != before.state
+                #expect(outIsNew == stateIsNew, "killed at \(call) #\(when): out/h1 is \(outIsNew ? "new" : "old"), the state \(stateIsNew ? "new" : "old")")
+                let staged = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("out").path).filter { $0.hasPrefix(".") }
+                #expect(staged.isEmpty, "killed at \(call) #\(when): left behind: \(staged)")
+            }
+        }
+        #expect(runs == 20)
+        // strace found the calls and killed there: at least the unlink after the swap and the renames
+        #expect(kills >= 8, "only \(kills) of \(runs) runs were killed")
     }
 
     static func diff(_ seen: [String: Data], _ before: [String: Data], _ after: [String: Data]) -> String {
@@ -220,6 +305,8 @@ enum TreeFiles {
             #expect(landed.count == 300, "round \(round): import said \(r.stdout.split(separator: "\n").first ?? "") but \(landed.count) files landed")
         }
         print("two tree verbs at once: the refused one waited behind the import in \(waited) of 20 rounds")
+        // the test proves something only if the verbs overlapped: at least once the second waited for the first
+        #expect(waited >= 1, "the two verbs never overlapped in 20 rounds")
     }
 
     @Test func aBusyTreeWaitsNamingTheHolderOrRefusesWithNoWait() async throws {

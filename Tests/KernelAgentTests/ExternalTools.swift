@@ -6,8 +6,8 @@ import KATestSupport
 /// git and GNU patch as the differential tests run them: required (a missing tool fails the test), with
 /// no user or system git config, outside any repository, in the C locale.
 enum Tools {
-    static func require(_ program: String) throws {
-        let r = try TestCommand.run([program, "--version"])
+    static func require(_ program: String) async throws {
+        let r = try await TestCommand.run([program, "--version"])
         guard r.status == 0 else {
             Issue.record("MISSING TOOL: \(program) (scripts/setup installs it): \(r.stderrText)")
             throw KAError.failure("tool missing", program)
@@ -37,13 +37,13 @@ enum Tools {
         return env
     }
 
-    static func git(_ args: [String], cwd: URL, stdin: Data? = nil) throws -> TestCommand.Result {
-        try TestCommand.run(["git"] + args, cwd: cwd, stdin: stdin, environment: environment)
+    static func git(_ args: [String], cwd: URL, stdin: Data? = nil) async throws -> TestCommand.Result {
+        try await TestCommand.run(["git"] + args, cwd: cwd, stdin: stdin, environment: environment)
     }
 
     /// GNU patch as Armbian runs it (-p1 -N --batch), writing no backup and no reject files.
-    static func patch(_ args: [String], input: URL, cwd: URL) throws -> TestCommand.Result {
-        try TestCommand.run(["patch", "-p1", "--forward", "--batch", "--no-backup-if-mismatch", "--reject-file=-"]
+    static func patch(_ args: [String], input: URL, cwd: URL) async throws -> TestCommand.Result {
+        try await TestCommand.run(["patch", "-p1", "--forward", "--batch", "--no-backup-if-mismatch", "--reject-file=-"]
                            + args + ["-i", input.path], cwd: cwd, environment: environment)
     }
 

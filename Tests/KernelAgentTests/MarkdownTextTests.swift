@@ -18,7 +18,7 @@ import Testing
         """
 
     static func render(_ markdown: String) async throws -> String {
-        let r = try await offPool { try TestCommand.run(["cmark-gfm", "--unsafe", "-e", "table", "-e", "autolink"], stdin: Data(markdown.utf8)) }
+        let r = try await offPool { try TestCommand.runBlocking(["cmark-gfm", "--unsafe", "-e", "table", "-e", "autolink"], stdin: Data(markdown.utf8)) }
         guard r.status == 0 else {
             Issue.record("MISSING or failing cmark-gfm (run scripts/setup): \(r.stderrText)")
             throw KAError.failure("cmark-gfm", "exit \(r.status)")

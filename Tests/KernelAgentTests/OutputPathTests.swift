@@ -105,6 +105,20 @@ import Testing
         #expect(left.isEmpty, "\(left)")
     }
 
+    @Test func aDanglingSymlinkIntoHomeIsARefusalNotAFailure() async throws {
+        let s = try PromoteTests.tree()
+        let home = try ConfinementTests.fakeHome()
+        defer { try? FileManager.default.removeItem(at: home) }
+        try FileManager.default.createDirectory(at: s.url("out"), withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: s.url("out/h1").path, withDestinationPath: home.appendingPathComponent("gone").path)
+        let r = try await KaRun.run(["promote", "h1"], root: s.root, env: ["HOME": home.path])
+        #expect(r.status == 2 && r.stderr.contains("leads out of out/"), "exit \(r.status): \(r.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: home.path).isEmpty)
+        let page = try await KaRun.run(["status", "--html", "out/h1"], root: s.root, env: ["HOME": home.path])
+        #expect(page.status == 2, "\(page.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: home.path).isEmpty)
+    }
+
     @Test func promoteOutIsHeldToTheSameRule() async throws {
         let s = try await Self.checkout()
         let outside = FileManager.default.temporaryDirectory.appendingPathComponent("ka-outside-\(UUID().uuidString)")

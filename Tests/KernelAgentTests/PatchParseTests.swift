@@ -99,8 +99,8 @@ import Testing
         ("only context", "@@ -3,1 +3,1 @@", " line 3 of the base file\n"),
     ]
 
-    @Test func corruptHunksAreRefusedLikeGitApplyCheckDoes() throws {
-        try Tools.require("git")
+    @Test func corruptHunksAreRefusedLikeGitApplyCheckDoes() async throws {
+        try await Tools.require("git")
         let dir = try Tools.tempDir("corrupt")
         defer { try? FileManager.default.removeItem(at: dir) }
         for c in Self.corruptCases {
@@ -109,7 +109,7 @@ import Testing
             #expect(p.problem?.line == line, "\(c.name): \(String(describing: p.problem))")
             let file = dir.appendingPathComponent("p.patch")
             try Data(text.utf8).write(to: file)
-            let git = try Tools.git(["apply", "--check", file.path], cwd: dir)
+            let git = try await Tools.git(["apply", "--check", file.path], cwd: dir)
             #expect(git.status == 128, "\(c.name): git says \(git.status) \(git.stderrText)")
             #expect(git.stderrText.contains("corrupt patch") || git.stderrText.contains("patch fragment without header"),
                     "\(c.name): \(git.stderrText)")
@@ -124,8 +124,8 @@ import Testing
     /// Deliberate differences, excluded from the comparison by construction and checked separately:
     ///  - line numbers and counts above 10,000,000: git parses them (and then fails to apply); we refuse;
     ///  - unsafe paths: git refuses them only once the file is found (exit 1 before that); we refuse at parse.
-    @Test func fuzzCorpusVerdictsAgreeWithGitApplyCheck() throws {
-        try Tools.require("git")
+    @Test func fuzzCorpusVerdictsAgreeWithGitApplyCheck() async throws {
+        try await Tools.require("git")
         let work = try Tools.tempDir("fuzz")
         defer { try? FileManager.default.removeItem(at: work) }
         var rng = SplitMix64(seed: 0x6B61_2D66_757A_7A01)
@@ -157,7 +157,7 @@ import Testing
             let ours = PatchFile(bytes: data)
             let weRefuse = ours.problem != nil || ours.files.isEmpty
             try data.write(to: file)
-            let git = try Tools.git(["apply", "--check", file.path], cwd: work)
+            let git = try await Tools.git(["apply", "--check", file.path], cwd: work)
             #expect(git.status == 0 || git.status == 1 || git.status == 128, "\(name): git exit \(git.status)")
             let gitRefuses = git.status == 128
             if weRefuse == gitRefuses {
@@ -295,8 +295,8 @@ import Testing
     }
 
     /// git refuses the same paths ("invalid path", exit 128) once the file exists where the path points.
-    @Test func gitApplyRefusesTheSameUnsafePaths() throws {
-        try Tools.require("git")
+    @Test func gitApplyRefusesTheSameUnsafePaths() async throws {
+        try await Tools.require("git")
         let root = try Tools.tempDir("unsafe")
         defer { try? FileManager.default.removeItem(at: root) }
         let cwd = root.appendingPathComponent("a/b/tree")
@@ -312,7 +312,7 @@ import Testing
             #expect(p.problem?.line == 1, "\(path): \(String(describing: p.problem))")
             let file = root.appendingPathComponent("p.patch")
             try Data(text.utf8).write(to: file)
-            let git = try Tools.git(["apply", "--check", file.path], cwd: cwd)
+            let git = try await Tools.git(["apply", "--check", file.path], cwd: cwd)
             #expect(git.status == 128 && git.stderrText.contains("invalid path"), "\(path): \(git.status) \(git.stderrText)")
         }
     }

@@ -40,8 +40,8 @@ import Testing
         ]
         for (text, check) in cases { #expect(try Self.parse(text).check == check, "\(text)") }
 
-        let argv = try Self.parse(#"cmd[ /usr/bin/cat , "/proc/cmd line", "a,b]", "" ]~"x\"y\\z\n\t""#)
-        #expect(argv.subject == .command(argv: ["/usr/bin/cat", "/proc/cmd line", "a,b]", ""]))
+        let argv = try Self.parse(#"cmd[ /usr/bin/uname , "/proc/cmd line", "a,b]", "" ]~"x\"y\\z\n\t""#)
+        #expect(argv.subject == .command(argv: ["/usr/bin/uname", "/proc/cmd line", "a,b]", ""]))
         guard case let .matches(p, false) = argv.check else { Issue.record("\(argv.check)"); return }
         #expect(p.source == "x\"y\\z\n\t")
 
@@ -66,6 +66,35 @@ import Testing
         ("cmd [ ] ~ x", .emptyArgv, 1, 5),
         ("cmd [sh, -c, reboot] ~ x", .forbiddenProgram, 1, 6),
         ("cmd [/usr/bin/python3.12, x] ~ y", .forbiddenProgram, 1, 6),
+        // issue 20: an allow-list, not a deny-list: no login shell, loader, shell of any name, or wrapper
+        ("cmd [/proc/self/exe, -c, id] ~ x", .forbiddenProgram, 1, 6),
+        ("cmd [/lib64/ld-linux-x86-64.so.2, /bin/sh, -c, id] ~ x", .forbiddenProgram, 1, 6),
+        ("cmd [/lib/ld-linux-aarch64.so.1, /usr/bin/bash, -c, id] ~ x", .forbiddenProgram, 1, 6),
+        ("cmd [rbash, -c, id] ~ x", .forbiddenProgram, 1, 6),
+        ("cmd [flock, /tmp/l, -c, id] ~ x", .forbiddenProgram, 1, 6),
+        ("cmd [find, /, -exec, id, ;] ~ x", .forbiddenProgram, 1, 6),
+        ("cmd [sed, 1e, /etc/hostname] ~ x", .forbiddenProgram, 1, 6),
+        ("cmd [capsh, --, -c, id] ~ x", .forbiddenProgram, 1, 6),
+        ("cmd [chrt, 1, id] ~ x", .forbiddenProgram, 1, 6),
+        ("cmd [taskset, 1, id] ~ x", .forbiddenProgram, 1, 6),
+        ("cmd [ssh, localhost, id] ~ x", .forbiddenProgram, 1, 6),
+        ("cmd [/home/kbuild/bin/dmesg] ~ x", .forbiddenProgram, 1, 6),
+        ("cmd [/tmp/uname, -r] ~ x", .forbiddenProgram, 1, 6),
+        // a file operand is held to the file rule: absolute, inside the roots, never through /proc/<pid>/root
+        ("cmd [cat, .ssh/id_ed25519] ~ x", .badPath, 1, 11),
+        ("cmd [cat, ~/.ssh/id_ed25519] ~ x", .badPath, 1, 11),
+        ("cmd [cat, /home/kbuild/.ssh/id_ed25519] ~ x", .badPath, 1, 11),
+        ("cmd [cat, /proc/self/root/home/x] ~ x", .badPath, 1, 11),
+        ("cmd [journalctl, --file=/home/x/j.journal] ~ x", .badPath, 1, 18),
+        ("file /proc/self/root/home/kbuild/.ssh/id_ed25519 exists", .badPath, 1, 6),
+        ("file /proc/1/root/root/secret exists", .badPath, 1, 6),
+        ("file /proc/self/cwd/secret exists", .badPath, 1, 6),
+        ("file /proc/self/fd/3 exists", .badPath, 1, 6),
+        ("file /proc/1/task/1/root/etc/x exists", .badPath, 1, 6),
+        ("file /proc/self/exe exists", .badPath, 1, 6),
+        // C1 controls, as C0 ones
+        ("file /sys/x == a\u{85}b", .controlCharacter, 1, 17),
+        ("file /sys/x == a\u{9B}b", .controlCharacter, 1, 17),
         ("cmd [-rf] ~ x", .badArgv, 1, 6),
         ("cmd [dmesg ~ x", .badArgv, 1, 12),
         ("cmd dmesg ~ x", .badArgv, 1, 5),
@@ -157,5 +186,17 @@ import Testing
         #expect(DeviceTreeValue.render(Array("okay\u{0}".utf8)) == "okay")
         #expect(DeviceTreeValue.render([]) == "")
         #expect(DeviceTreeValue.render([0x0a, 0x1b, 0xff]) == "0a 1b ff")
+    }
+
+    /// Issue 20, low: the shapes that hid a repeated repetition from the read-time check.
+    @Test func hiddenNestedRepetitionsAreRefusedAtReadTime() {
+        for pattern in [#""(?x)(a +) +""#, #""(?x)(a+)#c\n+""#, #"(a+)\Q\E+"#, #"(a+)(?#c)+"#, #""(?ix)(a+) +""#] {
+            let r = Self.refusal("cmd [dmesg] ~ \(pattern)")
+            #expect(r?.code == .badRegex, "\(pattern): \(String(describing: r))")
+        }
+        // honest patterns still read
+        for pattern in [#"\Qa+b\E+"#, #"(?i)bug:"#, #"(?m)^x$"#] {
+            #expect(Self.refusal("cmd [dmesg] ~ \(pattern)") == nil, "\(pattern)")
+        }
     }
 }

@@ -114,14 +114,16 @@ import Testing
     // MARK: the real host, over the local transport (the same script ssh runs)
 
     @Test func theTransportHostReadsFilesDirectoriesAndCommands() async throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ka-probe-\(UUID().uuidString)")
+        // under /var: a probe reads only under its roots, on the host too (the path resolved there)
+        let dir = URL(fileURLWithPath: "/var/tmp").appendingPathComponent("ka-probe-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         try Data("2184000\n".utf8).write(to: dir.appendingPathComponent("max freq"))
         try Data(repeating: 0x41, count: ProbeLimits.fileBytes + 10).write(to: dir.appendingPathComponent("big"))
         let host = TransportProbeHost(transport: LocalTransport(host: try HostName("fresnel")))
 
-        #expect(try await host.readFile(dir.appendingPathComponent("max freq").path) == .content(Array("2184000\n".utf8), truncated: false))
+        let freq = try await host.readFile(dir.appendingPathComponent("max freq").path)
+        #expect(freq == .content(Array("2184000\n".utf8), truncated: false), "\(freq)")
         #expect(try await host.readFile(dir.path) == .directory)
         #expect(try await host.readFile(dir.appendingPathComponent("gone").path) == .missing)
         guard case let .content(bytes, truncated) = try await host.readFile(dir.appendingPathComponent("big").path) else {
@@ -133,6 +135,21 @@ import Testing
             #expect(dt == .notApplicable("the host has no device tree (/sys/firmware/devicetree/base, /proc/device-tree)"))
         }
         await #expect(throws: KAError.self) { _ = try await host.readFile("/sys/../etc/shadow") }
+        // a secret outside the roots, reached through a symlink inside them or through /proc/<pid>/{root,cwd}
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("ka-probe-home-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: home, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: home) }
+        try Data("canary-secret\n".utf8).write(to: home.appendingPathComponent("secret"))
+        try FileManager.default.createSymbolicLink(at: dir.appendingPathComponent("link"), withDestinationURL: home.appendingPathComponent("secret"))
+        for path in [dir.appendingPathComponent("link").path, "/proc/self/root" + home.appendingPathComponent("secret").path,
+                     "/proc/1/root" + home.appendingPathComponent("secret").path] {
+            let read = try await host.readFile(path)
+            switch read {
+            case let .unreadable(why): #expect(why.contains("outside what a probe may read") && !why.contains("canary-secret"), "\(why)")
+            case .missing: #expect(path.hasPrefix("/proc/1/"), "\(path): missing")   // pid 1 may live in another mount namespace
+            default: Issue.record("\(path) was read: \(read)")
+            }
+        }
 
         let run = try await host.run(["printf", "a\\nb\\n"], timeout: .seconds(30))
         #expect(run.status == 0 && run.stdout == Array("a\nb\n".utf8) && !run.truncated)

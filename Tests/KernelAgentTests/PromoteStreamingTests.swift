@@ -219,7 +219,7 @@ import KATestSupport
     /// patches in a debug build, ~22 KB a patch), and the apply check every file it touched. Streamed, 4,000 more
     /// patches (32 MB more text, 400 more files to patch) may only add what the plan shows of them (~0.6 KB a
     /// patch). Measured as anonymous memory: see `peakAnonymousMemory`.
-    @Test func peakMemoryOfPromoteIsFlatInThePatchCount() throws {
+    @Test func peakMemoryOfPromoteIsFlatInThePatchCount() async throws {
         let python = "/usr/bin/python3"
         guard FileManager.default.isExecutableFile(atPath: python) else {
             Issue.record("MISSING TOOL: python3 (scripts/gen-bench-tree.py makes the trees); run scripts/setup")
@@ -229,7 +229,7 @@ import KATestSupport
         for count in [1_000, 5_000] {
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ka-flat-\(count)-\(UUID().uuidString)")
             defer { try? FileManager.default.removeItem(at: dir) }
-            let gen = try TestCommand.run([python, TestEnv.projectRoot.appendingPathComponent("scripts/gen-bench-tree.py").path, dir.path,
+            let gen = try await TestCommand.run([python, TestEnv.projectRoot.appendingPathComponent("scripts/gen-bench-tree.py").path, dir.path,
                                           "--patches", "\(count)"])
             try #require(gen.status == 0, "\(gen.stderrText)")
             let log = dir.appendingPathComponent("promote.log")
@@ -239,8 +239,11 @@ import KATestSupport
             // Under scripts/sanitize address the ka measured is ASan's, whose quarantine keeps up to 256 MB of freed
             // memory: without it the heap is what promote holds. A ka built without ASan ignores the variable.
             env["ASAN_OPTIONS"] = [env["ASAN_OPTIONS"], "quarantine_size_mb=0"].compactMap { $0 }.joined(separator: ":")
-            let run = try Self.peakAnonymousMemory([TestEnv.kaBinary.path, "promote", "bench", "--out", dir.appendingPathComponent("out").path,
-                                        "--tree", dir.appendingPathComponent("base").path], env: env, log: log)
+            // sampled on a thread of its own: the run takes seconds, and a pool thread held that long starves others
+            let argv = [TestEnv.kaBinary.path, "promote", "bench", "--out", dir.appendingPathComponent("out").path,
+                        "--tree", dir.appendingPathComponent("base").path]
+            let environment = env
+            let run = try await offPool { try Self.peakAnonymousMemory(argv, env: environment, log: log) }
             let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
             try #require(run.status == 0, "ka promote of \(count) patches: exit \(run.status)\n\(text.suffix(2000))")
             #expect(text.contains("promoted bench: \(count) patch(es)"))

@@ -94,11 +94,11 @@ import KATestSupport
         #expect(try Data(contentsOf: t.url("out/elsewhere/manifest.lock")) == lock1)
         #expect(try Data(contentsOf: t.url("out/elsewhere/cumulative.patch")) == cum1)
         // the lock's cumulative b2sum is what coreutils says
-        let b2 = try TestCommand.run(["b2sum", s.url("out/h1/cumulative.patch").path])
+        let b2 = try await TestCommand.run(["b2sum", s.url("out/h1/cumulative.patch").path])
         let lock = String(decoding: lock1, as: UTF8.self)
         #expect(lock.contains("b2sum: \"\(b2.stdoutText.prefix(128))\""))
         // every patch's b2sum too
-        let p = try TestCommand.run(["b2sum", s.url("patches/board/b1/0001-first.patch").path])
+        let p = try await TestCommand.run(["b2sum", s.url("patches/board/b1/0001-first.patch").path])
         #expect(lock.contains("b2sum: \"\(p.stdoutText.prefix(128))\""))
         for key in ["host: \"h1\"", "path: \"fleet/h1.yaml\"", "ref: \"v7.0\"", "commit: null", "kernel_suffix: \"h1\"",
                     "tool: \"kernel-agent", "content_hash: \"sha256:", "scope: \"board/b1\"", "patch_count: 6"] {
@@ -123,11 +123,11 @@ import KATestSupport
         #expect(ha.contentHash != PatchFile(bytes: Data(d.utf8)).contentHash)
     }
 
-    @Test func shippedPatchTrailersAgreeWithGit() throws {
+    @Test func shippedPatchTrailersAgreeWithGit() async throws {
         let s = try Sandbox()
         for p in try PatchTree(s.ws).allPatches() {
             let data = try Data(contentsOf: s.ws.url(p))
-            let git = try TestCommand.run(["git", "interpret-trailers", "--parse"], stdin: data)
+            let git = try await TestCommand.run(["git", "interpret-trailers", "--parse"], stdin: data)
             let gitScopes = git.stdoutText.split(separator: "\n").filter { $0.hasPrefix("Scope: ") }.map { String($0.dropFirst(7)) }
             let ours = PatchFile(bytes: data)
             #expect(ours.scopeTrailers == gitScopes, "\(p)")

@@ -114,7 +114,7 @@ final class Sandbox {
         for (k, v) in extra { env[k] = v }
         let argv = [(argv0 ?? TestEnv.kaBinary).path] + args, cwd = root
         let environment = env
-        return try await offPool { try TestCommand.run(argv, cwd: cwd, environment: environment) }
+        return try await offPool { try TestCommand.runBlocking(argv, cwd: cwd, environment: environment) }
     }
 
     /// A format-patch mail with the given trailers and diff body.

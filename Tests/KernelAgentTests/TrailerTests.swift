@@ -5,8 +5,8 @@ import Testing
 /// Trailers are read where and as `git interpret-trailers --parse` reads them, and import writes new ones
 /// where `git interpret-trailers --trailer` would.
 @Suite struct TrailerTests {
-    static func gitParse(_ data: Data, cwd: URL) throws -> String {
-        let r = try Tools.git(["interpret-trailers", "--parse"], cwd: cwd, stdin: data)
+    static func gitParse(_ data: Data, cwd: URL) async throws -> String {
+        let r = try await Tools.git(["interpret-trailers", "--parse"], cwd: cwd, stdin: data)
         #expect(r.status == 0, "\(r.stderrText)")
         return r.stdoutText
     }
@@ -20,12 +20,12 @@ import Testing
     /// `Scope: board/b1` + continuation ` extra/continued`: git's value is "board/b1 extra/continued",
     /// which is not the dir, so the patch is refused (the old reader took "board/b1" and accepted it).
     @Test func aContinuationLineBelongsToTheScopeValue() async throws {
-        try Tools.require("git")
+        try await Tools.require("git")
         let s = try PromoteTests.tree()
         let text = Sandbox.mail(subject: "cont", trailers: ["Signed-off-by: m <m@r>", "Campaign: camp", "Scope: board/b1", " extra/continued"],
                                 diff: Sandbox.diff(file: "src/c.c", lines: PromoteTests.baseLines, at: 30, added: "x"))
         try s.write("patches/board/b1/0003-cont.patch", text)
-        #expect(try Self.gitParse(Data(text.utf8), cwd: s.root).contains("Scope: board/b1 extra/continued\n"))
+        #expect(try await Self.gitParse(Data(text.utf8), cwd: s.root).contains("Scope: board/b1 extra/continued\n"))
         #expect(PatchFile(bytes: Data(text.utf8)).scopeTrailers == ["board/b1 extra/continued"])
         do {
             _ = try await PromoteVerb.parse(["h1"]).execute(in: s.ctx)
@@ -76,8 +76,8 @@ import Testing
 
     /// Our trailers against git's over hand-written messages, generated ones, the shipped patches and all
     /// Armbian patches (read from ../shared at run time).
-    @Test func trailersAgreeWithGitInterpretTrailersParse() throws {
-        try Tools.require("git")
+    @Test func trailersAgreeWithGitInterpretTrailersParse() async throws {
+        try await Tools.require("git")
         let cwd = try Tools.tempDir("trailers")
         defer { try? FileManager.default.removeItem(at: cwd) }
         var inputs: [(String, Data)] = Self.handWritten.enumerated().map { ("hand-written #\($0.offset)", Data($0.element.utf8)) }
@@ -101,7 +101,7 @@ import Testing
         var differ: [String] = []
         var withTrailers = 0
         for (name, data) in inputs {
-            let git = try Self.gitParse(data, cwd: cwd)
+            let git = try await Self.gitParse(data, cwd: cwd)
             let ours = Self.ours(data)
             if git != ours { differ.append("\(name):\n  git:  \(git.debugDescription)\n  ours: \(ours.debugDescription)") }
             if !git.isEmpty { withTrailers += 1 }
@@ -114,8 +114,8 @@ import Testing
 
     /// Our appended trailers against `git interpret-trailers --trailer` on every Armbian patch and the
     /// shipped ones: byte for byte the same file.
-    @Test func appendedTrailersLandWhereGitPutsThem() throws {
-        try Tools.require("git")
+    @Test func appendedTrailersLandWhereGitPutsThem() async throws {
+        try await Tools.require("git")
         let cwd = try Tools.tempDir("append")
         defer { try? FileManager.default.removeItem(at: cwd) }
         let armbian = TestEnv.sharedDir.appendingPathComponent("fixtures/armbian-rockchip64-6.12")
@@ -128,11 +128,11 @@ import Testing
             guard let ours = TrailerEdit.append([("Campaign", "armbian"), ("Scope", "soc/rockchip64")], to: data) else {
                 Issue.record("\(name): no divider"); continue
             }
-            let git = try Tools.git(["interpret-trailers", "--trailer", "Campaign: armbian", "--trailer", "Scope: soc/rockchip64"],
+            let git = try await Tools.git(["interpret-trailers", "--trailer", "Campaign: armbian", "--trailer", "Scope: soc/rockchip64"],
                                     cwd: cwd, stdin: data)
             if git.stdout != ours {
                 // git reprints the trailer block normalized; the trailers themselves must still agree
-                let a = try Self.gitParse(ours, cwd: cwd), b = try Self.gitParse(git.stdout, cwd: cwd)
+                let a = try await Self.gitParse(ours, cwd: cwd), b = try await Self.gitParse(git.stdout, cwd: cwd)
                 if name.hasPrefix("armbian/") || a != b { differ.append("\(name): ours parses as \(a.debugDescription), git's as \(b.debugDescription)") }
             }
             #expect(PatchFile(bytes: ours).scopeTrailers.last == "soc/rockchip64", "\(name)")
@@ -161,13 +161,13 @@ import Testing
     /// tab-indented paragraphs after it are skipped as that list and the title cannot hold trailers. Git itself then
     /// adds trailers it cannot read back; import and adopt refuse instead of writing a patch they would then refuse.
     @Test func trailersGitWouldNotReadBackAreRefusedNotWritten() async throws {
-        try Tools.require("git")
+        try await Tools.require("git")
         let mail = Data("Conflicts:\nx\n\n\tpath/a.c\n---\n a | 1 +\n\ndiff --git a/a b/a\n--- a/a\n+++ b/a\n@@ -1 +1,2 @@\n x\n+y\n".utf8)
         let s = try Sandbox(copyShipped: false)
         // git's own edit of this mail: the trailer lands where ours would, and git's reader does not see it
-        let gitEdited = try Tools.git(["interpret-trailers", "--trailer", "Scope: board/x"], cwd: s.root, stdin: mail)
+        let gitEdited = try await Tools.git(["interpret-trailers", "--trailer", "Scope: board/x"], cwd: s.root, stdin: mail)
         #expect(gitEdited.status == 0 && gitEdited.stdoutText.contains("Scope: board/x"), "\(gitEdited.stderrText)")
-        #expect(try Self.gitParse(gitEdited.stdout, cwd: s.root) == "")
+        #expect(try await Self.gitParse(gitEdited.stdout, cwd: s.root) == "")
         #expect(TrailerEdit.appending([("Scope", "board/x")], to: mail) == .failure(.wouldNotReadBack))
         #expect(TrailerEdit.append([("Scope", "board/x")], to: mail) == nil)
         // import refuses, naming the file, and lands nothing
@@ -185,14 +185,14 @@ import Testing
     /// The two Armbian patches whose last paragraph is indented prose: import starts a new paragraph,
     /// git sees the trailers, and nothing else in the file changes (the old import refused its own edit).
     @Test func importStartsANewParagraphAfterIndentedProse() async throws {
-        try Tools.require("git")
+        try await Tools.require("git")
         let s = try Sandbox(copyShipped: false)
         let armbian = TestEnv.sharedDir.appendingPathComponent("fixtures/armbian-rockchip64-6.12")
         for name in ["board-rocks0-0001-deviceTree.patch", "general-cryptov1-trng.patch"] {
             let original = try Data(contentsOf: armbian.appendingPathComponent(name))
             _ = try await ImportVerb.parse(["armbian", name, "--to", "soc/rockchip64", "--checkout", armbian.path]).execute(in: s.ctx)
             let imported = try Data(contentsOf: s.url("patches/soc/rockchip64/\(name)"))
-            #expect(try Self.gitParse(imported, cwd: s.root) == "Campaign: armbian\nScope: soc/rockchip64\n")
+            #expect(try await Self.gitParse(imported, cwd: s.root) == "Campaign: armbian\nScope: soc/rockchip64\n")
             // exactly one inserted block: "\nCampaign: …\nScope: …\n" right above the divider
             let divider = try #require(original.range(of: Data("\n---\n".utf8)))
             let insert = Data("\nCampaign: armbian\nScope: soc/rockchip64\n".utf8)

@@ -23,7 +23,7 @@ struct Box {
                                             hint: "run the suite through scripts/test, or eval \"$(scripts/fleet-box up)\" first (root); skip it with --skip TransportBoxTests"))
         }
         do {
-            let r = try TestCommand.run([fleetBox, "status"], environment: env)
+            let r = try TestCommand.runBlocking([fleetBox, "status"], environment: env)   // once per run, in a static initializer
             guard r.status == 0 else {
                 return .failure(KAError.failure("FLEET BOX NOT UP: scripts/fleet-box status exited \(r.status)", r.stderrText))
             }
@@ -76,7 +76,7 @@ func withBoxState(_ label: String, _ body: (URL) async throws -> [OpenSSHTranspo
     for t in opened { try await t.closeMaster() }
 }
 
-@Suite(.serialized) struct TransportBoxTests {
+@Suite(.serialized, .holdsBoxHosts("fresnel")) struct TransportBoxTests {
     @Test func everyHostAnswersAsItself() async throws {
         let box = try Box.require()
         try await withBoxState("bt-names") { state in

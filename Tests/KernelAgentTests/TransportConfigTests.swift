@@ -68,6 +68,28 @@ import Testing
         #expect(partial.ssh.identityFile == "/etc/ka/ssh/id_ed25519" && partial.ssh.connectTimeout == 5 && partial.ssh.controlPersist == 120)
     }
 
+    /// Issue 20: KA_CONFIG cannot point ssh at $HOME/.ssh, by any of its four paths, through a symlink either.
+    @Test func noSSHPathLiesUnderHome() throws {
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("ka-home-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: home.appendingPathComponent(".ssh"), withIntermediateDirectories: true)
+        let link = FileManager.default.temporaryDirectory.appendingPathComponent("ka-link-\(UUID().uuidString)")
+        try FileManager.default.createSymbolicLink(at: link, withDestinationURL: home.appendingPathComponent(".ssh"))
+        defer { try? FileManager.default.removeItem(at: home); try? FileManager.default.removeItem(at: link) }
+        for key in ["dir", "identity_file", "known_hosts", "config_file"] {
+            for path in [home.appendingPathComponent(".ssh").path, link.path + "/id_ed25519"] {
+                let text = "ssh:\n  \(key): \(path)\n"
+                do {
+                    _ = try AgentConfig.parse(text, file: "k.yaml", stateDir: Self.state, home: home.path)
+                    Issue.record("ssh.\(key): \(path) was accepted")
+                } catch let e as KAError {
+                    #expect(e.message.hasPrefix("k.yaml:2:") && e.message.contains("$HOME"), "\(e)")
+                }
+            }
+        }
+        // the same paths are fine when $HOME is elsewhere
+        _ = try AgentConfig.parse("ssh:\n  dir: \(home.path)/.ssh\n", file: "k.yaml", stateDir: Self.state, home: "/nonexistent-home")
+    }
+
     @Test func errorsNameFileLineAndColumn() throws {
         let cases: [(String, String)] = [
             ("shh:\n  dir: /x\n", "k.yaml:1:1: unknown key 'shh'"),
@@ -76,6 +98,8 @@ import Testing
             ("ssh:\n  known_hosts: /a b/known_hosts\n", "k.yaml:2:16: ssh.known_hosts: known_hosts '/a b/known_hosts' → holds ' '"),
             ("ssh:\n  connect_timeout: soon\n", "k.yaml:2:20: ssh.connect_timeout: expected seconds in 1…3600"),
             ("hosts:\n  fresnel:\n    ssh: {address: '-oProxyCommand=x'}\n", "k.yaml:3:20: hosts.fresnel.ssh.address: '-oProxyCommand=x' is not an IP address"),
+            ("hosts:\n  fresnel:\n    ssh: {address: '10.0.0.5:2222'}\n", "k.yaml:3:20: hosts.fresnel.ssh.address: '10.0.0.5:2222' is not an IP address"),
+            ("hosts:\n  fresnel:\n    ssh: {address: 'fresnel.lan:22'}\n", "k.yaml:3:20: hosts.fresnel.ssh.address: 'fresnel.lan:22' is not an IP address"),
             ("hosts:\n  fresnel:\n    ssh: {address: 10.0.0.1, port: 70000}\n", "k.yaml:3:36: hosts.fresnel.ssh.port: expected a port number 1…65535"),
             ("hosts:\n  fresnel:\n    ssh: {adress: 10.0.0.1}\n", "k.yaml:3:11: unknown key 'hosts.fresnel.ssh.adress'"),
             ("hosts:\n  fresnel:\n    ssh: {address: 10.0.0.1, user: 'Bad User'}\n", "k.yaml:3:36: hosts.fresnel.ssh.user: 'Bad User' is not a valid login name"),
@@ -86,6 +110,9 @@ import Testing
             do { _ = try AgentConfig.parse(yaml, file: "k.yaml", stateDir: Self.state); Issue.record("accepted: \(yaml)") }
             catch let e as KAError { #expect(e.kind == .refusal && e.message.hasPrefix(expected), "got \(e.message)") }
         }
+        // an IPv6 address is one
+        let v6 = try AgentConfig.parse("hosts:\n  fresnel:\n    ssh: {address: 'fd00::14'}\n", file: "k.yaml", stateDir: Self.state)
+        #expect(v6.hosts[try HostName("fresnel")]?.ssh?.address == "fd00::14")
         do { _ = try AgentConfig.parse("shh: {}\n", file: "k.yaml", stateDir: Self.state) } catch let e as KAError {
             #expect(e.hint?.contains("did you mean 'ssh'?") == true)
         }

@@ -137,7 +137,7 @@ import KATestSupport
         let checkout = try campaignCheckout(s)
         _ = try await ImportVerb.parse(["besser", "out/*.patch", "--to", "driver/bes2600", "--checkout", checkout.path]).execute(in: s.ctx)
         let a = try s.read("patches/driver/bes2600/0001-a.patch")
-        let git = try TestCommand.run(["git", "interpret-trailers", "--parse"], stdin: Data(a.utf8))
+        let git = try await TestCommand.run(["git", "interpret-trailers", "--parse"], stdin: Data(a.utf8))
         #expect(git.stdoutText == "Signed-off-by: m <m@r>\nCampaign: besser\nScope: driver/bes2600\n")
         let b = try s.read("patches/driver/bes2600/0002-b.patch")
         #expect(b.contains("Campaign: besser\nScope: driver/bes2600\n---"))

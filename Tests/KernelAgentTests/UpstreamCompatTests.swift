@@ -123,7 +123,7 @@ import KATestSupport
         #expect(lock.contains("  - index: 1\n    path: \"board/pinebook-pro/0001-"))
         // sha256 per file, as coreutils computes it
         let first = s.url("patches/board/pinebook-pro/0001-arm64-dts-rk3399-pinebook-pro-add-OC-OPP-tables-1704-2184.patch")
-        let sha = try TestCommand.run(["sha256sum", first.path]).stdoutText.split(separator: " ").first.map(String.init) ?? "?"
+        let sha = try await TestCommand.run(["sha256sum", first.path]).stdoutText.split(separator: " ").first.map(String.init) ?? "?"
         #expect(lock.contains("sha256: \"\(sha)\""), "\(lock)")
         // the environment default does the same
         let e = try await KaRun.run(["promote", "fresnel"], root: s.root, env: ["KA_PROMOTE_LAYOUT": "upstream"])
@@ -171,7 +171,7 @@ import KATestSupport
         #expect(hashesAfter == hashesBefore, "content hashes unchanged")
         // git reads the new trailer too
         let one = s.url("patches/board/pinebook-pro/0002-arm64-dts-rk3399-pinebook-pro-enable-hdmi-sound.patch")
-        let git = try TestCommand.run(["git", "interpret-trailers", "--parse"], stdin: try Data(contentsOf: one))
+        let git = try await TestCommand.run(["git", "interpret-trailers", "--parse"], stdin: try Data(contentsOf: one))
         #expect(git.stdoutText.contains("Scope: board/pinebook-pro\n"), "\(git.stdoutText)")
         let promoted = try await KaRun.run(["promote", "fresnel"], root: s.root)
         #expect(promoted.status == 0, "\(promoted.stderr)")
@@ -218,25 +218,25 @@ import KATestSupport
         try s.write("base/src/c.c", PromoteTests.baseLines.joined(separator: "\n") + "\n")
         _ = try await PromoteVerb.parse(["h1"]).execute(in: s.ctx)
         let res = try Resolver(workspace: s.ws, policy: try s.ctx.policy()).resolve(try Manifest.load(HostName("h1"), in: s.ws))
-        func gitRepo(_ name: String) throws -> URL {
+        func gitRepo(_ name: String) async throws -> URL {
             let dir = s.url(name)
             try FileManager.default.copyItem(at: s.url("base"), to: dir)
             for args in [["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"]] {
-                let r = try TestCommand.run(["git"] + args, cwd: dir)
+                let r = try await TestCommand.run(["git"] + args, cwd: dir)
                 #expect(r.status == 0, "\(r.stderrText)")
             }
             return dir
         }
-        let whole = try gitRepo("whole")
-        let applied = try TestCommand.run(["git", "apply", s.url("out/h1/cumulative.patch").path], cwd: whole)
+        let whole = try await gitRepo("whole")
+        let applied = try await TestCommand.run(["git", "apply", s.url("out/h1/cumulative.patch").path], cwd: whole)
         #expect(applied.status == 0, "git apply of the cumulative: \(applied.stderrText)")
-        let oneByOne = try gitRepo("one-by-one")
+        let oneByOne = try await gitRepo("one-by-one")
         for e in res.entries {
-            let r = try TestCommand.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "am", "-q", s.url("patches/" + e.path.value).path], cwd: oneByOne)
+            let r = try await TestCommand.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "am", "-q", s.url("patches/" + e.path.value).path], cwd: oneByOne)
             #expect(r.status == 0, "git am \(e.path.value): \(r.stderrText)")
         }
-        let gnu = try gitRepo("gnu-patch")
-        let p = try TestCommand.run(["patch", "-p1", "-s", "-i", s.url("out/h1/cumulative.patch").path], cwd: gnu)
+        let gnu = try await gitRepo("gnu-patch")
+        let p = try await TestCommand.run(["patch", "-p1", "-s", "-i", s.url("out/h1/cumulative.patch").path], cwd: gnu)
         #expect(p.status == 0, "GNU patch of the cumulative: \(p.stdoutText) \(p.stderrText)")
         func files(_ dir: URL) -> [String: Data] {
             Dictionary(uniqueKeysWithValues: FS.regularFiles(under: dir).map { ($0, FileManager.default.contents(atPath: dir.appendingPathComponent($0).path) ?? Data()) })

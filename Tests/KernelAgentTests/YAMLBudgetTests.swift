@@ -33,4 +33,19 @@ import Testing
         let yaml = "hosts:\n  a: &common {roles: [target], arch: aarch64, distro: arch, wake: always}\n  b: *common\n"
         #expect(try HostRegistry.parse(yaml, file: "hosts.yaml").hosts.count == 2)
     }
+
+    /// Issue 20: 3,000 per-patch probes (about 250 KB, inside the manifest budget) load, each placed on its own
+    /// line. Splitting the file's text once per probe made this quadratic (54 s to promote); scripts/bench-promote
+    /// times it.
+    @Test func threeThousandPerPatchProbesLoadEachAtItsLine() throws {
+        var yaml = "host: ohm\nbaseline: {repo: r, ref: v7.0}\nkernel_suffix: ohm\nscopes: [board/b1]\nverify:\n  probes:\n"
+        for i in 0..<3000 {
+            yaml += "    - {patch: board/b1/\(String(format: "%04d", i))-fix-\(i).patch, probe: \"cmd [dmesg] !~ BUG-\(i)\"}\n"
+        }
+        #expect(yaml.utf8.count > 180_000 && yaml.utf8.count <= YAMLBudget.default.maxBytes, "\(yaml.utf8.count) bytes")
+        let m = try Manifest.parse(Data(yaml.utf8), host: HostName("ohm"), file: "fleet/ohm.yaml")
+        let probes = try #require(m.verify?.probes)
+        #expect(probes.count == 3000)
+        #expect(probes[2999].location.line == 3006 && probes[2999].mention.ownsLine)
+    }
 }

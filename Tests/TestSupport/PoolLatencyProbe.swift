@@ -14,7 +14,10 @@ public final class PoolLatencyProbe: @unchecked Sendable {
                 let ran = DispatchSemaphore(value: 0)
                 let t0 = Date()
                 Task.detached { ran.signal() }
-                _ = ran.wait(timeout: .now() + 60)
+                if ran.wait(timeout: .now() + 8) == .timedOut {
+                    dumpStacksOnce()   // what holds the pool, while it holds it
+                    _ = ran.wait(timeout: .now() + 60)
+                }
                 let waited = Date().timeIntervalSince(t0)
                 lock.withLock { samples.append((t0, waited)); if samples.count > 4000 { samples.removeFirst(1000) } }
                 Thread.sleep(forTimeInterval: interval)
@@ -24,6 +27,22 @@ public final class PoolLatencyProbe: @unchecked Sendable {
 
     public func stop() { lock.withLock { stopped = true } }
 
+    /// Where the stacks of the first long stall went (gdb, attached to this process for a moment).
+    public private(set) var stackDump: String?
+
+    private func dumpStacksOnce() {
+        guard lock.withLock({ stackDump == nil }), FileManager.default.isExecutableFile(atPath: "/usr/bin/gdb") else { return }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("ka-pool-stall-\(getpid())-\(UUID().uuidString.prefix(8)).txt").path
+        lock.withLock { stackDump = file }
+        do {
+            _ = try TestCommand.runBlocking(["/usr/bin/gdb", "-p", "\(getpid())", "-batch", "-ex", "set pagination off",
+                                             "-ex", "set logging file \(file)", "-ex", "set logging overwrite on", "-ex", "set logging redirect on",
+                                             "-ex", "set logging enabled on", "-ex", "thread apply all bt 25"])
+        } catch {
+            lock.withLock { stackDump = "gdb failed: \(error)" }
+        }
+    }
+
     /// The longest wait, and every wait over `threshold` seconds, with when it began.
     public func report(threshold: Double = 1) -> String {
         let all = lock.withLock { samples }
@@ -31,6 +50,7 @@ public final class PoolLatencyProbe: @unchecked Sendable {
         let slow = all.filter { $0.seconds > threshold }.map { String(format: "%@ %.2f s", ISO8601DateFormatter().string(from: $0.at), $0.seconds) }
         return String(format: "cooperative pool: %d samples, longest wait %.2f s", all.count, worst)
             + (slow.isEmpty ? "" : "; waits over \(threshold) s: " + slow.suffix(20).joined(separator: ", "))
+            + (lock.withLock { stackDump }.map { "; the stacks of the first stall over 8 s: \($0)" } ?? "")
     }
 
     deinit { stop() }

@@ -12,8 +12,17 @@ public enum TestCommand {
         public var stderrText: String { String(decoding: stderr, as: UTF8.self) }
     }
 
+    /// Runs `argv` on a thread of its own and waits without holding a thread of Swift's cooperative pool (2 on a
+    /// 2-core machine): a test that blocked the pool (22 s of generating a tree, once) starved every in-process
+    /// client of the run, His's MCP client above all. The only way to run a tool from a test.
     public static func run(_ argv: [String], cwd: URL? = nil, stdin: Data? = nil,
-                           environment: [String: String]? = nil) throws -> Result {
+                           environment: [String: String]? = nil) async throws -> Result {
+        try await offPool { try runBlocking(argv, cwd: cwd, stdin: stdin, environment: environment) }
+    }
+
+    /// The blocking runner, for code already on a thread of its own (inside `offPool`).
+    public static func runBlocking(_ argv: [String], cwd: URL? = nil, stdin: Data? = nil,
+                                   environment: [String: String]? = nil) throws -> Result {
         guard let program = argv.first else { throw TestCommandError.emptyArgv }
         let p = Process()
         if program.contains("/") {

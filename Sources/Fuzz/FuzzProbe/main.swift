@@ -36,12 +36,13 @@ public func fuzzProbe(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     switch probe.subject {
     case let .file(path):
         FuzzCheck.require(path.hasPrefix("/") && !path.split(separator: "/").contains(".."), "file path '\(path)' escaped the checks")
+        FuzzCheck.require(ProbeParser.unreadableReason(path) == nil, "file path '\(path)' is not readable but was accepted")
     case let .deviceTree(node, _):
         FuzzCheck.require(node.hasPrefix("/") && !node.split(separator: "/").contains(".."), "node path '\(node)' escaped the checks")
     case let .command(argv):
         FuzzCheck.require(!argv.isEmpty && !argv[0].isEmpty, "empty argv accepted")
         let base = String(argv[0].split(separator: "/").last ?? "")
-        FuzzCheck.require(!ProbeParser.forbiddenPrograms.contains(base), "forbidden program '\(base)' accepted")
+        FuzzCheck.require(ProbeParser.allowedPrograms.contains(base), "program '\(base)' is not on the allow-list but was accepted")
     }
     FuzzCheck.require(!text.unicodeScalars.contains("\u{0}"), "a NUL byte was accepted")
     if case let .matches(pattern, _) = probe.check {

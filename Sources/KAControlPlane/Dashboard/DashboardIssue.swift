@@ -31,6 +31,15 @@ public final class DashboardIssue: Sendable {
         var lastRender: Date?
         var busy = false
         var edits = 0
+        /// Failed updates in a row, and when the next may run: a dashboard that cannot be found or made (no
+        /// permission, a failing create) would otherwise page through the whole repo every cycle.
+        var failures = 0
+        var retryAt: Date?
+    }
+
+    /// The wait after `failures` failed updates in a row: the interval, doubled each time, at most an hour.
+    static func backoff(after failures: Int, minInterval: TimeInterval) -> TimeInterval {
+        min(3600, max(minInterval, 1) * pow(2, Double(min(failures, 12))))
     }
     private let live = NIOLockedValueBox(Live())
     static let cursor = "dashboard"
@@ -64,6 +73,7 @@ public final class DashboardIssue: Sendable {
         let t = now()
         let start: Outcome? = live.withLockedValue { l in
             if l.busy { return .busy }
+            if let r = l.retryAt, t < r { return .throttled }
             if let at = l.memory?.editedAt, t < at.addingTimeInterval(minInterval) { return .throttled }
             if !l.dirty, let last = l.lastRender, t < last.addingTimeInterval(minInterval) { return .idle }
             l.busy = true
@@ -73,8 +83,16 @@ public final class DashboardIssue: Sendable {
         }
         if let start { return start }
         defer { live.withLockedValue { $0.busy = false } }
-        do { return try await update(at: t) } catch {
-            live.withLockedValue { $0.dirty = true }
+        do {
+            let outcome = try await update(at: t)
+            live.withLockedValue { $0.failures = 0; $0.retryAt = nil }
+            return outcome
+        } catch {
+            live.withLockedValue { l in
+                l.dirty = true
+                l.failures += 1
+                l.retryAt = t.addingTimeInterval(Self.backoff(after: l.failures, minInterval: minInterval))
+            }
             return .failed("\(error)")
         }
     }

@@ -25,6 +25,15 @@ public actor Authorizer {
         return Self.writers.contains(try await permission(of: login))
     }
 
+    /// Whether `login` may run any verb at all: who may not gets the same answer to a guessed nonce as to a
+    /// real one, so `/ka-yes <guess>` tells nothing about which plans exist.
+    public func mayRunAny(_ login: String, verbs: [String]) async throws -> Bool {
+        if allow.values.contains(where: { $0.contains(login) }) { return true }
+        // a verb with no allowlist of its own (and no "*") falls back to the repo permission
+        let unlisted = allow["*"] == nil && verbs.contains { allow[$0] == nil }
+        return unlisted ? Self.writers.contains(try await permission(of: login)) : false
+    }
+
     func permission(of login: String) async throws -> String {
         if let hit = cache[login], now().timeIntervalSince(hit.at) < cacheLifetime { return hit.permission }
         let permission: String

@@ -167,9 +167,14 @@ public final class Engine: Sendable {
             switch inv.verb {
             case "help", "ka-help": return .open
             case "yes", "no":
-                guard let nonce = inv.args.first, let p = try pending(nonce: nonce) else { return .open }   // "no such nonce" is the answer
+                guard let nonce = inv.args.first, let p = try pending(nonce: nonce) else {
+                    // "no such nonce" is the answer only for who may run something; the others get the refusal a real
+                    // nonce gets, so guessing tells them nothing
+                    let what = inv.verb == "yes" ? "approve that plan" : "cancel that plan"
+                    return try await authorizer.mayRunAny(author, verbs: Verbs.all.map { $0.verbName }) ? .open : .denied(what)
+                }
                 verb = p.verb
-                what = inv.verb == "yes" ? "approve `/ka-\(p.verb)`" : "cancel that plan"
+                what = inv.verb == "yes" ? "approve that plan" : "cancel that plan"
             default:
                 guard Verbs.named(inv.verb) != nil else { return .open }   // "unknown verb" is the answer
                 verb = inv.verb

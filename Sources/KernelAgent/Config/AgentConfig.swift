@@ -138,21 +138,27 @@ public struct AgentConfig: Sendable {
         return text
     }
 
-    public static func parse(_ text: String, file: String, stateDir: URL) throws -> AgentConfig {
+    /// `home`: the $HOME no ssh path may lie under (the environment's, unless a test says otherwise).
+    public static func parse(_ text: String, file: String, stateDir: URL,
+                             home: String? = ProcessInfo.processInfo.environment["HOME"]) throws -> AgentConfig {
         let doc = try YAMLValue.parse(text, file: file)
         let top = try doc.mapping(allowed: topLevelKeys)
         var config = AgentConfig(file: file, ssh: defaults(stateDir: stateDir).ssh, hosts: [:])
-        if let s = top["ssh"] { config.ssh = try parseSSH(s, stateDir: stateDir) }
+        if let s = top["ssh"] { config.ssh = try parseSSH(s, stateDir: stateDir, home: home) }
         if let h = top["hosts"] { config.hosts = try parseHosts(h) }
         return config
     }
 
-    static func parseSSH(_ value: YAMLValue, stateDir: URL) throws -> SSH {
+    static func parseSSH(_ value: YAMLValue, stateDir: URL, home: String?) throws -> SSH {
         let m = try value.mapping(allowed: sshKeys)
         func path(_ key: String) throws -> String? {
             guard let v = m[key] else { return nil }
             let text = try v.string()
-            do { try SSHSettings.checkPath(text, key) } catch let e as KAError { throw v.error(e.message, hint: e.hint) }
+            do {
+                try SSHSettings.checkPath(text, key)
+                // never $HOME (~/.ssh above all): the agent has its own key, known_hosts and config, in its state dir
+                try Policy.refuseHome(URL(fileURLWithPath: text), shown: "ssh.\(key) '\(text)'", root: stateDir, home: home)
+            } catch let e as KAError { throw v.error(e.message, hint: e.hint) }
             return text
         }
         func seconds(_ key: String, _ range: ClosedRange<Int>) throws -> Int? {

@@ -188,13 +188,33 @@ public enum FS {
 
     /// The real path with symlinks resolved; for a path that does not exist yet, its deepest existing
     /// ancestor is resolved and the rest appended (so `link-into-home/new-dir` is caught too).
-    public static func realPath(_ url: URL) -> String {
+    /// A dangling symlink is followed through its target (up to 40 links, as the kernel does), so
+    /// `out/h1 -> $HOME/gone` resolves into $HOME even before anything is there.
+    public static func realPath(_ url: URL) -> String { realPath(url, links: 0) }
+
+    /// A symlink's target as stored; nil when it cannot be read.
+    static func readLink(_ path: String) -> String? {
+        var buf = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = buf.withUnsafeMutableBufferPointer { b in
+            b.baseAddress.map { base in base.withMemoryRebound(to: CChar.self, capacity: b.count) { Glibc.readlink(path, $0, Int(PATH_MAX)) } } ?? -1
+        }
+        return n > 0 ? String(decoding: buf[0..<n], as: UTF8.self) : nil
+    }
+
+    private static func realPath(_ url: URL, links: Int) -> String {
         var existing = url.standardizedFileURL
         var rest: [String] = []
         while true {
             if let p = realpath(existing.path, nil) {
                 defer { free(p) }
                 return ([String(cString: p)] + rest.reversed()).joined(separator: "/").replacingOccurrences(of: "//", with: "/")
+            }
+            var st = stat()
+            if links < 40, lstat(existing.path, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK, let target = readLink(existing.path) {
+                let base = target.hasPrefix("/") ? URL(fileURLWithPath: target)
+                                                 : existing.deletingLastPathComponent().appendingPathComponent(target)
+                let resolved = realPath(base, links: links + 1)
+                return ([resolved] + rest.reversed()).joined(separator: "/").replacingOccurrences(of: "//", with: "/")
             }
             if existing.path == "/" { return url.standardizedFileURL.path }
             rest.append(existing.lastPathComponent)

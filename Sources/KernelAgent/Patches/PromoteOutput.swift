@@ -35,12 +35,17 @@ public enum PromoteOutput {
 
     /// Publishes the staged `files` as `out`, one unit: they are linked into a staging dir beside `out`, which
     /// then takes `out`'s place in one rename (an exchange when `out` exists).
-    public static func publish(_ files: [(name: String, file: StagedFile)], to out: URL) throws {
+    /// `journal` (given the staging dir's path, before it is made) journals the unit, so a kill at any later
+    /// point leaves nothing the next tree verb cannot finish or remove; `afterSwap` records it. A throw from
+    /// `journal` leaves `out` as it was; one from `afterSwap` leaves the journal to finish the unit.
+    public static func publish(_ files: [(name: String, file: StagedFile)], to out: URL,
+                               journal: (URL) throws -> Void = { _ in }, afterSwap: () throws -> Void = {}) throws {
         let fm = FileManager.default
         let parent = out.deletingLastPathComponent()
         try createDirs(parent)
         removeStaleStaging(in: parent, for: out.lastPathComponent)
         let staging = parent.appendingPathComponent("\(stagingPrefix)\(out.lastPathComponent)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try journal(staging)
         do {
             try fm.createDirectory(at: staging, withIntermediateDirectories: false)
             for f in files {
@@ -51,19 +56,21 @@ public enum PromoteOutput {
                 guard ka_rename_exchange(staging.path, out.path) == 0 else {
                     throw KAError.failure(out.path, "cannot swap in the new output: \(String(cString: strerror(errno)))")
                 }
-                CrashPoint.hit("promote swapped")
             } else {
                 guard rename(staging.path, out.path) == 0 else {
                     throw KAError.failure(out.path, "cannot publish the new output: \(String(cString: strerror(errno)))")
                 }
-                return
             }
         } catch {
             try? fm.removeItem(at: staging)   // the staging dir is ours alone; the published dir is untouched
             throw error
         }
-        // The staging path now holds the previous output.
-        try fm.removeItem(at: staging)
+        CrashPoint.hit("promote swapped")
+        try afterSwap()
+        CrashPoint.hit("promote recorded")
+        // The staging path now holds the previous output (nothing, after a first publish).
+        var st = stat()
+        if lstat(staging.path, &st) == 0 { try fm.removeItem(at: staging) }
     }
 
     /// Creates `dir` and its missing ancestors; on failure removes those it created.

@@ -172,6 +172,9 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
 
     private init(readOnly pool: DatabasePool) { self.pool = pool }
 
+    /// Opened by `openForReading`: every write fails.
+    public var isReadOnly: Bool { pool.configuration.readonly }
+
     /// For verbs that only read state (status): no migration write, and no database created where none is.
     /// Returns nil when there is no database yet, or it needs a migration (then the caller opens it for writing).
     public static func openForReading(_ ws: Workspace) throws -> SQLiteStateStore? {

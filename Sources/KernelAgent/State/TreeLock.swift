@@ -62,10 +62,11 @@ public final class TreeLock: @unchecked Sendable {
                 guard errno == EINTR else { throw KAError.failure(path, "flock: \(String(cString: strerror(errno)))") }
             }
         }
-        if TreeTransaction.hasJournals(ws) {
+        if TreeTransaction.hasJournals(ws) || PromoteJournal.hasJournals(ws) {
             // Recovery needs the exclusive lock; a reader upgrades for it, then shares again.
             if access == .read { try relock(fd, LOCK_EX, path) }
             try TreeTransaction.recover(ws, state: state, proof: RecoveryProof())
+            for done in try PromoteJournal.recover(ws, state: state, proof: RecoveryProof()) { note("recovered an interrupted promote: \(done)") }
             if access == .read { try relock(fd, LOCK_SH, path) }
         }
         if let hf = lock.holderFile {

@@ -214,6 +214,7 @@ public final class TreeTransaction {
         func abs(_ p: String) -> URL { Self.abs(ws, p) }
         guard !j.ops.isEmpty else { return [] }
         for i in stride(from: min(j.done, j.ops.count - 1), through: 0, by: -1) {
+            CrashPoint.hit("txn undo step \(i + 1)")   // a kill here is recovered by the next holder: undo is idempotent
             switch j.ops[i] {
             case let .move(from, to):
                 if FS.exists(abs(to)) && !FS.exists(abs(from)) {

@@ -28,9 +28,15 @@ public struct SSHEndpoint: Sendable, Equatable, CustomStringConvertible {
     /// `kbuild@10.213.77.14:22` (IPv6 in brackets).
     public var description: String { "\(user)@\(address.contains(":") ? "[\(address)]" : address):\(port)" }
 
+    /// A host name or IPv4 address (letters, digits, `.`, `-`), or an IPv6 address as inet_pton reads it. A
+    /// `host:port` is neither: ssh would take it whole as the host name.
     static func isValidAddress(_ s: String) -> Bool {
         guard let first = s.utf8.first, first != UInt8(ascii: "-"), s.utf8.count <= 253 else { return false }
-        return s.utf8.allSatisfy { NameBytes.isLower($0) || NameBytes.isUpper($0) || NameBytes.isDigit($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ":") }
+        if s.utf8.contains(UInt8(ascii: ":")) {
+            var addr = in6_addr()
+            return inet_pton(AF_INET6, s, &addr) == 1
+        }
+        return s.utf8.allSatisfy { NameBytes.isLower($0) || NameBytes.isUpper($0) || NameBytes.isDigit($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }
     }
 
     static func isValidUser(_ s: String) -> Bool {

@@ -187,16 +187,34 @@ public struct PromoteVerb: Verb, WaitsForTree {
         let lockB2 = try lockSink.finish()
         Timings.mark("render lock")
         let cumulativeName = prepared.layout == .ka ? "cumulative.patch" : Promotion.upstreamCumulativeName(m.host)
-        try PromoteOutput.publish([("apply-report.txt", reportFile), (cumulativeName, cumulative), ("manifest.lock", lockFile)],
-                                  to: prepared.out)
-        Timings.mark("write files")
         var patchPaths = ""
         patchPaths.reserveCapacity(series.names.reduce(0) { $0 + $1.utf8.count })
         for i in 0..<series.count { patchPaths += (i == 0 ? "" : "\n") + series.path(i) }
-        try ctx.state.recordPromotion(PromotionRecord(
+        let record = PromotionRecord(
             host: m.host.value, kernelSuffix: m.kernelSuffix, lockB2sum: lockB2, cumulativeB2sum: promotion.cumulativeB2sum,
-            manifestB2sum: m.b2sum, patchPaths: patchPaths, outDir: prepared.out.path, promotedAt: ctx.now()))
+            manifestB2sum: m.b2sum, patchPaths: patchPaths, outDir: prepared.out.path, promotedAt: ctx.now())
         patchPaths = ""
+        // The output swap and the state record are one unit, journaled: a kill between them is finished by the
+        // next tree verb (PromoteJournal).
+        var journal: URL?
+        var swapped = false
+        do {
+            try PromoteOutput.publish([("apply-report.txt", reportFile), (cumulativeName, cumulative), ("manifest.lock", lockFile)],
+                                      to: prepared.out,
+                                      journal: { staging in
+                                          journal = try PromoteJournal.begin(.init(out: prepared.out.path, staging: staging.path,
+                                                                                   lockB2sum: lockB2, record: record), ws: ws)
+                                      },
+                                      afterSwap: { swapped = true; try ctx.state.recordPromotion(record) })
+        } catch {
+            // Failed before the swap: nothing was published, so the journal has nothing to finish. After it, the
+            // journal stays and the next tree verb records the published promotion.
+            if !swapped, let journal {
+                do { try PromoteJournal.end(journal) } catch let e as KAError { ctx.note("\(e)") }
+            }
+            throw error
+        }
+        if let journal { try PromoteJournal.end(journal) }
         Timings.mark("write + record")
         var text = "promoted \(m.host): \(series.count) patch(es), kernel suffix -\(m.kernelSuffix)\n"
         text.reserveCapacity(series.names.reduce(1024) { $0 + $1.utf8.count + 24 })   // one line a patch, no regrowth

@@ -14,15 +14,39 @@ public enum ProbeParser {
         return try reader.probe()
     }
 
-    /// Programs a `cmd` probe may not run: shells, interpreters, and wrappers that run other programs or change
-    /// privileges. A guard against writing a shell back in, not a sandbox: probes run as the agent's login user.
-    public static let forbiddenPrograms: Set<String> = [
-        "sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "csh", "tcsh", "fish", "busybox", "toybox",
-        "env", "sudo", "doas", "su", "pkexec", "runuser", "setpriv", "nsenter", "unshare", "chroot", "systemd-run",
-        "xargs", "nohup", "timeout", "nice", "ionice", "stdbuf", "setsid", "script", "expect", "watch", "time",
-        "python", "python2", "python3", "perl", "ruby", "node", "lua", "php", "tclsh", "awk", "gawk", "mawk", "nawk",
-        "reboot", "shutdown", "poweroff", "halt", "systemctl",
+    /// The only programs a `cmd` probe runs: read-only views of the kernel and the system, none of which runs
+    /// another program, so no argument can bring a shell back (a deny-list always misses a wrapper). Given by
+    /// bare name or by a path in a system bin dir.
+    public static let allowedPrograms: Set<String> = [
+        "dmesg", "journalctl", "uname", "lsmod", "modinfo", "cat", "head", "tail", "wc", "stat", "ls", "readlink",
+        "lspci", "lsusb", "lscpu", "lsblk", "findmnt", "nproc", "free", "uptime", "hostname", "sensors", "true", "false",
     ]
+
+    /// Programs whose operands are files: each must be an absolute path a `file` probe could read (a relative one
+    /// would be read from the login's home directory).
+    public static let fileOperandPrograms: Set<String> = ["cat", "head", "tail", "wc", "stat", "ls", "readlink"]
+
+    /// The dirs a program given by path must be in.
+    public static let systemBinDirs: Set<String> = ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/local/sbin"]
+
+    /// The per-process links under /proc that lead anywhere (another root, a cwd, an open file, a program):
+    /// `/proc/<pid>/root/home/…` would otherwise pass the /proc root.
+    public static let procEscapes: Set<String> = ["root", "cwd", "fd", "exe", "map_files", "fdinfo"]
+
+    /// Why `path` (absolute, already free of `.`, `..` and empty components) is not one a probe may read; nil if it is.
+    public static func unreadableReason(_ path: String) -> String? {
+        guard fileRoots.contains(where: { path == $0 || path.hasPrefix($0 + "/") }) else {
+            return "'\(path)' is outside what a probe may read"
+        }
+        let parts = path.split(separator: "/")
+        if parts.count >= 3, parts[0] == "proc", procEscapes.contains(String(parts[2])) {
+            return "'\(path)' goes through /proc/\(parts[1])/\(parts[2]), which leads out of what a probe may read"
+        }
+        if parts.count >= 5, parts[0] == "proc", parts[2] == "task", procEscapes.contains(String(parts[4])) {
+            return "'\(path)' goes through /proc/\(parts[1])/task/\(parts[3])/\(parts[4]), which leads out of what a probe may read"
+        }
+        return nil
+    }
 
     /// Where `file` probes may read: the kernel's views and the system's own files, never a home directory.
     public static let fileRoots = ["/sys", "/proc", "/boot", "/etc", "/usr", "/lib", "/var", "/run", "/opt", "/srv"]
@@ -47,7 +71,7 @@ private struct Reader {
         guard text.utf8.count <= ProbeLimits.textBytes else {
             throw fail(.tooLong, at: 0, "a probe is at most \(ProbeLimits.textBytes) bytes")
         }
-        for (i, s) in scalars.enumerated() where s.value < 0x20 && s != "\t" && s != "\n" && s != "\r" || s.value == 0x7f {
+        for (i, s) in scalars.enumerated() where s.value < 0x20 && s != "\t" && s != "\n" && s != "\r" || (0x7f...0x9f).contains(s.value) {
             throw fail(.controlCharacter, at: i, s.value == 0 ? "NUL byte" : "control character U+\(String(s.value, radix: 16, uppercase: true))")
         }
         skipSpace()
@@ -156,9 +180,8 @@ private struct Reader {
             throw fail(.badPath, at: start, bad == ".." ? "a path may not hold '..'" : "a path may not hold an empty or '.' component",
                        hint: "name the file by its plain absolute path")
         }
-        guard ProbeParser.fileRoots.contains(where: { path == $0 || path.hasPrefix($0 + "/") }) else {
-            throw fail(.badPath, at: start, "'\(path)' is outside what a probe may read",
-                       hint: "file probes read under \(ProbeParser.fileRoots.joined(separator: ", "))")
+        if let why = ProbeParser.unreadableReason(path) {
+            throw fail(.badPath, at: start, why, hint: "file probes read under \(ProbeParser.fileRoots.joined(separator: ", ")), never through /proc/<pid>/{root,cwd,fd,exe}")
         }
         return path
     }
@@ -219,7 +242,7 @@ private struct Reader {
             let (element, _) = try word(inList: true)
             if start == pos { throw fail(.badArgv, at: pos, "expected an argument, found '\(scalars[pos])'") }
             guard element.utf8.count <= ProbeLimits.wordBytes else { throw fail(.tooLong, at: start, "an argument is at most \(ProbeLimits.wordBytes) bytes") }
-            if argv.isEmpty { try checkProgram(element, at: start) }
+            if argv.isEmpty { try checkProgram(element, at: start) } else { try checkArgument(element, of: argv[0], at: start) }
             argv.append(element)
             guard argv.count <= ProbeLimits.argvCount else { throw fail(.badArgv, at: start, "a command has at most \(ProbeLimits.argvCount) arguments") }
             skipSpace()
@@ -234,10 +257,18 @@ private struct Reader {
     }
 
     func checkProgram(_ program: String, at start: Int) throws(ProbeParseError) {
+        let allowedHint = "a probe runs one of: \(ProbeParser.allowedPrograms.sorted().joined(separator: ", "))"
+        let base: String
         if program.hasPrefix("/") {
             let parts = program.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
             guard !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
                 throw fail(.badArgv, at: start, "the program path may not hold an empty, '.' or '..' component")
+            }
+            let dir = (program as NSString).deletingLastPathComponent
+            base = String(parts.last ?? "")
+            guard ProbeParser.systemBinDirs.contains(dir) else {
+                throw fail(.forbiddenProgram, at: start, "a probe's program path must be in a system bin dir (\(ProbeParser.systemBinDirs.sorted().joined(separator: ", "))), not \(dir)",
+                           hint: "name the program by its bare name: cmd [\(base), …]")
             }
         } else {
             guard let first = program.utf8.first, first != UInt8(ascii: "-"), first != UInt8(ascii: "."),
@@ -245,11 +276,28 @@ private struct Reader {
                 throw fail(.badArgv, at: start, "'\(program)' is not a program name",
                            hint: "name the program (letters, digits, . _ - + ,) or give its absolute path")
             }
+            base = program
         }
+        guard ProbeParser.allowedPrograms.contains(base) else {
+            throw fail(.forbiddenProgram, at: start, "a probe may not run '\(base)'", hint: allowedHint)
+        }
+    }
+
+    /// An argument that names a path is held to the `file` probe's rule; a file operand must be absolute.
+    func checkArgument(_ arg: String, of program: String, at start: Int) throws(ProbeParseError) {
         let base = program.split(separator: "/").last.map(String.init) ?? program
-        if ProbeParser.forbiddenPrograms.contains(base) || base.hasPrefix("python") || base.hasPrefix("perl") {
-            throw fail(.forbiddenProgram, at: start, "a probe may not run '\(base)'",
-                       hint: "probes run one program without a shell; shells, interpreters and wrappers that run other programs are refused")
+        var path: Substring?
+        if arg.hasPrefix("/") { path = Substring(arg) }
+        else if arg.hasPrefix("-"), let eq = arg.firstIndex(of: "="), arg[arg.index(after: eq)...].hasPrefix("/") { path = arg[arg.index(after: eq)...] }
+        else if arg.hasPrefix("~") || arg.hasPrefix(".") || (ProbeParser.fileOperandPrograms.contains(base) && !arg.hasPrefix("-")) {
+            throw fail(.badPath, at: start, "'\(arg)' is not an absolute path", hint: "name files by their absolute path, e.g. /proc/cmdline")
+        }
+        guard let path else { return }
+        if path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) {
+            throw fail(.badPath, at: start, "'\(path)' may not hold an empty, '.' or '..' component")
+        }
+        if let why = ProbeParser.unreadableReason(String(path)) {
+            throw fail(.badPath, at: start, why, hint: "a probe reads under \(ProbeParser.fileRoots.joined(separator: ", "))")
         }
     }
 

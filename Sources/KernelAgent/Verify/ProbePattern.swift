@@ -108,6 +108,8 @@ public struct ProbePattern: Sendable, Equatable, CustomStringConvertible {
                 if n == UInt8(ascii: "Q") {   // \Q…\E is literal
                     var k = i + 2
                     while k + 1 < p.count, !(p[k] == UInt8(ascii: "\\") && p[k + 1] == UInt8(ascii: "E")) { k += 1 }
+                    // empty, it is nothing: a quantifier after it would repeat what stands before it
+                    if k == i + 2 { throw Refusal(offset: i, message: "an empty \\Q\\E is not allowed in a probe regex; remove it") }
                     i = k + 2
                     continue
                 }
@@ -129,6 +131,18 @@ public struct ProbePattern: Sendable, Equatable, CustomStringConvertible {
                 i = k + 1
                 if let q = quantifier(at: i) { if q.repeats { markQuantifier() }; i = q.end }
             case UInt8(ascii: "("):
+                // Comments and free-spacing mode put nothing between an atom and its quantifier ((a+)(?#c)+,
+                // (?x)(a+) +), which the shape check would read as two atoms: refused, with what to write instead.
+                if i + 2 < p.count, p[i + 1] == UInt8(ascii: "?") {
+                    if p[i + 2] == UInt8(ascii: "#") {
+                        throw Refusal(offset: i, message: "(?#…) comments are not allowed in a probe regex; put the comment in the manifest (# …)")
+                    }
+                    var k = i + 2
+                    while k < p.count, NameBytes.isLower(p[k]) || NameBytes.isUpper(p[k]) { k += 1 }
+                    if p[(i + 2)..<k].contains(UInt8(ascii: "x")) {
+                        throw Refusal(offset: i, message: "free-spacing mode (?x) is not allowed in a probe regex; write the pattern without it")
+                    }
+                }
                 groups.append(Group(start: i))
                 i += 1
             case UInt8(ascii: ")"):

@@ -13,15 +13,23 @@ public struct TransportProbeHost: ProbeHost {
         self.transport = transport; self.readTimeout = readTimeout
     }
 
-    /// Exit 3: a directory; 4: nothing there; 5: no device tree; otherwise head's own status. The tree is read where
-    /// /proc/device-tree links to, /sys/firmware/devicetree/base (the fleet-in-a-box shows the booted DTB there too).
-    /// `[ -L ]` keeps a dangling symlink "there" (head then fails and says why).
+    /// Exit 3: a directory; 4: nothing there; 5: no device tree; 6: the path resolves (symlinks, /proc links) to a
+    /// place a probe may not read, printed; otherwise head's own status. The tree is read where /proc/device-tree
+    /// links to, /sys/firmware/devicetree/base (the fleet-in-a-box shows the booted DTB there too). `[ -L ]` keeps a
+    /// dangling symlink "there" (head then fails and says why). What is read is the resolved path, so a link swapped
+    /// after the check leads nowhere new.
     static let readScript = """
         p=$1; n=$2
         if [ -n "$3" ]; then [ -d /sys/firmware/devicetree/base ] || exit 5; p=/sys/firmware/devicetree/base$1; fi
         [ -d "$p" ] && exit 3
         [ -e "$p" ] || [ -L "$p" ] || exit 4
-        exec head -c "$n" -- "$p"
+        r=$(readlink -f -- "$p") || exit 4
+        case "$r" in
+          \(ProbeParser.procEscapes.sorted().map { "/proc/*/\($0)|/proc/*/\($0)/*|/proc/*/task/*/\($0)|/proc/*/task/*/\($0)/*" }.joined(separator: "|"))) printf '%s' "$r"; exit 6;;
+          \(ProbeParser.fileRoots.map { "\($0)/*" }.joined(separator: "|"))) ;;
+          *) printf '%s' "$r"; exit 6;;
+        esac
+        exec head -c "$n" -- "$r"
         """
 
     public func readFile(_ path: String) async throws -> ProbeRead {
@@ -47,6 +55,9 @@ public struct TransportProbeHost: ProbeHost {
         case 3: return .directory
         case 4: return .missing
         case 5: return .notApplicable("the host has no device tree (/sys/firmware/devicetree/base, /proc/device-tree)")
+        case 6:
+            let real = String(decoding: r.stdout.prefix(300), as: UTF8.self)
+            return .unreadable("\(path) resolves to \(real), outside what a probe may read")
         case 126, 127:
             throw TransportError.failed(transport.host, transport.address, "read \(path)", "sh could not run head (exit \(r.status)): \(r.stderrText)")
         default:
