@@ -143,7 +143,8 @@ public struct StatusVerb: Verb, WaitsForTree {
             }
             let mine = blocks.filter { b in
                 if b.concerns(host: host.value) { return true }
-                if case let .buildHost(bh) = b.scope, route.first?.value == bh { return true }
+                // a build host's block shows on the targets it reroutes; a compile-only host builds nothing of theirs
+                if case let .buildHost(bh) = b.scope, e.roles.contains(.target), route.first?.value == bh { return true }
                 if case let .patches(ps) = b.scope, let lock { return ps.contains { lock.patchPaths.split(separator: "\n").contains(Substring($0)) } }
                 return false
             }

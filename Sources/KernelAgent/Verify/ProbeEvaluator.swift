@@ -45,7 +45,8 @@ public enum ProbeEvaluator {
         case let (.unreadable(why), _):
             return result(probe, .fail, observed: ProbeResult.shown(Array(why.utf8)), "\(what) exists but cannot be read")
         case let (.content(bytes, truncated), check):
-            return judgeValue(probe, check, text: render(bytes), shown: ProbeResult.shown(Array(render(bytes).utf8)), truncated: truncated)
+            let text = render(bytes)
+            return judgeValue(probe, check, text: text, shown: redacted(text), truncated: truncated)
         }
     }
 
@@ -104,8 +105,18 @@ public enum ProbeEvaluator {
     }
 
     static func observed(_ read: ProbeRead, _ render: ([UInt8]) -> String) -> String {
-        if case let .content(bytes, _) = read { return ProbeResult.shown(Array(render(bytes).utf8)) }
+        if case let .content(bytes, _) = read { return redacted(render(bytes)) }
         return ""
+    }
+
+    /// What a result quotes of a file it read: a short one-line value (a sysfs knob, a version) as it is;
+    /// anything longer only by its size and hash. A failed probe's result goes into a `[ka:regression]` issue,
+    /// and a file under /etc may hold what no issue should (a `file /etc/shadow == x` that fails).
+    static func redacted(_ text: String) -> String {
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        if trimmed.utf8.count <= 80, !trimmed.contains(where: \.isNewline) { return ProbeResult.shown(Array(trimmed.utf8)) }
+        let lines = trimmed.split(whereSeparator: \.isNewline).count
+        return "(\(text.utf8.count) bytes in \(lines) line\(lines == 1 ? "" : "s"), b2:\(Blake2b.hex(Data(text.utf8)).prefix(16))…; not quoted)"
     }
 
     static func quote(_ s: String) -> String { "\"" + ProbeResult.shown(Array(s.utf8), limit: 200) + "\"" }
