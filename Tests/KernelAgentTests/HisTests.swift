@@ -7,7 +7,7 @@ import KATestSupport
 /// His's ops over MCP against the stand-in (scripts/his-standin: the official Python SDK, an independent
 /// implementation), over stdio and over Streamable HTTP with a Bearer token; the cap, the refusals, the sleep
 /// memory, and `ka wake-data` through the CLI. A missing Python `mcp` fails these tests (scripts/setup installs it).
-@Suite(.serialized) struct HisTests {
+@Suite(.serialized, .holdsBoxHosts("his-standin")) struct HisTests {
     // MARK: the stand-in
 
     static let standin = TestEnv.projectRoot.appendingPathComponent("scripts/his-standin")

@@ -4,7 +4,7 @@ import Testing
 @testable import KernelAgent
 
 /// The idle release of on-demand hosts (issue 8 §2): a stored timer per host, handed back to His when due.
-@Suite struct WakeLeaseTests {
+@Suite(.serialized, .holdsBoxHosts("his-standin")) struct WakeLeaseTests {
     static func stateDir() throws -> URL {
         let d = FileManager.default.temporaryDirectory.appendingPathComponent("ka-leases-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)

@@ -1,6 +1,7 @@
 import Testing
 
-/// The fleet-in-a-box's hosts that a test reboots or whose processes it checks, held by one test at a time across
+/// Shared things (the fleet-in-a-box's hosts that a test reboots or whose processes it checks; the His stand-in's
+/// cold starts) held by one test at a time across
 /// suites and test targets (all run in one process): InstallBoxTests reboots fresnel, and a transport test that
 /// checks a remote process is gone must not pass because a reboot killed it.
 public actor BoxHostLocks {
