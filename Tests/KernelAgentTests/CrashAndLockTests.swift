@@ -144,6 +144,14 @@ enum TreeFiles {
         }),
     ]
 
+    /// A tree prepared for `c`, its state in SQLite like the real CLI's, and what it looks like before the verb.
+    static func prepared(_ c: Case) async throws -> (Sandbox, (tree: [String: Data], out: [String: Data], state: String)) {
+        let template = try PromoteTests.tree()
+        let store = try SQLiteStateStore.open(Workspace(root: template.root, stateDir: template.root.appendingPathComponent(".ka")))
+        try await c.prepare(template, VerbContext(workspace: template.ws, state: store, blocks: store))
+        return (template, try observe(template.root))
+    }
+
     static func observe(_ root: URL) throws -> (tree: [String: Data], out: [String: Data], state: String) {
         (TreeFiles.snapshot(root), TreeFiles.snapshot(root, ["out/h1"]), try TreeFiles.state(root))
     }
@@ -151,11 +159,7 @@ enum TreeFiles {
     @Test(arguments: [0, 1, 2, 3])
     func sigkillAtRandomPointsLeavesBeforeOrAfter(caseIndex: Int) async throws {
         let c = Self.cases[caseIndex]
-        let template = try PromoteTests.tree()
-        // the template's state lives in SQLite, like the real CLI's
-        let store = try SQLiteStateStore.open(Workspace(root: template.root, stateDir: template.root.appendingPathComponent(".ka")))
-        try await c.prepare(template, VerbContext(workspace: template.ws, state: store, blocks: store))
-        let before = try Self.observe(template.root)
+        let (template, before) = try await Self.prepared(c)
 
         // One clean run, tracing its crash points: the "after", and how many points there are.
         let probe = try TreeFiles.copy(template.root)
@@ -210,10 +214,7 @@ enum TreeFiles {
     @Test(arguments: [0, 1])
     func sigkillAtRandomTimesAndInsideRecoveryLeavesBeforeOrAfter(caseIndex: Int) async throws {
         let c = Self.cases[caseIndex]
-        let template = try PromoteTests.tree()
-        let store = try SQLiteStateStore.open(Workspace(root: template.root, stateDir: template.root.appendingPathComponent(".ka")))
-        try await c.prepare(template, VerbContext(workspace: template.ws, state: store, blocks: store))
-        let before = try Self.observe(template.root)
+        let (template, before) = try await Self.prepared(c)
         let probe = try TreeFiles.copy(template.root)
         defer { try? FileManager.default.removeItem(at: probe) }
         let t0 = Date()
@@ -248,10 +249,7 @@ enum TreeFiles {
     /// verb has recovered, with no staging dir behind.
     @Test func promoteKilledAtItsFileSystemCallsLeavesOutAndStateAgreeing() async throws {
         let c = Self.cases[0]
-        let template = try PromoteTests.tree()
-        let store = try SQLiteStateStore.open(Workspace(root: template.root, stateDir: template.root.appendingPathComponent(".ka")))
-        try await c.prepare(template, VerbContext(workspace: template.ws, state: store, blocks: store))
-        let before = try Self.observe(template.root)
+        let (template, before) = try await Self.prepared(c)
         var kills = 0, runs = 0
         for call in ["unlink", "unlinkat", "rename", "renameat2", "fsync"] {
             for when in 1...4 {

@@ -311,6 +311,7 @@ final class HisChildProcess: @unchecked Sendable {
     func state() -> String {
         let pid = process.processIdentifier
         var cpu = "CPU time unknown"
+        // a diagnostic inside an error message: a process already gone just leaves its CPU time unknown
         if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
            let close = stat.lastIndex(of: ")") {
             // fields after "(comm)": state is 3rd overall, utime 14th, stime 15th

@@ -40,8 +40,10 @@ enum PromoteJournal {
     }
 
     static func hasJournals(_ ws: Workspace) -> Bool {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: base(ws).path) else { return false }
-        return names.contains { $0.hasSuffix(".json") }
+        guard FS.exists(base(ws)) else { return false }
+        // a dir that cannot be listed is reported by `recover`, which runs when this says yes
+        do { return try FileManager.default.contentsOfDirectory(atPath: base(ws).path).contains { $0.hasSuffix(".json") } }
+        catch { return true }
     }
 
     /// Finishes every promotion a dead process left half done. Only `TreeLock.acquire` calls it, holding the
@@ -49,7 +51,12 @@ enum PromoteJournal {
     @discardableResult
     static func recover(_ ws: Workspace, state: StateStore?, proof: RecoveryProof) throws -> [String] {
         let dir = base(ws)
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir.path) else { return [] }
+        guard FS.exists(dir) else { return [] }
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: dir.path) } catch {
+            throw KAError.failure(ws.display(dir), "cannot list promote's journals: \(error.localizedDescription)",
+                                  hint: "fix the state dir's permissions; an interrupted promote may wait there")
+        }
         var finished: [String] = []
         for name in names.sorted() {
             let url = dir.appendingPathComponent(name)

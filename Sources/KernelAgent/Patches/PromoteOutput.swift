@@ -20,7 +20,8 @@ public enum PromoteOutput {
     public static func validate(_ out: URL, raw: String?, policy: Policy, owned: Set<String>) throws -> URL {
         let ws = policy.workspace
         let shown = raw.map { "--out '\($0)'" } ?? "output dir \(ws.display(out))"
-        try policy.admitOutputLocation(out, shown: shown)
+        // a dir a person named went through `admitOutputPath` already; the derived default is checked here
+        if raw == nil { try policy.admitOutputLocation(out, shown: shown) }
         if FS.exists(out) {
             guard FS.isDirectory(out) else { throw KAError.refusal(shown, "exists and is not a directory") }
             let entries = try FileManager.default.contentsOfDirectory(atPath: out.path)
