@@ -12,7 +12,7 @@ struct KA: AsyncParsableCommand {
         abstract: "kernel-agent: the kernel side of the home fleet.",
         discussion: "Every verb runs immediately from the CLI. Refusals exit 2 and change nothing.",
         version: "\(KernelAgentVersion.string) (git \(kaGitCommit))",
-        subcommands: Verbs.all.map { $0 as ParsableCommand.Type } + [Serve.self, Labels.self, Reminders.self])
+        subcommands: Verbs.all.map { $0 as ParsableCommand.Type } + [Serve.self, Labels.self, Reminders.self, DoctorCommand.self, FleetTopic.self])
 }
 
 struct ConfigOption: ParsableArguments {
@@ -85,6 +85,62 @@ struct Labels: AsyncParsableCommand {
                 FileHandle.standardError.write(Data("ka labels sync: \(e)\n".utf8)); throw ExitCode(1)
             }
         }
+    }
+}
+
+/// `ka help fleet` (or `ka fleet`): what a checkout's fleet/ holds, in ka's own words.
+struct FleetTopic: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fleet", abstract: "What fleet/ holds: the manifest keys, the host registry (fleet/hosts.yaml or derived) and the outputs.",
+        discussion: FleetHelp.text)
+    func run() { print(FleetHelp.text) }
+}
+
+/// `ka doctor [--json]`: the first command of a new install. Every check prints ✓ or ✗ with one fix line; exit 1
+/// when any fails.
+struct DoctorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "doctor",
+        abstract: "Check a new install: the checkout, KA_CONFIG, Gitea (token, admin, webhook, labels), every host's preflight, the signing key, His.",
+        discussion: "Each check prints ✓ or ✗ and, for ✗, one fix: line. Exits 1 when any check fails. Reads only; the host preflights are jobs (ka jobs lists them).")
+    @OptionGroup var options: ConfigOption
+    @Flag(help: "Print the result as JSON: {ok, checks: [{area, name, ok, detail, fix}]}.") var json = false
+    @Option(help: "Labels file to compare the repo's labels with (default labels/labels.yaml in the checkout).") var labels: String?
+
+    func run() async throws {
+        let file: String?
+        do { file = try options.establish() } catch let e as KAError {
+            FileHandle.standardError.write(Data("ka doctor: \(e)\n".utf8)); throw ExitCode(e.exitCode)
+        }
+        let env = ProcessInfo.processInfo.environment
+        let ws = Workspace.fromEnvironment(env)
+        let doctor = Doctor(workspace: ws, env: env)
+        var checks: [DoctorCheck] = []
+        let (checkout, registry) = doctor.checkout()
+        checks += checkout
+        checks += doctor.config(registry: registry)
+        let config = Result { try ControlPlaneConfig.load(file: file, env: env) }
+        checks += await GiteaDoctor.checks(config: config, labels: labels.map { URL(fileURLWithPath: $0) } ?? ws.root.appendingPathComponent("labels/labels.yaml"), env: env)
+        do {
+            let ctx = try CLI.context()
+            if let registry { checks += await doctor.hosts(ctx, registry: registry) }
+            checks += await doctor.signing(ctx)
+        } catch {
+            checks.append(.fail("hosts", "state", "cannot open the state dir: \(error)", fix: "check KA_STATE_DIR (default <checkout>/.ka)"))
+        }
+        checks += await doctor.his(registry: registry)
+        let ok = checks.allSatisfy(\.ok)
+        if json {
+            struct Out: Codable { let ok: Bool; let checks: [DoctorCheck] }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try encoder.encode(Out(ok: ok, checks: checks)), as: UTF8.self))
+        } else {
+            for c in checks { print(c.rendered) }
+            let failed = checks.filter { !$0.ok }.count
+            print(ok ? "ka doctor: all \(checks.count) checks pass" : "ka doctor: \(failed) of \(checks.count) checks fail")
+        }
+        if !ok { throw ExitCode(1) }
     }
 }
 

@@ -17,20 +17,20 @@ import Testing
         #expect(plan.contains("| `fleet/fresnel.yaml` | `b2:"))
         let nonce = try #require(Harness.nonce(in: plan))
         #expect(g.withLock { g.reactions.contains { $0.0 == ask && $0.1 == "eyes" && $0.2 == "claude-noether" } })
-        #expect(!FileManager.default.fileExists(atPath: h.root.appendingPathComponent("out/fresnel").path), "nothing runs before consent")
+        #expect(!FileManager.default.fileExists(atPath: h.root.appendingPathComponent("build/fresnel/v7.0").path), "nothing runs before consent")
 
         // someone without write permission answers: polite refusal, nothing runs
         g.comment(by: "mallory", on: issue, body: "/ka-yes \(nonce)")
         #expect(await h.settle { g.botComments(on: issue).count == 2 })
         #expect(g.botComments(on: issue)[1].body.contains("@mallory sorry, you are not allowed to approve that plan; nothing was done."))
-        #expect(!FileManager.default.fileExists(atPath: h.root.appendingPathComponent("out/fresnel").path))
+        #expect(!FileManager.default.fileExists(atPath: h.root.appendingPathComponent("build/fresnel/v7.0").path))
 
         g.comment(by: "markus", on: issue, body: "/ka-yes \(nonce)")
         #expect(await h.settle { g.botComments(on: issue).last?.body.contains("✅ done") == true })
         let status = try #require(g.botComments(on: issue).last).body
         #expect(status.contains("promoted fresnel: 5 patch(es), kernel suffix -fresnel-fourier"), "\(status)")
         #expect(status.contains("manifest.lock    b2sum"))
-        #expect(FileManager.default.fileExists(atPath: h.root.appendingPathComponent("out/fresnel/manifest.lock").path))
+        #expect(FileManager.default.fileExists(atPath: h.root.appendingPathComponent("build/fresnel/v7.0/manifest.lock").path))
         // one plan reply, one refusal, one status comment (edited in place): nothing more
         #expect(g.botComments(on: issue).count == 3)
         // the same consent cannot be used twice
@@ -54,7 +54,7 @@ import Testing
         let body = try #require(g.botComments(on: issue).last).body
         #expect(body.contains("consent void: pinned inputs changed since the plan"))
         #expect(body.contains("patches/arch/arm64/scs-arm-neon-build-fix/0001-arm64-xor-neon-keep-ffixed-x18-with-SCS.patch: b2:"))
-        #expect(!FileManager.default.fileExists(atPath: h.root.appendingPathComponent("out/ohm").path))
+        #expect(!FileManager.default.fileExists(atPath: h.root.appendingPathComponent("build/ohm/v7.0").path))
     }
 
     @Test func titleVerbsHelpUnknownVerbsBadArgumentsAndNo() async throws {

@@ -21,7 +21,7 @@ import Testing
         #expect(replies.first?.contains("@mallory sorry, you are not allowed to run these 10 commands here; nothing was done") == true, "\(replies.first ?? "")")
         #expect(replies.last?.contains("this comment holds 5000 commands; I read at most 10 per comment (`max_commands_per_comment`). I ignored the other 4990, on lines 11–5000") == true,
                 "\(replies.last ?? "")")
-        #expect(!FileManager.default.fileExists(atPath: h.root.appendingPathComponent("out/fresnel").path))
+        #expect(!FileManager.default.fileExists(atPath: h.root.appendingPathComponent("build/fresnel/v7.0").path))
         let rows = try h.ledger.readSync { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM runs WHERE event_key = ?", arguments: ["comment:\(c)"]) }
         #expect(rows == 11, "ten commands and the note, nothing for the ignored lines")
     }

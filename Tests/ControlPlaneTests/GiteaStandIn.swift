@@ -50,6 +50,15 @@ final class GiteaStandIn: @unchecked Sendable {
     private(set) var comments: [Int64: Comment] = [:]
     private(set) var labels: [Int64: Label] = [:]
     private(set) var reactions: [(Int64, String, String)] = []
+    /// Repo webhooks as `services/convert` renders them (the secret is kept, never returned).
+    struct Hook { let id: Int64; var url: String; var events: [String]; var active: Bool; var secret: String }
+    private(set) var hooks: [Int64: Hook] = [:]
+
+    /// Registers a webhook as a repo admin would in the settings page.
+    @discardableResult
+    func addHook(url: String, events: [String] = ["issues_only", "issue_comment", "issue_label"], active: Bool = true, secret: String) -> Int64 {
+        withLock { nextID += 1; hooks[nextID] = Hook(id: nextID, url: url, events: events, active: active, secret: secret); return nextID }
+    }
     private var _webhookURL: URL?
     let webhookSecret: [UInt8] = Array("test-secret".utf8)
     private var scheduled: [(method: String, template: String, path: String?, fault: Fault)] = []
@@ -564,6 +573,18 @@ final class GiteaStandIn: @unchecked Sendable {
                 guard labels[id] != nil else { return error(.unprocessableContent, "label does not exist") }
                 issues[n]?.labels.removeAll { $0 == id }
                 return Response(status: .noContent)
+            }
+        }
+        route(.get, "\(repoPath)/hooks") { [self] r, _, u in
+            withLock {
+                // hook settings are a repo admin's (Gitea: reqAdmin on /hooks)
+                guard ["admin", "owner"].contains(u.permission) else { return error(.forbidden, "forbidden") }
+                let list = hooks.values.sorted { $0.id < $1.id }
+                return json(page(list, query(r)).map { h -> [String: Any] in
+                    ["id": h.id, "type": "gitea", "branch_filter": "", "authorization_header": "", "active": h.active, "events": h.events,
+                     "config": ["url": h.url, "content_type": "json", "http_method": "post"],
+                     "created_at": Self.time(clock()), "updated_at": Self.time(clock())]
+                }, total: list.count)
             }
         }
         route(.get, "\(repoPath)/collaborators/{collaborator}/permission") { [self] _, ctx, u in

@@ -229,7 +229,7 @@ extension BuildBoxTests {
         let yank = try await Self.ka(h, ["yank", "fresnel", "board/pinebook-pro/\(name)", "--reason", "regression \(regression.id)"])
         #expect(yank.status == 0 && yank.stdoutText.contains("fresnel is drifted; next: ka promote fresnel"), "\(yank.stdoutText)\n\(yank.stderrText)")
         try await Self.promote(h)
-        let lock = try String(contentsOf: h.root.appendingPathComponent("out/fresnel/manifest.lock"), encoding: .utf8)
+        let lock = try String(contentsOf: h.root.appendingPathComponent("build/fresnel/v7.0/manifest.lock"), encoding: .utf8)
         #expect(!lock.contains(name) && lock.contains("0001-arm64-dts-rk3399-pinebook-pro-add-OC-OPP-tables"), "\(lock)")
     }
 

@@ -135,7 +135,7 @@ import Testing
         g.comment(by: "markus", on: i, body: "/ka-yes \(nonce)")
         #expect(await h.settle { g.botComments(on: i).count == 4 })
         #expect(g.botComments(on: i)[3].body.contains("that plan expired"))
-        #expect(!FileManager.default.fileExists(atPath: h.root.appendingPathComponent("out/ohm").path))
+        #expect(!FileManager.default.fileExists(atPath: h.root.appendingPathComponent("build/ohm/v7.0").path))
     }
 
     @Test func clientSurfaces4xxWithGiteasMessageAndDoesNotRetryThem() async throws {

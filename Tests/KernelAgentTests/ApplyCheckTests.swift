@@ -29,12 +29,12 @@ import KATestSupport
         let s = try Self.sandbox()
         let fixture = try TestEnv.fixtureTree()
         _ = try await PromoteVerb.parse(["pbp", "--tree", fixture.path]).execute(in: s.ctx)
-        let report = try s.read("out/pbp/apply-report.txt")
+        let report = try s.read("build/pbp/v7.0/apply-report.txt")
         #expect(report.contains("summary: 3 ok, 0 offset, 0 fuzz, 0 missing-file, 0 failed"), "\(report)")
         #expect(report.contains("result: PASS"))
-        #expect(try s.read("out/pbp/manifest.lock").contains("apply_check: \"pass (3 ok"))
+        #expect(try s.read("build/pbp/v7.0/manifest.lock").contains("apply_check: \"pass (3 ok"))
         // git agrees: the cumulative patch applies to the fixture
-        let git = try await TestCommand.run(["git", "apply", "--check", "-p1", s.url("out/pbp/cumulative.patch").path], cwd: fixture)
+        let git = try await TestCommand.run(["git", "apply", "--check", "-p1", s.url("build/pbp/v7.0/0001-pbp-cumulative-series.patch").path], cwd: fixture)
         #expect(git.status == 0, "\(git.stderrText)")
     }
 
@@ -47,7 +47,7 @@ import KATestSupport
         try FileManager.default.createDirectory(at: work.appendingPathComponent("arch/arm64/boot/dts"), withIntermediateDirectories: true)
         try FileManager.default.copyItem(at: fixture.appendingPathComponent("arch/arm64/boot/dts/rockchip"), to: work.appendingPathComponent("arch/arm64/boot/dts/rockchip"))
         try FileManager.default.copyItem(at: fixture.appendingPathComponent("include"), to: work.appendingPathComponent("include"))
-        let apply = try await TestCommand.run(["patch", "-p1", "-F0", "--batch", "-i", s.url("out/pbp/cumulative.patch").path], cwd: work)
+        let apply = try await TestCommand.run(["patch", "-p1", "-F0", "--batch", "-i", s.url("build/pbp/v7.0/0001-pbp-cumulative-series.patch").path], cwd: work)
         #expect(apply.status == 0, "\(apply.stdoutText)\(apply.stderrText)")
         #expect(!apply.stdoutText.contains("fuzz"))
         let cpp = try await TestCommand.run(["cpp", "-nostdinc", "-I", "include", "-I", "arch/arm64/boot/dts/rockchip", "-undef", "-D__DTS__",
@@ -68,7 +68,7 @@ import KATestSupport
         let s = try Self.sandbox()
         let tree = try Self.treeCopy(s) { $0.insert(contentsOf: ["// local line 1", "// local line 2"], at: 10) }
         _ = try await PromoteVerb.parse(["pbp", "--tree", tree.path]).execute(in: s.ctx)
-        let report = try s.read("out/pbp/apply-report.txt")
+        let report = try s.read("build/pbp/v7.0/apply-report.txt")
         #expect(report.contains("summary: 0 ok, 3 offset, 0 fuzz"), "\(report)")
         #expect(report.contains("hunk 1 (@@ -375,6): offset +2 lines"), "\(report)")
         // GNU patch says the same, to the line
@@ -87,13 +87,13 @@ import KATestSupport
             lines[946] = "}; /* edited */"
         }
         await #expect(throws: KAError.self) { try await PromoteVerb.parse(["pbp", "--tree", tree.path]).execute(in: s.ctx) }
-        let report = try s.read("out/pbp/apply-report.txt")
+        let report = try s.read("build/pbp/v7.0/apply-report.txt")
         let line = report.split(separator: "\n").first { $0.contains("0003-arm64-dts-rk3399-pinebook-pro-spi1-max-freq-10MHz.patch") }
         #expect(line?.hasSuffix(" fuzz") == true, "\(report)")
         #expect(report.contains("applies only with fuzz 1"))
         #expect(report.contains("result: FAIL"))
-        #expect(!s.exists("out/pbp/manifest.lock"))
-        #expect(!s.exists("out/pbp/cumulative.patch"))
+        #expect(!s.exists("build/pbp/v7.0/manifest.lock"))
+        #expect(!s.exists("build/pbp/v7.0/0001-pbp-cumulative-series.patch"))
         try await Tools.require("patch")
         let p3 = s.ws.url(try TreePath("board/pinebook-pro/0003-arm64-dts-rk3399-pinebook-pro-spi1-max-freq-10MHz.patch"))
         let f0 = try await Tools.patch(["-F0", "--dry-run"], input: p3, cwd: tree)
@@ -119,7 +119,7 @@ import KATestSupport
         let empty = s.url("empty-tree")
         try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
         await #expect(throws: KAError.self) { try await PromoteVerb.parse(["pbp", "--tree", empty.path]).execute(in: s.ctx) }
-        let report = try s.read("out/pbp/apply-report.txt")
+        let report = try s.read("build/pbp/v7.0/apply-report.txt")
         #expect(report.contains("summary: 0 ok, 0 offset, 0 fuzz, 3 missing-file, 0 failed"), "\(report)")
     }
 
@@ -133,7 +133,7 @@ import KATestSupport
         } catch let e as KAError {
             #expect(e.message.contains("missing-file"), "\(e.message)")
         }
-        #expect(try s.read("out/fresnel/apply-report.txt").contains("3 ok"))
+        #expect(try s.read("build/fresnel/v7.0/apply-report.txt").contains("3 ok"))
     }
 
     // MARK: every verdict class against GNU patch and git
@@ -402,9 +402,9 @@ import KATestSupport
                 #expect(c.contains(": failed — src/k") && c.contains("hunk 2 (@@ -40,5): does not apply"), "\(c)")
                 #expect(!c.contains("offset"), "the cause is the failing hunk, not the offset note: \(c)")
             }
-            #expect(text.contains("… 8 more in out/h1/apply-report.txt"), "\(text)")
-            #expect(e.hint?.contains("out/h1/apply-report.txt") == true)
-            let report = try s.read("out/h1/apply-report.txt")
+            #expect(text.contains("… 8 more in build/h1/v7.0/apply-report.txt"), "\(text)")
+            #expect(e.hint?.contains("build/h1/v7.0/apply-report.txt") == true)
+            let report = try s.read("build/h1/v7.0/apply-report.txt")
             #expect(report.contains("src/k11.c hunk 1 (@@ -3,6): offset +2 lines"), "\(report)")
         }
     }

@@ -118,7 +118,7 @@ import Testing
             Issue.record("expected a refusal")
         } catch let e as KAError {
             #expect(e.description.count < 2500, "\(e.description.count) characters")
-            #expect(e.description.contains("more in out/h1/apply-report.txt"), "\(e.description)")
+            #expect(e.description.contains("more in build/h1/v6.1.192/apply-report.txt"), "\(e.description)")
         }
     }
 

@@ -24,15 +24,15 @@ import Testing
         /// Promotes fresnel with these pins; returns the lock as `ka build` reads it.
         func promote() async throws -> LockFile {
             let m = try manifest
-            let out = s.ws.defaultOutDir(m.host)
-            let promotion = try Promotion.stream(m, resolver: Resolver(workspace: s.ws, policy: try s.ctx.policy()), layout: .ka,
-                                                 out: out, shown: "out/fresnel", inputs: try inputs())
-            let file = try StagedFile.create(for: out, shown: "out/fresnel/manifest.lock")
+            let out = try s.ws.promoteDir(m.host, ref: m.baseline.ref, manifest: m.file)
+            let promotion = try Promotion.stream(m, resolver: Resolver(workspace: s.ws, policy: try s.ctx.policy()),
+                                                 out: out, shown: "build/fresnel/v7.0", inputs: try inputs())
+            let file = try StagedFile.create(for: out, shown: "build/fresnel/v7.0/manifest.lock")
             var sink = FileSink(file)
             try promotion.writeLock(applyCheck: "skipped", to: &sink)
             _ = try sink.finish()
-            try PromoteOutput.publish([("manifest.lock", file), ("cumulative.patch", promotion.cumulative)], to: out)
-            return try LockFile.load(out.appendingPathComponent("manifest.lock"), shown: "out/fresnel/manifest.lock")
+            try PromoteOutput.publish([("manifest.lock", file), (Promotion.cumulativeName(m.host), promotion.cumulative)], to: out)
+            return try LockFile.load(out.appendingPathComponent("manifest.lock"), shown: "build/fresnel/v7.0/manifest.lock")
         }
 
         func staleness(_ lock: LockFile) throws -> String? {
@@ -92,9 +92,9 @@ import Testing
 
     @Test func anOldLockIsRefusedWithTheCommandThatRewritesIt() throws {
         let s = try Sandbox()
-        try s.write("out/fresnel/manifest.lock", "lock_version: 2\nhost: \"fresnel\"\n")
-        let e = try #require(throws: KAError.self) { try LockFile.load(s.url("out/fresnel/manifest.lock"), shown: "out/fresnel/manifest.lock") }
-        #expect(e.description.contains("out/fresnel/manifest.lock:1:") && e.description.contains("does not pin the config") && e.hint?.contains("ka promote") == true, "\(e)")
+        try s.write("build/fresnel/v7.0/manifest.lock", "lock_version: 2\nhost: \"fresnel\"\n")
+        let e = try #require(throws: KAError.self) { try LockFile.load(s.url("build/fresnel/v7.0/manifest.lock"), shown: "build/fresnel/v7.0/manifest.lock") }
+        #expect(e.description.contains("build/fresnel/v7.0/manifest.lock:1:") && e.description.contains("does not pin the config") && e.hint?.contains("ka promote") == true, "\(e)")
     }
 
     @Test func thePipelineSectionsParseAndRefuseBadValuesAtTheirLine() throws {

@@ -27,7 +27,7 @@ import Testing
         #expect(h1.state == "locked")
         #expect(h1.lockedSuffix == "h1")
         #expect(h1.buildHost == "bob")
-        #expect(h1.lockB2sum == Blake2b.hex(try Data(contentsOf: s.url("out/h1/manifest.lock"))))
+        #expect(h1.lockB2sum == Blake2b.hex(try Data(contentsOf: s.url("build/h1/v7.0/manifest.lock"))))
         // the tree changes → pending
         try s.write("patches/board/b1/0001-first.patch", try s.read("patches/board/b1/0001-first.patch").replacingOccurrences(of: "+added by", with: "+changed by"))
         let rows2 = try JSONDecoder().decode([StatusVerb.Row].self, from: try await s.ka(["status", "--json"]).stdout)
@@ -44,7 +44,7 @@ import Testing
         try FileManager.default.createSymbolicLink(at: link, withDestinationURL: TestEnv.kaBinary)
         let r = try await s.ka(["h1"], argv0: link)
         #expect(r.status == 0, "\(r.stderrText)")
-        #expect(s.exists("out/h1/manifest.lock"))
+        #expect(s.exists("build/h1/v7.0/manifest.lock"))
         let help = try await s.ka(["--help"], argv0: link)
         #expect(help.stdoutText.contains("USAGE: ka promote <host>"))
     }
@@ -57,7 +57,7 @@ import Testing
         // the build verbs that landed refuse bad input the same way, and change nothing
         let snap = s.snapshot()
         let build = try await s.ka(["build", "h1"])
-        #expect(build.status == 2 && build.stderrText.contains("out/h1/manifest.lock → no lock") && build.stderrText.contains("run ka promote first"), "\(build.stderrText)")
+        #expect(build.status == 2 && build.stderrText.contains("build/h1/v7.0/manifest.lock → no lock") && build.stderrText.contains("run ka promote h1 first"), "\(build.stderrText)")
         for args in [["keep", "job-1", "--for", "7d"], ["debug", "job-1"], ["keep", "--", "-rf"]] {
             let r = try await s.ka(args)
             #expect(r.status == 2 && r.stderrText.contains("not a job id"), "\(args): \(r.stderrText)")

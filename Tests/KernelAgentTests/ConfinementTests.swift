@@ -93,9 +93,9 @@ import Testing
         defer { try? FileManager.default.removeItem(at: home) }
         let env = ["HOME": home.path]
 
-        // default out/ is a symlink into $HOME
+        // the default build/ is a symlink into $HOME
         let a = try PromoteTests.tree()
-        try FileManager.default.createSymbolicLink(at: a.url("out"), withDestinationURL: home)
+        try FileManager.default.createSymbolicLink(at: a.url("build"), withDestinationURL: home)
         var r = try await KaRun.run(["promote", "h1"], root: a.root, env: env)
         #expect(r.status == 2 && r.stderr.contains("leads out of the checkout"), "\(r.stderr)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: home.path).isEmpty)

@@ -153,7 +153,7 @@ enum TreeFiles {
     }
 
     static func observe(_ root: URL) throws -> (tree: [String: Data], out: [String: Data], state: String) {
-        (TreeFiles.snapshot(root), TreeFiles.snapshot(root, ["out/h1"]), try TreeFiles.state(root))
+        (TreeFiles.snapshot(root), TreeFiles.snapshot(root, ["build/h1/v7.0"]), try TreeFiles.state(root))
     }
 
     @Test(arguments: [0, 1, 2, 3])

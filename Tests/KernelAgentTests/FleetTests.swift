@@ -52,9 +52,9 @@ import Testing
         let s = try Sandbox()
         for host in Fleet.manifestHosts(s.ws) {
             _ = try await PromoteVerb.parse([host.value]).execute(in: s.ctx)
-            #expect(s.exists("out/\(host)/manifest.lock"))
+            #expect(s.exists("build/\(host)/v7.0/manifest.lock"))
         }
-        let lock = try s.read("out/fresnel/manifest.lock")
+        let lock = try s.read("build/fresnel/v7.0/manifest.lock")
         #expect(lock.contains("kernel_suffix: \"fresnel-fourier\""))
         #expect(lock.contains("board/pinebook-pro/0001-arm64-dts-rk3399-pinebook-pro-add-OC-OPP-tables-1704-2184.patch"))
         #expect(lock.contains("subsystem/media/videobuf2/dma-resv-release-fence/"))

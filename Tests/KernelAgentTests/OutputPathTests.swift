@@ -25,7 +25,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: home); try? FileManager.default.removeItem(at: outside) }
         let system = URL(fileURLWithPath: "/etc/ka-test-\(UUID().uuidString).html")
         defer { try? FileManager.default.removeItem(at: system) }
-        let guarded = [".ka/state.sqlite", "fleet/hosts.yaml", "fleet/h1.yaml", ".git/config", "out/h1/manifest.lock",
+        let guarded = [".ka/state.sqlite", "fleet/hosts.yaml", "fleet/h1.yaml", ".git/config", "build/h1/v7.0/manifest.lock",
                        "patches/board/b1/0001-first.patch"]
         let before = Dictionary(uniqueKeysWithValues: guarded.map { ($0, Self.bytes(s.url($0))) })
         let env = ["HOME": home.path]
@@ -39,8 +39,8 @@ import Testing
             (system.path, "outside the agent's output dirs"),
             (outside.appendingPathComponent("d.html").path, "outside the agent's output dirs"),
             ("dash.html", "outside the agent's output dirs"),
-            ("out/h1/manifest.lock", "must end in .html"),
-            ("out/h1/page.html", "promote output dir"),
+            ("build/h1/v7.0/manifest.lock", "must end in .html"),
+            ("build/h1/v7.0/page.html", "promote output dir"),
             ("out/../fleet/x.html", "fleet/"),
             ("", "is empty"),
         ]
@@ -53,7 +53,7 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: home.path).isEmpty)
         #expect(try FileManager.default.contentsOfDirectory(atPath: outside.path).isEmpty)
         #expect(!FileManager.default.fileExists(atPath: system.path))
-        #expect(!s.exists("dash.html") && !s.exists("out/h1/page.html"))
+        #expect(!s.exists("dash.html") && !s.exists("build/h1/v7.0/page.html"))
         // every later verb still works
         let after = try await KaRun.run(["status"], root: s.root, env: env)
         #expect(after.status == 0, "\(after.stderr)")
@@ -62,6 +62,7 @@ import Testing
     @Test func aSymlinkOrAForeignFileInOutIsNotReplaced() async throws {
         let s = try await Self.checkout()
         let hosts = try s.read("fleet/hosts.yaml")
+        try FileManager.default.createDirectory(at: s.url("out"), withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(at: s.url("out/reg.html"), withDestinationURL: s.url("fleet/hosts.yaml"))
         var r = try await KaRun.run(["status", "--html", "out/reg.html"], root: s.root)
         #expect(r.status == 2 && r.stderr.contains("fleet/"), "\(r.stderr)")
@@ -109,12 +110,12 @@ import Testing
         let s = try PromoteTests.tree()
         let home = try ConfinementTests.fakeHome()
         defer { try? FileManager.default.removeItem(at: home) }
-        try FileManager.default.createDirectory(at: s.url("out"), withIntermediateDirectories: true)
-        try FileManager.default.createSymbolicLink(atPath: s.url("out/h1").path, withDestinationPath: home.appendingPathComponent("gone").path)
+        try FileManager.default.createDirectory(at: s.url("build/h1"), withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: s.url("build/h1/v7.0").path, withDestinationPath: home.appendingPathComponent("gone").path)
         let r = try await KaRun.run(["promote", "h1"], root: s.root, env: ["HOME": home.path])
-        #expect(r.status == 2 && r.stderr.contains("leads out of out/"), "exit \(r.status): \(r.stderr)")
+        #expect(r.status == 2 && r.stderr.contains("leads out of build/"), "exit \(r.status): \(r.stderr)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: home.path).isEmpty)
-        let page = try await KaRun.run(["status", "--html", "out/h1"], root: s.root, env: ["HOME": home.path])
+        let page = try await KaRun.run(["status", "--html", "build/h1/v7.0"], root: s.root, env: ["HOME": home.path])
         #expect(page.status == 2, "\(page.stderr)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: home.path).isEmpty)
     }

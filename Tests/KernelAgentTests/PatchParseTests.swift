@@ -74,7 +74,7 @@ import Testing
         #expect(h1.state == "error")
         #expect(h1.detail?.contains(where_) == true, "\(h1.detail ?? "")")
         #expect(s.snapshot() == snap, "a refusal changes nothing")
-        #expect(!s.exists("out/h1"))
+        #expect(!s.exists("build/h1/v7.0"))
 
         let (unscoped, importLine) = Self.mail(header: header, body: " a\n-b\n+c\n", trailers: ["Signed-off-by: m <m@r>"])
         try s.write("campaigns/camp/out/0001-bad.patch", unscoped)
@@ -331,7 +331,7 @@ import Testing
             #expect(e.message.contains("patches/board/b1/0003-escape.patch:\(line)"), "\(e.message)")
             #expect(e.message.contains("'..'"), "\(e.message)")
         }
-        #expect(!s.exists("out/h1/apply-report.txt"))
+        #expect(!s.exists("build/h1/v7.0/apply-report.txt"))
     }
 
     /// A well-formed patch keeps the hash and the hunks it had with the lenient parser (locks stay valid).

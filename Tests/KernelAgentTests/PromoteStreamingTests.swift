@@ -38,7 +38,7 @@ import KATestSupport
 
     /// The reference: what the in-memory promote wrote (its lock renderer, kept here verbatim, over
     /// `Resolver.resolve`'s entries, and `ApplyChecker.check` over them).
-    static func reference(_ s: Sandbox, layout: PromoteVerb.Layout, tree: URL?) throws -> (lock: String, cumulative: Data, report: String) {
+    static func reference(_ s: Sandbox, tree: URL?) throws -> (lock: String, cumulative: Data, report: String) {
         let res = try Resolver(workspace: s.ws, policy: try s.ctx.policy()).resolve(try Manifest.load(HostName("h1"), in: s.ws))
         var cumulative = Data()
         for (i, e) in res.entries.enumerated() { cumulative.append(CumulativeSeries.piece(e.patch.bytes, index: i, count: res.entries.count)) }
@@ -53,65 +53,51 @@ import KATestSupport
         let shas = res.entries.map { Hex.encode(Array(SHA256.hash(data: $0.patch.bytes))) }
         let m = res.manifest
         let q = Promotion.quote
-        var o: String
-        switch layout {
-        case .ka:
-            o = "# manifest.lock — written by `ka promote \(m.host)`; do not edit.\n"
-            o += "lock_version: 3\n"
-            o += "tool: \(q("kernel-agent \(KernelAgentVersion.string)"))\n"
-            o += "host: \(q(m.host.value))\n"
-            o += "manifest:\n  path: \(q(m.file))\n  b2sum: \(q(m.b2sum))\n"
-            o += "baseline:\n  repo: \(q(m.baseline.repo))\n  ref: \(q(m.baseline.ref))\n"
-            o += "  commit: \(m.baseline.commit.map(q) ?? "null")\n"
-            // the tarball and config pins depend on KA_CONFIG (the box's, under scripts/test): BuildInputs' own tests cover them
-            let inputs = try BuildInputs.resolve(m, ws: s.ws, pipeline: try PipelineConfig.fromEnvironment())
-            o += inputs.lockBaselineLines(quote: q)
-            o += inputs.lockConfigLines(quote: q)
-            o += "kernel_suffix: \(q(m.kernelSuffix))\n"
-            o += "apply_order: \(m.hasExplicitOrder ? "\"manifest\"" : "\"kind\"")\n"
-            o += "patches:\n"
-            if res.entries.isEmpty { o = String(o.dropLast()) + " []\n" }
-            for (e, sha) in zip(res.entries, shas) {
-                o += "  - path: \(q(e.path.value))\n"
-                o += "    scope: \(q(e.patch.scopeTrailers.first ?? ""))\n"
-                o += "    campaign: \(e.patch.campaign.map(q) ?? "null")\n"
-                o += "    b2sum: \(q(e.patch.b2sum))\n"
-                o += "    sha256: \(q(sha))\n"
-                o += "    content_hash: \(q(e.patch.contentHash))\n"
-                o += "    via: [\(e.via.map(q).joined(separator: ", "))]\n"
-            }
-            o += "cumulative:\n  path: \"cumulative.patch\"\n  b2sum: \(q(cumulativeB2))\n  patch_count: \(res.entries.count)\n"
-        case .upstream:
-            o = "# manifest.lock — written by `ka promote \(m.host) --layout upstream`; do not edit.\n"
-            o += "host: \(q(m.host.value))\n"
-            o += "manifest: \(q(m.file))\n"
-            o += "baseline:\n  tree: \(q(m.baseline.repo))\n  ref: \(q(m.baseline.ref))\n"
-            o += "kernel_suffix: \(q(m.kernelSuffix))\n"
-            o += "apply_order:\n"
-            if res.entries.isEmpty { o = String(o.dropLast()) + " []\n" }
-            for (i, (e, sha)) in zip(res.entries, shas).enumerated() {
-                o += "  - index: \(i + 1)\n    path: \(q(e.path.value))\n    sha256: \(q(sha))\n"
-            }
-            o += "cumulative:\n  path: \(q(Promotion.upstreamCumulativeName(m.host)))\n  b2sum: \(q(cumulativeB2))\n"
+        var o = "# manifest.lock — written by `ka promote \(m.host)`; do not edit.\n"
+        o += "lock_version: 3\n"
+        o += "tool: \(q("kernel-agent \(KernelAgentVersion.string)"))\n"
+        o += "host: \(q(m.host.value))\n"
+        o += "manifest:\n  path: \(q(m.file))\n  b2sum: \(q(m.b2sum))\n"
+        o += "baseline:\n  repo: \(q(m.baseline.repo))\n  ref: \(q(m.baseline.ref))\n"
+        o += "  commit: \(m.baseline.commit.map(q) ?? "null")\n"
+        // the tarball and config pins depend on KA_CONFIG (the box's, under scripts/test): BuildInputs' own tests cover them
+        let inputs = try BuildInputs.resolve(m, ws: s.ws, pipeline: try PipelineConfig.fromEnvironment())
+        o += inputs.lockBaselineLines(quote: q)
+        o += inputs.lockConfigLines(quote: q)
+        o += "kernel_suffix: \(q(m.kernelSuffix))\n"
+        o += "apply_order: \(m.hasExplicitOrder ? "\"manifest\"" : "\"kind\"")\n"
+        o += "patches:\n"
+        if res.entries.isEmpty { o = String(o.dropLast()) + " []\n" }
+        for (e, sha) in zip(res.entries, shas) {
+            o += "  - path: \(q(e.path.value))\n"
+            o += "    scope: \(q(e.patch.scopeTrailers.first ?? ""))\n"
+            o += "    campaign: \(e.patch.campaign.map(q) ?? "null")\n"
+            o += "    b2sum: \(q(e.patch.b2sum))\n"
+            o += "    sha256: \(q(sha))\n"
+            o += "    content_hash: \(q(e.patch.contentHash))\n"
+            o += "    via: [\(e.via.map(q).joined(separator: ", "))]\n"
         }
+        o += "cumulative:\n  path: \(q(Promotion.cumulativeName(m.host)))\n  b2sum: \(q(cumulativeB2))\n  patch_count: \(res.entries.count)\n"
         o += "apply_check: \(q(applyNote))\n"
         return (o, cumulative, report)
     }
 
-    @Test(arguments: [PromoteVerb.Layout.ka, .upstream], [false, true])
-    func outputsAreThoseOfTheInMemoryPromote(layout: PromoteVerb.Layout, withTree: Bool) async throws {
+    @Test(arguments: [false, true], [false, true])
+    func outputsAreThoseOfTheInMemoryPromote(defaultDir: Bool, withTree: Bool) async throws {
         let s = try Self.tree()
         let tree = withTree ? s.url("base") : nil
-        let expected = try Self.reference(s, layout: layout, tree: tree)
+        let expected = try Self.reference(s, tree: tree)
         #expect(expected.report.contains("result: PASS") || !withTree, "\(expected.report)")
-        let args = ["h1", "--out", "out/h1", "--layout", layout.rawValue] + (tree.map { ["--tree", $0.path] } ?? [])
+        let dir = defaultDir ? "build/h1/v7.0" : "out/h1"
+        let args = ["h1"] + (defaultDir ? [] : ["--out", dir]) + (tree.map { ["--tree", $0.path] } ?? [])
         let (plan, _) = try await PromoteVerb.parse(args).execute(in: s.ctx)
-        let cumulativeName = layout == .ka ? "cumulative.patch" : Promotion.upstreamCumulativeName(try HostName("h1"))
-        #expect(try s.read("out/h1/manifest.lock") == expected.lock)
-        #expect(try Data(contentsOf: s.url("out/h1/\(cumulativeName)")) == expected.cumulative)
-        #expect(try s.read("out/h1/apply-report.txt") == expected.report)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: s.url("out/h1").path).sorted()
-                == PromoteOutput.ownedNames(layout, host: try HostName("h1")).sorted())
+        let cumulativeName = Promotion.cumulativeName(try HostName("h1"))
+        #expect(cumulativeName == "0001-h1-cumulative-series.patch")
+        #expect(try s.read("\(dir)/manifest.lock") == expected.lock)
+        #expect(try Data(contentsOf: s.url("\(dir)/\(cumulativeName)")) == expected.cumulative)
+        #expect(try s.read("\(dir)/apply-report.txt") == expected.report)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.url(dir).path).sorted()
+                == PromoteOutput.ownedNames(host: try HostName("h1")).sorted())
         // the pins name every patch with its b2sum, and the cumulative's
         let res = try Resolver(workspace: s.ws, policy: try s.ctx.policy()).resolve(try Manifest.load(HostName("h1"), in: s.ws))
         for e in res.entries { #expect(plan.pins.contains(.init("patches/" + e.path.value, "b2:" + e.patch.b2sum))) }
@@ -128,7 +114,7 @@ import KATestSupport
         try s.write("patches/board/b1/0007-fails.patch", Sandbox.mail(subject: "fails", trailers: ["Campaign: camp", "Scope: board/b1"],
             diff: Sandbox.diff(file: "src/e.c", lines: other, at: 45, added: "never lands")))
         let tree = s.url("base")
-        let expected = try Self.reference(s, layout: .ka, tree: tree)
+        let expected = try Self.reference(s, tree: tree)
         #expect(expected.report.contains("result: FAIL"))
         #expect(!expected.report.contains("0005-d-second.patch  failed"), "the second patch of src/d.c applies on the first: \(expected.report)")
         do {
@@ -137,8 +123,8 @@ import KATestSupport
         } catch let e as KAError {
             #expect(e.message.contains("board/b1/0007-fails.patch: failed"), "\(e.message)")
         }
-        #expect(try s.read("out/h1/apply-report.txt") == expected.report)
-        #expect(!s.exists("out/h1/manifest.lock") && !s.exists("out/h1/cumulative.patch"))
+        #expect(try s.read("build/h1/v7.0/apply-report.txt") == expected.report)
+        #expect(!s.exists("build/h1/v7.0/manifest.lock") && !s.exists("build/h1/v7.0/0001-h1-cumulative-series.patch"))
     }
 
     @Test func aPlanThatIsNotRunAndARefusalLeaveNothingBehind() async throws {
@@ -160,8 +146,9 @@ import KATestSupport
         // and a run that publishes leaves only its output dir
         try s.write("fleet/h1.yaml", try s.read("fleet/h1.yaml").replacingOccurrences(of: "\n  - driver/d\n", with: "\n"))
         _ = try await PromoteVerb.parse(["h1"]).execute(in: s.ctx)
-        #expect(try listing() == (before + ["out"]).sorted())
-        #expect(try FileManager.default.contentsOfDirectory(atPath: s.url("out").path) == ["h1"])
+        #expect(try listing() == (before + ["build"]).sorted())
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.url("build").path) == ["h1"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.url("build/h1").path) == ["v7.0"])
     }
 
     @Test func aNamedStandInIsPublishedLikeAnUnnamedFileAndRemovedWhenDropped() throws {

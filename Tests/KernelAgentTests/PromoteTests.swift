@@ -72,11 +72,11 @@ import KATestSupport
     @Test func manifestLineOrderDoesNotChangeTheResult() async throws {
         let s = try Self.tree()
         let a = try await PromoteVerb.parse(["h1"]).execute(in: s.ctx)
-        let lockA = try s.read("out/h1/manifest.lock")
+        let lockA = try s.read("build/h1/v7.0/manifest.lock")
         let text = try s.read("fleet/h1.yaml")
         try s.write("fleet/h1.yaml", text.replacingOccurrences(of: "  - board/b1\n  - soc/rockchip", with: "  - soc/rockchip\n  - board/b1"))
         _ = try await PromoteVerb.parse(["h1"]).execute(in: s.ctx)
-        let lockB = try s.read("out/h1/manifest.lock")
+        let lockB = try s.read("build/h1/v7.0/manifest.lock")
         // only the manifest's own hash differs
         let strip = { (t: String) in t.split(separator: "\n").filter { !$0.contains("b2sum") || $0.contains("    b2sum") }.joined(separator: "\n") }
         #expect(strip(lockA) == strip(lockB))
@@ -86,15 +86,15 @@ import KATestSupport
     @Test func lockIsByteIdenticalForTheSameInputs() async throws {
         let s = try Self.tree()
         _ = try await PromoteVerb.parse(["h1"]).execute(in: s.ctx)
-        let lock1 = try Data(contentsOf: s.url("out/h1/manifest.lock"))
-        let cum1 = try Data(contentsOf: s.url("out/h1/cumulative.patch"))
+        let lock1 = try Data(contentsOf: s.url("build/h1/v7.0/manifest.lock"))
+        let cum1 = try Data(contentsOf: s.url("build/h1/v7.0/0001-h1-cumulative-series.patch"))
         // a second sandbox with the same inputs, different location, different time
         let t = try Self.tree()
         _ = try await PromoteVerb.parse(["h1", "--out", "out/elsewhere"]).execute(in: t.ctx)
         #expect(try Data(contentsOf: t.url("out/elsewhere/manifest.lock")) == lock1)
-        #expect(try Data(contentsOf: t.url("out/elsewhere/cumulative.patch")) == cum1)
+        #expect(try Data(contentsOf: t.url("out/elsewhere/0001-h1-cumulative-series.patch")) == cum1)
         // the lock's cumulative b2sum is what coreutils says
-        let b2 = try await TestCommand.run(["b2sum", s.url("out/h1/cumulative.patch").path])
+        let b2 = try await TestCommand.run(["b2sum", s.url("build/h1/v7.0/0001-h1-cumulative-series.patch").path])
         let lock = String(decoding: lock1, as: UTF8.self)
         #expect(lock.contains("b2sum: \"\(b2.stdoutText.prefix(128))\""))
         // every patch's b2sum too
@@ -143,7 +143,7 @@ import KATestSupport
             _ = try await PromoteVerb.parse(args).execute(in: s.ctx)
         } catch let e as KAError {
             #expect(e.exitCode == 2)
-            #expect(!s.exists("out/\(file)"), "a refusal must write nothing")
+            #expect(!s.exists("build/\(file)"), "a refusal must write nothing")
             return e
         }
         Issue.record("promote did not refuse")
@@ -229,7 +229,7 @@ import KATestSupport
         #expect(infra.message == "fleet/hertz.yaml → 'hertz' is an infra host (signing,infra) and its manifest does not opt in")
         try s.write("fleet/hertz.yaml", "host: hertz\nbaseline: {repo: r, ref: v7.0}\nkernel_suffix: hz\nscopes: [board/b1]\ninfra_opt_in: true\n")
         _ = try await PromoteVerb.parse(["hertz"]).execute(in: s.ctx)
-        #expect(s.exists("out/hertz/manifest.lock"))
+        #expect(s.exists("build/hertz/v7.0/manifest.lock"))
     }
 
     @Test func infraRuleHoldsEvenIfTheRegistryForgetsTheRole() async throws {
@@ -247,7 +247,7 @@ import KATestSupport
         // closing the block lifts it
         try s.store.close(id: "mem-1")
         _ = try await PromoteVerb.parse(["h1"]).execute(in: s.ctx)
-        #expect(s.exists("out/h1/manifest.lock"))
+        #expect(s.exists("build/h1/v7.0/manifest.lock"))
         // a block on another host's patch or of another kind does not halt this promote
         try s.store.file(kind: .hostDrifted, scope: .host("h1"), title: "drifted", body: "")
         _ = try await PromoteVerb.parse(["h1"]).execute(in: s.ctx)

@@ -73,7 +73,7 @@ import KATestSupport
     @Test func upstreamFresnelFollowsApplyOrderSkipsTheCoverLetterAndJoinsAsIssue31Says() async throws {
         let s = try Self.upstreamFresnel()
         _ = try await PromoteVerb.parse(["fresnel"]).execute(in: s.ctx)
-        let cumulative = try s.read("out/fresnel/cumulative.patch")
+        let cumulative = try s.read("build/fresnel/v7.0/0001-fresnel-cumulative-series.patch")
         let subjects = Self.subjects(cumulative)
         #expect(subjects.count == 5, "\(subjects)")
         #expect(subjects.prefix(3).allSatisfy { $0.contains("pinebook-pro") }, "board first: \(subjects)")
@@ -98,7 +98,7 @@ import KATestSupport
             expected += text + (i < paths.count - 1 ? "-- \n\(version)\n\n" : "")
         }
         #expect(cumulative == expected)
-        let lock = try s.read("out/fresnel/manifest.lock")
+        let lock = try s.read("build/fresnel/v7.0/manifest.lock")
         #expect(lock.contains("apply_order: \"manifest\""))
         #expect(lock.contains("    sha256: \""))
     }
@@ -108,26 +108,28 @@ import KATestSupport
         let b = try Self.upstreamFresnel(orderForm: "top-level")
         _ = try await PromoteVerb.parse(["fresnel"]).execute(in: a.ctx)
         _ = try await PromoteVerb.parse(["fresnel"]).execute(in: b.ctx)
-        #expect(try a.read("out/fresnel/cumulative.patch") == b.read("out/fresnel/cumulative.patch"))
+        #expect(try a.read("build/fresnel/v7.0/0001-fresnel-cumulative-series.patch") == b.read("build/fresnel/v7.0/0001-fresnel-cumulative-series.patch"))
     }
 
-    @Test func upstreamLayoutWritesTheirPathsAndLockFields() async throws {
+    @Test func theirLayoutIsTheDefaultWithTheirPathsAndLockFields() async throws {
         let s = try Self.upstreamFresnel()
-        let r = try await KaRun.run(["promote", "fresnel", "--layout", "upstream"], root: s.root)
+        let r = try await KaRun.run(["promote", "fresnel"], root: s.root)
         #expect(r.status == 0, "\(r.stderr)")
         let dir = "build/fresnel/v7.0"
         let cumulative = try Data(contentsOf: s.url("\(dir)/0001-fresnel-cumulative-series.patch"))
         let lock = try s.read("\(dir)/manifest.lock")
         #expect(lock.contains("b2sum: \"\(Blake2b.hex(cumulative))\""))
         #expect(lock.contains("path: \"0001-fresnel-cumulative-series.patch\""))
-        #expect(lock.contains("  - index: 1\n    path: \"board/pinebook-pro/0001-"))
+        #expect(lock.contains("patches:\n  - path: \"board/pinebook-pro/0001-"), "apply order, board first: \(lock)")
         // sha256 per file, as coreutils computes it
         let first = s.url("patches/board/pinebook-pro/0001-arm64-dts-rk3399-pinebook-pro-add-OC-OPP-tables-1704-2184.patch")
         let sha = try await TestCommand.run(["sha256sum", first.path]).stdoutText.split(separator: " ").first.map(String.init) ?? "?"
         #expect(lock.contains("sha256: \"\(sha)\""), "\(lock)")
-        // the environment default does the same
-        let e = try await KaRun.run(["promote", "fresnel"], root: s.root, env: ["KA_PROMOTE_LAYOUT": "upstream"])
-        #expect(e.status == 0 && e.stdout.contains("0001-fresnel-cumulative-series.patch b2sum"), "\(e.stdout)")
+        #expect(r.stdout.contains("0001-fresnel-cumulative-series.patch b2sum"), "\(r.stdout)")
+        #expect(!s.exists("out"), "nothing under out/ any more")
+        // the layout switch is gone: there is one layout
+        let gone = try await KaRun.run(["promote", "fresnel", "--layout", "upstream"], root: s.root)
+        #expect(gone.status != 0 && gone.stderr.contains("--layout"), "\(gone.stderr)")
     }
 
     @Test func upstreamRefusalsExit2AndNameTheLine() async throws {
@@ -228,7 +230,7 @@ import KATestSupport
             return dir
         }
         let whole = try await gitRepo("whole")
-        let applied = try await TestCommand.run(["git", "apply", s.url("out/h1/cumulative.patch").path], cwd: whole)
+        let applied = try await TestCommand.run(["git", "apply", s.url("build/h1/v7.0/0001-h1-cumulative-series.patch").path], cwd: whole)
         #expect(applied.status == 0, "git apply of the cumulative: \(applied.stderrText)")
         let oneByOne = try await gitRepo("one-by-one")
         for e in res.entries {
@@ -236,7 +238,7 @@ import KATestSupport
             #expect(r.status == 0, "git am \(e.path.value): \(r.stderrText)")
         }
         let gnu = try await gitRepo("gnu-patch")
-        let p = try await TestCommand.run(["patch", "-p1", "-s", "-i", s.url("out/h1/cumulative.patch").path], cwd: gnu)
+        let p = try await TestCommand.run(["patch", "-p1", "-s", "-i", s.url("build/h1/v7.0/0001-h1-cumulative-series.patch").path], cwd: gnu)
         #expect(p.status == 0, "GNU patch of the cumulative: \(p.stdoutText) \(p.stderrText)")
         func files(_ dir: URL) -> [String: Data] {
             Dictionary(uniqueKeysWithValues: FS.regularFiles(under: dir).map { ($0, FileManager.default.contents(atPath: dir.appendingPathComponent($0).path) ?? Data()) })

@@ -32,10 +32,12 @@ public struct ControlPlaneConfig: Sendable {
     public var allow: [String: [String]] = [:]
     public var token: String
     public var webhookSecrets: [[UInt8]]
+    /// The URL Gitea delivers webhooks to (this server as Gitea reaches it); `ka doctor` checks a hook has it.
+    public var webhookURL: String?
 
     public static let keys: Set<String> = ["gitea_url", "repo", "bot_login", "listen", "poll_interval", "state_dir", "root",
                                            "consent_ttl", "max_parallel_runs", "reminder_cap", "allow",
-                                           "max_commands_per_comment", "reply_rate_limit", "plan_timeout", "outbox_parallel"]
+                                           "max_commands_per_comment", "reply_rate_limit", "plan_timeout", "outbox_parallel", "webhook_url"]
 
     public static func load(file: String?, env: [String: String] = ProcessInfo.processInfo.environment) throws -> ControlPlaneConfig {
         var values: [String: String] = [:]
@@ -58,7 +60,7 @@ public struct ControlPlaneConfig: Sendable {
         let envMap = ["KA_GITEA_URL": "gitea_url", "KA_REPO": "repo", "KA_BOT_LOGIN": "bot_login", "KA_LISTEN": "listen",
                       "KA_POLL_INTERVAL": "poll_interval", "KA_STATE_DIR": "state_dir", "KA_ROOT": "root",
                       "KA_MAX_COMMANDS_PER_COMMENT": "max_commands_per_comment", "KA_REPLY_RATE_LIMIT": "reply_rate_limit",
-                      "KA_PLAN_TIMEOUT": "plan_timeout", "KA_OUTBOX_PARALLEL": "outbox_parallel",
+                      "KA_PLAN_TIMEOUT": "plan_timeout", "KA_OUTBOX_PARALLEL": "outbox_parallel", "KA_WEBHOOK_URL": "webhook_url",
                       "KA_CONSENT_TTL": "consent_ttl", "KA_MAX_PARALLEL_RUNS": "max_parallel_runs", "KA_REMINDER_CAP": "reminder_cap"]
         for (e, k) in envMap { if let v = env[e] { values[k] = v; places[k] = e } }
 
@@ -83,6 +85,12 @@ public struct ControlPlaneConfig: Sendable {
                                    stateDir: values["state_dir"].map { URL(fileURLWithPath: $0, relativeTo: cwd).standardizedFileURL }
                                        ?? root.appendingPathComponent(".ka"),
                                    root: root, allow: allow, token: token, webhookSecrets: secrets)
+        if let w = values["webhook_url"] {
+            guard let u = URL(string: w), u.scheme == "http" || u.scheme == "https", u.host != nil else {
+                throw KAError.refusal("config", "webhook_url is not an http(s) URL, got '\(w)'", hint: "the URL Gitea posts to, e.g. http://noether:8087/webhook")
+            }
+            c.webhookURL = w
+        }
         if let l = values["listen"] {
             guard let colon = l.lastIndex(of: ":"), let port = Int(l[l.index(after: colon)...]), (1...65535).contains(port) else {
                 throw KAError.refusal("config", "listen must be host:port, got '\(l)'")

@@ -28,6 +28,11 @@ public protocol GiteaAPI: Sendable {
     func permission(of login: String) async throws -> String
 }
 
+/// The repo's webhooks, which only `ka doctor` reads; kept out of `GiteaAPI` so the bot's fakes need not answer.
+public protocol GiteaHooksAPI: Sendable {
+    func listHooks() async throws -> [GiteaHook]
+}
+
 /// A method + path template the client calls, with a sample of the body it sends (for the contract test).
 public struct GiteaRoute: Sendable {
     public let method: String
@@ -70,9 +75,12 @@ public struct GiteaRoute: Sendable {
     public static let removeLabel = GiteaRoute(method: "DELETE", path: "/repos/{owner}/{repo}/issues/{index}/labels/{id}", bodyDefinition: nil, sampleBody: nil)
     public static let permission = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/collaborators/{collaborator}/permission", bodyDefinition: nil, sampleBody: nil)
 
+    /// Read by `ka doctor` only (it needs repo admin, as Gitea's hook settings do).
+    public static let listHooks = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/hooks", bodyDefinition: nil, sampleBody: nil)
+
     public static let all: [GiteaRoute] = [currentUser, repoComments, listIssues, searchIssues, getIssue, createIssue, editIssue,
                                            issueComments, createComment, editComment, addReaction, listLabels, createLabel,
-                                           editLabel, addLabels, replaceLabels, removeLabel, permission]
+                                           editLabel, addLabels, replaceLabels, removeLabel, permission, listHooks]
 }
 
 struct CreateIssueBody: Codable, Sendable { let title: String; let body: String; let labels: [Int64] }
@@ -126,7 +134,7 @@ final class HostPause: Sendable {
 /// A 429 (Gitea has no limiter of its own, but a proxy in front of it may) pauses every request to the host for
 /// its Retry-After (1 s without one, at most an hour). A request meeting a pause waits it out when it is short
 /// (`maxPauseWait`); otherwise it is not sent and fails with the 429 and the time left, for its caller to retry.
-public final class DefaultGiteaClient: GiteaAPI, Sendable {
+public final class DefaultGiteaClient: GiteaAPI, GiteaHooksAPI, Sendable {
     public let baseURL: URL        // e.g. https://git.example/ (the /api/v1 is added here)
     public let owner: String
     public let repo: String
@@ -319,6 +327,8 @@ public final class DefaultGiteaClient: GiteaAPI, Sendable {
     public func removeLabel(issue: Int, labelID: Int64) async throws {
         _ = try await send(.removeLabel, params: ["index": "\(issue)", "id": "\(labelID)"])
     }
+
+    public func listHooks() async throws -> [GiteaHook] { try await all(GiteaHook.self, .listHooks) }
 
     public func permission(of login: String) async throws -> String {
         try await decode(GiteaPermission.self, .permission, params: ["collaborator": login]).permission

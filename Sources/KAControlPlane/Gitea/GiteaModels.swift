@@ -53,6 +53,18 @@ public struct GiteaRepository: Codable, Sendable, Equatable {
     public let full_name: String
 }
 
+/// A repo webhook (`Hook`). Gitea never returns its secret: `config` holds `url` and `content_type`.
+public struct GiteaHook: Codable, Sendable, Equatable {
+    public let id: Int64
+    public let type: String
+    public let active: Bool
+    public let events: [String]?
+    public let config: [String: String]?
+    public init(id: Int64, type: String, active: Bool, events: [String]?, config: [String: String]?) {
+        self.id = id; self.type = type; self.active = active; self.events = events; self.config = config
+    }
+}
+
 public struct GiteaPermission: Codable, Sendable, Equatable {
     public let permission: String
 }

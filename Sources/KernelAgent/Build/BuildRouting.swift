@@ -24,7 +24,8 @@ public struct BuildRouting: Sendable {
             return try ([own.primary] + own.fallback).map { raw in
                 let h = try HostName(raw)
                 guard let e = registry.hosts[h], e.roles.contains(.build) else {
-                    throw KAError.refusal(manifest.file, "build_host names '\(raw)', which is not a build host in \(registry.file)")
+                    throw KAError.refusal(manifest.file, "build_host names '\(raw)', which is not a build host in \(registry.file)",
+                                          hint: registry.whereToAddHosts)
                 }
                 return h
             }
@@ -32,7 +33,8 @@ public struct BuildRouting: Sendable {
         let route = registry.buildRoute(for: entry.arch)
         guard !route.isEmpty else {
             throw KAError.refusal(registry.file, "no build routing for \(entry.arch.rawValue) (\(manifest.host)'s arch)",
-                                  hint: "add routing: {\(entry.arch.rawValue): [<build host>…]} to \(registry.file)")
+                                  hint: registry.derived ? "add build_host: {primary: <build host>} to \(manifest.file)"
+                                                         : "add routing: {\(entry.arch.rawValue): [<build host>…]} to \(registry.file)")
         }
         return route
     }

@@ -88,6 +88,10 @@ struct BuildSteps: Sendable {
     /// The lock, checked against what it pins now; refuses a missing or stale one, naming the input that moved.
     static func checkedLock(_ s: BuildVerb.Setup, ctx: VerbContext) async throws -> LockFile {
         let ws = ctx.workspace
+        guard FS.exists(s.lockURL) else {
+            throw KAError.refusal(ws.display(s.lockURL), "no lock",
+                                  hint: "run ka promote \(s.target) first" + (ws.legacyOutNote(s.target).map { "; \($0)" } ?? ""))
+        }
         let lock = try LockFile.load(s.lockURL, shown: ws.display(s.lockURL))
         guard lock.host == s.target.value else {
             throw KAError.refusal(lock.file, "is the lock of '\(lock.host)', not \(s.target)", hint: "run ka promote \(s.target)")

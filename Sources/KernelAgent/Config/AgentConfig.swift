@@ -82,6 +82,9 @@ public struct AgentConfig: Sendable {
         public var privilegeCommand: [String]?
         /// The distribution's own kernel package, which an install leaves alone.
         public var stockKernel: String?
+        /// For a checkout without fleet/hosts.yaml: what no manifest says (the derived registry's defaults otherwise).
+        public var arch: CPUArch?
+        public var distro: Distro?
         public var origin: String
     }
 
@@ -98,12 +101,13 @@ public struct AgentConfig: Sendable {
     public static let controlPlaneKeys: Set<String> = [
         "gitea_url", "repo", "bot_login", "listen", "poll_interval", "state_dir", "root", "consent_ttl",
         "max_parallel_runs", "reminder_cap", "allow", "max_commands_per_comment", "reply_rate_limit", "plan_timeout", "outbox_parallel",
+        "webhook_url",
     ]
     public static var topLevelKeys: Set<String> { ownSections.union(otherSections).union(controlPlaneKeys) }
 
     static let sshKeys: Set<String> = ["dir", "identity_file", "known_hosts", "config_file", "connect_timeout",
                                        "server_alive_interval", "server_alive_count_max", "control_persist"]
-    static let hostKeys: Set<String> = ["ssh", "privilege_command", "stock_kernel"]
+    static let hostKeys: Set<String> = ["ssh", "privilege_command", "stock_kernel", "arch", "distro"]
 
     /// No file: every default, under the state dir.
     public static func defaults(stateDir: URL) -> AgentConfig {
@@ -203,6 +207,18 @@ public struct AgentConfig: Sendable {
                 host.privilegeCommand = argv
             }
             if let s = m["stock_kernel"] { host.stockKernel = try s.string() }
+            if let a = m["arch"] {
+                guard let arch = CPUArch(rawValue: try a.string()) else {
+                    throw a.error("unknown arch", hint: "one of \(CPUArch.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                host.arch = arch
+            }
+            if let d = m["distro"] {
+                guard let distro = Distro(rawValue: try d.string()) else {
+                    throw d.error("unknown distro", hint: "one of \(Distro.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                host.distro = distro
+            }
             hosts[name] = host
         }
         return hosts
@@ -222,5 +238,5 @@ public struct AgentConfig: Sendable {
 }
 
 extension AgentConfig.Host {
-    init(origin: String) { self.init(ssh: nil, privilegeCommand: nil, stockKernel: nil, origin: origin) }
+    init(origin: String) { self.init(ssh: nil, privilegeCommand: nil, stockKernel: nil, arch: nil, distro: nil, origin: origin) }
 }

@@ -22,7 +22,26 @@ public struct Workspace: Sendable {
     public var patchesDir: URL { root.appendingPathComponent("patches") }
     public var registryFile: URL { fleetDir.appendingPathComponent("hosts.yaml") }
     public func manifestFile(_ host: HostName) -> URL { fleetDir.appendingPathComponent("\(host.value).yaml") }
-    public func defaultOutDir(_ host: HostName) -> URL { root.appendingPathComponent("out").appendingPathComponent(host.value) }
+    /// Where `ka promote` writes a host's outputs: `build/<host>/<baseline.ref>/`, the layout the user's own
+    /// ka-promote, ka-build and `.gitignore` use. `ref` is refused when it cannot be one directory name.
+    public func promoteDir(_ host: HostName, ref: String, manifest: String) throws -> URL {
+        guard !ref.isEmpty, ref != ".", ref != "..", !ref.contains("/"), !ref.contains("\0"),
+              !ref.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) else {
+            throw KAError.refusal(manifest, "baseline.ref '\(ref)' cannot be a directory name under build/\(host)/",
+                                  hint: "use a tag or commit without '/', or pass --out")
+        }
+        return root.appendingPathComponent("build").appendingPathComponent(host.value).appendingPathComponent(ref)
+    }
+
+    /// The output dir of a promote before the `build/<host>/<ref>/` layout (kernel-agent up to issue 17).
+    public func legacyOutDir(_ host: HostName) -> URL { root.appendingPathComponent("out").appendingPathComponent(host.value) }
+
+    /// A one-line note when an earlier promote left `out/<host>/`, which nothing reads any more; nil otherwise.
+    public func legacyOutNote(_ host: HostName) -> String? {
+        let old = legacyOutDir(host).appendingPathComponent("manifest.lock")
+        guard FS.exists(old) else { return nil }
+        return "note: \(display(legacyOutDir(host)))/ is from an earlier promote and is no longer read (outputs are under build/\(host)/<baseline.ref>/ now); remove it when you like"
+    }
     public func url(_ path: TreePath) -> URL { patchesDir.appendingPathComponent(path.value) }
 
     /// Refuses `url` unless, symlinks resolved, it stays inside `dir` — and `dir` inside the checkout. Every file

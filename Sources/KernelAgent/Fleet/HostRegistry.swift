@@ -49,12 +49,21 @@ public struct HostEntry: Sendable {
 public struct HostRegistry: Sendable {
     public let hosts: [HostName: HostEntry]
     public let routing: [CPUArch: [HostName]]
+    /// Where the hosts are listed: `fleet/hosts.yaml`, or, derived, the manifests and KA_CONFIG.
     public let file: String
+    /// Derived from the manifests (no `fleet/hosts.yaml`): see `HostRegistry.derive`.
+    public var derived: Bool = false
+
+    /// Where a person adds a host or a build route, in words that fit how this registry was made.
+    public var whereToAddHosts: String {
+        derived ? "add fleet/<host>.yaml for a target, build_host: {primary: …} in a manifest for a build host, or hosts.<host> in KA_CONFIG (ka help fleet)"
+                : "hosts are listed in \(file)"
+    }
 
     public func entry(_ host: HostName, context: String? = nil) throws -> HostEntry {
         guard let e = hosts[host] else {
             let near = hosts.keys.map(\.value).min { editDistance($0, host.value) < editDistance($1, host.value) }
-            var hint = "hosts are listed in \(file)"
+            var hint = whereToAddHosts
             if let near, editDistance(near, host.value) <= 2 { hint = "did you mean '\(near)'? " + hint }
             throw KAError.refusal(context ?? "host '\(host)'", "unknown host (not in \(file))", hint: hint)
         }
@@ -64,10 +73,12 @@ public struct HostRegistry: Sendable {
     /// The build hosts for an arch, in routing order.
     public func buildRoute(for arch: CPUArch) -> [HostName] { routing[arch] ?? [] }
 
-    public static func load(_ ws: Workspace) throws -> HostRegistry {
+    /// `fleet/hosts.yaml` when the checkout has one; else the registry derived from the manifests and KA_CONFIG.
+    public static func load(_ ws: Workspace, env: [String: String] = ProcessInfo.processInfo.environment) throws -> HostRegistry {
         let display = ws.display(ws.registryFile)
         guard FS.exists(ws.registryFile) else {
-            throw KAError.refusal(display, "missing fleet registry", hint: "create \(display) (see fleet/README.md)")
+            return try derive(ws, agent: try AgentConfig.fromEnvironment(env, stateDir: ws.stateDir),
+                              pipeline: try PipelineConfig.fromEnvironment(env))
         }
         let bytes = try FS.read(try ws.confine(ws.registryFile, within: ws.fleetDir), display: display, limit: YAMLValue.maxFileBytes)
         return try parsed.value(for: bytes, file: display) { try parse(String(decoding: bytes, as: UTF8.self), file: display) }
@@ -150,6 +161,75 @@ public struct HostRegistry: Sendable {
             }
         }
         return HostRegistry(hosts: hosts, routing: routing, file: file)
+    }
+}
+
+extension HostRegistry {
+    /// The label a derived registry gives itself in messages.
+    public static let derivedFile = "the fleet (derived from fleet/*.yaml and KA_CONFIG; no fleet/hosts.yaml)"
+
+    /// The registry of a checkout without `fleet/hosts.yaml` (the user's own repo has none):
+    /// - every `fleet/<host>.yaml` is a target;
+    /// - the hosts a manifest names in `build_host.primary` / `build_host.fallback` are build hosts of that tier,
+    ///   routed for their targets' arch, primaries before fallbacks;
+    /// - the infra hosts the design names keep the infra role (a manifest of theirs needs `infra_opt_in`);
+    /// - KA_CONFIG's `signing.host` signs, its `logs.host` and every `hosts.<name>` are hosts too, and
+    ///   `hosts.<name>.{arch, distro}` set what no manifest says (default aarch64, arch: the user's fleet).
+    /// A manifest that does not parse still makes its host a target: the verb that reads it reports the error.
+    public static func derive(_ ws: Workspace, agent: AgentConfig, pipeline: PipelineConfig) throws -> HostRegistry {
+        struct Draft { var roles = Set<HostRole>(); var tier: BuildTier?; var arch: CPUArch?; var distro: Distro?; var notes: [String] = [] }
+        var drafts: [HostName: Draft] = [:]
+        var routeOrder: [(HostName, BuildTier, CPUArch?)] = []
+        let manifests = Fleet.manifestHosts(ws)
+        var parsed: [HostName: Manifest] = [:]
+        for host in manifests {
+            drafts[host, default: Draft()].roles.insert(.target)
+            drafts[host, default: Draft()].notes.append("target: \(ws.display(ws.manifestFile(host)))")
+            // parse errors surface in the verb that needs the manifest, with their line
+            if let m = try? Manifest.load(host, in: ws) { parsed[host] = m }   // try? on purpose: see above
+        }
+        for (name, h) in agent.hosts {
+            if let a = h.arch { drafts[name, default: Draft()].arch = a }
+            if let d = h.distro { drafts[name, default: Draft()].distro = d }
+            if drafts[name] == nil { drafts[name] = Draft() }
+        }
+        func archOf(_ h: HostName) -> CPUArch { drafts[h]?.arch ?? .aarch64 }
+        for host in manifests {
+            guard let own = parsed[host]?.buildHosts else { continue }
+            for (i, raw) in ([own.primary] + own.fallback).enumerated() {
+                guard let b = try? HostName(raw) else { continue }   // Manifest.parse refuses a bad name already
+                let tier: BuildTier = i == 0 ? .primary : .fallback
+                var d = drafts[b, default: Draft()]
+                d.roles.insert(.build)
+                if d.tier != .primary { d.tier = tier }
+                if d.arch == nil && !d.roles.contains(.target) { d.arch = archOf(host) }
+                d.notes.append("build (\(tier.rawValue)) for \(host)")
+                drafts[b] = d
+                routeOrder.append((b, tier, archOf(host)))
+            }
+        }
+        if let signer = pipeline.signing?.host {
+            drafts[signer, default: Draft()].roles.insert(.signing)
+            drafts[signer, default: Draft()].notes.append("signing (KA_CONFIG signing.host)")
+        }
+        if let logs = pipeline.logs?.host, drafts[logs] == nil { drafts[logs] = Draft() }
+        for name in drafts.keys where Policy.infraHosts.contains(name.value) { drafts[name]?.roles.insert(.infra) }
+        var hosts: [HostName: HostEntry] = [:]
+        for (name, d) in drafts {
+            hosts[name] = HostEntry(name: name, roles: d.roles, arch: d.arch ?? .aarch64, distro: d.distro ?? .arch, wake: .alwaysOn,
+                                    buildTier: d.roles.contains(.build) ? (d.tier ?? .primary) : nil, runsOn: nil,
+                                    notes: d.notes.isEmpty ? nil : d.notes.joined(separator: "; "), ssh: nil)
+        }
+        var routing: [CPUArch: [HostName]] = [:]
+        for tier in [BuildTier.primary, .fallback] {
+            for (h, t, arch) in routeOrder where t == tier {
+                let a = arch ?? .aarch64
+                if !(routing[a] ?? []).contains(h) { routing[a, default: []].append(h) }
+            }
+        }
+        var registry = HostRegistry(hosts: hosts, routing: routing, file: derivedFile)
+        registry.derived = true
+        return registry
     }
 }
 

@@ -59,6 +59,8 @@ public struct Manifest: Sendable {
     public let bytes: Data
     public let baseline: Baseline
     public let kernelSuffix: String
+    /// Where the suffix came from, for the plan: `kernel_suffix:` or `package.name`.
+    public var kernelSuffixSource: String = "kernel_suffix"
     public let installMode: InstallMode
     public let installAlongside: String?
     public let configSource: String?
@@ -87,7 +89,7 @@ public struct Manifest: Sendable {
         let url = ws.manifestFile(host)
         let display = ws.display(url)
         guard FS.exists(url) else {
-            throw KAError.refusal(display, "no manifest for host '\(host)'", hint: "create \(display) (schema in fleet/README.md)")
+            throw KAError.refusal(display, "no manifest for host '\(host)'", hint: "create \(display) (its keys: ka help fleet)")
         }
         try ws.confine(url, within: ws.fleetDir)
         let data = try FS.read(url, display: display, limit: YAMLValue.maxFileBytes)
@@ -98,7 +100,7 @@ public struct Manifest: Sendable {
     /// `baseline.repo` (fleet/README.md lists the aliases).
     static let topKeys: Set<String> = ["host", "baseline", "kernel_suffix", "install", "config", "scopes", "include", "includes",
                                        "apply_order", "excluded", "package", "build_host", "infra_opt_in", "source_dir", "notes",
-                                       "verify"]
+                                       "verify", "patch_authoring_context"]
 
     public static func parse(_ data: Data, host: HostName, file: String) throws -> Manifest {
         guard let text = String(data: data, encoding: .utf8) else {
@@ -106,10 +108,10 @@ public struct Manifest: Sendable {
         }
         let doc = try YAMLValue.parse(text, file: file)
         let m = try doc.mapping(allowed: topKeys)
-        let hostV = try m.required("host")
-        guard try hostV.string() == host.value else {
+        // The file's name is the host; `host:` is optional (the user's manifests leave it out), but a mismatch is an error.
+        if let hostV = m["host"], try hostV.string() != host.value {
             throw hostV.error("names host '\(try hostV.string())' but the file is for '\(host)'",
-                              hint: "set host: \(host) or rename the file")
+                              hint: "set host: \(host) (or leave host: out), or rename the file")
         }
         let bm = try m.required("baseline").mapping(allowed: ["repo", "tree", "ref", "commit", "patch_authoring_context"])
         var commit: String?
@@ -122,12 +124,36 @@ public struct Manifest: Sendable {
             throw t.error("baseline has both 'repo' and 'tree'", hint: "they are the same key in two spellings; keep one")
         }
         guard let repoV = bm["repo"] ?? bm["tree"] else { throw bm.owner.error("missing required key 'repo' (or 'tree')") }
+        // `patch_authoring_context` is informational; the user's manifests keep it at the top level, the seed's under baseline.
+        if let inner = bm["patch_authoring_context"], let outer = m["patch_authoring_context"] {
+            throw outer.error("patch_authoring_context is given twice (also at line \(inner.location.line))", hint: "keep one")
+        }
+        let context = try (bm["patch_authoring_context"] ?? m["patch_authoring_context"])?.string()
         let baseline = Baseline(repo: try repoV.string(), ref: try bm.required("ref").string(),
-                                commit: commit, authoringContext: try bm["patch_authoring_context"]?.string())
-        let suffixV = try m.required("kernel_suffix")
-        let suffix = try suffixV.string()
+                                commit: commit, authoringContext: context)
+        var package: Package?
+        var packageNameV: YAMLValue?
+        if let pv = m["package"] {
+            let pm = try pv.mapping(allowed: ["name", "template_at"])
+            let nameV = try pm.required("name")
+            packageNameV = nameV
+            package = Package(name: try nameV.string(), templateAt: try pm["template_at"]?.string())
+        }
+        // The suffix defaults to what package.name already says: linux-fresnel-fourier → fresnel-fourier.
+        let suffix: String, suffixSource: String
+        let suffixV: YAMLValue
+        if let v = m["kernel_suffix"] {
+            suffixV = v; suffix = try v.string(); suffixSource = "kernel_suffix"
+        } else if let nameV = packageNameV, let name = package?.name {
+            suffixV = nameV
+            suffix = name.hasPrefix("linux-") ? String(name.dropFirst("linux-".count)) : name
+            suffixSource = "package.name \(name) without its linux- prefix"
+        } else {
+            throw m.owner.error("missing required key 'kernel_suffix'",
+                                hint: "add kernel_suffix: <suffix> (it becomes /boot/Image-<suffix>), or package: {name: linux-<suffix>}")
+        }
         guard !suffix.isEmpty, suffix.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }), !suffix.hasPrefix("-") else {
-            throw suffixV.error("kernel_suffix must be letters, digits, '-' or '_' without a leading '-'",
+            throw suffixV.error("kernel suffix '\(suffix)' (from \(suffixSource)) must be letters, digits, '-' or '_' without a leading '-'",
                                 hint: "it becomes /boot/Image-<suffix>; e.g. fresnel-fourier")
         }
         var mode = InstallMode.replace
@@ -204,11 +230,6 @@ public struct Manifest: Sendable {
                                       hint: "remove it from one of the two lists")
             }
         }
-        var package: Package?
-        if let pv = m["package"] {
-            let pm = try pv.mapping(allowed: ["name", "template_at"])
-            package = Package(name: try pm.required("name").string(), templateAt: try pm["template_at"]?.string())
-        }
         var buildHosts: BuildHosts?
         if let bv = m["build_host"] {
             let bmap = try bv.mapping(allowed: ["primary", "fallback", "fallbacks"])
@@ -230,6 +251,7 @@ public struct Manifest: Sendable {
                                 installMode: mode, installAlongside: alongside, configSource: configSource,
                                 selectors: selectors, infraOptIn: try m["infra_opt_in"]?.bool() ?? false,
                                 sourceDir: try m["source_dir"]?.string())
+        manifest.kernelSuffixSource = suffixSource
         manifest.hasExplicitOrder = explicitOrder
         manifest.excluded = excluded
         manifest.orderList = orderList

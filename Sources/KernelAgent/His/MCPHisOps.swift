@@ -54,6 +54,17 @@ public final class MCPHisOps: HisOps {
 
     public func releaseHost(_ host: HostName) async throws -> String { try await call(.releaseHost, host) }
 
+    /// The names of the tools His offers (`ka doctor`), under the same wall-clock cap as a call.
+    public func offeredTools() async throws -> [String] {
+        let cap = config.callTimeout, endpoint = self.endpoint, session = self.session
+        return try await withWallClockCap(.seconds(cap), onTimeout: {
+            await session.reset(reason: "the \(cap) s cap passed")
+            return KAError.failure(endpoint, "listing the tools did not finish within \(cap) s", hint: "check that His runs and answers")
+        }) {
+            try await session.toolNames()
+        }
+    }
+
     /// The protocol version the handshake settled on (nil before the first call).
     public func negotiatedProtocolVersion() async -> String? { await session.negotiatedVersion }
 
@@ -131,6 +142,21 @@ actor HisSession {
             if why == nil, let child { why = await child.exitDescription(waitingUpTo: .seconds(1)) }
             reset(reason: nil, generation: generation)
             throw describe(error, tool, host, sessionEnded: why)
+        }
+    }
+
+    func toolNames() async throws -> [String] {
+        var generation: Int?
+        do {
+            let session = try openIfNeeded()
+            generation = session.generation
+            negotiatedVersion = try await session.ready.value
+            return try await toolList(session.client).keys.sorted()
+        } catch let error as KAError {
+            throw error
+        } catch {
+            reset(reason: nil, generation: generation)
+            throw KAError.failure(endpoint, "cannot list His's tools: \(error)", hint: "check his.url / his.command in KA_CONFIG and that His runs")
         }
     }
 

@@ -1,7 +1,9 @@
 import Foundation
 
 /// Two patches from different scopes or campaigns whose hunks touch overlapping preimage line ranges of one
-/// file: the order between them is an accident of the tree layout, so a person has to decide.
+/// file, and the later was not written on top of the earlier: the order between them is an accident of the tree
+/// layout, so a person has to decide. A later hunk whose removed or context lines include lines the earlier hunk
+/// added is a stack (ohm's bes2600 series, each on top of the one before), not a conflict.
 public struct CampaignConflict: Sendable, Equatable, CustomStringConvertible {
     public let file: String
     public let first: String, firstOrigin: String, firstRange: ClosedRange<Int>
@@ -14,7 +16,7 @@ public struct CampaignConflict: Sendable, Equatable, CustomStringConvertible {
 public enum ConflictDetector {
     public static func detect(_ entries: [Resolution.Entry]) -> [CampaignConflict] {
         var c = Collector()
-        for (i, e) in entries.enumerated() { c.add(entry: i, scope: e.path.parent, campaign: e.patch.campaign, files: e.patch.files) }
+        for (i, e) in entries.enumerated() { c.add(entry: i, scope: e.path.parent, campaign: e.patch.campaign, patch: e.patch) }
         return c.detect { entries[$0].path.value }
     }
 
@@ -22,7 +24,11 @@ public enum ConflictDetector {
     /// each patch's origin, as small integers. No patch text.
     public struct Collector: Sendable {
         /// One hunk: its patch and its preimage lines. Line numbers are at most `PatchFile.maxLineNumber`.
-        struct Touch: Sendable { let entry: Int32, lower: Int32, upper: Int32 }
+        struct Touch: Sendable { let entry: Int32, lower: Int32, upper: Int32, lines: Int32 }
+        /// Per touch: hashes of the lines its hunk adds, and of its preimage (context and removed) lines, sorted.
+        /// Only lines with some substance count: a `}` or a blank line proves nothing about a stack.
+        struct HunkLines: Sendable { let added: [UInt64]; let preimage: [UInt64] }
+        private var hunkLines: [HunkLines] = []
         /// Origin of a patch: its scope dir and its campaign. Same scope and same campaign = one series, no conflict.
         struct Origin: Sendable, Hashable { let scope: String; let campaign: String? }
         private var byFile: [String: [Touch]] = [:]
@@ -34,13 +40,15 @@ public enum ConflictDetector {
         public init() {}
 
         /// `scope`: the patch's dir (its origin with its campaign).
-        public mutating func add(entry: Int, scope: String, campaign: String?, files: [PatchFile.FileDiff]) {
+        public mutating func add(entry: Int, scope: String, campaign: String?, patch: PatchFile) {
             let e = Int32(clamping: entry)
             var touched = false
-            for f in files {
+            for f in patch.files {
                 for h in f.hunks {
                     let r = h.oldRange
-                    byFile[f.targetPath, default: []].append(Touch(entry: e, lower: Int32(clamping: r.lowerBound), upper: Int32(clamping: r.upperBound)))
+                    let id = Int32(clamping: hunkLines.count)
+                    hunkLines.append(Self.lines(of: h, in: patch.bytes))
+                    byFile[f.targetPath, default: []].append(Touch(entry: e, lower: Int32(clamping: r.lowerBound), upper: Int32(clamping: r.upperBound), lines: id))
                     touched = true
                 }
             }
@@ -54,6 +62,46 @@ public enum ConflictDetector {
             }
             if originOf.count <= entry { originOf += Array(repeating: -1, count: entry + 1 - originOf.count) }
             originOf[entry] = index
+        }
+
+        /// The hashed added and preimage lines of one hunk body.
+        static func lines(of h: PatchFile.Hunk, in bytes: Data) -> HunkLines {
+            var added: [UInt64] = [], preimage: [UInt64] = []
+            bytes.withUnsafeBytes { raw in
+                let b = raw.bindMemory(to: UInt8.self)
+                var i = h.body.lowerBound
+                while i < h.body.upperBound {
+                    var end = i
+                    while end < h.body.upperBound && b[end] != 0x0a { end += 1 }
+                    if end > i {
+                        let kind = b[i]
+                        // trailing blanks and \r are not part of what a line says
+                        var last = end
+                        while last > i + 1 && (b[last - 1] == 0x20 || b[last - 1] == 0x09 || b[last - 1] == 0x0d) { last -= 1 }
+                        var substance = 0
+                        for k in (i + 1)..<max(i + 1, last) where b[k] != 0x20 && b[k] != 0x09 { substance += 1 }
+                        if substance >= 4 {
+                            var hash: UInt64 = 0xcbf29ce484222325
+                            for k in (i + 1)..<last { hash = (hash ^ UInt64(b[k])) &* 0x100000001b3 }
+                            if kind == UInt8(ascii: "+") { added.append(hash) }
+                            else if kind == UInt8(ascii: " ") || kind == UInt8(ascii: "-") { preimage.append(hash) }
+                        }
+                    }
+                    i = end + 1
+                }
+            }
+            return HunkLines(added: added.sorted(), preimage: preimage.sorted())
+        }
+
+        /// Whether hunk `later` was written on top of hunk `earlier`: its preimage holds a line `earlier` added.
+        func stacks(_ later: Touch, on earlier: Touch) -> Bool {
+            let a = hunkLines[Int(earlier.lines)].added, p = hunkLines[Int(later.lines)].preimage
+            var i = 0, j = 0
+            while i < a.count && j < p.count {
+                if a[i] == p[j] { return true }
+                if a[i] < p[j] { i += 1 } else { j += 1 }
+            }
+            return false
         }
 
         func origin(_ entry: Int32) -> Origin? {
@@ -77,6 +125,8 @@ public enum ConflictDetector {
                         let (x, y) = a.entry < t.entry ? (a, t) : (t, a)
                         let key = [x.entry, y.entry]
                         if seen.contains(key) { continue }
+                        // the later patch edits the earlier one's result: a stack, in apply order
+                        if stacks(y, on: x) { continue }
                         seen.insert(key)
                         guard let ox = origin(x.entry), let oy = origin(y.entry) else { continue }
                         func label(_ o: Origin) -> String { "scope \(o.scope)" + (o.campaign.map { ", campaign \($0)" } ?? "") }

@@ -6,11 +6,8 @@ import Foundation
 /// reader (or a kill) never sees a new cumulative.patch beside an old manifest.lock.
 public enum PromoteOutput {
     /// The files promote owns in its output dir; any other entry there means the dir is not promote's to replace.
-    public static func ownedNames(_ layout: PromoteVerb.Layout, host: HostName) -> Set<String> {
-        switch layout {
-        case .ka: return ["cumulative.patch", "manifest.lock", "apply-report.txt"]
-        case .upstream: return [Promotion.upstreamCumulativeName(host), "manifest.lock", "apply-report.txt"]
-        }
+    public static func ownedNames(host: HostName) -> Set<String> {
+        [Promotion.cumulativeName(host), "manifest.lock", "apply-report.txt"]
     }
     static let stagingPrefix = FS.tempPrefix + "promote-"
 

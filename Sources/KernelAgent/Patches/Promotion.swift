@@ -5,8 +5,7 @@ import Foundation
 /// plan shows (a pin, a step) and the line the run prints; a refusal writes nothing anyone can see.
 public struct Promotion: Sendable {
     public let series: ScannedSeries
-    public let layout: PromoteVerb.Layout
-    /// The staged cumulative.patch.
+    /// The staged cumulative (`0001-<host>-cumulative-series.patch`).
     public let cumulative: StagedFile
     /// The lock's entries for the patches, in order, staged; `writeLock` puts the head and the tail around them.
     let lockEntries: StagedFile
@@ -22,10 +21,9 @@ public struct Promotion: Sendable {
     public var cumulativeB2sum: String { series.cumulativeB2sum }
 
     /// Streams `manifest`'s series (see `Resolver.scan`), staging the cumulative and the lock entries beside `out`.
-    public static func stream(_ manifest: Manifest, resolver: Resolver, layout: PromoteVerb.Layout, out: URL, shown: String,
+    public static func stream(_ manifest: Manifest, resolver: Resolver, out: URL, shown: String,
                               inputs: BuildInputs) throws -> Promotion {
-        let cumulativeName = layout == .ka ? "cumulative.patch" : upstreamCumulativeName(manifest.host)
-        let cumulative = try StagedFile.create(for: out, shown: "\(shown)/\(cumulativeName)")
+        let cumulative = try StagedFile.create(for: out, shown: "\(shown)/\(cumulativeName(manifest.host))")
         let lockEntries = try StagedFile.create(for: out, shown: "\(shown)/manifest.lock")
         var entries = FileSink(lockEntries, hashing: false)
         var pins = [Plan.Pin(manifest.file, "b2:" + manifest.b2sum),
@@ -36,15 +34,9 @@ public struct Promotion: Sendable {
         let series = try resolver.scan(manifest, into: cumulative, prepare: { e -> Entry in
             let q = quote
             let path = e.path.value, p = e.patch, sha = e.fileSHA256 ?? ""
-            let lock: String
-            switch layout {
-            case .ka:
-                lock = "  - path: \(q(path))\n    scope: \(q(p.scopeTrailers.first ?? ""))\n    campaign: \(p.campaign.map(q) ?? "null")\n"
+            let lock = "  - path: \(q(path))\n    scope: \(q(p.scopeTrailers.first ?? ""))\n    campaign: \(p.campaign.map(q) ?? "null")\n"
                     + "    b2sum: \(q(p.b2sum))\n    sha256: \(q(sha))\n    content_hash: \(q(p.contentHash))\n"
                     + "    via: [\(e.via.map(q).joined(separator: ", "))]\n"
-            case .upstream:
-                lock = "  - index: \(e.index + 1)\n    path: \(q(path))\n    sha256: \(q(sha))\n"
-            }
             return Entry(lock: lock, pin: "b2:" + p.b2sum,
                          prefix: bytes(ofHex: p.contentHash.dropFirst("sha256:".count).prefix(2 * prefixLength)), count: e.count)
         }, each: { i, name, entry in
@@ -60,7 +52,7 @@ public struct Promotion: Sendable {
         pins += inputs.pins
         let length = entries.count
         _ = try entries.finish()
-        return Promotion(series: series, layout: layout, cumulative: cumulative, lockEntries: lockEntries, lockEntriesLength: length,
+        return Promotion(series: series, cumulative: cumulative, lockEntries: lockEntries, lockEntriesLength: length,
                          pins: pins, contentHashPrefixes: prefixes, inputs: inputs)
     }
 
@@ -84,35 +76,24 @@ public struct Promotion: Sendable {
         return out
     }
 
-    /// `manifest.lock` (either layout): YAML, no timestamps, strings JSON-quoted; the same inputs give the same
-    /// bytes. The ka layout is lock v2; the upstream one is their ka-promote's (the resolved files with a sha256
-    /// each, and the cumulative's b2sum, which their ka-build checks and stamps).
+    /// `manifest.lock`: YAML, no timestamps, strings JSON-quoted; the same inputs give the same bytes. Lock v3:
+    /// the resolved files in apply order with a sha256 each (what the user's ka-build checks recipe-side patches
+    /// against), the config and baseline tarball pins, and the cumulative's b2sum (what it stamps).
     public func writeLock(applyCheck: String, to sink: inout FileSink) throws {
         let m = manifest
         let q = Self.quote
-        var o: String
-        switch layout {
-        case .ka:
-            o = "# manifest.lock — written by `ka promote \(m.host)`; do not edit.\n"
-            o += "lock_version: 3\n"
-            o += "tool: \(q("kernel-agent \(KernelAgentVersion.string)"))\n"
-            o += "host: \(q(m.host.value))\n"
-            o += "manifest:\n  path: \(q(m.file))\n  b2sum: \(q(m.b2sum))\n"
-            o += "baseline:\n  repo: \(q(m.baseline.repo))\n  ref: \(q(m.baseline.ref))\n"
-            o += "  commit: \(m.baseline.commit.map(q) ?? "null")\n"
-            o += inputs.lockBaselineLines(quote: q)
-            o += inputs.lockConfigLines(quote: q)
-            o += "kernel_suffix: \(q(m.kernelSuffix))\n"
-            o += "apply_order: \(m.hasExplicitOrder ? "\"manifest\"" : "\"kind\"")\n"
-            o += series.count == 0 ? "patches: []\n" : "patches:\n"
-        case .upstream:
-            o = "# manifest.lock — written by `ka promote \(m.host) --layout upstream`; do not edit.\n"
-            o += "host: \(q(m.host.value))\n"
-            o += "manifest: \(q(m.file))\n"
-            o += "baseline:\n  tree: \(q(m.baseline.repo))\n  ref: \(q(m.baseline.ref))\n"
-            o += "kernel_suffix: \(q(m.kernelSuffix))\n"
-            o += series.count == 0 ? "apply_order: []\n" : "apply_order:\n"
-        }
+        var o = "# manifest.lock — written by `ka promote \(m.host)`; do not edit.\n"
+        o += "lock_version: 3\n"
+        o += "tool: \(q("kernel-agent \(KernelAgentVersion.string)"))\n"
+        o += "host: \(q(m.host.value))\n"
+        o += "manifest:\n  path: \(q(m.file))\n  b2sum: \(q(m.b2sum))\n"
+        o += "baseline:\n  repo: \(q(m.baseline.repo))\n  ref: \(q(m.baseline.ref))\n"
+        o += "  commit: \(m.baseline.commit.map(q) ?? "null")\n"
+        o += inputs.lockBaselineLines(quote: q)
+        o += inputs.lockConfigLines(quote: q)
+        o += "kernel_suffix: \(q(m.kernelSuffix))\n"
+        o += "apply_order: \(m.hasExplicitOrder ? "\"manifest\"" : "\"kind\"")\n"
+        o += series.count == 0 ? "patches: []\n" : "patches:\n"
         try sink.write(o)
         var offset = 0
         while offset < lockEntriesLength {
@@ -121,16 +102,13 @@ public struct Promotion: Sendable {
             try chunk.withUnsafeBytes { try sink.write($0) }
             offset += chunk.count
         }
-        switch layout {
-        case .ka: o = "cumulative:\n  path: \"cumulative.patch\"\n  b2sum: \(q(cumulativeB2sum))\n  patch_count: \(series.count)\n"
-        case .upstream: o = "cumulative:\n  path: \(q(Self.upstreamCumulativeName(m.host)))\n  b2sum: \(q(cumulativeB2sum))\n"
-        }
+        o = "cumulative:\n  path: \(q(Self.cumulativeName(m.host)))\n  b2sum: \(q(cumulativeB2sum))\n  patch_count: \(series.count)\n"
         o += "apply_check: \(q(applyCheck))\n"
         try sink.write(o)
     }
 
-    /// The upstream ka-promote's file names under `build/<host>/<baseline_ref>/`.
-    public static func upstreamCumulativeName(_ host: HostName) -> String { "0001-\(host.value)-cumulative-series.patch" }
+    /// The cumulative's file name, the user's ka-promote's: `0001-<host>-cumulative-series.patch`.
+    public static func cumulativeName(_ host: HostName) -> String { "0001-\(host.value)-cumulative-series.patch" }
 
     static func quote(_ s: String) -> String {
             if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) { return "\"" + s + "\"" }

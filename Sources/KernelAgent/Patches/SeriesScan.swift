@@ -105,7 +105,7 @@ extension Resolver {
                 lastUse[f.targetPath] = i
                 lastUse[f.path] = i
             }
-            if options.conflicts { touches.add(entry: i, scope: ready.scope, campaign: ready.patch.campaign, files: ready.patch.files) }
+            if options.conflicts { touches.add(entry: i, scope: ready.scope, campaign: ready.patch.campaign, patch: ready.patch) }
             try each(i, ready.name, ready.value)
         })
         try failures.throwFirst()

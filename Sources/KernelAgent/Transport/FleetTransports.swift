@@ -33,7 +33,8 @@ public struct FleetTransports: TransportProvider {
         let override = config.hosts[host]?.ssh
         guard let merged = entry.ssh.map({ $0.overridden(by: override) }) ?? override, let address = merged.address else {
             throw KAError.refusal("host \(host)", "no ssh address",
-                                  hint: "give it ssh: {address: …} in \(registry.file) or hosts.\(host).ssh in \(config.file ?? "KA_CONFIG")")
+                                  hint: registry.derived ? "give it hosts.\(host).ssh: {address: …} in \(config.file ?? "KA_CONFIG")"
+                                                   : "give it ssh: {address: …} in \(registry.file) or hosts.\(host).ssh in \(config.file ?? "KA_CONFIG")")
         }
         do {
             return try SSHEndpoint(address: address, port: merged.port ?? SSHEndpoint.defaultPort, user: merged.user ?? SSHEndpoint.defaultUser)

@@ -42,10 +42,10 @@ public struct BuildVerb: JobVerb {
             throw KAError.refusal("host \(target)", "is not a target (\(entry.rolesText))", hint: "only hosts with the target role get a kernel built")
         }
         let manifest = try Manifest.load(target, in: ctx.workspace)
-        let out = ctx.workspace.defaultOutDir(target)
+        let out = try ctx.workspace.promoteDir(target, ref: manifest.baseline.ref, manifest: manifest.file)
         let flavour: PackageRenderer.Flavour = entry.distro == .debian ? .debian : .arch
         return Setup(target: target, entry: entry, manifest: manifest, lockURL: out.appendingPathComponent("manifest.lock"),
-                     cumulativeURL: out.appendingPathComponent("cumulative.patch"),
+                     cumulativeURL: out.appendingPathComponent(Promotion.cumulativeName(target)),
                      candidates: try BuildRouting.candidates(for: manifest, registry: registry),
                      pipeline: try PipelineConfig.fromEnvironment(), flavour: flavour)
     }

@@ -1,55 +1,39 @@
 import ArgumentParser
 import Foundation
 
-/// `ka promote <host>`: resolve `fleet/<host>.yaml` into `cumulative.patch` + `manifest.lock`.
+/// `ka promote <host>`: resolve `fleet/<host>.yaml` into `build/<host>/<baseline.ref>/`: the cumulative series
+/// (`0001-<host>-cumulative-series.patch`), `manifest.lock` and `apply-report.txt`.
 public struct PromoteVerb: Verb, WaitsForTree {
     public static let configuration = CommandConfiguration(
         commandName: "promote",
-        abstract: "Resolve fleet/<host>.yaml into cumulative.patch + manifest.lock.",
+        abstract: "Resolve fleet/<host>.yaml into build/<host>/<baseline.ref>/: the cumulative series + manifest.lock.",
         discussion: """
         Selects every patch under the manifest's scope tags plus its explicit includes, orders them \
         (arch, subsystem, driver, soc, module, board; then dir; then the dir's series file or C-locale names), \
         refuses unscoped, blocked or conflicting patches, checks the series applies with zero fuzz when a \
-        baseline tree is at hand, and writes <out>/cumulative.patch, <out>/manifest.lock and \
-        <out>/apply-report.txt. Refusals exit 2 and write nothing. Promote never builds or installs.
+        baseline tree is at hand, and writes <out>/0001-<host>-cumulative-series.patch, <out>/manifest.lock and \
+        <out>/apply-report.txt (<out> is build/<host>/<baseline.ref>/ unless --out names another). Refusals exit 2 and write nothing. Promote never builds or installs.
         """)
 
     @Argument(help: "The host whose manifest (fleet/<host>.yaml) to resolve.")
     public var host: String
 
-    @Option(help: "Output directory (default: out/<host> in the kernel-agent checkout).")
+    @Option(help: "Output directory (default: build/<host>/<baseline.ref>/ in the kernel-agent checkout).")
     public var out: String?
 
-    @Option(help: "Baseline kernel tree for the apply check (default: the manifest's source_dir, if present).")
+    @Option(name: [.customLong("tree"), .customLong("validate-against")],
+            help: "Baseline kernel tree for the apply check (default: the manifest's source_dir, if present). --validate-against is the same option, in the Python ka-promote's spelling.")
     public var tree: String?
-
-    @Option(help: ArgumentHelp("Output layout: ka (out/<host>/cumulative.patch + manifest.lock) or upstream (the Python ka-promote's build/<host>/<baseline_ref>/0001-<host>-cumulative-series.patch + its manifest.lock). Default: $KA_PROMOTE_LAYOUT, else ka.", valueName: "ka|upstream"))
-    public var layout: Layout?
 
     @OptionGroup public var lockOptions: TreeLockOptions
 
     public init() {}
-
-    public enum Layout: String, ExpressibleByArgument, Sendable, CaseIterable {
-        case ka, upstream
-    }
-
-    /// The layout in force: the flag, else the environment's default.
-    func effectiveLayout(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> Layout {
-        if let layout { return layout }
-        guard let raw = env["KA_PROMOTE_LAYOUT"], !raw.isEmpty else { return .ka }
-        guard let l = Layout(rawValue: raw) else {
-            throw KAError.refusal("KA_PROMOTE_LAYOUT=\(raw)", "unknown layout", hint: "use ka or upstream")
-        }
-        return l
-    }
 
     struct Prepared: Sendable {
         let promotion: Promotion
         let tree: URL?
         let treeNote: String
         let out: URL
-        let layout: Layout
     }
 
     public var lane: Lane { (try? HostName(host)).map(Lane.host) ?? .none }
@@ -65,23 +49,12 @@ public struct PromoteVerb: Verb, WaitsForTree {
         let policy = try ctx.policy()
         let manifest = try Manifest.load(hostName, in: ctx.workspace)
         try policy.admitTarget(hostName, manifest: manifest)
-        let layout = try effectiveLayout()
-        let defaultOut: URL
-        switch layout {
-        case .ka: defaultOut = ctx.workspace.defaultOutDir(hostName)
-        case .upstream:
-            let ref = manifest.baseline.ref
-            guard !ref.isEmpty, ref != ".", ref != "..", !ref.contains("/"), !ref.contains("\0") else {
-                throw KAError.refusal(manifest.file, "baseline.ref '\(ref)' cannot be a directory name under build/\(hostName)/",
-                                      hint: "use a tag or commit without '/', or pass --out")
-            }
-            defaultOut = ctx.workspace.root.appendingPathComponent("build").appendingPathComponent(hostName.value).appendingPathComponent(ref)
-        }
+        let defaultOut = try ctx.workspace.promoteDir(hostName, ref: manifest.baseline.ref, manifest: manifest.file)
         // The output dir is checked first: the cumulative is staged beside it while the series streams.
         let outURL = try PromoteOutput.validate(
             try out.map { try policy.admitOutputPath($0, purpose: "--out") } ?? defaultOut,
             raw: out, policy: policy,
-            owned: PromoteOutput.ownedNames(layout, host: hostName))
+            owned: PromoteOutput.ownedNames(host: hostName))
         var treeURL: URL?
         var treeNote: String
         if let tree {
@@ -100,30 +73,37 @@ public struct PromoteVerb: Verb, WaitsForTree {
         }
         let inputs = try BuildInputs.resolve(manifest, ws: ctx.workspace, pipeline: try PipelineConfig.fromEnvironment())
         let promotion = try Promotion.stream(manifest, resolver: Resolver(workspace: ctx.workspace, policy: policy, openBlocks: try await ctx.openBlocks()),
-                                             layout: layout, out: outURL, shown: ctx.workspace.display(outURL), inputs: inputs)
+                                             out: outURL, shown: ctx.workspace.display(outURL), inputs: inputs)
         let series = promotion.series
         let conflicts = series.conflicts
-        if !conflicts.isEmpty {
-            // plan only reads: the refusal names the blocks it wants filed; the front door files them
-            let requests = conflicts.map { c in
-                BlockRequest(kind: .campaignConflict, scope: .patches([c.first, c.second]), title: "\(c.first) ↔ \(c.second)",
-                             body: "ka promote \(host) found overlapping hunks:\n\n- \(c)\n\nClose this issue once one patch is rebased onto the other or dropped.")
-            }
-            throw KAError(.refusal, [manifest.file, "campaign conflict: \(conflicts.count) overlapping hunk pair(s)"]
-                          + conflicts.map(\.description),
-                          hint: "decide the order: rebase one patch onto the other, or drop one from the manifest", blocks: requests)
-        }
+        // Without a tree, overlapping hunks of two origins are refused here. With one, the apply check decides: a
+        // series that applies is not in conflict, and one that fails at an overlapping patch is.
+        if !conflicts.isEmpty && treeURL == nil { throw Self.conflictRefusal(conflicts, host: host, manifest: manifest.file) }
         Timings.mark("conflicts")
         let duplicates = series.duplicates.count
         var steps = ["resolve \(manifest.file): \(series.count) patch(es)"
-                     + (duplicates == 0 ? "" : ", \(duplicates) reached twice and applied once")]
+                     + (duplicates == 0 ? "" : ", \(duplicates) reached twice and applied once"),
+                     "kernel suffix -\(manifest.kernelSuffix) (\(manifest.kernelSuffixSource))"]
         steps.reserveCapacity(series.count + 3)
         for i in 0..<series.count { steps.append(Self.exactly("  apply \(series.path(i)) (\(series.via[i].joined(separator: "; ")))")) }
         steps.append("apply check \(treeNote)")
-        steps.append("write \(ctx.workspace.display(outURL))/{\(PromoteOutput.ownedNames(layout, host: hostName).sorted().joined(separator: ", "))} as one unit")
+        if !conflicts.isEmpty { steps.append("\(conflicts.count) overlapping hunk pair(s) of different origins: the apply check decides (a failure at one is a campaign conflict)") }
+        steps.append("write \(ctx.workspace.display(outURL))/{\(PromoteOutput.ownedNames(host: hostName).sorted().joined(separator: ", "))} as one unit")
         return Plan(verb: Self.verbName, arguments: [host] + (out.map { ["--out", $0] } ?? []) + (tree.map { ["--tree", $0] } ?? []),
                     steps: steps, pins: promotion.pins,
-                    prepared: Prepared(promotion: promotion, tree: treeURL, treeNote: treeNote, out: outURL, layout: layout))
+                    prepared: Prepared(promotion: promotion, tree: treeURL, treeNote: treeNote, out: outURL))
+    }
+
+    /// The refusal for overlapping hunks of two origins, with a [ka:campaign-conflict] block per pair.
+    static func conflictRefusal(_ conflicts: [CampaignConflict], host: String, manifest: String, applyCheck: String? = nil) -> KAError {
+        // plan only reads: the refusal names the blocks it wants filed; the front door files them
+        let requests = conflicts.map { c in
+            BlockRequest(kind: .campaignConflict, scope: .patches([c.first, c.second]), title: "\(c.first) ↔ \(c.second)",
+                         body: "ka promote \(host) found overlapping hunks:\n\n- \(c)\n\nClose this issue once one patch is rebased onto the other or dropped.")
+        }
+        return KAError(.refusal, [manifest, "campaign conflict: \(conflicts.count) overlapping hunk pair(s)"] + (applyCheck.map { [$0] } ?? [])
+                       + conflicts.map(\.description),
+                       hint: "decide the order: rebase one patch onto the other, or drop one from the manifest", blocks: requests)
     }
 
     /// `text` in storage of its own length: a plan keeps one step per patch, and interpolation leaves slack.
@@ -163,6 +143,15 @@ public struct PromoteVerb: Verb, WaitsForTree {
                                                  report: &reportSink)
             _ = try reportSink.finish()
             if !checked.passed {
+                let failing = Set(checked.failures.map(\.path))
+                let hit = series.conflicts.filter { failing.contains($0.first) || failing.contains($0.second) }
+                if !hit.isEmpty {
+                    try PromoteOutput.createDirs(prepared.out)
+                    let reportURL = prepared.out.appendingPathComponent("apply-report.txt")
+                    try reportFile.replace(reportURL)
+                    throw Self.conflictRefusal(hit, host: host, manifest: m.file,
+                                               applyCheck: "the apply check against \(m.baseline.ref) fails at an overlapping patch (see \(ws.display(reportURL)))")
+                }
                 let requests = checked.failures.map { f in
                     BlockRequest(kind: .patchFail, scope: .patches([f.path]), title: "\(f.path) does not apply to \(m.baseline.ref)",
                                  body: "ka promote \(host): \(f.status.rawValue)\n\n" + f.details.map { "- \($0)" }.joined(separator: "\n")
@@ -186,7 +175,7 @@ public struct PromoteVerb: Verb, WaitsForTree {
         try promotion.writeLock(applyCheck: applyNote, to: &lockSink)
         let lockB2 = try lockSink.finish()
         Timings.mark("render lock")
-        let cumulativeName = prepared.layout == .ka ? "cumulative.patch" : Promotion.upstreamCumulativeName(m.host)
+        let cumulativeName = Promotion.cumulativeName(m.host)
         var patchPaths = ""
         patchPaths.reserveCapacity(series.names.reduce(0) { $0 + $1.utf8.count })
         for i in 0..<series.count { patchPaths += (i == 0 ? "" : "\n") + series.path(i) }
@@ -226,6 +215,7 @@ public struct PromoteVerb: Verb, WaitsForTree {
         text += "\(cumulativeName) b2sum \(promotion.cumulativeB2sum.prefix(16))…\n"
         text += "manifest.lock    b2sum \(lockB2.prefix(16))… in \(ws.display(prepared.out))\n"
         text += "nothing was built or installed; next: ka build \(m.host)\n"
+        if out == nil, let note = ws.legacyOutNote(m.host) { text += note + "\n" }
         return VerbOutcome(text)
     }
 }
