@@ -67,12 +67,12 @@ struct Labels: AsyncParsableCommand {
             abstract: "Make the repo's labels match labels/labels.yaml (Prow label_sync semantics; dry run unless --confirm).")
         @OptionGroup var options: ConfigOption
         @Flag(help: "Apply the changes (default: only print them).") var confirm = false
-        @Option(help: "Labels file (default labels/labels.yaml in the checkout).") var file: String?
+        @Option(help: "Labels file (default kernel-agent's labels/labels.yaml).") var file: String?
 
         func run() async throws {
             do {
                 let config = try ControlPlaneConfig.load(file: try options.establish())
-                let path = file.map { URL(fileURLWithPath: $0) } ?? config.root.appendingPathComponent("labels/labels.yaml")
+                let path = file.map { URL(fileURLWithPath: $0) } ?? Workspace(root: config.root).asset("labels/labels.yaml")
                 let specs = try LabelSpec.load(path, display: file ?? "labels/labels.yaml")
                 let api = DefaultGiteaClient(baseURL: config.giteaURL, owner: config.owner, repo: config.repo, token: config.token)
                 let actions = LabelSync.plan(desired: specs, current: try await api.listLabels())
@@ -105,7 +105,7 @@ struct DoctorCommand: AsyncParsableCommand {
         discussion: "Each check prints ✓ or ✗ and, for ✗, one fix: line. Exits 1 when any check fails. Reads only; the host preflights are jobs (ka jobs lists them).")
     @OptionGroup var options: ConfigOption
     @Flag(help: "Print the result as JSON: {ok, checks: [{area, name, ok, detail, fix}]}.") var json = false
-    @Option(help: "Labels file to compare the repo's labels with (default labels/labels.yaml in the checkout).") var labels: String?
+    @Option(help: "Labels file to compare the repo's labels with (default kernel-agent's labels/labels.yaml).") var labels: String?
 
     func run() async throws {
         let file: String?
@@ -120,7 +120,7 @@ struct DoctorCommand: AsyncParsableCommand {
         checks += checkout
         checks += doctor.config(registry: registry)
         let config = Result { try ControlPlaneConfig.load(file: file, env: env) }
-        checks += await GiteaDoctor.checks(config: config, labels: labels.map { URL(fileURLWithPath: $0) } ?? ws.root.appendingPathComponent("labels/labels.yaml"), env: env)
+        checks += await GiteaDoctor.checks(config: config, labels: labels.map { URL(fileURLWithPath: $0) } ?? ws.asset("labels/labels.yaml"), env: env)
         do {
             let ctx = try CLI.context()
             if let registry { checks += await doctor.hosts(ctx, registry: registry) }

@@ -83,7 +83,12 @@ public struct BuildInputs: Sendable, Equatable {
 
 /// `manifest.lock` as `ka build` reads it back (lock v3, the ka layout).
 public struct LockFile: Sendable {
-    public struct Patch: Sendable, Equatable { public let path: String; public let b2sum: String }
+    public struct Patch: Sendable, Equatable {
+        public let path: String; public let b2sum: String
+        /// The file's sha256 (what the user's recipe-side copies are checked against) and its content hash.
+        public var sha256: String? = nil
+        public var contentHash: String? = nil
+    }
     public let file: String
     public let host: String
     public let manifestPath: String
@@ -126,7 +131,8 @@ public struct LockFile: Sendable {
         if let pv = m["patches"], !pv.isNull {
             for item in try pv.sequence() {
                 let pm = try item.mapping(allowed: ["path", "scope", "campaign", "b2sum", "sha256", "content_hash", "via"])
-                patches.append(Patch(path: try pm.required("path").string(), b2sum: try pm.required("b2sum").string()))
+                patches.append(Patch(path: try pm.required("path").string(), b2sum: try pm.required("b2sum").string(),
+                                     sha256: try pm["sha256"]?.string(), contentHash: try pm["content_hash"]?.string()))
             }
         }
         let cm = try m.required("cumulative").mapping(allowed: ["path", "b2sum", "patch_count"])

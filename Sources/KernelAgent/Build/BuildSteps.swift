@@ -39,7 +39,8 @@ struct BuildSteps: Sendable {
             JobStep("check manifest.lock against the manifest, the patches, the config and the baseline", lanes: [lane], resumption: .rerun) { ctx in
                 try await checkLock(ctx)
             },
-            JobStep("render the package from packaging/\(setup.flavour.rawValue)", lanes: [lane], resumption: .rerun) { ctx in
+            JobStep(setup.recipe.map { "check the recipe \($0.shown) against the lock, stamp a copy (_srctag, pkgrel, _cumulative_b2sum)" }
+                        ?? "render the package from packaging/\(setup.flavour.rawValue)", lanes: [lane], resumption: .rerun) { ctx in
                 try await render(ctx)
             },
             JobStep("ship the sources to the build host's \(Self.root)/source/<job>/", lanes: [lane], resumption: .rerun) { ctx in
@@ -52,7 +53,7 @@ struct BuildSteps: Sendable {
                 try await collect(ctx)
             },
             JobStep("stage the packages on \(signer)", lanes: [lane], resumption: .rerun) { ctx in try await stage(ctx) },
-            JobStep("sign and publish into \(signer):\(repo) (\(setup.flavour == .arch ? "gpg, repo-add -s" : "apt-ftparchive, gpg InRelease"))", lanes: [lane],
+            JobStep("sign and publish into \(signer):\(repo) (\(setup.pipeline.signing?.publishCommand.map { "\($0.joined(separator: " ")), then checked: signature and db" } ?? (setup.flavour == .arch ? "gpg, repo-add -s" : "apt-ftparchive, gpg InRelease")))", lanes: [lane],
                     resumption: .check({ ctx in try await publishedAlready(ctx) })) { ctx in try await signAndPublish(ctx) },
             JobStep("file [ka:installable] \(target)", lanes: [lane],
                     resumption: .check({ ctx in try state.installable(job: ctx.job.value) != nil })) { ctx in try await fileInstallable(ctx) },
@@ -101,10 +102,11 @@ struct BuildSteps: Sendable {
         if let why = lock.staleness(manifest: s.manifest, series: series, patchB2sums: sums, inputs: inputs) {
             throw KAError.refusal(lock.file, "is stale: \(why)", hint: "run ka promote \(s.target) to pin the inputs again, then ka build \(s.target)")
         }
-        guard lock.config != nil else {
+        // a recipe of the user's carries its own config and fetches (and pins) its own sources
+        guard lock.config != nil || s.recipe != nil else {
             throw KAError.refusal(s.manifest.file, "names no kernel config", hint: "add config: {file: fleet/config/\(s.target).config} and run ka promote \(s.target)")
         }
-        guard lock.tarballB2sum != nil else {
+        guard lock.tarballB2sum != nil || s.recipe != nil else {
             throw KAError.refusal(lock.file, "the baseline tarball \(lock.tarballName) is unpinned (\(lock.unpinned ?? "no b2sum"))",
                                   hint: "set baseline: {mirror: <dir>} (or url + b2sum) in KA_CONFIG and run ka promote \(s.target)")
         }
@@ -153,6 +155,7 @@ struct BuildSteps: Sendable {
     // MARK: 3. render
 
     func render(_ ctx: StepContext) async throws -> String {
+        if let recipe = setup.recipe { return try await stampRecipe(recipe, ctx) }
         let lock = try LockFile.load(jobDir(ctx).appendingPathComponent("manifest.lock"), shown: "the job's manifest.lock")
         let inputs = try BuildInputs.resolve(setup.manifest, ws: workspace, pipeline: setup.pipeline)
         guard let config = lock.config else { throw KAError.failure("render", "the lock names no config") }
@@ -163,7 +166,7 @@ struct BuildSteps: Sendable {
         let out = jobDir(ctx).appendingPathComponent("package")
         if FS.exists(out) { try FileManager.default.removeItem(at: out) }
         let pkgrel = try await pkgrel(ctx, pkgver: BaselineTarball.version(ofName: lock.tarballName) ?? "")
-        let template = workspace.root.appendingPathComponent("packaging").appendingPathComponent(setup.flavour.rawValue)
+        let template = workspace.asset("packaging/\(setup.flavour.rawValue)")
         var input = PackageRenderer.Inputs(
             host: target, suffix: setup.manifest.kernelSuffix,
             tarballFile: inputs.tarball.file.map(URL.init(fileURLWithPath:)), tarballName: inputs.tarball.name, tarballURL: inputs.tarball.url,
@@ -172,9 +175,32 @@ struct BuildSteps: Sendable {
             replaces: setup.manifest.installMode == .replace ? try stockKernel() : nil)
         input.pkgrel = pkgrel
         let rendered = try PackageRenderer(template: template, shown: "packaging/\(setup.flavour.rawValue)").render(input, into: out)
-        let runner = workspace.root.appendingPathComponent("packaging/remote/build-\(setup.flavour == .arch ? "arch" : "deb")")
+        let runner = workspace.asset("packaging/remote/build-\(setup.flavour == .arch ? "arch" : "deb")")
         try FileManager.default.copyItem(at: runner, to: out.appendingPathComponent(".ka-build"))
         return "\(rendered.pkgbase) \(rendered.pkgver)-\(rendered.pkgrel): \(rendered.files.joined(separator: ", "))"
+    }
+
+    /// `package.template_at`: the recipe checked against the lock and the plan's pins, then a stamped copy.
+    func stampRecipe(_ planned: RecipeTemplate, _ ctx: StepContext) async throws -> String {
+        let lock = try LockFile.load(jobDir(ctx).appendingPathComponent("manifest.lock"), shown: "the job's manifest.lock")
+        guard let now = try RecipeTemplate.locate(setup.manifest, pipeline: setup.pipeline, stateRoot: workspace.root), now.files == planned.files else {
+            throw KAError.refusal(planned.shown, "changed since the plan", hint: "ka build \(target) again to plan with the recipe as it is now")
+        }
+        let name = Promotion.cumulativeName(target)
+        let notes = try now.verify(against: lock, cumulativeName: name)
+        for n in notes { try ctx.log.append("recipe", n) }
+        let out = jobDir(ctx).appendingPathComponent("package")
+        if FS.exists(out) { try FileManager.default.removeItem(at: out) }
+        let pkgrel = try await pkgrel(ctx, pkgver: BaselineTarball.version(ofName: lock.tarballName) ?? "")
+        try now.stamp(into: out, cumulative: jobDir(ctx).appendingPathComponent("inputs/cumulative.patch"), cumulativeName: name,
+                      cumulativeB2sum: lock.cumulativeB2sum, srctag: lock.baselineRef, pkgrel: pkgrel)
+        // a pinned local baseline goes with it, for a recipe whose source array names the tarball
+        let inputs = try BuildInputs.resolve(setup.manifest, ws: workspace, pipeline: setup.pipeline)
+        if let file = inputs.tarball.file, inputs.tarball.b2sum == lock.tarballB2sum, !FS.exists(out.appendingPathComponent(inputs.tarball.name)) {
+            try FileManager.default.copyItem(at: URL(fileURLWithPath: file), to: out.appendingPathComponent(inputs.tarball.name))
+        }
+        try FileManager.default.copyItem(at: workspace.asset("packaging/remote/build-arch"), to: out.appendingPathComponent(".ka-build"))
+        return "\(now.shown): \(notes.count) recipe-side patch(es) match the lock; stamped _srctag=\(lock.baselineRef) pkgrel=\(pkgrel) _cumulative_b2sum=\(lock.cumulativeB2sum.prefix(16))…"
     }
 
     func stockKernel() throws -> String? {
@@ -414,7 +440,7 @@ struct BuildSteps: Sendable {
         let local = jobDir(ctx).appendingPathComponent("packages")
         let pkgs = try packages(ctx)
         for p in pkgs { try await transport.copy(local.appendingPathComponent(p.name), toRemote: "\(dir)/\(p.name)", timeout: .seconds(1800)) }
-        try await transport.copy(workspace.root.appendingPathComponent("packaging/remote/publish-\(setup.flavour == .arch ? "arch" : "deb")"),
+        try await transport.copy(workspace.asset("packaging/remote/publish-\(setup.flavour == .arch ? "arch" : "deb")"),
                                  toRemote: "\(dir)/.ka-publish", timeout: .seconds(60))
         return "\(pkgs.count) package(s) in \(s.host):\(dir)"
     }
@@ -450,6 +476,7 @@ struct BuildSteps: Sendable {
 
     func signAndPublish(_ ctx: StepContext) async throws -> String {
         let s = try await signing(ctx)
+        if let command = s.publishCommand { return try await publishWithTheirCommand(command, s, ctx) }
         let dir = "\(s.stagingDir)/\(ctx.job)"
         let (repoDir, repoName) = setup.flavour == .arch ? (s.repoDir, s.repoName) : (s.debianRepo?.dir ?? "", s.debianRepo?.codename ?? "")
         var argv: [RemoteArgument] = ["bash", RemoteArgument("\(dir)/.ka-publish"), RemoteArgument(s.gnupgHome), RemoteArgument(s.key ?? ""),
@@ -464,6 +491,43 @@ struct BuildSteps: Sendable {
             throw try await signingFailed(ctx, "publish on \(s.host) exited \(r.status): \(last)")
         }
         return "signed with \(s.key ?? "?") and published into \(s.host):\(repoDir)"
+    }
+
+    /// `signing.publish_command`: the user's publish (marfrit-publish-arch: sign, repo-add, sync), given the staged
+    /// packages. ka does not trust its exit alone: each package must then be in the repo with a signature that is good
+    /// under the configured fingerprint, and the db must list it.
+    func publishWithTheirCommand(_ command: [String], _ s: PipelineConfig.Signing, _ ctx: StepContext) async throws -> String {
+        guard setup.flavour == .arch else {
+            throw try await signingFailed(ctx, "signing.publish_command publishes pacman packages; \(target) is a Debian target")
+        }
+        let dir = "\(s.stagingDir)/\(ctx.job)"
+        let pkgs = try packages(ctx)
+        let argv = command.map { RemoteArgument($0) } + pkgs.map { RemoteArgument("\(dir)/\($0.name)") }
+        let r: CommandResult
+        do { r = try await ctx.run(RemoteCommand(argv, timeout: .seconds(900)), on: s.host) } catch let e as KAError where !Task.isCancelled {
+            throw try await signingFailed(ctx, "\(command.joined(separator: " ")) on \(s.host) did not finish: \(e.description)")
+        }
+        guard r.succeeded else {
+            let last = r.stderrText.split(separator: "\n").last.map(String.init) ?? "exit \(r.status)"
+            throw try await signingFailed(ctx, "\(command.joined(separator: " ")) on \(s.host) exited \(r.status): \(last)")
+        }
+        // the signature must be good under the configured key, and the db must list the package
+        let key = (s.key ?? "").uppercased()
+        let script = "export GNUPGHOME=\"$1\"; cd \"$2\" && db=\"$3\" && fpr=\"$4\" && shift 4 && list=$(bsdtar -tf \"$db\") || exit 1; "
+            + "while [ $# -gt 0 ]; do "
+            + "[ \"$(b2sum -- \"$1\" | cut -d' ' -f1)\" = \"$2\" ] || { echo \"$1: not in the repo with the built b2sum\" >&2; exit 1; }; "
+            + "gpg --batch --status-fd 1 --verify -- \"$1.sig\" \"$1\" 2>/dev/null | grep -q \"^\\[GNUPG:\\] VALIDSIG $fpr \" "
+            + "|| { echo \"$1: no good signature by $fpr\" >&2; exit 1; }; "
+            + "printf '%s\\n' \"$list\" | grep -qx -- \"$3/desc\" || { echo \"$1: the db does not list $3\" >&2; exit 1; }; shift 3; done"
+        var check: [RemoteArgument] = ["sh", "-c", RemoteArgument(script), "ka-verify-publish", RemoteArgument(s.gnupgHome), RemoteArgument(s.repoDir),
+                                       RemoteArgument("\(s.repoName).db.tar.zst"), RemoteArgument(key)]
+        for p in pkgs { check += [RemoteArgument(p.name), RemoteArgument(p.b2sum), RemoteArgument(Self.dbEntry(p.name))] }
+        let v = try await ctx.run(RemoteCommand(check, timeout: .seconds(120)), on: s.host)
+        guard v.succeeded else {
+            let last = v.stderrText.split(separator: "\n").last.map(String.init) ?? "exit \(v.status)"
+            throw try await signingFailed(ctx, "\(command.joined(separator: " ")) exited 0, but \(s.host):\(s.repoDir) does not hold what it should: \(last)")
+        }
+        return "published by \(command.joined(separator: " ")) on \(s.host); verified: signed by \(key), listed in \(s.repoName).db"
     }
 
     // MARK: 9. installable

@@ -38,6 +38,8 @@ public struct PipelineConfig: Sendable {
         public var wallClockCap: Int = 4 * 3600
         public var stallWarn: Int = 20 * 60
         public var stallFail: Int = 60 * 60
+        /// The user's packages checkout (marfrit-packages), where a manifest's `package.template_at` recipe lives.
+        public var packagesCheckout: String? = nil
     }
 
     public struct Signing: Sendable, Equatable {
@@ -55,6 +57,9 @@ public struct PipelineConfig: Sendable {
         public var backupsDir: String = Signing.defaultBackupsDir
         /// Archived build jobs, `<dir>/<job-id>/` (seed: 1 year).
         public var archiveDir: String = Signing.defaultArchiveDir
+        /// `publish_command: [argv…]`: the user's own publish on the signing host (sign, repo-add, sync), run with the
+        /// staged package paths appended, instead of ka's gpg + repo-add. ka still verifies what it published.
+        public var publishCommand: [String]? = nil
         public var origin: String
         public static let defaultBackupsDir = "/sparfuxdata/kernel-agent-backups"
         public static let defaultArchiveDir = "/sparfuxdata/kernel-agent-archive"
@@ -156,7 +161,7 @@ public struct PipelineConfig: Sendable {
     }
 
     static func parseBuild(_ value: YAMLValue) throws -> Build {
-        let m = try value.mapping(allowed: ["wall_clock_cap", "stall_warn", "stall_fail"])
+        let m = try value.mapping(allowed: ["wall_clock_cap", "stall_warn", "stall_fail", "packages_checkout"])
         var b = Build()
         func seconds(_ key: String) throws -> Int? {
             guard let v = m[key] else { return nil }
@@ -169,6 +174,7 @@ public struct PipelineConfig: Sendable {
         if let n = try seconds("wall_clock_cap") { b.wallClockCap = n }
         if let n = try seconds("stall_warn") { b.stallWarn = n }
         if let n = try seconds("stall_fail") { b.stallFail = n }
+        if let v = m["packages_checkout"] { b.packagesCheckout = try absolutePath(v) }
         guard b.stallWarn < b.stallFail else {
             throw value.error("stall_warn (\(b.stallWarn) s) must be shorter than stall_fail (\(b.stallFail) s)")
         }
@@ -197,7 +203,8 @@ public struct PipelineConfig: Sendable {
     }
 
     static func parseSigning(_ value: YAMLValue) throws -> Signing {
-        let m = try value.mapping(allowed: ["host", "key", "gnupg_home", "staging_dir", "repo", "backups_dir", "archive_dir", "debian_repo"])
+        let m = try value.mapping(allowed: ["host", "key", "gnupg_home", "staging_dir", "repo", "backups_dir", "archive_dir", "debian_repo",
+                                            "publish_command"])
         let hostV = try m.required("host")
         let host: HostName
         do { host = try HostName(try hostV.string()) } catch let e as KAError { throw hostV.error(e.message, hint: e.hint) }
@@ -223,6 +230,14 @@ public struct PipelineConfig: Sendable {
                        debianRepo: debian, origin: value.location.description)
         if let v = m["backups_dir"] { signing.backupsDir = try remoteDir(v) }
         if let v = m["archive_dir"] { signing.archiveDir = try remoteDir(v) }
+        if let v = m["publish_command"] {
+            let argv = try v.stringList()
+            guard let first = argv.first, !argv.contains(where: \.isEmpty), first.hasPrefix("/") || !first.contains("/") else {
+                throw v.error("publish_command must be an argv whose first word is a command name or an absolute path",
+                              hint: "e.g. [sudo, -n, /opt/herding/bin/marfrit-publish-arch, aarch64]; the package paths are appended")
+            }
+            signing.publishCommand = argv
+        }
         return signing
     }
 

@@ -5,17 +5,38 @@ public struct Workspace: Sendable {
     public let root: URL
     public let stateDir: URL
 
-    public init(root: URL, stateDir: URL? = nil) {
+    /// kernel-agent's own files (`packaging/`, `labels/`): the checkout's when it has them (this project's own
+    /// checkout), else `KA_ASSETS_DIR`, else `<bin>/../share/kernel-agent`, else the source tree this binary was
+    /// built from. A user's checkout (their manifests and patches) holds none of them.
+    public let assetsDir: URL
+
+    public init(root: URL, stateDir: URL? = nil, env: [String: String] = ProcessInfo.processInfo.environment) {
         self.root = root.standardizedFileURL
         self.stateDir = (stateDir ?? root.appendingPathComponent(".ka")).standardizedFileURL
+        assetsDir = Self.findAssets(root: self.root, env: env)
     }
+
+    static func findAssets(root: URL, env: [String: String]) -> URL {
+        func holdsAssets(_ u: URL) -> Bool { FS.exists(u.appendingPathComponent("packaging/remote/build-arch")) }
+        if holdsAssets(root) { return root }
+        if let d = env["KA_ASSETS_DIR"], !d.isEmpty { return URL(fileURLWithPath: d).standardizedFileURL }
+        let exe = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath()
+        let share = exe.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("share/kernel-agent")
+        if holdsAssets(share) { return share }
+        // Sources/KernelAgent/Core/Workspace.swift → the project root
+        let built = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return holdsAssets(built) ? built : root
+    }
+
+    /// One of kernel-agent's own files, e.g. `packaging/remote/build-arch`.
+    public func asset(_ rel: String) -> URL { assetsDir.appendingPathComponent(rel) }
 
     /// From the environment: `KA_ROOT` (default: the working directory) and `KA_STATE_DIR` (default `<root>/.ka`).
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) -> Workspace {
         let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
         let root = env["KA_ROOT"].map { URL(fileURLWithPath: $0, relativeTo: cwd) } ?? cwd
         let state = env["KA_STATE_DIR"].map { URL(fileURLWithPath: $0, relativeTo: cwd) }
-        return Workspace(root: root, stateDir: state)
+        return Workspace(root: root, stateDir: state, env: env)
     }
 
     public var fleetDir: URL { root.appendingPathComponent("fleet") }

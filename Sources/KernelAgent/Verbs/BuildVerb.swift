@@ -32,6 +32,8 @@ public struct BuildVerb: JobVerb {
         let candidates: [HostName]
         let pipeline: PipelineConfig
         let flavour: PackageRenderer.Flavour
+        /// The user's own recipe (`package.template_at`), stamped instead of rendering packaging/.
+        let recipe: RecipeTemplate?
     }
 
     func setup(_ ctx: VerbContext) throws -> Setup {
@@ -44,10 +46,16 @@ public struct BuildVerb: JobVerb {
         let manifest = try Manifest.load(target, in: ctx.workspace)
         let out = try ctx.workspace.promoteDir(target, ref: manifest.baseline.ref, manifest: manifest.file)
         let flavour: PackageRenderer.Flavour = entry.distro == .debian ? .debian : .arch
+        let pipeline = try PipelineConfig.fromEnvironment()
+        let recipe = try RecipeTemplate.locate(manifest, pipeline: pipeline, stateRoot: ctx.workspace.root)
+        if recipe != nil, flavour == .debian {
+            throw KAError.refusal(manifest.file, "package.template_at names a PKGBUILD recipe, but \(target) is a Debian target",
+                                  hint: "drop template_at for Debian targets: packaging/debian renders their .debs")
+        }
         return Setup(target: target, entry: entry, manifest: manifest, lockURL: out.appendingPathComponent("manifest.lock"),
                      cumulativeURL: out.appendingPathComponent(Promotion.cumulativeName(target)),
                      candidates: try BuildRouting.candidates(for: manifest, registry: registry),
-                     pipeline: try PipelineConfig.fromEnvironment(), flavour: flavour)
+                     pipeline: pipeline, flavour: flavour, recipe: recipe)
     }
 
     public func plan(in ctx: VerbContext) async throws -> Plan {
@@ -55,7 +63,8 @@ public struct BuildVerb: JobVerb {
         // The lock is checked here too, so a stale one is refused before anyone consents.
         let lock = try await BuildSteps.checkedLock(s, ctx: ctx)
         return Plan(verb: Self.verbName, arguments: arguments, steps: try steps(in: ctx).map(\.name),
-                    pins: [.init("manifest.lock", "b2:\(lock.b2sum)"), .init("build hosts", s.candidates.map(\.value).joined(separator: " → "))])
+                    pins: [.init("manifest.lock", "b2:\(lock.b2sum)"), .init("build hosts", s.candidates.map(\.value).joined(separator: " → "))]
+                        + (s.recipe?.files.map { .init("recipe \(s.recipe?.shown ?? "")/\($0.name)", "b2:\($0.b2sum)") } ?? []))
     }
 
     public func steps(in ctx: VerbContext) throws -> [JobStep] {
