@@ -13,7 +13,7 @@ public enum GiteaDoctor {
         case let .success(v): c = v
         case let .failure(error):
             let e = error as? KAError
-            return [.fail("gitea", "config", e?.description ?? "\(error)",
+            return [.fail("gitea", "config", e?.message ?? "\(error)",
                           fix: e?.hint ?? "set gitea_url and repo in the config (or KA_GITEA_URL, KA_REPO) and export KA_GITEA_TOKEN")]
         }
         let api = client?(c) ?? DefaultGiteaClient(baseURL: c.giteaURL, owner: c.owner, repo: c.repo, token: c.token, maxAttempts: 2, timeout: 5)

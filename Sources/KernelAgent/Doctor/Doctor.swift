@@ -171,12 +171,34 @@ public struct Doctor: Sendable {
 
     // MARK: hosts, signing, His
 
-    /// `ka preflight` for every host the pipeline reaches, through the job runtime, at most `parallel` at once.
+    /// `ka preflight` for every host the pipeline reaches, through the job runtime, all at once. An on-demand host
+    /// that His reports asleep is not woken for a check: it is fine as long as His answers for it.
     public func hosts(_ ctx: VerbContext, registry: HostRegistry) async -> [DoctorCheck] {
         let names = hostsToReach(registry)
         var results: [HostName: DoctorCheck] = [:]
+        let his: (any HisOps)?
+        do { his = try HisClients.fromEnvironment(workspace, env: env) } catch { his = nil }   // reported under his
         await withTaskGroup(of: (HostName, DoctorCheck).self) { group in
-            for h in names { group.addTask { (h, await Self.preflight(h, ctx: ctx, registry: registry)) } }
+            for h in names {
+                group.addTask {
+                    if let entry = registry.hosts[h], case .onDemand = entry.wake {
+                        guard let his else {
+                            return (h, .fail("hosts", "preflight \(h)", "(\(entry.rolesText)) woken on demand, but no His is configured to wake it",
+                                             fix: "add his: to KA_CONFIG, or make \(h) always on"))
+                        }
+                        do {
+                            let power = try await his.hostStatus(h)
+                            if power != .up {
+                                return (h, .pass("hosts", "preflight \(h)", "(\(entry.rolesText)) \(his.endpoint) says \(power.rawValue); woken when a build needs it, not for a check"))
+                            }
+                        } catch {
+                            return (h, .fail("hosts", "preflight \(h)", "(\(entry.rolesText)) \(his.endpoint) cannot say whether it is up: \(Self.describe(error).0)",
+                                             fix: Self.describe(error).1 ?? "check His"))
+                        }
+                    }
+                    return (h, await Self.preflight(h, ctx: ctx, registry: registry))
+                }
+            }
             for await (h, check) in group { results[h] = check }
         }
         return names.compactMap { results[$0] }
