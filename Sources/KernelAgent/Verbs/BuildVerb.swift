@@ -62,6 +62,8 @@ public struct BuildVerb: JobVerb {
         let s = try setup(ctx)
         // The lock is checked here too, so a stale one is refused before anyone consents.
         let lock = try await BuildSteps.checkedLock(s, ctx: ctx)
+        // and the recipe's copies of patches against it: drift is refused before anyone consents
+        if let recipe = s.recipe { _ = try recipe.verify(against: lock, cumulativeName: Promotion.cumulativeName(s.target)) }
         return Plan(verb: Self.verbName, arguments: arguments, steps: try steps(in: ctx).map(\.name),
                     pins: [.init("manifest.lock", "b2:\(lock.b2sum)"), .init("build hosts", s.candidates.map(\.value).joined(separator: " → "))]
                         + (s.recipe?.files.map { .init("recipe \(s.recipe?.shown ?? "")/\($0.name)", "b2:\($0.b2sum)") } ?? []))
