@@ -196,13 +196,13 @@ enum TreeFiles {
                 // out/ and the state agree (the state write is journaled with the swap), and nothing staged is left
                 #expect((seen.out == after.out) == (seen.state == after.state),
                         "promote killed at \(labels[at - 1]): out/h1 is \(seen.out == after.out ? "new" : "old") but the state is \(seen.state == after.state ? "new" : "old")")
-                let staged = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("out").path).filter { $0.hasPrefix(".") }
+                let staged = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("build/h1").path).filter { $0.hasPrefix(".") }
                 #expect(staged.isEmpty, "promote killed at \(labels[at - 1]): left behind after recovery: \(staged)")
                 #expect(!PromoteJournal.hasJournals(Workspace(root: root, stateDir: root.appendingPathComponent(".ka"))))
                 // the next promote cleans what the killed one staged
                 let again = try await KaRun.run(c.args, root: root)
                 #expect(again.status == 0, "\(again.stderr)")
-                let strays = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("out").path).filter { $0.hasPrefix(".") }
+                let strays = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("build/h1").path).filter { $0.hasPrefix(".") }
                 #expect(strays.isEmpty, "left behind: \(strays)")
             }
         }
@@ -265,7 +265,7 @@ enum TreeFiles {
                 let seen = try Self.observe(root)
                 let outIsNew = seen.out != before.out, stateIsNew = seen.state != before.state
                 #expect(outIsNew == stateIsNew, "killed at \(call) #\(when): out/h1 is \(outIsNew ? "new" : "old"), the state \(stateIsNew ? "new" : "old")")
-                let staged = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("out").path).filter { $0.hasPrefix(".") }
+                let staged = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("build/h1").path).filter { $0.hasPrefix(".") }
                 #expect(staged.isEmpty, "killed at \(call) #\(when): left behind: \(staged)")
             }
         }

@@ -71,6 +71,7 @@ import Testing
         let elsewhere = FileManager.default.temporaryDirectory.appendingPathComponent("ka-elsewhere-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: elsewhere, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: elsewhere) }
+        try FileManager.default.removeItem(at: s.url("build"))   // the promote's output: build/ itself becomes the link
         try FileManager.default.createSymbolicLink(at: s.url("build"), withDestinationURL: elsewhere)
         r = try await KaRun.run(["status", "--html", "build/d.html"], root: s.root)
         #expect(r.status == 2 && r.stderr.contains("leads out of the checkout"), "\(r.stderr)")
