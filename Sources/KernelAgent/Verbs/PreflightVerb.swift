@@ -9,7 +9,7 @@ public struct PreflightVerb: JobVerb {
         abstract: "Check a host over SSH: reachable, free disk under /srv/kernel-agent, the tools its roles need.",
         discussion: "Runs as a job (`ka jobs show <id>` has its log). Exits 1 when a check fails, naming the host and its address.")
 
-    @Argument(help: "The host to check (a name from fleet/hosts.yaml).")
+    @Argument(help: "The host to check (a host of the fleet: ka status lists them).")
     public var host: String
 
     @Flag(help: "Print the checks as JSON.")
@@ -30,7 +30,7 @@ public struct PreflightVerb: JobVerb {
     public func policySubject(in ctx: VerbContext) throws -> PolicySubject {
         let name = try HostName(host)
         guard try ctx.registry().hosts[name] != nil else {
-            throw KAError.refusal("host '\(host)'", "not in fleet/hosts.yaml", hint: "ka status lists the fleet's hosts")
+            throw KAError.refusal("host '\(host)'", "not a host of \(try ctx.registry().file)", hint: "ka status lists the fleet's hosts; \(try ctx.registry().whereToAddHosts)")
         }
         // Preflight only reads, and the signing host is infra: it is checked, never made a target.
         return PolicySubject()
@@ -58,7 +58,7 @@ public struct PreflightVerb: JobVerb {
     public func steps(in ctx: VerbContext) throws -> [JobStep] {
         let name = try HostName(host)
         guard let entry = try ctx.registry().hosts[name] else {
-            throw KAError.refusal("host '\(host)'", "not in fleet/hosts.yaml", hint: "ka status lists the fleet's hosts")
+            throw KAError.refusal("host '\(host)'", "not a host of \(try ctx.registry().file)", hint: "ka status lists the fleet's hosts; \(try ctx.registry().whereToAddHosts)")
         }
         return try checks(for: entry, host: name) + (thorough ? thoroughChecks(for: entry, host: name) : [])
     }
@@ -100,7 +100,7 @@ public struct PreflightVerb: JobVerb {
                 let missing = tools.filter { alternatives in !alternatives.contains(where: found.contains) }
                 guard missing.isEmpty else {
                     throw KAError.failure("host \(name)", "missing: \(missing.map { $0.joined(separator: " or ") }.joined(separator: ", "))",
-                                          hint: "install them on \(name), or fix its roles in fleet/hosts.yaml")
+                                          hint: "install them on \(name), or fix its roles (ka help fleet)")
                 }
                 return tools.map { alts in alts.first(where: found.contains) ?? alts[0] }.joined(separator: ", ")
             })

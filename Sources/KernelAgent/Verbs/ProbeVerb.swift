@@ -14,7 +14,7 @@ public struct ProbeVerb: JobVerb {
         safe to run again. Then --steps steps of `true`.
         """)
 
-    @Argument(help: "The host (a name from fleet/hosts.yaml).")
+    @Argument(help: "The host (a host of the fleet: ka status lists them).")
     public var host: String
 
     @Option(help: "How many trivial remote steps (`true`) to run, 0…1000.")
@@ -42,7 +42,7 @@ public struct ProbeVerb: JobVerb {
     public func policySubject(in ctx: VerbContext) throws -> PolicySubject {
         let name = try HostName(host)
         guard try ctx.registry().hosts[name] != nil else {
-            throw KAError.refusal("host '\(host)'", "not in fleet/hosts.yaml", hint: "ka status lists the fleet's hosts")
+            throw KAError.refusal("host '\(host)'", "not a host of \(try ctx.registry().file)", hint: "ka status lists the fleet's hosts; \(try ctx.registry().whereToAddHosts)")
         }
         return PolicySubject()
     }
