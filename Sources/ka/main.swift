@@ -158,15 +158,13 @@ struct Reminders: ParsableCommand {
 }
 
 /// `ka status --html FILE`: the dashboard page, from the tree, the state store and (when `ka serve` ran here) its ledger.
-func installDashboardRenderer() {
-    StatusVerb.htmlRenderer = { ctx in try await DashboardPage.offline(ctx: ctx, env: ProcessInfo.processInfo.environment) }
-}
+let dashboardRenderer: StatusVerb.HTMLRenderer = { ctx in try await DashboardPage.offline(ctx: ctx, env: ProcessInfo.processInfo.environment) }
 
 /// Direct invocations file a `[ka:audit]` issue through the outbox when Gitea is configured.
-func installAuditHook() {
+func auditHook() -> CLI.AuditHook? {
     let env = ProcessInfo.processInfo.environment
-    guard env["KA_GITEA_URL"] != nil, env["KA_REPO"] != nil, env["KA_GITEA_TOKEN"] != nil || env["KA_GITEA_TOKEN_FILE"] != nil else { return }
-    CLI.auditHook = { verb, args, text, ok in
+    guard env["KA_GITEA_URL"] != nil, env["KA_REPO"] != nil, env["KA_GITEA_TOKEN"] != nil || env["KA_GITEA_TOKEN_FILE"] != nil else { return nil }
+    return { verb, args, text, ok in
         guard verb != "status" else { return }
         let title = "[ka:audit] \(verb) \(args.joined(separator: " "))"
         let body = "Direct CLI invocation on \(ProcessInfo.processInfo.hostName): \(ok ? "done" : "refused/failed")\n\n```\n\(text.prefix(6000))\n```"
@@ -198,13 +196,14 @@ let invokedAs = URL(fileURLWithPath: CommandLine.arguments.first ?? "ka").lastPa
 if invokedAs.hasPrefix("ka-") {
     args.insert(String(invokedAs.dropFirst(3)), at: 0)
 }
-installAuditHook()
-installDashboardRenderer()
-/// Parse and run by hand: `KA.main(args)` resolves to the synchronous overload from top-level code.
+/// Parse and run by hand: `KA.main(args)` resolves to the synchronous overload from top-level code. A verb runs
+/// through the pipeline's CLI adapter with what this binary passes in: the audit issue and the page renderer.
 func runMain(_ args: [String]) async {
     do {
         var command = try KA.parseAsRoot(args)
-        if var asyncCommand = command as? AsyncParsableCommand {
+        if let verb = command as? any Verb {
+            try await CLI.run(verb, frontDoor: CLI.FrontDoor(audit: auditHook(), renderDashboard: dashboardRenderer))
+        } else if var asyncCommand = command as? AsyncParsableCommand {
             try await asyncCommand.run()
         } else {
             try command.run()

@@ -28,7 +28,6 @@ import Testing
     }
 
     @Test func aPageUnderOutIsWrittenAndAPathSwappedAfterConsentIsStillRefused() async throws {
-        StatusVerb.htmlRenderer = { ctx in try await DashboardPage.offline(ctx: ctx, env: [:]) }
         let h = try Harness()
         try await h.start()
         let g = h.gitea

@@ -69,3 +69,26 @@ import Testing
         }
     }
 }
+
+/// Issue 18: a bad name is a usage error with the same text at the CLI and in the bot.
+@Suite struct SameUsageErrorTests {
+    @Test func theCLIAndTheBotGiveTheSameTextForTheSameBadArgument() async throws {
+        let h = try Harness()
+        try await h.start()
+        let g = h.gitea
+        let i = g.createIssue(by: "markus", title: "usage")
+        let cases = [["build", "Bad_Host"], ["promote", "../etc"], ["verify", "UPPER"]]
+        for (n, args) in cases.enumerated() {
+            g.comment(by: "markus", on: i, body: "/ka-\(args[0]) \(args[1])")
+            #expect(await h.settle { g.botComments(on: i).count == n + 1 }, "\(args)")
+            let reply = g.botComments(on: i)[n].body
+            var env = ProcessInfo.processInfo.environment
+            env["KA_ROOT"] = h.root.path
+            env["KA_STATE_DIR"] = h.root.appendingPathComponent(".ka").path
+            let cli = try await Harness.runOffPool([ChaosTests.kaBinary] + args, cwd: h.root, environment: env)
+            let message = "The value '\(args[1])' is invalid for '<host>'"
+            #expect(cli.status == 64 && cli.stderrText.contains("Error: \(message)"), "\(args): \(cli.stderrText)")
+            #expect(reply.contains(message) && Harness.nonce(in: reply) == nil, "\(args): \(reply)")
+        }
+    }
+}

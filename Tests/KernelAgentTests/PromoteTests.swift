@@ -223,7 +223,9 @@ import KATestSupport
         let s = try Self.tree()
         let e = try await refusal(s, ["h3"], file: "h3")
         #expect(e.message == "host 'h3' → unknown host (not in fleet/hosts.yaml)")
-        await #expect(try refusal(s, ["../h1"], file: "h1").message.contains("not a valid host name"))
+        // a bad name does not parse: a usage error from the verb's own parser, before any plan (issue 18)
+        #expect(throws: (any Error).self) { _ = try PromoteVerb.parse(["../h1"]) }
+        #expect(!s.exists("build"))
         try s.write("fleet/hertz.yaml", "host: hertz\nbaseline: {repo: r, ref: v7.0}\nkernel_suffix: hz\nscopes: [board/b1]\n")
         let infra = try await refusal(s, ["hertz"], file: "hertz")
         #expect(infra.message == "fleet/hertz.yaml → 'hertz' is an infra host (signing,infra) and its manifest does not opt in")

@@ -72,16 +72,7 @@ extension Engine {
         let verb: any Verb
         do { verb = try Verbs.parse(type, args) } catch { throw UsageProblem(text: Verbs.usageReply(type, error: error)) }
         faults.hit(.plan, verb: name)
-        let ctx = try makeContext()
-        return try await verb.withTreeAccess(in: ctx) {
-            do {
-                try ctx.policy().admit(try verb.policySubject(in: ctx))
-                return try await verb.plan(in: ctx)
-            } catch {
-                try await ctx.fileRequestedBlocks(of: error)
-                throw error
-            }
-        }
+        return try await VerbPipeline.propose(verb, arguments: args, in: try makeContext())
     }
 
     func pending(nonce: String) throws -> RunStore.Pending? {

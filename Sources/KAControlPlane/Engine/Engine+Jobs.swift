@@ -8,47 +8,13 @@ import NIOConcurrencyHelpers
 /// through the job runtime, with the status comment edited from the journal. A shutdown interrupts the job
 /// (its remote commands are killed) and leaves the run `running`; the next start resumes it.
 extension Engine {
-    enum JobStart {
-        case failed(String)
-        case ready(VerbContext, JobRecord, [JobStep])
-    }
-
-    func executeJob(_ q: Queued, verb: any JobVerb) async {
+    /// Runs a consented run's job through the job runtime, editing the status comment from its journal. A shutdown
+    /// interrupts it (its remote commands are killed) and leaves the run `running`; the next start resumes it.
+    func runJob(_ q: Queued, ctx: VerbContext, job: JobRecord, spec: JobSpec) async {
         let command = "/ka-\(q.verb) \(q.args.joined(separator: " "))"
-        nonisolated(unsafe) let verb = verb   // parsed arguments only; used by one task at a time
-        // Policy, the pin check and the steps, on the verbs' own threads (they read files), under the tree lock.
-        let start: JobStart = await withTaskExecutorPreference(VerbThreads.shared) { [self] in
-            do {
-                faults.hit(.run, verb: q.verb)
-                let ctx = try makeContext()
-                return try await verb.withTreeAccess(in: ctx) { () async throws -> JobStart in
-                    try ctx.policy().admit(try verb.policySubject(in: ctx))
-                    // A run resumed after a restart goes on with its own job: it was consented and started, and its
-                    // steps may be past what the plan would now refuse (an install mid-reboot, a regression filed).
-                    if let existing = try jobOf(run: q.id, in: ctx.jobs) { return .ready(ctx, existing, try verb.steps(in: ctx)) }
-                    let fresh = try await verb.plan(in: ctx)
-                    let changed = Plan(verb: q.verb, arguments: q.args, steps: [], pins: q.pins).changedPins(comparedTo: fresh)
-                    if !changed.isEmpty {
-                        return .failed("consent void: pinned inputs changed since the plan:\n\n" + changed.map { "- `\($0)`" }.joined(separator: "\n")
-                                       + "\n\nNothing was done; ask again for a new plan.")
-                    }
-                    let steps = try verb.steps(in: ctx)
-                    let runner = JobRunner(store: ctx.jobs, workspace: ctx.workspace, transports: ctx.transports, now: now)
-                    let job = try runner.create(verb: q.verb, arguments: q.args, pins: q.pins, subject: verb.jobSubject,
-                                                origin: .issue(q.issue, run: q.id), steps: steps)
-                    return .ready(ctx, job, steps)
-                }
-            } catch {
-                return .failed((error as? KAError)?.description ?? "\(error)")
-            }
-        }
-        guard case let .ready(ctx, job, steps) = start else {
-            if case let .failed(text) = start { finishRun(q, state: .failed, body: "❌ failed: `\(command)`\n\n" + Self.fold(text), detail: text) }
-            return
-        }
+        let steps = spec.steps
         let observer = StatusCommentObserver(engine: self, run: q.id, command: command, now: now)
-        let runner = JobRunner(store: ctx.jobs, workspace: ctx.workspace, transports: ctx.transports, observer: observer, now: now)
-        let work = Task { try await runner.run(job.id, steps: steps) }
+        let work = Task { try await VerbPipeline.run(job, steps: steps, observer: observer, in: ctx) }
         jobTasks.withLockedValue { $0[q.id] = { work.cancel() } }
         defer { _ = jobTasks.withLockedValue { $0.removeValue(forKey: q.id) } }
         let ended: JobRecord
@@ -57,7 +23,7 @@ extension Engine {
             finishRun(q, state: .failed, body: "❌ failed: `\(command)` — job \(job.id)\n\n" + Self.fold(text), detail: text)
             return
         }
-        let summary = verb.summary(of: ended, in: ctx)
+        let summary = spec.summary(ended, ctx)
         // The link stays outside the fold, where a person sees it.
         var logLine = ""
         if ended.state.isFinished, let link = await publishLog(ended.id, ctx) { logLine = "\n\n📜 log: \(link)" }
@@ -78,7 +44,7 @@ extension Engine {
     /// logged and left to the next `ka prune`, which publishes what is missing.
     func publishLog(_ job: JobID, _ ctx: VerbContext) async -> String? {
         do {
-            return try await JobLogPublisher.publish(job, workspace: ctx.workspace, transports: ctx.transports, pipeline: try PipelineConfig.fromEnvironment())
+            return try await JobLogPublisher.publish(job, workspace: ctx.workspace, transports: ctx.transports, pipeline: try ctx.settings().pipeline)
         } catch {
             logger.warning("job \(job): its log was not published (ka prune tries again): \(error)")
             return nil
@@ -142,7 +108,7 @@ extension Engine {
         var requeued = Set<Int64>()
         for id in runningIDs {
             guard let verb = try RunStore.verb(db, run: id),
-                  let type = Verbs.named(verb), type is any JobVerb.Type,
+                  let type = Verbs.named(verb), type.runsAsJob,
                   let job = try jobOf(run: id, in: ctx.jobs), !job.state.isFinished, !(job.owner?.isAlive ?? false) else { continue }
             try RunStore.requeue(db, id: id, at: now())
             try ledger.enqueue(.editComment(targetRef: "status-\(id)", body: "⏳ resuming job \(job.id) after a restart\n\n" + Self.fold(JobsVerb.journal(job))),

@@ -103,50 +103,42 @@ extension Engine {
 
     func release(_ lane: String) { _ = lanes.withLockedValue { $0.busy.removeValue(forKey: lane) } }
 
+    /// What a consented run came to on the verbs' threads: finished (inline, refused, consent void), or a job to run.
+    enum RunStart {
+        case finished(RunState, String)
+        case job(VerbContext, JobRecord, JobSpec)
+    }
+
+    /// The engine's adapter of the pipeline: the verbs' own threads for the plan, the pin check and an inline run
+    /// (they block on files and locks), the status comment, and the job runtime for a job verb.
     func execute(_ q: Queued, verb: any Verb) async {
-        if let jobVerb = verb as? any JobVerb {
-            await executeJob(q, verb: jobVerb)
-            return
-        }
         nonisolated(unsafe) let verb = verb   // parsed arguments only; used by one task at a time
-        // On the verbs' own threads: a verb blocks on files and locks.
-        let outcome: (state: RunState, text: String) = await withTaskExecutorPreference(VerbThreads.shared) { [self] in
+        let start: RunStart = await withTaskExecutorPreference(VerbThreads.shared) { [self] in
             do {
                 faults.hit(.run, verb: q.verb)
                 var ctx = try makeContext()
                 ctx.actor = try ledger.readSync { try RunStore.requester($0, run: q.id) }
-                // One hold of the tree lock for the pin check and the run: nothing can move in between.
-                return try await verb.withTreeAccess(in: ctx) { () async throws -> (state: RunState, text: String) in
-                    do {
-                        try ctx.policy().admit(try verb.policySubject(in: ctx))
-                        let fresh = try await verb.plan(in: ctx)
-                        let original = Plan(verb: q.verb, arguments: q.args, steps: [], pins: q.pins)
-                        let changed = original.changedPins(comparedTo: fresh)
-                        if !changed.isEmpty {
-                            return (.failed, "consent void: pinned inputs changed since the plan:\n\n" + changed.map { "- `\($0)`" }.joined(separator: "\n") + "\n\nNothing was done; ask again for a new plan.")
-                        }
-                        return (.done, try await verb.run(fresh, in: ctx).text)
-                    } catch {
-                        try await ctx.fileRequestedBlocks(of: error)
-                        throw error
-                    }
+                // A run resumed after a restart goes on with its own job.
+                let resuming = type(of: verb).runsAsJob ? try jobOf(run: q.id, in: ctx.jobs) : nil
+                switch try await VerbPipeline.perform(verb, consented: q.pins, arguments: q.args, origin: .issue(q.issue, run: q.id), in: ctx, resuming: resuming) {
+                case let .done(_, outcome): return .finished(.done, outcome.text)
+                case let .consentVoid(changed):
+                    return .finished(.failed, "consent void: pinned inputs changed since the plan:\n\n" + changed.map { "- `\($0)`" }.joined(separator: "\n")
+                                     + "\n\nNothing was done; ask again for a new plan.")
+                case let .job(job, spec): return .job(ctx, job, spec)
                 }
             } catch let e as KAError {
-                return (.failed, e.description)
+                return .finished(.failed, e.description)
             } catch {
-                return (.failed, "\(error)")
+                return .finished(.failed, "\(error)")
             }
         }
-        let icon = outcome.state == .done ? "✅ done" : "❌ failed"
-        let body = "\(icon): `/ka-\(q.verb) \(q.args.joined(separator: " "))`\n\n" + Self.fold(outcome.text)
-        do {
-            try ledger.writeSync { db in
-                try RunStore.finish(db, id: q.id, state: outcome.state, detail: outcome.text, at: now())
-                try ledger.enqueue(.editComment(targetRef: "status-\(q.id)", body: body), ref: "status-\(q.id)-final", in: db, at: now())
-            }
-        } catch {
-            // stays 'running': the next start fails it with a reply
-            logger.error("run #\(q.id): cannot record its outcome: \(error)")
+        switch start {
+        case let .finished(state, text):
+            let icon = state == .done ? "✅ done" : "❌ failed"
+            finishRun(q, state: state, body: "\(icon): `/ka-\(q.verb) \(q.args.joined(separator: " "))`\n\n" + Self.fold(text), detail: text)
+        case let .job(ctx, job, spec):
+            await runJob(q, ctx: ctx, job: job, spec: spec)
         }
     }
 

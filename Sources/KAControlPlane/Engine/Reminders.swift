@@ -35,7 +35,7 @@ extension Engine {
         let ctx = try makeContext()
         let leases = WakeLeases(stateDir: ctx.workspace.stateDir, now: now)
         guard try !leases.dueHosts().isEmpty else { return }
-        let his = try ctx.his ?? HisClients.fromEnvironment(ctx.workspace)
+        let his = try ctx.his ?? ctx.settings().hisClient()
         for note in try await leases.release(due: his) { logger.info("wake lease: \(note)") }
     }
 }

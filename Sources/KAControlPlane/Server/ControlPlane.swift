@@ -17,16 +17,23 @@ public struct ControlPlane: Sendable {
 
     /// - `blocksInTracker`: blocks are `[ka:*]` issues (what `ka serve` does) and refusals file them; off, the
     ///   local block table is used and nothing is filed (some tests).
+    /// - `settings`: KA_CONFIG as the server read it at start (default: read from the environment on first use), the
+    ///   same for every verb it runs.
     public init(config: ControlPlaneConfig, api: any GiteaAPI, botLogin: String, transports: any TransportProvider,
-                faults: ServeFaults = ServeFaults(), blocksInTracker: Bool = true, logger: Logger) throws {
+                settings: SettingsSource? = nil, faults: ServeFaults = ServeFaults(), blocksInTracker: Bool = true, logger: Logger) throws {
         ledger = try Ledger(path: config.stateDir.appendingPathComponent("control.sqlite"))
         let ws = Workspace(root: config.root, stateDir: config.stateDir)
+        let settings = settings ?? .environment(stateDir: config.stateDir)
         let store = try SQLiteStateStore.open(ws)
         authorizer = Authorizer(allow: config.allow, api: api, botLogin: botLogin)
         let blocks: any BlockStore = blocksInTracker ? GiteaBlockStore(api: api, ledger: ledger, authorizer: authorizer) : store
         engine = Engine(config: config, ledger: ledger, api: api, botLogin: botLogin,
-                        makeContext: { VerbContext(workspace: ws, state: store, blocks: blocks, fileBlocksOnRefusal: blocksInTracker,
-                                                   jobs: store.jobs, transports: transports, records: blocks as? RecordFiler) },
+                        makeContext: {
+                            var ctx = VerbContext(workspace: ws, state: store, blocks: blocks, fileBlocksOnRefusal: blocksInTracker,
+                                                  jobs: store.jobs, transports: transports, records: blocks as? RecordFiler, settings: settings)
+                            ctx.renderDashboard = { ctx in try await DashboardPage.offline(ctx: ctx, env: ProcessInfo.processInfo.environment) }
+                            return ctx
+                        },
                         authorizer: authorizer, faults: faults, logger: logger)
         let metrics = Metrics()
         self.metrics = metrics

@@ -78,8 +78,10 @@ public enum ControlPlaneServer {
         let bot: String
         if let b = config.botLogin { bot = b } else { bot = try await api.currentUser().login }
         let ws = Workspace(root: config.root, stateDir: config.stateDir)
-        let plane = try ControlPlane(config: config, api: api, botLogin: bot, transports: try HostTransports.fromEnvironment(ws),
-                                     faults: faults, logger: logger)
+        // KA_CONFIG once, for the server's life: every verb it runs reads these settings
+        let settings = SettingsSource(try Settings.load(stateDir: ws.stateDir))
+        let plane = try ControlPlane(config: config, api: api, botLogin: bot, transports: HostTransports.lazy(ws, settings: settings),
+                                     settings: settings, faults: faults, logger: logger)
         let (intake, metrics, ledger, loop) = (plane.intake, plane.metrics, plane.ledger, plane.loop)
         let app = Application(router: buildRouter(intake: intake, metrics: metrics, ledger: ledger, page: plane.page), server: httpServer,
                               configuration: .init(address: .hostname(config.listenHost, port: config.listenPort), serverName: "kernel-agent"),

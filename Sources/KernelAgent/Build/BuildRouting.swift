@@ -55,7 +55,7 @@ public struct BuildRouting: Sendable {
             }
             let entry = try registry.entry(host)
             if case .onDemand = entry.wake {
-                if let until = try sleep.asleepUntil(host), until > Date() {
+                if let until = try sleep.asleepUntil(host), until > ctx.now() {
                     try skip(host, "on-demand and did not wake last time; not tried again before \(until.formatted(.iso8601))")
                     continue
                 }
@@ -89,7 +89,7 @@ public struct BuildRouting: Sendable {
             case .passed:
                 return (host, notes)
             case let .failed(check, why):
-                let kind: BlockKind = check.hasPrefix(PreflightVerb.toolsCheckPrefix) ? .bootstrapMissing : .hostChanged
+                let kind: BlockKind = check.hasPrefix(HostChecks.toolsCheckPrefix) ? .bootstrapMissing : .hostChanged
                 let block = try await blocks.file(
                     kind: kind, scope: .buildHost(host.value), title: "\(host): pre-flight failed (\(check); job \(job))",
                     body: "The pre-flight of `ka build \(target)` (job \(job)) failed on build host \(host):\n\n"
@@ -106,10 +106,8 @@ public struct BuildRouting: Sendable {
 
     /// `ka preflight`'s own checks, run inside this step (same log).
     func preflight(_ host: HostName, entry: HostEntry, flavour: PackageRenderer.Flavour, ctx: StepContext) async -> PreflightResult {
-        var verb = PreflightVerb()
-        verb.host = host.value
         let checks: [JobStep]
-        do { checks = try verb.checks(for: entry, host: host, packaging: flavour) } catch { return .failed(check: "setup", why: JobRunner.text(error)) }
+        do { checks = try HostChecks().checks(for: entry, host: host, packaging: flavour) } catch { return .failed(check: "setup", why: JobRunner.text(error)) }
         for check in checks {
             do {
                 let found = try await check.body(ctx)

@@ -4,7 +4,7 @@ import Foundation
 /// `build-host` (the routed host), `package/` (the rendered PKGBUILD and sources), `pkgrel`, `packages/` and
 /// `packages.b2sums` (what the build host reported), so a resumed job goes on from what its finished steps left.
 struct BuildSteps: Sendable {
-    let setup: BuildVerb.Setup
+    let setup: BuildSetup
     let workspace: Workspace
     let registry: HostRegistry
     let state: StateStore
@@ -12,9 +12,9 @@ struct BuildSteps: Sendable {
     let records: (any RecordFiler)?
     let his: (any HisOps)?
 
-    static let root = PreflightVerb.workRoot
+    static let root = HostChecks.workRoot
 
-    init(setup: BuildVerb.Setup, ctx: VerbContext) throws {
+    init(setup: BuildSetup, ctx: VerbContext) throws {
         self.setup = setup
         workspace = ctx.workspace
         registry = try ctx.registry()
@@ -22,7 +22,7 @@ struct BuildSteps: Sendable {
         blocks = ctx.blocks
         records = ctx.records
         // The routing step, which the plan lists, may wake a host: leave for wake-host even if His marks it destructive.
-        his = try ctx.his ?? HisClients.fromEnvironment(ctx.workspace, allowDestructive: [.wakeHost])
+        his = try ctx.his ?? ctx.settings().hisClient(allowDestructive: [.wakeHost])
     }
 
     var target: HostName { setup.target }
@@ -87,7 +87,7 @@ struct BuildSteps: Sendable {
     // MARK: 1. the lock
 
     /// The lock, checked against what it pins now; refuses a missing or stale one, naming the input that moved.
-    static func checkedLock(_ s: BuildVerb.Setup, ctx: VerbContext) async throws -> LockFile {
+    static func checkedLock(_ s: BuildSetup, ctx: VerbContext) async throws -> LockFile {
         let ws = ctx.workspace
         guard FS.exists(s.lockURL) else {
             throw KAError.refusal(ws.display(s.lockURL), "no lock",
@@ -204,7 +204,7 @@ struct BuildSteps: Sendable {
     }
 
     func stockKernel() throws -> String? {
-        try AgentConfig.fromEnvironment(stateDir: workspace.stateDir).hosts[target]?.stockKernel ?? setup.manifest.installAlongside
+        setup.stockKernel ?? setup.manifest.installAlongside
     }
 
     /// One more than the newest release of this package at the same version, in the published repo (the signing
@@ -542,7 +542,7 @@ struct BuildSteps: Sendable {
         let version = "\(pkgver)-\(try readNote(ctx, "pkgrel"))"
         let lines = pkgs.map { "\($0.name) b2:\($0.b2sum)" + (setup.flavour == .arch ? " sig:\($0.name).sig" : "") }
         let record = InstallableRecord(job: ctx.job.value, host: target.value, version: version, packages: lines.joined(separator: "\n"),
-                                       lockB2sum: lock.b2sum, repo: s.map { "\($0.host):\(publishedDir($0) ?? $0.repoDir)" } ?? "-", filedAt: Date())
+                                       lockB2sum: lock.b2sum, repo: s.map { "\($0.host):\(publishedDir($0) ?? $0.repoDir)" } ?? "-", filedAt: ctx.now())
         // The issue first (its ref makes a retry file nothing new), then the record, which marks this step done:
         // a kill between the two runs the step again instead of losing the issue.
         if let records {

@@ -212,8 +212,7 @@ public struct Doctor: Sendable {
             do { _ = try ctx.transports.transport(for: host) } catch {
                 return .fail("hosts", name, "(\(entry.rolesText)) not checked: \(describe(error).0)", fix: describe(error).1 ?? "give it an ssh address in KA_CONFIG")
             }
-            let verb = try PreflightVerb.parse([host.value])
-            let steps = try verb.checks(for: entry, host: host)
+            let steps = try HostChecks().checks(for: entry, host: host)
             let runner = JobRunner(store: ctx.jobs, workspace: ctx.workspace, transports: ctx.transports)
             let job = try runner.create(verb: PreflightVerb.verbName, arguments: [host.value], pins: [], subject: host.value,
                                         origin: .cli(user: "ka doctor"), steps: steps)

@@ -75,10 +75,15 @@ public struct HostRegistry: Sendable {
 
     /// `fleet/hosts.yaml` when the checkout has one; else the registry derived from the manifests and KA_CONFIG.
     public static func load(_ ws: Workspace, env: [String: String] = ProcessInfo.processInfo.environment) throws -> HostRegistry {
+        try load(ws, settings: { try Settings.load(env: env, stateDir: ws.stateDir) })
+    }
+
+    /// `settings` is read only when there is no registry file to read.
+    public static func load(_ ws: Workspace, settings: () throws -> Settings) throws -> HostRegistry {
         let display = ws.display(ws.registryFile)
         guard FS.exists(ws.registryFile) else {
-            return try derive(ws, agent: try AgentConfig.fromEnvironment(env, stateDir: ws.stateDir),
-                              pipeline: try PipelineConfig.fromEnvironment(env))
+            let s = try settings()
+            return try derive(ws, agent: s.agent, pipeline: s.pipeline)
         }
         let bytes = try FS.read(try ws.confine(ws.registryFile, within: ws.fleetDir), display: display, limit: YAMLValue.maxFileBytes)
         return try parsed.value(for: bytes, file: display) { try parse(String(decoding: bytes, as: UTF8.self), file: display) }

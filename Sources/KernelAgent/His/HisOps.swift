@@ -31,9 +31,7 @@ public enum HisClients {
     /// `[.prepareBuildHost]`); a destructive tool not named here is refused before anything is sent to His.
     public static func fromEnvironment(_ ws: Workspace, env: [String: String] = ProcessInfo.processInfo.environment,
                                        allowDestructive: Set<HisTool> = []) throws -> (any HisOps)? {
-        guard let path = env["KA_CONFIG"], !path.isEmpty else { return nil }
-        guard let config = try HisConfig.load(path, via: "KA_CONFIG") else { return nil }
-        return try MCPHisOps(config: config, env: env, allowDestructive: allowDestructive)
+        try Settings.load(env: env, stateDir: ws.stateDir).hisClient(allowDestructive: allowDestructive)
     }
 }
 

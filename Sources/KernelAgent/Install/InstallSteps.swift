@@ -37,14 +37,14 @@ public struct InstallPackage: Sendable, Equatable {
 /// `installable-job` (which build it installs), `backup` (where the /boot backup is), `boot-before` and
 /// `reboot-requested` (so a resumed job never reboots twice), `heartbeat` (when the host answered again).
 struct InstallSteps: Sendable {
-    let setup: InstallVerb.Setup
+    let setup: InstallSetup
     let workspace: Workspace
     let state: StateStore
     let blocks: any BlockStore
     let records: (any RecordFiler)?
     let now: @Sendable () -> Date
 
-    init(setup: InstallVerb.Setup, ctx: VerbContext) {
+    init(setup: InstallSetup, ctx: VerbContext) {
         self.setup = setup
         workspace = ctx.workspace; state = ctx.state; blocks = ctx.blocks; records = ctx.records; now = ctx.now
     }

@@ -5,18 +5,26 @@ import Foundation
 public enum HostTransports {
     public static func fromEnvironment(_ ws: Workspace,
                                        env: [String: String] = ProcessInfo.processInfo.environment) throws -> any TransportProvider {
-        LazyTransports(workspace: ws, env: env)
+        lazy(ws, settings: SettingsSource { try Settings.load(env: env, stateDir: ws.stateDir) })
+    }
+
+    /// The fleet's transports, made on first use from `settings` (shared with the context that holds them).
+    public static func lazy(_ ws: Workspace, settings: SettingsSource) -> any TransportProvider {
+        LazyTransports(workspace: ws, settings: settings)
     }
 }
 
 struct LazyTransports: TransportProvider {
     let workspace: Workspace
-    let env: [String: String]
+    let settings: SettingsSource
     private let fleet = Memo<FleetTransports>()
 
-    init(workspace: Workspace, env: [String: String]) { self.workspace = workspace; self.env = env }
+    init(workspace: Workspace, settings: SettingsSource) { self.workspace = workspace; self.settings = settings }
 
     func transport(for host: HostName) throws -> any HostTransport {
-        try fleet.value { try FleetTransports.load(workspace, env: env) }.transport(for: host)
+        try fleet.value {
+            let s = try settings.get()
+            return try FleetTransports(registry: try HostRegistry.load(workspace, settings: { s }), config: s.agent, stateDir: workspace.stateDir)
+        }.transport(for: host)
     }
 }

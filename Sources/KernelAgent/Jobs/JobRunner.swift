@@ -78,7 +78,7 @@ public struct JobRunner: Sendable {
         for (index, step) in steps.enumerated() {
             let record = job.steps[index]
             if record.state == .succeeded || record.state == .skipped { continue }
-            var ctx = StepContext(job: id, step: step.name, workspace: workspace, log: log, transports: transports)
+            var ctx = StepContext(job: id, step: step.name, workspace: workspace, log: log, transports: transports, now: now)
             if let observer {
                 let latest = self.latest
                 ctx.heartbeat = { if let j = latest.value { observer.jobChanged(j, log: log) } }

@@ -42,9 +42,12 @@ public struct StepContext: Sendable {
     public var heartbeat: (@Sendable () -> Void)?
     /// A warning about the running step that people should see now (the job's detail; the status comment).
     public var warn: (@Sendable (String) -> Void)?
+    /// The job's clock (the runner's): what a step records as "when".
+    public let now: @Sendable () -> Date
 
-    public init(job: JobID, step: String, workspace: Workspace, log: JobLog, transports: any TransportProvider) {
-        self.job = job; self.step = step; self.workspace = workspace; self.log = log; self.transports = transports
+    public init(job: JobID, step: String, workspace: Workspace, log: JobLog, transports: any TransportProvider,
+                now: @escaping @Sendable () -> Date = { Date() }) {
+        self.job = job; self.step = step; self.workspace = workspace; self.log = log; self.transports = transports; self.now = now
     }
 
     /// Runs `command` on `host`, logging each line as `<host> <stream>| <line>` and the exit status.

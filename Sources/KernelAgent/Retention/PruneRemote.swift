@@ -4,7 +4,7 @@ import Foundation
 /// job (its tree from the build host, its logs from the job dir) on the signing host. Every script takes its values as
 /// positional arguments of `sh -c`; nothing from a listing is ever spliced into a script.
 enum PruneRemote {
-    static let root = PreflightVerb.workRoot
+    static let root = HostChecks.workRoot
 
     /// `area<TAB>name<TAB>mtime<TAB>.ka-keep's first line or -` for every dir under `$1/{source,output,keep}/`.
     static let listBuildDirs = """

@@ -24,7 +24,7 @@ public struct PruneInventory: Sendable, Equatable, Codable {
         public init(host: String, area: Area, name: String, modified: Date, keepMark: String? = nil) {
             self.host = host; self.area = area; self.name = name; self.modified = modified; self.keepMark = keepMark
         }
-        public var path: String { "\(PreflightVerb.workRoot)/\(area.rawValue)/\(name)" }
+        public var path: String { "\(HostChecks.workRoot)/\(area.rawValue)/\(name)" }
     }
 
     /// `<backups_dir>/<host>/<version>/` on the signing host.

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 
 /// `ka abandon <campaign> --keep-as-archive | --purge-from-fleet`.
-public struct AbandonVerb: Verb, WaitsForTree {
+public struct AbandonVerb: InlineVerb, WaitsForTree {
     public static let configuration = CommandConfiguration(
         commandName: "abandon",
         abstract: "Abandon a campaign: keep its patches as an archive, or purge them from the tree and manifests.",
@@ -32,9 +32,9 @@ public struct AbandonVerb: Verb, WaitsForTree {
         return PolicySubject(abandon: (keepAsArchive, purgeFromFleet))
     }
 
-    struct Prepared: Sendable { let ops: [TreeTransaction.Op]; let removed: [TreePath]; let hosts: [HostName]; let manifests: [String] }
+    public struct Prepared: Sendable { let ops: [TreeTransaction.Op]; let removed: [TreePath]; let hosts: [HostName]; let manifests: [String] }
 
-    public func plan(in ctx: VerbContext) async throws -> Plan {
+    public func plan(in ctx: VerbContext) async throws -> Planned<Prepared> {
         let ws = ctx.workspace
         let policy = try ctx.policy()
         try policy.admitAbandon(keepAsArchive: keepAsArchive, purgeFromFleet: purgeFromFleet)
@@ -46,8 +46,9 @@ public struct AbandonVerb: Verb, WaitsForTree {
         }
         let args = [campaign, keepAsArchive ? "--keep-as-archive" : "--purge-from-fleet"]
         if keepAsArchive {
-            return Plan(verb: Self.verbName, arguments: args,
-                        steps: ["record campaign \(name) as abandoned (archived); its \(patches.count) patch(es) stay in the tree, manifests unchanged"])
+            return Planned(Plan(verb: Self.verbName, arguments: args,
+                        steps: ["record campaign \(name) as abandoned (archived); its \(patches.count) patch(es) stay in the tree, manifests unchanged"]),
+                           Prepared(ops: [], removed: [], hosts: [], manifests: []))
         }
         let removed = Set(patches.map(\.value))
         let hosts = CampaignPatches.hosts(including: removed, ws: ws, policy: policy)
@@ -99,16 +100,15 @@ public struct AbandonVerb: Verb, WaitsForTree {
         steps += manifests.map { "drop selectors naming only purged patches from \($0)" }
         steps.append(hosts.isEmpty ? "no host carried them" : "mark drifted: \(hosts.map(\.value).joined(separator: ", "))")
         let pins = try patches.map { Plan.Pin("patches/" + $0.value, "b2:" + Blake2b.hex(try FS.read(ws.url($0)))) }
-        return Plan(verb: Self.verbName, arguments: args, steps: steps, pins: pins,
-                    prepared: Prepared(ops: ops, removed: patches, hosts: hosts, manifests: manifests))
+        return Planned(Plan(verb: Self.verbName, arguments: args, steps: steps, pins: pins), Prepared(ops: ops, removed: patches, hosts: hosts, manifests: manifests))
     }
 
-    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
+    public func run(_ planned: Planned<Prepared>, in ctx: VerbContext) async throws -> VerbOutcome {
         if keepAsArchive {
             try ctx.state.setCampaign(campaign, status: .abandonedArchived, at: ctx.now())
             return VerbOutcome("abandoned \(campaign), kept as archive; tree and manifests unchanged\n")
         }
-        guard let p = plan.prepared as? Prepared else { return try await run(try await self.plan(in: ctx), in: ctx) }
+        let p = planned.prepared
         let ws = ctx.workspace
         let policy = try ctx.policy()
         let resolvableBefore = Set(Fleet.resolveAll(ws, policy: policy).compactMap { h, r in

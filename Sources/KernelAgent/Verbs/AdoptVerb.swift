@@ -3,7 +3,7 @@ import Foundation
 
 /// `ka adopt [--dry-run]`: the one-time step that makes a tree written without `Scope:` trailers (the upstream
 /// layout, where the directory alone was the tag) satisfy the scope rule, without changing any diff.
-public struct AdoptVerb: Verb, WaitsForTree {
+public struct AdoptVerb: InlineVerb, WaitsForTree {
     public static let configuration = CommandConfiguration(
         commandName: "adopt",
         abstract: "Add a Scope: trailer equal to its directory to every patch that has none (all or nothing).",
@@ -27,13 +27,13 @@ public struct AdoptVerb: Verb, WaitsForTree {
 
     public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
 
-    struct Prepared: Sendable {
+    public struct Prepared: Sendable {
         let ops: [TreeTransaction.Op]
         let adopted: [String]
         let alreadyScoped: Int
     }
 
-    public func plan(in ctx: VerbContext) async throws -> Plan {
+    public func plan(in ctx: VerbContext) async throws -> Planned<Prepared> {
         let ws = ctx.workspace
         let paths = try PatchTree(ws).allPatches()
         let parsed = try Resolver.parseAll(paths, in: ws)
@@ -80,17 +80,11 @@ public struct AdoptVerb: Verb, WaitsForTree {
         }
         let steps = adopted.isEmpty ? ["nothing to adopt: all \(already) patch(es) carry their Scope: trailer"]
             : adopted.map { "add 'Scope: \(($0 as NSString).deletingLastPathComponent)' to patches/\($0)" }
-        return Plan(verb: Self.verbName, arguments: dryRun ? ["--dry-run"] : [], steps: steps, pins: pins,
-                    prepared: Prepared(ops: ops, adopted: adopted, alreadyScoped: already))
+        return Planned(Plan(verb: Self.verbName, arguments: dryRun ? ["--dry-run"] : [], steps: steps, pins: pins), Prepared(ops: ops, adopted: adopted, alreadyScoped: already))
     }
 
-    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
-        guard let p = plan.prepared as? Prepared else {
-            let fresh = try await self.plan(in: ctx)
-            let changed = plan.changedPins(comparedTo: fresh)
-            guard changed.isEmpty else { throw KAError(.refusal, ["ka adopt", "inputs changed since the plan"] + changed, hint: "ask for a new plan") }
-            return try await run(fresh, in: ctx)
-        }
+    public func run(_ planned: Planned<Prepared>, in ctx: VerbContext) async throws -> VerbOutcome {
+        let p = planned.prepared
         var text = ""
         for a in p.adopted { text += "  + Scope: \((a as NSString).deletingLastPathComponent)  patches/\(a)\n" }
         if dryRun {

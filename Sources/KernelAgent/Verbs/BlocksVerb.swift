@@ -3,7 +3,7 @@ import Foundation
 
 /// `ka blocks [--json]` and `ka blocks close <id>`: the local blocks (the CLI's; the bot's blocks are issues in
 /// the tracker, closed there).
-public struct BlocksVerb: Verb {
+public struct BlocksVerb: InlineVerb {
     public static let configuration = CommandConfiguration(
         commandName: "blocks",
         abstract: "List the open local blocks, or `close <id>` one (the bot's blocks are tracker issues: close those there).")
@@ -33,12 +33,12 @@ public struct BlocksVerb: Verb {
 
     public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
 
-    public func plan(in ctx: VerbContext) async throws -> Plan {
-        if let id { return Plan(verb: "blocks", arguments: ["close", id], steps: ["close block \(id)"]) }
-        return Plan(verb: "blocks", arguments: json ? ["--json"] : [], steps: ["list the open blocks"])
+    public func plan(in ctx: VerbContext) async throws -> Planned<Void> {
+        if let id { return Planned(Plan(verb: "blocks", arguments: ["close", id], steps: ["close block \(id)"])) }
+        return Planned(Plan(verb: "blocks", arguments: json ? ["--json"] : [], steps: ["list the open blocks"]))
     }
 
-    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
+    public func run(_ planned: Planned<Void>, in ctx: VerbContext) async throws -> VerbOutcome {
         if let id {
             try await ctx.blocks.close(id: id)
             return VerbOutcome("block \(id) closed")

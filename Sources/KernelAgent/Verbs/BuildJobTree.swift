@@ -2,7 +2,7 @@ import Foundation
 
 /// Where a build job's tree is: the build host it ran on and its dir there (keep/ after a failure, else source/),
 /// from the notes its steps left in the job's dir.
-struct BuildJobTree: Sendable {
+public struct BuildJobTree: Sendable {
     let job: JobID
     let host: HostName
     let dir: String
@@ -21,7 +21,7 @@ struct BuildJobTree: Sendable {
             throw KAError.refusal("job \(id)", "never reached a build host (it ended at: \(job.detail ?? job.state.rawValue))")
         }
         let host = try HostName(hostText)
-        var path = "\(PreflightVerb.workRoot)/source/\(id)"
+        var path = "\(HostChecks.workRoot)/source/\(id)"
         if let tree = try note("tree"), let colon = tree.firstIndex(of: ":") { path = String(tree[tree.index(after: colon)...]) }
         _ = try RemotePath(path, host: host)
         return BuildJobTree(job: id, host: host, dir: path)

@@ -12,32 +12,18 @@ public struct BuildVerb: JobVerb {
         discussion: "A job of steps (`ka jobs show <id>` has its log). Refuses a missing or stale lock, naming the input that changed. Never installs: that is `ka install <host>`.")
 
     @Argument(help: "Target host (must have a manifest.lock from ka promote).")
-    public var host: String
+    public var host: HostName
 
     public init() {}
 
-    public var lane: Lane { (try? HostName(host)).map(Lane.host) ?? .none }   // a bad name is refused by policySubject
-    public var jobSubject: String { host }
-    public var arguments: [String] { [host] }
+    public var lane: Lane { .host(host) }
+    public var jobSubject: String { host.value }
+    public var arguments: [String] { [host.value] }
 
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject(targets: [try HostName(host)]) }
+    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject(targets: [host]) }
 
-    /// What the plan and the steps read: cheap, local, no network.
-    struct Setup: Sendable {
-        let target: HostName
-        let entry: HostEntry
-        let manifest: Manifest
-        let lockURL: URL
-        let cumulativeURL: URL
-        let candidates: [HostName]
-        let pipeline: PipelineConfig
-        let flavour: PackageRenderer.Flavour
-        /// The user's own recipe (`package.template_at`), stamped instead of rendering packaging/.
-        let recipe: RecipeTemplate?
-    }
-
-    func setup(_ ctx: VerbContext) throws -> Setup {
-        let target = try HostName(host)
+    func setup(_ ctx: VerbContext) throws -> BuildSetup {
+        let target = host
         let registry = try ctx.registry()
         let entry = try registry.entry(target)
         guard entry.roles.contains(.target) else {
@@ -46,27 +32,28 @@ public struct BuildVerb: JobVerb {
         let manifest = try Manifest.load(target, in: ctx.workspace)
         let out = try ctx.workspace.promoteDir(target, ref: manifest.baseline.ref, manifest: manifest.file)
         let flavour: PackageRenderer.Flavour = entry.distro == .debian ? .debian : .arch
-        let pipeline = try PipelineConfig.fromEnvironment()
+        let settings = try ctx.settings()
+        let pipeline = settings.pipeline
         let recipe = try RecipeTemplate.locate(manifest, pipeline: pipeline, stateRoot: ctx.workspace.root)
         if recipe != nil, flavour == .debian {
             throw KAError.refusal(manifest.file, "package.template_at names a PKGBUILD recipe, but \(target) is a Debian target",
                                   hint: "drop template_at for Debian targets: packaging/debian renders their .debs")
         }
-        return Setup(target: target, entry: entry, manifest: manifest, lockURL: out.appendingPathComponent("manifest.lock"),
+        return BuildSetup(target: target, entry: entry, manifest: manifest, lockURL: out.appendingPathComponent("manifest.lock"),
                      cumulativeURL: out.appendingPathComponent(Promotion.cumulativeName(target)),
                      candidates: try BuildRouting.candidates(for: manifest, registry: registry),
-                     pipeline: pipeline, flavour: flavour, recipe: recipe)
+                     pipeline: pipeline, flavour: flavour, recipe: recipe, stockKernel: settings.agent.hosts[target]?.stockKernel)
     }
 
-    public func plan(in ctx: VerbContext) async throws -> Plan {
+    public func plan(in ctx: VerbContext) async throws -> Planned<Void> {
         let s = try setup(ctx)
         // The lock is checked here too, so a stale one is refused before anyone consents.
         let lock = try await BuildSteps.checkedLock(s, ctx: ctx)
         // and the recipe's copies of patches against it: drift is refused before anyone consents
         if let recipe = s.recipe { _ = try recipe.verify(against: lock, cumulativeName: Promotion.cumulativeName(s.target)) }
-        return Plan(verb: Self.verbName, arguments: arguments, steps: try steps(in: ctx).map(\.name),
+        return Planned(Plan(verb: Self.verbName, arguments: arguments, steps: try steps(in: ctx).map(\.name),
                     pins: [.init("manifest.lock", "b2:\(lock.b2sum)"), .init("build hosts", s.candidates.map(\.value).joined(separator: " → "))]
-                        + (s.recipe?.files.map { .init("recipe \(s.recipe?.shown ?? "")/\($0.name)", "b2:\($0.b2sum)") } ?? []))
+                        + (s.recipe?.files.map { .init("recipe \(s.recipe?.shown ?? "")/\($0.name)", "b2:\($0.b2sum)") } ?? [])))
     }
 
     public func steps(in ctx: VerbContext) throws -> [JobStep] {

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 
 /// `ka close <campaign> --status success`: the campaign's work is done; its patches stay in the tree.
-public struct CloseVerb: Verb {
+public struct CloseVerb: InlineVerb {
     public enum Status: String, ExpressibleByArgument, CaseIterable, Sendable { case success }
 
     public static let configuration = CommandConfiguration(
@@ -22,7 +22,7 @@ public struct CloseVerb: Verb {
 
     public func policySubject(in ctx: VerbContext) throws -> PolicySubject { _ = try CampaignName(campaign); return PolicySubject() }
 
-    public func plan(in ctx: VerbContext) async throws -> Plan {
+    public func plan(in ctx: VerbContext) async throws -> Planned<Void> {
         let name = try CampaignName(campaign)
         let patches = try CampaignPatches.find(name, in: ctx.workspace)
         let record = try ctx.state.campaign(name.value)
@@ -34,13 +34,13 @@ public struct CloseVerb: Verb {
             throw KAError.refusal("campaign \(name)", "already abandoned (\(r.status.rawValue)); a closed campaign cannot be reopened as success")
         }
         let hosts = CampaignPatches.hosts(including: Set(patches.map(\.value)), ws: ctx.workspace, policy: try ctx.policy())
-        return Plan(verb: Self.verbName, arguments: [campaign, "--status", status.rawValue],
+        return Planned(Plan(verb: Self.verbName, arguments: [campaign, "--status", status.rawValue],
                     steps: ["record campaign \(name) as closed (\(status.rawValue)); \(patches.count) patch(es) stay in the tree",
-                            hosts.isEmpty ? "no host manifest includes its patches" : "hosts carrying it: \(hosts.map(\.value).joined(separator: ", ")) (promote them yourself)"])
+                            hosts.isEmpty ? "no host manifest includes its patches" : "hosts carrying it: \(hosts.map(\.value).joined(separator: ", ")) (promote them yourself)"]))
     }
 
-    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
+    public func run(_ planned: Planned<Void>, in ctx: VerbContext) async throws -> VerbOutcome {
         try ctx.state.setCampaign(campaign, status: .closedSuccess, at: ctx.now())
-        return VerbOutcome("closed campaign \(campaign) (\(status.rawValue))\n" + plan.steps.dropFirst().joined(separator: "\n") + "\n")
+        return VerbOutcome("closed campaign \(campaign) (\(status.rawValue))\n" + planned.steps.dropFirst().joined(separator: "\n") + "\n")
     }
 }

@@ -3,7 +3,7 @@ import Foundation
 
 /// `ka debug <job-id> [--exec <argv…>]`: the shell a person opens on the build host, in that job's build dir,
 /// with the environment the build had (its `.ka-env`); or one command run there.
-public struct DebugVerb: Verb {
+public struct DebugVerb: InlineVerb {
     public static let configuration = CommandConfiguration(
         commandName: "debug", abstract: "Print the ssh command that opens a shell in a build job's dir (with its environment), or run one command there.")
     @Argument(help: "Build job id (ka jobs lists them).") public var job: String
@@ -17,15 +17,14 @@ public struct DebugVerb: Verb {
     /// Enters the dir and loads the build's environment, then runs the rest of its arguments.
     static let enter = "cd -- \"$1\" && set -a && . ./.ka-env && set +a && shift && exec \"$@\""
 
-    public func plan(in ctx: VerbContext) async throws -> Plan {
+    public func plan(in ctx: VerbContext) async throws -> Planned<BuildJobTree> {
         let tree = try BuildJobTree.locate(job, in: ctx)
-        return Plan(verb: Self.verbName, arguments: [job] + (exec.isEmpty ? [] : ["--exec"] + exec),
-                    steps: [exec.isEmpty ? "print the ssh command for \(tree.host):\(tree.dir)" : "run \(exec.joined(separator: " ")) in \(tree.host):\(tree.dir)"],
-                    prepared: tree)
+        return Planned(Plan(verb: Self.verbName, arguments: [job] + (exec.isEmpty ? [] : ["--exec"] + exec),
+                    steps: [exec.isEmpty ? "print the ssh command for \(tree.host):\(tree.dir)" : "run \(exec.joined(separator: " ")) in \(tree.host):\(tree.dir)"]), tree)
     }
 
-    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
-        guard let tree = plan.prepared as? BuildJobTree else { throw KAError.failure("ka debug", "plan carried no job tree") }
+    public func run(_ planned: Planned<BuildJobTree>, in ctx: VerbContext) async throws -> VerbOutcome {
+        let tree = planned.prepared
         if exec.isEmpty {
             let fleet = try FleetTransports.load(ctx.workspace)
             let e = try fleet.endpoint(for: tree.host)

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 
 /// `ka import <campaign> <patch-or-glob> --to <scope>`: copy patches from a campaign checkout into the tree.
-public struct ImportVerb: Verb, WaitsForTree {
+public struct ImportVerb: InlineVerb, WaitsForTree {
     public static let configuration = CommandConfiguration(
         commandName: "import",
         abstract: "Copy patches from a campaign checkout into the scope-tagged tree.",
@@ -41,9 +41,9 @@ public struct ImportVerb: Verb, WaitsForTree {
         return PolicySubject(localPaths: [(checkoutPath(ctx.workspace), "campaign checkout")])
     }
 
-    struct Prepared: Sendable { let ops: [TreeTransaction.Op]; let imported: [String]; let unchanged: [String] }
+    public struct Prepared: Sendable { let ops: [TreeTransaction.Op]; let imported: [String]; let unchanged: [String] }
 
-    public func plan(in ctx: VerbContext) async throws -> Plan {
+    public func plan(in ctx: VerbContext) async throws -> Planned<Prepared> {
         let ws = ctx.workspace
         let name = try CampaignName(campaign)
         let scope = try TreePath(to)
@@ -82,9 +82,8 @@ public struct ImportVerb: Verb, WaitsForTree {
         }
         let steps = imported.map { "write patches/\($0)" } + unchanged.map { "keep patches/\($0) (identical)" }
             + ["record campaign \(name) as active"]
-        return Plan(verb: Self.verbName, arguments: [campaign, pattern, "--to", to], steps: steps,
-                    pins: [.init("matches", matches.joined(separator: ","))],
-                    prepared: Prepared(ops: ops, imported: imported, unchanged: unchanged))
+        return Planned(Plan(verb: Self.verbName, arguments: [campaign, pattern, "--to", to], steps: steps,
+                    pins: [.init("matches", matches.joined(separator: ","))]), Prepared(ops: ops, imported: imported, unchanged: unchanged))
     }
 
     enum Landing { case write(String, Data), unchanged(String) }
@@ -150,8 +149,8 @@ public struct ImportVerb: Verb, WaitsForTree {
         return .write(dest.value, data)
     }
 
-    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
-        guard let p = plan.prepared as? Prepared else { return try await run(try await self.plan(in: ctx), in: ctx) }
+    public func run(_ planned: Planned<Prepared>, in ctx: VerbContext) async throws -> VerbOutcome {
+        let p = planned.prepared
         let txn = TreeTransaction(ctx.workspace)
         p.ops.forEach(txn.add)
         // the campaign record lands with the patches, or not at all

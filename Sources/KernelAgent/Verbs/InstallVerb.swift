@@ -13,29 +13,18 @@ public struct InstallVerb: JobVerb {
         discussion: "A job of steps (`ka jobs show <id>` has its log). Refuses without an open [ka:installable] for the host, and while a [ka:host-drifted] or [ka:regression] block is open on it.")
 
     @Argument(help: "Target host (must have an open [ka:installable] from ka build).")
-    public var host: String
+    public var host: HostName
 
     public init() {}
 
-    public var lane: Lane { (try? HostName(host)).map(Lane.host) ?? .none }   // a bad name is refused by policySubject
-    public var jobSubject: String { host }
-    public var arguments: [String] { [host] }
+    public var lane: Lane { .host(host) }
+    public var jobSubject: String { host.value }
+    public var arguments: [String] { [host.value] }
 
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject(targets: [try HostName(host)]) }
+    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject(targets: [host]) }
 
-    struct Setup: Sendable {
-        let target: HostName
-        let manifest: Manifest
-        let pipeline: PipelineConfig
-        let signing: PipelineConfig.Signing
-        let privilege: [String]
-        /// The open installable the plan pins; nil when none is open (the plan refuses; a resumed job reads its note).
-        let installable: InstallableRecord?
-        var repoDir: String { signing.repoDir }
-    }
-
-    func setup(_ ctx: VerbContext) throws -> Setup {
-        let target = try HostName(host)
+    func setup(_ ctx: VerbContext) throws -> InstallSetup {
+        let target = host
         let entry = try ctx.registry().entry(target)
         guard entry.roles.contains(.target) else {
             throw KAError.refusal("host \(target)", "is not a target (\(entry.rolesText))", hint: "only hosts with the target role get a kernel installed")
@@ -49,14 +38,14 @@ public struct InstallVerb: JobVerb {
             throw KAError.refusal(manifest.file, "install.mode: \(manifest.installMode.rawValue) is not supported by ka install yet (the stock entry would point at a removed kernel)",
                                   hint: "use install.mode: alongside; the stock kernel stays as the boot menu's fallback")
         }
-        let pipeline = try PipelineConfig.fromEnvironment()
+        let pipeline = try ctx.settings().pipeline
         guard let signing = pipeline.signing else {
             throw KAError.refusal(pipeline.file ?? "KA_CONFIG", "has no signing section: the install fetches the packages from the signing host and backs up to it",
                                   hint: "add signing: {host, key, repo: {name, dir}} (see webhook/ka.yaml.example)")
         }
-        let config = try AgentConfig.fromEnvironment(stateDir: ctx.workspace.stateDir)
+        let config = try ctx.settings().agent
         let privilege = config.hosts[target]?.privilegeCommand ?? ["sudo", "-n"]
-        return Setup(target: target, manifest: manifest, pipeline: pipeline, signing: signing, privilege: privilege,
+        return InstallSetup(target: target, manifest: manifest, pipeline: pipeline, signing: signing, privilege: privilege,
                      installable: try Self.openInstallable(target, state: ctx.state))
     }
 
@@ -66,7 +55,7 @@ public struct InstallVerb: JobVerb {
         return try state.installs.closure(buildJob: r.job) == nil ? r : nil
     }
 
-    public func plan(in ctx: VerbContext) async throws -> Plan {
+    public func plan(in ctx: VerbContext) async throws -> Planned<Void> {
         let s = try setup(ctx)
         guard let r = s.installable else {
             let last = try ctx.state.installables([s.target.value])[s.target.value]
@@ -91,7 +80,7 @@ public struct InstallVerb: JobVerb {
         let pkgs = try InstallPackage.parse(r.packages, from: "the installable record of \(r.job)")
         var pins: [Plan.Pin] = [.init("installable", "\(r.job) \(r.version)"), .init("manifest.lock", "b2:\(r.lockB2sum)")]
         for p in pkgs { pins.append(.init(p.file, "b2:\(p.b2sum)\(p.signature.map { " sig:\($0)" } ?? "")")) }
-        return Plan(verb: Self.verbName, arguments: arguments, steps: try steps(in: ctx).map(\.name), pins: pins)
+        return Planned(Plan(verb: Self.verbName, arguments: arguments, steps: try steps(in: ctx).map(\.name), pins: pins))
     }
 
     public func steps(in ctx: VerbContext) throws -> [JobStep] {

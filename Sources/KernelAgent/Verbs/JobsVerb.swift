@@ -3,7 +3,7 @@ import Foundation
 
 /// `ka jobs [--json]`, `ka jobs show <job-id>`, `ka jobs cancel <job-id>`: the jobs this state dir knows, from the
 /// CLI and from `ka serve` alike.
-public struct JobsVerb: Verb {
+public struct JobsVerb: InlineVerb {
     public static let configuration = CommandConfiguration(
         commandName: "jobs",
         abstract: "List jobs; `show <job-id>` prints a job's journal and log tail; `cancel <job-id>` stops it.")
@@ -42,19 +42,19 @@ public struct JobsVerb: Verb {
         return PolicySubject()
     }
 
-    public func plan(in ctx: VerbContext) async throws -> Plan {
+    public func plan(in ctx: VerbContext) async throws -> Planned<Void> {
         let args = [action.rawValue] + (job.map { [$0] } ?? []) + (json ? ["--json"] : [])
         switch action {
-        case .list, .show: return Plan(verb: "jobs", arguments: args, steps: ["read the job journal"])
+        case .list, .show: return Planned(Plan(verb: "jobs", arguments: args, steps: ["read the job journal"]))
         case .cancel:
             let id = try JobID(job ?? "")
             let j = try ctx.jobs.require(id)
-            return Plan(verb: "jobs", arguments: args, steps: ["cancel job \(id) (\(j.command), \(j.state.rawValue))"],
-                        pins: [Plan.Pin("job \(id) state", j.state.isFinished ? j.state.rawValue : "unfinished")])
+            return Planned(Plan(verb: "jobs", arguments: args, steps: ["cancel job \(id) (\(j.command), \(j.state.rawValue))"],
+                        pins: [Plan.Pin("job \(id) state", j.state.isFinished ? j.state.rawValue : "unfinished")]))
         }
     }
 
-    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
+    public func run(_ planned: Planned<Void>, in ctx: VerbContext) async throws -> VerbOutcome {
         switch action {
         case .list:
             let jobs = try ctx.jobs.jobs(limit: limit)

@@ -3,7 +3,7 @@ import Foundation
 
 /// `ka keep <job-id> [--for <duration>]`: keeps a build job's tree on its build host from pruning, by a
 /// `.ka-keep` mark in the tree holding the date it may go (or `forever`).
-public struct KeepVerb: Verb {
+public struct KeepVerb: InlineVerb {
     public static let configuration = CommandConfiguration(commandName: "keep", abstract: "Keep a build job's tree on its build host from pruning.")
     @Argument(help: "Build job id.") public var job: String
     @Option(name: .customLong("for"), help: "How long to keep it (e.g. 7d); default: forever (until `ka keep` is run again with --for).")
@@ -18,14 +18,14 @@ public struct KeepVerb: Verb {
         return PolicySubject()
     }
 
-    public func plan(in ctx: VerbContext) async throws -> Plan {
+    public func plan(in ctx: VerbContext) async throws -> Planned<BuildJobTree> {
         let tree = try BuildJobTree.locate(job, in: ctx)
-        return Plan(verb: Self.verbName, arguments: [job] + (keepFor.map { ["--for", $0] } ?? []),
-                    steps: ["mark \(tree.host):\(tree.dir)/.ka-keep (\(keepFor.map { "for \($0)" } ?? "forever"))"], prepared: tree)
+        return Planned(Plan(verb: Self.verbName, arguments: [job] + (keepFor.map { ["--for", $0] } ?? []),
+                    steps: ["mark \(tree.host):\(tree.dir)/.ka-keep (\(keepFor.map { "for \($0)" } ?? "forever"))"]), tree)
     }
 
-    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
-        guard let tree = plan.prepared as? BuildJobTree else { throw KAError.failure("ka keep", "plan carried no job tree") }
+    public func run(_ planned: Planned<BuildJobTree>, in ctx: VerbContext) async throws -> VerbOutcome {
+        let tree = planned.prepared
         let until = keepFor.flatMap(Duration.parseSeconds).map { ctx.now().addingTimeInterval(TimeInterval($0)).formatted(.iso8601) } ?? "forever"
         let script = "[ -d \"$1\" ] || { echo \"no tree at $1 (pruned?)\" >&2; exit 1; }; printf '%s\\n' \"$2\" > \"$1/.ka-keep\""
         let r = try await ctx.transports.transport(for: tree.host)

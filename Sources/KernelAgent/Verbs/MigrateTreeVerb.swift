@@ -3,7 +3,7 @@ import Foundation
 
 /// `ka migrate-tree --from <p> --to <p>`: rename a patch dir, its patches' Scope: trailers and every manifest
 /// selector that points into it, all or nothing.
-public struct MigrateTreeVerb: Verb, WaitsForTree {
+public struct MigrateTreeVerb: InlineVerb, WaitsForTree {
     public static let configuration = CommandConfiguration(
         commandName: "migrate-tree",
         abstract: "Rename a patch dir atomically: the dir, its patches' Scope: trailers, and every manifest include.",
@@ -27,13 +27,13 @@ public struct MigrateTreeVerb: Verb, WaitsForTree {
 
     public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
 
-    struct Prepared: Sendable {
+    public struct Prepared: Sendable {
         let ops: [TreeTransaction.Op]
         let rewrittenManifests: [String]
         let movedPatches: Int
     }
 
-    public func plan(in ctx: VerbContext) async throws -> Plan {
+    public func plan(in ctx: VerbContext) async throws -> Planned<Prepared> {
         let ws = ctx.workspace
         let src = try TreePath(from), dst = try TreePath(to)
         let tree = PatchTree(ws)
@@ -80,17 +80,11 @@ public struct MigrateTreeVerb: Verb, WaitsForTree {
         steps.append(rewritten.isEmpty ? "no manifest names \(src)" : "rewrite selectors in \(rewritten.joined(separator: ", "))")
         steps.append("check every host still resolves to the same content hashes; else roll back")
         let pins = try patches.map { Plan.Pin("patches/" + $0.value, "b2:" + Blake2b.hex(try FS.read(ws.url($0)))) }
-        return Plan(verb: Self.verbName, arguments: ["--from", from, "--to", to], steps: steps, pins: pins,
-                    prepared: Prepared(ops: ops, rewrittenManifests: rewritten, movedPatches: patches.count))
+        return Planned(Plan(verb: Self.verbName, arguments: ["--from", from, "--to", to], steps: steps, pins: pins), Prepared(ops: ops, rewrittenManifests: rewritten, movedPatches: patches.count))
     }
 
-    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
-        guard let prepared = plan.prepared as? Prepared else {
-            let fresh = try await self.plan(in: ctx)
-            let changed = plan.changedPins(comparedTo: fresh)
-            guard changed.isEmpty else { throw KAError(.refusal, ["ka migrate-tree", "inputs changed since the plan"] + changed) }
-            return try await run(fresh, in: ctx)
-        }
+    public func run(_ planned: Planned<Prepared>, in ctx: VerbContext) async throws -> VerbOutcome {
+        let prepared = planned.prepared
         let ws = ctx.workspace
         let policy = try ctx.policy()
         let before = Fleet.contentHashes(ws, policy: policy)

@@ -15,7 +15,7 @@ public struct ProbeVerb: JobVerb {
         """)
 
     @Argument(help: "The host (a host of the fleet: ka status lists them).")
-    public var host: String
+    public var host: HostName
 
     @Option(help: "How many trivial remote steps (`true`) to run, 0…1000.")
     public var steps: Int = 3
@@ -33,14 +33,14 @@ public struct ProbeVerb: JobVerb {
         guard (0...3600).contains(sleep), (0...3600).contains(hold) else { throw ValidationError("--sleep and --hold are 0…3600 seconds") }
     }
 
-    public var lane: Lane { (try? HostName(host)).map(Lane.host) ?? .none }   // a bad name is refused by policySubject
-    public var jobSubject: String { host }
-    public var arguments: [String] { [host, "--steps", "\(steps)", "--sleep", "\(sleep)", "--hold", "\(hold)"] }
+    public var lane: Lane { .host(host) }
+    public var jobSubject: String { host.value }
+    public var arguments: [String] { [host.value, "--steps", "\(steps)", "--sleep", "\(sleep)", "--hold", "\(hold)"] }
 
-    public static let probeDir = "\(PreflightVerb.workRoot)/probe"
+    public static let probeDir = "\(HostChecks.workRoot)/probe"
 
     public func policySubject(in ctx: VerbContext) throws -> PolicySubject {
-        let name = try HostName(host)
+        let name = host
         guard try ctx.registry().hosts[name] != nil else {
             throw KAError.refusal("host '\(host)'", "not a host of \(try ctx.registry().file)", hint: "ka status lists the fleet's hosts; \(try ctx.registry().whereToAddHosts)")
         }
@@ -48,7 +48,7 @@ public struct ProbeVerb: JobVerb {
     }
 
     public func steps(in ctx: VerbContext) throws -> [JobStep] {
-        let name = try HostName(host)
+        let name = host
         let lane = JobStep.lane(name)
         let hold = self.hold, sleep = self.sleep
         var list = [

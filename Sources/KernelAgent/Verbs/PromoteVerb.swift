@@ -3,7 +3,7 @@ import Foundation
 
 /// `ka promote <host>`: resolve `fleet/<host>.yaml` into `build/<host>/<baseline.ref>/`: the cumulative series
 /// (`0001-<host>-cumulative-series.patch`), `manifest.lock` and `apply-report.txt`.
-public struct PromoteVerb: Verb, WaitsForTree {
+public struct PromoteVerb: InlineVerb, WaitsForTree {
     public static let configuration = CommandConfiguration(
         commandName: "promote",
         abstract: "Resolve fleet/<host>.yaml into build/<host>/<baseline.ref>/: the cumulative series + manifest.lock.",
@@ -16,7 +16,7 @@ public struct PromoteVerb: Verb, WaitsForTree {
         """)
 
     @Argument(help: "The host whose manifest (fleet/<host>.yaml) to resolve.")
-    public var host: String
+    public var host: HostName
 
     @Option(help: "Output directory (default: build/<host>/<baseline.ref>/ in the kernel-agent checkout).")
     public var out: String?
@@ -29,23 +29,23 @@ public struct PromoteVerb: Verb, WaitsForTree {
 
     public init() {}
 
-    struct Prepared: Sendable {
+    public struct Prepared: Sendable {
         let promotion: Promotion
         let tree: URL?
         let treeNote: String
         let out: URL
     }
 
-    public var lane: Lane { (try? HostName(host)).map(Lane.host) ?? .none }
+    public var lane: Lane { .host(host) }
 
     public func policySubject(in ctx: VerbContext) throws -> PolicySubject {
         var paths: [(String, String)] = []
         if let tree { paths.append((tree, "--tree")) }
-        return PolicySubject(targets: [try HostName(host)], localPaths: paths, outputPaths: out.map { [($0, "--out")] } ?? [])
+        return PolicySubject(targets: [host], localPaths: paths, outputPaths: out.map { [($0, "--out")] } ?? [])
     }
 
-    public func plan(in ctx: VerbContext) async throws -> Plan {
-        let hostName = try HostName(host)
+    public func plan(in ctx: VerbContext) async throws -> Planned<Prepared> {
+        let hostName = host
         let policy = try ctx.policy()
         let manifest = try Manifest.load(hostName, in: ctx.workspace)
         try policy.admitTarget(hostName, manifest: manifest)
@@ -71,14 +71,14 @@ public struct PromoteVerb: Verb, WaitsForTree {
         } else {
             treeNote = "skipped: no baseline tree (give --tree or set source_dir)"
         }
-        let inputs = try BuildInputs.resolve(manifest, ws: ctx.workspace, pipeline: try PipelineConfig.fromEnvironment())
+        let inputs = try BuildInputs.resolve(manifest, ws: ctx.workspace, pipeline: try ctx.settings().pipeline)
         let promotion = try Promotion.stream(manifest, resolver: Resolver(workspace: ctx.workspace, policy: policy, openBlocks: try await ctx.openBlocks()),
                                              out: outURL, shown: ctx.workspace.display(outURL), inputs: inputs)
         let series = promotion.series
         let conflicts = series.conflicts
         // Without a tree, overlapping hunks of two origins are refused here. With one, the apply check decides: a
         // series that applies is not in conflict, and one that fails at an overlapping patch is.
-        if !conflicts.isEmpty && treeURL == nil { throw Self.conflictRefusal(conflicts, host: host, manifest: manifest.file) }
+        if !conflicts.isEmpty && treeURL == nil { throw Self.conflictRefusal(conflicts, host: host.value, manifest: manifest.file) }
         Timings.mark("conflicts")
         let duplicates = series.duplicates.count
         var steps = ["resolve \(manifest.file): \(series.count) patch(es)"
@@ -89,9 +89,8 @@ public struct PromoteVerb: Verb, WaitsForTree {
         steps.append("apply check \(treeNote)")
         if !conflicts.isEmpty { steps.append("\(conflicts.count) overlapping hunk pair(s) of different origins: the apply check decides (a failure at one is a campaign conflict)") }
         steps.append("write \(ctx.workspace.display(outURL))/{\(PromoteOutput.ownedNames(host: hostName).sorted().joined(separator: ", "))} as one unit")
-        return Plan(verb: Self.verbName, arguments: [host] + (out.map { ["--out", $0] } ?? []) + (tree.map { ["--tree", $0] } ?? []),
-                    steps: steps, pins: promotion.pins,
-                    prepared: Prepared(promotion: promotion, tree: treeURL, treeNote: treeNote, out: outURL))
+        return Planned(Plan(verb: Self.verbName, arguments: [host.value] + (out.map { ["--out", $0] } ?? []) + (tree.map { ["--tree", $0] } ?? []),
+                    steps: steps, pins: promotion.pins), Prepared(promotion: promotion, tree: treeURL, treeNote: treeNote, out: outURL))
     }
 
     /// The refusal for overlapping hunks of two origins, with a [ka:campaign-conflict] block per pair.
@@ -117,18 +116,8 @@ public struct PromoteVerb: Verb, WaitsForTree {
         }
     }
 
-    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
-        let prepared: Prepared
-        if let p = plan.prepared as? Prepared { prepared = p } else {
-            // A plan from elsewhere (consent): re-plan and refuse if anything it pinned moved.
-            let fresh = try await self.plan(in: ctx)
-            let changed = plan.changedPins(comparedTo: fresh)
-            guard changed.isEmpty else {
-                throw KAError(.refusal, ["ka promote \(host)", "inputs changed since the plan"] + changed, hint: "ask for a new plan")
-            }
-            guard let p = fresh.prepared as? Prepared else { throw KAError.failure("ka promote", "plan carried no preparation") }
-            prepared = p
-        }
+    public func run(_ planned: Planned<Prepared>, in ctx: VerbContext) async throws -> VerbOutcome {
+        let prepared = planned.prepared
         let promotion = prepared.promotion
         let series = promotion.series
         let m = promotion.manifest
@@ -149,7 +138,7 @@ public struct PromoteVerb: Verb, WaitsForTree {
                     try PromoteOutput.createDirs(prepared.out)
                     let reportURL = prepared.out.appendingPathComponent("apply-report.txt")
                     try reportFile.replace(reportURL)
-                    throw Self.conflictRefusal(hit, host: host, manifest: m.file,
+                    throw Self.conflictRefusal(hit, host: host.value, manifest: m.file,
                                                applyCheck: "the apply check against \(m.baseline.ref) fails at an overlapping patch (see \(ws.display(reportURL)))")
                 }
                 let requests = checked.failures.map { f in

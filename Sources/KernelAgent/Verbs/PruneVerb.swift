@@ -43,7 +43,7 @@ public struct PruneVerb: JobVerb {
         let registry = try ctx.registry()
         let builders = registry.hosts.keys.sorted().filter { registry.hosts[$0]?.roles.contains(.build) ?? false }
         let onDemand = builders.filter { if case .onDemand = registry.hosts[$0]?.wake { return true }; return false }
-        return Setup(pipeline: try PipelineConfig.fromEnvironment(), buildHosts: builders.filter { !onDemand.contains($0) }, onDemand: onDemand,
+        return Setup(pipeline: try ctx.settings().pipeline, buildHosts: builders.filter { !onDemand.contains($0) }, onDemand: onDemand,
                      workspace: ctx.workspace, state: ctx.state, jobs: ctx.jobs, now: ctx.now)
     }
 

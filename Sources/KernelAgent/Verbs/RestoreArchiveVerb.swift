@@ -30,7 +30,7 @@ public struct RestoreArchiveVerb: JobVerb {
 
     func setup(_ ctx: VerbContext) throws -> Setup {
         let id = try JobID(job)
-        guard let signing = try PipelineConfig.fromEnvironment().signing else {
+        guard let signing = try ctx.settings().pipeline.signing else {
             throw KAError.refusal("ka restore-archive \(id)", "KA_CONFIG has no signing section", hint: "the archive lives on the signing host: set signing: {host, archive_dir, …}")
         }
         return Setup(archived: id, signing: signing, workspace: ctx.workspace, jobs: ctx.jobs, now: ctx.now)

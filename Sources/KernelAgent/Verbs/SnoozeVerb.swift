@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 
 /// `ka snooze <issue-id> [--for <duration>]`: postpone the reminders of an [ka:installable] issue.
-public struct SnoozeVerb: Verb {
+public struct SnoozeVerb: InlineVerb {
     public static let configuration = CommandConfiguration(
         commandName: "snooze",
         abstract: "Postpone the reminders of an [ka:installable] issue.",
@@ -26,14 +26,14 @@ public struct SnoozeVerb: Verb {
 
     var seconds: Int { Duration.parseSeconds(snoozeFor ?? "6h") ?? 6 * 3600 }
 
-    public func plan(in ctx: VerbContext) async throws -> Plan {
+    public func plan(in ctx: VerbContext) async throws -> Planned<Void> {
         try duration(snoozeFor)
         let until = ctx.now().addingTimeInterval(TimeInterval(seconds))
-        return Plan(verb: Self.verbName, arguments: ["\(issue)"] + (snoozeFor.map { ["--for", $0] } ?? []),
-                    steps: ["hold the reminders of #\(issue) until \(ISO8601DateFormatter().string(from: until))"])
+        return Planned(Plan(verb: Self.verbName, arguments: ["\(issue)"] + (snoozeFor.map { ["--for", $0] } ?? []),
+                    steps: ["hold the reminders of #\(issue) until \(ISO8601DateFormatter().string(from: until))"]))
     }
 
-    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
+    public func run(_ planned: Planned<Void>, in ctx: VerbContext) async throws -> VerbOutcome {
         let until = ctx.now().addingTimeInterval(TimeInterval(seconds))
         guard try ctx.state.snoozeReminder(issue: issue, until: until) else {
             throw KAError.refusal("issue #\(issue)", "has no open [ka:installable] reminder", hint: "ka reminders lists the tracked issues")

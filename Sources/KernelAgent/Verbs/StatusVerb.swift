@@ -1,9 +1,8 @@
 import ArgumentParser
 import Foundation
-import Synchronization
 
 /// `ka status [--json] [--html FILE]`: one line per host; or the dashboard page written for offline use.
-public struct StatusVerb: Verb, WaitsForTree {
+public struct StatusVerb: InlineVerb, WaitsForTree {
     public static let configuration = CommandConfiguration(
         commandName: "status",
         abstract: "One line per host: roles, build host, locked suffix and lock hash, drift/pending state, open blocks.")
@@ -14,13 +13,9 @@ public struct StatusVerb: Verb, WaitsForTree {
     @Option(help: "Write the dashboard page (the HTML `ka serve` shows at GET /) to this file under out/ or build/, e.g. out/dashboard.html.")
     public var html: String?
 
-    /// Renders the dashboard page; the `ka` binary sets it (the page's templates live in the control plane).
+    /// Renders the dashboard page; the composition root passes one in the context (the page's templates live in
+    /// the control plane).
     public typealias HTMLRenderer = @Sendable (_ ctx: VerbContext) async throws -> String
-    public static var htmlRenderer: HTMLRenderer? {
-        get { htmlRendererStorage.withLock { $0 } }
-        set { htmlRendererStorage.withLock { $0 = newValue } }
-    }
-    private static let htmlRendererStorage = Mutex<HTMLRenderer?>(nil)
 
     /// What `ka status --json` prints (and `GET /api/status` serves).
     public static func json(_ rows: [Row]) throws -> String {
@@ -155,17 +150,17 @@ public struct StatusVerb: Verb, WaitsForTree {
         }
     }
 
-    public func plan(in ctx: VerbContext) async throws -> Plan {
+    public func plan(in ctx: VerbContext) async throws -> Planned<Void> {
         if let html {
-            return Plan(verb: Self.verbName, arguments: ["--html", html],
-                        steps: ["read fleet/, patches/, the state store and jobs; write the dashboard page to \(html); change nothing else"])
+            return Planned(Plan(verb: Self.verbName, arguments: ["--html", html],
+                        steps: ["read fleet/, patches/, the state store and jobs; write the dashboard page to \(html); change nothing else"]))
         }
-        return Plan(verb: Self.verbName, arguments: json ? ["--json"] : [], steps: ["read fleet/, patches/ and the state store; change nothing"])
+        return Planned(Plan(verb: Self.verbName, arguments: json ? ["--json"] : [], steps: ["read fleet/, patches/ and the state store; change nothing"]))
     }
 
-    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
+    public func run(_ planned: Planned<Void>, in ctx: VerbContext) async throws -> VerbOutcome {
         if let html {
-            guard let render = Self.htmlRenderer else {
+            guard let render = ctx.renderDashboard else {
                 throw KAError.refusal("ka status --html", "this build has no dashboard renderer", hint: "run the ka binary, not the library")
             }
             let url = try Self.pageFile(html, policy: try ctx.policy())

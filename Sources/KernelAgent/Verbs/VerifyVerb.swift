@@ -12,19 +12,19 @@ public struct VerifyVerb: JobVerb {
         discussion: "Exit 0 only when every required bar passed. A failure files [ka:regression] and marks the host drifted; there is no automatic rollback.")
 
     @Argument(help: "Target host with an install by ka install.")
-    public var host: String
+    public var host: HostName
 
     @Flag(help: "Print the bars' verdicts as JSON.")
     public var json = false
 
     public init() {}
 
-    public var lane: Lane { (try? HostName(host)).map(Lane.host) ?? .none }   // a bad name is refused by policySubject
-    public var jobSubject: String { host }
-    public var arguments: [String] { [host] + (json ? ["--json"] : []) }
+    public var lane: Lane { .host(host) }
+    public var jobSubject: String { host.value }
+    public var arguments: [String] { [host.value] + (json ? ["--json"] : []) }
     public var treeAccess: TreeAccess { .read }
 
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject(targets: [try HostName(host)]) }
+    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject(targets: [host]) }
 
     struct Setup: Sendable {
         let target: HostName
@@ -35,12 +35,12 @@ public struct VerifyVerb: JobVerb {
     }
 
     func setup(_ ctx: VerbContext) throws -> Setup {
-        let target = try HostName(host)
+        let target = host
         let manifest = try Manifest.load(target, in: ctx.workspace)
         guard let record = try ctx.state.installs.latest(host: target.value), record.state != .installing else {
             throw KAError.refusal("host \(target)", "has no finished install by kernel-agent to verify", hint: "ka install \(target) installs and verifies")
         }
-        let pipeline = try PipelineConfig.fromEnvironment()
+        let pipeline = try ctx.settings().pipeline
         return Setup(target: target, manifest: manifest, install: pipeline.install, record: record, signer: pipeline.signing?.host)
     }
 
@@ -77,7 +77,7 @@ public struct VerifyVerb: JobVerb {
             struct Out: Encodable { let host: String; let job: String; let passed: Bool; let bars: [BarResult] }
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            do { return String(decoding: try enc.encode(Out(host: host, job: job.id.value, passed: passed, bars: results)), as: UTF8.self) } catch {
+            do { return String(decoding: try enc.encode(Out(host: host.value, job: job.id.value, passed: passed, bars: results)), as: UTF8.self) } catch {
                 return "{\"error\": \"cannot encode the verdicts\"}"
             }
         }

@@ -4,13 +4,13 @@ import Foundation
 /// `ka yank <host> <patch-or-scope>`: the loopback (7→4). Takes suspect patches out of one host's manifest: an
 /// `excluded:` entry with its provenance (who, when, why), and any selector that named only them dropped. The host
 /// is marked drifted; the next promote → build → install converges it. Never promotes, builds or installs itself.
-public struct YankVerb: Verb {
+public struct YankVerb: InlineVerb {
     public static let configuration = CommandConfiguration(
         commandName: "yank",
         abstract: "Take a suspect patch (or scope) out of <host>'s manifest, with provenance; marks the host drifted until promote → build → install.",
         discussion: "Writes an `excluded:` entry {path, reason} into fleet/<host>.yaml (an exclude inside a selected dir carves it out) and drops selectors that named only the yanked patches.")
 
-    @Argument(help: "Target host.") public var host: String
+    @Argument(help: "Target host.") public var host: HostName
     @Argument(help: "Patch path or dir under patches/ (e.g. board/pinebook-pro/0001-….patch).") public var patch: String
     @Option(help: "Why (goes into the excluded entry's reason), e.g. the regression issue.") public var reason: String?
 
@@ -23,13 +23,13 @@ public struct YankVerb: Verb {
         if let reason, reason.count > 300 || reason.contains(where: \.isNewline) {
             throw KAError.refusal("--reason", "must be one line of at most 300 characters")
         }
-        return PolicySubject(targets: [try HostName(host)])
+        return PolicySubject(targets: [host])
     }
 
-    struct Prepared: Sendable { let data: Data; let file: String; let yanked: [String] }
+    public struct Prepared: Sendable { let data: Data; let file: String; let yanked: [String] }
 
-    public func plan(in ctx: VerbContext) async throws -> Plan {
-        let target = try HostName(host)
+    public func plan(in ctx: VerbContext) async throws -> Planned<Prepared> {
+        let target = host
         let ws = ctx.workspace
         let path = try TreePath(patch)
         let manifest = try Manifest.load(target, in: ws)
@@ -66,13 +66,12 @@ public struct YankVerb: Verb {
                "mark \(target) drifted: \(yanked.count) patch(es) out; ka promote \(target) → ka build \(target) → ka install \(target) converges it"]
         let pins = try yanked.map { Plan.Pin("patches/" + $0, "b2:" + Blake2b.hex(try FS.read(ws.url(try TreePath($0))))) }
             + [Plan.Pin(manifest.file, "b2:" + Blake2b.hex(manifest.bytes))]
-        return Plan(verb: Self.verbName, arguments: [host, patch] + (reason.map { ["--reason", $0] } ?? []), steps: steps, pins: pins,
-                    prepared: Prepared(data: data, file: manifest.file, yanked: yanked))
+        return Planned(Plan(verb: Self.verbName, arguments: [host.value, patch] + (reason.map { ["--reason", $0] } ?? []), steps: steps, pins: pins), Prepared(data: data, file: manifest.file, yanked: yanked))
     }
 
-    public func run(_ plan: Plan, in ctx: VerbContext) async throws -> VerbOutcome {
-        guard let p = plan.prepared as? Prepared else { return try await run(try await self.plan(in: ctx), in: ctx) }
-        let target = try HostName(host)
+    public func run(_ planned: Planned<Prepared>, in ctx: VerbContext) async throws -> VerbOutcome {
+        let p = planned.prepared
+        let target = host
         let txn = TreeTransaction(ctx.workspace)
         txn.add(.write(path: p.file, data: p.data))
         txn.add(.state(.markDrifted(host: target.value, reason: "yanked \(patch) (\(p.yanked.count) patch(es)); ka promote → build → install converges it", at: ctx.now())))

@@ -1,0 +1,53 @@
+import Foundation
+
+/// `KA_CONFIG`, read once at the composition root (the CLI's context, `ka serve`'s start) and carried by
+/// `VerbContext`: every section the verbs and their steps read, so a step reads what its plan read.
+public struct Settings: Sendable {
+    /// The file it came from; nil: no `KA_CONFIG`, every default.
+    public let file: String?
+    public let agent: AgentConfig
+    public let pipeline: PipelineConfig
+    public let his: HisConfig?
+    /// The environment the file was read with: His's bearer token and a stdio His's own environment.
+    public let env: [String: String]
+
+    public init(file: String?, agent: AgentConfig, pipeline: PipelineConfig, his: HisConfig?, env: [String: String]) {
+        self.file = file; self.agent = agent; self.pipeline = pipeline; self.his = his; self.env = env
+    }
+
+    /// No file: the defaults under the state dir.
+    public static func defaults(stateDir: URL, env: [String: String] = [:]) -> Settings {
+        Settings(file: nil, agent: .defaults(stateDir: stateDir), pipeline: .none, his: nil, env: env)
+    }
+
+    /// The file `KA_CONFIG` names, parsed by each section's reader (one read of the file each), or the defaults.
+    public static func load(env: [String: String] = ProcessInfo.processInfo.environment, stateDir: URL) throws -> Settings {
+        guard let path = env["KA_CONFIG"], !path.isEmpty else { return defaults(stateDir: stateDir, env: env) }
+        return Settings(file: path, agent: try AgentConfig.load(path, stateDir: stateDir, via: "KA_CONFIG"),
+                        pipeline: try PipelineConfig.fromEnvironment(env), his: try HisConfig.load(path, via: "KA_CONFIG"), env: env)
+    }
+
+    /// His as the `his:` section describes it (nil without one). `allowDestructive`: see `MCPHisOps`.
+    public func hisClient(allowDestructive: Set<HisTool> = []) throws -> (any HisOps)? {
+        try his.map { try MCPHisOps(config: $0, env: env, allowDestructive: allowDestructive) }
+    }
+}
+
+/// Where a context's `Settings` come from: read once, on first use, and shared by everything made from the same
+/// source (the CLI's context and its transports; every context of one `ka serve`).
+public final class SettingsSource: Sendable {
+    private let memo = Memo<Settings>()
+    private let load: @Sendable () throws -> Settings
+
+    public init(_ load: @escaping @Sendable () throws -> Settings) { self.load = load }
+
+    /// Settings already read.
+    public convenience init(_ settings: Settings) { self.init({ settings }) }
+
+    /// `KA_CONFIG` from the process environment.
+    public static func environment(stateDir: URL) -> SettingsSource {
+        SettingsSource { try Settings.load(stateDir: stateDir) }
+    }
+
+    public func get() throws -> Settings { try memo.value(load) }
+}
