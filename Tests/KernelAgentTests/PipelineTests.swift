@@ -100,3 +100,22 @@ import Testing
         #expect(JobID(argument: "fresnel-20261130-1412-a3f9") != nil && JobID(argument: "x;y") == nil)
     }
 }
+
+/// Issue 18, item 5: an error keeps its cause; its words do not change.
+@Suite struct ErrorCauseTests {
+    @Test func aFailureKeepsTheErrorUnderneathAndItsText() throws {
+        let s = try Sandbox(copyShipped: false)
+        try s.write("not-a-dir", "a file where the state dir would be\n")
+        let ws = Workspace(root: s.root, stateDir: s.url("not-a-dir/state"))
+        do {
+            _ = try TreeLock.acquire(ws, access: .read, state: nil, holder: "test")
+            Issue.record("a lock dir under a file was created")
+        } catch let e as KAError {
+            #expect(e.message.contains("cannot create the lock dir: "), "\(e.message)")
+            let cause = try #require(e.rootCause, "the file-system error is kept")
+            #expect(!(cause is KAError))
+            #expect(e.within("ka promote").rootCause != nil, "a wrapped error keeps it too")
+            #expect(e == KAError(e.kind, e.chain, hint: e.hint), "the cause is not part of equality")
+        }
+    }
+}

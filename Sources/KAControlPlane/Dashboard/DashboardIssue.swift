@@ -156,7 +156,7 @@ public final class DashboardIssue: Sendable {
         if let m = live.withLockedValue({ $0.memory }) { return m }
         guard let raw = try ledger.cursor(Self.cursor) else { return Memory() }
         do { return try JSONDecoder().decode(Memory.self, from: Data(raw.utf8)) } catch {
-            throw KAError.failure("ledger cursor '\(Self.cursor)'", "unreadable: \(error)", hint: "delete the cursor row; the dashboard is found again by its marker")
+            throw KAError.failure("ledger cursor '\(Self.cursor)'", "unreadable: \(error)", cause: error, hint: "delete the cursor row; the dashboard is found again by its marker")
         }
     }
 

@@ -15,12 +15,16 @@ public struct KAError: Error, CustomStringConvertible, Equatable, Sendable {
     /// Blocks this refusal asks to have filed (promote: [ka:patch-fail], [ka:campaign-conflict]). The verb only
     /// says so; the front door files them, once, where blocks are filed at all (the control plane).
     public var blocks: [BlockRequest] = []
+    /// The error underneath (a SQLite error, a POSIX one, a decoding error), kept for whoever handles it; the chain
+    /// already says it in words. Not part of equality.
+    public var cause: (any Error)? = nil
 
-    public init(_ kind: Kind, _ chain: [String], hint: String? = nil, blocks: [BlockRequest] = []) {
+    public init(_ kind: Kind, _ chain: [String], hint: String? = nil, blocks: [BlockRequest] = [], cause: (any Error)? = nil) {
         self.kind = kind
         self.chain = chain
         self.hint = hint
         self.blocks = blocks
+        self.cause = cause
     }
 
     public static func refusal(_ chain: String..., hint: String? = nil) -> KAError {
@@ -31,9 +35,25 @@ public struct KAError: Error, CustomStringConvertible, Equatable, Sendable {
         KAError(.failure, chain, hint: hint)
     }
 
+    /// A failure caused by `cause`: its text ends the chain, and the error itself is kept.
+    public static func failure(_ chain: String..., cause: any Error, hint: String? = nil) -> KAError {
+        KAError(.failure, chain, hint: hint, cause: cause)
+    }
+
     /// The same error, with one more link in front: the caller's context.
     public func within(_ context: String) -> KAError {
-        KAError(kind, [context] + chain, hint: hint, blocks: blocks)
+        KAError(kind, [context] + chain, hint: hint, blocks: blocks, cause: cause)
+    }
+
+    /// The innermost cause that is not itself a KAError (nil when there is none).
+    public var rootCause: (any Error)? {
+        guard let cause else { return nil }
+        if let inner = cause as? KAError { return inner.rootCause ?? inner }
+        return cause
+    }
+
+    public static func == (a: KAError, b: KAError) -> Bool {
+        a.kind == b.kind && a.chain == b.chain && a.hint == b.hint && a.blocks == b.blocks
     }
 
     public var message: String { chain.joined(separator: " → ") }

@@ -16,7 +16,7 @@ public enum Fleet {
         return manifestHosts(ws).map { host in
             do { return (host, .success(try resolver.resolve(try Manifest.load(host, in: ws)))) }
             catch let e as KAError { return (host, .failure(e)) }
-            catch { return (host, .failure(KAError.failure(host.value, "\(error)"))) }
+            catch { return (host, .failure(KAError.failure(host.value, "\(error)", cause: error))) }
         }
     }
 

@@ -156,7 +156,7 @@ actor HisSession {
             throw error
         } catch {
             reset(reason: nil, generation: generation)
-            throw KAError.failure(endpoint, "cannot list His's tools: \(error)", hint: "check his.url / his.command in KA_CONFIG and that His runs")
+            throw KAError.failure(endpoint, "cannot list His's tools: \(error)", cause: error, hint: "check his.url / his.command in KA_CONFIG and that His runs")
         }
     }
 
@@ -329,7 +329,7 @@ final class HisChildProcess: @unchecked Sendable {
         do {
             try process.run()
         } catch {
-            throw KAError.failure("His (stdio: \(argv.joined(separator: " ")))", "cannot start: \(error.localizedDescription)")
+            throw KAError.failure("His (stdio: \(argv.joined(separator: " ")))", "cannot start: \(error.localizedDescription)", cause: error)
         }
     }
 

@@ -49,7 +49,7 @@ public struct SleepMemory: Sendable {
         } catch CocoaError.fileNoSuchFile {
             return
         } catch {
-            throw KAError.failure(file(host).path, "cannot remove the asleep record: \(error.localizedDescription)")
+            throw KAError.failure(file(host).path, "cannot remove the asleep record: \(error.localizedDescription)", cause: error)
         }
     }
 
@@ -63,7 +63,7 @@ public struct SleepMemory: Sendable {
         do {
             return try JSONDecoder().decode(Record.self, from: data)
         } catch {
-            throw KAError.failure(url.path, "not an asleep record: \(error)",
+            throw KAError.failure(url.path, "not an asleep record: \(error)", cause: error,
                                   hint: "remove the file; the host is then probed at the next request")
         }
     }
@@ -74,7 +74,7 @@ public struct SleepMemory: Sendable {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             try JSONEncoder().encode(record).write(to: url, options: .atomic)
         } catch {
-            throw KAError.failure(url.path, "cannot record that \(host) is asleep: \(error.localizedDescription)",
+            throw KAError.failure(url.path, "cannot record that \(host) is asleep: \(error.localizedDescription)", cause: error,
                                   hint: "check that the state dir \(dir.deletingLastPathComponent().path) is writable")
         }
     }

@@ -30,7 +30,7 @@ public final class JobLog: @unchecked Sendable {
             written = try h.seekToEnd()
             handle = h
         } catch let e as KAError { throw e } catch {
-            throw KAError.failure(url.path, "cannot open the job log: \(error.localizedDescription)")
+            throw KAError.failure(url.path, "cannot open the job log: \(error.localizedDescription)", cause: error)
         }
     }
 
@@ -55,7 +55,7 @@ public final class JobLog: @unchecked Sendable {
         guard let handle else { return }
         let data = Data(line.utf8)
         do { try handle.write(contentsOf: data) } catch {
-            throw KAError.failure(url.path, "cannot append to the job log: \(error.localizedDescription)")
+            throw KAError.failure(url.path, "cannot append to the job log: \(error.localizedDescription)", cause: error)
         }
         written += UInt64(data.count)
     }
@@ -80,7 +80,7 @@ public final class JobLog: @unchecked Sendable {
             if start > 0, !lines.isEmpty { lines.removeFirst() }   // a partial first line
             return Array(lines.suffix(n))
         } catch {
-            throw KAError.failure(url.path, "cannot read the job log: \(error.localizedDescription)")
+            throw KAError.failure(url.path, "cannot read the job log: \(error.localizedDescription)", cause: error)
         }
     }
 }

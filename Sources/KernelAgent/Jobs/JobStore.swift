@@ -106,7 +106,7 @@ public final class SQLiteJobStore: JobStore, Sendable {
 
     private static func decode<T: Decodable>(_ data: Data, _ id: String, as: T.Type = JobRecord.self) throws -> T {
         do { return try decoder.decode(T.self, from: data) } catch {
-            throw KAError.failure("state store", "job \(id)", "its record does not read back: \(error)",
+            throw KAError.failure("state store", "job \(id)", "its record does not read back: \(error)", cause: error,
                                   hint: "the state database was changed by hand or by a newer ka")
         }
     }
@@ -139,7 +139,7 @@ public final class SQLiteJobStore: JobStore, Sendable {
 
     private func guarded<T>(_ what: String, _ body: () throws -> T) throws -> T {
         do { return try body() } catch let e as KAError { throw e } catch {
-            throw KAError.failure("state store", what, "\(error)")
+            throw KAError.failure("state store", what, "\(error)", cause: error)
         }
     }
 

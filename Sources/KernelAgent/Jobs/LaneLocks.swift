@@ -44,7 +44,7 @@ public final class LaneLocks: @unchecked Sendable {
         let sorted = Array(Set(lanes)).sorted()
         let d = dir(ws)
         do { try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true) } catch {
-            throw KAError.failure(ws.display(d), "cannot create the lane lock dir: \(error.localizedDescription)")
+            throw KAError.failure(ws.display(d), "cannot create the lane lock dir: \(error.localizedDescription)", cause: error)
         }
         var fds: [Int32] = []
         for lane in sorted {

@@ -166,7 +166,7 @@ public struct ApplyChecker {
             let r = series.pieceRange(i)
             do { return .success(PatchFile(bytes: Data(try cumulative.read(at: r.lowerBound, count: r.count)), hashing: false)) }
             catch let e as KAError { return .failure(e) }
-            catch { return .failure(KAError.failure(cumulative.shown, "\(error)")) }
+            catch { return .failure(KAError.failure(cumulative.shown, "\(error)", cause: error)) }
         }, consume: { i, result in
             let name = String(series.path(i))
             let patch = try result.get()

@@ -54,7 +54,7 @@ enum PromoteJournal {
         guard FS.exists(dir) else { return [] }
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: dir.path) } catch {
-            throw KAError.failure(ws.display(dir), "cannot list promote's journals: \(error.localizedDescription)",
+            throw KAError.failure(ws.display(dir), "cannot list promote's journals: \(error.localizedDescription)", cause: error,
                                   hint: "fix the state dir's permissions; an interrupted promote may wait there")
         }
         var finished: [String] = []
@@ -67,7 +67,7 @@ enum PromoteJournal {
             }
             let entry: Entry
             do { entry = try JSONDecoder().decode(Entry.self, from: try FS.read(url)) } catch {
-                throw KAError.failure(ws.display(url), "unreadable promote journal: \(error)",
+                throw KAError.failure(ws.display(url), "unreadable promote journal: \(error)", cause: error,
                                       hint: "compare \(ws.display(url)) with out/ and `ka status`, then remove it by hand")
             }
             let lock = URL(fileURLWithPath: entry.out).appendingPathComponent("manifest.lock")

@@ -80,7 +80,7 @@ public enum PromoteOutput {
         for m in missing.reversed() {
             do { try FileManager.default.createDirectory(at: m, withIntermediateDirectories: false); created.append(m) } catch {
                 for c in created.reversed() { try? FileManager.default.removeItem(at: c) }
-                throw KAError.failure(m.path, "cannot create: \(error.localizedDescription)")
+                throw KAError.failure(m.path, "cannot create: \(error.localizedDescription)", cause: error)
             }
         }
     }

@@ -201,7 +201,7 @@ public struct Resolver: Sendable {
             do { return .success(try PatchFile(bytes: data, display: shown, hashing: hashing)) } catch let e as KAError {
                 return .failure(e)
             } catch {
-                return .failure(KAError.failure(path.value, "\(error)"))
+                return .failure(KAError.failure(path.value, "\(error)", cause: error))
             }
         case let .failure(problem):
             return .failure(KAError.refusal(shown, problem.message, hint: problem.hint))

@@ -82,7 +82,7 @@ extension Resolver {
             do { try admit(patch, at: paths[i], reachedBy: via[i], manifest: manifest, openBlocks: open) } catch let e as KAError {
                 return .failure(e)
             } catch {
-                return .failure(KAError.failure(paths[i].value, "\(error)"))
+                return .failure(KAError.failure(paths[i].value, "\(error)", cause: error))
             }
             let fileSHA = hashing ? Timings.measure("file sha256") { Hex.encode(Array(SHA256.hash(data: patch.bytes))) } : nil
             let name = ScannedSeries.prefix + paths[i].value

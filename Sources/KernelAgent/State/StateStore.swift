@@ -162,7 +162,7 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
             pool = try DatabasePool(path: path.path, configuration: config)
             try Self.migrator.migrate(pool)
         } catch {
-            throw KAError.failure(path.path, "cannot open state database: \(error)")
+            throw KAError.failure(path.path, "cannot open state database: \(error)", cause: error)
         }
     }
 
@@ -188,7 +188,7 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
             guard try pool.read({ try migrator.hasCompletedMigrations($0) }) else { return nil }
             return SQLiteStateStore(readOnly: pool)
         } catch {
-            throw KAError.failure(path.path, "cannot open state database: \(error)")
+            throw KAError.failure(path.path, "cannot open state database: \(error)", cause: error)
         }
     }
 
@@ -482,9 +482,9 @@ public final class MemoryStateStore: StateStore, BlockStore, @unchecked Sendable
 /// naming what was read or written.
 extension DatabasePool {
     func stateWrite<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
-        do { return try write(body) } catch { throw KAError.failure("state store", what, "\(error)") }
+        do { return try write(body) } catch { throw KAError.failure("state store", what, "\(error)", cause: error) }
     }
     func stateRead<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
-        do { return try read(body) } catch { throw KAError.failure("state store", what, "\(error)") }
+        do { return try read(body) } catch { throw KAError.failure("state store", what, "\(error)", cause: error) }
     }
 }

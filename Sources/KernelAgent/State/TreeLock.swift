@@ -42,7 +42,7 @@ public final class TreeLock: @unchecked Sendable {
         guard access != .none else { return TreeLock(access: .none, fd: -1, holderFile: nil) }
         let dir = locksDir(ws)
         do { try FileManager.default.createDirectory(at: dir.appendingPathComponent("holders"), withIntermediateDirectories: true) }
-        catch { throw KAError.failure(ws.display(dir), "cannot create the lock dir: \(error.localizedDescription)") }
+        catch { throw KAError.failure(ws.display(dir), "cannot create the lock dir: \(error.localizedDescription)", cause: error) }
         let path = dir.appendingPathComponent("tree.lock").path
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw KAError.failure(path, "cannot open the tree lock: \(String(cString: strerror(errno)))") }

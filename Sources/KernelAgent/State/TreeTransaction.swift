@@ -111,7 +111,7 @@ public final class TreeTransaction {
             try saveJournal(journal)
         } catch {
             try? fm.removeItem(at: dir)
-            throw KAError.failure(ws.display(dir), "cannot write the transaction journal: \(error)")
+            throw KAError.failure(ws.display(dir), "cannot write the transaction journal: \(error)", cause: error)
         }
         do {
             for (i, op) in ops.enumerated() {
@@ -156,7 +156,7 @@ public final class TreeTransaction {
             let tail = undoProblems.isEmpty ? "rolled back, nothing changed"
                 : "rollback incomplete (\(undoProblems.joined(separator: "; "))); the journal stays in \(ws.display(dir)) and the next tree verb retries it"
             if let e = error as? KAError { throw e.within(tail) }
-            throw KAError.failure(tail, "\(error)")
+            throw KAError.failure(tail, "\(error)", cause: error)
         }
         // Committed: what is left is cleanup, which recovery also finishes if we die here.
         CrashPoint.hit("txn committed")
@@ -280,7 +280,7 @@ public final class TreeTransaction {
             }
             let j: Journal
             do { j = try JSONDecoder().decode(Journal.self, from: try FS.read(journalURL)) } catch {
-                throw KAError.failure(ws.display(journalURL), "unreadable transaction journal: \(error)",
+                throw KAError.failure(ws.display(journalURL), "unreadable transaction journal: \(error)", cause: error,
                                       hint: "inspect it by hand; the tree may hold a half-done change")
             }
             if !j.committed {

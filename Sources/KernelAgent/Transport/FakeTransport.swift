@@ -89,7 +89,7 @@ public final class FakeTransport: HostTransport, Sendable {
         }
         let bytes: [UInt8]
         do { bytes = Array(try Data(contentsOf: local)) } catch {
-            throw KAError.failure(what, "cannot read \(local.path): \(error.localizedDescription)")
+            throw KAError.failure(what, "cannot read \(local.path): \(error.localizedDescription)", cause: error)
         }
         let write: @Sendable (RemoteCommand) async throws -> CommandResult = { _ in
             self.state.withLock { $0.files[target.value] = bytes; $0.performed += 1 }

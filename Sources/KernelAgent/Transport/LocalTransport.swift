@@ -58,14 +58,14 @@ enum LocalCopy {
     static func place(from source: URL, to destination: URL, what: String) throws {
         let data: Data
         do { data = try Data(contentsOf: source) } catch {
-            throw KAError.failure(what, "cannot read \(source.path): \(error.localizedDescription)")
+            throw KAError.failure(what, "cannot read \(source.path): \(error.localizedDescription)", cause: error)
         }
         do {
             try FS.writeAtomically(data, to: destination)
         } catch let e as KAError {
             throw e.within(what)
         } catch {
-            throw KAError.failure(what, "cannot write \(destination.path): \(error.localizedDescription)")
+            throw KAError.failure(what, "cannot write \(destination.path): \(error.localizedDescription)", cause: error)
         }
     }
 }

@@ -145,7 +145,7 @@ public struct OpenSSHTransport: HostTransport {
             }
             size = n.intValue
         } catch let e as KAError { throw e } catch {
-            throw KAError.failure(what, "cannot read \(local.path): \(error.localizedDescription)")
+            throw KAError.failure(what, "cannot read \(local.path): \(error.localizedDescription)", cause: error)
         }
         let callID = RemoteShell.newCallID()
         let argv: [RemoteArgument] = ["sh", "-c", RemoteArgument(Self.copyInScript), "ka-copy", RemoteArgument(target.value),
@@ -230,7 +230,7 @@ public struct OpenSSHTransport: HostTransport {
                      onLine: (@Sendable (OutputLine) -> Void)?, noStdin: Bool = false) async throws -> Call {
         let controlDir = try ControlSocketDir.resolve(settings.controlDir)
         do { try FileManager.default.createDirectory(atPath: settings.logDir, withIntermediateDirectories: true) } catch {
-            throw KAError.failure(TransportError.context(host, address), "cannot create the ssh log dir \(settings.logDir): \(error.localizedDescription)")
+            throw KAError.failure(TransportError.context(host, address), "cannot create the ssh log dir \(settings.logDir): \(error.localizedDescription)", cause: error)
         }
         let logFile = settings.logDir + "/\(callID).log"
         defer { unlink(logFile) }
@@ -333,7 +333,7 @@ enum ControlSocketDir {
             // ssh makes each socket 0600 itself; the dir needs no check beyond existing.
             do { try FileManager.default.createDirectory(atPath: preferred, withIntermediateDirectories: true,
                                                          attributes: [.posixPermissions: 0o700]) } catch {
-                throw KAError.failure("ssh control dir \(preferred)", "cannot create: \(error.localizedDescription)")
+                throw KAError.failure("ssh control dir \(preferred)", "cannot create: \(error.localizedDescription)", cause: error)
             }
             return preferred
         }
@@ -347,7 +347,7 @@ enum ControlSocketDir {
     static func makePrivateDir(_ path: String) throws {
         let parent = (path as NSString).deletingLastPathComponent
         do { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) } catch {
-            throw KAError.failure("ssh control dir \(path)", "cannot create \(parent): \(error.localizedDescription)")
+            throw KAError.failure("ssh control dir \(path)", "cannot create \(parent): \(error.localizedDescription)", cause: error)
         }
         if mkdir(path, 0o700) != 0 && errno != EEXIST {
             throw KAError.failure("ssh control dir \(path)", "cannot create: \(String(cString: strerror(errno)))")

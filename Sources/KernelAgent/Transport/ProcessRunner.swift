@@ -100,7 +100,7 @@ public enum ProcessRunner {
         let stdinFile: FileHandle?
         if case let .file(url) = stdin {
             do { stdinFile = try FileHandle(forReadingFrom: url) } catch {
-                throw KAError.failure(name, "cannot read stdin file \(url.path): \(error.localizedDescription)")
+                throw KAError.failure(name, "cannot read stdin file \(url.path): \(error.localizedDescription)", cause: error)
             }
         } else { stdinFile = nil }
         defer { try? stdinFile?.close() }   // a read-only handle: closing it cannot lose data
@@ -174,7 +174,7 @@ public enum ProcessRunner {
             }
         } catch {
             if state.pid == 0 && !Task.isCancelled {
-                throw KAError.failure(name, "cannot start: \(error)", hint: "check that \(name) is installed and on PATH")
+                throw KAError.failure(name, "cannot start: \(error)", cause: error, hint: "check that \(name) is installed and on PATH")
             }
             if state.pid == 0 { return state.outcome(termination: nil, stop: .cancelled, elapsed: ContinuousClock.now - start) }
             // Started, then cancelled (the group is ended below) or the library lost track of the process.
@@ -192,7 +192,7 @@ public enum ProcessRunner {
         }
         if let stdoutFile, stop == nil, termination == .exited(0) {
             do { try stdoutFile.synchronize() } catch {
-                throw KAError.failure(name, "cannot write the output file: \(error.localizedDescription)")
+                throw KAError.failure(name, "cannot write the output file: \(error.localizedDescription)", cause: error)
             }
         }
         if let failure = state.readFailure, stop == nil {
