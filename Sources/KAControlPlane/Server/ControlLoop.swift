@@ -17,8 +17,9 @@ public final class ControlLoop: Service, Sendable {
     let metrics: Metrics
     /// The `[ka:dashboard]` issue, updated beside the turns (it throttles itself to one edit per 30 s).
     let dashboard: DashboardIssue?
-    private let poked = NIOLockedValueBox(false)
-    private let outboxPoked = NIOLockedValueBox(false)
+    /// Wakes the loop (a webhook, a settled event, a shutdown) and the outbox sender.
+    private let wakeLoop = Wakeup()
+    private let wakeOutbox = Wakeup()
     private let stopSending = NIOLockedValueBox(false)
     private let runs = NIOLockedValueBox<[Task<Void, Never>]>([])
     /// The wake-lease sweep in flight, if any: a slow or unreachable His never holds up the loop, and sweeps never overlap.
@@ -32,12 +33,9 @@ public final class ControlLoop: Service, Sendable {
 
     public func poke() {
         dashboard?.markDirty()
-        poked.withLockedValue { $0 = true }
-        outboxPoked.withLockedValue { $0 = true }
+        wakeLoop.poke()
+        wakeOutbox.poke()
     }
-
-    private func takePoke() -> Bool { poked.withLockedValue { p in defer { p = false }; return p } }
-    private func takeOutboxPoke() -> Bool { outboxPoked.withLockedValue { p in defer { p = false }; return p } }
 
     /// One full turn; tests drive this directly, with the outbox drained at its end (`ka serve` drains it beside
     /// the turns instead). Returns without waiting for the events it dispatched.
@@ -95,10 +93,8 @@ public final class ControlLoop: Service, Sendable {
             let sent = await outbox.drain()
             metrics.inc("outbox_sent_total", by: sent)
             if sent > 0 { continue }
-            let until = Date().addingTimeInterval(1)
-            while Date() < until && !takeOutboxPoke() && !stopSending.withLockedValue({ $0 }) {
-                do { try await Task.sleep(nanoseconds: 20_000_000) } catch { return }   // cancelled: the process is going away
-            }
+            if Task.isCancelled { return }   // the process is going away
+            _ = await wakeOutbox.wait(upTo: .seconds(1))
         }
     }
 
@@ -116,22 +112,25 @@ public final class ControlLoop: Service, Sendable {
         try engine.recoverInterrupted()
         async let sending: Void = sendLoop()
         var lastPoll = Date.distantPast
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            let pollDue = Date().timeIntervalSince(lastPoll) >= interval
-            if pollDue { lastPoll = Date() }
-            await turn(poll: pollDue, drainOutbox: false)
-            // sleep until woken, the next poll, or 1 s (outbox retries, finished runs)
-            let wait = max(0.05, min(1.0, interval - Date().timeIntervalSince(lastPoll)))
-            let until = Date().addingTimeInterval(wait)
-            while Date() < until && !takePoke() && !Task.isShuttingDownGracefully {
-                try? await Task.sleep(nanoseconds: 20_000_000)
+        let wake = wakeLoop
+        await withGracefulShutdownHandler {
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                let pollDue = Date().timeIntervalSince(lastPoll) >= interval
+                if pollDue { lastPoll = Date() }
+                await turn(poll: pollDue, drainOutbox: false)
+                // sleep until woken, the next poll, or 1 s (outbox retries, finished runs)
+                let wait = max(0.05, min(1.0, interval - Date().timeIntervalSince(lastPoll)))
+                _ = await wake.wait(upTo: .milliseconds(Int(wait * 1000)))
             }
+        } onGracefulShutdown: {
+            wake.poke()
         }
         logger.info("draining: interrupting jobs, waiting for the events and runs in flight")
         engine.interruptJobs()
         await waitForRuns()
         do { try await engine.processPending() } catch { logger.error("last event pass failed: \(error)") }
         stopSending.withLockedValue { $0 = true }
+        wakeOutbox.poke()
         await sending
         _ = await outbox.drain()
     }
