@@ -23,6 +23,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),   // the SDK's StdioTransport takes FileDescriptors
         // the dashboard page's templates (Sources/KAControlPlane/Dashboard)
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+        // imported by the control plane directly (they came through Hummingbird undeclared)
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
     ],
     targets: [
         // renameat2(RENAME_EXCHANGE), which Swift's Glibc module does not export
@@ -53,11 +56,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             ]
         ),
         .executableTarget(
             name: "ka",
-            dependencies: ["KernelAgent", "KAControlPlane"],
+            dependencies: ["KernelAgent", "KAControlPlane", .product(name: "Logging", package: "swift-log")],
             plugins: ["GitCommitStamp"]
         ),
         // scripts/bench-transport's harness: N remote calls through the transport, timed.
@@ -68,8 +75,9 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .plugin(name: "GitCommitStamp", capability: .buildTool()),
-        // What both test targets share: the blocking runner of external tools, and offPool.
-        .target(name: "KATestSupport", path: "Tests/TestSupport"),
+        // What both test targets share: the blocking runner of external tools, offPool, and the fakes (a scripted
+        // transport, probe host and His), which stay out of what ships.
+        .target(name: "KATestSupport", dependencies: ["KernelAgent"], path: "Tests/TestSupport"),
         .testTarget(
             name: "KernelAgentTests",
             dependencies: ["KernelAgent", "KATestSupport", .product(name: "GRDB", package: "GRDB.swift")]

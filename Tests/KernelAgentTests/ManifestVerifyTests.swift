@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import KATestSupport
 @testable import KernelAgent
 
 /// The manifest's `verify:` section: the shipped fresnel entries, errors with file:line (and a probe's column),

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import KATestSupport
 @testable import KernelAgent
 
 /// Probe results on a scripted host (pass, fail, skip, infra-error), the runner's retries, and the real host

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import KATestSupport
 @testable import KernelAgent
 
 /// ProcessRunner, RemoteShell, RemotePath and the local and fake transports, on this machine only.

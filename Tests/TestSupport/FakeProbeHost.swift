@@ -1,4 +1,5 @@
 import Foundation
+@testable import KernelAgent
 import Synchronization
 
 /// A scripted probe host for tests: files, device-tree entries and commands set by the test; what is not set

@@ -1,4 +1,5 @@
 import Foundation
+@testable import KernelAgent
 import Synchronization
 
 /// A scripted host for unit tests. Each argv gets a scripted behaviour; every call is recorded; copies land in an
