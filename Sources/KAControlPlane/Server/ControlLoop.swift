@@ -94,8 +94,14 @@ public final class ControlLoop: Service, Sendable {
             metrics.inc("outbox_sent_total", by: sent)
             if sent > 0 { continue }
             if Task.isCancelled { return }   // the process is going away
-            _ = await wakeOutbox.wait(upTo: .seconds(1))
+            if await wakeOutbox.wait(upTo: .seconds(1)) { await Self.coalesce() }
         }
+    }
+
+    /// After a wake-up, a short pause gathers the pokes that follow it into one turn: under a burst of webhooks one
+    /// turn per delivery would spend the CPU on turns rather than on the commands (bench-replies).
+    static func coalesce() async {
+        do { try await Task.sleep(for: .milliseconds(15)) } catch { /* cancelled: the caller's loop sees it */ }
     }
 
     /// Waits for the events being handled and the verbs running.
@@ -120,7 +126,7 @@ public final class ControlLoop: Service, Sendable {
                 await turn(poll: pollDue, drainOutbox: false)
                 // sleep until woken, the next poll, or 1 s (outbox retries, finished runs)
                 let wait = max(0.05, min(1.0, interval - Date().timeIntervalSince(lastPoll)))
-                _ = await wake.wait(upTo: .milliseconds(Int(wait * 1000)))
+                if await wake.wait(upTo: .milliseconds(Int(wait * 1000))) { await Self.coalesce() }
             }
         } onGracefulShutdown: {
             wake.poke()
