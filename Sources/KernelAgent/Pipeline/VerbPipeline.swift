@@ -64,7 +64,7 @@ public enum VerbPipeline {
         try await verb.withTreeAccess(in: ctx) {
             try await filingBlocks(in: ctx) {
                 if let resuming {
-                    try ctx.policy().admit(try verb.policySubject(in: ctx))
+                    try admit(verb, in: ctx)
                     guard let spec = try verb.resumption(in: ctx) else {
                         throw KAError.failure("job \(resuming.id)", "ka \(V.verbName) has no job to resume")
                     }
@@ -94,8 +94,13 @@ public enum VerbPipeline {
         return try await runner.run(job.id, steps: steps, noWait: ctx.noWait)
     }
 
-    static func admittedPlan<V: Verb>(_ verb: V, arguments: [String]?, in ctx: VerbContext) async throws -> Planned<V.Prepared> {
+    /// The hard rules, asked here and nowhere else.
+    static func admit<V: Verb>(_ verb: V, in ctx: VerbContext) throws {
         try ctx.policy().admit(try verb.policySubject(in: ctx))
+    }
+
+    static func admittedPlan<V: Verb>(_ verb: V, arguments: [String]?, in ctx: VerbContext) async throws -> Planned<V.Prepared> {
+        try admit(verb, in: ctx)
         var planned = try await verb.plan(in: ctx)
         if let arguments { planned.plan.arguments = arguments }
         return planned

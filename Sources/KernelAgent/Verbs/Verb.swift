@@ -51,9 +51,10 @@ extension Verb {
         return try await body()
     }
 
-    /// The pipeline run at once, for an inline verb (tests and tools): the plan and the outcome.
+    /// The pipeline run at once for an inline verb, as the CLI runs it but without printing (tests and tools; the
+    /// front doors call `VerbPipeline` themselves): the plan and the outcome.
     public func execute(in ctx: VerbContext) async throws -> (Plan, VerbOutcome) {
-        switch try await VerbPipeline.perform(self, consented: nil, origin: .cli(user: "test"), in: ctx) {
+        switch try await VerbPipeline.perform(self, consented: nil, origin: .cli(user: ctx.requester), in: ctx) {
         case let .done(plan, outcome): return (plan, outcome)
         case let .job(job, _): throw KAError.failure("ka \(Self.verbName)", "is a job (\(job.id)): run it with ka \(Self.verbName) or VerbPipeline.run")
         case let .consentVoid(changed): throw KAError(.refusal, ["ka \(Self.verbName)", "inputs changed since the plan"] + changed)
