@@ -20,11 +20,14 @@ public struct Settings: Sendable {
         Settings(file: nil, agent: .defaults(stateDir: stateDir), pipeline: .none, his: nil, env: env)
     }
 
-    /// The file `KA_CONFIG` names, parsed by each section's reader (one read of the file each), or the defaults.
+    /// The file `KA_CONFIG` names, read once and parsed by each section's reader, or the defaults.
     public static func load(env: [String: String] = ProcessInfo.processInfo.environment, stateDir: URL) throws -> Settings {
         guard let path = env["KA_CONFIG"], !path.isEmpty else { return defaults(stateDir: stateDir, env: env) }
-        return Settings(file: path, agent: try AgentConfig.load(path, stateDir: stateDir, via: "KA_CONFIG"),
-                        pipeline: try PipelineConfig.fromEnvironment(env), his: try HisConfig.load(path, via: "KA_CONFIG"), env: env)
+        // the file is read once; each section's reader parses the text
+        let text = try AgentConfig.readText(path, via: "KA_CONFIG")
+        let his = try YAMLValue.parse(text, file: path).mapping(allowed: AgentConfig.topLevelKeys)["his"].map(HisConfig.parse)
+        return Settings(file: path, agent: try AgentConfig.parse(text, file: path, stateDir: stateDir),
+                        pipeline: try PipelineConfig.parse(text, file: path), his: his, env: env)
     }
 
     /// His as the `his:` section describes it (nil without one). `allowDestructive`: see `MCPHisOps`.

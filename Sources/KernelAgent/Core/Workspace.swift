@@ -8,18 +8,21 @@ public struct Workspace: Sendable {
     /// kernel-agent's own files (`packaging/`, `labels/`): the checkout's when it has them (this project's own
     /// checkout), else `KA_ASSETS_DIR`, else `<bin>/../share/kernel-agent`, else the source tree this binary was
     /// built from. A user's checkout (their manifests and patches) holds none of them.
-    public let assetsDir: URL
+    /// Looked up when asked (few verbs need it), not at every start.
+    public var assetsDir: URL { Self.findAssets(root: root, assetsEnv: assetsEnv) }
+    /// `KA_ASSETS_DIR` as the environment gave it.
+    private let assetsEnv: String?
 
     public init(root: URL, stateDir: URL? = nil, env: [String: String] = ProcessInfo.processInfo.environment) {
         self.root = root.standardizedFileURL
         self.stateDir = (stateDir ?? root.appendingPathComponent(".ka")).standardizedFileURL
-        assetsDir = Self.findAssets(root: self.root, env: env)
+        assetsEnv = env["KA_ASSETS_DIR"]
     }
 
-    static func findAssets(root: URL, env: [String: String]) -> URL {
+    static func findAssets(root: URL, assetsEnv: String?) -> URL {
         func holdsAssets(_ u: URL) -> Bool { FS.exists(u.appendingPathComponent("packaging/remote/build-arch")) }
         if holdsAssets(root) { return root }
-        if let d = env["KA_ASSETS_DIR"], !d.isEmpty { return URL(fileURLWithPath: d).standardizedFileURL }
+        if let d = assetsEnv, !d.isEmpty { return URL(fileURLWithPath: d).standardizedFileURL }
         let exe = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath()
         let share = exe.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("share/kernel-agent")
         if holdsAssets(share) { return share }

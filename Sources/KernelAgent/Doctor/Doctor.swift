@@ -126,9 +126,9 @@ public struct Doctor: Sendable {
         var out: [DoctorCheck] = []
         let agent: AgentConfig
         do {
-            agent = try AgentConfig.fromEnvironment(env, stateDir: workspace.stateDir)
-            let pipeline = try PipelineConfig.fromEnvironment(env)
-            _ = try HisConfig.load(path, via: "KA_CONFIG")
+            let settings = try Settings.load(env: env, stateDir: workspace.stateDir)
+            agent = settings.agent
+            let pipeline = settings.pipeline
             let sections = [pipeline.signing == nil ? nil : "signing", pipeline.baseline == nil ? nil : "baseline", pipeline.logs == nil ? nil : "logs"].compactMap { $0 }
             out.append(.pass("config", "KA_CONFIG", "\(path) parses (\(agent.hosts.count) host(s)\(sections.isEmpty ? "" : "; " + sections.joined(separator: ", ")))"))
         } catch {
@@ -162,7 +162,8 @@ public struct Doctor: Sendable {
         var hosts = Set<HostName>()
         for h in Fleet.manifestHosts(workspace) where r.hosts[h]?.roles.contains(.target) == true {
             hosts.insert(h)
-            // a manifest that does not load is reported under checkout; its build hosts are then unknown
+            // try? on purpose: a manifest that does not load, or routes nowhere, is reported under checkout; its
+            // build hosts are then unknown, and the other hosts are still checked
             if let m = try? Manifest.load(h, in: workspace), let route = try? BuildRouting.candidates(for: m, registry: r) { hosts.formUnion(route) }
         }
         for e in r.hosts.values where e.roles.contains(.signing) { hosts.insert(e.name) }
