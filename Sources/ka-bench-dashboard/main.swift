@@ -6,7 +6,7 @@ import Hummingbird
 import KAControlPlane
 import KernelAgent
 import Logging
-import NIOConcurrencyHelpers
+import Synchronization
 
 // scripts/bench-dashboard's harness (issue 10):
 //  1. GET / of a fleet of HOSTS target hosts with JOBS jobs over the last 30 days, against GET /healthz on the same
@@ -85,28 +85,23 @@ let coldMs = Date().timeIntervalSince(buildStarted) * 1000
 guard first.components(separatedBy: "<article class=\"card host\"").count - 1 == hostCount else { fail("the page does not show \(hostCount) hosts") }
 guard first.components(separatedBy: "<rect class=\"bar ").count - 1 == jobCount else { fail("the page does not show \(jobCount) job bars") }
 
-final class PortBox: @unchecked Sendable {
-    private let box = NIOLockedValueBox(0)
-    func set(_ p: Int) { box.withLockedValue { $0 = p } }
-    func get() -> Int { box.withLockedValue { $0 } }
-}
 let router = Router()
 router.get("/healthz") { _, _ in "ok\n" }   // as `ka serve` answers it
 ControlPlaneServer.addDashboard(to: router, page: page)
-let port = PortBox()
+/// The port the server listens on, once it runs.
+let listening = OneShot<Int>()
 var quiet = Logger(label: "bench-dashboard")
 quiet.logLevel = .critical   // the server's stop at the end is no error
 let app = Application(router: router, server: ControlPlaneServer.httpServer, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                      onServerRunning: { port.set($0.localAddress?.port ?? 0) }, logger: quiet)
+                      onServerRunning: { listening.set($0.localAddress?.port ?? 0) }, logger: quiet)
 let server = Task { try await app.run() }
-for _ in 0..<500 where port.get() == 0 { try await Task.sleep(nanoseconds: 10_000_000) }
-guard port.get() != 0 else { fail("the server did not start") }
+guard let port = await listening.value(waitingUpTo: .seconds(5)), port != 0 else { fail("the server did not start") }
 
 let session = URLSession(configuration: .ephemeral)
 func timed(_ path: String) async -> Double {
     let t = Date()
     do {
-        let (data, resp) = try await session.data(from: URL(string: "http://127.0.0.1:\(port.get())\(path)")!)
+        let (data, resp) = try await session.data(from: URL(string: "http://127.0.0.1:\(port)\(path)")!)
         guard (resp as? HTTPURLResponse)?.statusCode == 200, !data.isEmpty else { fail("GET \(path) did not answer 200") }
     } catch { fail("GET \(path): \(error)") }
     return Date().timeIntervalSince(t) * 1000
@@ -127,18 +122,17 @@ print("first build of the picture and page (tree, state store, \(jobCount) jobs,
 // MARK: 2. the issue during a burst of 100 state changes
 
 /// Gitea for the dashboard alone: one repo's issues in memory, edits counted with the (injected) time they came.
-final class CountingGitea: GiteaAPI, @unchecked Sendable {
-    let lock = NSLock()
-    var issues: [Int: GiteaIssue] = [:]
-    var editTimes: [Date] = []
+final class CountingGitea: GiteaAPI, Sendable {
+    struct State { var issues: [Int: GiteaIssue] = [:]; var editTimes: [Date] = [] }
+    let state = Mutex(State())
     let clock: @Sendable () -> Date
     init(clock: @escaping @Sendable () -> Date) { self.clock = clock }
     /// A call the dashboard never makes here (or an issue that is not there): the run fails.
     struct Unused: Error {}
     func currentUser() async throws -> GiteaUser { GiteaUser(id: 1, login: "bot") }
-    func listIssues(state: String, since: Date?) async throws -> [GiteaIssue] { lock.withLock { Array(issues.values) } }
+    func listIssues(state: String, since: Date?) async throws -> [GiteaIssue] { self.state.withLock { Array($0.issues.values) } }
     func getIssue(_ number: Int) async throws -> GiteaIssue {
-        guard let i = lock.withLock({ issues[number] }) else { throw Unused() }
+        guard let i = state.withLock({ $0.issues[number] }) else { throw Unused() }
         return i
     }
     /// GiteaIssue's memberwise init is the module's own: made as the client makes it, from Gitea's JSON.
@@ -148,21 +142,21 @@ final class CountingGitea: GiteaAPI, @unchecked Sendable {
         return try JSONDecoder().decode(GiteaIssue.self, from: try JSONSerialization.data(withJSONObject: json))
     }
     func createIssue(title: String, body: String, labelIDs: [Int64]) async throws -> GiteaIssue {
-        try lock.withLock {
-            let n = issues.count + 1
+        try self.state.withLock { s in
+            let n = s.issues.count + 1
             let i = try Self.issue(n, title: title, body: body, at: clock())
-            issues[n] = i
-            editTimes.append(clock())
+            s.issues[n] = i
+            s.editTimes.append(clock())
             return i
         }
     }
     func editIssue(_ number: Int, title: String?, body: String?, state: String?) async throws -> GiteaIssue {
-        try lock.withLock {
-            guard var i = issues[number] else { throw Unused() }
+        try self.state.withLock { s in
+            guard var i = s.issues[number] else { throw Unused() }
             if let body { i.body = body }
             if let state { i.state = state }
-            issues[number] = i
-            editTimes.append(clock())
+            s.issues[number] = i
+            s.editTimes.append(clock())
             return i
         }
     }
@@ -181,12 +175,11 @@ final class CountingGitea: GiteaAPI, @unchecked Sendable {
     func permission(of login: String) async throws -> String { throw Unused() }
 }
 
-final class Box<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: T
-    init(_ v: T) { value = v }
-    var get: T { lock.withLock { value } }
-    func set(_ v: T) { lock.withLock { value = v } }
+final class Box<T: Sendable>: Sendable {
+    private let value: Mutex<T>
+    init(_ v: T) { value = Mutex(v) }
+    var get: T { value.withLock { $0 } }
+    func set(_ v: T) { value.withLock { $0 = v } }
 }
 let clock = Box(now)
 let model: DashboardModel
@@ -213,8 +206,8 @@ for change in 0..<100 {
 let burstEnd = clock.get
 clock.set(burstEnd.addingTimeInterval(30))
 if case let .failed(why) = await dashboard.tick() { fail("a dashboard update failed: \(why)") }   // the burst's last state
-let times = gitea.lock.withLock { gitea.editTimes }
-guard gitea.lock.withLock({ gitea.issues.values.first?.body }) == DashboardRenderer.body(current.get, now: clock.get) else {
+let times = gitea.state.withLock { $0.editTimes }
+guard gitea.state.withLock({ $0.issues.values.first?.body }) == DashboardRenderer.body(current.get, now: clock.get) else {
     fail("the dashboard does not show the burst's last state")
 }
 let maxInWindow = times.indices.map { i in times[i...].prefix { $0.timeIntervalSince(times[i]) < 30 }.count }.max() ?? 0

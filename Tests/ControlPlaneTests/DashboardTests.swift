@@ -3,7 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import KATestSupport
-import NIOConcurrencyHelpers
+import Synchronization
 import Testing
 @testable import KAControlPlane
 @testable import KernelAgent
@@ -117,16 +117,16 @@ import Testing
 
     // MARK: the issue, against the Gitea stand-in
 
-    final class Clock: @unchecked Sendable {
-        private let box = NIOLockedValueBox(DashboardTests.t0)
-        var now: Date { box.withLockedValue { $0 } }
-        func advance(_ s: Double) { box.withLockedValue { $0 = $0.addingTimeInterval(s) } }
+    final class Clock: Sendable {
+        private let box = Mutex(DashboardTests.t0)
+        var now: Date { box.withLock { $0 } }
+        func advance(_ s: Double) { box.withLock { $0 = $0.addingTimeInterval(s) } }
     }
 
-    final class Source: @unchecked Sendable {
-        private let box = NIOLockedValueBox(DashboardTests.fixture())
-        var model: DashboardModel { box.withLockedValue { $0 } }
-        func change(_ f: (inout DashboardModel) -> Void) { box.withLockedValue { f(&$0) } }
+    final class Source: Sendable {
+        private let box = Mutex(DashboardTests.fixture())
+        var model: DashboardModel { box.withLock { $0 } }
+        func change(_ f: (inout DashboardModel) -> Void) { box.withLock { f(&$0) } }
     }
 
     struct Stand {

@@ -6,6 +6,7 @@ import FoundationNetworking
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import Synchronization
 
 /// A Gitea 1.26.3 stand-in on loopback: the REST endpoints the bot calls, as swagger.v1.json and Gitea's
 /// handlers describe them (paths, status codes, `{owner}/{repo}` checked, limit capped at 50, `since` strict
@@ -611,10 +612,10 @@ final class GiteaStandIn: @unchecked Sendable {
     var baseURL: URL { URL(string: "http://127.0.0.1:\(port)/")! }
 }
 
-final class PortBox: @unchecked Sendable {
-    private let lock = NSLock(); private var port = 0
-    func set(_ p: Int) { lock.lock(); port = p; lock.unlock() }
-    func get() -> Int { lock.lock(); defer { lock.unlock() }; return port }
+final class PortBox: Sendable {
+    private let port = Mutex(0)
+    func set(_ p: Int) { port.withLock { $0 = p } }
+    func get() -> Int { port.withLock { $0 } }
 }
 
 /// A small seeded generator, so a chaos run can be repeated from its logged seed.

@@ -1,24 +1,24 @@
 import Foundation
 import GRDB
+import Synchronization
 import Testing
 @testable import KAControlPlane
 @testable import KernelAgent
 
 /// A host for the bot's job runs: answers preflight's commands; a step can be held until the test lets it go.
-final class PreflightHost: HostTransport, @unchecked Sendable {
+final class PreflightHost: HostTransport, Sendable {
     let host: HostName
     var address: String { "kbuild@192.0.2.10:22" }   // never dialled: this transport answers in-process
-    private let lock = NSLock()
-    private var calls: [String] = []
-    private var holdDF: Bool
-    init(_ name: String, holdDF: Bool) throws { host = try HostName(name); self.holdDF = holdDF }
+    private let calls = Mutex<[String]>([])
+    private let released = OneShot<Void>()
+    init(_ name: String, holdDF: Bool) throws { host = try HostName(name); if !holdDF { released.set(()) } }
 
-    var recorded: [String] { lock.withLock { calls } }
-    func release() { lock.withLock { holdDF = false } }
+    var recorded: [String] { calls.withLock { $0 } }
+    func release() { released.set(()) }
 
     func run(_ command: RemoteCommand, onLine: (@Sendable (OutputLine) -> Void)?) async throws -> CommandResult {
         let argv = command.argv.map(\.description)
-        lock.withLock { calls.append(argv.prefix(2).joined(separator: " ")) }
+        calls.withLock { $0.append(argv.prefix(2).joined(separator: " ")) }
         func out(_ s: String) -> CommandResult {
             for l in s.split(separator: "\n") { onLine?(OutputLine(.stdout, Array(l.utf8))) }
             return CommandResult(status: 0, stdout: Array(s.utf8), stderr: [])
@@ -26,7 +26,8 @@ final class PreflightHost: HostTransport, @unchecked Sendable {
         switch argv.first {
         case "uname": return out("\(host)\n")
         case "df":
-            while lock.withLock({ holdDF }) { try await Task.sleep(nanoseconds: 5_000_000) }   // cancellable, as a killed ssh is
+            // cancellable, as a killed ssh is
+            while await released.value(waitingUpTo: .seconds(60)) == nil { try Task.checkCancellation() }
             return out("Filesystem 1024-blocks Used Available Capacity Mounted on\n/dev/x 100000000 1000 99000000 1% /srv\n")
         case "sh": return out(argv.dropFirst(4).map { "ok \($0)" }.joined(separator: "\n") + "\n")
         default: return CommandResult(status: 127, stdout: [], stderr: Array("not found\n".utf8))

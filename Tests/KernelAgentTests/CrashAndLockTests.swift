@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import KernelAgent
 
@@ -53,11 +54,10 @@ struct KaRun {
     }
 }
 
-final class LockedData: @unchecked Sendable {
-    private let lock = NSLock()
-    private var data = Data()
-    func set(_ d: Data) { lock.lock(); data = d; lock.unlock() }
-    func get() -> Data { lock.lock(); defer { lock.unlock() }; return data }
+final class LockedData: Sendable {
+    private let data = Mutex(Data())
+    func set(_ d: Data) { data.withLock { $0 = d } }
+    func get() -> Data { data.withLock { $0 } }
 }
 
 /// SplitMix64: a seeded generator, so a failing random run can be replayed (`KA_TEST_SEED`).

@@ -1,24 +1,24 @@
 import Foundation
 import GRDB
+import Synchronization
 import Testing
 @testable import KernelAgent
 
 /// A transport for unit tests of the runtime: each argv answers from a closure; it records every call.
-final class ScriptedTransport: HostTransport, @unchecked Sendable {
+final class ScriptedTransport: HostTransport, Sendable {
     let host: HostName
     var address: String { "test@\(host):22" }
-    private let lock = NSLock()
-    private var recorded: [String] = []
+    private let recorded = Mutex<[String]>([])
     let answer: @Sendable (RemoteCommand, (@Sendable (OutputLine) -> Void)?) async throws -> CommandResult
 
     init(_ host: String, answer: @escaping @Sendable (RemoteCommand, (@Sendable (OutputLine) -> Void)?) async throws -> CommandResult) throws {
         self.host = try HostName(host); self.answer = answer
     }
 
-    var calls: [String] { lock.lock(); defer { lock.unlock() }; return recorded }
+    var calls: [String] { recorded.withLock { $0 } }
 
     func run(_ command: RemoteCommand, onLine: (@Sendable (OutputLine) -> Void)?) async throws -> CommandResult {
-        lock.withLock { recorded.append(command.shown) }
+        recorded.withLock { $0.append(command.shown) }
         return try await answer(command, onLine)
     }
     func copy(_ local: URL, toRemote path: String, timeout: Swift.Duration) async throws {}
@@ -26,14 +26,12 @@ final class ScriptedTransport: HostTransport, @unchecked Sendable {
 }
 
 /// Counts things across tasks, and lets a test wait for a count.
-final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var n = 0
-    private var peak = 0
-    @discardableResult func up() -> Int { lock.lock(); defer { lock.unlock() }; n += 1; peak = max(peak, n); return n }
-    func down() { lock.lock(); n -= 1; lock.unlock() }
-    var value: Int { lock.lock(); defer { lock.unlock() }; return n }
-    var highest: Int { lock.lock(); defer { lock.unlock() }; return peak }
+final class Counter: Sendable {
+    private let counts = Mutex((n: 0, peak: 0))
+    @discardableResult func up() -> Int { counts.withLock { c in c.n += 1; c.peak = max(c.peak, c.n); return c.n } }
+    func down() { counts.withLock { $0.n -= 1 } }
+    var value: Int { counts.withLock { $0.n } }
+    var highest: Int { counts.withLock { $0.peak } }
 }
 
 func waitUntil(_ what: String, timeout: Double = 60, _ cond: () throws -> Bool) async throws {
@@ -344,14 +342,10 @@ func waitUntil(_ what: String, timeout: Double = 60, _ cond: () throws -> Bool) 
 }
 
 /// An async gate a step waits on until the test opens it; cancelling the waiting task ends the wait.
-final class FaultGateLike: @unchecked Sendable {
-    private let lock = NSLock()
-    private var isOpen = false
-    func open() { lock.lock(); isOpen = true; lock.unlock() }
+final class FaultGateLike: Sendable {
+    private let opened = OneShot<Void>()
+    func open() { opened.set(()) }
     func wait() async throws {
-        while true {
-            if lock.withLock({ isOpen }) { return }
-            try await Task.sleep(nanoseconds: 5_000_000)
-        }
+        while await opened.value(waitingUpTo: .seconds(60)) == nil { try Task.checkCancellation() }
     }
 }

@@ -7,7 +7,7 @@ import Testing
 /// transaction, were a fifth of its time.
 @Suite struct StatusReadsTests {
     /// A store that counts the per-host reads it is asked for, and otherwise is the memory store.
-    final class CountingStore: StateStore, BlockStore, @unchecked Sendable {
+    final class CountingStore: StateStore, BlockStore, Sendable {
         let inner = MemoryStateStore()
         let perHostReads = Mutex(0)
         let batchReads = Mutex(0)

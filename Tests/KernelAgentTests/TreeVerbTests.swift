@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import KATestSupport
 @testable import KernelAgent
@@ -51,11 +52,15 @@ import KATestSupport
         try s.write("fleet/h2.yaml", "host: h2\nbaseline: {repo: r, ref: v7.0}\nkernel_suffix: h2\ninclude: [board/b1/0002-second.patch]\n")
         let snapshot = s.snapshot()
         // count the steps once, then fail at each of them in turn (including the final verify)
-        final class Steps: @unchecked Sendable { var names: [String] = [] }
+        final class Steps: Sendable {
+            private let list = Mutex<[String]>([])
+            var names: [String] { list.withLock { $0 } }
+            func append(_ name: String) { list.withLock { $0.append(name) } }
+        }
         let probe = try PromoteTests.tree()
         try probe.write("fleet/h2.yaml", "host: h2\nbaseline: {repo: r, ref: v7.0}\nkernel_suffix: h2\ninclude: [board/b1/0002-second.patch]\n")
         let steps = Steps()
-        _ = try await MigrateTreeVerb.parse(["--from", "board/b1", "--to", "board/b2"]).execute(in: probe.ctx(faults: { steps.names.append($0) }))
+        _ = try await MigrateTreeVerb.parse(["--from", "board/b1", "--to", "board/b2"]).execute(in: probe.ctx(faults: { steps.append($0) }))
         #expect(steps.names.count == 6)   // move, 2 patch rewrites, 2 manifests, verify
         for failAt in steps.names {
             struct Injected: Error {}

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The tests' blocking runner of external tools (git, patch, b2sum, `ka` itself): an argv array, never a shell
 /// string. The agent runs its processes through swift-subprocess (ProcessRunner); this stays with the tests,
@@ -86,27 +87,30 @@ public func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) asy
 }
 
 /// A counting semaphore that waits without holding a thread.
-public final class ToolSlots: @unchecked Sendable {
+public final class ToolSlots: Sendable {
     /// Tools the tests run at once: the cores and two more (a tool is often waiting on I/O or a peer).
     public static let shared = ToolSlots(ProcessInfo.processInfo.activeProcessorCount + 2)
-    private let lock = NSLock()
-    private var free: Int
-    private var waiting: [CheckedContinuation<Void, Never>] = []
+    private struct State { var free: Int; var waiting: [CheckedContinuation<Void, Never>] = [] }
+    private let state: Mutex<State>
 
-    public init(_ count: Int) { free = max(1, count) }
+    public init(_ count: Int) { state = Mutex(State(free: max(1, count))) }
 
     public func acquire() async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            lock.lock()
-            if free > 0 { free -= 1; lock.unlock(); c.resume() } else { waiting.append(c); lock.unlock() }
+            let now = state.withLock { s -> Bool in
+                if s.free > 0 { s.free -= 1; return true }
+                s.waiting.append(c)
+                return false
+            }
+            if now { c.resume() }
         }
     }
 
     public func release() {
-        lock.lock()
-        if waiting.isEmpty { free += 1; lock.unlock(); return }
-        let next = waiting.removeFirst()
-        lock.unlock()
-        next.resume()
+        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if s.waiting.isEmpty { s.free += 1; return nil }
+            return s.waiting.removeFirst()
+        }
+        next?.resume()
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 import KernelAgent
 import Logging
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// Runs of job verbs (preflight now; build, install later): the consented run becomes a job whose steps run
 /// through the job runtime, with the status comment edited from the journal. A shutdown interrupts the job
@@ -15,8 +15,8 @@ extension Engine {
         let steps = spec.steps
         let observer = StatusCommentObserver(engine: self, run: q.id, command: command, now: now)
         let work = Task { try await VerbPipeline.run(job, steps: steps, observer: observer, in: ctx) }
-        jobTasks.withLockedValue { $0[q.id] = { work.cancel() } }
-        defer { _ = jobTasks.withLockedValue { $0.removeValue(forKey: q.id) } }
+        jobTasks.withLock { $0[q.id] = { work.cancel() } }
+        defer { _ = jobTasks.withLock { $0.removeValue(forKey: q.id) } }
         let ended: JobRecord
         do { ended = try await work.value } catch {
             let text = (error as? KAError)?.description ?? "\(error)"
@@ -95,7 +95,7 @@ extension Engine {
 
     /// On SIGTERM: every job stops its step (killing its remote commands) and is left interrupted.
     public func interruptJobs() {
-        let cancels = jobTasks.withLockedValue { Array($0.values) }
+        let cancels = jobTasks.withLock { Array($0.values) }
         if !cancels.isEmpty { logger.info("interrupting \(cancels.count) job(s) for the shutdown") }
         for cancel in cancels { cancel() }
     }
@@ -121,16 +121,14 @@ extension Engine {
 
 /// Edits a run's status comment from its job's journal: the step list with ✓ ⏳ ✗ and the log tail folded,
 /// at most once per `interval` while it runs (the final reply is always written).
-final class StatusCommentObserver: JobObserver, @unchecked Sendable {
+final class StatusCommentObserver: JobObserver, Sendable {
     let engine: Engine
     let run: Int64
     let command: String
     let now: @Sendable () -> Date
     let interval: TimeInterval
-    private let lock = NSLock()
-    private var lastEdit: Date?
-    private var lastDetail: String?
-    private var edits = 0
+    private struct Edits { var lastEdit: Date?; var lastDetail: String?; var count = 0 }
+    private let edits = Mutex(Edits())
 
     init(engine: Engine, run: Int64, command: String, now: @escaping @Sendable () -> Date, interval: TimeInterval = 10) {
         self.engine = engine; self.run = run; self.command = command; self.now = now; self.interval = interval
@@ -152,14 +150,14 @@ final class StatusCommentObserver: JobObserver, @unchecked Sendable {
     func jobChanged(_ job: JobRecord, log: JobLog) {
         guard job.state == .running || job.state == .waiting else { return }   // the end is the final reply's
         let t = now()
-        let due: Int? = lock.withLock {
+        let due: Int? = edits.withLock { e in
             // a new warning is shown at once; everything else at most once per interval
-            let warned = job.detail != nil && job.detail != lastDetail
-            lastDetail = job.detail
-            if !warned, let last = lastEdit, t.timeIntervalSince(last) < interval { return nil }
-            lastEdit = t
-            edits += 1
-            return edits
+            let warned = job.detail != nil && job.detail != e.lastDetail
+            e.lastDetail = job.detail
+            if !warned, let last = e.lastEdit, t.timeIntervalSince(last) < interval { return nil }
+            e.lastEdit = t
+            e.count += 1
+            return e.count
         }
         guard let n = due else { return }
         do {

@@ -3,7 +3,6 @@ import Foundation
 import GRDB
 import KernelAgent
 import Logging
-import NIOConcurrencyHelpers
 
 /// One command's record and its reply: claimed before anything happens, settled with its reply in one
 /// transaction, within the requester's reply budget; and the texts the bot answers with.

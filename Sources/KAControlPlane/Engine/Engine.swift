@@ -3,7 +3,7 @@ import Foundation
 import GRDB
 import KernelAgent
 import Logging
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// Turns events (new comments, new issues) into runs of the same verbs the CLI runs. Conversation asks for
 /// consent first: the reply lists the plan and its pins, with a nonce; only `/ka-yes <nonce>` from an
@@ -25,15 +25,13 @@ public final class Engine: Sendable {
     let logger: Logger
     /// Plans at once, at most (`max_parallel_runs`).
     let planSlots: AsyncSlots
-    // Shared state is behind NIOLockedValueBox (a pthread mutex) rather than Synchronization.Mutex: on Linux,
-    // ThreadSanitizer cannot see Mutex's futex and reports the state it guards as racing (Swift 6.3.1).
-    let eventTasks = NIOLockedValueBox<[String: Task<Void, Never>]>([:])
-    let planning = NIOLockedValueBox(0)
-    let lanes = NIOLockedValueBox(LaneBook())
+    let eventTasks = Mutex<[String: Task<Void, Never>]>([:])
+    let planning = Mutex(0)
+    let lanes = Mutex(LaneBook())
     /// Told of every issue the poller or a webhook saw change (the dashboard watches its own issue).
-    let issueWatcher = NIOLockedValueBox<(@Sendable (GiteaIssue) -> Void)?>(nil)
+    let issueWatcher = Mutex<(@Sendable (GiteaIssue) -> Void)?>(nil)
     /// Cancels for the jobs running now, by run id (SIGTERM interrupts them).
-    let jobTasks = NIOLockedValueBox<[Int64: @Sendable () -> Void]>([:])
+    let jobTasks = Mutex<[Int64: @Sendable () -> Void]>([:])
 
     public init(config: ControlPlaneConfig, ledger: Ledger, api: GiteaAPI, botLogin: String,
                 makeContext: @escaping @Sendable () throws -> VerbContext, now: @escaping @Sendable () -> Date = { Date() },
@@ -58,8 +56,8 @@ public final class Engine: Sendable {
 
     // MARK: ingest (webhook and poller both land here)
 
-    public func watchIssues(_ watcher: @escaping @Sendable (GiteaIssue) -> Void) { issueWatcher.withLockedValue { $0 = watcher } }
-    public func issueSeen(_ issue: GiteaIssue) { issueWatcher.withLockedValue { $0 }?(issue) }
+    public func watchIssues(_ watcher: @escaping @Sendable (GiteaIssue) -> Void) { issueWatcher.withLock { $0 = watcher } }
+    public func issueSeen(_ issue: GiteaIssue) { issueWatcher.withLock { $0 }?(issue) }
 
     /// The ledger event for a newly created comment, or nil when it is not ours to read (the bot's own, a PR's).
     public func event(comment c: GiteaComment, issue: Int, isPull: Bool = false) -> Ledger.Event? {
@@ -97,11 +95,11 @@ public final class Engine: Sendable {
     /// `onSettled` runs after each event (the loop uses it to send the replies without waiting for its next turn).
     public func dispatchPending(onSettled: (@Sendable () -> Void)? = nil) throws {
         let pending = try ledger.unprocessedEvents()
-        eventTasks.withLockedValue { tasks in
+        eventTasks.withLock { tasks in
             for e in pending where tasks[e.key] == nil {
                 tasks[e.key] = Task { [self] in
                     await handleEvent(e)
-                    _ = eventTasks.withLockedValue { $0.removeValue(forKey: e.key) }
+                    _ = eventTasks.withLock { $0.removeValue(forKey: e.key) }
                     onSettled?()
                 }
             }
@@ -111,15 +109,15 @@ public final class Engine: Sendable {
     /// Waits until no event is being handled.
     public func waitForEvents() async {
         while true {
-            let tasks = eventTasks.withLockedValue { Array($0.values) }
+            let tasks = eventTasks.withLock { Array($0.values) }
             if tasks.isEmpty { return }
             for t in tasks { await t.value }
         }
     }
 
-    public var eventsInFlight: Int { eventTasks.withLockedValue { $0.count } }
+    public var eventsInFlight: Int { eventTasks.withLock { $0.count } }
     /// Plans running on their threads now (one that timed out counts until it returns).
-    public var plansRunning: Int { planning.withLockedValue { $0 } }
+    public var plansRunning: Int { planning.withLock { $0 } }
 
     /// Handles every stored event and waits for all of them (tests; the last turn before exit).
     public func processPending() async throws {
@@ -223,10 +221,10 @@ public final class Engine: Sendable {
 
 /// Resumes a continuation once, whichever of two racing callers comes first (a plan and its timeout).
 final class ResumeOnce<T: Sendable>: Sendable {
-    private let continuation: NIOLockedValueBox<CheckedContinuation<T, Never>?>
-    init(_ c: CheckedContinuation<T, Never>) { continuation = NIOLockedValueBox(c) }
+    private let continuation: Mutex<CheckedContinuation<T, Never>?>
+    init(_ c: CheckedContinuation<T, Never>) { continuation = Mutex(c) }
     func resume(_ value: T) {
-        let c = continuation.withLockedValue { c -> CheckedContinuation<T, Never>? in defer { c = nil }; return c }
+        let c = continuation.withLock { c -> CheckedContinuation<T, Never>? in defer { c = nil }; return c }
         c?.resume(returning: value)
     }
 }
@@ -239,6 +237,7 @@ extension Result where Success == Invocation, Failure == ParseProblem {
 }
 
 /// Hands a non-Sendable value (a parsed verb) to the one task that uses it.
+// Unchecked: the sender drops the value once handed over, which region checking cannot prove (Engine+Runs).
 struct UncheckedSendable<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import KernelAgent
 
 /// Fault injection for the tests that run the real `ka serve` binary: `KA_SERVE_FAULT` holds comma-separated
@@ -55,10 +56,9 @@ public struct ServeFaults: Sendable, Equatable {
 }
 
 /// Holds a verb's thread until a test opens it, so a test waits for state rather than racing a sleep.
-public final class FaultGate: @unchecked Sendable, Equatable {
+public final class FaultGate: Sendable, Equatable {
     private let opened = DispatchSemaphore(value: 0)
-    private let lock = NSLock()
-    private var isOpen = false
+    private let isOpen = Mutex(false)
 
     public init() {}
 
@@ -68,13 +68,14 @@ public final class FaultGate: @unchecked Sendable, Equatable {
     }
 
     public func open() {
-        lock.lock(); defer { lock.unlock() }
-        guard !isOpen else { return }
-        isOpen = true
-        opened.signal()
+        isOpen.withLock { isOpen in
+            guard !isOpen else { return }
+            isOpen = true
+            opened.signal()
+        }
     }
 
-    public var isOpened: Bool { lock.lock(); defer { lock.unlock() }; return isOpen }
+    public var isOpened: Bool { isOpen.withLock { $0 } }
 
     public static func == (a: FaultGate, b: FaultGate) -> Bool { a === b }
 }

@@ -3,7 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import KernelAgent
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// Every call the bot makes to Gitea. `DefaultGiteaClient` talks HTTP; tests use the same client against a
 /// Gitea stand-in, and the contract test checks every `GiteaRoute` against Gitea's own swagger.
@@ -123,9 +123,9 @@ public enum RetryAfter {
 
 /// The host-wide pause a 429 asks for: every request to the host waits until it has passed.
 final class HostPause: Sendable {
-    private let until = NIOLockedValueBox(Date.distantPast)
-    var resumesAt: Date { until.withLockedValue { $0 } }
-    func extend(to date: Date) { until.withLockedValue { $0 = max($0, date) } }
+    private let until = Mutex(Date.distantPast)
+    var resumesAt: Date { until.withLock { $0 } }
+    func extend(to date: Date) { until.withLock { $0 = max($0, date) } }
 }
 
 /// URLSession (libcurl on Linux) with token auth, paging until a short page, and retries with backoff and
@@ -149,8 +149,8 @@ public final class DefaultGiteaClient: GiteaAPI, GiteaHooksAPI, Sendable {
     static let defaultRetryAfter = 1.0
     static let maxRetryAfter = 3600.0
     /// Counts requests sent (for the idle-poll figure and tests).
-    public var requestCount: Int { requests.withLockedValue { $0 } }
-    private let requests = NIOLockedValueBox(0)
+    public var requestCount: Int { requests.withLock { $0 } }
+    private let requests = Mutex(0)
 
     public static let pageSize = 50   // Gitea caps limit at 50 (MAX_RESPONSE_ITEMS)
 
@@ -165,7 +165,7 @@ public final class DefaultGiteaClient: GiteaAPI, GiteaHooksAPI, Sendable {
         session = URLSession(configuration: config)
     }
 
-    private func countRequest() { requests.withLockedValue { $0 += 1 } }
+    private func countRequest() { requests.withLock { $0 += 1 } }
 
     func path(_ route: GiteaRoute, _ params: [String: String] = [:]) -> String {
         var p = route.path.replacingOccurrences(of: "{owner}", with: owner).replacingOccurrences(of: "{repo}", with: repo)

@@ -133,7 +133,7 @@ public struct BuildRouting: Sendable {
             } catch let e as KAError where !Task.isCancelled {
                 last = e.description   // still asleep: expected while it boots
             }
-            try await Task.sleep(for: .milliseconds(500))
+            try await Task.sleep(for: .milliseconds(500))   // a booting host tells nobody when sshd is up: ask again
         }
         try ctx.log.append("route", "\(host) did not answer ssh within \(wakeWait): \(last)")
         return false

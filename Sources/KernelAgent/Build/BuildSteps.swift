@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The steps of `ka build <host>`. They hand each other files in the job's own dir (`<state>/jobs/<id>/`):
 /// `build-host` (the routed host), `package/` (the rendered PKGBUILD and sources), `pkgrel`, `packages/` and
@@ -301,6 +302,7 @@ struct BuildSteps: Sendable {
                 do { return .success(try await ctx.run(command, on: host, observe: { activity.touch() })) } catch { return .failure(error) }
             }
             group.addTask {
+                // A stall is output that does not come, so no event marks it: a timer looks at the last line's time.
                 var warned = false
                 while !Task.isCancelled {
                     do { try await Task.sleep(for: .milliseconds(min(1000, max(100, warn * 100)))) } catch { return nil }
@@ -565,12 +567,11 @@ struct BuildSteps: Sendable {
 struct Stalled: Error { let text: String }
 
 /// When a remote build last printed a line.
-final class LastActivity: @unchecked Sendable {
-    private let lock = NSLock()
-    private var last = ContinuousClock.now
-    func touch() { lock.withLock { last = ContinuousClock.now } }
+final class LastActivity: Sendable {
+    private let last = Mutex(ContinuousClock.now)
+    func touch() { last.withLock { $0 = ContinuousClock.now } }
     var idleSeconds: Double {
-        let d = lock.withLock { ContinuousClock.now - last }
+        let d = last.withLock { ContinuousClock.now - $0 }
         return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 }

@@ -4,6 +4,7 @@ import FoundationNetworking
 #endif
 import CKernelAgentShims
 import MCP
+import Synchronization
 import SystemPackage
 
 /// His's ops over MCP (modelcontextprotocol/swift-sdk), as lmcp serves them: Streamable HTTP with a Bearer token,
@@ -204,11 +205,10 @@ actor HisSession {
         case let .stdio(command):
             let process = try HisChildProcess(command, env: env, endpoint: endpoint)
             let gen = generation
-            process.onExit = { [weak self] description in
+            try process.start { [weak self] description in
                 guard let self else { return }
                 Task { await self.peerExited(description, generation: gen) }
             }
-            try process.start()
             child = process
             transport = StdioTransport(input: FileDescriptor(rawValue: process.output), output: FileDescriptor(rawValue: process.input))
         }
@@ -269,16 +269,15 @@ actor HisSession {
 
 /// The stdio peer: argv started with its stdin and stdout as pipes to the SDK's StdioTransport; stderr's last
 /// bytes kept for errors. Killed (TERM, then KILL after 1 s) when the session ends.
-final class HisChildProcess: @unchecked Sendable {
+final class HisChildProcess: Sendable {
     private let process = Process()
     private let stdinPipe = Pipe(), stdoutPipe = Pipe(), stderrPipe = Pipe()
-    private let lock = NSLock()
-    private var stderrTail = Data()
-    /// stderr reached its end: the peer's last words are all in `stderrTail`.
-    private var stderrClosed = false
-    private var exited: String?
+    private let stderrTail = Mutex(Data())
+    /// Signalled when stderr reaches its end: the peer's last words are all in `stderrTail`.
+    private let stderrClosed = DispatchSemaphore(value: 0)
+    /// How the process ended.
+    private let exited = OneShot<String>()
     private let argv: [String]
-    var onExit: (@Sendable (String) -> Void)?
 
     /// The fds the transport uses: it writes `input` (the child's stdin) and reads `output` (its stdout).
     var input: Int32 { stdinPipe.fileHandleForWriting.fileDescriptor }
@@ -301,29 +300,30 @@ final class HisChildProcess: @unchecked Sendable {
         process.standardError = stderrPipe
     }
 
-    func start() throws {
+    /// Starts the process; `onExit` is told how it ended, once.
+    func start(onExit: @escaping @Sendable (String) -> Void) throws {
         _ = Self.ignoreSIGPIPE   // a write to a peer that died fails with EPIPE instead of ending ka
         stderrPipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
             let data = handle.availableData
             guard let self else { return }
-            if data.isEmpty { handle.readabilityHandler = nil; self.lock.withLock { self.stderrClosed = true }; return }
-            self.lock.withLock {
-                self.stderrTail.append(data)
-                if self.stderrTail.count > 2048 { self.stderrTail = self.stderrTail.suffix(2048) }
+            if data.isEmpty { handle.readabilityHandler = nil; self.stderrClosed.signal(); return }
+            self.stderrTail.withLock { tail in
+                tail.append(data)
+                if tail.count > 2048 { tail = tail.suffix(2048) }
             }
         }
         process.terminationHandler = { [weak self] p in
             guard let self else { return }
             let how = p.terminationReason == .uncaughtSignal ? "was killed by signal \(p.terminationStatus)" : "exited with status \(p.terminationStatus)"
-            // The exit may be seen before stderr's reader has taken the peer's last words: wait for its end (briefly).
+            // The exit may be seen before stderr's reader has taken the peer's last words: wait for its end (briefly),
+            // on a Dispatch thread: the cooperative pool's two threads carry the calls and their caps.
             DispatchQueue.global().async {
-                let deadline = Date().addingTimeInterval(0.5)
-                while Date() < deadline, !self.lock.withLock({ self.stderrClosed }) { usleep(5_000) }
-                let tail = self.lock.withLock { String(decoding: self.stderrTail, as: UTF8.self) }
+                _ = self.stderrClosed.wait(timeout: .now() + 0.5)   // timed out: say what came so far
+                let tail = self.stderrTail.withLock { String(decoding: $0, as: UTF8.self) }
                     .trimmingCharacters(in: .whitespacesAndNewlines)
                 let description = "its process (\(self.argv.joined(separator: " "))) \(how)\(tail.isEmpty ? "" : ": \(tail.suffix(600))")"
-                self.lock.withLock { self.exited = description }
-                self.onExit?(description)
+                self.exited.set(description)
+                onExit(description)
             }
         }
         do {
@@ -353,12 +353,7 @@ final class HisChildProcess: @unchecked Sendable {
 
     /// How the process ended, once it has (waiting up to `limit` for it); nil while it runs.
     func exitDescription(waitingUpTo limit: Swift.Duration) async -> String? {
-        let deadline = ContinuousClock.now + limit
-        while ContinuousClock.now < deadline {
-            if let exited = lock.withLock({ exited }) { return exited }
-            do { try await Task.sleep(for: .milliseconds(20)) } catch { break }
-        }
-        return lock.withLock { exited }
+        await exited.value(waitingUpTo: limit)
     }
 
     func terminate() {

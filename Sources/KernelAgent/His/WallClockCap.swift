@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Runs `body` with a hard wall-clock cap: when `cap` passes first, `body`'s task is cancelled and `onTimeout`'s
 /// error is thrown at once, without waiting for `body` to notice. A dial timeout does not bound a half-dead peer
@@ -25,27 +26,29 @@ func withWallClockCap<T: Sendable>(_ cap: Swift.Duration, onTimeout: @escaping @
 }
 
 /// The first result wins; later ones are dropped. Safe from any thread.
-final class FirstOutcome<T: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var continuation: CheckedContinuation<T, Error>?
-    private var early: Result<T, Error>?
-    private var settled = false
-    private var cleanup: (@Sendable () -> Void)?
+final class FirstOutcome<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<T, Error>?
+        var early: Result<T, Error>?
+        var settled = false
+        var cleanup: (@Sendable () -> Void)?
+    }
+    private let state = Mutex(State())
     private struct Winner { let continuation: CheckedContinuation<T, Error>?; let cleanup: (@Sendable () -> Void)? }
 
     func install(_ c: CheckedContinuation<T, Error>) {
-        let pending: Result<T, Error>? = lock.withLock {
-            if let early { return early }
-            continuation = c
+        let pending: Result<T, Error>? = state.withLock { s in
+            if let early = s.early { return early }
+            s.continuation = c
             return nil
         }
         if let pending { c.resume(with: pending) }
     }
 
     func onSettle(_ f: @escaping @Sendable () -> Void) {
-        let runNow = lock.withLock { () -> Bool in
-            if settled { return true }
-            cleanup = f
+        let runNow = state.withLock { s -> Bool in
+            if s.settled { return true }
+            s.cleanup = f
             return false
         }
         if runNow { f() }
@@ -54,12 +57,12 @@ final class FirstOutcome<T: Sendable>: @unchecked Sendable {
     /// True when this result is the one that counts.
     @discardableResult
     func settle(_ result: Result<T, Error>) -> Bool {
-        let winner: Winner? = lock.withLock {
-            guard !settled else { return nil }
-            settled = true
-            defer { continuation = nil; cleanup = nil }
-            if continuation == nil { early = result }
-            return Winner(continuation: continuation, cleanup: cleanup)
+        let winner: Winner? = state.withLock { s in
+            guard !s.settled else { return nil }
+            s.settled = true
+            defer { s.continuation = nil; s.cleanup = nil }
+            if s.continuation == nil { s.early = result }
+            return Winner(continuation: s.continuation, cleanup: s.cleanup)
         }
         guard let winner else { return false }
         winner.continuation?.resume(with: result)

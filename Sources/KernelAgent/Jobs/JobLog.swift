@@ -1,13 +1,20 @@
 import Foundation
+import Synchronization
 
 /// A job's log, `<state>/jobs/<job-id>/log`: every line a step or its remote command printed, time-stamped,
 /// appended as it arrives. It survives the process; a resumed job appends to it.
-public final class JobLog: @unchecked Sendable {
+public final class JobLog: Sendable {
     public let url: URL
-    private let lock = NSLock()
-    private var handle: FileHandle?
-    private var written: UInt64
-    private var tailLines: [String] = []
+    private struct State {
+        let handle: FileHandle
+        var written: UInt64
+        var tailLines: [String] = []
+        /// Formatters are not Sendable: one per log, used under its lock.
+        let stamp: ISO8601DateFormatter = {
+            let f = ISO8601DateFormatter(); f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]; return f
+        }()
+    }
+    private let state: Mutex<State>
     private static let tailKept = 40
 
     public static func directory(_ ws: Workspace, _ id: JobID) -> URL {
@@ -27,43 +34,36 @@ public final class JobLog: @unchecked Sendable {
                 }
             }
             let h = try FileHandle(forWritingTo: url)
-            written = try h.seekToEnd()
-            handle = h
+            state = Mutex(State(handle: h, written: try h.seekToEnd()))
         } catch let e as KAError { throw e } catch {
             throw KAError.failure(url.path, "cannot open the job log: \(error.localizedDescription)", cause: error)
         }
     }
 
-    deinit { try? handle?.close() }   // closing a log we only appended to cannot lose anything already written
+    deinit { state.withLock { try? $0.handle.close() } }   // closing a log we only appended to cannot lose anything already written
 
     /// Where the next line will start: a step records it, so its own lines can be found again.
-    public var offset: UInt64 { lock.lock(); defer { lock.unlock() }; return written }
-
-    /// Formatters are not Sendable: one per log, used under its lock.
-    private let stamp: ISO8601DateFormatter = {
-        let f = ISO8601DateFormatter(); f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]; return f
-    }()
+    public var offset: UInt64 { state.withLock { $0.written } }
 
     /// Appends one line, e.g. `2026-11-30T14:12:03.120Z fresnel stdout| …`. A failed write is reported to the
     /// caller once, and the step goes on: the journal, not the log, is the record of what happened.
     public func append(_ source: String, _ text: String, at date: Date = Date()) throws {
         let clean = text.replacingOccurrences(of: "\n", with: "⏎")
-        lock.lock(); defer { lock.unlock() }
-        let line = "\(stamp.string(from: date)) \(source)| \(clean)\n"
-        tailLines.append("\(source)| \(clean)")
-        if tailLines.count > Self.tailKept { tailLines.removeFirst(tailLines.count - Self.tailKept) }
-        guard let handle else { return }
-        let data = Data(line.utf8)
-        do { try handle.write(contentsOf: data) } catch {
-            throw KAError.failure(url.path, "cannot append to the job log: \(error.localizedDescription)", cause: error)
+        try state.withLock { s in
+            let line = "\(s.stamp.string(from: date)) \(source)| \(clean)\n"
+            s.tailLines.append("\(source)| \(clean)")
+            if s.tailLines.count > Self.tailKept { s.tailLines.removeFirst(s.tailLines.count - Self.tailKept) }
+            let data = Data(line.utf8)
+            do { try s.handle.write(contentsOf: data) } catch {
+                throw KAError.failure(url.path, "cannot append to the job log: \(error.localizedDescription)", cause: error)
+            }
+            s.written += UInt64(data.count)
         }
-        written += UInt64(data.count)
     }
 
     /// The last lines this process appended (for the status comment), newest last.
     public func recentLines(_ n: Int) -> [String] {
-        lock.lock(); defer { lock.unlock() }
-        return Array(tailLines.suffix(n))
+        state.withLock { Array($0.tailLines.suffix(n)) }
     }
 
     /// The last `n` lines of a job's log file, read from the end (for `ka jobs show`, in any process).

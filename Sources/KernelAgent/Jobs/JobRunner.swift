@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Told of every change to a job's journal (the CLI prints a line per step; the bot edits its status comment).
 public protocol JobObserver: Sendable {
@@ -143,7 +144,8 @@ public struct JobRunner: Sendable {
 
     enum StepEnd { case succeeded(String), failed(Error), stopped(StopReason) }
 
-    /// Runs the step in a child task while a watcher polls the store for `ka jobs cancel`.
+    /// Runs the step in a child task while a watcher polls the store for `ka jobs cancel` (which another process
+    /// writes: nothing wakes this one).
     private func runWatched(_ step: JobStep, _ ctx: StepContext, _ id: JobID) async -> StepEnd {
         let store = self.store, interval = cancelPollInterval
         return await withTaskGroup(of: StepEnd?.self) { group in
@@ -240,11 +242,10 @@ public struct JobRunner: Sendable {
 }
 
 /// The job record as the runner last wrote it.
-final class LatestJob: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: JobRecord?
+final class LatestJob: Sendable {
+    private let stored = Mutex<JobRecord?>(nil)
     var value: JobRecord? {
-        get { lock.withLock { stored } }
-        set { lock.withLock { stored = newValue } }
+        get { stored.withLock { $0 } }
+        set { stored.withLock { $0 = newValue } }
     }
 }

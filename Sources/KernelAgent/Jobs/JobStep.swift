@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// What a step lets the runtime do after it was interrupted mid-way (a restart, a kill -9, a SIGTERM).
 public enum Resumption: Sendable {
@@ -71,11 +72,10 @@ public struct StepContext: Sendable {
 }
 
 /// The first failed log write from a line handler, which cannot throw itself.
-final class LogFailures: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: Error?
-    func note(_ e: Error) { lock.lock(); if stored == nil { stored = e }; lock.unlock() }
-    var first: Error? { lock.lock(); defer { lock.unlock() }; return stored }
+final class LogFailures: Sendable {
+    private let stored = Mutex<Error?>(nil)
+    func note(_ e: Error) { stored.withLock { if $0 == nil { $0 = e } } }
+    var first: Error? { stored.withLock { $0 } }
 }
 
 /// Gives a step the transport for a host (OpenSSH for the fleet, a fake in unit tests).

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Synchronization
 
 /// Where jobs and their journals live. The CLI and `ka serve` share one (the state database), so a job started
 /// by either is listed, shown and cancelled by both.
@@ -31,32 +32,34 @@ extension JobStore {
 }
 
 /// The in-memory store, for unit tests. It fails where the real one would: an unknown id, a duplicate insert.
-public final class MemoryJobStore: JobStore, @unchecked Sendable {
-    private let lock = NSLock()
-    private var records: [JobID: JobRecord] = [:]
+public final class MemoryJobStore: JobStore, Sendable {
+    private let records = Mutex<[JobID: JobRecord]>([:])
 
     public init() {}
 
     public func insert(_ job: JobRecord) throws {
-        lock.lock(); defer { lock.unlock() }
-        guard records[job.id] == nil else { throw KAError.failure("job store", "job \(job.id) exists already") }
-        records[job.id] = job
+        try records.withLock { records in
+            guard records[job.id] == nil else { throw KAError.failure("job store", "job \(job.id) exists already") }
+            records[job.id] = job
+        }
     }
 
-    public func job(_ id: JobID) throws -> JobRecord? { lock.lock(); defer { lock.unlock() }; return records[id] }
+    public func job(_ id: JobID) throws -> JobRecord? { records.withLock { $0[id] } }
 
     public func jobs(states: Set<JobState>?, limit: Int) throws -> [JobRecord] {
-        lock.lock(); defer { lock.unlock() }
-        let all = records.values.filter { states?.contains($0.state) ?? true }
-        return Array(all.sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }.prefix(limit))
+        records.withLock { records in
+            let all = records.values.filter { states?.contains($0.state) ?? true }
+            return Array(all.sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }.prefix(limit))
+        }
     }
 
     public func update(_ id: JobID, _ change: (inout JobRecord) throws -> Void) throws -> JobRecord {
-        lock.lock(); defer { lock.unlock() }
-        guard var r = records[id] else { throw KAError.failure("job store", "no job \(id)") }
-        try change(&r)
-        records[id] = r
-        return r
+        try records.withLock { records in
+            guard var r = records[id] else { throw KAError.failure("job store", "no job \(id)") }
+            try change(&r)
+            records[id] = r
+            return r
+        }
     }
 }
 
@@ -212,21 +215,23 @@ public final class SQLiteJobStore: JobStore, Sendable {
 
 /// The records this process wrote last, by job, with the version they were written as: valid while no other
 /// process has written the job since. A few jobs run at once; the oldest entries go first.
-private final class LastWritten: @unchecked Sendable {
-    private let lock = NSLock()   // a pthread mutex, which ThreadSanitizer sees
-    private var entries: [JobID: (version: Int64, record: JobRecord)] = [:]
-    private var order: [JobID] = []
+private final class LastWritten: Sendable {
+    private struct State {
+        var entries: [JobID: (version: Int64, record: JobRecord)] = [:]
+        var order: [JobID] = []
+    }
+    private let state = Mutex(State())
     private let capacity = 32
 
     func record(_ id: JobID, version: Int64) -> JobRecord? {
-        lock.withLock { entries[id].flatMap { $0.version == version ? $0.record : nil } }
+        state.withLock { s in s.entries[id].flatMap { $0.version == version ? $0.record : nil } }
     }
 
     func keep(_ r: JobRecord, version: Int64) {
-        lock.withLock {
-            if entries.updateValue((version, r), forKey: r.id) == nil {
-                order.append(r.id)
-                if order.count > capacity { entries[order.removeFirst()] = nil }
+        state.withLock { s in
+            if s.entries.updateValue((version, r), forKey: r.id) == nil {
+                s.order.append(r.id)
+                if s.order.count > capacity { s.entries[s.order.removeFirst()] = nil }
             }
         }
     }

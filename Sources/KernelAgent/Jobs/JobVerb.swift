@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 
 /// A verb whose work is a job of named steps on other hosts (preflight, build, install, verify, prune, …).
 /// Its plan only reads: it names the steps, which consent shows; the job runtime runs them.
@@ -48,27 +49,28 @@ struct StepLinePrinter: JobObserver {
     }
 }
 
-final class SeenSteps: @unchecked Sendable {
-    private let lock = NSLock()
-    private var states: [Int: StepState] = [:]
-    private var waited = false
+final class SeenSteps: Sendable {
+    private struct State { var states: [Int: StepState] = [:]; var waited = false }
+    private let state = Mutex(State())
     func changed(_ i: Int, _ s: StepState) -> Bool {
-        lock.lock(); defer { lock.unlock() }
-        guard s != .pending, states[i] != s else { return false }
-        states[i] = s
-        return true
+        state.withLock { st in
+            guard s != .pending, st.states[i] != s else { return false }
+            st.states[i] = s
+            return true
+        }
     }
-    func noteWaiting() -> Bool { lock.lock(); defer { lock.unlock() }; defer { waited = true }; return !waited }
+    func noteWaiting() -> Bool { state.withLock { st in defer { st.waited = true }; return !st.waited } }
 }
 
 /// Turns SIGINT/SIGTERM into a call (cancelling the job's task) instead of the default death, so the job is
 /// journaled as interrupted and its remote commands are killed.
-final class SignalCanceller: @unchecked Sendable {
-    private var sources: [DispatchSourceSignal] = []
+final class SignalCanceller: Sendable {
+    private let sources: Mutex<[DispatchSourceSignal]>
     private let signals: [Int32]
 
     init(signals: [Int32], _ handler: @escaping @Sendable () -> Void) {
         self.signals = signals
+        var sources: [DispatchSourceSignal] = []
         for s in signals {
             signal(s, SIG_IGN)
             let src = DispatchSource.makeSignalSource(signal: s, queue: .global())
@@ -76,11 +78,14 @@ final class SignalCanceller: @unchecked Sendable {
             src.resume()
             sources.append(src)
         }
+        self.sources = Mutex(sources)
     }
 
     func stop() {
-        for s in sources { s.cancel() }
+        sources.withLock { sources in
+            for s in sources { s.cancel() }
+            sources = []
+        }
         for s in signals { signal(s, SIG_DFL) }
-        sources = []
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A job's lanes, held across processes: one `flock(2)` per lane on `<state>/locks/lanes/<lane>.lock`, the same
 /// kind of OS lock as the tree's. A job from the CLI and one from `ka serve` on the same host never run at once,
@@ -6,23 +7,24 @@ import Foundation
 ///
 /// A job takes all its lanes or none: it never sits on one lane while it waits for another, so two jobs that
 /// want {a, b} and {b, c} cannot deadlock, and a waiting job blocks nobody.
-public final class LaneLocks: @unchecked Sendable {
+public final class LaneLocks: Sendable {
     public let lanes: [String]
-    private var fds: [Int32]
+    /// Empty once released.
+    private let fds: Mutex<[Int32]>
     private let holderFiles: [URL]
-    private let lock = NSLock()
 
     private init(lanes: [String], fds: [Int32], holderFiles: [URL]) {
-        self.lanes = lanes; self.fds = fds; self.holderFiles = holderFiles
+        self.lanes = lanes; self.fds = Mutex(fds); self.holderFiles = holderFiles
     }
 
     deinit { release() }
 
     public func release() {
-        lock.lock(); defer { lock.unlock() }
-        for f in holderFiles { unlink(f.path) }   // a stale note names a dead pid and is filtered out anyway
-        for fd in fds { flock(fd, LOCK_UN); close(fd) }
-        fds = []
+        fds.withLock { fds in
+            for f in holderFiles { unlink(f.path) }   // a stale note names a dead pid and is filtered out anyway
+            for fd in fds { flock(fd, LOCK_UN); close(fd) }
+            fds = []
+        }
     }
 
     static func dir(_ ws: Workspace) -> URL { ws.stateDir.appendingPathComponent("locks/lanes") }
@@ -82,6 +84,8 @@ public final class LaneLocks: @unchecked Sendable {
                 throw KAError.refusal(busyLane, "busy: held by \(who)", hint: "retry when it is done, or drop --no-wait to wait for it")
             }
             if !told { note("waiting for \(busyLane), held by \(who)"); told = true }
+            // A blocking flock would hold a thread and could not take all lanes at once; another process's
+            // unlock sends no wake-up, so poll, backing off.
             do { try await Task.sleep(nanoseconds: pause) } catch {
                 closeAll()
                 throw KAError.failure("waiting for \(busyLane)", "cancelled")

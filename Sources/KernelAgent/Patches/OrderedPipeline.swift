@@ -35,14 +35,16 @@ enum OrderedPipeline {
         }
     }
 
+    // Unchecked: its vars are touched only with `cond` locked. Not a Mutex: the threads block on the condition
+    // variable (Mutex has none).
     private final class State<T: Sendable>: @unchecked Sendable {
-        let cond = NSCondition()
+        private let cond = NSCondition()
         let window: Int
         /// Results waiting for the consumer, at `index % window`.
-        var slots: [T?]
+        private var slots: [T?]
         /// The next index a worker takes, and how many results the consumer took.
-        var next = 0, consumed = 0
-        var stopped = false
+        private var next = 0, consumed = 0
+        private var stopped = false
 
         init(window: Int) {
             self.window = window

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A manifest resolved into the ordered list of patches it applies.
 public struct Resolution: Sendable {
@@ -211,21 +212,21 @@ public struct Resolver: Sendable {
 
 /// The refusals of a run over many patches: the first in resolution order is the one shown (so the message does
 /// not depend on thread timing), with a count of the others.
-final class Failures: @unchecked Sendable {
-    private let lock = NSLock()
-    private var first: (index: Int, error: KAError)?
-    private var count = 0
+final class Failures: Sendable {
+    private struct State { var first: (index: Int, error: KAError)?; var count = 0 }
+    private let state = Mutex(State())
 
     func record(_ i: Int, _ e: KAError) {
-        lock.lock(); defer { lock.unlock() }
-        count += 1
-        if first.map({ i < $0.index }) ?? true { first = (i, e) }
+        state.withLock { s in
+            s.count += 1
+            if s.first.map({ i < $0.index }) ?? true { s.first = (i, e) }
+        }
     }
 
-    var isEmpty: Bool { lock.lock(); defer { lock.unlock() }; return first == nil }
+    var isEmpty: Bool { state.withLock { $0.first == nil } }
 
     func throwFirst() throws {
-        lock.lock(); defer { lock.unlock() }
+        let (first, count) = state.withLock { ($0.first, $0.count) }
         guard let (_, e) = first else { return }
         guard count > 1 else { throw e }
         throw KAError(e.kind, e.chain + ["(\(count - 1) more patch(es) refused too; this is the first in resolution order)"], hint: e.hint)

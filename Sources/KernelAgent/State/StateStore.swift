@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Synchronization
 
 public struct PromotionRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
     public static let databaseTableName = "promotions"
@@ -140,7 +141,7 @@ public struct ReminderRecord: Sendable, Equatable, Codable, FetchableRecord, Per
 }
 
 /// SQLite via GRDB, WAL mode (`DatabasePool`), at `<state dir>/state.sqlite`.
-public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable {
+public final class SQLiteStateStore: StateStore, BlockStore, Sendable {
     let pool: DatabasePool
 
     public init(path: URL) throws {
@@ -391,87 +392,87 @@ public final class SQLiteStateStore: StateStore, BlockStore, @unchecked Sendable
 }
 
 /// In-memory state for tests and dry runs.
-public final class MemoryStateStore: StateStore, BlockStore, @unchecked Sendable {
-    private let lock = NSLock()
-    private var promotions: [String: PromotionRecord] = [:]
-    private var campaigns: [String: CampaignRecord] = [:]
-    private var drifts: [String: DriftRecord] = [:]
-    private var blocks: [(Block, open: Bool)] = []
-    private var installableRecords: [String: InstallableRecord] = [:]
+public final class MemoryStateStore: StateStore, BlockStore, Sendable {
+    private struct State {
+        var promotions: [String: PromotionRecord] = [:]
+        var campaigns: [String: CampaignRecord] = [:]
+        var drifts: [String: DriftRecord] = [:]
+        var blocks: [(Block, open: Bool)] = []
+        var installableRecords: [String: InstallableRecord] = [:]
+        var pause: PrunePauseRecord?
+        var reminders: [Int: ReminderRecord] = [:]
+    }
+    private let state = Mutex(State())
     public let installs: any InstallStore = MemoryInstallStore()
-    private var pause: PrunePauseRecord?
 
     public init() {}
 
-    private func locked<T>(_ body: () throws -> T) rethrows -> T { lock.lock(); defer { lock.unlock() }; return try body() }
-
-    public func prunePause() throws -> PrunePauseRecord? { locked { pause } }
+    public func prunePause() throws -> PrunePauseRecord? { state.withLock { $0.pause } }
     public func pausePrune(_ r: PrunePauseRecord) throws -> PrunePauseRecord {
-        locked { if let pause { return pause }; pause = r; return r }
+        state.withLock { s in if let pause = s.pause { return pause }; s.pause = r; return r }
     }
-    public func resumePrune() throws -> PrunePauseRecord? { locked { defer { pause = nil }; return pause } }
+    public func resumePrune() throws -> PrunePauseRecord? { state.withLock { s in defer { s.pause = nil }; return s.pause } }
 
-    public func recordPromotion(_ r: PromotionRecord) throws { locked { promotions[r.host] = r } }
-    public func recordInstallable(_ r: InstallableRecord) throws { locked { installableRecords[r.job] = r } }
-    public func installable(job: String) throws -> InstallableRecord? { locked { installableRecords[job] } }
+    public func recordPromotion(_ r: PromotionRecord) throws { state.withLock { $0.promotions[r.host] = r } }
+    public func recordInstallable(_ r: InstallableRecord) throws { state.withLock { $0.installableRecords[r.job] = r } }
+    public func installable(job: String) throws -> InstallableRecord? { state.withLock { $0.installableRecords[job] } }
     public func installables(_ hosts: [String]) throws -> [String: InstallableRecord] {
-        locked {
+        state.withLock { s in
             var out: [String: InstallableRecord] = [:]
-            for r in installableRecords.values.sorted(by: { $0.filedAt < $1.filedAt }) where hosts.contains(r.host) { out[r.host] = r }
+            for r in s.installableRecords.values.sorted(by: { $0.filedAt < $1.filedAt }) where hosts.contains(r.host) { out[r.host] = r }
             return out
         }
     }
-    public func promotion(host: String) throws -> PromotionRecord? { locked { promotions[host] } }
+    public func promotion(host: String) throws -> PromotionRecord? { state.withLock { $0.promotions[host] } }
     public func setCampaign(_ name: String, status: CampaignStatus, at: Date) throws {
-        locked { campaigns[name] = CampaignRecord(name: name, status: status, updatedAt: at) }
+        state.withLock { $0.campaigns[name] = CampaignRecord(name: name, status: status, updatedAt: at) }
     }
-    public func campaign(_ name: String) throws -> CampaignRecord? { locked { campaigns[name] } }
-    public func deleteCampaign(_ name: String) throws { _ = locked { campaigns.removeValue(forKey: name) } }
+    public func campaign(_ name: String) throws -> CampaignRecord? { state.withLock { $0.campaigns[name] } }
+    public func deleteCampaign(_ name: String) throws { _ = state.withLock { $0.campaigns.removeValue(forKey: name) } }
     public func markDrifted(host: String, reason: String, at: Date) throws {
-        locked { drifts[host] = DriftRecord(host: host, reason: reason, since: at) }
+        state.withLock { $0.drifts[host] = DriftRecord(host: host, reason: reason, since: at) }
     }
-    public func clearDrift(host: String) throws { _ = locked { drifts.removeValue(forKey: host) } }
-    public func drift(host: String) throws -> DriftRecord? { locked { drifts[host] } }
+    public func clearDrift(host: String) throws { _ = state.withLock { $0.drifts.removeValue(forKey: host) } }
+    public func drift(host: String) throws -> DriftRecord? { state.withLock { $0.drifts[host] } }
 
-    private var reminders: [Int: ReminderRecord] = [:]
     public func upsertReminder(issue: Int, filedAt: Date, open: Bool) throws {
-        locked {
-            if reminders[issue] != nil { reminders[issue]?.open = open }
-            else if open { reminders[issue] = ReminderRecord(issue: issue, filedAt: filedAt, stage: 0, nextDue: filedAt, snoozedUntil: nil, open: true) }
+        state.withLock { s in
+            if s.reminders[issue] != nil { s.reminders[issue]?.open = open }
+            else if open { s.reminders[issue] = ReminderRecord(issue: issue, filedAt: filedAt, stage: 0, nextDue: filedAt, snoozedUntil: nil, open: true) }
         }
     }
     public func snoozeReminder(issue: Int, until: Date) throws -> Bool {
-        locked {
-            guard var r = reminders[issue], r.open else { return false }
+        state.withLock { s in
+            guard var r = s.reminders[issue], r.open else { return false }
             r.snoozedUntil = until; if r.nextDue < until { r.nextDue = until }
-            reminders[issue] = r
+            s.reminders[issue] = r
             return true
         }
     }
     public func dueReminders(now: Date, limit: Int) throws -> [ReminderRecord] {
-        locked { Array(reminders.values.filter { $0.open && $0.nextDue <= now }.sorted { $0.nextDue < $1.nextDue }.prefix(limit)) }
+        state.withLock { s in Array(s.reminders.values.filter { $0.open && $0.nextDue <= now }.sorted { $0.nextDue < $1.nextDue }.prefix(limit)) }
     }
     public func openReminders() throws -> [ReminderRecord] {
-        locked { reminders.values.filter(\.open).sorted { $0.issue < $1.issue } }
+        state.withLock { s in s.reminders.values.filter(\.open).sorted { $0.issue < $1.issue } }
     }
     public func advanceReminder(issue: Int, stage: Int, nextDue: Date) throws {
-        locked { reminders[issue]?.stage = stage; reminders[issue]?.nextDue = nextDue }
+        state.withLock { s in s.reminders[issue]?.stage = stage; s.reminders[issue]?.nextDue = nextDue }
     }
 
-    public func openBlocks() throws -> [Block] { locked { blocks.filter(\.open).map(\.0) } }
+    public func openBlocks() throws -> [Block] { state.withLock { s in s.blocks.filter(\.open).map(\.0) } }
     @discardableResult
     public func file(kind: BlockKind, scope: BlockScope, title: String, body: String) throws -> Block {
-        locked {
-            if let b = blocks.first(where: { $0.open && $0.0.kind == kind && $0.0.scope == scope }) { return b.0 }
-            let b = Block(id: "mem-\(blocks.count + 1)", kind: kind, scope: scope, title: title)
-            blocks.append((b, true))
+        state.withLock { s in
+            if let b = s.blocks.first(where: { $0.open && $0.0.kind == kind && $0.0.scope == scope }) { return b.0 }
+            let b = Block(id: "mem-\(s.blocks.count + 1)", kind: kind, scope: scope, title: title)
+            s.blocks.append((b, true))
             return b
         }
     }
     public func close(id: String) throws {
-        let closed = locked { () -> Bool in
-            guard let i = blocks.firstIndex(where: { $0.0.id == id && $0.open }) else { return false }
-            blocks[i].open = false
+        let closed = state.withLock { s -> Bool in
+            guard let i = s.blocks.firstIndex(where: { $0.0.id == id && $0.open }) else { return false }
+            s.blocks[i].open = false
             return true
         }
         guard closed else { throw KAError.refusal("block \(id)", "no open block has this id", hint: "ka blocks lists the open ones") }

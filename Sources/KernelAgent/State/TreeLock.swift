@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// What a verb does to `patches/` and `fleet/`.
 public enum TreeAccess: Sendable, Equatable {
@@ -13,23 +14,24 @@ public enum TreeAccess: Sendable, Equatable {
 /// so it excludes across processes (the CLI and `ka serve`) and across threads of one process alike. A holder
 /// that dies releases it with its descriptor — which is how recovery knows a journal's owner is dead: a journal
 /// seen while holding the exclusive lock belongs to nobody alive.
-public final class TreeLock: @unchecked Sendable {
+public final class TreeLock: Sendable {
     public let access: TreeAccess
-    private var fd: Int32
+    /// -1 once released: release() takes it exactly once, even when called twice at once.
+    private let fd: Mutex<Int32>
     private let holderFile: URL?
 
     private init(access: TreeAccess, fd: Int32, holderFile: URL?) {
-        self.access = access; self.fd = fd; self.holderFile = holderFile
+        self.access = access; self.fd = Mutex(fd); self.holderFile = holderFile
     }
 
     deinit { release() }
 
     public func release() {
+        let fd = self.fd.withLock { fd in defer { fd = -1 }; return fd }
         guard fd >= 0 else { return }
         if let holderFile { try? FileManager.default.removeItem(at: holderFile) }   // best effort: stale ones are filtered by pid
         flock(fd, LOCK_UN)
         close(fd)
-        fd = -1
     }
 
     static func locksDir(_ ws: Workspace) -> URL { ws.stateDir.appendingPathComponent("locks") }

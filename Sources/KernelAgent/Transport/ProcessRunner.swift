@@ -291,7 +291,7 @@ public enum ProcessGroup {
         let clock = ContinuousClock()
         let termDeadline = clock.now + grace
         // A cancelled caller (the watchdog, once the program ended by itself) stops here; the sweep after the run
-        // is never cancelled.
+        // is never cancelled. Polled: a group's exit wakes nobody (its members need not be our children).
         do {
             while exists(pgid) && clock.now < termDeadline { try await clock.sleep(for: .milliseconds(10)) }
             // Whatever is left, zombies included (SIGKILL to a zombie is harmless).
