@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "kernel-agent",
-    platforms: [.macOS(.v15)],   // Synchronization.Mutex
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "ka", targets: ["ka"]),
         .library(name: "KernelAgent", targets: ["KernelAgent"]),
@@ -26,6 +26,8 @@ let package = Package(
         // imported by the control plane directly (they came through Hummingbird undeclared)
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        // the bot's Gitea client (Sources/KAControlPlane/Gitea), on the same event loops as the server
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // renameat2(RENAME_EXCHANGE), which Swift's Glibc module does not export
@@ -42,6 +44,8 @@ let package = Package(
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "MCP", package: "swift-sdk"),
                 .product(name: "SystemPackage", package: "swift-system"),
+                // the one lock type: NIOLockedValueBox, a pthread mutex ThreadSanitizer sees (it misses Mutex's futex)
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         .target(
@@ -58,7 +62,10 @@ let package = Package(
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
         .executableTarget(
@@ -71,15 +78,17 @@ let package = Package(
         // scripts/bench-dashboard's harness: GET / against GET /healthz, and the dashboard issue during a burst.
         .executableTarget(name: "ka-bench-dashboard", dependencies: [
             "KernelAgent", "KAControlPlane", .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Logging", package: "swift-log"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
         .plugin(name: "GitCommitStamp", capability: .buildTool()),
         // What both test targets share: the blocking runner of external tools, offPool, and the fakes (a scripted
         // transport, probe host and His), which stay out of what ships.
-        .target(name: "KATestSupport", dependencies: ["KernelAgent"], path: "Tests/TestSupport"),
+        .target(name: "KATestSupport", dependencies: ["KernelAgent", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+                path: "Tests/TestSupport"),
         .testTarget(
             name: "KernelAgentTests",
-            dependencies: ["KernelAgent", "KATestSupport", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["KernelAgent", "KATestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
         ),
         .testTarget(
             name: "ControlPlaneTests",
@@ -88,6 +97,7 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             // the stand-in shares mutable state across handlers under one lock; v5 mode keeps it readable
             swiftSettings: [.swiftLanguageMode(.v5)]

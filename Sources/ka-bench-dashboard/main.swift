@@ -6,7 +6,7 @@ import Hummingbird
 import KAControlPlane
 import KernelAgent
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 // scripts/bench-dashboard's harness (issue 10):
 //  1. GET / of a fleet of HOSTS target hosts with JOBS jobs over the last 30 days, against GET /healthz on the same
@@ -124,15 +124,15 @@ print("first build of the picture and page (tree, state store, \(jobCount) jobs,
 /// Gitea for the dashboard alone: one repo's issues in memory, edits counted with the (injected) time they came.
 final class CountingGitea: GiteaAPI, Sendable {
     struct State { var issues: [Int: GiteaIssue] = [:]; var editTimes: [Date] = [] }
-    let state = Mutex(State())
+    let state = NIOLockedValueBox(State())
     let clock: @Sendable () -> Date
     init(clock: @escaping @Sendable () -> Date) { self.clock = clock }
     /// A call the dashboard never makes here (or an issue that is not there): the run fails.
     struct Unused: Error {}
     func currentUser() async throws -> GiteaUser { GiteaUser(id: 1, login: "bot") }
-    func listIssues(state: String, since: Date?) async throws -> [GiteaIssue] { self.state.withLock { Array($0.issues.values) } }
+    func listIssues(state: String, since: Date?) async throws -> [GiteaIssue] { self.state.withLockedValue { Array($0.issues.values) } }
     func getIssue(_ number: Int) async throws -> GiteaIssue {
-        guard let i = state.withLock({ $0.issues[number] }) else { throw Unused() }
+        guard let i = state.withLockedValue({ $0.issues[number] }) else { throw Unused() }
         return i
     }
     /// GiteaIssue's memberwise init is the module's own: made as the client makes it, from Gitea's JSON.
@@ -142,7 +142,7 @@ final class CountingGitea: GiteaAPI, Sendable {
         return try JSONDecoder().decode(GiteaIssue.self, from: try JSONSerialization.data(withJSONObject: json))
     }
     func createIssue(title: String, body: String, labelIDs: [Int64]) async throws -> GiteaIssue {
-        try self.state.withLock { s in
+        try self.state.withLockedValue { s in
             let n = s.issues.count + 1
             let i = try Self.issue(n, title: title, body: body, at: clock())
             s.issues[n] = i
@@ -151,7 +151,7 @@ final class CountingGitea: GiteaAPI, Sendable {
         }
     }
     func editIssue(_ number: Int, title: String?, body: String?, state: String?) async throws -> GiteaIssue {
-        try self.state.withLock { s in
+        try self.state.withLockedValue { s in
             guard var i = s.issues[number] else { throw Unused() }
             if let body { i.body = body }
             if let state { i.state = state }
@@ -176,10 +176,10 @@ final class CountingGitea: GiteaAPI, Sendable {
 }
 
 final class Box<T: Sendable>: Sendable {
-    private let value: Mutex<T>
-    init(_ v: T) { value = Mutex(v) }
-    var get: T { value.withLock { $0 } }
-    func set(_ v: T) { value.withLock { $0 = v } }
+    private let value: NIOLockedValueBox<T>
+    init(_ v: T) { value = NIOLockedValueBox(v) }
+    var get: T { value.withLockedValue { $0 } }
+    func set(_ v: T) { value.withLockedValue { $0 = v } }
 }
 let clock = Box(now)
 let model: DashboardModel
@@ -206,8 +206,8 @@ for change in 0..<100 {
 let burstEnd = clock.get
 clock.set(burstEnd.addingTimeInterval(30))
 if case let .failed(why) = await dashboard.tick() { fail("a dashboard update failed: \(why)") }   // the burst's last state
-let times = gitea.state.withLock { $0.editTimes }
-guard gitea.state.withLock({ $0.issues.values.first?.body }) == DashboardRenderer.body(current.get, now: clock.get) else {
+let times = gitea.state.withLockedValue { $0.editTimes }
+guard gitea.state.withLockedValue({ $0.issues.values.first?.body }) == DashboardRenderer.body(current.get, now: clock.get) else {
     fail("the dashboard does not show the burst's last state")
 }
 let maxInWindow = times.indices.map { i in times[i...].prefix { $0.timeIntervalSince(times[i]) < 30 }.count }.max() ?? 0

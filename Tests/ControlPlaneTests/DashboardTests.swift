@@ -3,7 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import KATestSupport
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 @testable import KAControlPlane
 @testable import KernelAgent
@@ -118,15 +118,15 @@ import Testing
     // MARK: the issue, against the Gitea stand-in
 
     final class Clock: Sendable {
-        private let box = Mutex(DashboardTests.t0)
-        var now: Date { box.withLock { $0 } }
-        func advance(_ s: Double) { box.withLock { $0 = $0.addingTimeInterval(s) } }
+        private let box = NIOLockedValueBox(DashboardTests.t0)
+        var now: Date { box.withLockedValue { $0 } }
+        func advance(_ s: Double) { box.withLockedValue { $0 = $0.addingTimeInterval(s) } }
     }
 
     final class Source: Sendable {
-        private let box = Mutex(DashboardTests.fixture())
-        var model: DashboardModel { box.withLock { $0 } }
-        func change(_ f: (inout DashboardModel) -> Void) { box.withLock { f(&$0) } }
+        private let box = NIOLockedValueBox(DashboardTests.fixture())
+        var model: DashboardModel { box.withLockedValue { $0 } }
+        func change(_ f: (inout DashboardModel) -> Void) { box.withLockedValue { f(&$0) } }
     }
 
     struct Stand {

@@ -6,7 +6,7 @@ import FoundationNetworking
 import HTTPTypes
 import Hummingbird
 import NIOCore
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// A Gitea 1.26.3 stand-in on loopback: the REST endpoints the bot calls, as swagger.v1.json and Gitea's
 /// handlers describe them (paths, status codes, `{owner}/{repo}` checked, limit capped at 50, `since` strict
@@ -613,9 +613,9 @@ final class GiteaStandIn: @unchecked Sendable {
 }
 
 final class PortBox: Sendable {
-    private let port = Mutex(0)
-    func set(_ p: Int) { port.withLock { $0 = p } }
-    func get() -> Int { port.withLock { $0 } }
+    private let port = NIOLockedValueBox(0)
+    func set(_ p: Int) { port.withLockedValue { $0 = p } }
+    func get() -> Int { port.withLockedValue { $0 } }
 }
 
 /// A small seeded generator, so a chaos run can be repeated from its logged seed.

@@ -1,6 +1,6 @@
 import Foundation
 import GRDB
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 @testable import KAControlPlane
 @testable import KernelAgent
@@ -9,16 +9,16 @@ import Testing
 final class PreflightHost: HostTransport, Sendable {
     let host: HostName
     var address: String { "kbuild@192.0.2.10:22" }   // never dialled: this transport answers in-process
-    private let calls = Mutex<[String]>([])
+    private let calls = NIOLockedValueBox<[String]>([])
     private let released = OneShot<Void>()
     init(_ name: String, holdDF: Bool) throws { host = try HostName(name); if !holdDF { released.set(()) } }
 
-    var recorded: [String] { calls.withLock { $0 } }
+    var recorded: [String] { calls.withLockedValue { $0 } }
     func release() { released.set(()) }
 
     func run(_ command: RemoteCommand, onLine: (@Sendable (OutputLine) -> Void)?) async throws -> CommandResult {
         let argv = command.argv.map(\.description)
-        calls.withLock { $0.append(argv.prefix(2).joined(separator: " ")) }
+        calls.withLockedValue { $0.append(argv.prefix(2).joined(separator: " ")) }
         func out(_ s: String) -> CommandResult {
             for l in s.split(separator: "\n") { onLine?(OutputLine(.stdout, Array(l.utf8))) }
             return CommandResult(status: 0, stdout: Array(s.utf8), stderr: [])

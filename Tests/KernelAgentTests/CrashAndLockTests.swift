@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 @testable import KernelAgent
 
@@ -55,9 +55,9 @@ struct KaRun {
 }
 
 final class LockedData: Sendable {
-    private let data = Mutex(Data())
-    func set(_ d: Data) { data.withLock { $0 = d } }
-    func get() -> Data { data.withLock { $0 } }
+    private let data = NIOLockedValueBox(Data())
+    func set(_ d: Data) { data.withLockedValue { $0 = d } }
+    func get() -> Data { data.withLockedValue { $0 } }
 }
 
 /// SplitMix64: a seeded generator, so a failing random run can be replayed (`KA_TEST_SEED`).

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 import KATestSupport
 @testable import KernelAgent
@@ -332,8 +332,8 @@ import KATestSupport
     @Test func sleepMemoryBacksOffDoublingToFifteenMinutesAcrossInstances() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ka-his-sleep-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let clock = Mutex(Date(timeIntervalSince1970: 1_800_000_000))
-        let now: @Sendable () -> Date = { clock.withLock { $0 } }
+        let clock = NIOLockedValueBox(Date(timeIntervalSince1970: 1_800_000_000))
+        let now: @Sendable () -> Date = { clock.withLockedValue { $0 } }
         let host = Self.ampere
         #expect(try SleepMemory(stateDir: dir, now: now).asleepUntil(host) == nil)
         var seen: [TimeInterval] = []
@@ -346,7 +346,7 @@ import KATestSupport
         #expect(seen == [60, 120, 240, 480, 900, 900, 900])
         #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("his/asleep-ampere.json").path))
         // past the date: probe again (nil), but the backoff is still remembered
-        clock.withLock { $0 = $0.addingTimeInterval(901) }
+        clock.withLockedValue { $0 = $0.addingTimeInterval(901) }
         let memory = SleepMemory(stateDir: dir, now: now)
         #expect(try memory.asleepUntil(host) == nil)
         #expect(try memory.backoff(host) == 900)

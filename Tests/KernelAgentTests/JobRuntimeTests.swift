@@ -1,6 +1,6 @@
 import Foundation
 import GRDB
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 @testable import KernelAgent
 
@@ -8,17 +8,17 @@ import Testing
 final class ScriptedTransport: HostTransport, Sendable {
     let host: HostName
     var address: String { "test@\(host):22" }
-    private let recorded = Mutex<[String]>([])
+    private let recorded = NIOLockedValueBox<[String]>([])
     let answer: @Sendable (RemoteCommand, (@Sendable (OutputLine) -> Void)?) async throws -> CommandResult
 
     init(_ host: String, answer: @escaping @Sendable (RemoteCommand, (@Sendable (OutputLine) -> Void)?) async throws -> CommandResult) throws {
         self.host = try HostName(host); self.answer = answer
     }
 
-    var calls: [String] { recorded.withLock { $0 } }
+    var calls: [String] { recorded.withLockedValue { $0 } }
 
     func run(_ command: RemoteCommand, onLine: (@Sendable (OutputLine) -> Void)?) async throws -> CommandResult {
-        recorded.withLock { $0.append(command.shown) }
+        recorded.withLockedValue { $0.append(command.shown) }
         return try await answer(command, onLine)
     }
     func copy(_ local: URL, toRemote path: String, timeout: Swift.Duration) async throws {}
@@ -27,11 +27,11 @@ final class ScriptedTransport: HostTransport, Sendable {
 
 /// Counts things across tasks, and lets a test wait for a count.
 final class Counter: Sendable {
-    private let counts = Mutex((n: 0, peak: 0))
-    @discardableResult func up() -> Int { counts.withLock { c in c.n += 1; c.peak = max(c.peak, c.n); return c.n } }
-    func down() { counts.withLock { $0.n -= 1 } }
-    var value: Int { counts.withLock { $0.n } }
-    var highest: Int { counts.withLock { $0.peak } }
+    private let counts = NIOLockedValueBox((n: 0, peak: 0))
+    @discardableResult func up() -> Int { counts.withLockedValue { c in c.n += 1; c.peak = max(c.peak, c.n); return c.n } }
+    func down() { counts.withLockedValue { $0.n -= 1 } }
+    var value: Int { counts.withLockedValue { $0.n } }
+    var highest: Int { counts.withLockedValue { $0.peak } }
 }
 
 func waitUntil(_ what: String, timeout: Double = 60, _ cond: () throws -> Bool) async throws {

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 @testable import KernelAgent
 
@@ -9,33 +9,33 @@ import Testing
     /// A store that counts the per-host reads it is asked for, and otherwise is the memory store.
     final class CountingStore: StateStore, BlockStore, Sendable {
         let inner = MemoryStateStore()
-        let perHostReads = Mutex(0)
-        let batchReads = Mutex(0)
-        let blockListings = Mutex(0)
+        let perHostReads = NIOLockedValueBox(0)
+        let batchReads = NIOLockedValueBox(0)
+        let blockListings = NIOLockedValueBox(0)
         func prunePause() throws -> PrunePauseRecord? { try inner.prunePause() }
         func pausePrune(_ r: PrunePauseRecord) throws -> PrunePauseRecord { try inner.pausePrune(r) }
         func resumePrune() throws -> PrunePauseRecord? { try inner.resumePrune() }
         func recordPromotion(_ r: PromotionRecord) throws { try inner.recordPromotion(r) }
         func recordInstallable(_ r: InstallableRecord) throws { try inner.recordInstallable(r) }
         func installable(job: String) throws -> InstallableRecord? { try inner.installable(job: job) }
-        func installables(_ hosts: [String]) throws -> [String: InstallableRecord] { perHostReads.withLock { $0 += 1 }; return try inner.installables(hosts) }
-        func promotion(host: String) throws -> PromotionRecord? { perHostReads.withLock { $0 += 1 }; return try inner.promotion(host: host) }
+        func installables(_ hosts: [String]) throws -> [String: InstallableRecord] { perHostReads.withLockedValue { $0 += 1 }; return try inner.installables(hosts) }
+        func promotion(host: String) throws -> PromotionRecord? { perHostReads.withLockedValue { $0 += 1 }; return try inner.promotion(host: host) }
         func setCampaign(_ name: String, status: CampaignStatus, at: Date) throws { try inner.setCampaign(name, status: status, at: at) }
         func campaign(_ name: String) throws -> CampaignRecord? { try inner.campaign(name) }
         func deleteCampaign(_ name: String) throws { try inner.deleteCampaign(name) }
         func markDrifted(host: String, reason: String, at: Date) throws { try inner.markDrifted(host: host, reason: reason, at: at) }
         func clearDrift(host: String) throws { try inner.clearDrift(host: host) }
-        func drift(host: String) throws -> DriftRecord? { perHostReads.withLock { $0 += 1 }; return try inner.drift(host: host) }
+        func drift(host: String) throws -> DriftRecord? { perHostReads.withLockedValue { $0 += 1 }; return try inner.drift(host: host) }
         func upsertReminder(issue: Int, filedAt: Date, open: Bool) throws { try inner.upsertReminder(issue: issue, filedAt: filedAt, open: open) }
         func snoozeReminder(issue: Int, until: Date) throws -> Bool { try inner.snoozeReminder(issue: issue, until: until) }
         func dueReminders(now: Date, limit: Int) throws -> [ReminderRecord] { try inner.dueReminders(now: now, limit: limit) }
         func advanceReminder(issue: Int, stage: Int, nextDue: Date) throws { try inner.advanceReminder(issue: issue, stage: stage, nextDue: nextDue) }
         func openReminders() throws -> [ReminderRecord] { try inner.openReminders() }
         func hostRecords(_ hosts: [String]) throws -> (promotions: [String: PromotionRecord], drifts: [String: DriftRecord], installables: [String: InstallableRecord]) {
-            batchReads.withLock { $0 += 1 }
+            batchReads.withLockedValue { $0 += 1 }
             return try inner.hostRecords(hosts)
         }
-        func openBlocks() async throws -> [Block] { blockListings.withLock { $0 += 1 }; return try inner.openBlocks() }
+        func openBlocks() async throws -> [Block] { blockListings.withLockedValue { $0 += 1 }; return try inner.openBlocks() }
         func file(kind: BlockKind, scope: BlockScope, title: String, body: String) throws -> Block {
             try inner.file(kind: kind, scope: scope, title: title, body: body)
         }
@@ -51,8 +51,8 @@ import Testing
         let ctx = VerbContext(workspace: s.ws, state: store, blocks: store)
         let rows = try await StatusVerb().rows(in: ctx)
         #expect(rows.count == 4)
-        #expect(store.perHostReads.withLock { $0 } == 0, "status read the store per host")
-        #expect(store.batchReads.withLock { $0 } == 1)
+        #expect(store.perHostReads.withLockedValue { $0 } == 0, "status read the store per host")
+        #expect(store.batchReads.withLockedValue { $0 } == 1)
         // and what it read is what it shows
         #expect(rows.first { $0.host == "h1" }?.state == "locked")
         #expect(rows.first { $0.host == "h1" }?.lockB2sum == (try store.promotion(host: "h1"))?.lockB2sum)
@@ -69,11 +69,11 @@ import Testing
         _ = try await StatusVerb().rows(in: ctx)
         let plan = try await PromoteVerb.parse(["h1"]).plan(in: ctx)
         _ = try await PromoteVerb.parse(["h1"]).run(plan, in: ctx)
-        #expect(store.blockListings.withLock { $0 } == 1)
+        #expect(store.blockListings.withLockedValue { $0 } == 1)
         try store.file(kind: .hostDrifted, scope: .host("h2"), title: "drifted", body: "")
         let next = VerbContext(workspace: s.ws, state: store, blocks: store)
         let rows = try await StatusVerb().rows(in: next)
-        #expect(store.blockListings.withLock { $0 } == 2)
+        #expect(store.blockListings.withLockedValue { $0 } == 2)
         #expect(rows.first { $0.host == "h2" }?.openBlocks.count == 1, "the new context sees the block filed since")
     }
 

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 @testable import KernelAgent
 
@@ -64,8 +64,8 @@ enum TransportTestSupport {
 
 /// Collects the lines a handler saw, in order.
 final class LineCollector: Sendable {
-    private let lines = Mutex<[OutputLine]>([])
-    var handler: @Sendable (OutputLine) -> Void { { line in self.lines.withLock { $0.append(line) } } }
-    var all: [OutputLine] { lines.withLock { $0 } }
+    private let lines = NIOLockedValueBox<[OutputLine]>([])
+    var handler: @Sendable (OutputLine) -> Void { { line in self.lines.withLockedValue { $0.append(line) } } }
+    var all: [OutputLine] { lines.withLockedValue { $0 } }
     func texts(_ stream: OutputLine.Stream) -> [String] { all.filter { $0.stream == stream }.map(\.text) }
 }

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 import KATestSupport
 @testable import KernelAgent
@@ -53,9 +53,9 @@ import KATestSupport
         let snapshot = s.snapshot()
         // count the steps once, then fail at each of them in turn (including the final verify)
         final class Steps: Sendable {
-            private let list = Mutex<[String]>([])
-            var names: [String] { list.withLock { $0 } }
-            func append(_ name: String) { list.withLock { $0.append(name) } }
+            private let list = NIOLockedValueBox<[String]>([])
+            var names: [String] { list.withLockedValue { $0 } }
+            func append(_ name: String) { list.withLockedValue { $0.append(name) } }
         }
         let probe = try PromoteTests.tree()
         try probe.write("fleet/h2.yaml", "host: h2\nbaseline: {repo: r, ref: v7.0}\nkernel_suffix: h2\ninclude: [board/b1/0002-second.patch]\n")

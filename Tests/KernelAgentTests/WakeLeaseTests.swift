@@ -1,6 +1,6 @@
 import Foundation
 import KATestSupport
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 @testable import KernelAgent
 
@@ -79,8 +79,8 @@ import Testing
 }
 
 final class TestClock: Sendable {
-    private let current: Mutex<Date>
-    init(_ start: Date) { current = Mutex(start) }
-    var now: Date { current.withLock { $0 } }
-    func advance(_ seconds: TimeInterval) { current.withLock { $0 = $0.addingTimeInterval(seconds) } }
+    private let current: NIOLockedValueBox<Date>
+    init(_ start: Date) { current = NIOLockedValueBox(start) }
+    var now: Date { current.withLockedValue { $0 } }
+    func advance(_ seconds: TimeInterval) { current.withLockedValue { $0 = $0.addingTimeInterval(seconds) } }
 }

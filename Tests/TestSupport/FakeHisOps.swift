@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 @testable import KernelAgent
 
 /// A scriptable His for tests of the callers (routing, wake-data): per-host power, a wake that takes effect after
@@ -34,22 +34,22 @@ public final class FakeHisOps: HisOps, Sendable {
     /// How long a woken host takes to report `up`.
     public let wakeDelay: TimeInterval
     private let now: @Sendable () -> Date
-    private let state: Mutex<State>
+    private let state: NIOLockedValueBox<State>
 
     public init(endpoint: String = "His (fake)", power: [HostName: HostPower] = [:], wakeDelay: TimeInterval = 0,
                 allowDestructive: Set<HisTool> = [], callCap: Int = 20, now: @escaping @Sendable () -> Date = { Date() }) {
         self.endpoint = endpoint; self.allowDestructive = allowDestructive; self.callCap = callCap
         self.wakeDelay = wakeDelay; self.now = now
-        state = Mutex(State(power: power))
+        state = NIOLockedValueBox(State(power: power))
     }
 
-    public func setPower(_ power: HostPower, for host: HostName) { state.withLock { $0.power[host] = power; $0.wakesAt[host] = nil } }
-    public func setFault(_ fault: Fault?, for tool: HisTool) { state.withLock { $0.faults[tool] = fault } }
+    public func setPower(_ power: HostPower, for host: HostName) { state.withLockedValue { $0.power[host] = power; $0.wakesAt[host] = nil } }
+    public func setFault(_ fault: Fault?, for tool: HisTool) { state.withLockedValue { $0.faults[tool] = fault } }
     /// The calls that reached His, in order.
-    public var calls: [Call] { state.withLock { $0.calls } }
-    public func callCount(_ tool: HisTool) -> Int { state.withLock { $0.calls.filter { $0.tool == tool }.count } }
+    public var calls: [Call] { state.withLockedValue { $0.calls } }
+    public func callCount(_ tool: HisTool) -> Int { state.withLockedValue { $0.calls.filter { $0.tool == tool }.count } }
     /// Destructive calls refused before reaching His.
-    public var refusedDestructiveCalls: Int { state.withLock { $0.refusedDestructive } }
+    public var refusedDestructiveCalls: Int { state.withLockedValue { $0.refusedDestructive } }
 
     public func hostStatus(_ host: HostName) async throws -> HostPower {
         try await perform(.hostStatus, host) { s, now in
@@ -94,7 +94,7 @@ public final class FakeHisOps: HisOps, Sendable {
 
     private func perform<T: Sendable>(_ tool: HisTool, _ host: HostName,
                                       _ body: @escaping @Sendable (inout State, Date) -> Result<T, KAError>) async throws -> T {
-        let step: FakeStep = state.withLock { state in
+        let step: FakeStep = state.withLockedValue { state in
             if Self.isDestructive(tool) && !allowDestructive.contains(tool) { state.refusedDestructive += 1; return .refused }
             if case .unreachable = state.faults[tool] { return .fault(.unreachable) }
             state.calls.append(Call(tool: tool, host: host))
@@ -110,7 +110,7 @@ public final class FakeHisOps: HisOps, Sendable {
         case let .fault(.toolError(text)): throw HisErrors.toolFailed(endpoint, tool, host, text)
         case .run:
             let now = self.now()
-            return try state.withLock { try body(&$0, now).get() }
+            return try state.withLockedValue { try body(&$0, now).get() }
         }
     }
 }

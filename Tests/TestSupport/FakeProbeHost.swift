@@ -1,6 +1,6 @@
 import Foundation
 @testable import KernelAgent
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// A scripted probe host for tests: files, device-tree entries and commands set by the test; what is not set
 /// is missing (a command: exit 127). `failNext` makes the next calls fail the way an unreachable host does, and
@@ -17,31 +17,31 @@ public final class FakeProbeHost: ProbeHost, Sendable {
 
     public let host: HostName
     public let hasDeviceTree: Bool
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
 
     public init(host: HostName, hasDeviceTree: Bool = true) {
         self.host = host; self.hasDeviceTree = hasDeviceTree
     }
 
-    public func setFile(_ path: String, _ read: ProbeRead) { state.withLock { $0.files[path] = read } }
+    public func setFile(_ path: String, _ read: ProbeRead) { state.withLockedValue { $0.files[path] = read } }
     /// A file holding `text` (sysfs style: end it with "\n" yourself).
     public func setFile(_ path: String, text: String) { setFile(path, .content(Array(text.utf8), truncated: false)) }
-    public func setDeviceTree(_ path: String, _ read: ProbeRead) { state.withLock { $0.deviceTree[path] = read } }
-    public func setCommand(_ argv: [String], _ run: ProbeRun) { state.withLock { $0.commands[argv] = run } }
+    public func setDeviceTree(_ path: String, _ read: ProbeRead) { state.withLockedValue { $0.deviceTree[path] = read } }
+    public func setCommand(_ argv: [String], _ run: ProbeRun) { state.withLockedValue { $0.commands[argv] = run } }
 
     /// The next `count` questions fail before reaching the host, with the transport's unreachable error.
     public func failNext(_ count: Int, with error: KAError? = nil) {
         let e = error ?? TransportError.unreachable(host, "fake", "connection refused")
-        state.withLock { $0.failures += Array(repeating: e, count: count) }
+        state.withLockedValue { $0.failures += Array(repeating: e, count: count) }
     }
 
     /// Every question asked, the failed ones included.
-    public var calls: Int { state.withLock { $0.calls } }
+    public var calls: Int { state.withLockedValue { $0.calls } }
     /// The timeouts `run` was given, in order.
-    public var commandTimeouts: [Swift.Duration] { state.withLock { $0.commandTimeouts } }
+    public var commandTimeouts: [Swift.Duration] { state.withLockedValue { $0.commandTimeouts } }
 
     private func ask() throws {
-        let failure = state.withLock { s -> KAError? in
+        let failure = state.withLockedValue { s -> KAError? in
             s.calls += 1
             return s.failures.isEmpty ? nil : s.failures.removeFirst()
         }
@@ -50,18 +50,18 @@ public final class FakeProbeHost: ProbeHost, Sendable {
 
     public func readFile(_ path: String) async throws -> ProbeRead {
         try ask()
-        return state.withLock { $0.files[path] } ?? .missing
+        return state.withLockedValue { $0.files[path] } ?? .missing
     }
 
     public func readDeviceTree(_ path: String) async throws -> ProbeRead {
         try ask()
         guard hasDeviceTree else { return .notApplicable("the host has no /proc/device-tree") }
-        return state.withLock { $0.deviceTree[path] } ?? .missing
+        return state.withLockedValue { $0.deviceTree[path] } ?? .missing
     }
 
     public func run(_ argv: [String], timeout: Swift.Duration) async throws -> ProbeRun {
-        state.withLock { $0.commandTimeouts.append(timeout) }
+        state.withLockedValue { $0.commandTimeouts.append(timeout) }
         try ask()
-        return state.withLock { $0.commands[argv] } ?? ProbeRun(status: 127, stdout: [], stderr: Array("\(argv.first ?? ""): command not found".utf8))
+        return state.withLockedValue { $0.commands[argv] } ?? ProbeRun(status: 127, stdout: [], stderr: Array("\(argv.first ?? ""): command not found".utf8))
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
 @testable import KernelAgent
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// A scripted host for unit tests. Each argv gets a scripted behaviour; every call is recorded; copies land in an
 /// in-memory file system. It fails the way the real transport does: before the command ran (unreachable), after
@@ -41,7 +41,7 @@ public final class FakeTransport: HostTransport, Sendable {
 
     public let host: HostName
     public let address: String
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
     /// What an argv without a script gets; by default a refusal that names the argv, so a test sees what it missed.
     private let fallback: Behavior?
 
@@ -51,23 +51,23 @@ public final class FakeTransport: HostTransport, Sendable {
 
     /// Scripts `argv`. Several behaviours for one argv are used in order; the last one repeats.
     public func script(_ argv: [RemoteArgument], _ behaviors: Behavior...) {
-        state.withLock { $0.scripts[argv.map(\.bytes), default: []].append(contentsOf: behaviors) }
+        state.withLockedValue { $0.scripts[argv.map(\.bytes), default: []].append(contentsOf: behaviors) }
     }
 
     /// The next copy to the host behaves like this (`failBefore`: nothing written; `failAfter`: written, then the
     /// error; `hang`: until the timeout or a cancel).
-    public func scriptCopyTo(_ behavior: Behavior) { state.withLock { $0.copyFailure.to = behavior } }
-    public func scriptCopyFrom(_ behavior: Behavior) { state.withLock { $0.copyFailure.from = behavior } }
+    public func scriptCopyTo(_ behavior: Behavior) { state.withLockedValue { $0.copyFailure.to = behavior } }
+    public func scriptCopyFrom(_ behavior: Behavior) { state.withLockedValue { $0.copyFailure.from = behavior } }
 
-    public var calls: [Call] { state.withLock { $0.calls } }
-    public var performed: Int { state.withLock { $0.performed } }
+    public var calls: [Call] { state.withLockedValue { $0.calls } }
+    public var performed: Int { state.withLockedValue { $0.performed } }
     /// The fake host's files, by absolute path.
-    public func file(_ path: String) -> [UInt8]? { state.withLock { $0.files[path] } }
-    public func setFile(_ path: String, _ bytes: [UInt8]) { state.withLock { $0.files[path] = bytes } }
+    public func file(_ path: String) -> [UInt8]? { state.withLockedValue { $0.files[path] } }
+    public func setFile(_ path: String, _ bytes: [UInt8]) { state.withLockedValue { $0.files[path] = bytes } }
 
     public func run(_ command: RemoteCommand, onLine: (@Sendable (OutputLine) -> Void)?) async throws -> CommandResult {
         let key = command.argv.map(\.bytes)
-        let behavior = state.withLock { s -> Behavior? in
+        let behavior = state.withLockedValue { s -> Behavior? in
             s.calls.append(Call(kind: .run, argv: command.argv, stdin: command.stdin, timeout: command.timeout, remotePath: nil))
             guard var list = s.scripts[key], let first = list.first else { return nil }
             if list.count > 1 { list.removeFirst(); s.scripts[key] = list }
@@ -83,7 +83,7 @@ public final class FakeTransport: HostTransport, Sendable {
     public func copy(_ local: URL, toRemote path: String, timeout: Swift.Duration) async throws {
         let target = try RemotePath(path, host: host)
         let what = "copy \(local.path) → \(host):\(target)"
-        let behavior = state.withLock { s -> Behavior? in
+        let behavior = state.withLockedValue { s -> Behavior? in
             s.calls.append(Call(kind: .copyTo, argv: [], stdin: nil, timeout: timeout, remotePath: target.value))
             defer { s.copyFailure.to = nil }
             return s.copyFailure.to
@@ -93,7 +93,7 @@ public final class FakeTransport: HostTransport, Sendable {
             throw KAError.failure(what, "cannot read \(local.path): \(error.localizedDescription)", cause: error)
         }
         let write: @Sendable (RemoteCommand) async throws -> CommandResult = { _ in
-            self.state.withLock { $0.files[target.value] = bytes; $0.performed += 1 }
+            self.state.withLockedValue { $0.files[target.value] = bytes; $0.performed += 1 }
             return CommandResult(status: 0, stdout: [], stderr: [])
         }
         _ = try await play(behavior ?? .custom(write), command: RemoteCommand([], timeout: timeout), what: what, onLine: nil, effect: write)
@@ -102,13 +102,13 @@ public final class FakeTransport: HostTransport, Sendable {
     public func copy(fromRemote path: String, to local: URL, timeout: Swift.Duration) async throws {
         let source = try RemotePath(path, host: host)
         let what = "copy \(host):\(source) → \(local.path)"
-        let behavior = state.withLock { s -> Behavior? in
+        let behavior = state.withLockedValue { s -> Behavior? in
             s.calls.append(Call(kind: .copyFrom, argv: [], stdin: nil, timeout: timeout, remotePath: source.value))
             defer { s.copyFailure.from = nil }
             return s.copyFailure.from
         }
         let read: @Sendable (RemoteCommand) async throws -> CommandResult = { _ in
-            guard let bytes = self.state.withLock({ $0.files[source.value] }) else {
+            guard let bytes = self.state.withLockedValue({ $0.files[source.value] }) else {
                 throw TransportError.failed(self.host, self.address, what, "cat: \(source): No such file or directory")
             }
             try FS.writeAtomically(Data(bytes), to: local)
@@ -123,13 +123,13 @@ public final class FakeTransport: HostTransport, Sendable {
         if Task.isCancelled { throw TransportError.cancelled(host, address, what) }
         switch behavior {
         case let .result(result, lines):
-            state.withLock { $0.performed += 1 }
+            state.withLockedValue { $0.performed += 1 }
             for line in lines { onLine?(line) }
             return result
         case let .failBefore(error):
             throw error
         case let .failAfter(error):
-            if let effect { _ = try await effect(command) } else { state.withLock { $0.performed += 1 } }
+            if let effect { _ = try await effect(command) } else { state.withLockedValue { $0.performed += 1 } }
             throw error
         case .hang:
             do {

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// The tests' blocking runner of external tools (git, patch, b2sum, `ka` itself): an argv array, never a shell
 /// string. The agent runs its processes through swift-subprocess (ProcessRunner); this stays with the tests,
@@ -91,13 +91,13 @@ public final class ToolSlots: Sendable {
     /// Tools the tests run at once: the cores and two more (a tool is often waiting on I/O or a peer).
     public static let shared = ToolSlots(ProcessInfo.processInfo.activeProcessorCount + 2)
     private struct State { var free: Int; var waiting: [CheckedContinuation<Void, Never>] = [] }
-    private let state: Mutex<State>
+    private let state: NIOLockedValueBox<State>
 
-    public init(_ count: Int) { state = Mutex(State(free: max(1, count))) }
+    public init(_ count: Int) { state = NIOLockedValueBox(State(free: max(1, count))) }
 
     public func acquire() async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { s -> Bool in
+            let now = state.withLockedValue { s -> Bool in
                 if s.free > 0 { s.free -= 1; return true }
                 s.waiting.append(c)
                 return false
@@ -107,7 +107,7 @@ public final class ToolSlots: Sendable {
     }
 
     public func release() {
-        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
+        let next = state.withLockedValue { s -> CheckedContinuation<Void, Never>? in
             if s.waiting.isEmpty { s.free += 1; return nil }
             return s.waiting.removeFirst()
         }

@@ -1,6 +1,6 @@
 import Foundation
 import KernelAgent
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Keeps the one `[ka:dashboard]` issue current. It is found by its hidden marker AND the bot as its author
 /// (never by title), remembered in the ledger, created only when no issue has both, and edited in place:
@@ -41,7 +41,7 @@ public final class DashboardIssue: Sendable {
     static func backoff(after failures: Int, minInterval: TimeInterval) -> TimeInterval {
         min(3600, max(minInterval, 1) * pow(2, Double(min(failures, 12))))
     }
-    private let live = Mutex(Live())
+    private let live = NIOLockedValueBox(Live())
     static let cursor = "dashboard"
 
     public init(api: any GiteaAPI, ledger: Ledger, botLogin: String, minInterval: TimeInterval = 30,
@@ -50,16 +50,16 @@ public final class DashboardIssue: Sendable {
     }
 
     /// Edits made by this process (tests, the benchmark).
-    public var edits: Int { live.withLock { $0.edits } }
-    public var issueNumber: Int? { live.withLock { $0.memory?.issue } }
+    public var edits: Int { live.withLockedValue { $0.edits } }
+    public var issueNumber: Int? { live.withLockedValue { $0.memory?.issue } }
 
     /// Something may have changed: the next `tick` that the interval allows renders again.
-    public func markDirty() { live.withLock { $0.dirty = true } }
+    public func markDirty() { live.withLockedValue { $0.dirty = true } }
 
     /// An issue the poller or a webhook saw move: if it is the dashboard and holds what the bot did not write,
     /// a person edited it.
     public func observe(_ issue: GiteaIssue) {
-        live.withLock { l in
+        live.withLockedValue { l in
             guard let m = l.memory, m.issue == issue.number, let written = m.written, (issue.body ?? "") != written else { return }
             l.personEdited = true
             l.dirty = true
@@ -71,7 +71,7 @@ public final class DashboardIssue: Sendable {
     @discardableResult
     public func tick() async -> Outcome {
         let t = now()
-        let start: Outcome? = live.withLock { l in
+        let start: Outcome? = live.withLockedValue { l in
             if l.busy { return .busy }
             if let r = l.retryAt, t < r { return .throttled }
             if let at = l.memory?.editedAt, t < at.addingTimeInterval(minInterval) { return .throttled }
@@ -82,13 +82,13 @@ public final class DashboardIssue: Sendable {
             return nil
         }
         if let start { return start }
-        defer { live.withLock { $0.busy = false } }
+        defer { live.withLockedValue { $0.busy = false } }
         do {
             let outcome = try await update(at: t)
-            live.withLock { $0.failures = 0; $0.retryAt = nil }
+            live.withLockedValue { $0.failures = 0; $0.retryAt = nil }
             return outcome
         } catch {
-            live.withLock { l in
+            live.withLockedValue { l in
                 l.dirty = true
                 l.failures += 1
                 l.retryAt = t.addingTimeInterval(Self.backoff(after: l.failures, minInterval: minInterval))
@@ -101,7 +101,7 @@ public final class DashboardIssue: Sendable {
         let body = try await render()
         var memory = try loadMemory()
         // compared first: an unchanged fleet costs no request to the dashboard issue
-        if memory.issue != nil, memory.written == body, !live.withLock({ $0.personEdited }) { return .unchanged }
+        if memory.issue != nil, memory.written == body, !live.withLockedValue({ $0.personEdited }) { return .unchanged }
         var issue: GiteaIssue?
         if let n = memory.issue { issue = try await ours(n) }
         if issue == nil { issue = try await find() }
@@ -109,11 +109,11 @@ public final class DashboardIssue: Sendable {
             let made = try await api.createIssue(title: DashboardRenderer.title, body: body, labelIDs: [])
             memory = Memory(issue: made.number, written: body, editedAt: t)
             try save(memory)
-            live.withLock { $0.edits += 1 }
+            live.withLockedValue { $0.edits += 1 }
             return .created
         }
         // a person's edit: seen by the poller, or found now (the issue does not hold what the bot last wrote)
-        let personEdited = live.withLock { $0.personEdited }
+        let personEdited = live.withLockedValue { $0.personEdited }
             || (memory.issue == current.number && memory.written != nil && (current.body ?? "") != memory.written)
         memory.issue = current.number
         if (current.body ?? "") == body && current.state == "open" && !personEdited {
@@ -125,7 +125,7 @@ public final class DashboardIssue: Sendable {
         memory.written = body
         memory.editedAt = t
         try save(memory)
-        live.withLock { $0.edits += 1; $0.personEdited = false }
+        live.withLockedValue { $0.edits += 1; $0.personEdited = false }
         if personEdited {
             // once per dashboard: the outbox sends a ref once, however often people edit it
             try ledger.enqueue(.comment(issue: current.number, body: "This dashboard is written by kernel-agent: edits to it run nothing and are "
@@ -153,7 +153,7 @@ public final class DashboardIssue: Sendable {
     }
 
     func loadMemory() throws -> Memory {
-        if let m = live.withLock({ $0.memory }) { return m }
+        if let m = live.withLockedValue({ $0.memory }) { return m }
         guard let raw = try ledger.cursor(Self.cursor) else { return Memory() }
         do { return try JSONDecoder().decode(Memory.self, from: Data(raw.utf8)) } catch {
             throw KAError.failure("ledger cursor '\(Self.cursor)'", "unreadable: \(error)", cause: error, hint: "delete the cursor row; the dashboard is found again by its marker")
@@ -162,6 +162,6 @@ public final class DashboardIssue: Sendable {
 
     func save(_ m: Memory) throws {
         try ledger.setCursor(Self.cursor, String(decoding: try JSONEncoder().encode(m), as: UTF8.self))
-        live.withLock { $0.memory = m }
+        live.withLockedValue { $0.memory = m }
     }
 }

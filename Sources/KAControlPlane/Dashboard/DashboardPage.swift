@@ -1,7 +1,7 @@
 import Foundation
 import KernelAgent
 import Mustache
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// The dashboard as one HTML page, rendered on the server with Mustache (`{{…}}` HTML-escapes every value; the
 /// template never uses the unescaped forms). A job timeline per host is inline SVG: the last 30 days, one bar per
@@ -167,8 +167,8 @@ public final class DashboardPageCache: Sendable {
     let maxAge: TimeInterval
     let now: @Sendable () -> Date
     struct Cached { let model: DashboardModel; let page: String; let json: String; let at: Date }
-    private let cached = Mutex<Cached?>(nil)
-    private let refreshing = Mutex(false)
+    private let cached = NIOLockedValueBox<Cached?>(nil)
+    private let refreshing = NIOLockedValueBox(false)
 
     public init(maxAge: TimeInterval = 5, now: @escaping @Sendable () -> Date = { Date() }, build: @escaping @Sendable () async throws -> DashboardModel) {
         self.build = build; self.maxAge = maxAge; self.now = now
@@ -176,7 +176,7 @@ public final class DashboardPageCache: Sendable {
 
     /// The page and the status JSON; the first call builds them, later calls get the newest and refresh a stale one behind.
     public func current() async throws -> (page: String, json: String) {
-        if let c = cached.withLock({ $0 }) {
+        if let c = cached.withLockedValue({ $0 }) {
             if now().timeIntervalSince(c.at) >= maxAge { refreshBehind() }
             return (c.page, c.json)
         }
@@ -185,10 +185,10 @@ public final class DashboardPageCache: Sendable {
     }
 
     func refreshBehind() {
-        let start = refreshing.withLock { busy -> Bool in if busy { return false }; busy = true; return true }
+        let start = refreshing.withLockedValue { busy -> Bool in if busy { return false }; busy = true; return true }
         guard start else { return }
         Task { [self] in
-            defer { refreshing.withLock { $0 = false } }
+            defer { refreshing.withLockedValue { $0 = false } }
             do { _ = try await rebuild() } catch {
                 // the last picture stays; the next request tries again
             }
@@ -199,16 +199,16 @@ public final class DashboardPageCache: Sendable {
     func rebuild() async throws -> Cached {
         let model = try await build()
         let t = now()
-        if let old = cached.withLock({ $0 }), old.model.hosts == model.hosts, old.model.jobs == model.jobs,
+        if let old = cached.withLockedValue({ $0 }), old.model.hosts == model.hosts, old.model.jobs == model.jobs,
            old.model.buildHosts == model.buildHosts, old.model.consents == model.consents, old.model.installables == model.installables,
            old.model.signingFail == model.signingFail, old.model.prunePause == model.prunePause, old.model.status == model.status,
            Int(t.timeIntervalSince(old.at)) < 60 {
             let kept = Cached(model: old.model, page: old.page, json: old.json, at: t)
-            cached.withLock { $0 = kept }
+            cached.withLockedValue { $0 = kept }
             return kept
         }
         let c = Cached(model: model, page: DashboardPage.render(model, now: t), json: try StatusVerb.json(model.status), at: t)
-        cached.withLock { $0 = c }
+        cached.withLockedValue { $0 = c }
         return c
     }
 }

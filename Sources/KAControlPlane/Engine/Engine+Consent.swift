@@ -3,7 +3,7 @@ import Foundation
 import GRDB
 import KernelAgent
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Propose → consent: a plan made off the loop with a timeout, shown with its pins and a nonce; `/ka-yes`
 /// queues it, `/ka-no` cancels it.
@@ -56,8 +56,8 @@ extension Engine {
             let once = ResumeOnce(cont)
             Task(executorPreference: VerbThreads.shared) { [self] in
                 await planSlots.acquire()
-                planning.withLock { $0 += 1 }
-                defer { planning.withLock { $0 -= 1 }; planSlots.release() }
+                planning.withLockedValue { $0 += 1 }
+                defer { planning.withLockedValue { $0 -= 1 }; planSlots.release() }
                 do { once.resume(.success(try await makePlan(inv.verb, inv.args))) } catch { once.resume(.failure(error)) }
             }
             DispatchQueue.global().asyncAfter(deadline: .now() + config.planTimeout) { once.resume(nil) }

@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 import KernelAgent
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Runs of job verbs (preflight now; build, install later): the consented run becomes a job whose steps run
 /// through the job runtime, with the status comment edited from the journal. A shutdown interrupts the job
@@ -14,9 +14,10 @@ extension Engine {
         let command = "/ka-\(q.verb) \(q.args.joined(separator: " "))"
         let steps = spec.steps
         let observer = StatusCommentObserver(engine: self, run: q.id, command: command, now: now)
-        let work = Task { try await VerbPipeline.run(job, steps: steps, observer: observer, in: ctx) }
-        jobTasks.withLock { $0[q.id] = { work.cancel() } }
-        defer { _ = jobTasks.withLock { $0.removeValue(forKey: q.id) } }
+        // the verbs' threads, not the cooperative pool: steps and their observer block on SQLite, logs and flock
+        let work = Task(executorPreference: VerbThreads.shared) { try await VerbPipeline.run(job, steps: steps, observer: observer, in: ctx) }
+        jobTasks.withLockedValue { $0[q.id] = { work.cancel() } }
+        defer { _ = jobTasks.withLockedValue { $0.removeValue(forKey: q.id) } }
         let ended: JobRecord
         do { ended = try await work.value } catch {
             let text = (error as? KAError)?.description ?? "\(error)"
@@ -95,7 +96,7 @@ extension Engine {
 
     /// On SIGTERM: every job stops its step (killing its remote commands) and is left interrupted.
     public func interruptJobs() {
-        let cancels = jobTasks.withLock { Array($0.values) }
+        let cancels = jobTasks.withLockedValue { Array($0.values) }
         if !cancels.isEmpty { logger.info("interrupting \(cancels.count) job(s) for the shutdown") }
         for cancel in cancels { cancel() }
     }
@@ -128,7 +129,7 @@ final class StatusCommentObserver: JobObserver, Sendable {
     let now: @Sendable () -> Date
     let interval: TimeInterval
     private struct Edits { var lastEdit: Date?; var lastDetail: String?; var count = 0 }
-    private let edits = Mutex(Edits())
+    private let edits = NIOLockedValueBox(Edits())
 
     init(engine: Engine, run: Int64, command: String, now: @escaping @Sendable () -> Date, interval: TimeInterval = 10) {
         self.engine = engine; self.run = run; self.command = command; self.now = now; self.interval = interval
@@ -150,7 +151,7 @@ final class StatusCommentObserver: JobObserver, Sendable {
     func jobChanged(_ job: JobRecord, log: JobLog) {
         guard job.state == .running || job.state == .waiting else { return }   // the end is the final reply's
         let t = now()
-        let due: Int? = edits.withLock { e in
+        let due: Int? = edits.withLockedValue { e in
             // a new warning is shown at once; everything else at most once per interval
             let warned = job.detail != nil && job.detail != e.lastDetail
             e.lastDetail = job.detail

@@ -99,6 +99,7 @@ extension Engine {
             if let cid = e.commentID, seq == 0 {
                 try ledger.enqueue(.reaction(commentID: cid, content: "eyes"), ref: "eyes-\(cid)", in: db, at: now())
             }
+            try Self.closing?.markIfLast(key: e.key, seq: seq, in: db, ledger: ledger)
             return true
         }
     }

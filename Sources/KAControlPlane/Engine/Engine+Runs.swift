@@ -3,7 +3,7 @@ import Foundation
 import GRDB
 import KernelAgent
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// The scheduler and the executor: recovery at start, queued runs started when their lane is free (up to
 /// `max_parallel_runs`), each run re-checking its pins under the tree lock before it runs.
@@ -64,7 +64,7 @@ extension Engine {
             // read-only verbs share no lane with anything
             let lane = verb.lane == .none ? "run-\(q.id)" : verb.lane.description
             enum Decision { case wait(holder: Int64, announce: Bool), full, go }
-            let decision = lanes.withLock { book -> Decision in
+            let decision = lanes.withLockedValue { book -> Decision in
                 if let holder = book.busy[lane] { return .wait(holder: holder, announce: book.announcedWait.insert(q.id).inserted) }
                 if book.busy.count >= config.maxParallelRuns { return .full }
                 book.busy[lane] = q.id
@@ -101,7 +101,7 @@ extension Engine {
         return started
     }
 
-    func release(_ lane: String) { _ = lanes.withLock { $0.busy.removeValue(forKey: lane) } }
+    func release(_ lane: String) { _ = lanes.withLockedValue { $0.busy.removeValue(forKey: lane) } }
 
     /// What a consented run came to on the verbs' threads: finished (inline, refused, consent void), or a job to run.
     enum RunStart {

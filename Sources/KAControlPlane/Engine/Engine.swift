@@ -3,7 +3,7 @@ import Foundation
 import GRDB
 import KernelAgent
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Turns events (new comments, new issues) into runs of the same verbs the CLI runs. Conversation asks for
 /// consent first: the reply lists the plan and its pins, with a nonce; only `/ka-yes <nonce>` from an
@@ -25,13 +25,13 @@ public final class Engine: Sendable {
     let logger: Logger
     /// Plans at once, at most (`max_parallel_runs`).
     let planSlots: AsyncSlots
-    let eventTasks = Mutex<[String: Task<Void, Never>]>([:])
-    let planning = Mutex(0)
-    let lanes = Mutex(LaneBook())
+    let eventTasks = NIOLockedValueBox<[String: Task<Void, Never>]>([:])
+    let planning = NIOLockedValueBox(0)
+    let lanes = NIOLockedValueBox(LaneBook())
     /// Told of every issue the poller or a webhook saw change (the dashboard watches its own issue).
-    let issueWatcher = Mutex<(@Sendable (GiteaIssue) -> Void)?>(nil)
+    let issueWatcher = NIOLockedValueBox<(@Sendable (GiteaIssue) -> Void)?>(nil)
     /// Cancels for the jobs running now, by run id (SIGTERM interrupts them).
-    let jobTasks = Mutex<[Int64: @Sendable () -> Void]>([:])
+    let jobTasks = NIOLockedValueBox<[Int64: @Sendable () -> Void]>([:])
 
     public init(config: ControlPlaneConfig, ledger: Ledger, api: GiteaAPI, botLogin: String,
                 makeContext: @escaping @Sendable () throws -> VerbContext, now: @escaping @Sendable () -> Date = { Date() },
@@ -56,8 +56,8 @@ public final class Engine: Sendable {
 
     // MARK: ingest (webhook and poller both land here)
 
-    public func watchIssues(_ watcher: @escaping @Sendable (GiteaIssue) -> Void) { issueWatcher.withLock { $0 = watcher } }
-    public func issueSeen(_ issue: GiteaIssue) { issueWatcher.withLock { $0 }?(issue) }
+    public func watchIssues(_ watcher: @escaping @Sendable (GiteaIssue) -> Void) { issueWatcher.withLockedValue { $0 = watcher } }
+    public func issueSeen(_ issue: GiteaIssue) { issueWatcher.withLockedValue { $0 }?(issue) }
 
     /// The ledger event for a newly created comment, or nil when it is not ours to read (the bot's own, a PR's).
     public func event(comment c: GiteaComment, issue: Int, isPull: Bool = false) -> Ledger.Event? {
@@ -93,13 +93,19 @@ public final class Engine: Sendable {
 
     /// Starts handling every stored event that is not being handled yet, and returns at once.
     /// `onSettled` runs after each event (the loop uses it to send the replies without waiting for its next turn).
+    /// Each start is counted before the event is read (a comment that crashes its reader is given up after
+    /// `maxEventAttempts`), for the whole batch in one transaction.
     public func dispatchPending(onSettled: (@Sendable () -> Void)? = nil) throws {
         let pending = try ledger.unprocessedEvents()
-        eventTasks.withLock { tasks in
-            for e in pending where tasks[e.key] == nil {
+        try eventTasks.withLockedValue { tasks in
+            let fresh = pending.filter { tasks[$0.key] == nil }
+            guard !fresh.isEmpty else { return }
+            let attempts = try ledger.beginEvents(fresh.map(\.key))
+            for e in fresh {
+                let attempt = attempts[e.key] ?? 0
                 tasks[e.key] = Task { [self] in
-                    await handleEvent(e)
-                    _ = eventTasks.withLock { $0.removeValue(forKey: e.key) }
+                    await handleEvent(e, attempt: attempt)
+                    _ = eventTasks.withLockedValue { $0.removeValue(forKey: e.key) }
                     onSettled?()
                 }
             }
@@ -109,15 +115,15 @@ public final class Engine: Sendable {
     /// Waits until no event is being handled.
     public func waitForEvents() async {
         while true {
-            let tasks = eventTasks.withLock { Array($0.values) }
+            let tasks = eventTasks.withLockedValue { Array($0.values) }
             if tasks.isEmpty { return }
             for t in tasks { await t.value }
         }
     }
 
-    public var eventsInFlight: Int { eventTasks.withLock { $0.count } }
+    public var eventsInFlight: Int { eventTasks.withLockedValue { $0.count } }
     /// Plans running on their threads now (one that timed out counts until it returns).
-    public var plansRunning: Int { planning.withLock { $0 } }
+    public var plansRunning: Int { planning.withLockedValue { $0 } }
 
     /// Handles every stored event and waits for all of them (tests; the last turn before exit).
     public func processPending() async throws {
@@ -125,33 +131,58 @@ public final class Engine: Sendable {
         await waitForEvents()
     }
 
-    func handleEvent(_ e: Ledger.Event) async {
+    func handleEvent(_ e: Ledger.Event, attempt: Int) async {
         do {
-            let attempt = try ledger.beginEvent(e.key)
             let parsed: [Result<Invocation, ParseProblem>] = e.kind == "issue"
                 ? CommandParser.parse(title: e.text).map { [$0] } ?? []
                 : CommandParser.parse(comment: e.text)
             let taken = Array(parsed.prefix(config.maxCommandsPerComment))
-            if attempt > Self.maxEventAttempts {
-                try giveUp(e, taken, starts: attempt - 1)
-            } else {
-                var gates: [Gate] = []
-                for p in taken { gates.append(await gate(p, author: e.author)) }
-                var denied: [(raw: String, what: String)] = []
-                for (p, g) in zip(taken, gates) { if case let .denied(what) = g { denied.append((p.raw, what)) } }
-                let refusal = Self.refusalText(author: e.author, denied)
-                var refused = false
-                for (seq, p) in taken.enumerated() {
-                    var summary: String?
-                    if case .denied = gates[seq], !refused { summary = refusal; refused = true }
-                    await handle(p, seq: seq, event: e, gate: gates[seq], refusal: summary)
-                }
-                if parsed.count > taken.count { try replyIgnored(e, parsed: parsed, taken: taken.count) }
+            // the last answer's transaction marks the event processed too (or, when it has none, the line after)
+            let closing = EventClosing(key: e.key, lastSeq: parsed.count > taken.count ? taken.count : taken.count - 1)
+            try await Self.$closing.withValue(closing) {
+                try await handleCommands(e, parsed: parsed, taken: taken, attempt: attempt)
             }
-            try ledger.markProcessed(e.key)
+            if !closing.marked { try ledger.markProcessed(e.key) }
         } catch {
             // the ledger failed: the event stays unprocessed, and its attempts count this start
             logger.error("event \(e.key): \(error)")
+        }
+    }
+
+    /// The event whose last answer is being written, so that answer's transaction also marks it processed: one
+    /// write fewer for every comment.
+    final class EventClosing: Sendable {
+        let key: String
+        let lastSeq: Int
+        private let done = NIOLockedValueBox(false)
+        init(key: String, lastSeq: Int) { self.key = key; self.lastSeq = lastSeq }
+        var marked: Bool { done.withLockedValue { $0 } }
+        /// Inside the transaction that writes the answer to command `seq` of event `key`.
+        func markIfLast(key: String, seq: Int, in db: Database, ledger: Ledger) throws {
+            guard key == self.key, seq == lastSeq else { return }
+            try ledger.markProcessed(db, key)
+            done.withLockedValue { $0 = true }
+        }
+    }
+    @TaskLocal static var closing: EventClosing?
+
+    private func handleCommands(_ e: Ledger.Event, parsed: [Result<Invocation, ParseProblem>], taken: [Result<Invocation, ParseProblem>],
+                                attempt: Int) async throws {
+        if attempt > Self.maxEventAttempts {
+            try giveUp(e, taken, starts: attempt - 1)
+        } else {
+            var gates: [Gate] = []
+            for p in taken { gates.append(await gate(p, author: e.author)) }
+            var denied: [(raw: String, what: String)] = []
+            for (p, g) in zip(taken, gates) { if case let .denied(what) = g { denied.append((p.raw, what)) } }
+            let refusal = Self.refusalText(author: e.author, denied)
+            var refused = false
+            for (seq, p) in taken.enumerated() {
+                var summary: String?
+                if case .denied = gates[seq], !refused { summary = refusal; refused = true }
+                await handle(p, seq: seq, event: e, gate: gates[seq], refusal: summary)
+            }
+            if parsed.count > taken.count { try replyIgnored(e, parsed: parsed, taken: taken.count) }
         }
     }
 
@@ -221,10 +252,10 @@ public final class Engine: Sendable {
 
 /// Resumes a continuation once, whichever of two racing callers comes first (a plan and its timeout).
 final class ResumeOnce<T: Sendable>: Sendable {
-    private let continuation: Mutex<CheckedContinuation<T, Never>?>
-    init(_ c: CheckedContinuation<T, Never>) { continuation = Mutex(c) }
+    private let continuation: NIOLockedValueBox<CheckedContinuation<T, Never>?>
+    init(_ c: CheckedContinuation<T, Never>) { continuation = NIOLockedValueBox(c) }
     func resume(_ value: T) {
-        let c = continuation.withLock { c -> CheckedContinuation<T, Never>? in defer { c = nil }; return c }
+        let c = continuation.withLockedValue { c -> CheckedContinuation<T, Never>? in defer { c = nil }; return c }
         c?.resume(returning: value)
     }
 }

@@ -130,14 +130,28 @@ public final class Ledger: Sendable {
 
     /// Counts one more start of an event's handling; returns the count including this one.
     public func beginEvent(_ key: String) throws -> Int {
+        try beginEvents([key])[key] ?? 0
+    }
+
+    /// Counts one more start of each event's handling, in one transaction; each count includes this start.
+    public func beginEvents(_ keys: [String]) throws -> [String: Int] {
         try pool.write { db in
-            try db.execute(sql: "UPDATE events SET attempts = attempts + 1 WHERE key = ?", arguments: [key])
-            return try Int.fetchOne(db, sql: "SELECT attempts FROM events WHERE key = ?", arguments: [key]) ?? 0
+            var counts: [String: Int] = [:]
+            let bump = try db.cachedStatement(sql: "UPDATE events SET attempts = attempts + 1 WHERE key = ? RETURNING attempts")
+            for key in keys {
+                counts[key] = try Int.fetchOne(bump, arguments: [key]) ?? 0
+            }
+            return counts
         }
     }
 
     public func markProcessed(_ key: String) throws {
-        try pool.write { try $0.execute(sql: "UPDATE events SET processed = 1 WHERE key = ?", arguments: [key]) }
+        try pool.write { try markProcessed($0, key) }
+    }
+
+    /// Inside a transaction that writes the event's last answer.
+    func markProcessed(_ db: Database, _ key: String) throws {
+        try db.cachedStatement(sql: "UPDATE events SET processed = 1 WHERE key = ?").execute(arguments: [key])
     }
 
     public func isKnown(_ key: String) throws -> Bool {

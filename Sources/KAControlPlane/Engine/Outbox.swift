@@ -32,8 +32,8 @@ extension Ledger {
     public func enqueue(_ op: OutboxOp, ref: String? = nil, in db: Database? = nil, at now: Date = Date()) throws -> Bool {
         let payload = String(decoding: try JSONEncoder().encode(op), as: UTF8.self)
         func insert(_ db: Database) throws -> Bool {
-            try db.execute(sql: "INSERT OR IGNORE INTO outbox (ref, kind, payload, next_at, created_at) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [ref, "\(op)".prefix { $0 != "(" }.description, payload, now.timeIntervalSince1970, now.timeIntervalSince1970])
+            try db.cachedStatement(sql: "INSERT OR IGNORE INTO outbox (ref, kind, payload, next_at, created_at) VALUES (?, ?, ?, ?, ?)")
+                .execute(arguments: [ref, "\(op)".prefix { $0 != "(" }.description, payload, now.timeIntervalSince1970, now.timeIntervalSince1970])
             return db.changesCount == 1
         }
         if let db { return try insert(db) }
@@ -124,13 +124,17 @@ extension Ledger {
         try pool.read { try Int64.fetchOne($0, sql: "SELECT gitea_id FROM outbox WHERE ref = ? AND done = 1", arguments: [ref]) }
     }
 
-    func markSent(_ id: Int64, giteaID: Int64?) throws {
-        try pool.write { try $0.execute(sql: "UPDATE outbox SET done = 1, gitea_id = ? WHERE id = ?", arguments: [giteaID, id]) }
+    /// `thenAttempt`: the next write of the lane, counted as attempted in the same transaction (one write less each).
+    func markSent(_ id: Int64, giteaID: Int64?, thenAttempt next: Int64? = nil) throws {
+        try pool.write { db in
+            try db.cachedStatement(sql: "UPDATE outbox SET done = 1, gitea_id = ? WHERE id = ?").execute(arguments: [giteaID, id])
+            if let next { try db.cachedStatement(sql: "UPDATE outbox SET attempts = attempts + 1 WHERE id = ?").execute(arguments: [next]) }
+        }
     }
 
     /// Counted before the request goes out: if we die after Gitea took it, the next attempt looks for the marker.
     func markAttempt(_ id: Int64) throws {
-        try pool.write { try $0.execute(sql: "UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", arguments: [id]) }
+        try pool.write { try $0.cachedStatement(sql: "UPDATE outbox SET attempts = attempts + 1 WHERE id = ?").execute(arguments: [id]) }
     }
 
     /// `refused`: Gitea answered with a 4xx, so the item no longer holds back its lane while it waits.
@@ -219,10 +223,13 @@ public actor OutboxSender {
     func send(_ lane: [Ledger.OutboxItem], now: Date) async -> Int {
         var sent = 0
         var waiting = Set<String>()
-        for item in lane {
+        var counted: Int64?   // the item whose attempt the previous write's transaction counted
+        for (i, item) in lane.enumerated() {
             if let target = item.op.target, waiting.contains(target) { continue }
-            switch await send(item, now: now) {
-            case .sent: sent += 1
+            // an edit is counted only once its target is known to have landed, in its own send
+            let next = i + 1 < lane.count && lane[i + 1].op.target == nil ? lane[i + 1].id : nil
+            switch await send(item, attemptCounted: counted == item.id, thenAttempt: next, now: now) {
+            case .sent: sent += 1; counted = next
             case .waitsForTarget: if let target = item.op.target { waiting.insert(target) }
             case .failed: return sent
             }
@@ -230,7 +237,7 @@ public actor OutboxSender {
         return sent
     }
 
-    func send(_ item: Ledger.OutboxItem, now: Date) async -> Outcome {
+    func send(_ item: Ledger.OutboxItem, attemptCounted: Bool = false, thenAttempt next: Int64? = nil, now: Date) async -> Outcome {
         do {
             // an edit waits until the create it targets has landed (it is earlier in the same lane, or elsewhere)
             var editTarget: Int64?
@@ -238,7 +245,7 @@ public actor OutboxSender {
                 guard let cid = try ledger.giteaID(forRef: target) else { return .waitsForTarget }
                 editTarget = cid
             }
-            try ledger.markAttempt(item.id)
+            if !attemptCounted { try ledger.markAttempt(item.id) }
             let marker = Self.marker(item.ref ?? "outbox-\(item.id)")
             switch item.op {
             case let .comment(issue, body):
@@ -248,14 +255,14 @@ public actor OutboxSender {
                 } create: {
                     try await self.api.createComment(issue: issue, body: body + "\n\n" + marker).id
                 }
-                try ledger.markSent(item.id, giteaID: id)
+                try ledger.markSent(item.id, giteaID: id, thenAttempt: next)
             case let .editComment(target, body):
                 guard let cid = editTarget else { return .waitsForTarget }
                 _ = try await api.editComment(id: cid, body: body + "\n\n" + Self.marker(target))
-                try ledger.markSent(item.id, giteaID: cid)
+                try ledger.markSent(item.id, giteaID: cid, thenAttempt: next)
             case let .reaction(commentID, content):
                 try await api.addReaction(commentID: commentID, content: content)
-                try ledger.markSent(item.id, giteaID: nil)
+                try ledger.markSent(item.id, giteaID: nil, thenAttempt: next)
             case let .issue(title, body, labels):
                 let bot = try await bot()
                 // also on the first attempt: blocks are filed idempotently by their marker
@@ -265,10 +272,10 @@ public actor OutboxSender {
                     let ids = try await self.labelIDsFor(labels)
                     return try await self.api.createIssue(title: title, body: body + "\n\n" + marker, labelIDs: ids).number
                 }
-                try ledger.markSent(item.id, giteaID: Int64(number))
+                try ledger.markSent(item.id, giteaID: Int64(number), thenAttempt: next)
             case let .editIssue(number, body, state):
                 _ = try await api.editIssue(number, title: nil, body: body, state: state)
-                try ledger.markSent(item.id, giteaID: Int64(number))
+                try ledger.markSent(item.id, giteaID: Int64(number), thenAttempt: next)
             case let .closeIssue(_, comment):
                 guard let n = editTarget.map(Int.init) else { return .waitsForTarget }
                 let bot = try await bot()
@@ -278,7 +285,7 @@ public actor OutboxSender {
                     try await self.api.createComment(issue: n, body: comment + "\n\n" + marker).id
                 }
                 _ = try await api.editIssue(n, title: nil, body: nil, state: "closed")
-                try ledger.markSent(item.id, giteaID: Int64(n))
+                try ledger.markSent(item.id, giteaID: Int64(n), thenAttempt: next)
             }
             return .sent
         } catch {

@@ -20,16 +20,17 @@ enum RunStore {
     /// Claims one command of an event, before anything else happens. False when it was claimed before.
     static func claim(_ db: Database, key: String, seq: Int, issue: Int, requester: String, verb: String, args: [String],
                       raw: String, at t: Date) throws -> Bool {
-        try db.execute(sql: """
+        // cached: the statements every command runs are compiled once per connection
+        try db.cachedStatement(sql: """
             INSERT OR IGNORE INTO runs (event_key, seq, issue, requester, verb, args, state, detail, created_at, updated_at)
             VALUES (?,?,?,?,?,?,?,?,?,?)
-            """, arguments: [key, seq, issue, requester, verb, try json(args), RunState.handling, String(raw.prefix(500)),
+            """).execute(arguments: [key, seq, issue, requester, verb, try json(args), RunState.handling, String(raw.prefix(500)),
                              t.timeIntervalSince1970, t.timeIntervalSince1970])
         return db.changesCount == 1
     }
 
     static func isHandling(_ db: Database, key: String, seq: Int) throws -> Bool {
-        try RunState.fetchOne(db, sql: "SELECT state FROM runs WHERE event_key = ? AND seq = ?", arguments: [key, seq]) == .handling
+        try RunState.fetchOne(db.cachedStatement(sql: "SELECT state FROM runs WHERE event_key = ? AND seq = ?"), arguments: [key, seq]) == .handling
     }
 
     /// Settles a command still being handled, without a reply.
@@ -53,10 +54,10 @@ enum RunStore {
     /// Records the reply a command got: its final state, what it was read as, and a plan's nonce, pins and expiry.
     static func recordReply(_ db: Database, key: String, seq: Int, state: RunState, verb: String, args: [String],
                             nonce: String?, pins: String?, expires: Date?, at t: Date) throws {
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             UPDATE runs SET state = ?, verb = ?, args = ?, nonce = ?, expires_at = ?, pins = ?, updated_at = ?, replied_at = ?
             WHERE event_key = ? AND seq = ?
-            """, arguments: [state, verb, try json(args), nonce, expires?.timeIntervalSince1970, pins,
+            """).execute(arguments: [state, verb, try json(args), nonce, expires?.timeIntervalSince1970, pins,
                              t.timeIntervalSince1970, t.timeIntervalSince1970, key, seq])
     }
 

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 import KernelAgent
 
 /// Fault injection for the tests that run the real `ka serve` binary: `KA_SERVE_FAULT` holds comma-separated
@@ -58,7 +58,7 @@ public struct ServeFaults: Sendable, Equatable {
 /// Holds a verb's thread until a test opens it, so a test waits for state rather than racing a sleep.
 public final class FaultGate: Sendable, Equatable {
     private let opened = DispatchSemaphore(value: 0)
-    private let isOpen = Mutex(false)
+    private let isOpen = NIOLockedValueBox(false)
 
     public init() {}
 
@@ -68,14 +68,14 @@ public final class FaultGate: Sendable, Equatable {
     }
 
     public func open() {
-        isOpen.withLock { isOpen in
+        isOpen.withLockedValue { isOpen in
             guard !isOpen else { return }
             isOpen = true
             opened.signal()
         }
     }
 
-    public var isOpened: Bool { isOpen.withLock { $0 } }
+    public var isOpened: Bool { isOpen.withLockedValue { $0 } }
 
     public static func == (a: FaultGate, b: FaultGate) -> Bool { a === b }
 }

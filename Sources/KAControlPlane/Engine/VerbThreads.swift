@@ -1,6 +1,6 @@
 import Dispatch
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Where verbs' plans and runs execute: threads of their own, never the cooperative pool's few. A verb's async
 /// code still blocks on files, `flock` and subprocesses, and on 2 cores the pool has 2 threads; a verb holding
@@ -18,13 +18,13 @@ final class VerbThreads: TaskExecutor, Sendable {
 /// At most `limit` holders at once; the rest wait in order (plans: `max_parallel_runs` at a time).
 final class AsyncSlots: Sendable {
     private struct State { var free: Int; var waiting: [CheckedContinuation<Void, Never>] = [] }
-    private let state: Mutex<State>
+    private let state: NIOLockedValueBox<State>
 
-    init(_ limit: Int) { state = Mutex(State(free: max(1, limit))) }
+    init(_ limit: Int) { state = NIOLockedValueBox(State(free: max(1, limit))) }
 
     func acquire() async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { s -> Bool in
+            let now = state.withLockedValue { s -> Bool in
                 if s.free > 0 { s.free -= 1; return true }
                 s.waiting.append(c)
                 return false
@@ -34,7 +34,7 @@ final class AsyncSlots: Sendable {
     }
 
     func release() {
-        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
+        let next = state.withLockedValue { s -> CheckedContinuation<Void, Never>? in
             if s.waiting.isEmpty { s.free += 1; return nil }
             return s.waiting.removeFirst()
         }

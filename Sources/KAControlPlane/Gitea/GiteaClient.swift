@@ -1,9 +1,9 @@
+import AsyncHTTPClient
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import KernelAgent
-import Synchronization
+import NIOCore
+import NIOHTTP1
+import NIOConcurrencyHelpers
 
 /// Every call the bot makes to Gitea. `DefaultGiteaClient` talks HTTP; tests use the same client against a
 /// Gitea stand-in, and the contract test checks every `GiteaRoute` against Gitea's own swagger.
@@ -123,13 +123,14 @@ public enum RetryAfter {
 
 /// The host-wide pause a 429 asks for: every request to the host waits until it has passed.
 final class HostPause: Sendable {
-    private let until = Mutex(Date.distantPast)
-    var resumesAt: Date { until.withLock { $0 } }
-    func extend(to date: Date) { until.withLock { $0 = max($0, date) } }
+    private let until = NIOLockedValueBox(Date.distantPast)
+    var resumesAt: Date { until.withLockedValue { $0 } }
+    func extend(to date: Date) { until.withLockedValue { $0 = max($0, date) } }
 }
 
-/// URLSession (libcurl on Linux) with token auth, paging until a short page, and retries with backoff and
-/// jitter on 5xx and transport errors for every call but a create. 4xx surface at once with Gitea's own message.
+/// AsyncHTTPClient (on NIO's shared event loops, as the server's) with token auth, paging until a short page, and
+/// retries with backoff and jitter on 5xx and transport errors for every call but a create. 4xx surface at once
+/// with Gitea's own message.
 ///
 /// A 429 (Gitea has no limiter of its own, but a proxy in front of it may) pauses every request to the host for
 /// its Retry-After (1 s without one, at most an hour). A request meeting a pause waits it out when it is short
@@ -139,33 +140,42 @@ public final class DefaultGiteaClient: GiteaAPI, GiteaHooksAPI, Sendable {
     public let owner: String
     public let repo: String
     let token: String
-    let session: URLSession
     let maxAttempts: Int
     let baseDelay: Double
+    /// Each request's deadline, its response read included.
+    let timeout: TimeAmount
     /// The longest pause a request waits out in place (seconds); beyond it, it fails at once with the time left.
     let maxPauseWait: Double
     let pause = HostPause()
     /// A 429 without a readable Retry-After pauses this long; a longer Retry-After than `maxRetryAfter` is cut to it.
     static let defaultRetryAfter = 1.0
     static let maxRetryAfter = 3600.0
+    /// The largest response read (a page of 50 issues is well under 1 MiB).
+    static let maxResponseBytes = 32 << 20
     /// Counts requests sent (for the idle-poll figure and tests).
-    public var requestCount: Int { requests.withLock { $0 } }
-    private let requests = Mutex(0)
+    public var requestCount: Int { requests.withLockedValue { $0 } }
+    private let requests = NIOLockedValueBox(0)
 
     public static let pageSize = 50   // Gitea caps limit at 50 (MAX_RESPONSE_ITEMS)
 
-    /// `maxConnections`: connections kept to Gitea; at least the outbox's `outbox_parallel` plus the poller's.
+    /// One HTTP client for the process, never shut down (AsyncHTTPClient asks that a client be shut down before
+    /// it is freed; this one lives as long as the process). Its pool keeps a connection for each outbox lane and a
+    /// few for the poller, the permission checks and block lookups.
+    static let http: HTTPClient = {
+        var c = HTTPClient.Configuration()
+        c.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: ControlPlaneConfig.maxOutboxParallel + 4)
+        c.timeout = .init(connect: .seconds(10))
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: c)
+    }()
+
     public init(baseURL: URL, owner: String, repo: String, token: String, maxAttempts: Int = 8, baseDelay: Double = 0.1,
-                timeout: TimeInterval = 10, maxConnections: Int = 8, maxPauseWait: Double = 10) {
+                timeout: TimeInterval = 10, maxPauseWait: Double = 10) {
         self.baseURL = baseURL; self.owner = owner; self.repo = repo; self.token = token
         self.maxAttempts = maxAttempts; self.baseDelay = baseDelay; self.maxPauseWait = maxPauseWait
-        let config = URLSessionConfiguration.ephemeral
-        config.timeoutIntervalForRequest = timeout
-        config.httpMaximumConnectionsPerHost = maxConnections
-        session = URLSession(configuration: config)
+        self.timeout = .milliseconds(Int64(timeout * 1000))
     }
 
-    private func countRequest() { requests.withLock { $0 += 1 } }
+    private func countRequest() { requests.withLockedValue { $0 += 1 } }
 
     func path(_ route: GiteaRoute, _ params: [String: String] = [:]) -> String {
         var p = route.path.replacingOccurrences(of: "{owner}", with: owner).replacingOccurrences(of: "{repo}", with: repo)
@@ -173,18 +183,21 @@ public final class DefaultGiteaClient: GiteaAPI, GiteaHooksAPI, Sendable {
         return p
     }
 
-    func send(_ route: GiteaRoute, params: [String: String] = [:], query: [URLQueryItem] = [], body: (any Encodable)? = nil) async throws -> (Data, HTTPURLResponse) {
+    /// A response: its status, its Retry-After (the one header read) and its body.
+    struct Response { let status: Int; let retryAfter: String?; let body: Data }
+
+    func send(_ route: GiteaRoute, params: [String: String] = [:], query: [URLQueryItem] = [], body: (any Encodable)? = nil) async throws -> Response {
         let p = path(route, params)
         var comps = URLComponents(url: baseURL.appendingPathComponent("api/v1" + p), resolvingAgainstBaseURL: false)
         if !query.isEmpty { comps?.queryItems = query }
         guard let url = comps?.url else { throw GiteaError(status: 0, method: route.method, path: p, message: "bad URL") }
-        var req = URLRequest(url: url)
-        req.httpMethod = route.method
-        req.setValue("token \(token)", forHTTPHeaderField: "Authorization")
-        req.setValue("application/json", forHTTPHeaderField: "Accept")
+        var req = HTTPClientRequest(url: url.absoluteString)
+        req.method = HTTPMethod(rawValue: route.method)
+        req.headers.add(name: "Authorization", value: "token \(token)")
+        req.headers.add(name: "Accept", value: "application/json")
         if let body {
-            req.setValue("application/json", forHTTPHeaderField: "Content-Type")
-            req.httpBody = try JSONEncoder().encode(body)
+            req.headers.add(name: "Content-Type", value: "application/json")
+            req.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
         }
         var attempt = 0
         while true {
@@ -192,13 +205,14 @@ public final class DefaultGiteaClient: GiteaAPI, GiteaHooksAPI, Sendable {
             try await waitOutPause(route.method, p)
             countRequest()
             do {
-                let (data, resp) = try await session.data(for: req)
-                guard let http = resp as? HTTPURLResponse else { throw GiteaError(status: 0, method: route.method, path: p, message: "no HTTP response") }
-                if (200..<300).contains(http.statusCode) { return (data, http) }
-                let message = Self.message(in: data)
-                var err = GiteaError(status: http.statusCode, method: route.method, path: p, message: message)
-                if http.statusCode == 429 {
-                    let wait = min(Self.maxRetryAfter, RetryAfter.seconds(http.value(forHTTPHeaderField: "Retry-After"), now: Date()) ?? Self.defaultRetryAfter)
+                let resp = try await Self.http.execute(req, timeout: timeout)
+                let bytes = try await resp.body.collect(upTo: Self.maxResponseBytes)
+                let http = Response(status: Int(resp.status.code), retryAfter: resp.headers.first(name: "Retry-After"), body: Data(bytes.readableBytesView))
+                if (200..<300).contains(http.status) { return http }
+                let message = Self.message(in: http.body)
+                var err = GiteaError(status: http.status, method: route.method, path: p, message: message)
+                if http.status == 429 {
+                    let wait = min(Self.maxRetryAfter, RetryAfter.seconds(http.retryAfter, now: Date()) ?? Self.defaultRetryAfter)
                     pause.extend(to: Date().addingTimeInterval(wait))
                     err.retryAfter = wait
                     if !route.idempotent || attempt >= maxAttempts { throw err }
@@ -210,11 +224,21 @@ public final class DefaultGiteaClient: GiteaAPI, GiteaHooksAPI, Sendable {
             } catch {
                 // transport: timeout, refused, reset — retry what is safe to repeat
                 if !route.idempotent || attempt >= maxAttempts {
-                    throw GiteaError(status: 0, method: route.method, path: p, message: "\(error.localizedDescription)")
+                    throw GiteaError(status: 0, method: route.method, path: p, message: Self.transportMessage(error))
                 }
             }
             let delay = min(5.0, baseDelay * pow(2, Double(attempt - 1))) * Double.random(in: 0.5...1.5)
             try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
+        }
+    }
+
+    /// A transport failure in words (AsyncHTTPClient's errors describe themselves by case name).
+    static func transportMessage(_ error: any Error) -> String {
+        switch error {
+        case let e as HTTPClientError where e == .deadlineExceeded: return "no answer within the request's deadline"
+        case let e as HTTPClientError where e == .remoteConnectionClosed: return "the connection was closed before the answer"
+        case let e as HTTPClientError: return "HTTP client: \(e)"
+        default: return "\(error)"
         }
     }
 
@@ -244,7 +268,7 @@ public final class DefaultGiteaClient: GiteaAPI, GiteaHooksAPI, Sendable {
     }
 
     func decode<T: Decodable>(_ t: T.Type, _ route: GiteaRoute, params: [String: String] = [:], query: [URLQueryItem] = [], body: (any Encodable)? = nil) async throws -> T {
-        let (data, _) = try await send(route, params: params, query: query, body: body)
+        let data = try await send(route, params: params, query: query, body: body).body
         do { return try JSONDecoder().decode(T.self, from: data) } catch {
             throw GiteaError(status: 0, method: route.method, path: path(route, params), message: "undecodable response: \(error)")
         }

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// The one loop that moves work: poll (every interval), hand stored events to the engine (which handles them
 /// on their own tasks, so a slow plan never holds the loop), start runnable verbs, send reminders. Beside it the
@@ -20,10 +20,10 @@ public final class ControlLoop: Service, Sendable {
     /// Wakes the loop (a webhook, a settled event, a shutdown) and the outbox sender.
     private let wakeLoop = Wakeup()
     private let wakeOutbox = Wakeup()
-    private let stopSending = Mutex(false)
-    private let runs = Mutex<[Task<Void, Never>]>([])
+    private let stopSending = NIOLockedValueBox(false)
+    private let runs = NIOLockedValueBox<[Task<Void, Never>]>([])
     /// The wake-lease sweep in flight, if any: a slow or unreachable His never holds up the loop, and sweeps never overlap.
-    private let leaseSweeping = Mutex(false)
+    private let leaseSweeping = NIOLockedValueBox(false)
 
     public init(engine: Engine, poller: Poller, outbox: OutboxSender, interval: Double, metrics: Metrics, logger: Logger,
                 dashboard: DashboardIssue? = nil) {
@@ -51,7 +51,7 @@ public final class ControlLoop: Service, Sendable {
         }
         do {
             let started = try engine.startRunnable()
-            runs.withLock { $0.removeAll { $0.isCancelled }; $0 += started }
+            runs.withLockedValue { $0.removeAll { $0.isCancelled }; $0 += started }
         } catch {
             logger.error("cannot start queued runs: \(error)")
         }
@@ -62,7 +62,7 @@ public final class ControlLoop: Service, Sendable {
     }
 
     func sweepLeasesInTheBackground() {
-        let start = leaseSweeping.withLock { busy -> Bool in
+        let start = leaseSweeping.withLockedValue { busy -> Bool in
             if busy { return false }
             busy = true
             return true
@@ -70,7 +70,7 @@ public final class ControlLoop: Service, Sendable {
         guard start else { return }
         Task { [self] in
             do { try await engine.sweepWakeLeases() } catch { logger.error("wake lease sweep failed: \(error)") }
-            leaseSweeping.withLock { $0 = false }
+            leaseSweeping.withLockedValue { $0 = false }
         }
     }
 
@@ -89,7 +89,7 @@ public final class ControlLoop: Service, Sendable {
     /// Drains the outbox until told to stop: again at once after a pass that sent something (a pass takes at most
     /// a page of the outbox), else when poked or after 1 s (retries coming due).
     func sendLoop() async {
-        while !stopSending.withLock({ $0 }) {
+        while !stopSending.withLockedValue({ $0 }) {
             let sent = await outbox.drain()
             metrics.inc("outbox_sent_total", by: sent)
             if sent > 0 { continue }
@@ -108,7 +108,7 @@ public final class ControlLoop: Service, Sendable {
     public func waitForRuns() async {
         await engine.waitForEvents()
         while true {
-            let tasks = runs.withLock { r in defer { r.removeAll() }; return r }
+            let tasks = runs.withLockedValue { r in defer { r.removeAll() }; return r }
             if tasks.isEmpty { return }
             for t in tasks { await t.value }
         }
@@ -135,7 +135,7 @@ public final class ControlLoop: Service, Sendable {
         engine.interruptJobs()
         await waitForRuns()
         do { try await engine.processPending() } catch { logger.error("last event pass failed: \(error)") }
-        stopSending.withLock { $0 = true }
+        stopSending.withLockedValue { $0 = true }
         wakeOutbox.poke()
         await sending
         _ = await outbox.drain()

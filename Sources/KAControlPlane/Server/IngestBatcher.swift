@@ -1,6 +1,6 @@
 import Foundation
 import GRDB
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Group commit for webhook deliveries: handlers hand their (delivery id, event) over and wait; one writer
 /// thread stores everything that queued up meanwhile in a single transaction and answers each handler.
@@ -15,7 +15,7 @@ final class IngestBatcher: Sendable {
     }
 
     private let ledger: Ledger
-    private let pending = Mutex<[Item]>([])
+    private let pending = NIOLockedValueBox<[Item]>([])
     private let wake = DispatchSemaphore(value: 0)
 
     init(ledger: Ledger) {
@@ -27,7 +27,7 @@ final class IngestBatcher: Sendable {
 
     func submit(delivery: String?, event: Ledger.Event?) async -> Outcome {
         await withCheckedContinuation { cont in
-            pending.withLock { $0.append(Item(delivery: delivery, event: event, done: { cont.resume(returning: $0) })) }
+            pending.withLockedValue { $0.append(Item(delivery: delivery, event: event, done: { cont.resume(returning: $0) })) }
             wake.signal()
         }
     }
@@ -35,7 +35,7 @@ final class IngestBatcher: Sendable {
     private func loop() {
         while true {
             wake.wait()
-            let batch: [Item] = pending.withLock { p in defer { p.removeAll(keepingCapacity: true) }; return p }
+            let batch: [Item] = pending.withLockedValue { p in defer { p.removeAll(keepingCapacity: true) }; return p }
             guard !batch.isEmpty else { continue }
             var outcomes: [Outcome]
             do {

@@ -1,17 +1,17 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Counters for GET /metrics (Prometheus text format).
 public final class Metrics: Sendable {
-    private let counters = Mutex<[String: Int]>([:])
+    private let counters = NIOLockedValueBox<[String: Int]>([:])
 
     public init() {}
 
-    public func inc(_ name: String, by n: Int = 1) { counters.withLock { $0[name, default: 0] += n } }
-    public func get(_ name: String) -> Int { counters.withLock { $0[name] ?? 0 } }
+    public func inc(_ name: String, by n: Int = 1) { counters.withLockedValue { $0[name, default: 0] += n } }
+    public func get(_ name: String) -> Int { counters.withLockedValue { $0[name] ?? 0 } }
 
     public func render(gauges: [String: Int]) -> String {
-        let c = counters.withLock { $0 }
+        let c = counters.withLockedValue { $0 }
         var out = ""
         for (k, v) in c.sorted(by: { $0.key < $1.key }) { out += "# TYPE ka_\(k) counter\nka_\(k) \(v)\n" }
         for (k, v) in gauges.sorted(by: { $0.key < $1.key }) { out += "# TYPE ka_\(k) gauge\nka_\(k) \(v)\n" }

@@ -72,9 +72,7 @@ public enum ControlPlaneServer {
         }
         let faults = try ServeFaults.fromEnvironment()
         if !faults.isEmpty { logger.warning("KA_SERVE_FAULT is set: faults are injected (tests only)") }
-        // connections: one per outbox lane, and a few for the poller, the permission checks and block lookups
-        let api = DefaultGiteaClient(baseURL: config.giteaURL, owner: config.owner, repo: config.repo, token: config.token,
-                                     maxConnections: config.outboxParallel + 4)
+        let api = DefaultGiteaClient(baseURL: config.giteaURL, owner: config.owner, repo: config.repo, token: config.token)
         let bot: String
         if let b = config.botLogin { bot = b } else { bot = try await api.currentUser().login }
         let ws = Workspace(root: config.root, stateDir: config.stateDir)

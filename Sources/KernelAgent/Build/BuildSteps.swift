@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// The steps of `ka build <host>`. They hand each other files in the job's own dir (`<state>/jobs/<id>/`):
 /// `build-host` (the routed host), `package/` (the rendered PKGBUILD and sources), `pkgrel`, `packages/` and
@@ -568,10 +568,10 @@ struct Stalled: Error { let text: String }
 
 /// When a remote build last printed a line.
 final class LastActivity: Sendable {
-    private let last = Mutex(ContinuousClock.now)
-    func touch() { last.withLock { $0 = ContinuousClock.now } }
+    private let last = NIOLockedValueBox(ContinuousClock.now)
+    func touch() { last.withLockedValue { $0 = ContinuousClock.now } }
     var idleSeconds: Double {
-        let d = last.withLock { ContinuousClock.now - $0 }
+        let d = last.withLockedValue { ContinuousClock.now - $0 }
         return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 }

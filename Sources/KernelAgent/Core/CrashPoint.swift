@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Named points where a test may kill the process with SIGKILL, to prove that every write path survives a crash.
 /// `KA_CRASH_AT=N` kills at the N-th point reached; `KA_CRASH_TRACE=FILE` appends each point's label to FILE, so
@@ -8,11 +8,11 @@ public enum CrashPoint {
     private static let killAt = ProcessInfo.processInfo.environment["KA_CRASH_AT"].flatMap(Int.init)
     private static let trace = ProcessInfo.processInfo.environment["KA_CRASH_TRACE"]
     /// Points reached so far; held while the trace line is written, so lines are in order.
-    private static let reached = Mutex(0)
+    private static let reached = NIOLockedValueBox(0)
 
     public static func hit(_ label: String) {
         guard killAt != nil || trace != nil else { return }
-        let n = reached.withLock { reached in
+        let n = reached.withLockedValue { reached in
             reached += 1
             if let trace, let fh = FileHandle(forWritingAtPath: trace) ?? create(trace) {
                 fh.seekToEndOfFile()

@@ -1,4 +1,4 @@
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// A value set once by one part of the process and awaited by others: `set` wakes every waiter at once, and a
 /// wait that starts after it returns at once. It replaces sleeping in slices to notice a flag (as Wakeup does for
@@ -10,16 +10,16 @@ package final class OneShot<Value: Sendable>: Sendable {
         var timers: [Int: Task<Void, Never>] = [:]
         var nextID = 0
     }
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
 
     package init() {}
 
     /// The value, if set.
-    package var value: Value? { state.withLock { $0.value } }
+    package var value: Value? { state.withLockedValue { $0.value } }
 
     /// Sets the value and wakes the waiters; only the first call counts.
     package func set(_ value: Value) {
-        let (waiters, timers) = state.withLock { s -> ([CheckedContinuation<Value?, Never>], [Task<Void, Never>]) in
+        let (waiters, timers) = state.withLockedValue { s -> ([CheckedContinuation<Value?, Never>], [Task<Void, Never>]) in
             guard s.value == nil else { return ([], []) }
             s.value = value
             defer { s.waiters = [:]; s.timers = [:] }
@@ -31,10 +31,10 @@ package final class OneShot<Value: Sendable>: Sendable {
 
     /// The value once set, or nil when `limit` passes first or the task is cancelled.
     package func value(waitingUpTo limit: Swift.Duration) async -> Value? {
-        let id = state.withLock { s in s.nextID += 1; return s.nextID }
+        let id = state.withLockedValue { s in s.nextID += 1; return s.nextID }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (cont: CheckedContinuation<Value?, Never>) in
-                let now: Value?? = state.withLock { s in
+                let now: Value?? = state.withLockedValue { s in
                     if let v = s.value { return .some(v) }
                     s.waiters[id] = cont
                     return .none
@@ -44,7 +44,7 @@ package final class OneShot<Value: Sendable>: Sendable {
                     do { try await Task.sleep(for: limit) } catch { return }   // cancelled: the wait ended first
                     self.giveUp(id)
                 }
-                state.withLock { s in if s.waiters[id] != nil { s.timers[id] = timer } else { timer.cancel() } }
+                state.withLockedValue { s in if s.waiters[id] != nil { s.timers[id] = timer } else { timer.cancel() } }
                 // cancelled before the waiter was registered: the cancel handler found nothing to end
                 if Task.isCancelled { giveUp(id) }
             }
@@ -55,7 +55,7 @@ package final class OneShot<Value: Sendable>: Sendable {
 
     /// Ends waiter `id`'s wait with the value as it is now (nil), if it still waits.
     private func giveUp(_ id: Int) {
-        let (waiter, timer, value) = state.withLock { s in
+        let (waiter, timer, value) = state.withLockedValue { s in
             (s.waiters.removeValue(forKey: id), s.timers.removeValue(forKey: id), s.value)
         }
         timer?.cancel()

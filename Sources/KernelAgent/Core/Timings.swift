@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Phase timings on stderr when KA_TIMINGS is set (used by scripts/bench-promote to explain its figures).
 public enum Timings {
@@ -10,7 +10,7 @@ public enum Timings {
         var buckets: [String: Double] = [:]
     }
 
-    static let clock = Mutex(Clock(last: Date(timeIntervalSinceNow: -ProcessInfo.processInfo.systemUptime + processStartUptime())))
+    static let clock = NIOLockedValueBox(Clock(last: Date(timeIntervalSinceNow: -ProcessInfo.processInfo.systemUptime + processStartUptime())))
 
     /// The process start, in seconds of uptime, from /proc/self/stat (field 22, in clock ticks).
     static func processStartUptime() -> TimeInterval {
@@ -28,13 +28,13 @@ public enum Timings {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let r = try body()
         let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-        clock.withLock { $0.buckets[bucket, default: 0] += dt }
+        clock.withLockedValue { $0.buckets[bucket, default: 0] += dt }
         return r
     }
 
     public static func flushBuckets() {
         guard enabled else { return }
-        let buckets = clock.withLock { c in defer { c.buckets = [:] }; return c.buckets }
+        let buckets = clock.withLockedValue { c in defer { c.buckets = [:] }; return c.buckets }
         for (k, v) in buckets.sorted(by: { $0.key < $1.key }) {
             FileHandle.standardError.write(Data(String(format: "[timing]   cpu in %-33@ %8.3f s\n", k as NSString, v).utf8))
         }
@@ -43,7 +43,7 @@ public enum Timings {
     public static func mark(_ phase: String) {
         guard enabled else { return }
         let now = Date()
-        let last = clock.withLock { c in defer { c.last = now }; return c.last }
+        let last = clock.withLockedValue { c in defer { c.last = now }; return c.last }
         FileHandle.standardError.write(Data(String(format: "[timing] %-40@ %8.3f s\n", phase as NSString, now.timeIntervalSince(last)).utf8))
     }
 }

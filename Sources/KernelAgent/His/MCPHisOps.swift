@@ -4,7 +4,7 @@ import FoundationNetworking
 #endif
 import CKernelAgentShims
 import MCP
-import Synchronization
+import NIOConcurrencyHelpers
 import SystemPackage
 
 /// His's ops over MCP (modelcontextprotocol/swift-sdk), as lmcp serves them: Streamable HTTP with a Bearer token,
@@ -272,7 +272,7 @@ actor HisSession {
 final class HisChildProcess: Sendable {
     private let process = Process()
     private let stdinPipe = Pipe(), stdoutPipe = Pipe(), stderrPipe = Pipe()
-    private let stderrTail = Mutex(Data())
+    private let stderrTail = NIOLockedValueBox(Data())
     /// Signalled when stderr reaches its end: the peer's last words are all in `stderrTail`.
     private let stderrClosed = DispatchSemaphore(value: 0)
     /// How the process ended.
@@ -307,7 +307,7 @@ final class HisChildProcess: Sendable {
             let data = handle.availableData
             guard let self else { return }
             if data.isEmpty { handle.readabilityHandler = nil; self.stderrClosed.signal(); return }
-            self.stderrTail.withLock { tail in
+            self.stderrTail.withLockedValue { tail in
                 tail.append(data)
                 if tail.count > 2048 { tail = tail.suffix(2048) }
             }
@@ -319,7 +319,7 @@ final class HisChildProcess: Sendable {
             // on a Dispatch thread: the cooperative pool's two threads carry the calls and their caps.
             DispatchQueue.global().async {
                 _ = self.stderrClosed.wait(timeout: .now() + 0.5)   // timed out: say what came so far
-                let tail = self.stderrTail.withLock { String(decoding: $0, as: UTF8.self) }
+                let tail = self.stderrTail.withLockedValue { String(decoding: $0, as: UTF8.self) }
                     .trimmingCharacters(in: .whitespacesAndNewlines)
                 let description = "its process (\(self.argv.joined(separator: " "))) \(how)\(tail.isEmpty ? "" : ": \(tail.suffix(600))")"
                 self.exited.set(description)

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Runs `body` with a hard wall-clock cap: when `cap` passes first, `body`'s task is cancelled and `onTimeout`'s
 /// error is thrown at once, without waiting for `body` to notice. A dial timeout does not bound a half-dead peer
@@ -15,8 +15,12 @@ func withWallClockCap<T: Sendable>(_ cap: Swift.Duration, onTimeout: @escaping @
             }
             let timer = Task {
                 do { try await Task.sleep(for: cap) } catch { return }   // cancelled: body finished first
+                // Claimed before onTimeout runs: its reset of the session makes the body fail too, and that failure
+                // must not answer in the cap's place.
+                guard outcome.reserve() else { return }
                 let error = await onTimeout()
-                if outcome.settle(.failure(error)) { work.cancel() }
+                outcome.settle(.failure(error), reserved: true)
+                work.cancel()
             }
             outcome.onSettle { work.cancel(); timer.cancel() }
         }
@@ -31,13 +35,15 @@ final class FirstOutcome<T: Sendable>: Sendable {
         var continuation: CheckedContinuation<T, Error>?
         var early: Result<T, Error>?
         var settled = false
+        /// The cap passed: only its own result may settle now.
+        var reserved = false
         var cleanup: (@Sendable () -> Void)?
     }
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
     private struct Winner { let continuation: CheckedContinuation<T, Error>?; let cleanup: (@Sendable () -> Void)? }
 
     func install(_ c: CheckedContinuation<T, Error>) {
-        let pending: Result<T, Error>? = state.withLock { s in
+        let pending: Result<T, Error>? = state.withLockedValue { s in
             if let early = s.early { return early }
             s.continuation = c
             return nil
@@ -46,7 +52,7 @@ final class FirstOutcome<T: Sendable>: Sendable {
     }
 
     func onSettle(_ f: @escaping @Sendable () -> Void) {
-        let runNow = state.withLock { s -> Bool in
+        let runNow = state.withLockedValue { s -> Bool in
             if s.settled { return true }
             s.cleanup = f
             return false
@@ -54,11 +60,20 @@ final class FirstOutcome<T: Sendable>: Sendable {
         if runNow { f() }
     }
 
-    /// True when this result is the one that counts.
+    /// Claims the outcome for a result still being made; false when one is already in.
+    func reserve() -> Bool {
+        state.withLockedValue { s in
+            guard !s.settled, !s.reserved else { return false }
+            s.reserved = true
+            return true
+        }
+    }
+
+    /// True when this result is the one that counts. `reserved`: the result of the one who reserved the outcome.
     @discardableResult
-    func settle(_ result: Result<T, Error>) -> Bool {
-        let winner: Winner? = state.withLock { s in
-            guard !s.settled else { return nil }
+    func settle(_ result: Result<T, Error>, reserved: Bool = false) -> Bool {
+        let winner: Winner? = state.withLockedValue { s in
+            guard !s.settled, reserved || !s.reserved else { return nil }
             s.settled = true
             defer { s.continuation = nil; s.cleanup = nil }
             if s.continuation == nil { s.early = result }

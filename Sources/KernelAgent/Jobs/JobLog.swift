@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// A job's log, `<state>/jobs/<job-id>/log`: every line a step or its remote command printed, time-stamped,
 /// appended as it arrives. It survives the process; a resumed job appends to it.
@@ -9,12 +9,9 @@ public final class JobLog: Sendable {
         let handle: FileHandle
         var written: UInt64
         var tailLines: [String] = []
-        /// Formatters are not Sendable: one per log, used under its lock.
-        let stamp: ISO8601DateFormatter = {
-            let f = ISO8601DateFormatter(); f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]; return f
-        }()
+        let stamp = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
     }
-    private let state: Mutex<State>
+    private let state: NIOLockedValueBox<State>
     private static let tailKept = 40
 
     public static func directory(_ ws: Workspace, _ id: JobID) -> URL {
@@ -34,23 +31,23 @@ public final class JobLog: Sendable {
                 }
             }
             let h = try FileHandle(forWritingTo: url)
-            state = Mutex(State(handle: h, written: try h.seekToEnd()))
+            state = NIOLockedValueBox(State(handle: h, written: try h.seekToEnd()))
         } catch let e as KAError { throw e } catch {
             throw KAError.failure(url.path, "cannot open the job log: \(error.localizedDescription)", cause: error)
         }
     }
 
-    deinit { state.withLock { try? $0.handle.close() } }   // closing a log we only appended to cannot lose anything already written
+    deinit { state.withLockedValue { try? $0.handle.close() } }   // closing a log we only appended to cannot lose anything already written
 
     /// Where the next line will start: a step records it, so its own lines can be found again.
-    public var offset: UInt64 { state.withLock { $0.written } }
+    public var offset: UInt64 { state.withLockedValue { $0.written } }
 
     /// Appends one line, e.g. `2026-11-30T14:12:03.120Z fresnel stdout| …`. A failed write is reported to the
     /// caller once, and the step goes on: the journal, not the log, is the record of what happened.
     public func append(_ source: String, _ text: String, at date: Date = Date()) throws {
         let clean = text.replacingOccurrences(of: "\n", with: "⏎")
-        try state.withLock { s in
-            let line = "\(s.stamp.string(from: date)) \(source)| \(clean)\n"
+        try state.withLockedValue { s in
+            let line = "\(s.stamp.format(date)) \(source)| \(clean)\n"
             s.tailLines.append("\(source)| \(clean)")
             if s.tailLines.count > Self.tailKept { s.tailLines.removeFirst(s.tailLines.count - Self.tailKept) }
             let data = Data(line.utf8)
@@ -63,7 +60,7 @@ public final class JobLog: Sendable {
 
     /// The last lines this process appended (for the status comment), newest last.
     public func recentLines(_ n: Int) -> [String] {
-        state.withLock { Array($0.tailLines.suffix(n)) }
+        state.withLockedValue { Array($0.tailLines.suffix(n)) }
     }
 
     /// The last `n` lines of a job's log file, read from the end (for `ka jobs show`, in any process).

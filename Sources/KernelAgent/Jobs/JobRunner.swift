@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Told of every change to a job's journal (the CLI prints a line per step; the bot edits its status comment).
 public protocol JobObserver: Sendable {
@@ -243,9 +243,9 @@ public struct JobRunner: Sendable {
 
 /// The job record as the runner last wrote it.
 final class LatestJob: Sendable {
-    private let stored = Mutex<JobRecord?>(nil)
+    private let stored = NIOLockedValueBox<JobRecord?>(nil)
     var value: JobRecord? {
-        get { stored.withLock { $0 } }
-        set { stored.withLock { $0 = newValue } }
+        get { stored.withLockedValue { $0 } }
+        set { stored.withLockedValue { $0 = newValue } }
     }
 }

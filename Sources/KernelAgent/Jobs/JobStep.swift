@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// What a step lets the runtime do after it was interrupted mid-way (a restart, a kill -9, a SIGTERM).
 public enum Resumption: Sendable {
@@ -73,9 +73,9 @@ public struct StepContext: Sendable {
 
 /// The first failed log write from a line handler, which cannot throw itself.
 final class LogFailures: Sendable {
-    private let stored = Mutex<Error?>(nil)
-    func note(_ e: Error) { stored.withLock { if $0 == nil { $0 = e } } }
-    var first: Error? { stored.withLock { $0 } }
+    private let stored = NIOLockedValueBox<Error?>(nil)
+    func note(_ e: Error) { stored.withLockedValue { if $0 == nil { $0 = e } } }
+    var first: Error? { stored.withLockedValue { $0 } }
 }
 
 /// Gives a step the transport for a host (OpenSSH for the fleet, a fake in unit tests).

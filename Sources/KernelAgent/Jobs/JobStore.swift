@@ -1,6 +1,6 @@
 import Foundation
 import GRDB
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Where jobs and their journals live. The CLI and `ka serve` share one (the state database), so a job started
 /// by either is listed, shown and cancelled by both.
@@ -33,28 +33,28 @@ extension JobStore {
 
 /// The in-memory store, for unit tests. It fails where the real one would: an unknown id, a duplicate insert.
 public final class MemoryJobStore: JobStore, Sendable {
-    private let records = Mutex<[JobID: JobRecord]>([:])
+    private let records = NIOLockedValueBox<[JobID: JobRecord]>([:])
 
     public init() {}
 
     public func insert(_ job: JobRecord) throws {
-        try records.withLock { records in
+        try records.withLockedValue { records in
             guard records[job.id] == nil else { throw KAError.failure("job store", "job \(job.id) exists already") }
             records[job.id] = job
         }
     }
 
-    public func job(_ id: JobID) throws -> JobRecord? { records.withLock { $0[id] } }
+    public func job(_ id: JobID) throws -> JobRecord? { records.withLockedValue { $0[id] } }
 
     public func jobs(states: Set<JobState>?, limit: Int) throws -> [JobRecord] {
-        records.withLock { records in
+        records.withLockedValue { records in
             let all = records.values.filter { states?.contains($0.state) ?? true }
             return Array(all.sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }.prefix(limit))
         }
     }
 
     public func update(_ id: JobID, _ change: (inout JobRecord) throws -> Void) throws -> JobRecord {
-        try records.withLock { records in
+        try records.withLockedValue { records in
             guard var r = records[id] else { throw KAError.failure("job store", "no job \(id)") }
             try change(&r)
             records[id] = r
@@ -220,15 +220,15 @@ private final class LastWritten: Sendable {
         var entries: [JobID: (version: Int64, record: JobRecord)] = [:]
         var order: [JobID] = []
     }
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
     private let capacity = 32
 
     func record(_ id: JobID, version: Int64) -> JobRecord? {
-        state.withLock { s in s.entries[id].flatMap { $0.version == version ? $0.record : nil } }
+        state.withLockedValue { s in s.entries[id].flatMap { $0.version == version ? $0.record : nil } }
     }
 
     func keep(_ r: JobRecord, version: Int64) {
-        state.withLock { s in
+        state.withLockedValue { s in
             if s.entries.updateValue((version, r), forKey: r.id) == nil {
                 s.order.append(r.id)
                 if s.order.count > capacity { s.entries[s.order.removeFirst()] = nil }

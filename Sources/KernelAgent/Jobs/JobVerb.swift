@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// A verb whose work is a job of named steps on other hosts (preflight, build, install, verify, prune, …).
 /// Its plan only reads: it names the steps, which consent shows; the job runtime runs them.
@@ -51,21 +51,23 @@ struct StepLinePrinter: JobObserver {
 
 final class SeenSteps: Sendable {
     private struct State { var states: [Int: StepState] = [:]; var waited = false }
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
     func changed(_ i: Int, _ s: StepState) -> Bool {
-        state.withLock { st in
+        state.withLockedValue { st in
             guard s != .pending, st.states[i] != s else { return false }
             st.states[i] = s
             return true
         }
     }
-    func noteWaiting() -> Bool { state.withLock { st in defer { st.waited = true }; return !st.waited } }
+    func noteWaiting() -> Bool { state.withLockedValue { st in defer { st.waited = true }; return !st.waited } }
 }
 
 /// Turns SIGINT/SIGTERM into a call (cancelling the job's task) instead of the default death, so the job is
 /// journaled as interrupted and its remote commands are killed.
-final class SignalCanceller: Sendable {
-    private let sources: Mutex<[DispatchSourceSignal]>
+// Unchecked: DispatchSource is not marked Sendable, but its cancel() is thread-safe and idempotent, and the array is
+// never changed after init.
+final class SignalCanceller: @unchecked Sendable {
+    private let sources: [DispatchSourceSignal]
     private let signals: [Int32]
 
     init(signals: [Int32], _ handler: @escaping @Sendable () -> Void) {
@@ -78,14 +80,11 @@ final class SignalCanceller: Sendable {
             src.resume()
             sources.append(src)
         }
-        self.sources = Mutex(sources)
+        self.sources = sources
     }
 
     func stop() {
-        sources.withLock { sources in
-            for s in sources { s.cancel() }
-            sources = []
-        }
+        for s in sources { s.cancel() }
         for s in signals { signal(s, SIG_DFL) }
     }
 }

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// A job's lanes, held across processes: one `flock(2)` per lane on `<state>/locks/lanes/<lane>.lock`, the same
 /// kind of OS lock as the tree's. A job from the CLI and one from `ka serve` on the same host never run at once,
@@ -10,17 +10,17 @@ import Synchronization
 public final class LaneLocks: Sendable {
     public let lanes: [String]
     /// Empty once released.
-    private let fds: Mutex<[Int32]>
+    private let fds: NIOLockedValueBox<[Int32]>
     private let holderFiles: [URL]
 
     private init(lanes: [String], fds: [Int32], holderFiles: [URL]) {
-        self.lanes = lanes; self.fds = Mutex(fds); self.holderFiles = holderFiles
+        self.lanes = lanes; self.fds = NIOLockedValueBox(fds); self.holderFiles = holderFiles
     }
 
     deinit { release() }
 
     public func release() {
-        fds.withLock { fds in
+        fds.withLockedValue { fds in
             for f in holderFiles { unlink(f.path) }   // a stale note names a dead pid and is filtered out anyway
             for fd in fds { flock(fd, LOCK_UN); close(fd) }
             fds = []

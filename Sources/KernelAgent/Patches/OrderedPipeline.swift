@@ -35,8 +35,8 @@ enum OrderedPipeline {
         }
     }
 
-    // Unchecked: its vars are touched only with `cond` locked. Not a Mutex: the threads block on the condition
-    // variable (Mutex has none).
+    // Unchecked: its vars are touched only with `cond` locked. Not a NIOLockedValueBox: the threads block on the
+    // condition variable (it has none).
     private final class State<T: Sendable>: @unchecked Sendable {
         private let cond = NSCondition()
         let window: Int

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// A manifest resolved into the ordered list of patches it applies.
 public struct Resolution: Sendable {
@@ -214,19 +214,19 @@ public struct Resolver: Sendable {
 /// not depend on thread timing), with a count of the others.
 final class Failures: Sendable {
     private struct State { var first: (index: Int, error: KAError)?; var count = 0 }
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
 
     func record(_ i: Int, _ e: KAError) {
-        state.withLock { s in
+        state.withLockedValue { s in
             s.count += 1
             if s.first.map({ i < $0.index }) ?? true { s.first = (i, e) }
         }
     }
 
-    var isEmpty: Bool { state.withLock { $0.first == nil } }
+    var isEmpty: Bool { state.withLockedValue { $0.first == nil } }
 
     func throwFirst() throws {
-        let (first, count) = state.withLock { ($0.first, $0.count) }
+        let (first, count) = state.withLockedValue { ($0.first, $0.count) }
         guard let (_, e) = first else { return }
         guard count > 1 else { throw e }
         throw KAError(e.kind, e.chain + ["(\(count - 1) more patch(es) refused too; this is the first in resolution order)"], hint: e.hint)

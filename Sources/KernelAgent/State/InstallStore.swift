@@ -1,6 +1,6 @@
 import Foundation
 import GRDB
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// One install of a built kernel on a target (`ka install`), and what verification said of it.
 public struct InstallRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
@@ -145,25 +145,25 @@ final class MemoryInstallStore: InstallStore, Sendable {
         var records: [String: InstallRecord] = [:]
         var closures: [String: InstallableClosure] = [:]
     }
-    private let state = Mutex(State())
-    func record(_ r: InstallRecord) throws { state.withLock { $0.records[r.job] = r } }
-    func install(job: String) throws -> InstallRecord? { state.withLock { $0.records[job] } }
+    private let state = NIOLockedValueBox(State())
+    func record(_ r: InstallRecord) throws { state.withLockedValue { $0.records[r.job] = r } }
+    func install(job: String) throws -> InstallRecord? { state.withLockedValue { $0.records[job] } }
     func installs(host: String, limit: Int) throws -> [InstallRecord] {
-        state.withLock { s in Array(s.records.values.filter { $0.host == host }.sorted { ($0.startedAt, $0.job) > ($1.startedAt, $1.job) }.prefix(limit)) }
+        state.withLockedValue { s in Array(s.records.values.filter { $0.host == host }.sorted { ($0.startedAt, $0.job) > ($1.startedAt, $1.job) }.prefix(limit)) }
     }
     func latest(hosts: [String]) throws -> [String: InstallRecord] {
-        state.withLock { s in
+        state.withLockedValue { s in
             var out: [String: InstallRecord] = [:]
             for r in s.records.values.sorted(by: { ($0.startedAt, $0.job) < ($1.startedAt, $1.job) }) where hosts.contains(r.host) { out[r.host] = r }
             return out
         }
     }
     func lastGood(host: String, excluding: String?) throws -> InstallRecord? {
-        state.withLock { s in s.records.values.filter { $0.host == host && $0.state == .verified && $0.job != excluding }.max { $0.startedAt < $1.startedAt } }
+        state.withLockedValue { s in s.records.values.filter { $0.host == host && $0.state == .verified && $0.job != excluding }.max { $0.startedAt < $1.startedAt } }
     }
     func burnInsDue(before: Date) throws -> [InstallRecord] {
-        state.withLock { s in s.records.values.filter { $0.burnInUntil != nil }.sorted { ($0.burnInUntil ?? before) < ($1.burnInUntil ?? before) } }
+        state.withLockedValue { s in s.records.values.filter { $0.burnInUntil != nil }.sorted { ($0.burnInUntil ?? before) < ($1.burnInUntil ?? before) } }
     }
-    func closeInstallable(_ c: InstallableClosure) throws { state.withLock { $0.closures[c.buildJob] = c } }
-    func closure(buildJob: String) throws -> InstallableClosure? { state.withLock { $0.closures[buildJob] } }
+    func closeInstallable(_ c: InstallableClosure) throws { state.withLockedValue { $0.closures[c.buildJob] = c } }
+    func closure(buildJob: String) throws -> InstallableClosure? { state.withLockedValue { $0.closures[buildJob] } }
 }

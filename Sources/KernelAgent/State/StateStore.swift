@@ -1,6 +1,6 @@
 import Foundation
 import GRDB
-import Synchronization
+import NIOConcurrencyHelpers
 
 public struct PromotionRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
     public static let databaseTableName = "promotions"
@@ -402,47 +402,47 @@ public final class MemoryStateStore: StateStore, BlockStore, Sendable {
         var pause: PrunePauseRecord?
         var reminders: [Int: ReminderRecord] = [:]
     }
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
     public let installs: any InstallStore = MemoryInstallStore()
 
     public init() {}
 
-    public func prunePause() throws -> PrunePauseRecord? { state.withLock { $0.pause } }
+    public func prunePause() throws -> PrunePauseRecord? { state.withLockedValue { $0.pause } }
     public func pausePrune(_ r: PrunePauseRecord) throws -> PrunePauseRecord {
-        state.withLock { s in if let pause = s.pause { return pause }; s.pause = r; return r }
+        state.withLockedValue { s in if let pause = s.pause { return pause }; s.pause = r; return r }
     }
-    public func resumePrune() throws -> PrunePauseRecord? { state.withLock { s in defer { s.pause = nil }; return s.pause } }
+    public func resumePrune() throws -> PrunePauseRecord? { state.withLockedValue { s in defer { s.pause = nil }; return s.pause } }
 
-    public func recordPromotion(_ r: PromotionRecord) throws { state.withLock { $0.promotions[r.host] = r } }
-    public func recordInstallable(_ r: InstallableRecord) throws { state.withLock { $0.installableRecords[r.job] = r } }
-    public func installable(job: String) throws -> InstallableRecord? { state.withLock { $0.installableRecords[job] } }
+    public func recordPromotion(_ r: PromotionRecord) throws { state.withLockedValue { $0.promotions[r.host] = r } }
+    public func recordInstallable(_ r: InstallableRecord) throws { state.withLockedValue { $0.installableRecords[r.job] = r } }
+    public func installable(job: String) throws -> InstallableRecord? { state.withLockedValue { $0.installableRecords[job] } }
     public func installables(_ hosts: [String]) throws -> [String: InstallableRecord] {
-        state.withLock { s in
+        state.withLockedValue { s in
             var out: [String: InstallableRecord] = [:]
             for r in s.installableRecords.values.sorted(by: { $0.filedAt < $1.filedAt }) where hosts.contains(r.host) { out[r.host] = r }
             return out
         }
     }
-    public func promotion(host: String) throws -> PromotionRecord? { state.withLock { $0.promotions[host] } }
+    public func promotion(host: String) throws -> PromotionRecord? { state.withLockedValue { $0.promotions[host] } }
     public func setCampaign(_ name: String, status: CampaignStatus, at: Date) throws {
-        state.withLock { $0.campaigns[name] = CampaignRecord(name: name, status: status, updatedAt: at) }
+        state.withLockedValue { $0.campaigns[name] = CampaignRecord(name: name, status: status, updatedAt: at) }
     }
-    public func campaign(_ name: String) throws -> CampaignRecord? { state.withLock { $0.campaigns[name] } }
-    public func deleteCampaign(_ name: String) throws { _ = state.withLock { $0.campaigns.removeValue(forKey: name) } }
+    public func campaign(_ name: String) throws -> CampaignRecord? { state.withLockedValue { $0.campaigns[name] } }
+    public func deleteCampaign(_ name: String) throws { _ = state.withLockedValue { $0.campaigns.removeValue(forKey: name) } }
     public func markDrifted(host: String, reason: String, at: Date) throws {
-        state.withLock { $0.drifts[host] = DriftRecord(host: host, reason: reason, since: at) }
+        state.withLockedValue { $0.drifts[host] = DriftRecord(host: host, reason: reason, since: at) }
     }
-    public func clearDrift(host: String) throws { _ = state.withLock { $0.drifts.removeValue(forKey: host) } }
-    public func drift(host: String) throws -> DriftRecord? { state.withLock { $0.drifts[host] } }
+    public func clearDrift(host: String) throws { _ = state.withLockedValue { $0.drifts.removeValue(forKey: host) } }
+    public func drift(host: String) throws -> DriftRecord? { state.withLockedValue { $0.drifts[host] } }
 
     public func upsertReminder(issue: Int, filedAt: Date, open: Bool) throws {
-        state.withLock { s in
+        state.withLockedValue { s in
             if s.reminders[issue] != nil { s.reminders[issue]?.open = open }
             else if open { s.reminders[issue] = ReminderRecord(issue: issue, filedAt: filedAt, stage: 0, nextDue: filedAt, snoozedUntil: nil, open: true) }
         }
     }
     public func snoozeReminder(issue: Int, until: Date) throws -> Bool {
-        state.withLock { s in
+        state.withLockedValue { s in
             guard var r = s.reminders[issue], r.open else { return false }
             r.snoozedUntil = until; if r.nextDue < until { r.nextDue = until }
             s.reminders[issue] = r
@@ -450,19 +450,19 @@ public final class MemoryStateStore: StateStore, BlockStore, Sendable {
         }
     }
     public func dueReminders(now: Date, limit: Int) throws -> [ReminderRecord] {
-        state.withLock { s in Array(s.reminders.values.filter { $0.open && $0.nextDue <= now }.sorted { $0.nextDue < $1.nextDue }.prefix(limit)) }
+        state.withLockedValue { s in Array(s.reminders.values.filter { $0.open && $0.nextDue <= now }.sorted { $0.nextDue < $1.nextDue }.prefix(limit)) }
     }
     public func openReminders() throws -> [ReminderRecord] {
-        state.withLock { s in s.reminders.values.filter(\.open).sorted { $0.issue < $1.issue } }
+        state.withLockedValue { s in s.reminders.values.filter(\.open).sorted { $0.issue < $1.issue } }
     }
     public func advanceReminder(issue: Int, stage: Int, nextDue: Date) throws {
-        state.withLock { s in s.reminders[issue]?.stage = stage; s.reminders[issue]?.nextDue = nextDue }
+        state.withLockedValue { s in s.reminders[issue]?.stage = stage; s.reminders[issue]?.nextDue = nextDue }
     }
 
-    public func openBlocks() throws -> [Block] { state.withLock { s in s.blocks.filter(\.open).map(\.0) } }
+    public func openBlocks() throws -> [Block] { state.withLockedValue { s in s.blocks.filter(\.open).map(\.0) } }
     @discardableResult
     public func file(kind: BlockKind, scope: BlockScope, title: String, body: String) throws -> Block {
-        state.withLock { s in
+        state.withLockedValue { s in
             if let b = s.blocks.first(where: { $0.open && $0.0.kind == kind && $0.0.scope == scope }) { return b.0 }
             let b = Block(id: "mem-\(s.blocks.count + 1)", kind: kind, scope: scope, title: title)
             s.blocks.append((b, true))
@@ -470,7 +470,7 @@ public final class MemoryStateStore: StateStore, BlockStore, Sendable {
         }
     }
     public func close(id: String) throws {
-        let closed = state.withLock { s -> Bool in
+        let closed = state.withLockedValue { s -> Bool in
             guard let i = s.blocks.firstIndex(where: { $0.0.id == id && $0.open }) else { return false }
             s.blocks[i].open = false
             return true

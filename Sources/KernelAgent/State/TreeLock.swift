@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// What a verb does to `patches/` and `fleet/`.
 public enum TreeAccess: Sendable, Equatable {
@@ -17,17 +17,17 @@ public enum TreeAccess: Sendable, Equatable {
 public final class TreeLock: Sendable {
     public let access: TreeAccess
     /// -1 once released: release() takes it exactly once, even when called twice at once.
-    private let fd: Mutex<Int32>
+    private let fd: NIOLockedValueBox<Int32>
     private let holderFile: URL?
 
     private init(access: TreeAccess, fd: Int32, holderFile: URL?) {
-        self.access = access; self.fd = Mutex(fd); self.holderFile = holderFile
+        self.access = access; self.fd = NIOLockedValueBox(fd); self.holderFile = holderFile
     }
 
     deinit { release() }
 
     public func release() {
-        let fd = self.fd.withLock { fd in defer { fd = -1 }; return fd }
+        let fd = self.fd.withLockedValue { fd in defer { fd = -1 }; return fd }
         guard fd >= 0 else { return }
         if let holderFile { try? FileManager.default.removeItem(at: holderFile) }   // best effort: stale ones are filtered by pid
         flock(fd, LOCK_UN)

@@ -1,6 +1,6 @@
 import Foundation
 import Subprocess
-import Synchronization
+import NIOConcurrencyHelpers
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -217,17 +217,17 @@ public enum ProcessRunner {
 
 /// Finds a program on PATH the way execvp does (the first executable regular file), caching by PATH and name.
 enum ExecutableLookup {
-    private static let cache = Mutex<[String: String]>([:])
+    private static let cache = NIOLockedValueBox<[String: String]>([:])
 
     static func resolve(_ name: String, path: String?) -> String? {
         let searchPath = path ?? ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
         let key = searchPath + "\u{0}" + name
-        if let hit = cache.withLock({ $0[key] }) { return hit }
+        if let hit = cache.withLockedValue({ $0[key] }) { return hit }
         for dir in searchPath.split(separator: ":", omittingEmptySubsequences: true) {
             let candidate = "\(dir)/\(name)"
             var st = stat()
             if stat(candidate, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, access(candidate, X_OK) == 0 {
-                cache.withLock { $0[key] = candidate }
+                cache.withLockedValue { $0[key] = candidate }
                 return candidate
             }
         }
@@ -313,31 +313,31 @@ private final class RunState: Sendable {
         var tails: [OutputLine.Stream: TailBuffer]
         var readFailure: String?
     }
-    private let inner: Mutex<Inner>
+    private let inner: NIOLockedValueBox<Inner>
     /// Held while calling the handler, so it never runs twice at once and sees each stream's lines in order.
-    private let handlerLock = Mutex(())
+    private let handlerLock = NIOLockedValueBox(())
     private let onLine: (@Sendable (OutputLine) -> Void)?
 
     init(tailBytes: Int, onLine: (@Sendable (OutputLine) -> Void)?) {
-        inner = Mutex(Inner(tails: [.stdout: TailBuffer(limit: tailBytes), .stderr: TailBuffer(limit: tailBytes)]))
+        inner = NIOLockedValueBox(Inner(tails: [.stdout: TailBuffer(limit: tailBytes), .stderr: TailBuffer(limit: tailBytes)]))
         self.onLine = onLine
     }
 
-    var pid: pid_t { inner.withLock { $0.pid } }
-    var stopReason: ProcessRunner.Stop? { inner.withLock { $0.stop } }
-    var readFailure: String? { inner.withLock { $0.readFailure } }
+    var pid: pid_t { inner.withLockedValue { $0.pid } }
+    var stopReason: ProcessRunner.Stop? { inner.withLockedValue { $0.stop } }
+    var readFailure: String? { inner.withLockedValue { $0.readFailure } }
 
-    func started(_ pid: pid_t) { inner.withLock { $0.pid = pid } }
+    func started(_ pid: pid_t) { inner.withLockedValue { $0.pid = pid } }
     /// The first reason wins: a timeout that fires while a cancel is being handled stays a cancel.
-    func stop(_ reason: ProcessRunner.Stop) { inner.withLock { if $0.stop == nil { $0.stop = reason } } }
+    func stop(_ reason: ProcessRunner.Stop) { inner.withLockedValue { if $0.stop == nil { $0.stop = reason } } }
     func readFailed(_ stream: OutputLine.Stream, _ error: any Error) {
         if error is CancellationError { return }
-        inner.withLock { if $0.readFailure == nil { $0.readFailure = "\(stream): \(error)" } }
+        inner.withLockedValue { if $0.readFailure == nil { $0.readFailure = "\(stream): \(error)" } }
     }
 
     func feed(_ stream: OutputLine.Stream, _ bytes: [UInt8]) {
-        handlerLock.withLock { _ in
-            let lines = inner.withLock { s -> [[UInt8]] in
+        handlerLock.withLockedValue { _ in
+            let lines = inner.withLockedValue { s -> [[UInt8]] in
                 s.tails[stream]?.append(bytes)
                 return s.splitters[stream]?.feed(bytes) ?? []
             }
@@ -346,14 +346,14 @@ private final class RunState: Sendable {
     }
 
     func finish(_ stream: OutputLine.Stream) {
-        handlerLock.withLock { _ in
-            let last = inner.withLock { $0.splitters[stream]?.finish() }
+        handlerLock.withLockedValue { _ in
+            let last = inner.withLockedValue { $0.splitters[stream]?.finish() }
             if let onLine, let last { onLine(OutputLine(stream, last)) }
         }
     }
 
     func outcome(termination: ProcessRunner.Termination?, stop: ProcessRunner.Stop?, elapsed: Swift.Duration) -> ProcessRunner.Outcome {
-        inner.withLock { s in
+        inner.withLockedValue { s in
             ProcessRunner.Outcome(pid: s.pid, termination: termination, stdout: s.tails[.stdout]?.bytes ?? [],
                                   stderr: s.tails[.stderr]?.bytes ?? [], stop: stop, elapsed: elapsed)
         }

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// The probe host over the agent's transport (OpenSSH for the fleet). Reads are one fixed `sh -c` script each,
 /// with the path passed as an argument (`$1`), never spliced into the script; `cmd` probes run their argv as it
@@ -82,13 +82,13 @@ public struct TransportProbeHost: ProbeHost {
 /// The first `limit` bytes of a stream of lines (each given back its newline), and whether there were more.
 final class KeptOutput: Sendable {
     private struct State { var bytes: [UInt8] = []; var truncated = false }
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
     let limit: Int
 
     init(limit: Int) { self.limit = limit }
 
     func append(_ line: [UInt8]) {
-        state.withLock { s in
+        state.withLockedValue { s in
             guard !s.truncated else { return }
             let room = limit - s.bytes.count
             if line.count + 1 <= room {
@@ -101,5 +101,5 @@ final class KeptOutput: Sendable {
         }
     }
 
-    var value: ([UInt8], Bool) { state.withLock { ($0.bytes, $0.truncated) } }
+    var value: ([UInt8], Bool) { state.withLockedValue { ($0.bytes, $0.truncated) } }
 }
