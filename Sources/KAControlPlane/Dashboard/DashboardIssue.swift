@@ -8,8 +8,8 @@ import NIOConcurrencyHelpers
 /// - never when the rendered body equals what the issue holds;
 /// - a person's edit runs nothing; the next update overwrites it and says so once, in one comment.
 /// One update runs at a time: a restart, a duplicate webhook or a renamed issue never makes a second dashboard.
-public final class DashboardIssue: Sendable {
-    public enum Outcome: Equatable, Sendable { case busy, throttled, idle, unchanged, edited, created, failed(String) }
+package final class DashboardIssue: Sendable {
+    package enum Outcome: Equatable, Sendable { case busy, throttled, idle, unchanged, edited, created, failed(String) }
 
     let api: any GiteaAPI
     let ledger: Ledger
@@ -44,21 +44,21 @@ public final class DashboardIssue: Sendable {
     private let live = NIOLockedValueBox(Live())
     static let cursor = "dashboard"
 
-    public init(api: any GiteaAPI, ledger: Ledger, botLogin: String, minInterval: TimeInterval = 30,
+    package init(api: any GiteaAPI, ledger: Ledger, botLogin: String, minInterval: TimeInterval = 30,
                 now: @escaping @Sendable () -> Date = { Date() }, render: @escaping @Sendable () async throws -> String) {
         self.api = api; self.ledger = ledger; self.botLogin = botLogin; self.minInterval = minInterval; self.now = now; self.render = render
     }
 
     /// Edits made by this process (tests, the benchmark).
-    public var edits: Int { live.withLockedValue { $0.edits } }
-    public var issueNumber: Int? { live.withLockedValue { $0.memory?.issue } }
+    package var edits: Int { live.withLockedValue { $0.edits } }
+    package var issueNumber: Int? { live.withLockedValue { $0.memory?.issue } }
 
     /// Something may have changed: the next `tick` that the interval allows renders again.
-    public func markDirty() { live.withLockedValue { $0.dirty = true } }
+    package func markDirty() { live.withLockedValue { $0.dirty = true } }
 
     /// An issue the poller or a webhook saw move: if it is the dashboard and holds what the bot did not write,
     /// a person edited it.
-    public func observe(_ issue: GiteaIssue) {
+    package func observe(_ issue: GiteaIssue) {
         live.withLockedValue { l in
             guard let m = l.memory, m.issue == issue.number, let written = m.written, (issue.body ?? "") != written else { return }
             l.personEdited = true
@@ -69,7 +69,7 @@ public final class DashboardIssue: Sendable {
     /// One step: renders when something may have changed (or every `minInterval` anyway, for changes made outside
     /// `ka serve`) and the interval since the last edit is over; writes only a different body.
     @discardableResult
-    public func tick() async -> Outcome {
+    package func tick() async -> Outcome {
         let t = now()
         let start: Outcome? = live.withLockedValue { l in
             if l.busy { return .busy }

@@ -5,29 +5,29 @@ import KernelAgent
 /// What the `[ka:dashboard]` issue and the `GET /` page show: one picture of the fleet, read from the tree, the
 /// state store, the job journal and the ledger. Both renderings are made from this value alone, so a test can
 /// render a fixture without a fleet.
-public struct DashboardModel: Codable, Sendable, Equatable {
+package struct DashboardModel: Codable, Sendable, Equatable {
     /// A link to a Gitea issue (or a status comment); `url` is nil when it has no issue yet (a block being filed).
-    public struct Link: Codable, Sendable, Equatable {
-        public var text: String
-        public var url: String?
-        public init(text: String, url: String?) { self.text = text; self.url = url }
+    package struct Link: Codable, Sendable, Equatable {
+        package var text: String
+        package var url: String?
+        package init(text: String, url: String?) { self.text = text; self.url = url }
     }
 
     /// One job as the dashboard shows it: its outcome, how long it took, and where its status comment is.
-    public struct Job: Codable, Sendable, Equatable {
-        public var id: String
-        public var verb: String
-        public var arguments: [String]
-        public var state: String
-        public var createdAt: Date
-        public var startedAt: Date?
-        public var finishedAt: Date?
+    package struct Job: Codable, Sendable, Equatable {
+        package var id: String
+        package var verb: String
+        package var arguments: [String]
+        package var state: String
+        package var createdAt: Date
+        package var startedAt: Date?
+        package var finishedAt: Date?
         /// `✓ 1. route` …, for the timeline's hover text.
-        public var steps: [String]
+        package var steps: [String]
         /// The step running now, if any.
-        public var currentStep: String?
-        public var statusComment: String?
-        public init(id: String, verb: String, arguments: [String], state: String, createdAt: Date, startedAt: Date?,
+        package var currentStep: String?
+        package var statusComment: String?
+        package init(id: String, verb: String, arguments: [String], state: String, createdAt: Date, startedAt: Date?,
                     finishedAt: Date?, steps: [String], currentStep: String?, statusComment: String?) {
             self.id = id; self.verb = verb; self.arguments = arguments; self.state = state; self.createdAt = createdAt
             self.startedAt = startedAt; self.finishedAt = finishedAt; self.steps = steps; self.currentStep = currentStep
@@ -35,26 +35,26 @@ public struct DashboardModel: Codable, Sendable, Equatable {
         }
     }
 
-    public struct Host: Codable, Sendable, Equatable {
-        public var host: String
-        public var roles: [String]
-        public var arch: String
-        public var note: String?
+    package struct Host: Codable, Sendable, Equatable {
+        package var host: String
+        package var roles: [String]
+        package var arch: String
+        package var note: String?
         /// stock, pending, locked, building, installable, installed, verified, drifted (or error, -).
-        public var state: String
-        public var detail: String?
-        public var lockB2sum: String?
-        public var lockedSuffix: String?
+        package var state: String
+        package var detail: String?
+        package var lockB2sum: String?
+        package var lockedSuffix: String?
         /// The kernel the host runs, as its last install by kernel-agent left it; nil when none did (shown as unknown).
-        public var runningVersion: String?
+        package var runningVersion: String?
         /// The version built from the lock, once one was (the installable's).
-        public var lockedVersion: String?
-        public var lastJob: Job?
-        public var blocks: [Link]
-        public var nextReminder: Date?
+        package var lockedVersion: String?
+        package var lastJob: Job?
+        package var blocks: [Link]
+        package var nextReminder: Date?
         /// The exact command to type next: text to copy, never a trigger.
-        public var nextCommand: String?
-        public init(host: String, roles: [String], arch: String, note: String?, state: String, detail: String?, lockB2sum: String?,
+        package var nextCommand: String?
+        package init(host: String, roles: [String], arch: String, note: String?, state: String, detail: String?, lockB2sum: String?,
                     lockedSuffix: String?, runningVersion: String?, lockedVersion: String?, lastJob: Job?, blocks: [Link],
                     nextReminder: Date?, nextCommand: String?) {
             self.host = host; self.roles = roles; self.arch = arch; self.note = note; self.state = state; self.detail = detail
@@ -64,60 +64,60 @@ public struct DashboardModel: Codable, Sendable, Equatable {
         }
     }
 
-    public struct BuildHost: Codable, Sendable, Equatable {
-        public var host: String
-        public var arch: String
+    package struct BuildHost: Codable, Sendable, Equatable {
+        package var host: String
+        package var arch: String
         /// up, asleep or blocked.
-        public var state: String
-        public var job: Job?
-        public var blocks: [Link]
-        public init(host: String, arch: String, state: String, job: Job?, blocks: [Link]) {
+        package var state: String
+        package var job: Job?
+        package var blocks: [Link]
+        package init(host: String, arch: String, state: String, job: Job?, blocks: [Link]) {
             self.host = host; self.arch = arch; self.state = state; self.job = job; self.blocks = blocks
         }
     }
 
     /// A plan awaiting `/ka-yes <nonce>` before it expires.
-    public struct Consent: Codable, Sendable, Equatable {
-        public var nonce: String
-        public var command: String
-        public var issue: Link
-        public var expires: Date
-        public init(nonce: String, command: String, issue: Link, expires: Date) {
+    package struct Consent: Codable, Sendable, Equatable {
+        package var nonce: String
+        package var command: String
+        package var issue: Link
+        package var expires: Date
+        package init(nonce: String, command: String, issue: Link, expires: Date) {
             self.nonce = nonce; self.command = command; self.issue = issue; self.expires = expires
         }
     }
 
-    public struct Installable: Codable, Sendable, Equatable {
-        public var host: String
-        public var version: String
-        public var issue: Link?
-        public var filedAt: Date
-        public init(host: String, version: String, issue: Link?, filedAt: Date) {
+    package struct Installable: Codable, Sendable, Equatable {
+        package var host: String
+        package var version: String
+        package var issue: Link?
+        package var filedAt: Date
+        package init(host: String, version: String, issue: Link?, filedAt: Date) {
             self.host = host; self.version = version; self.issue = issue; self.filedAt = filedAt
         }
     }
 
     /// Who paused pruning, and when (`ka pause-prune`).
-    public struct PrunePause: Codable, Sendable, Equatable {
-        public var by: String
-        public var at: Date
-        public init(by: String, at: Date) { self.by = by; self.at = at }
+    package struct PrunePause: Codable, Sendable, Equatable {
+        package var by: String
+        package var at: Date
+        package init(by: String, at: Date) { self.by = by; self.at = at }
     }
 
-    public var generatedAt: Date
-    public var repo: String
-    public var hosts: [Host]
-    public var buildHosts: [BuildHost]
-    public var consents: [Consent]
-    public var installables: [Installable]
-    public var signingFail: [Link]
-    public var prunePause: PrunePause?
+    package var generatedAt: Date
+    package var repo: String
+    package var hosts: [Host]
+    package var buildHosts: [BuildHost]
+    package var consents: [Consent]
+    package var installables: [Installable]
+    package var signingFail: [Link]
+    package var prunePause: PrunePause?
     /// The jobs of the last 30 days, newest first (the page's timeline).
-    public var jobs: [Job]
+    package var jobs: [Job]
     /// The rows `ka status --json` prints: `GET /api/status` serves these.
-    public var status: [StatusVerb.Row]
+    package var status: [StatusVerb.Row]
 
-    public init(generatedAt: Date, repo: String, hosts: [Host], buildHosts: [BuildHost], consents: [Consent],
+    package init(generatedAt: Date, repo: String, hosts: [Host], buildHosts: [BuildHost], consents: [Consent],
                 installables: [Installable], signingFail: [Link], prunePause: PrunePause?, jobs: [Job], status: [StatusVerb.Row]) {
         self.generatedAt = generatedAt; self.repo = repo; self.hosts = hosts; self.buildHosts = buildHosts
         self.consents = consents; self.installables = installables; self.signingFail = signingFail
@@ -125,26 +125,26 @@ public struct DashboardModel: Codable, Sendable, Equatable {
     }
 
     /// The subject of a job id (`fresnel-20261130-1412-a3f9` → `fresnel`): the host a host's job is about.
-    public static func subject(ofJob id: String) -> String {
+    package static func subject(ofJob id: String) -> String {
         id.split(separator: "-", omittingEmptySubsequences: false).dropLast(3).joined(separator: "-")
     }
 
-    public static let timelineDays = 30.0
+    package static let timelineDays = 30.0
 }
 
 /// Where the dashboard's links point: Gitea's web pages for the repo (nil: no links, e.g. offline without a config).
-public struct DashboardLinks: Sendable {
-    public let repoWeb: String?
-    public let repo: String
-    public init(giteaURL: URL?, owner: String, repo: String) {
+package struct DashboardLinks: Sendable {
+    package let repoWeb: String?
+    package let repo: String
+    package init(giteaURL: URL?, owner: String, repo: String) {
         let base = giteaURL.map { $0.absoluteString.hasSuffix("/") ? String($0.absoluteString.dropLast()) : $0.absoluteString }
         repoWeb = base.map { "\($0)/\(owner)/\(repo)" }
         self.repo = "\(owner)/\(repo)"
     }
-    public func issue(_ n: Int) -> String? { repoWeb.map { "\($0)/issues/\(n)" } }
-    public func comment(issue n: Int, id: Int64) -> String? { repoWeb.map { "\($0)/issues/\(n)#issuecomment-\(id)" } }
+    package func issue(_ n: Int) -> String? { repoWeb.map { "\($0)/issues/\(n)" } }
+    package func comment(issue n: Int, id: Int64) -> String? { repoWeb.map { "\($0)/issues/\(n)#issuecomment-\(id)" } }
     /// `#12` → its issue; a block still being filed (`pending:…`) has no link.
-    public func block(_ id: String) -> String? {
+    package func block(_ id: String) -> String? {
         guard id.hasPrefix("#"), let n = Int(id.dropFirst()) else { return nil }
         return issue(n)
     }
@@ -152,8 +152,8 @@ public struct DashboardLinks: Sendable {
 
 /// Reads the dashboard's picture from a verb context (tree, state store, jobs, blocks) and, in `ka serve`, the
 /// ledger (consents, status comments, installable issues). Reuses `ka status`'s rows for the host state.
-public enum DashboardSource {
-    public static func build(ctx: VerbContext, ledger: Ledger?, links: DashboardLinks, prunePause: DashboardModel.PrunePause? = nil,
+package enum DashboardSource {
+    package static func build(ctx: VerbContext, ledger: Ledger?, links: DashboardLinks, prunePause: DashboardModel.PrunePause? = nil,
                              now: Date) async throws -> DashboardModel {
         let status = try StatusVerb.parse([])   // parsed, so its option groups hold values
         let rows = try await status.withTreeAccess(in: ctx) { try await status.rows(in: ctx) }
@@ -244,7 +244,7 @@ public enum DashboardSource {
     }
 
     /// What a person types next for a host in this state (a command in the tracker or at the CLI; never run from here).
-    public static func nextCommand(host: String, state: String, job: DashboardModel.Job?) -> String? {
+    package static func nextCommand(host: String, state: String, job: DashboardModel.Job?) -> String? {
         switch state {
         case "stock": return "ka promote \(host)   # after writing fleet/\(host).yaml"
         case "pending", "drifted": return "/ka-promote \(host)"

@@ -7,7 +7,7 @@ import NIOConcurrencyHelpers
 /// template never uses the unescaped forms). A job timeline per host is inline SVG: the last 30 days, one bar per
 /// job, coloured by outcome and as long as the job took, its id and steps in the bar's <title>. No JavaScript
 /// but a meta refresh; read-only: no form, no button, nothing that changes state.
-public enum DashboardPage {
+package enum DashboardPage {
     static let timelineWidth = 720.0
 
     struct View {
@@ -35,7 +35,7 @@ public enum DashboardPage {
         }
     }()
 
-    public static func render(_ m: DashboardModel, now: Date, refresh: Int = 30) -> String {
+    package static func render(_ m: DashboardModel, now: Date, refresh: Int = 30) -> String {
         template.render(view(m, now: now, refresh: refresh))
     }
 
@@ -162,7 +162,7 @@ public enum DashboardPage {
 /// `GET /` and `GET /api/status` in `ka serve`: a request older than `maxAge` (5 s) after the last picture starts a
 /// rebuild behind it (only requests do: an idle page costs nothing), so a request never waits for the tree scan but
 /// the first; the page is rendered once per picture.
-public final class DashboardPageCache: Sendable {
+package final class DashboardPageCache: Sendable {
     let build: @Sendable () async throws -> DashboardModel
     let maxAge: TimeInterval
     let now: @Sendable () -> Date
@@ -170,12 +170,12 @@ public final class DashboardPageCache: Sendable {
     private let cached = NIOLockedValueBox<Cached?>(nil)
     private let refreshing = NIOLockedValueBox(false)
 
-    public init(maxAge: TimeInterval = 5, now: @escaping @Sendable () -> Date = { Date() }, build: @escaping @Sendable () async throws -> DashboardModel) {
+    package init(maxAge: TimeInterval = 5, now: @escaping @Sendable () -> Date = { Date() }, build: @escaping @Sendable () async throws -> DashboardModel) {
         self.build = build; self.maxAge = maxAge; self.now = now
     }
 
     /// The page and the status JSON; the first call builds them, later calls get the newest and refresh a stale one behind.
-    public func current() async throws -> (page: String, json: String) {
+    package func current() async throws -> (page: String, json: String) {
         if let c = cached.withLockedValue({ $0 }) {
             if now().timeIntervalSince(c.at) >= maxAge { refreshBehind() }
             return (c.page, c.json)
@@ -216,7 +216,7 @@ public final class DashboardPageCache: Sendable {
 extension DashboardPage {
     /// The page for `ka status --html FILE`: links go to Gitea when KA_GITEA_URL and KA_REPO say where; consents and
     /// issue links come from `ka serve`'s ledger when it ran with this state dir.
-    public static func offline(ctx: VerbContext, env: [String: String], now: Date = Date()) async throws -> String {
+    package static func offline(ctx: VerbContext, env: [String: String], now: Date = Date()) async throws -> String {
         let repo = env["KA_REPO"]?.split(separator: "/").map(String.init) ?? []
         let links = DashboardLinks(giteaURL: repo.count == 2 ? env["KA_GITEA_URL"].flatMap(URL.init(string:)) : nil,
                                    owner: repo.count == 2 ? repo[0] : "-", repo: repo.count == 2 ? repo[1] : "-")

@@ -4,15 +4,15 @@ import KernelAgent
 /// The `[ka:dashboard]` issue's body, in Gitea's Markdown. Every value from the tree or the tracker is escaped
 /// (a host note cannot add a link, a heading or HTML); commands are code spans, text to copy, never triggers.
 /// Nothing in it depends on the clock but coarse ages, so an unchanged fleet renders an unchanged body.
-public enum DashboardRenderer {
+package enum DashboardRenderer {
     /// The hidden marker the bot finds its dashboard by (with its own login as the author), never by title.
-    public static let marker = "<!-- ka:dashboard -->"
-    public static let title = "[ka:dashboard] kernel-agent fleet"
+    package static let marker = "<!-- ka:dashboard -->"
+    package static let title = "[ka:dashboard] kernel-agent fleet"
     /// Gitea keeps longer bodies, but GitHub's 65,536 broke Renovate's dashboard (renovatebot/renovate#15850):
     /// the body stays under it, folding the per-host details into a table past it.
-    public static let maxBody = 65_536
+    package static let maxBody = 65_536
 
-    public static func body(_ m: DashboardModel, now: Date) -> String {
+    package static func body(_ m: DashboardModel, now: Date) -> String {
         let full = render(m, now: now, detailed: true)
         if full.count < maxBody { return full }
         let compact = render(m, now: now, detailed: false)
@@ -122,10 +122,10 @@ public enum DashboardRenderer {
     }
 
     /// Markdown-inert text on one line (`MarkdownText.inline`: `@` included, so a host note mentions no one).
-    public static func md(_ s: String) -> String { MarkdownText.inline(s) }
+    package static func md(_ s: String) -> String { MarkdownText.inline(s) }
 
     /// A code span that holds any text (`MarkdownText.code`).
-    public static func code(_ s: String) -> String { MarkdownText.code(s) }
+    package static func code(_ s: String) -> String { MarkdownText.code(s) }
 
     static func cell(_ s: String) -> String { md(s) }
     /// In a table a `|` ends the cell even inside a code span: GFM reads `\|` as a literal one there.

@@ -4,9 +4,9 @@ import KernelAgent
 /// `ka doctor`'s Gitea checks: the URL answers, the token works, the bot is a repo admin, the webhook is registered
 /// for the configured URL (Gitea never returns a hook's secret, so the secret is checked as configured), and the
 /// `ka:*` labels match labels/labels.yaml (a dry run of `ka labels sync`).
-public enum GiteaDoctor {
+package enum GiteaDoctor {
     /// The config as `ka serve` would load it, or why it cannot be.
-    public static func checks(config: Result<ControlPlaneConfig, Error>, labels: URL, env: [String: String],
+    package static func checks(config: Result<ControlPlaneConfig, Error>, labels: URL, env: [String: String],
                               client: ((ControlPlaneConfig) -> any GiteaAPI & GiteaHooksAPI)? = nil) async -> [DoctorCheck] {
         let c: ControlPlaneConfig
         switch config {

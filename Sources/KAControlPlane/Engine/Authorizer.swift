@@ -4,30 +4,30 @@ import KernelAgent
 /// Who may do what. A verb's allowlist in the config (or the `*` one) decides alone when it exists; without
 /// one, write permission on the repo does (Gitea's collaborator-permission endpoint, cached for a few minutes).
 /// The same rule admits a command, a `/ka-yes`, and the author of a block issue.
-public actor Authorizer {
+package actor Authorizer {
     let allow: [String: [String]]
     let api: GiteaAPI
-    public nonisolated let botLogin: String
+    package nonisolated let botLogin: String
     let now: @Sendable () -> Date
     /// A permission change on the repo is seen after at most this many seconds.
     let cacheLifetime: Double = 300
     private var cache: [String: (permission: String, at: Date)] = [:]
 
-    public init(allow: [String: [String]], api: GiteaAPI, botLogin: String, now: @escaping @Sendable () -> Date = { Date() }) {
+    package init(allow: [String: [String]], api: GiteaAPI, botLogin: String, now: @escaping @Sendable () -> Date = { Date() }) {
         self.allow = allow; self.api = api; self.botLogin = botLogin; self.now = now
     }
 
     static let writers: Set<String> = ["write", "admin", "owner"]
 
     /// Throws when Gitea cannot say (the caller answers "could not check", never "not allowed").
-    public func mayRun(_ login: String, verb: String) async throws -> Bool {
+    package func mayRun(_ login: String, verb: String) async throws -> Bool {
         if let list = allow[verb] ?? allow["*"] { return list.contains(login) }
         return Self.writers.contains(try await permission(of: login))
     }
 
     /// Whether `login` may run any verb at all: who may not gets the same answer to a guessed nonce as to a
     /// real one, so `/ka-yes <guess>` tells nothing about which plans exist.
-    public func mayRunAny(_ login: String, verbs: [String]) async throws -> Bool {
+    package func mayRunAny(_ login: String, verbs: [String]) async throws -> Bool {
         if allow.values.contains(where: { $0.contains(login) }) { return true }
         // a verb with no allowlist of its own (and no "*") falls back to the repo permission
         let unlisted = allow["*"] == nil && verbs.contains { allow[$0] == nil }
@@ -47,7 +47,7 @@ public actor Authorizer {
     }
 
     /// A block counts when the bot filed it, or when its author may run the verb the block halts.
-    public func trustsBlock(author: String, kind: BlockKind) async throws -> Bool {
+    package func trustsBlock(author: String, kind: BlockKind) async throws -> Bool {
         if author == botLogin { return true }
         return try await mayRun(author, verb: Self.verbHalted(by: kind))
     }

@@ -1,25 +1,25 @@
 import Foundation
 
 /// One `/ka-<verb> args…` found in a comment, or a `[ka:<verb>] args` title.
-public struct Invocation: Equatable, Sendable, Codable {
-    public let verb: String
-    public let args: [String]
+package struct Invocation: Equatable, Sendable, Codable {
+    package let verb: String
+    package let args: [String]
     /// 1-based line in the comment body (0 for a title).
-    public let line: Int
-    public let raw: String
+    package let line: Int
+    package let raw: String
 }
 
-public struct ParseProblem: Error, Equatable, Sendable {
-    public let line: Int
-    public let raw: String
-    public let message: String
+package struct ParseProblem: Error, Equatable, Sendable {
+    package let line: Int
+    package let raw: String
+    package let message: String
 }
 
 /// Finds slash-commands in a comment body. A command starts at column 0 of a line with `/ka-`. Lines inside
 /// fenced code (``` or ~~~), indented code (4 spaces or a tab), blockquotes and HTML comments never count:
 /// quoting someone's `/ka-install` must not run it.
-public enum CommandParser {
-    public static func parse(comment body: String) -> [Result<Invocation, ParseProblem>] {
+package enum CommandParser {
+    package static func parse(comment body: String) -> [Result<Invocation, ParseProblem>] {
         var out: [Result<Invocation, ParseProblem>] = []
         var fence: String?          // the opening fence while inside fenced code
         var inHTMLComment = false
@@ -73,7 +73,7 @@ public enum CommandParser {
     }
 
     /// The `<word>` of a `[ka:<word>] …` title, lowercased; nil for any other title.
-    public static func titleWord(_ title: String) -> String? {
+    package static func titleWord(_ title: String) -> String? {
         let t = title.trimmingCharacters(in: .whitespaces)
         guard t.hasPrefix("[ka:"), let close = t.firstIndex(of: "]") else { return nil }
         let word = t[t.index(t.startIndex, offsetBy: 4)..<close]
@@ -82,7 +82,7 @@ public enum CommandParser {
     }
 
     /// `[ka:<verb>] args` in an issue title.
-    public static func parse(title: String) -> Result<Invocation, ParseProblem>? {
+    package static func parse(title: String) -> Result<Invocation, ParseProblem>? {
         let t = title.trimmingCharacters(in: .whitespaces)
         guard let verb = titleWord(t), let close = t.firstIndex(of: "]") else { return nil }
         do {
@@ -94,7 +94,7 @@ public enum CommandParser {
 
     /// Shell-like words: '…' literal, "…" with \" \\ escapes, backslash escapes outside quotes. No expansion
     /// of any kind ($, `, globs and ~ stay literal).
-    public static func split(_ s: String) throws -> [String] {
+    package static func split(_ s: String) throws -> [String] {
         var words: [String] = []
         var cur = ""
         var inWord = false

@@ -3,43 +3,43 @@ import KernelAgent
 
 /// `ka serve` settings: one YAML file (`--config`), every key overridable from the environment.
 /// Secrets come only from the environment (or a file named by `*_FILE`), never from the YAML.
-public struct ControlPlaneConfig: Sendable {
-    public var giteaURL: URL
-    public var owner: String
-    public var repo: String
-    public var botLogin: String?
-    public var listenHost = "127.0.0.1"
-    public var listenPort = 8087
-    public var pollInterval: Double = 60
-    public var stateDir: URL
-    public var root: URL
-    public var consentTTL: Double = 24 * 3600
-    public var maxParallelRuns = 2
-    public var reminderCap = 10
+package struct ControlPlaneConfig: Sendable {
+    package var giteaURL: URL
+    package var owner: String
+    package var repo: String
+    package var botLogin: String?
+    package var listenHost = "127.0.0.1"
+    package var listenPort = 8087
+    package var pollInterval: Double = 60
+    package var stateDir: URL
+    package var root: URL
+    package var consentTTL: Double = 24 * 3600
+    package var maxParallelRuns = 2
+    package var reminderCap = 10
     /// Commands read from one comment; the rest get one reply saying what was ignored.
-    public var maxCommandsPerComment = 10
+    package var maxCommandsPerComment = 10
     /// Replies to one user per window; nil turns the limit off.
-    public var replyRateLimit: ReplyRateLimit? = ReplyRateLimit(count: 30, window: 600)
+    package var replyRateLimit: ReplyRateLimit? = ReplyRateLimit(count: 30, window: 600)
     /// How long a verb may plan before the bot gives up on it and says so (seconds).
-    public var planTimeout: Double = 60
+    package var planTimeout: Double = 60
     /// Writes to Gitea sent at once, each on a different issue (on one issue they go one at a time, in order).
-    public var outboxParallel = Self.defaultOutboxParallel
-    public static let defaultOutboxParallel = 4
+    package var outboxParallel = Self.defaultOutboxParallel
+    package static let defaultOutboxParallel = 4
     /// Whether `ka serve` keeps the `[ka:dashboard]` issue current (the tests that count issues turn it off).
-    public var dashboardIssue = true
-    public static let maxOutboxParallel = 64
+    package var dashboardIssue = true
+    package static let maxOutboxParallel = 64
     /// verb → logins allowed; "*" applies to every verb. Empty: users with write permission on the repo.
-    public var allow: [String: [String]] = [:]
-    public var token: String
-    public var webhookSecrets: [[UInt8]]
+    package var allow: [String: [String]] = [:]
+    package var token: String
+    package var webhookSecrets: [[UInt8]]
     /// The URL Gitea delivers webhooks to (this server as Gitea reaches it); `ka doctor` checks a hook has it.
-    public var webhookURL: String?
+    package var webhookURL: String?
 
-    public static let keys: Set<String> = ["gitea_url", "repo", "bot_login", "listen", "poll_interval", "state_dir", "root",
+    package static let keys: Set<String> = ["gitea_url", "repo", "bot_login", "listen", "poll_interval", "state_dir", "root",
                                            "consent_ttl", "max_parallel_runs", "reminder_cap", "allow",
                                            "max_commands_per_comment", "reply_rate_limit", "plan_timeout", "outbox_parallel", "webhook_url"]
 
-    public static func load(file: String?, env: [String: String] = ProcessInfo.processInfo.environment) throws -> ControlPlaneConfig {
+    package static func load(file: String?, env: [String: String] = ProcessInfo.processInfo.environment) throws -> ControlPlaneConfig {
         var values: [String: String] = [:]
         var places: [String: String] = [:]   // key → where its value was set ("file:line:column" or the env var)
         var allow: [String: [String]] = [:]
@@ -162,11 +162,11 @@ public struct ControlPlaneConfig: Sendable {
 }
 
 /// At most `count` replies to one user in any `window` seconds (config `reply_rate_limit: 30/10m`, or `off`).
-public struct ReplyRateLimit: Sendable, Equatable {
-    public var count: Int
-    public var window: Double
+package struct ReplyRateLimit: Sendable, Equatable {
+    package var count: Int
+    package var window: Double
 
-    public init(count: Int, window: Double) { self.count = count; self.window = window }
+    package init(count: Int, window: Double) { self.count = count; self.window = window }
 
     static func parse(_ text: String) throws -> ReplyRateLimit? {
         if ["off", "none"].contains(text.lowercased()) { return nil }

@@ -69,7 +69,7 @@ extension Engine {
     }
 
     /// Jobs by state and step durations (of the newest 1000 jobs), in Prometheus' text format, for /metrics.
-    public func jobMetricsText() throws -> String {
+    package func jobMetricsText() throws -> String {
         let jobs = try makeContext().jobs.jobs(states: nil, limit: 1000)
         func label(_ s: String) -> String {
             s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
@@ -95,7 +95,7 @@ extension Engine {
     }
 
     /// On SIGTERM: every job stops its step (killing its remote commands) and is left interrupted.
-    public func interruptJobs() {
+    package func interruptJobs() {
         let cancels = jobTasks.withLockedValue { Array($0.values) }
         if !cancels.isEmpty { logger.info("interrupting \(cancels.count) job(s) for the shutdown") }
         for cancel in cancels { cancel() }

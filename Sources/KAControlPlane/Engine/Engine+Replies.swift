@@ -105,7 +105,7 @@ extension Engine {
     }
 
 
-    public static func helpText(_ verb: String?) -> String {
+    package static func helpText(_ verb: String?) -> String {
         if let verb, let v = Verbs.named(verb.replacingOccurrences(of: "ka-", with: "")) {
             return "```\n\(Verbs.help(v))\n```"
         }

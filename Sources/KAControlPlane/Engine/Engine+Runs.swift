@@ -13,7 +13,7 @@ extension Engine {
     /// On start. A run that was running when the process died is marked failed and says so; queued ones stay
     /// queued. A command that was being handled (planning, answering) is failed with a reply: it may be what
     /// killed the process, so it is never handled again.
-    public func recoverInterrupted() throws {
+    package func recoverInterrupted() throws {
         try ledger.writeSync { db in
             let running = try RunStore.running(db)
             let resumed = try requeueResumableJobs(db, runningIDs: running)
@@ -44,7 +44,7 @@ extension Engine {
 
     /// Starts every queued run whose lane is free, up to the parallel limit. Returns the tasks started.
     @discardableResult
-    public func startRunnable() throws -> [Task<Void, Never>] {
+    package func startRunnable() throws -> [Task<Void, Never>] {
         var started: [Task<Void, Never>] = []
         for q in try queuedRuns() {
             let verb: any Verb

@@ -13,13 +13,13 @@ import NIOConcurrencyHelpers
 /// holds up neither the control loop nor another comment's `/ka-help`. Every command is claimed in the ledger
 /// before it is handled, so one that was being handled when the process died is failed with a reply on the
 /// next start, never handled again blindly (a command that crashes the process must not crash-loop it).
-public final class Engine: Sendable {
-    public let config: ControlPlaneConfig
-    public let ledger: Ledger
+package final class Engine: Sendable {
+    package let config: ControlPlaneConfig
+    package let ledger: Ledger
     let api: GiteaAPI
     let makeContext: @Sendable () throws -> VerbContext
     let now: @Sendable () -> Date
-    public let botLogin: String
+    package let botLogin: String
     let authorizer: Authorizer
     let faults: ServeFaults
     let logger: Logger
@@ -33,7 +33,7 @@ public final class Engine: Sendable {
     /// Cancels for the jobs running now, by run id (SIGTERM interrupts them).
     let jobTasks = NIOLockedValueBox<[Int64: @Sendable () -> Void]>([:])
 
-    public init(config: ControlPlaneConfig, ledger: Ledger, api: GiteaAPI, botLogin: String,
+    package init(config: ControlPlaneConfig, ledger: Ledger, api: GiteaAPI, botLogin: String,
                 makeContext: @escaping @Sendable () throws -> VerbContext, now: @escaping @Sendable () -> Date = { Date() },
                 authorizer: Authorizer? = nil, faults: ServeFaults = ServeFaults(), logger: Logger = Logger(label: "ka.engine")) {
         self.config = config; self.ledger = ledger; self.api = api; self.botLogin = botLogin
@@ -44,46 +44,46 @@ public final class Engine: Sendable {
 
     static let controlVerbs: Set<String> = ["yes", "no", "help"]
     /// Titles the bot files or records itself: `[ka:installable] …`, `[ka:audit] …`, and later the dashboard.
-    public static let recordKinds: Set<String> = ["installable", "audit", "dashboard"]
+    package static let recordKinds: Set<String> = ["installable", "audit", "dashboard"]
     /// An event started this many times without finishing is given up with one reply.
     static let maxEventAttempts = 3
 
     /// Whether `[ka:<word>]` in a title asks for a verb. Block and record kinds are not verbs, and any other
     /// word is someone else's title convention (`[ka:cli-build-out]`, `[ka:experiment]`): left alone.
-    public static func titleWordIsVerb(_ word: String) -> Bool {
+    package static func titleWordIsVerb(_ word: String) -> Bool {
         controlVerbs.contains(word) || Verbs.named(word) != nil
     }
 
     // MARK: ingest (webhook and poller both land here)
 
-    public func watchIssues(_ watcher: @escaping @Sendable (GiteaIssue) -> Void) { issueWatcher.withLockedValue { $0 = watcher } }
-    public func issueSeen(_ issue: GiteaIssue) { issueWatcher.withLockedValue { $0 }?(issue) }
+    package func watchIssues(_ watcher: @escaping @Sendable (GiteaIssue) -> Void) { issueWatcher.withLockedValue { $0 = watcher } }
+    package func issueSeen(_ issue: GiteaIssue) { issueWatcher.withLockedValue { $0 }?(issue) }
 
     /// The ledger event for a newly created comment, or nil when it is not ours to read (the bot's own, a PR's).
-    public func event(comment c: GiteaComment, issue: Int, isPull: Bool = false) -> Ledger.Event? {
+    package func event(comment c: GiteaComment, issue: Int, isPull: Bool = false) -> Ledger.Event? {
         guard c.user.login != botLogin, !isPull else { return nil }
         return .init(key: "comment:\(c.id)", kind: "comment", issue: issue, commentID: c.id, author: c.user.login, text: c.body)
     }
 
     /// The ledger event for a newly opened issue whose title names a verb (`[ka:<verb>] args`).
-    public func event(issue i: GiteaIssue) -> Ledger.Event? {
+    package func event(issue i: GiteaIssue) -> Ledger.Event? {
         guard i.user.login != botLogin, !i.isPull, let word = CommandParser.titleWord(i.title), Self.titleWordIsVerb(word) else { return nil }
         return .init(key: "issue:\(i.id)", kind: "issue", issue: i.number, commentID: nil, author: i.user.login, text: i.title)
     }
 
     /// A newly created comment. Edits never re-run: they get a short note once.
-    public func ingest(comment c: GiteaComment, issue: Int, isPull: Bool = false) throws -> Bool {
+    package func ingest(comment c: GiteaComment, issue: Int, isPull: Bool = false) throws -> Bool {
         guard let e = event(comment: c, issue: issue, isPull: isPull) else { return false }
         return try ledger.ingest(e, at: now())
     }
 
-    public func ingest(issue i: GiteaIssue) throws -> Bool {
+    package func ingest(issue i: GiteaIssue) throws -> Bool {
         guard let e = event(issue: i) else { return false }
         return try ledger.ingest(e, at: now())
     }
 
     /// An edited comment that holds a command: one note, never a re-run.
-    public func noteEdit(comment c: GiteaComment, issue: Int) throws {
+    package func noteEdit(comment c: GiteaComment, issue: Int) throws {
         guard c.user.login != botLogin, CommandParser.parse(comment: c.body).contains(where: { if case .success = $0 { return true }; return false }) else { return }
         try ledger.enqueue(.comment(issue: issue, body: "@\(c.user.login) editing a comment does not re-run its commands; post a new comment to run one."),
                            ref: "edit-note-\(c.id)")
@@ -95,7 +95,7 @@ public final class Engine: Sendable {
     /// `onSettled` runs after each event (the loop uses it to send the replies without waiting for its next turn).
     /// Each start is counted before the event is read (a comment that crashes its reader is given up after
     /// `maxEventAttempts`), for the whole batch in one transaction.
-    public func dispatchPending(onSettled: (@Sendable () -> Void)? = nil) throws {
+    package func dispatchPending(onSettled: (@Sendable () -> Void)? = nil) throws {
         let pending = try ledger.unprocessedEvents()
         try eventTasks.withLockedValue { tasks in
             let fresh = pending.filter { tasks[$0.key] == nil }
@@ -113,7 +113,7 @@ public final class Engine: Sendable {
     }
 
     /// Waits until no event is being handled.
-    public func waitForEvents() async {
+    package func waitForEvents() async {
         while true {
             let tasks = eventTasks.withLockedValue { Array($0.values) }
             if tasks.isEmpty { return }
@@ -121,12 +121,12 @@ public final class Engine: Sendable {
         }
     }
 
-    public var eventsInFlight: Int { eventTasks.withLockedValue { $0.count } }
+    package var eventsInFlight: Int { eventTasks.withLockedValue { $0.count } }
     /// Plans running on their threads now (one that timed out counts until it returns).
-    public var plansRunning: Int { planning.withLockedValue { $0 } }
+    package var plansRunning: Int { planning.withLockedValue { $0 } }
 
     /// Handles every stored event and waits for all of them (tests; the last turn before exit).
-    public func processPending() async throws {
+    package func processPending() async throws {
         try dispatchPending()
         await waitForEvents()
     }

@@ -4,13 +4,13 @@ import KernelAgent
 /// `labels/labels.yaml` → the repo's labels, with Prow label_sync's semantics: a label whose `previously`
 /// name exists is renamed (keeping its issues), a missing one is created, a differing color or description
 /// is updated. Labels not in the file are left alone. Without `confirm` nothing is changed.
-public struct LabelSpec: Sendable, Equatable {
-    public let name: String
-    public let color: String
-    public let description: String
-    public let previously: [String]
+package struct LabelSpec: Sendable, Equatable {
+    package let name: String
+    package let color: String
+    package let description: String
+    package let previously: [String]
 
-    public static func load(_ url: URL, display: String) throws -> [LabelSpec] {
+    package static func load(_ url: URL, display: String) throws -> [LabelSpec] {
         let text = String(decoding: try FS.read(url, display: display), as: UTF8.self)
         let doc = try YAMLValue.parse(text, file: display)
         let list = try doc.mapping(allowed: ["labels"]).required("labels").sequence()
@@ -28,12 +28,12 @@ public struct LabelSpec: Sendable, Equatable {
     }
 }
 
-public enum LabelSync {
-    public enum Action: Equatable, CustomStringConvertible, Sendable {
+package enum LabelSync {
+    package enum Action: Equatable, CustomStringConvertible, Sendable {
         case create(LabelSpec)
         case rename(id: Int64, from: String, to: LabelSpec)
         case update(id: Int64, LabelSpec)
-        public var description: String {
+        package var description: String {
             switch self {
             case let .create(s): return "create \(s.name) (#\(s.color))"
             case let .rename(_, from, to): return "rename \(from) → \(to.name)"
@@ -42,7 +42,7 @@ public enum LabelSync {
         }
     }
 
-    public static func plan(desired: [LabelSpec], current: [GiteaLabel]) -> [Action] {
+    package static func plan(desired: [LabelSpec], current: [GiteaLabel]) -> [Action] {
         var out: [Action] = []
         let byName = Dictionary(current.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         for d in desired {
@@ -59,7 +59,7 @@ public enum LabelSync {
         return out
     }
 
-    public static func apply(_ actions: [Action], api: GiteaAPI) async throws {
+    package static func apply(_ actions: [Action], api: GiteaAPI) async throws {
         for a in actions {
             switch a {
             case let .create(s): _ = try await api.createLabel(name: s.name, color: s.color, description: s.description)

@@ -5,10 +5,10 @@ import KernelAgent
 /// The control plane's durable memory (SQLite, WAL): which comments and issues were seen (exactly once,
 /// whatever the route: webhook, poll, redelivery, restart), every run and its state, the outbox of writes
 /// to Gitea, the poll cursor and the reminder schedule.
-public final class Ledger: Sendable {
-    public let pool: DatabasePool
+package final class Ledger: Sendable {
+    package let pool: DatabasePool
 
-    public init(path: URL) throws {
+    package init(path: URL) throws {
         try FileManager.default.createDirectory(at: path.deletingLastPathComponent(), withIntermediateDirectories: true)
         var config = Configuration()
         config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
@@ -73,18 +73,18 @@ public final class Ledger: Sendable {
     }
 
     /// GRDB's synchronous write, callable from async code (where the async overload would be chosen).
-    public func writeSync<T>(_ body: (Database) throws -> T) throws -> T { try pool.write(body) }
-    public func readSync<T>(_ body: (Database) throws -> T) throws -> T { try pool.read(body) }
+    package func writeSync<T>(_ body: (Database) throws -> T) throws -> T { try pool.write(body) }
+    package func readSync<T>(_ body: (Database) throws -> T) throws -> T { try pool.read(body) }
 
     // MARK: ingest
 
-    public struct Event: Sendable, Equatable {
-        public let key: String
-        public let kind: String
-        public let issue: Int
-        public let commentID: Int64?
-        public let author: String
-        public let text: String
+    package struct Event: Sendable, Equatable {
+        package let key: String
+        package let kind: String
+        package let issue: Int
+        package let commentID: Int64?
+        package let author: String
+        package let text: String
     }
 
     enum DeliveryStored { case stored(new: Bool), duplicateDelivery }
@@ -112,7 +112,7 @@ public final class Ledger: Sendable {
 
     /// Stores an event once; false if its key was already known.
     @discardableResult
-    public func ingest(_ e: Event, at: Date) throws -> Bool {
+    package func ingest(_ e: Event, at: Date) throws -> Bool {
         try pool.write { db in
             try db.execute(sql: "INSERT OR IGNORE INTO events (key, kind, issue, comment_id, author, text, received_at) VALUES (?,?,?,?,?,?,?)",
                            arguments: [e.key, e.kind, e.issue, e.commentID, e.author, e.text, at.timeIntervalSince1970])
@@ -120,7 +120,7 @@ public final class Ledger: Sendable {
         }
     }
 
-    public func unprocessedEvents(limit: Int = 100) throws -> [Event] {
+    package func unprocessedEvents(limit: Int = 100) throws -> [Event] {
         try pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM events WHERE processed = 0 ORDER BY rowid LIMIT ?", arguments: [limit]).map {
                 Event(key: $0["key"], kind: $0["kind"], issue: $0["issue"], commentID: $0["comment_id"], author: $0["author"], text: $0["text"])
@@ -129,12 +129,12 @@ public final class Ledger: Sendable {
     }
 
     /// Counts one more start of an event's handling; returns the count including this one.
-    public func beginEvent(_ key: String) throws -> Int {
+    package func beginEvent(_ key: String) throws -> Int {
         try beginEvents([key])[key] ?? 0
     }
 
     /// Counts one more start of each event's handling, in one transaction; each count includes this start.
-    public func beginEvents(_ keys: [String]) throws -> [String: Int] {
+    package func beginEvents(_ keys: [String]) throws -> [String: Int] {
         try pool.write { db in
             var counts: [String: Int] = [:]
             let bump = try db.cachedStatement(sql: "UPDATE events SET attempts = attempts + 1 WHERE key = ? RETURNING attempts")
@@ -145,7 +145,7 @@ public final class Ledger: Sendable {
         }
     }
 
-    public func markProcessed(_ key: String) throws {
+    package func markProcessed(_ key: String) throws {
         try pool.write { try markProcessed($0, key) }
     }
 
@@ -154,17 +154,17 @@ public final class Ledger: Sendable {
         try db.cachedStatement(sql: "UPDATE events SET processed = 1 WHERE key = ?").execute(arguments: [key])
     }
 
-    public func isKnown(_ key: String) throws -> Bool {
+    package func isKnown(_ key: String) throws -> Bool {
         try pool.read { try Bool.fetchOne($0, sql: "SELECT 1 FROM events WHERE key = ?", arguments: [key]) ?? false }
     }
 
     // MARK: cursors
 
-    public func cursor(_ name: String) throws -> String? {
+    package func cursor(_ name: String) throws -> String? {
         try pool.read { try String.fetchOne($0, sql: "SELECT value FROM cursors WHERE name = ?", arguments: [name]) }
     }
 
-    public func setCursor(_ name: String, _ value: String) throws {
+    package func setCursor(_ name: String, _ value: String) throws {
         try pool.write { try $0.execute(sql: "INSERT OR REPLACE INTO cursors (name, value) VALUES (?, ?)", arguments: [name, value]) }
     }
 }

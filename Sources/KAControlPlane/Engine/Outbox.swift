@@ -5,7 +5,7 @@ import KernelAgent
 /// Every write to Gitea, stored before it is sent and retried until Gitea takes it. A create carries a hidden
 /// `<!-- ka:ref=… -->` marker; after a crash between Gitea's 201 and our bookkeeping, the next attempt finds
 /// the marker and adopts the existing comment or issue instead of posting a second one.
-public enum OutboxOp: Codable, Sendable, Equatable {
+package enum OutboxOp: Codable, Sendable, Equatable {
     case comment(issue: Int, body: String)
     case editComment(targetRef: String, body: String)
     case reaction(commentID: Int64, content: String)
@@ -29,7 +29,7 @@ extension OutboxOp {
 extension Ledger {
     /// Queues a write. With a `ref`, enqueuing the same ref twice is a no-op (idempotent producers).
     @discardableResult
-    public func enqueue(_ op: OutboxOp, ref: String? = nil, in db: Database? = nil, at now: Date = Date()) throws -> Bool {
+    package func enqueue(_ op: OutboxOp, ref: String? = nil, in db: Database? = nil, at now: Date = Date()) throws -> Bool {
         let payload = String(decoding: try JSONEncoder().encode(op), as: UTF8.self)
         func insert(_ db: Database) throws -> Bool {
             try db.cachedStatement(sql: "INSERT OR IGNORE INTO outbox (ref, kind, payload, next_at, created_at) VALUES (?, ?, ?, ?, ?)")
@@ -40,23 +40,23 @@ extension Ledger {
         return try pool.write(insert)
     }
 
-    public struct OutboxItem: Sendable {
-        public let id: Int64
-        public let ref: String?
-        public let op: OutboxOp
-        public let attempts: Int
+    package struct OutboxItem: Sendable {
+        package let id: Int64
+        package let ref: String?
+        package let op: OutboxOp
+        package let attempts: Int
         /// Writes in one lane go out one at a time, in the order they were queued: see `OutboxSender`.
-        public let lane: String
+        package let lane: String
     }
 
     /// A queued write whose payload cannot be read back (written by another version): it is set aside with the
     /// reason, visible in `last_error` and in the pending count, and never sent.
-    public struct UnreadableItem: Sendable { public let id: Int64; public let error: String }
+    package struct UnreadableItem: Sendable { package let id: Int64; package let error: String }
 
     /// What is due, in lanes, each in queue order. An item waiting for its retry holds back the rest of its lane,
     /// unless Gitea refused it (a 4xx): what Gitea refuses once it will likely refuse again, and one such write
     /// must not silence an issue. Lanes come in the order of their oldest item.
-    public func pendingOutboxLanes(now: Date, limit: Int = 1000) throws -> (lanes: [[OutboxItem]], unreadable: [UnreadableItem]) {
+    package func pendingOutboxLanes(now: Date, limit: Int = 1000) throws -> (lanes: [[OutboxItem]], unreadable: [UnreadableItem]) {
         try pool.read { db in
             let t = now.timeIntervalSince1970
             let rows = try Row.fetchAll(db, sql: """
@@ -111,12 +111,12 @@ extension Ledger {
         }
     }
 
-    public func outboxPendingCount() throws -> Int {
+    package func outboxPendingCount() throws -> Int {
         try pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM outbox WHERE done = 0") ?? 0 }
     }
 
     /// Whether a write with this ref was ever queued (sent or not).
-    public func hasOutboxItem(ref: String) throws -> Bool {
+    package func hasOutboxItem(ref: String) throws -> Bool {
         try pool.read { try Bool.fetchOne($0, sql: "SELECT EXISTS (SELECT 1 FROM outbox WHERE ref = ?)", arguments: [ref]) ?? false }
     }
 
@@ -157,11 +157,11 @@ extension Ledger {
 ///
 /// Gitea's (or its proxy's) 429 pauses every request to the host for its Retry-After (`DefaultGiteaClient`); a
 /// write that meets the pause waits for it, or, for a long one, is retried when it ends.
-public actor OutboxSender {
+package actor OutboxSender {
     let ledger: Ledger
     let api: GiteaAPI
     /// Lanes sent at once (config `outbox_parallel`).
-    public nonisolated let parallel: Int
+    package nonisolated let parallel: Int
     private var botLogin: String?
     private var labelIDs: [String: Int64] = [:]
     private var draining = false
@@ -169,7 +169,7 @@ public actor OutboxSender {
     static let createRetries = 3
 
     /// `botLogin` nil: asked of Gitea (`GET /user`) on first need.
-    public init(ledger: Ledger, api: GiteaAPI, botLogin: String?, parallel: Int = ControlPlaneConfig.defaultOutboxParallel) {
+    package init(ledger: Ledger, api: GiteaAPI, botLogin: String?, parallel: Int = ControlPlaneConfig.defaultOutboxParallel) {
         self.ledger = ledger; self.api = api; self.botLogin = botLogin; self.parallel = max(1, parallel)
     }
 
@@ -184,7 +184,7 @@ public actor OutboxSender {
 
     /// One pass over what is due; returns how many writes landed. A pass already under way makes this one a no-op.
     @discardableResult
-    public func drain(now: Date = Date()) async -> Int {
+    package func drain(now: Date = Date()) async -> Int {
         guard !draining else { return 0 }
         draining = true
         defer { draining = false }

@@ -5,16 +5,16 @@ import KernelAgent
 /// `since` the cursor (a new comment bumps its issue's updated_at); only when something moved does it read
 /// the repo comments since the cursor. Timestamps have second precision and `since` is inclusive, so the
 /// cursor remembers which (issue, updated_at) pairs it has already seen at its second.
-public final class Poller: Sendable {
+package final class Poller: Sendable {
     let engine: Engine
     let api: GiteaAPI
-    public init(engine: Engine, api: GiteaAPI) { self.engine = engine; self.api = api }
+    package init(engine: Engine, api: GiteaAPI) { self.engine = engine; self.api = api }
 
     struct Cursor: Codable { var since: String; var seen: [String] }
 
     /// Returns how many new events it stored.
     @discardableResult
-    public func pollOnce() async throws -> Int {
+    package func pollOnce() async throws -> Int {
         let ledger = engine.ledger
         guard let raw = try ledger.cursor("poll"), let cur = try? JSONDecoder().decode(Cursor.self, from: Data(raw.utf8)),
               let since = GiteaTime.parse(cur.since) else {

@@ -4,7 +4,7 @@ import KernelAgent
 extension Engine {
     /// Keeps the reminder schedule in step with the bot's own [ka:installable] issues (opened → tracked,
     /// closed → stopped). Someone else's issue with that title is not one of them.
-    public func trackReminder(_ issue: GiteaIssue) throws {
+    package func trackReminder(_ issue: GiteaIssue) throws {
         guard issue.user.login == botLogin, issue.title.hasPrefix("[ka:installable]") else { return }
         let filed = GiteaTime.parse(issue.created_at) ?? now()
         try makeContext().state.upsertReminder(issue: issue.number, filedAt: filed, open: issue.state == "open")
@@ -12,7 +12,7 @@ extension Engine {
 
     /// Posts what is due, at most `config.reminderCap` per sweep; missed stages are skipped, not replayed.
     @discardableResult
-    public func sweepReminders() throws -> Int {
+    package func sweepReminders() throws -> Int {
         let state = try makeContext().state
         let due = try state.dueReminders(now: now(), limit: config.reminderCap)
         for r in due {
@@ -31,7 +31,7 @@ extension Engine {
     /// Hands idle on-demand build hosts back to His when every job's lease on them has run out (WakeLeases). The His
     /// client is made only when a host is due, with no leave for destructive tools (the sweep is no planned step);
     /// a failed release is tried again at a later sweep.
-    public func sweepWakeLeases() async throws {
+    package func sweepWakeLeases() async throws {
         let ctx = try makeContext()
         let leases = WakeLeases(stateDir: ctx.workspace.stateDir, now: now)
         guard try !leases.dueHosts().isEmpty else { return }

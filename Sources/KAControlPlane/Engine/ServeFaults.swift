@@ -5,19 +5,19 @@ import KernelAgent
 /// Fault injection for the tests that run the real `ka serve` binary: `KA_SERVE_FAULT` holds comma-separated
 /// `<action>-in-<phase>=<verb>[:<seconds>]` entries, e.g. `abort-in-plan=promote` (the process dies while
 /// planning a promote) or `sleep-in-run=promote:0.5`. Unset in production; `ka serve` logs it when set.
-public struct ServeFaults: Sendable, Equatable {
-    public enum Phase: String, Sendable { case plan, run }
-    public enum Action: Sendable, Equatable { case abort, sleep(Double), hold(FaultGate) }
+package struct ServeFaults: Sendable, Equatable {
+    package enum Phase: String, Sendable { case plan, run }
+    package enum Action: Sendable, Equatable { case abort, sleep(Double), hold(FaultGate) }
 
     var entries: [String: Action] = [:]   // "<phase>/<verb>" → action
 
-    public init() {}
+    package init() {}
 
-    public var isEmpty: Bool { entries.isEmpty }
+    package var isEmpty: Bool { entries.isEmpty }
 
-    public mutating func set(_ action: Action, in phase: Phase, verb: String) { entries["\(phase.rawValue)/\(verb)"] = action }
+    package mutating func set(_ action: Action, in phase: Phase, verb: String) { entries["\(phase.rawValue)/\(verb)"] = action }
 
-    public static func parse(_ text: String) throws -> ServeFaults {
+    package static func parse(_ text: String) throws -> ServeFaults {
         var faults = ServeFaults()
         for item in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {
             let bad = KAError.refusal("KA_SERVE_FAULT", "cannot read '\(item)'",
@@ -39,7 +39,7 @@ public struct ServeFaults: Sendable, Equatable {
         return faults
     }
 
-    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> ServeFaults {
+    package static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> ServeFaults {
         guard let text = env["KA_SERVE_FAULT"] else { return ServeFaults() }
         return try parse(text)
     }
@@ -56,18 +56,18 @@ public struct ServeFaults: Sendable, Equatable {
 }
 
 /// Holds a verb's thread until a test opens it, so a test waits for state rather than racing a sleep.
-public final class FaultGate: Sendable, Equatable {
+package final class FaultGate: Sendable, Equatable {
     private let opened = DispatchSemaphore(value: 0)
     private let isOpen = NIOLockedValueBox(false)
 
-    public init() {}
+    package init() {}
 
     func wait() {
         opened.wait()
         opened.signal()   // every later holder passes too
     }
 
-    public func open() {
+    package func open() {
         isOpen.withLockedValue { isOpen in
             guard !isOpen else { return }
             isOpen = true
@@ -75,7 +75,7 @@ public final class FaultGate: Sendable, Equatable {
         }
     }
 
-    public var isOpened: Bool { isOpen.withLockedValue { $0 } }
+    package var isOpened: Bool { isOpen.withLockedValue { $0 } }
 
-    public static func == (a: FaultGate, b: FaultGate) -> Bool { a === b }
+    package static func == (a: FaultGate, b: FaultGate) -> Bool { a === b }
 }

@@ -6,12 +6,12 @@ import KernelAgent
 /// A block counts only when the bot filed it or its author may run the verb it halts (the rule that admits
 /// `/ka-yes`); anyone else's gets one comment saying it is ignored.
 /// Filing goes through the outbox (durable, idempotent by the marker's ref).
-public final class GiteaBlockStore: BlockStore, RecordFiler, Sendable {
+package final class GiteaBlockStore: BlockStore, RecordFiler, Sendable {
     let api: GiteaAPI
     let ledger: Ledger
     let authorizer: Authorizer
 
-    public init(api: GiteaAPI, ledger: Ledger, authorizer: Authorizer) { self.api = api; self.ledger = ledger; self.authorizer = authorizer }
+    package init(api: GiteaAPI, ledger: Ledger, authorizer: Authorizer) { self.api = api; self.ledger = ledger; self.authorizer = authorizer }
 
     static func marker(_ kind: BlockKind, _ scope: BlockScope) -> String { "<!-- ka:block kind=\(kind.rawValue) scope=\(scope.marker) -->" }
 
@@ -24,7 +24,7 @@ public final class GiteaBlockStore: BlockStore, RecordFiler, Sendable {
         return Block(id: "#\(issue.number)", kind: kind, scope: scope, title: issue.title)
     }
 
-    public func openBlocks() async throws -> [Block] {
+    package func openBlocks() async throws -> [Block] {
         do {
             let issues = try await api.listIssues(state: "open", since: nil)
             var blocks: [Block] = []
@@ -53,7 +53,7 @@ public final class GiteaBlockStore: BlockStore, RecordFiler, Sendable {
     }
 
     @discardableResult
-    public func file(kind: BlockKind, scope: BlockScope, title: String, body: String) async throws -> Block {
+    package func file(kind: BlockKind, scope: BlockScope, title: String, body: String) async throws -> Block {
         let marker = Self.marker(kind, scope)
         if let existing = try await openBlocks().first(where: { $0.kind == kind && $0.scope == scope }) { return existing }
         // The title is in the ref: a retry of the same failure files once, and a new failure (its job id is in the
@@ -63,17 +63,17 @@ public final class GiteaBlockStore: BlockStore, RecordFiler, Sendable {
         return Block(id: "pending:\(ref)", kind: kind, scope: scope, title: "\(kind.titlePrefix) \(title)")
     }
 
-    public func fileRecord(title: String, body: String, label: String, ref: String) async throws {
+    package func fileRecord(title: String, body: String, label: String, ref: String) async throws {
         try ledger.enqueue(.issue(title: title, body: body, labels: [label]), ref: ref)
     }
 
-    public func closeRecord(ref: String, outcome: String) async throws {
+    package func closeRecord(ref: String, outcome: String) async throws {
         // A record this bot never filed (a build from the CLI) has no issue to close: the close would wait forever.
         guard try ledger.hasOutboxItem(ref: ref) else { return }
         try ledger.enqueue(.closeIssue(targetRef: ref, comment: outcome), ref: "close-\(ref)")
     }
 
-    public func close(id: String) async throws {
+    package func close(id: String) async throws {
         guard id.hasPrefix("#"), let n = Int(id.dropFirst()) else { throw KAError.refusal("block \(id)", "not an issue reference (#N)") }
         try ledger.enqueue(.editIssue(number: n, body: nil, state: "closed"), ref: "close-block-\(n)")
     }

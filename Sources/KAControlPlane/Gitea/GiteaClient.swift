@@ -7,7 +7,7 @@ import NIOConcurrencyHelpers
 
 /// Every call the bot makes to Gitea. `DefaultGiteaClient` talks HTTP; tests use the same client against a
 /// Gitea stand-in, and the contract test checks every `GiteaRoute` against Gitea's own swagger.
-public protocol GiteaAPI: Sendable {
+package protocol GiteaAPI: Sendable {
     func currentUser() async throws -> GiteaUser
     func listRepoComments(since: Date?) async throws -> [GiteaComment]
     func listIssues(state: String, since: Date?) async throws -> [GiteaIssue]
@@ -29,56 +29,56 @@ public protocol GiteaAPI: Sendable {
 }
 
 /// The repo's webhooks, which only `ka doctor` reads; kept out of `GiteaAPI` so the bot's fakes need not answer.
-public protocol GiteaHooksAPI: Sendable {
+package protocol GiteaHooksAPI: Sendable {
     func listHooks() async throws -> [GiteaHook]
 }
 
 /// A method + path template the client calls, with a sample of the body it sends (for the contract test).
-public struct GiteaRoute: Sendable {
-    public let method: String
-    public let path: String
-    public let bodyDefinition: String?
-    public let sampleBody: (any Encodable & Sendable)?
+package struct GiteaRoute: Sendable {
+    package let method: String
+    package let path: String
+    package let bodyDefinition: String?
+    package let sampleBody: (any Encodable & Sendable)?
     /// False for creates: sent twice, they make two. The client never repeats them; the outbox retries them
     /// after looking for what the first attempt may have made.
-    public let idempotent: Bool
+    package let idempotent: Bool
 
-    public init(method: String, path: String, bodyDefinition: String?, sampleBody: (any Encodable & Sendable)?, idempotent: Bool = true) {
+    package init(method: String, path: String, bodyDefinition: String?, sampleBody: (any Encodable & Sendable)?, idempotent: Bool = true) {
         self.method = method; self.path = path; self.bodyDefinition = bodyDefinition; self.sampleBody = sampleBody; self.idempotent = idempotent
     }
 
-    public static let currentUser = GiteaRoute(method: "GET", path: "/user", bodyDefinition: nil, sampleBody: nil)
-    public static let repoComments = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/issues/comments", bodyDefinition: nil, sampleBody: nil)
-    public static let listIssues = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/issues", bodyDefinition: nil, sampleBody: nil)
-    public static let searchIssues = GiteaRoute(method: "GET", path: "/repos/issues/search", bodyDefinition: nil, sampleBody: nil)
-    public static let getIssue = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/issues/{index}", bodyDefinition: nil, sampleBody: nil)
-    public static let createIssue = GiteaRoute(method: "POST", path: "/repos/{owner}/{repo}/issues", bodyDefinition: "CreateIssueOption",
+    package static let currentUser = GiteaRoute(method: "GET", path: "/user", bodyDefinition: nil, sampleBody: nil)
+    package static let repoComments = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/issues/comments", bodyDefinition: nil, sampleBody: nil)
+    package static let listIssues = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/issues", bodyDefinition: nil, sampleBody: nil)
+    package static let searchIssues = GiteaRoute(method: "GET", path: "/repos/issues/search", bodyDefinition: nil, sampleBody: nil)
+    package static let getIssue = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/issues/{index}", bodyDefinition: nil, sampleBody: nil)
+    package static let createIssue = GiteaRoute(method: "POST", path: "/repos/{owner}/{repo}/issues", bodyDefinition: "CreateIssueOption",
                                                sampleBody: CreateIssueBody(title: "t", body: "b", labels: [1]), idempotent: false)
-    public static let editIssue = GiteaRoute(method: "PATCH", path: "/repos/{owner}/{repo}/issues/{index}", bodyDefinition: "EditIssueOption",
+    package static let editIssue = GiteaRoute(method: "PATCH", path: "/repos/{owner}/{repo}/issues/{index}", bodyDefinition: "EditIssueOption",
                                              sampleBody: EditIssueBody(title: "t", body: "b", state: "closed"))
-    public static let issueComments = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/issues/{index}/comments", bodyDefinition: nil, sampleBody: nil)
-    public static let createComment = GiteaRoute(method: "POST", path: "/repos/{owner}/{repo}/issues/{index}/comments",
+    package static let issueComments = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/issues/{index}/comments", bodyDefinition: nil, sampleBody: nil)
+    package static let createComment = GiteaRoute(method: "POST", path: "/repos/{owner}/{repo}/issues/{index}/comments",
                                                  bodyDefinition: "CreateIssueCommentOption", sampleBody: BodyOnly(body: "b"), idempotent: false)
-    public static let editComment = GiteaRoute(method: "PATCH", path: "/repos/{owner}/{repo}/issues/comments/{id}",
+    package static let editComment = GiteaRoute(method: "PATCH", path: "/repos/{owner}/{repo}/issues/comments/{id}",
                                                bodyDefinition: "EditIssueCommentOption", sampleBody: BodyOnly(body: "b"))
-    public static let addReaction = GiteaRoute(method: "POST", path: "/repos/{owner}/{repo}/issues/comments/{id}/reactions",
+    package static let addReaction = GiteaRoute(method: "POST", path: "/repos/{owner}/{repo}/issues/comments/{id}/reactions",
                                                bodyDefinition: "EditReactionOption", sampleBody: ReactionBody(content: "eyes"))
-    public static let listLabels = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/labels", bodyDefinition: nil, sampleBody: nil)
-    public static let createLabel = GiteaRoute(method: "POST", path: "/repos/{owner}/{repo}/labels", bodyDefinition: "CreateLabelOption",
+    package static let listLabels = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/labels", bodyDefinition: nil, sampleBody: nil)
+    package static let createLabel = GiteaRoute(method: "POST", path: "/repos/{owner}/{repo}/labels", bodyDefinition: "CreateLabelOption",
                                                sampleBody: LabelBody(name: "n", color: "ffffff", description: "d"), idempotent: false)
-    public static let editLabel = GiteaRoute(method: "PATCH", path: "/repos/{owner}/{repo}/labels/{id}", bodyDefinition: "EditLabelOption",
+    package static let editLabel = GiteaRoute(method: "PATCH", path: "/repos/{owner}/{repo}/labels/{id}", bodyDefinition: "EditLabelOption",
                                              sampleBody: LabelBody(name: "n", color: "ffffff", description: "d"))
-    public static let addLabels = GiteaRoute(method: "POST", path: "/repos/{owner}/{repo}/issues/{index}/labels", bodyDefinition: "IssueLabelsOption",
+    package static let addLabels = GiteaRoute(method: "POST", path: "/repos/{owner}/{repo}/issues/{index}/labels", bodyDefinition: "IssueLabelsOption",
                                              sampleBody: LabelNames(labels: ["x"]))
-    public static let replaceLabels = GiteaRoute(method: "PUT", path: "/repos/{owner}/{repo}/issues/{index}/labels", bodyDefinition: "IssueLabelsOption",
+    package static let replaceLabels = GiteaRoute(method: "PUT", path: "/repos/{owner}/{repo}/issues/{index}/labels", bodyDefinition: "IssueLabelsOption",
                                                  sampleBody: LabelNames(labels: ["x"]))
-    public static let removeLabel = GiteaRoute(method: "DELETE", path: "/repos/{owner}/{repo}/issues/{index}/labels/{id}", bodyDefinition: nil, sampleBody: nil)
-    public static let permission = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/collaborators/{collaborator}/permission", bodyDefinition: nil, sampleBody: nil)
+    package static let removeLabel = GiteaRoute(method: "DELETE", path: "/repos/{owner}/{repo}/issues/{index}/labels/{id}", bodyDefinition: nil, sampleBody: nil)
+    package static let permission = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/collaborators/{collaborator}/permission", bodyDefinition: nil, sampleBody: nil)
 
     /// Read by `ka doctor` only (it needs repo admin, as Gitea's hook settings do).
-    public static let listHooks = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/hooks", bodyDefinition: nil, sampleBody: nil)
+    package static let listHooks = GiteaRoute(method: "GET", path: "/repos/{owner}/{repo}/hooks", bodyDefinition: nil, sampleBody: nil)
 
-    public static let all: [GiteaRoute] = [currentUser, repoComments, listIssues, searchIssues, getIssue, createIssue, editIssue,
+    package static let all: [GiteaRoute] = [currentUser, repoComments, listIssues, searchIssues, getIssue, createIssue, editIssue,
                                            issueComments, createComment, editComment, addReaction, listLabels, createLabel,
                                            editLabel, addLabels, replaceLabels, removeLabel, permission, listHooks]
 }
@@ -90,24 +90,24 @@ struct ReactionBody: Codable, Sendable { let content: String }
 struct LabelBody: Codable, Sendable { let name: String?; let color: String?; let description: String? }
 struct LabelNames: Codable, Sendable { let labels: [String] }
 
-public struct GiteaError: Error, CustomStringConvertible, Sendable {
-    public let status: Int
-    public let method: String
-    public let path: String
-    public let message: String
+package struct GiteaError: Error, CustomStringConvertible, Sendable {
+    package let status: Int
+    package let method: String
+    package let path: String
+    package let message: String
     /// A 429's wait (seconds, from its Retry-After): no request goes to the host before it has passed.
-    public var retryAfter: Double? = nil
-    public var description: String { "Gitea \(method) \(path) → \(status): \(message)" }
+    package var retryAfter: Double? = nil
+    package var description: String { "Gitea \(method) \(path) → \(status): \(message)" }
     /// Worth sending again: a 5xx, a transport error (0), or a 429 once its pause is over (a 429 was not carried out).
-    public var isRetryable: Bool { status >= 500 || status == 0 || status == 429 }
+    package var isRetryable: Bool { status >= 500 || status == 0 || status == 429 }
     /// Gitea refused the request itself (a 4xx but 408 and 429): sent again unchanged, it is likely refused again.
-    public var isRefusal: Bool { (400..<500).contains(status) && status != 408 && status != 429 }
+    package var isRefusal: Bool { (400..<500).contains(status) && status != 408 && status != 429 }
 }
 
 /// `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date, in any of the three date forms a recipient
 /// must accept. Seconds from `now`; nil when absent or unreadable.
-public enum RetryAfter {
-    public static func seconds(_ value: String?, now: Date) -> Double? {
+package enum RetryAfter {
+    package static func seconds(_ value: String?, now: Date) -> Double? {
         guard let v = value?.trimmingCharacters(in: .whitespaces), !v.isEmpty else { return nil }
         if v.allSatisfy(\.isASCII), v.allSatisfy(\.isNumber) { return Double(v) }
         for format in ["EEE, dd MMM yyyy HH:mm:ss zzz", "EEEE, dd-MMM-yy HH:mm:ss zzz", "EEE MMM d HH:mm:ss yyyy"] {
@@ -135,10 +135,10 @@ final class HostPause: Sendable {
 /// A 429 (Gitea has no limiter of its own, but a proxy in front of it may) pauses every request to the host for
 /// its Retry-After (1 s without one, at most an hour). A request meeting a pause waits it out when it is short
 /// (`maxPauseWait`); otherwise it is not sent and fails with the 429 and the time left, for its caller to retry.
-public final class DefaultGiteaClient: GiteaAPI, GiteaHooksAPI, Sendable {
-    public let baseURL: URL        // e.g. https://git.example/ (the /api/v1 is added here)
-    public let owner: String
-    public let repo: String
+package final class DefaultGiteaClient: GiteaAPI, GiteaHooksAPI, Sendable {
+    package let baseURL: URL        // e.g. https://git.example/ (the /api/v1 is added here)
+    package let owner: String
+    package let repo: String
     let token: String
     let maxAttempts: Int
     let baseDelay: Double
@@ -153,10 +153,10 @@ public final class DefaultGiteaClient: GiteaAPI, GiteaHooksAPI, Sendable {
     /// The largest response read (a page of 50 issues is well under 1 MiB).
     static let maxResponseBytes = 32 << 20
     /// Counts requests sent (for the idle-poll figure and tests).
-    public var requestCount: Int { requests.withLockedValue { $0 } }
+    package var requestCount: Int { requests.withLockedValue { $0 } }
     private let requests = NIOLockedValueBox(0)
 
-    public static let pageSize = 50   // Gitea caps limit at 50 (MAX_RESPONSE_ITEMS)
+    package static let pageSize = 50   // Gitea caps limit at 50 (MAX_RESPONSE_ITEMS)
 
     /// One HTTP client for the process, never shut down (AsyncHTTPClient asks that a client be shut down before
     /// it is freed; this one lives as long as the process). Its pool keeps a connection for each outbox lane and a
@@ -168,7 +168,7 @@ public final class DefaultGiteaClient: GiteaAPI, GiteaHooksAPI, Sendable {
         return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: c)
     }()
 
-    public init(baseURL: URL, owner: String, repo: String, token: String, maxAttempts: Int = 8, baseDelay: Double = 0.1,
+    package init(baseURL: URL, owner: String, repo: String, token: String, maxAttempts: Int = 8, baseDelay: Double = 0.1,
                 timeout: TimeInterval = 10, maxPauseWait: Double = 10) {
         self.baseURL = baseURL; self.owner = owner; self.repo = repo; self.token = token
         self.maxAttempts = maxAttempts; self.baseDelay = baseDelay; self.maxPauseWait = maxPauseWait
@@ -287,74 +287,74 @@ public final class DefaultGiteaClient: GiteaAPI, GiteaHooksAPI, Sendable {
         }
     }
 
-    public func currentUser() async throws -> GiteaUser { try await decode(GiteaUser.self, .currentUser) }
+    package func currentUser() async throws -> GiteaUser { try await decode(GiteaUser.self, .currentUser) }
 
-    public func listRepoComments(since: Date?) async throws -> [GiteaComment] {
+    package func listRepoComments(since: Date?) async throws -> [GiteaComment] {
         try await all(GiteaComment.self, .repoComments, query: since.map { [URLQueryItem(name: "since", value: GiteaTime.format($0))] } ?? [])
     }
 
-    public func listIssues(state: String, since: Date?) async throws -> [GiteaIssue] {
+    package func listIssues(state: String, since: Date?) async throws -> [GiteaIssue] {
         var q = [URLQueryItem(name: "state", value: state), URLQueryItem(name: "type", value: "issues")]
         if let since { q.append(URLQueryItem(name: "since", value: GiteaTime.format(since))) }
         return try await all(GiteaIssue.self, .listIssues, query: q)
     }
 
-    public func searchIssues(query: String, state: String) async throws -> [GiteaIssue] {
+    package func searchIssues(query: String, state: String) async throws -> [GiteaIssue] {
         try await all(GiteaIssue.self, .searchIssues, query: [URLQueryItem(name: "q", value: query), URLQueryItem(name: "state", value: state),
                                                            URLQueryItem(name: "type", value: "issues"), URLQueryItem(name: "owner", value: owner)])
     }
 
-    public func getIssue(_ number: Int) async throws -> GiteaIssue { try await decode(GiteaIssue.self, .getIssue, params: ["index": "\(number)"]) }
+    package func getIssue(_ number: Int) async throws -> GiteaIssue { try await decode(GiteaIssue.self, .getIssue, params: ["index": "\(number)"]) }
 
-    public func createIssue(title: String, body: String, labelIDs: [Int64]) async throws -> GiteaIssue {
+    package func createIssue(title: String, body: String, labelIDs: [Int64]) async throws -> GiteaIssue {
         try await decode(GiteaIssue.self, .createIssue, body: CreateIssueBody(title: title, body: body, labels: labelIDs))
     }
 
-    public func editIssue(_ number: Int, title: String?, body: String?, state: String?) async throws -> GiteaIssue {
+    package func editIssue(_ number: Int, title: String?, body: String?, state: String?) async throws -> GiteaIssue {
         try await decode(GiteaIssue.self, .editIssue, params: ["index": "\(number)"], body: EditIssueBody(title: title, body: body, state: state))
     }
 
-    public func listIssueComments(_ number: Int) async throws -> [GiteaComment] {
+    package func listIssueComments(_ number: Int) async throws -> [GiteaComment] {
         try await decode([GiteaComment].self, .issueComments, params: ["index": "\(number)"])   // not paged by Gitea
     }
 
-    public func createComment(issue: Int, body: String) async throws -> GiteaComment {
+    package func createComment(issue: Int, body: String) async throws -> GiteaComment {
         try await decode(GiteaComment.self, .createComment, params: ["index": "\(issue)"], body: BodyOnly(body: body))
     }
 
-    public func editComment(id: Int64, body: String) async throws -> GiteaComment {
+    package func editComment(id: Int64, body: String) async throws -> GiteaComment {
         try await decode(GiteaComment.self, .editComment, params: ["id": "\(id)"], body: BodyOnly(body: body))
     }
 
-    public func addReaction(commentID: Int64, content: String) async throws {
+    package func addReaction(commentID: Int64, content: String) async throws {
         _ = try await send(.addReaction, params: ["id": "\(commentID)"], body: ReactionBody(content: content))
     }
 
-    public func listLabels() async throws -> [GiteaLabel] { try await all(GiteaLabel.self, .listLabels) }
+    package func listLabels() async throws -> [GiteaLabel] { try await all(GiteaLabel.self, .listLabels) }
 
-    public func createLabel(name: String, color: String, description: String) async throws -> GiteaLabel {
+    package func createLabel(name: String, color: String, description: String) async throws -> GiteaLabel {
         try await decode(GiteaLabel.self, .createLabel, body: LabelBody(name: name, color: color, description: description))
     }
 
-    public func editLabel(id: Int64, name: String?, color: String?, description: String?) async throws -> GiteaLabel {
+    package func editLabel(id: Int64, name: String?, color: String?, description: String?) async throws -> GiteaLabel {
         try await decode(GiteaLabel.self, .editLabel, params: ["id": "\(id)"], body: LabelBody(name: name, color: color, description: description))
     }
 
-    public func addLabels(issue: Int, names: [String]) async throws -> [GiteaLabel] {
+    package func addLabels(issue: Int, names: [String]) async throws -> [GiteaLabel] {
         try await decode([GiteaLabel].self, .addLabels, params: ["index": "\(issue)"], body: LabelNames(labels: names))
     }
 
-    public func replaceLabels(issue: Int, names: [String]) async throws -> [GiteaLabel] {
+    package func replaceLabels(issue: Int, names: [String]) async throws -> [GiteaLabel] {
         try await decode([GiteaLabel].self, .replaceLabels, params: ["index": "\(issue)"], body: LabelNames(labels: names))
     }
 
-    public func removeLabel(issue: Int, labelID: Int64) async throws {
+    package func removeLabel(issue: Int, labelID: Int64) async throws {
         _ = try await send(.removeLabel, params: ["index": "\(issue)", "id": "\(labelID)"])
     }
 
-    public func listHooks() async throws -> [GiteaHook] { try await all(GiteaHook.self, .listHooks) }
+    package func listHooks() async throws -> [GiteaHook] { try await all(GiteaHook.self, .listHooks) }
 
-    public func permission(of login: String) async throws -> String {
+    package func permission(of login: String) async throws -> String {
         try await decode(GiteaPermission.self, .permission, params: ["collaborator": login]).permission
     }
 }

@@ -8,7 +8,7 @@ import NIOConcurrencyHelpers
 /// outbox is drained, so replies go out while events are being handled rather than in between. A webhook or a
 /// settled event wakes both early. On SIGTERM it stops taking new work and waits for the events and verbs in
 /// flight and a last outbox drain.
-public final class ControlLoop: Service, Sendable {
+package final class ControlLoop: Service, Sendable {
     let engine: Engine
     let poller: Poller
     let outbox: OutboxSender
@@ -25,13 +25,13 @@ public final class ControlLoop: Service, Sendable {
     /// The wake-lease sweep in flight, if any: a slow or unreachable His never holds up the loop, and sweeps never overlap.
     private let leaseSweeping = NIOLockedValueBox(false)
 
-    public init(engine: Engine, poller: Poller, outbox: OutboxSender, interval: Double, metrics: Metrics, logger: Logger,
+    package init(engine: Engine, poller: Poller, outbox: OutboxSender, interval: Double, metrics: Metrics, logger: Logger,
                 dashboard: DashboardIssue? = nil) {
         self.engine = engine; self.poller = poller; self.outbox = outbox; self.interval = interval; self.metrics = metrics; self.logger = logger
         self.dashboard = dashboard
     }
 
-    public func poke() {
+    package func poke() {
         dashboard?.markDirty()
         wakeLoop.poke()
         wakeOutbox.poke()
@@ -39,7 +39,7 @@ public final class ControlLoop: Service, Sendable {
 
     /// One full turn; tests drive this directly, with the outbox drained at its end (`ka serve` drains it beside
     /// the turns instead). Returns without waiting for the events it dispatched.
-    public func turn(poll: Bool, drainOutbox: Bool = true) async {
+    package func turn(poll: Bool, drainOutbox: Bool = true) async {
         if poll {
             do { try await poller.pollOnce(); metrics.inc("polls_total") } catch {
                 metrics.inc("poll_errors_total")
@@ -105,7 +105,7 @@ public final class ControlLoop: Service, Sendable {
     }
 
     /// Waits for the events being handled and the verbs running.
-    public func waitForRuns() async {
+    package func waitForRuns() async {
         await engine.waitForEvents()
         while true {
             let tasks = runs.withLockedValue { r in defer { r.removeAll() }; return r }
@@ -114,7 +114,7 @@ public final class ControlLoop: Service, Sendable {
         }
     }
 
-    public func run() async throws {
+    package func run() async throws {
         try engine.recoverInterrupted()
         async let sending: Void = sendLoop()
         var lastPoll = Date.distantPast

@@ -4,22 +4,22 @@ import Logging
 
 /// The one composition root of the control plane: `ka serve` and the test harness both build it here, so what
 /// the tests run is what serves.
-public struct ControlPlane: Sendable {
-    public let ledger: Ledger
-    public let authorizer: Authorizer
-    public let engine: Engine
-    public let loop: ControlLoop
-    public let intake: WebhookIntake
-    public let metrics: Metrics
-    public let dashboard: DashboardIssue
+package struct ControlPlane: Sendable {
+    package let ledger: Ledger
+    package let authorizer: Authorizer
+    package let engine: Engine
+    package let loop: ControlLoop
+    package let intake: WebhookIntake
+    package let metrics: Metrics
+    package let dashboard: DashboardIssue
     /// `GET /` and `GET /api/status`.
-    public let page: DashboardPageCache
+    package let page: DashboardPageCache
 
     /// - `blocksInTracker`: blocks are `[ka:*]` issues (what `ka serve` does) and refusals file them; off, the
     ///   local block table is used and nothing is filed (some tests).
     /// - `settings`: KA_CONFIG as the server read it at start (default: read from the environment on first use), the
     ///   same for every verb it runs.
-    public init(config: ControlPlaneConfig, api: any GiteaAPI, botLogin: String, transports: any TransportProvider,
+    package init(config: ControlPlaneConfig, api: any GiteaAPI, botLogin: String, transports: any TransportProvider,
                 settings: SettingsSource? = nil, faults: ServeFaults = ServeFaults(), blocksInTracker: Bool = true, logger: Logger) throws {
         ledger = try Ledger(path: config.stateDir.appendingPathComponent("control.sqlite"))
         let ws = Workspace(root: config.root, stateDir: config.stateDir)

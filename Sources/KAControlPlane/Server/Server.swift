@@ -7,8 +7,8 @@ import Logging
 import ServiceLifecycle
 
 /// `ka serve`: the webhook receiver, health and metrics endpoints, and the control loop, in one ServiceGroup.
-public enum ControlPlaneServer {
-    public static func buildRouter(intake: WebhookIntake, metrics: Metrics, ledger: Ledger, page: DashboardPageCache? = nil) -> Router<BasicRequestContext> {
+package enum ControlPlaneServer {
+    package static func buildRouter(intake: WebhookIntake, metrics: Metrics, ledger: Ledger, page: DashboardPageCache? = nil) -> Router<BasicRequestContext> {
         let engine = intake.engine
         let router = Router()
         router.post("/webhook") { request, _ -> Response in
@@ -43,7 +43,7 @@ public enum ControlPlaneServer {
 
     /// The read-only dashboard: `GET /` (HTML) and `GET /api/status` (what `ka status --json` prints). Neither
     /// holds the webhook secret or the token; every value in the page is HTML-escaped by its template.
-    public static func addDashboard(to router: Router<BasicRequestContext>, page: DashboardPageCache) {
+    package static func addDashboard(to router: Router<BasicRequestContext>, page: DashboardPageCache) {
         @Sendable func answer(_ text: String, _ type: String) -> Response {
             Response(status: .ok, headers: [.contentType: type, .cacheControl: "no-store",
                                             HTTPField.Name("Content-Security-Policy")!: "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'"],
@@ -62,11 +62,11 @@ public enum ControlPlaneServer {
     }
 
     /// HTTP/1.1 with oversized requests refused from their head (see `BodyLimitHandler`).
-    public static var httpServer: HTTPServerBuilder {
+    package static var httpServer: HTTPServerBuilder {
         .http1(configuration: .init(additionalChannelHandlers: [BodyLimitHandler(limit: WebhookIntake.maxBody)]))
     }
 
-    public static func run(config: ControlPlaneConfig, logger: Logger) async throws {
+    package static func run(config: ControlPlaneConfig, logger: Logger) async throws {
         guard !config.webhookSecrets.isEmpty else {
             throw KAError.refusal("config", "missing KA_WEBHOOK_SECRET", hint: "export KA_WEBHOOK_SECRET (the Gitea hook's secret); during rotation also KA_WEBHOOK_SECRET_OLD")
         }

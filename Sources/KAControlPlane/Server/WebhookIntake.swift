@@ -2,8 +2,8 @@ import Foundation
 
 /// The webhook's logic, apart from the HTTP framework: verify, read, filter, store, acknowledge.
 /// Storing is a group commit (`IngestBatcher`); the work happens in `ControlLoop`, woken by `onAccepted`.
-public struct WebhookIntake: Sendable {
-    public static let maxBody = 1 << 20
+package struct WebhookIntake: Sendable {
+    package static let maxBody = 1 << 20
 
     let verifier: WebhookVerifier
     let engine: Engine
@@ -11,7 +11,7 @@ public struct WebhookIntake: Sendable {
     let onAccepted: @Sendable () -> Void
     let batcher: IngestBatcher
 
-    public init(verifier: WebhookVerifier, engine: Engine, metrics: Metrics, onAccepted: @escaping @Sendable () -> Void) {
+    package init(verifier: WebhookVerifier, engine: Engine, metrics: Metrics, onAccepted: @escaping @Sendable () -> Void) {
         self.verifier = verifier; self.engine = engine; self.metrics = metrics; self.onAccepted = onAccepted
         batcher = IngestBatcher(ledger: engine.ledger)
     }
@@ -63,7 +63,7 @@ public struct WebhookIntake: Sendable {
         }
     }
 
-    public func handle(header: (String) -> String?, body: [UInt8]) async -> (status: Int, text: String) {
+    package func handle(header: (String) -> String?, body: [UInt8]) async -> (status: Int, text: String) {
         metrics.inc("webhook_requests_total")
         guard body.count <= Self.maxBody else { metrics.inc("webhook_rejected_total"); return (413, "body too large") }
         guard verifier.verify(signature: header("X-Gitea-Signature"), body: body) else {

@@ -3,11 +3,11 @@ import Foundation
 
 /// `X-Gitea-Signature`: lowercase hex HMAC-SHA256 of the raw body. Two secrets are accepted during rotation.
 /// The key is rebuilt per request (SymmetricKey is not Sendable in swift-crypto 3.12).
-public struct WebhookVerifier: Sendable {
+package struct WebhookVerifier: Sendable {
     let secrets: [[UInt8]]
-    public init(secrets: [[UInt8]]) { self.secrets = secrets }
+    package init(secrets: [[UInt8]]) { self.secrets = secrets }
 
-    public func verify(signature: String?, body: some DataProtocol) -> Bool {
+    package func verify(signature: String?, body: some DataProtocol) -> Bool {
         guard let sig = signature, sig.utf8.count == 64, let given = Self.unhex(sig) else { return false }
         // swift-crypto compares in constant time; every secret is tried, so the time does not tell which matched
         var ok = false
@@ -17,7 +17,7 @@ public struct WebhookVerifier: Sendable {
         return ok
     }
 
-    public static func sign(_ body: some DataProtocol, secret: [UInt8]) -> String {
+    package static func sign(_ body: some DataProtocol, secret: [UInt8]) -> String {
         HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: secret)).map { String(format: "%02x", $0) }.joined()
     }
 

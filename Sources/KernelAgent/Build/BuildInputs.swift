@@ -2,29 +2,29 @@ import Foundation
 
 /// What a build starts from besides the patches: the host's kernel config and the baseline tarball. Promote pins
 /// both in the lock; `ka build` checks them again and refuses when one moved.
-public struct BuildInputs: Sendable, Equatable {
-    public struct Config: Sendable, Equatable {
-        public let path: String
-        public let b2sum: String
-        public let olddefconfig: Bool
+package struct BuildInputs: Sendable, Equatable {
+    package struct Config: Sendable, Equatable {
+        package let path: String
+        package let b2sum: String
+        package let olddefconfig: Bool
     }
 
-    public struct Tarball: Sendable, Equatable {
-        public let name: String
+    package struct Tarball: Sendable, Equatable {
+        package let name: String
         /// nil: unpinned (`unpinnedReason` says why) and a build refuses.
-        public let b2sum: String?
+        package let b2sum: String?
         /// The local file in the mirror dir, when there is one.
-        public let file: String?
+        package let file: String?
         /// The URL makepkg fetches it from, when it comes from a URL.
-        public let url: String?
-        public let unpinnedReason: String?
+        package let url: String?
+        package let unpinnedReason: String?
     }
 
-    public let config: Config?
-    public let tarball: Tarball
+    package let config: Config?
+    package let tarball: Tarball
 
     /// Reads the config file the manifest names and finds the tarball `KA_CONFIG` points at, hashing both.
-    public static func resolve(_ m: Manifest, ws: Workspace, pipeline: PipelineConfig) throws -> BuildInputs {
+    package static func resolve(_ m: Manifest, ws: Workspace, pipeline: PipelineConfig) throws -> BuildInputs {
         var config: Config?
         if let cf = m.configFile {
             let url = ws.root.appendingPathComponent(cf.path)
@@ -63,7 +63,7 @@ public struct BuildInputs: Sendable, Equatable {
         return BuildInputs(config: config, tarball: tarball)
     }
 
-    public var pins: [Plan.Pin] {
+    package var pins: [Plan.Pin] {
         [.init("config", config.map { "\($0.path) b2:\($0.b2sum)" } ?? "(none)"),
          .init("baseline tarball", tarball.b2sum.map { "\(tarball.name) b2:\($0)" } ?? "\(tarball.name) unpinned")]
     }
@@ -82,30 +82,30 @@ public struct BuildInputs: Sendable, Equatable {
 }
 
 /// `manifest.lock` as `ka build` reads it back (lock v3, the ka layout).
-public struct LockFile: Sendable {
-    public struct Patch: Sendable, Equatable {
-        public let path: String; public let b2sum: String
+package struct LockFile: Sendable {
+    package struct Patch: Sendable, Equatable {
+        package let path: String; package let b2sum: String
         /// The file's sha256 (what the user's recipe-side copies are checked against) and its content hash.
-        public var sha256: String? = nil
-        public var contentHash: String? = nil
+        package var sha256: String? = nil
+        package var contentHash: String? = nil
     }
-    public let file: String
-    public let host: String
-    public let manifestPath: String
-    public let manifestB2sum: String
-    public let kernelSuffix: String
-    public let baselineRef: String
-    public let tarballName: String
-    public let tarballB2sum: String?
-    public let unpinned: String?
-    public let config: BuildInputs.Config?
-    public let patches: [Patch]
-    public let cumulativeB2sum: String
-    public let bytes: Data
+    package let file: String
+    package let host: String
+    package let manifestPath: String
+    package let manifestB2sum: String
+    package let kernelSuffix: String
+    package let baselineRef: String
+    package let tarballName: String
+    package let tarballB2sum: String?
+    package let unpinned: String?
+    package let config: BuildInputs.Config?
+    package let patches: [Patch]
+    package let cumulativeB2sum: String
+    package let bytes: Data
 
-    public var b2sum: String { Blake2b.hex(bytes) }
+    package var b2sum: String { Blake2b.hex(bytes) }
 
-    public static func load(_ url: URL, shown: String) throws -> LockFile {
+    package static func load(_ url: URL, shown: String) throws -> LockFile {
         guard FS.exists(url) else {
             throw KAError.refusal(shown, "no lock", hint: "run ka promote first")
         }
@@ -147,14 +147,14 @@ public struct LockFile: Sendable {
     /// Which input moved since the lock was written, or nil when the lock still holds: the manifest, a patch, the
     /// config or the baseline. `current` is a fresh scan of the manifest's series (b2sums only).
     /// Scans the manifest's series as the lock would pin it now: the series and each patch's b2sum.
-    public static func currentSeries(_ manifest: Manifest, resolver: Resolver) throws -> (ScannedSeries, [String]) {
+    package static func currentSeries(_ manifest: Manifest, resolver: Resolver) throws -> (ScannedSeries, [String]) {
         var sums: [String] = []
         let series = try resolver.scan(manifest, into: nil, options: .init(hashes: true, conflicts: false),
                                        prepare: { $0.patch.b2sum }, each: { _, _, sum in sums.append(sum) })
         return (series, sums)
     }
 
-    public func staleness(manifest: Manifest, series: ScannedSeries, patchB2sums: [String], inputs: BuildInputs) -> String? {
+    package func staleness(manifest: Manifest, series: ScannedSeries, patchB2sums: [String], inputs: BuildInputs) -> String? {
         if manifest.b2sum != manifestB2sum { return "the manifest \(manifest.file) changed (b2sum \(manifest.b2sum.prefix(12))…, the lock has \(manifestB2sum.prefix(12))…)" }
         let now: [String] = (0..<series.count).map { String(series.path($0)) }
         let locked = patches.map(\.path)

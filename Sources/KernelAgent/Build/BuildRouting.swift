@@ -5,20 +5,20 @@ import Foundation
 /// is woken through His first; each candidate is pre-flighted (reachable, disk, tools). A failed pre-flight
 /// files [ka:host-changed] (missing tools: [ka:bootstrap-missing]) and the next host is tried. Never a hang:
 /// every His call and every ssh call has its own cap.
-public struct BuildRouting: Sendable {
-    public let registry: HostRegistry
-    public let blocks: any BlockStore
-    public let his: (any HisOps)?
-    public let sleep: SleepMemory
-    public let transports: any TransportProvider
-    public let workspace: Workspace
+package struct BuildRouting: Sendable {
+    package let registry: HostRegistry
+    package let blocks: any BlockStore
+    package let his: (any HisOps)?
+    package let sleep: SleepMemory
+    package let transports: any TransportProvider
+    package let workspace: Workspace
     /// How long a woken host may take to answer ssh.
-    public var wakeWait: Swift.Duration = .seconds(120)
+    package var wakeWait: Swift.Duration = .seconds(120)
 
     static let haltingKinds: Set<BlockKind> = [.buildFail, .bootstrapMissing, .hostChanged]
 
     /// The candidates in order, for the plan.
-    public static func candidates(for manifest: Manifest, registry: HostRegistry) throws -> [HostName] {
+    package static func candidates(for manifest: Manifest, registry: HostRegistry) throws -> [HostName] {
         let entry = try registry.entry(manifest.host)
         if let own = manifest.buildHosts {
             return try ([own.primary] + own.fallback).map { raw in
@@ -40,7 +40,7 @@ public struct BuildRouting: Sendable {
     }
 
     /// Tries the candidates; returns the chosen host and one note per skipped one.
-    public func choose(_ candidates: [HostName], for target: HostName, flavour: PackageRenderer.Flavour, job: JobID,
+    package func choose(_ candidates: [HostName], for target: HostName, flavour: PackageRenderer.Flavour, job: JobID,
                        ctx: StepContext) async throws -> (HostName, [String]) {
         var notes: [String] = []
         func skip(_ h: HostName, _ why: String) throws {

@@ -1,7 +1,7 @@
 import Foundation
 
 /// What `ka build <host>`'s plan and steps read: cheap, local, no network.
-public struct BuildSetup: Sendable {
+package struct BuildSetup: Sendable {
     let target: HostName
     let entry: HostEntry
     let manifest: Manifest

@@ -4,26 +4,26 @@ import Foundation
 /// `@@NAME@@` placeholders (file names too), the inputs copied under the names its source list uses, then
 /// `@@B2SUM:<file>@@` from the rendered files themselves. The rules are packaging/README.md's; the same as
 /// `scripts/render-pkgbuild`, which the packaging tests run.
-public struct PackageRenderer: Sendable {
-    public enum Flavour: String, Sendable { case arch, debian }
+package struct PackageRenderer: Sendable {
+    package enum Flavour: String, Sendable { case arch, debian }
 
-    public struct Inputs: Sendable {
-        public var host: HostName
-        public var suffix: String
-        public var pkgrel: String = "1"
+    package struct Inputs: Sendable {
+        package var host: HostName
+        package var suffix: String
+        package var pkgrel: String = "1"
         /// The tarball as a local file (copied in), or nil with `tarballURL` (makepkg fetches it).
-        public var tarballFile: URL?
-        public var tarballName: String
-        public var tarballURL: String?
-        public var tarballB2sum: String
-        public var patch: URL
-        public var config: URL
-        public var olddefconfig: Bool
-        public var installMode: Manifest.InstallMode
+        package var tarballFile: URL?
+        package var tarballName: String
+        package var tarballURL: String?
+        package var tarballB2sum: String
+        package var patch: URL
+        package var config: URL
+        package var olddefconfig: Bool
+        package var installMode: Manifest.InstallMode
         /// With `replace`: the stock package it replaces.
-        public var replaces: String?
+        package var replaces: String?
 
-        public init(host: HostName, suffix: String, tarballFile: URL?, tarballName: String, tarballURL: String? = nil, tarballB2sum: String,
+        package init(host: HostName, suffix: String, tarballFile: URL?, tarballName: String, tarballURL: String? = nil, tarballB2sum: String,
                     patch: URL, config: URL, olddefconfig: Bool, installMode: Manifest.InstallMode, replaces: String? = nil) {
             self.host = host; self.suffix = suffix; self.tarballFile = tarballFile; self.tarballName = tarballName
             self.tarballURL = tarballURL; self.tarballB2sum = tarballB2sum; self.patch = patch; self.config = config
@@ -31,23 +31,23 @@ public struct PackageRenderer: Sendable {
         }
     }
 
-    public struct Rendered: Sendable {
-        public let dir: URL
-        public let flavour: Flavour
-        public let pkgbase: String
-        public let pkgver: String
-        public let pkgrel: String
+    package struct Rendered: Sendable {
+        package let dir: URL
+        package let flavour: Flavour
+        package let pkgbase: String
+        package let pkgver: String
+        package let pkgrel: String
         /// Every file in the dir, sorted.
-        public let files: [String]
+        package let files: [String]
     }
 
-    public let template: URL
-    public let shownTemplate: String
+    package let template: URL
+    package let shownTemplate: String
 
-    public init(template: URL, shown: String) { self.template = template; self.shownTemplate = shown }
+    package init(template: URL, shown: String) { self.template = template; self.shownTemplate = shown }
 
     /// pacman's package-name rules, kept strict: lower case, digits and @._+-, not starting with - or .
-    public static func isPackageName(_ s: String) -> Bool {
+    package static func isPackageName(_ s: String) -> Bool {
         guard let first = s.utf8.first, !s.isEmpty, s.utf8.count <= 120 else { return false }
         let ok: (UInt8) -> Bool = { NameBytes.isLower($0) || NameBytes.isDigit($0) || "@._+-".utf8.contains($0) }
         return s.utf8.allSatisfy(ok) && first != UInt8(ascii: "-") && first != UInt8(ascii: ".")
@@ -63,7 +63,7 @@ public struct PackageRenderer: Sendable {
     }
 
     /// Renders into `out`, which must not exist; a failure leaves nothing there.
-    public func render(_ input: Inputs, into out: URL) throws -> Rendered {
+    package func render(_ input: Inputs, into out: URL) throws -> Rendered {
         let fm = FileManager.default
         let names = try fm.contentsOfDirectory(atPath: template.path).sorted()
         let flavour: Flavour
@@ -150,7 +150,7 @@ public struct PackageRenderer: Sendable {
     }
 
     /// The BLAKE2b-512 of a file, streamed.
-    public static func b2sum(_ url: URL) throws -> String {
+    package static func b2sum(_ url: URL) throws -> String {
         guard let handle = FileHandle(forReadingAtPath: url.path) else { throw KAError.failure(url.path, "cannot open for reading") }
         defer { try? handle.close() }   // read-only handle: a failed close loses nothing
         var hasher = Blake2b()

@@ -8,24 +8,24 @@ import Crypto
 /// - a copy of the recipe is stamped in the job's dir: `_srctag` (baseline.ref), `pkgrel` and `_cumulative_b2sum`,
 ///   with the lock's cumulative beside it under its own name;
 /// - makepkg runs on that copy. Their checkout is only read; the plan pins each of its files.
-public struct RecipeTemplate: Sendable {
-    public let dir: URL
+package struct RecipeTemplate: Sendable {
+    package let dir: URL
     /// As the manifest names it, for messages.
-    public let shown: String
+    package let shown: String
     /// Every regular file of the recipe (name, b2sum), sorted by name: what the plan pins.
-    public let files: [File]
+    package let files: [File]
 
-    public struct File: Sendable, Equatable {
-        public let name: String
-        public let b2sum: String
-        public let sha256: String
+    package struct File: Sendable, Equatable {
+        package let name: String
+        package let b2sum: String
+        package let sha256: String
     }
 
     /// The lines of the PKGBUILD a stamp sets; each must be there, once, as `name=…`.
-    public static let stampedVariables = ["_srctag", "pkgrel", "_cumulative_b2sum"]
+    package static let stampedVariables = ["_srctag", "pkgrel", "_cumulative_b2sum"]
 
     /// The recipe `manifest` names, or nil without `template_at`. `home`: the $HOME no recipe may lie under.
-    public static func locate(_ manifest: Manifest, pipeline: PipelineConfig, stateRoot: URL,
+    package static func locate(_ manifest: Manifest, pipeline: PipelineConfig, stateRoot: URL,
                               home: String? = ProcessInfo.processInfo.environment["HOME"]) throws -> RecipeTemplate? {
         guard let raw = manifest.package?.templateAt else { return nil }
         let context = "\(manifest.file): package.template_at '\(raw)'"
@@ -65,7 +65,7 @@ public struct RecipeTemplate: Sendable {
 
     /// Refuses recipe-side patches that are not the lock's (ka-build's "verifies, doesn't author"); returns one
     /// note per patch checked. The cumulative's own name is skipped: the stamp puts the lock's there.
-    public func verify(against lock: LockFile, cumulativeName: String) throws -> [String] {
+    package func verify(against lock: LockFile, cumulativeName: String) throws -> [String] {
         var notes: [String] = []
         for f in files where f.name.hasSuffix(".patch") && f.name != cumulativeName {
             let data = try FS.read(dir.appendingPathComponent(f.name), display: "\(shown)/\(f.name)", limit: 256 << 20)
@@ -88,7 +88,7 @@ public struct RecipeTemplate: Sendable {
     }
 
     /// A copy of the recipe in `out` (which must not exist), stamped, with the cumulative beside it.
-    public func stamp(into out: URL, cumulative: URL, cumulativeName: String, cumulativeB2sum: String, srctag: String, pkgrel: String) throws {
+    package func stamp(into out: URL, cumulative: URL, cumulativeName: String, cumulativeB2sum: String, srctag: String, pkgrel: String) throws {
         let fm = FileManager.default
         try fm.createDirectory(at: out, withIntermediateDirectories: true)
         for f in files { try fm.copyItem(at: dir.appendingPathComponent(f.name), to: out.appendingPathComponent(f.name)) }

@@ -1,19 +1,19 @@
 import Foundation
 
 /// A host's ssh endpoint as one file states it; any field may be left to another file or the default.
-public struct SSHEndpointSpec: Sendable, Equatable {
-    public var address: String?
-    public var port: Int?
-    public var user: String?
+package struct SSHEndpointSpec: Sendable, Equatable {
+    package var address: String?
+    package var port: Int?
+    package var user: String?
     /// `file:line:column` of the `ssh:` mapping, for errors about the merged result.
-    public var origin: String
+    package var origin: String
 
-    public init(address: String? = nil, port: Int? = nil, user: String? = nil, origin: String) {
+    package init(address: String? = nil, port: Int? = nil, user: String? = nil, origin: String) {
         self.address = address; self.port = port; self.user = user; self.origin = origin
     }
 
     /// `ssh: {address, port, user}`; each value checked where it stands.
-    public static func parse(_ value: YAMLValue) throws -> SSHEndpointSpec {
+    package static func parse(_ value: YAMLValue) throws -> SSHEndpointSpec {
         let m = try value.mapping(allowed: ["address", "port", "user"])
         var spec = SSHEndpointSpec(origin: value.location.description)
         if let a = m["address"] {
@@ -39,7 +39,7 @@ public struct SSHEndpointSpec: Sendable, Equatable {
     }
 
     /// `other`'s fields win where it has them.
-    public func overridden(by other: SSHEndpointSpec?) -> SSHEndpointSpec {
+    package func overridden(by other: SSHEndpointSpec?) -> SSHEndpointSpec {
         guard let other else { return self }
         return SSHEndpointSpec(address: other.address ?? address, port: other.port ?? port, user: other.user ?? user,
                                origin: other.origin)
@@ -64,53 +64,53 @@ public struct SSHEndpointSpec: Sendable, Equatable {
 ///     privilege_command: [sudo, -n]
 ///     stock_kernel: linux-eos-arm
 /// ```
-public struct AgentConfig: Sendable {
-    public struct SSH: Sendable, Equatable {
-        public var dir: String
-        public var identityFile: String
-        public var knownHosts: String
-        public var configFile: String?
-        public var connectTimeout: Int?
-        public var serverAliveInterval: Int?
-        public var serverAliveCountMax: Int?
-        public var controlPersist: Int?
+package struct AgentConfig: Sendable {
+    package struct SSH: Sendable, Equatable {
+        package var dir: String
+        package var identityFile: String
+        package var knownHosts: String
+        package var configFile: String?
+        package var connectTimeout: Int?
+        package var serverAliveInterval: Int?
+        package var serverAliveCountMax: Int?
+        package var controlPersist: Int?
     }
 
-    public struct Host: Sendable {
-        public var ssh: SSHEndpointSpec?
+    package struct Host: Sendable {
+        package var ssh: SSHEndpointSpec?
         /// How a command gets root on the host, e.g. `[sudo, -n]`.
-        public var privilegeCommand: [String]?
+        package var privilegeCommand: [String]?
         /// The distribution's own kernel package, which an install leaves alone.
-        public var stockKernel: String?
+        package var stockKernel: String?
         /// For a checkout without fleet/hosts.yaml: what no manifest says (the derived registry's defaults otherwise).
-        public var arch: CPUArch?
-        public var distro: Distro?
-        public var origin: String
+        package var arch: CPUArch?
+        package var distro: Distro?
+        package var origin: String
     }
 
     /// The file it came from (nil: no KA_CONFIG, all defaults).
-    public let file: String?
-    public var ssh: SSH
-    public var hosts: [HostName: Host]
+    package let file: String?
+    package var ssh: SSH
+    package var hosts: [HostName: Host]
 
     /// The sections this type reads.
-    public static let ownSections: Set<String> = ["ssh", "hosts"]
+    package static let ownSections: Set<String> = ["ssh", "hosts"]
     /// Top-level keys other readers of the same file own: later verbs' sections and `ka serve`'s keys
     /// (KAControlPlane's `ControlPlaneConfig.keys`; a test keeps the two lists equal).
-    public static let otherSections: Set<String> = ["baseline", "signing", "build", "his", "install", "logs"]
-    public static let controlPlaneKeys: Set<String> = [
+    package static let otherSections: Set<String> = ["baseline", "signing", "build", "his", "install", "logs"]
+    package static let controlPlaneKeys: Set<String> = [
         "gitea_url", "repo", "bot_login", "listen", "poll_interval", "state_dir", "root", "consent_ttl",
         "max_parallel_runs", "reminder_cap", "allow", "max_commands_per_comment", "reply_rate_limit", "plan_timeout", "outbox_parallel",
         "webhook_url",
     ]
-    public static var topLevelKeys: Set<String> { ownSections.union(otherSections).union(controlPlaneKeys) }
+    package static var topLevelKeys: Set<String> { ownSections.union(otherSections).union(controlPlaneKeys) }
 
     static let sshKeys: Set<String> = ["dir", "identity_file", "known_hosts", "config_file", "connect_timeout",
                                        "server_alive_interval", "server_alive_count_max", "control_persist"]
     static let hostKeys: Set<String> = ["ssh", "privilege_command", "stock_kernel", "arch", "distro"]
 
     /// No file: every default, under the state dir.
-    public static func defaults(stateDir: URL) -> AgentConfig {
+    package static func defaults(stateDir: URL) -> AgentConfig {
         AgentConfig(file: nil, ssh: defaultSSH(dir: stateDir.appendingPathComponent("ssh").path), hosts: [:])
     }
 
@@ -119,13 +119,13 @@ public struct AgentConfig: Sendable {
     }
 
     /// The file `KA_CONFIG` names, or the defaults when it is unset.
-    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment,
+    package static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment,
                                        stateDir: URL) throws -> AgentConfig {
         guard let path = env["KA_CONFIG"], !path.isEmpty else { return defaults(stateDir: stateDir) }
         return try load(path, stateDir: stateDir, via: "KA_CONFIG")
     }
 
-    public static func load(_ path: String, stateDir: URL, via: String = "config") throws -> AgentConfig {
+    package static func load(_ path: String, stateDir: URL, via: String = "config") throws -> AgentConfig {
         try parse(try readText(path, via: via), file: path, stateDir: stateDir)
     }
 
@@ -143,7 +143,7 @@ public struct AgentConfig: Sendable {
     }
 
     /// `home`: the $HOME no ssh path may lie under (the environment's, unless a test says otherwise).
-    public static func parse(_ text: String, file: String, stateDir: URL,
+    package static func parse(_ text: String, file: String, stateDir: URL,
                              home: String? = ProcessInfo.processInfo.environment["HOME"]) throws -> AgentConfig {
         let doc = try YAMLValue.parse(text, file: file)
         let top = try doc.mapping(allowed: topLevelKeys)
@@ -225,7 +225,7 @@ public struct AgentConfig: Sendable {
     }
 
     /// The ssh settings for the transports: the files from this config, the sockets and logs under the state dir.
-    public func sshSettings(stateDir: URL) -> SSHSettings {
+    package func sshSettings(stateDir: URL) -> SSHSettings {
         let sshState = stateDir.appendingPathComponent("ssh")
         var s = SSHSettings(configFile: ssh.configFile, identityFile: ssh.identityFile, knownHosts: ssh.knownHosts,
                             controlDir: sshState.appendingPathComponent("cm").path, logDir: sshState.appendingPathComponent("log").path)

@@ -25,91 +25,91 @@ import Foundation
 ///   dir: /srv/packages/logs            # <dir>/<host>/<job-id>/log
 ///   url: http://hertz:8080/logs        # <url>/<host>/<job-id>/ is linked from the job's status comment
 /// ```
-public struct PipelineConfig: Sendable {
-    public struct Baseline: Sendable, Equatable {
-        public var mirror: String?
-        public var url: String?
-        public var tarball: String?
-        public var b2sum: String?
-        public var origin: String
+package struct PipelineConfig: Sendable {
+    package struct Baseline: Sendable, Equatable {
+        package var mirror: String?
+        package var url: String?
+        package var tarball: String?
+        package var b2sum: String?
+        package var origin: String
     }
 
-    public struct Build: Sendable, Equatable {
-        public var wallClockCap: Int = 4 * 3600
-        public var stallWarn: Int = 20 * 60
-        public var stallFail: Int = 60 * 60
+    package struct Build: Sendable, Equatable {
+        package var wallClockCap: Int = 4 * 3600
+        package var stallWarn: Int = 20 * 60
+        package var stallFail: Int = 60 * 60
         /// The user's packages checkout (marfrit-packages), where a manifest's `package.template_at` recipe lives.
-        public var packagesCheckout: String? = nil
+        package var packagesCheckout: String? = nil
     }
 
-    public struct Signing: Sendable, Equatable {
-        public var host: HostName
+    package struct Signing: Sendable, Equatable {
+        package var host: HostName
         /// The fingerprint as written; checked (40 hex) when a build reaches signing, so a bad one fails closed.
-        public var key: String?
-        public var gnupgHome: String
-        public var stagingDir: String
-        public var repoName: String
-        public var repoDir: String
-        public var repoURL: String?
+        package var key: String?
+        package var gnupgHome: String
+        package var stagingDir: String
+        package var repoName: String
+        package var repoDir: String
+        package var repoURL: String?
         /// The apt repo for Debian targets: `debian_repo: {dir, codename}`.
-        public var debianRepo: DebianRepo?
+        package var debianRepo: DebianRepo?
         /// Install backups, `<dir>/<host>/<version>/` (seed: 7 days).
-        public var backupsDir: String = Signing.defaultBackupsDir
+        package var backupsDir: String = Signing.defaultBackupsDir
         /// Archived build jobs, `<dir>/<job-id>/` (seed: 1 year).
-        public var archiveDir: String = Signing.defaultArchiveDir
+        package var archiveDir: String = Signing.defaultArchiveDir
         /// `publish_command: [argv…]`: the user's own publish on the signing host (sign, repo-add, sync), run with the
         /// staged package paths appended, instead of ka's gpg + repo-add. ka still verifies what it published.
-        public var publishCommand: [String]? = nil
-        public var origin: String
-        public static let defaultBackupsDir = "/sparfuxdata/kernel-agent-backups"
-        public static let defaultArchiveDir = "/sparfuxdata/kernel-agent-archive"
+        package var publishCommand: [String]? = nil
+        package var origin: String
+        package static let defaultBackupsDir = "/sparfuxdata/kernel-agent-backups"
+        package static let defaultArchiveDir = "/sparfuxdata/kernel-agent-archive"
     }
 
     /// The log host: a web server's dir where each job's log is published for a year, and the URL it is served at.
-    public struct Logs: Sendable, Equatable {
-        public var host: HostName
-        public var dir: String
-        public var url: String
-        public var origin: String
+    package struct Logs: Sendable, Equatable {
+        package var host: HostName
+        package var dir: String
+        package var url: String
+        package var origin: String
 
         /// `<url>/<host>/<job-id>/`: where the log of a job about `subject` is read.
-        public func link(subject: String, job: JobID) -> String { "\(url)/\(subject)/\(job)/" }
-        public func dir(subject: String, job: JobID) -> String { "\(dir)/\(subject)/\(job)" }
+        package func link(subject: String, job: JobID) -> String { "\(url)/\(subject)/\(job)/" }
+        package func dir(subject: String, job: JobID) -> String { "\(dir)/\(subject)/\(job)" }
     }
 
     /// `install:`: how `ka install` and `ka verify` wait for a rebooted target.
-    public struct Install: Sendable, Equatable {
+    package struct Install: Sendable, Equatable {
         /// How often the SSH heartbeat is tried while a target reboots (Bar 1's verdict comes within one of these).
-        public var heartbeatInterval: Int = 10
+        package var heartbeatInterval: Int = 10
         /// Bar 1: the target must answer within this long after the reboot (seed: 10 min).
-        public var heartbeatTimeout: Int = 600
+        package var heartbeatTimeout: Int = 600
         /// How often a probe that ended in an infra error is tried again (Bar 4).
-        public var probeRetries: Int = 2
+        package var probeRetries: Int = 2
         /// Where the install stages packages on the target.
-        public var cacheDir: String = "/var/cache/kernel-agent"
+        package var cacheDir: String = "/var/cache/kernel-agent"
     }
 
-    public struct DebianRepo: Sendable, Equatable {
-        public var dir: String
-        public var codename: String
+    package struct DebianRepo: Sendable, Equatable {
+        package var dir: String
+        package var codename: String
     }
 
-    public let file: String?
-    public var baseline: Baseline?
-    public var build = Build()
-    public var signing: Signing?
-    public var install = Install()
-    public var logs: Logs?
+    package let file: String?
+    package var baseline: Baseline?
+    package var build = Build()
+    package var signing: Signing?
+    package var install = Install()
+    package var logs: Logs?
 
-    public static let none = PipelineConfig(file: nil)
+    package static let none = PipelineConfig(file: nil)
 
-    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> PipelineConfig {
+    package static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> PipelineConfig {
         guard let path = env["KA_CONFIG"], !path.isEmpty else { return .none }
         let text = try AgentConfig.readText(path, via: "KA_CONFIG")
         return try parse(text, file: path)
     }
 
-    public static func parse(_ text: String, file: String) throws -> PipelineConfig {
+    package static func parse(_ text: String, file: String) throws -> PipelineConfig {
         let doc = try YAMLValue.parse(text, file: file)
         let top = try doc.mapping(allowed: AgentConfig.topLevelKeys)
         var config = PipelineConfig(file: file)
@@ -263,8 +263,8 @@ public struct PipelineConfig: Sendable {
 }
 
 /// The baseline tarball of a manifest: its name, and where the agent finds it.
-public enum BaselineTarball {
-    public static func isValidName(_ name: String) -> Bool {
+package enum BaselineTarball {
+    package static func isValidName(_ name: String) -> Bool {
         guard name.hasPrefix("linux-"), name.utf8.count <= 200 else { return false }
         for ext in [".tar.xz", ".tar.gz", ".tar.zst", ".tar.bz2"] where name.hasSuffix(ext) {
             let version = name.dropFirst("linux-".count).dropLast(ext.count)
@@ -274,16 +274,16 @@ public enum BaselineTarball {
     }
 
     /// `v7.0` → `7.0`: the version a tarball of the ref carries.
-    public static func version(ofRef ref: String) -> String { ref.hasPrefix("v") ? String(ref.dropFirst()) : ref }
+    package static func version(ofRef ref: String) -> String { ref.hasPrefix("v") ? String(ref.dropFirst()) : ref }
 
     /// The version a tarball name spells (`linux-7.0.tar.xz` → `7.0`).
-    public static func version(ofName name: String) -> String? {
+    package static func version(ofName name: String) -> String? {
         guard isValidName(name) else { return nil }
         let noExt = name.components(separatedBy: ".tar.").first ?? name
         return String(noExt.dropFirst("linux-".count))
     }
 
-    public static func defaultName(ref: String) -> String { "linux-\(version(ofRef: ref)).tar.xz" }
+    package static func defaultName(ref: String) -> String { "linux-\(version(ofRef: ref)).tar.xz" }
 }
 
 extension Hex {

@@ -2,7 +2,7 @@ import Foundation
 
 /// BLAKE2b (RFC 7693), unkeyed. Output equals coreutils `b2sum` for the 64-byte digest.
 /// Hand-rolled because swift-crypto has no BLAKE2 and `b2sum` is what the lock promises.
-public struct Blake2b: Sendable {
+package struct Blake2b: Sendable {
     private static let iv: [UInt64] = [
         0x6a09e667f3bcc908, 0xbb67ae8584caa73b, 0x3c6ef372fe94f82b, 0xa54ff53a5f1d36f1,
         0x510e527fade682d1, 0x9b05688c2b3e6c1f, 0x1f83d9abfb41bd6b, 0x5be0cd19137e2179,
@@ -12,16 +12,16 @@ public struct Blake2b: Sendable {
     private var t: UInt64 = 0  // 2^64 bytes is far beyond any patch tree
     private var buffer = [UInt8](repeating: 0, count: 128)
     private var buffered = 0
-    public let digestLength: Int
+    package let digestLength: Int
 
-    public init(digestLength: Int = 64) {
+    package init(digestLength: Int = 64) {
         precondition((1...64).contains(digestLength), "BLAKE2b digest length must be 1...64")
         self.digestLength = digestLength
         let iv = Self.iv
         h = (iv[0] ^ (0x0101_0000 ^ UInt64(digestLength)), iv[1], iv[2], iv[3], iv[4], iv[5], iv[6], iv[7])
     }
 
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+    package mutating func update(_ bytes: UnsafeRawBufferPointer) {
         guard var base = bytes.baseAddress, bytes.count > 0 else { return }
         var remaining = bytes.count
         if buffered > 0 {
@@ -50,16 +50,16 @@ public struct Blake2b: Sendable {
         }
     }
 
-    public mutating func update<D: ContiguousBytes>(_ data: D) {
+    package mutating func update<D: ContiguousBytes>(_ data: D) {
         data.withUnsafeBytes { update($0) }
     }
 
-    public mutating func update(_ string: String) {
+    package mutating func update(_ string: String) {
         var s = string
         s.withUTF8 { update(UnsafeRawBufferPointer($0)) }
     }
 
-    public consuming func finalize() -> [UInt8] {
+    package consuming func finalize() -> [UInt8] {
         t &+= UInt64(buffered)
         buffer.withUnsafeMutableBytes { dst in
             for i in buffered..<128 { dst[i] = 0 }
@@ -73,10 +73,10 @@ public struct Blake2b: Sendable {
         return Array(out.prefix(digestLength))
     }
 
-    public consuming func hexDigest() -> String { Hex.encode(finalize()) }
+    package consuming func hexDigest() -> String { Hex.encode(finalize()) }
 
     /// One-shot helpers.
-    public static func hex<D: ContiguousBytes>(_ data: D, digestLength: Int = 64) -> String {
+    package static func hex<D: ContiguousBytes>(_ data: D, digestLength: Int = 64) -> String {
         var hasher = Blake2b(digestLength: digestLength)
         hasher.update(data)
         return hasher.hexDigest()
@@ -146,9 +146,9 @@ extension UInt64 {
     @inline(__always) fileprivate func rotr(_ n: UInt64) -> UInt64 { (self >> n) | (self << (64 - n)) }
 }
 
-public enum Hex {
+package enum Hex {
     /// Lower-case hex, written straight into the string's storage (promote encodes three digests per patch).
-    public static func encode<C: Collection<UInt8>>(_ bytes: C) -> String {
+    package static func encode<C: Collection<UInt8>>(_ bytes: C) -> String {
         String(unsafeUninitializedCapacity: bytes.count * 2) { out in
             var i = 0
             for b in bytes {

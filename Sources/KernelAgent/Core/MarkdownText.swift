@@ -1,8 +1,8 @@
 /// Host and user text that goes into an issue or a comment stays text: these put it where Markdown (CommonMark as
 /// Gitea renders it) cannot read a heading, a link, an image, an `@mention` or HTML into it.
-public enum MarkdownText {
+package enum MarkdownText {
     /// Inert text on one line: no HTML, no links, no emphasis, no headings, no table breaks, no mentions.
-    public static func inline(_ s: String) -> String {
+    package static func inline(_ s: String) -> String {
         var out = ""
         out.reserveCapacity(s.count)
         for c in s {
@@ -33,7 +33,7 @@ public enum MarkdownText {
     }
 
     /// A code span that holds any one-line text: fenced with more backticks than it holds in a row.
-    public static func code(_ s: String) -> String {
+    package static func code(_ s: String) -> String {
         let flat = s.replacingOccurrences(of: "\r\n", with: " ").replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "\r", with: " ")
         let fence = String(repeating: "`", count: longestRun(of: "`", in: flat) + 1)
         let pad = flat.hasPrefix("`") || flat.hasSuffix("`") ? " " : ""
@@ -42,7 +42,7 @@ public enum MarkdownText {
 
     /// A fenced code block that holds any text: its fence is a run of backticks longer than any in the text (and
     /// at least three), so no line of the text can close it (CommonMark 4.5). `info` is the language tag.
-    public static func block(_ text: String, info: String = "") -> String {
+    package static func block(_ text: String, info: String = "") -> String {
         let body = text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
         let fence = String(repeating: "`", count: max(3, longestRun(of: "`", in: body) + 1))
         let trimmed = body.hasSuffix("\n") ? String(body.dropLast()) : body

@@ -5,20 +5,20 @@ import ArgumentParser
 // `init?(argument:)` returns nil for an invalid name on purpose: ArgumentParser then names the value and the argument.
 
 extension HostName: ExpressibleByArgument {
-    public init?(argument: String) {
+    package init?(argument: String) {
         guard Self.isValid(argument) else { return nil }
         value = argument
     }
 }
 
 extension CampaignName: ExpressibleByArgument {
-    public init?(argument: String) {
+    package init?(argument: String) {
         do { self = try CampaignName(argument) } catch { return nil }
     }
 }
 
 extension JobID: ExpressibleByArgument {
-    public init?(argument: String) {
+    package init?(argument: String) {
         do { self = try JobID(argument) } catch { return nil }
     }
 }

@@ -15,9 +15,9 @@ enum NameBytes {
 
 /// Validated identifiers. Every host, campaign and scope path that reaches a verb passes through here,
 /// so nothing downstream ever sees `..`, a slash in a host name, or an option smuggled in as an argument.
-public struct HostName: Hashable, Comparable, Sendable, CustomStringConvertible {
-    public let value: String
-    public init(_ raw: String) throws {
+package struct HostName: Hashable, Comparable, Sendable, CustomStringConvertible {
+    package let value: String
+    package init(_ raw: String) throws {
         guard Self.isValid(raw) else {
             throw KAError.refusal("host '\(raw)'", "not a valid host name",
                                   hint: "use lowercase letters, digits and '-' (e.g. fresnel, kbuild-x86)")
@@ -28,13 +28,13 @@ public struct HostName: Hashable, Comparable, Sendable, CustomStringConvertible 
         guard let first = s.utf8.first, s.utf8.count <= 63, first != UInt8(ascii: "-") else { return false }
         return s.utf8.allSatisfy(NameBytes.host)
     }
-    public var description: String { value }
-    public static func < (a: HostName, b: HostName) -> Bool { a.value < b.value }
+    package var description: String { value }
+    package static func < (a: HostName, b: HostName) -> Bool { a.value < b.value }
 }
 
-public struct CampaignName: Hashable, Comparable, Sendable, CustomStringConvertible {
-    public let value: String
-    public init(_ raw: String) throws {
+package struct CampaignName: Hashable, Comparable, Sendable, CustomStringConvertible {
+    package let value: String
+    package init(_ raw: String) throws {
         let ok = !raw.isEmpty && raw.utf8.count <= 100 && raw.first != "-" && raw.first != "."
             && raw.utf8.allSatisfy(NameBytes.campaign)
         guard ok else {
@@ -43,26 +43,26 @@ public struct CampaignName: Hashable, Comparable, Sendable, CustomStringConverti
         }
         value = raw
     }
-    public var description: String { value }
-    public static func < (a: CampaignName, b: CampaignName) -> Bool { a.value < b.value }
+    package var description: String { value }
+    package static func < (a: CampaignName, b: CampaignName) -> Bool { a.value < b.value }
 }
 
 /// The first path component of every patch directory. Order = resolution precedence:
 /// generic scopes first, so a board patch may rely on an SoC or driver change.
-public enum ScopeKind: String, CaseIterable, Sendable, Comparable {
+package enum ScopeKind: String, CaseIterable, Sendable, Comparable {
     case arch, subsystem, driver, soc, module, board
-    public var precedence: Int { Self.allCases.firstIndex(of: self) ?? 0 }
-    public static func < (a: ScopeKind, b: ScopeKind) -> Bool { a.precedence < b.precedence }
+    package var precedence: Int { Self.allCases.firstIndex(of: self) ?? 0 }
+    package static func < (a: ScopeKind, b: ScopeKind) -> Bool { a.precedence < b.precedence }
 }
 
 /// A path relative to `patches/`: a scope dir (`board/pinebook-pro`) or a single patch in one.
 /// Lexically confined: no absolute paths, no `..`, no empty or hidden components.
-public struct TreePath: Hashable, Comparable, Sendable, CustomStringConvertible {
-    public let value: String
-    public var components: [Substring] { value.split(separator: "/") }
-    public var kind: ScopeKind { ScopeKind(rawValue: String(components[0])) ?? .arch }
+package struct TreePath: Hashable, Comparable, Sendable, CustomStringConvertible {
+    package let value: String
+    package var components: [Substring] { value.split(separator: "/") }
+    package var kind: ScopeKind { ScopeKind(rawValue: String(components[0])) ?? .arch }
 
-    public init(_ raw: String) throws {
+    package init(_ raw: String) throws {
         var s = raw
         while s.hasSuffix("/") && s.count > 1 { s.removeLast() }
         if s.hasPrefix("patches/") { s.removeFirst("patches/".count) }
@@ -83,7 +83,7 @@ public struct TreePath: Hashable, Comparable, Sendable, CustomStringConvertible 
         value = s
     }
 
-    public func appending(_ name: String) throws -> TreePath {
+    package func appending(_ name: String) throws -> TreePath {
         // Only the new component needs checking; self is valid already.
         guard !name.isEmpty, !name.hasPrefix("."), !name.contains("/"), name.utf8.allSatisfy(NameBytes.pathComponent) else {
             return try TreePath(value + "/" + name)   // the full check names the problem
@@ -93,9 +93,9 @@ public struct TreePath: Hashable, Comparable, Sendable, CustomStringConvertible 
 
     private init(trusted: String) { value = trusted }
 
-    public var parent: String { components.dropLast().joined(separator: "/") }
-    public var lastComponent: String { String(components.last ?? "") }
-    public func isWithin(_ other: TreePath) -> Bool { value == other.value || value.hasPrefix(other.value + "/") }
-    public var description: String { value }
-    public static func < (a: TreePath, b: TreePath) -> Bool { Array(a.value.utf8).lexicographicallyPrecedes(Array(b.value.utf8)) }
+    package var parent: String { components.dropLast().joined(separator: "/") }
+    package var lastComponent: String { String(components.last ?? "") }
+    package func isWithin(_ other: TreePath) -> Bool { value == other.value || value.hasPrefix(other.value + "/") }
+    package var description: String { value }
+    package static func < (a: TreePath, b: TreePath) -> Bool { Array(a.value.utf8).lexicographicallyPrecedes(Array(b.value.utf8)) }
 }

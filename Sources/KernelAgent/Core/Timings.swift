@@ -2,7 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 
 /// Phase timings on stderr when KA_TIMINGS is set (used by scripts/bench-promote to explain its figures).
-public enum Timings {
+package enum Timings {
     struct Clock {
         /// When the last phase ended (at first: the process start).
         var last: Date
@@ -23,7 +23,7 @@ public enum Timings {
 
     /// Adds the time `body` takes to a named bucket (summed across threads; printed by `flushBuckets`).
     @inline(__always)
-    public static func measure<T>(_ bucket: String, _ body: () throws -> T) rethrows -> T {
+    package static func measure<T>(_ bucket: String, _ body: () throws -> T) rethrows -> T {
         guard enabled else { return try body() }
         let t0 = DispatchTime.now().uptimeNanoseconds
         let r = try body()
@@ -32,7 +32,7 @@ public enum Timings {
         return r
     }
 
-    public static func flushBuckets() {
+    package static func flushBuckets() {
         guard enabled else { return }
         let buckets = clock.withLockedValue { c in defer { c.buckets = [:] }; return c.buckets }
         for (k, v) in buckets.sorted(by: { $0.key < $1.key }) {
@@ -40,7 +40,7 @@ public enum Timings {
         }
     }
 
-    public static func mark(_ phase: String) {
+    package static func mark(_ phase: String) {
         guard enabled else { return }
         let now = Date()
         let last = clock.withLockedValue { c in defer { c.last = now }; return c.last }

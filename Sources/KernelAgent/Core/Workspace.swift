@@ -1,19 +1,19 @@
 import Foundation
 
 /// The checkout kernel-agent works on: `fleet/`, `patches/`, and the local state dir.
-public struct Workspace: Sendable {
-    public let root: URL
-    public let stateDir: URL
+package struct Workspace: Sendable {
+    package let root: URL
+    package let stateDir: URL
 
     /// kernel-agent's own files (`packaging/`, `labels/`): the checkout's when it has them (this project's own
     /// checkout), else `KA_ASSETS_DIR`, else `<bin>/../share/kernel-agent`, else the source tree this binary was
     /// built from. A user's checkout (their manifests and patches) holds none of them.
     /// Looked up when asked (few verbs need it), not at every start.
-    public var assetsDir: URL { Self.findAssets(root: root, assetsEnv: assetsEnv) }
+    package var assetsDir: URL { Self.findAssets(root: root, assetsEnv: assetsEnv) }
     /// `KA_ASSETS_DIR` as the environment gave it.
     private let assetsEnv: String?
 
-    public init(root: URL, stateDir: URL? = nil, env: [String: String] = ProcessInfo.processInfo.environment) {
+    package init(root: URL, stateDir: URL? = nil, env: [String: String] = ProcessInfo.processInfo.environment) {
         self.root = root.standardizedFileURL
         self.stateDir = (stateDir ?? root.appendingPathComponent(".ka")).standardizedFileURL
         assetsEnv = env["KA_ASSETS_DIR"]
@@ -32,23 +32,23 @@ public struct Workspace: Sendable {
     }
 
     /// One of kernel-agent's own files, e.g. `packaging/remote/build-arch`.
-    public func asset(_ rel: String) -> URL { assetsDir.appendingPathComponent(rel) }
+    package func asset(_ rel: String) -> URL { assetsDir.appendingPathComponent(rel) }
 
     /// From the environment: `KA_ROOT` (default: the working directory) and `KA_STATE_DIR` (default `<root>/.ka`).
-    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) -> Workspace {
+    package static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) -> Workspace {
         let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
         let root = env["KA_ROOT"].map { URL(fileURLWithPath: $0, relativeTo: cwd) } ?? cwd
         let state = env["KA_STATE_DIR"].map { URL(fileURLWithPath: $0, relativeTo: cwd) }
         return Workspace(root: root, stateDir: state, env: env)
     }
 
-    public var fleetDir: URL { root.appendingPathComponent("fleet") }
-    public var patchesDir: URL { root.appendingPathComponent("patches") }
-    public var registryFile: URL { fleetDir.appendingPathComponent("hosts.yaml") }
-    public func manifestFile(_ host: HostName) -> URL { fleetDir.appendingPathComponent("\(host.value).yaml") }
+    package var fleetDir: URL { root.appendingPathComponent("fleet") }
+    package var patchesDir: URL { root.appendingPathComponent("patches") }
+    package var registryFile: URL { fleetDir.appendingPathComponent("hosts.yaml") }
+    package func manifestFile(_ host: HostName) -> URL { fleetDir.appendingPathComponent("\(host.value).yaml") }
     /// Where `ka promote` writes a host's outputs: `build/<host>/<baseline.ref>/`, the layout the user's own
     /// ka-promote, ka-build and `.gitignore` use. `ref` is refused when it cannot be one directory name.
-    public func promoteDir(_ host: HostName, ref: String, manifest: String) throws -> URL {
+    package func promoteDir(_ host: HostName, ref: String, manifest: String) throws -> URL {
         guard !ref.isEmpty, ref != ".", ref != "..", !ref.contains("/"), !ref.contains("\0"),
               !ref.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) else {
             throw KAError.refusal(manifest, "baseline.ref '\(ref)' cannot be a directory name under build/\(host)/",
@@ -58,20 +58,20 @@ public struct Workspace: Sendable {
     }
 
     /// The output dir of a promote before the `build/<host>/<ref>/` layout (kernel-agent up to issue 17).
-    public func legacyOutDir(_ host: HostName) -> URL { root.appendingPathComponent("out").appendingPathComponent(host.value) }
+    package func legacyOutDir(_ host: HostName) -> URL { root.appendingPathComponent("out").appendingPathComponent(host.value) }
 
     /// A one-line note when an earlier promote left `out/<host>/`, which nothing reads any more; nil otherwise.
-    public func legacyOutNote(_ host: HostName) -> String? {
+    package func legacyOutNote(_ host: HostName) -> String? {
         let old = legacyOutDir(host).appendingPathComponent("manifest.lock")
         guard FS.exists(old) else { return nil }
         return "note: \(display(legacyOutDir(host)))/ is from an earlier promote and is no longer read (outputs are under build/\(host)/<baseline.ref>/ now); remove it when you like"
     }
-    public func url(_ path: TreePath) -> URL { patchesDir.appendingPathComponent(path.value) }
+    package func url(_ path: TreePath) -> URL { patchesDir.appendingPathComponent(path.value) }
 
     /// Refuses `url` unless, symlinks resolved, it stays inside `dir` — and `dir` inside the checkout. Every file
     /// the agent reads or writes under fleet/ or patches/ goes through here, so a symlink cannot lead out.
     @discardableResult
-    public func confine(_ url: URL, within dir: URL) throws -> URL {
+    package func confine(_ url: URL, within dir: URL) throws -> URL {
         let shown = display(url)
         guard FS.isInside(dir, root) else {
             throw KAError.refusal(display(dir), "leads out of the checkout (to \(FS.realPath(dir)))",
@@ -85,7 +85,7 @@ public struct Workspace: Sendable {
     }
 
     /// A path as shown to a person: relative to the root when inside it.
-    public func display(_ url: URL) -> String {
+    package func display(_ url: URL) -> String {
         let p = url.standardizedFileURL.path, r = root.path
         if p == r { return "." }
         if p.hasPrefix(r + "/") { return String(p.dropFirst(r.count + 1)) }
@@ -93,7 +93,7 @@ public struct Workspace: Sendable {
     }
 }
 
-public enum FS {
+package enum FS {
     /// A lock's holder note (the tree's, a lane's), a plain write to a file of this process's own. FileManager's
     /// atomic write (a temporary file and a rename) was 8% of `ka serve`'s CPU, which takes the tree lock for
     /// every plan (bench-replies). False when it could not be written; the lock is held either way.
@@ -105,16 +105,16 @@ public enum FS {
         return write(fd, &bytes, bytes.count) == bytes.count
     }
 
-    public static func exists(_ url: URL) -> Bool { FileManager.default.fileExists(atPath: url.path) }
+    package static func exists(_ url: URL) -> Bool { FileManager.default.fileExists(atPath: url.path) }
 
-    public static func isDirectory(_ url: URL) -> Bool {
+    package static func isDirectory(_ url: URL) -> Bool {
         var dir: ObjCBool = false
         return FileManager.default.fileExists(atPath: url.path, isDirectory: &dir) && dir.boolValue
     }
 
     /// Reads a regular file (symlinks followed). Anything else — a FIFO, a socket, a device, a directory — is refused
     /// without blocking: a FIFO named `0004-x.patch` must not hang promote.
-    public static func read(_ url: URL, display: String? = nil, limit: Int = Int.max) throws -> Data {
+    package static func read(_ url: URL, display: String? = nil, limit: Int = Int.max) throws -> Data {
         switch readRegular(url.path, limit: limit) {
         case let .success(d): return d
         case let .failure(problem):
@@ -122,14 +122,14 @@ public enum FS {
         }
     }
 
-    public struct ReadProblem: Error, Sendable {
-        public let message: String
-        public let hint: String?
+    package struct ReadProblem: Error, Sendable {
+        package let message: String
+        package let hint: String?
     }
 
     /// Whole-file read with one open/fstat/read (Foundation's reader costs more per file, and promote reads thousands).
     /// Opened non-blocking so a FIFO cannot stall the open; fstat then refuses everything but a regular file.
-    public static func readRegular(_ path: String, limit: Int = Int.max) -> Result<Data, ReadProblem> {
+    package static func readRegular(_ path: String, limit: Int = Int.max) -> Result<Data, ReadProblem> {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else {
             return .failure(ReadProblem(message: "cannot read: \(String(cString: strerror(errno)))", hint: nil))
@@ -177,7 +177,7 @@ public enum FS {
     }
 
     /// Whether `url`, symlinks resolved, lies inside `dir` (also resolved), or is `dir` itself.
-    public static func isInside(_ url: URL, _ dir: URL) -> Bool {
+    package static func isInside(_ url: URL, _ dir: URL) -> Bool {
         let real = realPath(url), root = realPath(dir)
         return real == root || real.hasPrefix(root == "/" ? "/" : root + "/")
     }
@@ -185,7 +185,7 @@ public enum FS {
     /// Write-then-rename, so a reader never sees half a file.
     /// `tempName` lets a caller that journals its writes (TreeTransaction) know the temp file's name, so
     /// recovery after a kill can remove it.
-    public static func writeAtomically(_ data: Data, to url: URL, tempName: String? = nil) throws {
+    package static func writeAtomically(_ data: Data, to url: URL, tempName: String? = nil) throws {
         let dir = url.deletingLastPathComponent()
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let tmp = dir.appendingPathComponent(tempName ?? "\(tempPrefix)\(url.lastPathComponent)-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))")
@@ -213,10 +213,10 @@ public enum FS {
     }
 
     /// Every temp file kernel-agent writes starts with this, so a sweep can tell them from a person's files.
-    public static let tempPrefix = ".ka-tmp-"
+    package static let tempPrefix = ".ka-tmp-"
 
     /// Files below `dir`, as paths relative to it, in C-locale order. Hidden entries are skipped.
-    public static func regularFiles(under dir: URL) -> [String] {
+    package static func regularFiles(under dir: URL) -> [String] {
         guard let e = FileManager.default.enumerator(at: dir, includingPropertiesForKeys: [.isRegularFileKey],
                                                      options: [.skipsHiddenFiles]) else { return [] }
         let base = dir.standardizedFileURL.path
@@ -233,7 +233,7 @@ public enum FS {
     /// ancestor is resolved and the rest appended (so `link-into-home/new-dir` is caught too).
     /// A dangling symlink is followed through its target (up to 40 links, as the kernel does), so
     /// `out/h1 -> $HOME/gone` resolves into $HOME even before anything is there.
-    public static func realPath(_ url: URL) -> String { realPath(url, links: 0) }
+    package static func realPath(_ url: URL) -> String { realPath(url, links: 0) }
 
     /// A symlink's target as stored; nil when it cannot be read.
     static func readLink(_ path: String) -> String? {

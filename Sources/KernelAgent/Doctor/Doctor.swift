@@ -1,22 +1,22 @@
 import Foundation
 
 /// One line of `ka doctor`: what was checked, whether it holds, what was seen, and the one thing to do about it.
-public struct DoctorCheck: Codable, Sendable, Equatable {
-    public let area: String
-    public let name: String
-    public let ok: Bool
-    public let detail: String
-    public let fix: String?
+package struct DoctorCheck: Codable, Sendable, Equatable {
+    package let area: String
+    package let name: String
+    package let ok: Bool
+    package let detail: String
+    package let fix: String?
 
-    public static func pass(_ area: String, _ name: String, _ detail: String) -> DoctorCheck {
+    package static func pass(_ area: String, _ name: String, _ detail: String) -> DoctorCheck {
         DoctorCheck(area: area, name: name, ok: true, detail: detail, fix: nil)
     }
-    public static func fail(_ area: String, _ name: String, _ detail: String, fix: String) -> DoctorCheck {
+    package static func fail(_ area: String, _ name: String, _ detail: String, fix: String) -> DoctorCheck {
         DoctorCheck(area: area, name: name, ok: false, detail: detail, fix: fix)
     }
 
     /// `✓ area: name — detail`, and for a failure a `fix:` line under it.
-    public var rendered: String {
+    package var rendered: String {
         var text = "\(ok ? "✓" : "✗") \(area): \(name) — \(detail)"
         if let fix, !ok { text += "\n    fix: \(fix)" }
         return text
@@ -25,11 +25,11 @@ public struct DoctorCheck: Codable, Sendable, Equatable {
 
 /// `ka doctor`'s checks that need no Gitea: the checkout, KA_CONFIG, every host's preflight, the signing key, His.
 /// Each check reports rather than throws, so one fault never hides the next.
-public struct Doctor: Sendable {
-    public let workspace: Workspace
-    public let env: [String: String]
+package struct Doctor: Sendable {
+    package let workspace: Workspace
+    package let env: [String: String]
 
-    public init(workspace: Workspace, env: [String: String] = ProcessInfo.processInfo.environment) {
+    package init(workspace: Workspace, env: [String: String] = ProcessInfo.processInfo.environment) {
         self.workspace = workspace; self.env = env
     }
 
@@ -40,7 +40,7 @@ public struct Doctor: Sendable {
 
     // MARK: the checkout
 
-    public func checkout() -> (checks: [DoctorCheck], registry: HostRegistry?) {
+    package func checkout() -> (checks: [DoctorCheck], registry: HostRegistry?) {
         let ws = workspace
         var out: [DoctorCheck] = []
         let hosts = Fleet.manifestHosts(ws)
@@ -118,7 +118,7 @@ public struct Doctor: Sendable {
 
     // MARK: KA_CONFIG
 
-    public func config(registry: HostRegistry?) -> [DoctorCheck] {
+    package func config(registry: HostRegistry?) -> [DoctorCheck] {
         guard let path = env["KA_CONFIG"], !path.isEmpty else {
             return [.fail("config", "KA_CONFIG", "not set: no host addresses, no signing host, no His",
                           fix: "export KA_CONFIG=<the agent's YAML config> (README, Configuration); ka serve --config sets it too")]
@@ -174,7 +174,7 @@ public struct Doctor: Sendable {
 
     /// `ka preflight` for every host the pipeline reaches, through the job runtime, all at once. An on-demand host
     /// that His reports asleep is not woken for a check: it is fine as long as His answers for it.
-    public func hosts(_ ctx: VerbContext, registry: HostRegistry) async -> [DoctorCheck] {
+    package func hosts(_ ctx: VerbContext, registry: HostRegistry) async -> [DoctorCheck] {
         let names = hostsToReach(registry)
         var results: [HostName: DoctorCheck] = [:]
         let his: (any HisOps)?
@@ -232,7 +232,7 @@ public struct Doctor: Sendable {
     }
 
     /// The signing key with the configured fingerprint is on the signing host (in its gnupg home).
-    public func signing(_ ctx: VerbContext) async -> [DoctorCheck] {
+    package func signing(_ ctx: VerbContext) async -> [DoctorCheck] {
         let pipeline: PipelineConfig
         do { pipeline = try PipelineConfig.fromEnvironment(env) } catch { return [] }   // reported under config
         guard let s = pipeline.signing else {
@@ -259,7 +259,7 @@ public struct Doctor: Sendable {
     }
 
     /// His answers and offers wake-host (needed only when a host is woken on demand).
-    public func his(registry: HostRegistry?) async -> [DoctorCheck] {
+    package func his(registry: HostRegistry?) async -> [DoctorCheck] {
         let onDemand = registry?.hosts.values.filter { if case .onDemand = $0.wake { return true } else { return false } }.map(\.name.value).sorted() ?? []
         let config: HisConfig?
         do {

@@ -1,9 +1,9 @@
 import Foundation
 
 /// Fleet-wide views: every host that has a manifest, and what each resolves to.
-public enum Fleet {
+package enum Fleet {
     /// Hosts with a `fleet/<host>.yaml` (hosts.yaml is the registry, not a manifest), sorted.
-    public static func manifestHosts(_ ws: Workspace) -> [HostName] {
+    package static func manifestHosts(_ ws: Workspace) -> [HostName] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: ws.fleetDir.path)) ?? []
         return names.filter { $0.hasSuffix(".yaml") && $0 != "hosts.yaml" && !$0.hasPrefix(".") }
             .compactMap { try? HostName(String($0.dropLast(5))) }
@@ -11,7 +11,7 @@ public enum Fleet {
     }
 
     /// Each manifest host's resolution, or the refusal it gives.
-    public static func resolveAll(_ ws: Workspace, policy: Policy) -> [(HostName, Result<Resolution, KAError>)] {
+    package static func resolveAll(_ ws: Workspace, policy: Policy) -> [(HostName, Result<Resolution, KAError>)] {
         let resolver = Resolver(workspace: ws, policy: policy)
         return manifestHosts(ws).map { host in
             do { return (host, .success(try resolver.resolve(try Manifest.load(host, in: ws)))) }
@@ -21,7 +21,7 @@ public enum Fleet {
     }
 
     /// host → [patch path: content hash], for hosts that resolve.
-    public static func contentHashes(_ ws: Workspace, policy: Policy) -> [String: [String]] {
+    package static func contentHashes(_ ws: Workspace, policy: Policy) -> [String: [String]] {
         var out: [String: [String]] = [:]
         for (h, r) in resolveAll(ws, policy: policy) {
             if case let .success(res) = r { out[h.value] = res.entries.map(\.patch.contentHash) }

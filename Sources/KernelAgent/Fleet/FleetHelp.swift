@@ -2,8 +2,8 @@ import Foundation
 
 /// `ka help fleet`: what a checkout's `fleet/` must hold, in ka's own words (a user's `fleet/README.md` is theirs
 /// and may say nothing about ka).
-public enum FleetHelp {
-    public static let text = """
+package enum FleetHelp {
+    package static let text = """
     A checkout holds one manifest per host, fleet/<host>.yaml, and patches/<kind>/<scope>/… . That is all ka needs.
 
     The manifest (fleet/<host>.yaml; unknown keys are errors, with a did-you-mean):

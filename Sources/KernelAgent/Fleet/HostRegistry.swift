@@ -1,22 +1,22 @@
 import Foundation
 
-public enum HostRole: String, CaseIterable, Sendable {
+package enum HostRole: String, CaseIterable, Sendable {
     case target, build, signing, infra
     case compileOnly = "compile-only"
 }
 
-public enum BuildTier: String, CaseIterable, Sendable { case primary, secondary, fallback }
+package enum BuildTier: String, CaseIterable, Sendable { case primary, secondary, fallback }
 
-public enum Distro: String, CaseIterable, Sendable { case arch, debian }
+package enum Distro: String, CaseIterable, Sendable { case arch, debian }
 
-public enum CPUArch: String, CaseIterable, Sendable { case aarch64, x86_64 }
+package enum CPUArch: String, CaseIterable, Sendable { case aarch64, x86_64 }
 
-public enum WakePolicy: Equatable, Sendable, CustomStringConvertible {
+package enum WakePolicy: Equatable, Sendable, CustomStringConvertible {
     case alwaysOn
     /// Woken through His (`wake-host`), released after `idleReleaseMinutes` without work.
     case onDemand(via: String, idleReleaseMinutes: Int)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .alwaysOn: return "always on"
         case let .onDemand(via, idle): return "on demand via \(via), idle release \(idle) min"
@@ -24,21 +24,21 @@ public enum WakePolicy: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-public struct HostEntry: Sendable {
-    public let name: HostName
-    public let roles: Set<HostRole>
-    public let arch: CPUArch
-    public let distro: Distro
-    public let wake: WakePolicy
-    public let buildTier: BuildTier?
+package struct HostEntry: Sendable {
+    package let name: HostName
+    package let roles: Set<HostRole>
+    package let arch: CPUArch
+    package let distro: Distro
+    package let wake: WakePolicy
+    package let buildTier: BuildTier?
     /// For containers: the machine that carries it (fermi on hertz, kbuild-x86 on data).
-    public let runsOn: HostName?
-    public let notes: String?
+    package let runsOn: HostName?
+    package let notes: String?
     /// `ssh: {address, port, user}`: where its sshd is (KA_CONFIG may override each field).
-    public let ssh: SSHEndpointSpec?
+    package let ssh: SSHEndpointSpec?
 
-    public var isInfra: Bool { roles.contains(.infra) }
-    public var rolesText: String {
+    package var isInfra: Bool { roles.contains(.infra) }
+    package var rolesText: String {
         HostRole.allCases.filter { roles.contains($0) }.map { r in
             r == .build ? "build(\(buildTier?.rawValue ?? "?"))" : r.rawValue
         }.joined(separator: ",")
@@ -46,21 +46,21 @@ public struct HostEntry: Sendable {
 }
 
 /// `fleet/hosts.yaml`: every host the seed names, and the build routing per architecture.
-public struct HostRegistry: Sendable {
-    public let hosts: [HostName: HostEntry]
-    public let routing: [CPUArch: [HostName]]
+package struct HostRegistry: Sendable {
+    package let hosts: [HostName: HostEntry]
+    package let routing: [CPUArch: [HostName]]
     /// Where the hosts are listed: `fleet/hosts.yaml`, or, derived, the manifests and KA_CONFIG.
-    public let file: String
+    package let file: String
     /// Derived from the manifests (no `fleet/hosts.yaml`): see `HostRegistry.derive`.
-    public var derived: Bool = false
+    package var derived: Bool = false
 
     /// Where a person adds a host or a build route, in words that fit how this registry was made.
-    public var whereToAddHosts: String {
+    package var whereToAddHosts: String {
         derived ? "add fleet/<host>.yaml for a target, build_host: {primary: …} in a manifest for a build host, or hosts.<host> in KA_CONFIG (ka help fleet)"
                 : "hosts are listed in \(file)"
     }
 
-    public func entry(_ host: HostName, context: String? = nil) throws -> HostEntry {
+    package func entry(_ host: HostName, context: String? = nil) throws -> HostEntry {
         guard let e = hosts[host] else {
             let near = hosts.keys.map(\.value).min { editDistance($0, host.value) < editDistance($1, host.value) }
             var hint = whereToAddHosts
@@ -71,15 +71,15 @@ public struct HostRegistry: Sendable {
     }
 
     /// The build hosts for an arch, in routing order.
-    public func buildRoute(for arch: CPUArch) -> [HostName] { routing[arch] ?? [] }
+    package func buildRoute(for arch: CPUArch) -> [HostName] { routing[arch] ?? [] }
 
     /// `fleet/hosts.yaml` when the checkout has one; else the registry derived from the manifests and KA_CONFIG.
-    public static func load(_ ws: Workspace, env: [String: String] = ProcessInfo.processInfo.environment) throws -> HostRegistry {
+    package static func load(_ ws: Workspace, env: [String: String] = ProcessInfo.processInfo.environment) throws -> HostRegistry {
         try load(ws, settings: { try Settings.load(env: env, stateDir: ws.stateDir) })
     }
 
     /// `settings` is read only when there is no registry file to read.
-    public static func load(_ ws: Workspace, settings: () throws -> Settings) throws -> HostRegistry {
+    package static func load(_ ws: Workspace, settings: () throws -> Settings) throws -> HostRegistry {
         let display = ws.display(ws.registryFile)
         guard FS.exists(ws.registryFile) else {
             let s = try settings()
@@ -93,7 +93,7 @@ public struct HostRegistry: Sendable {
     /// and parsing it was a quarter of a plan's CPU (bench-replies). A changed byte parses again.
     static let parsed = LastParsed<HostRegistry>()
 
-    public static func parse(_ text: String, file: String) throws -> HostRegistry {
+    package static func parse(_ text: String, file: String) throws -> HostRegistry {
         let doc = try YAMLValue.parse(text, file: file)
         let top = try doc.mapping(allowed: ["hosts", "routing"])
         var hosts: [HostName: HostEntry] = [:]
@@ -171,7 +171,7 @@ public struct HostRegistry: Sendable {
 
 extension HostRegistry {
     /// The label a derived registry gives itself in messages.
-    public static let derivedFile = "the fleet (derived from fleet/*.yaml and KA_CONFIG; no fleet/hosts.yaml)"
+    package static let derivedFile = "the fleet (derived from fleet/*.yaml and KA_CONFIG; no fleet/hosts.yaml)"
 
     /// The registry of a checkout without `fleet/hosts.yaml` (the user's own repo has none):
     /// - every `fleet/<host>.yaml` is a target;
@@ -181,7 +181,7 @@ extension HostRegistry {
     /// - KA_CONFIG's `signing.host` signs, its `logs.host` and every `hosts.<name>` are hosts too, and
     ///   `hosts.<name>.{arch, distro}` set what no manifest says (default aarch64, arch: the user's fleet).
     /// A manifest that does not parse still makes its host a target: the verb that reads it reports the error.
-    public static func derive(_ ws: Workspace, agent: AgentConfig, pipeline: PipelineConfig) throws -> HostRegistry {
+    package static func derive(_ ws: Workspace, agent: AgentConfig, pipeline: PipelineConfig) throws -> HostRegistry {
         struct Draft { var roles = Set<HostRole>(); var tier: BuildTier?; var arch: CPUArch?; var distro: Distro?; var notes: [String] = [] }
         var drafts: [HostName: Draft] = [:]
         var routeOrder: [(HostName, BuildTier, CPUArch?)] = []
@@ -238,9 +238,9 @@ extension HostRegistry {
     }
 }
 
-public enum Duration {
+package enum Duration {
     /// `30m`, `6h`, `2d` or plain minutes.
-    public static func minutes(from v: YAMLValue) throws -> Int {
+    package static func minutes(from v: YAMLValue) throws -> Int {
         let s = try v.string()
         guard let m = parseMinutes(s) else { throw v.error("bad duration '\(s)'", hint: "use e.g. 30m, 6h or 1d") }
         return m
@@ -248,7 +248,7 @@ public enum Duration {
 
     /// `30s`, `30m`, `6h`, `2d` or plain minutes, as seconds; nil for anything else, including a count too
     /// large to hold in seconds (the text comes from hosts.yaml, ka.yaml and the command line).
-    public static func parseSeconds(_ s: String) -> Int? {
+    package static func parseSeconds(_ s: String) -> Int? {
         let units: [Character: Int] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
         var digits = Substring(s), unit = 60
         if let last = s.last, let u = units[last] { digits = digits.dropLast(); unit = u }
@@ -257,5 +257,5 @@ public enum Duration {
         return overflow ? nil : seconds
     }
 
-    public static func parseMinutes(_ s: String) -> Int? { parseSeconds(s).map { $0 / 60 } }
+    package static func parseMinutes(_ s: String) -> Int? { parseSeconds(s).map { $0 / 60 } }
 }

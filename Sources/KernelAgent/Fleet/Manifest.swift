@@ -1,32 +1,32 @@
 import Foundation
 
 /// `fleet/<host>.yaml`: what one host's kernel is made of. Schema in fleet/README.md.
-public struct Manifest: Sendable {
-    public struct Baseline: Sendable {
-        public let repo: String
-        public let ref: String
-        public let commit: String?
-        public let authoringContext: String?
+package struct Manifest: Sendable {
+    package struct Baseline: Sendable {
+        package let repo: String
+        package let ref: String
+        package let commit: String?
+        package let authoringContext: String?
     }
 
-    public enum InstallMode: String, Sendable { case alongside, replace }
+    package enum InstallMode: String, Sendable { case alongside, replace }
 
     /// One selector from `scopes:` or `include:`/`includes:`, with where it was written (for refusal chains).
-    public struct Selector: Sendable {
-        public enum Kind: String, Sendable { case scope, include }
-        public let kind: Kind
+    package struct Selector: Sendable {
+        package enum Kind: String, Sendable { case scope, include }
+        package let kind: Kind
         /// The path as written, less a trailing `/` (the upstream spelling of a series dir).
-        public let raw: String
-        public let line: Int
-        public let column: Int
+        package let raw: String
+        package let line: Int
+        package let column: Int
         /// The entry's `apply_order: N`, when the include is written as a mapping.
-        public var applyOrder: Int? = nil
+        package var applyOrder: Int? = nil
         /// The lines the entry spans (a mapping entry spans several); a rewrite that drops it drops them all.
-        public var lines: ClosedRange<Int>
+        package var lines: ClosedRange<Int>
         /// The value is the single item on its line (`- path`), so dropping the entry may drop the line.
-        public var ownsLine: Bool = true
+        package var ownsLine: Bool = true
 
-        public init(kind: Kind, raw: String, line: Int, column: Int, applyOrder: Int? = nil, lines: ClosedRange<Int>? = nil, ownsLine: Bool = true) {
+        package init(kind: Kind, raw: String, line: Int, column: Int, applyOrder: Int? = nil, lines: ClosedRange<Int>? = nil, ownsLine: Bool = true) {
             self.kind = kind; self.raw = raw; self.line = line; self.column = column; self.applyOrder = applyOrder
             self.lines = lines ?? line...line
             self.ownsLine = ownsLine
@@ -35,57 +35,57 @@ public struct Manifest: Sendable {
 
 
     /// `package:` — the recipe in the packages repo (informational until ka build reads it).
-    public struct Package: Sendable {
-        public let name: String
-        public let templateAt: String?
+    package struct Package: Sendable {
+        package let name: String
+        package let templateAt: String?
     }
 
     /// `config: {file, olddefconfig}`: the config a build starts from, and where the manifest names it.
-    public struct ConfigFile: Sendable {
-        public let path: String
-        public let olddefconfig: Bool
+    package struct ConfigFile: Sendable {
+        package let path: String
+        package let olddefconfig: Bool
         /// `file:line:column` of the `file:` value, for a refusal when it is missing.
-        public let location: String
+        package let location: String
     }
 
     /// `build_host:` — this host's own routing, ahead of the fleet default.
-    public struct BuildHosts: Sendable {
-        public let primary: String
-        public let fallback: [String]
+    package struct BuildHosts: Sendable {
+        package let primary: String
+        package let fallback: [String]
     }
 
-    public let host: HostName
-    public let file: String          // display path, e.g. fleet/ohm.yaml
-    public let bytes: Data
-    public let baseline: Baseline
-    public let kernelSuffix: String
+    package let host: HostName
+    package let file: String          // display path, e.g. fleet/ohm.yaml
+    package let bytes: Data
+    package let baseline: Baseline
+    package let kernelSuffix: String
     /// Where the suffix came from, for the plan: `kernel_suffix:` or `package.name`.
-    public var kernelSuffixSource: String = "kernel_suffix"
-    public let installMode: InstallMode
-    public let installAlongside: String?
-    public let configSource: String?
+    package var kernelSuffixSource: String = "kernel_suffix"
+    package let installMode: InstallMode
+    package let installAlongside: String?
+    package let configSource: String?
     /// `config.file`: the kernel config in the repo (e.g. fleet/config/fresnel.config), pinned in the lock.
-    public var configFile: ConfigFile? = nil
-    public let selectors: [Selector]
-    public let infraOptIn: Bool
-    public let sourceDir: String?
+    package var configFile: ConfigFile? = nil
+    package let selectors: [Selector]
+    package let infraOptIn: Bool
+    package let sourceDir: String?
     /// Whether the manifest orders its includes itself (`apply_order`); then the cumulative follows that order.
-    public var hasExplicitOrder: Bool = false
+    package var hasExplicitOrder: Bool = false
     /// Series deliberately left out (`excluded:`); the reason is usually an inline comment.
-    public var excluded: [Selector] = []
+    package var excluded: [Selector] = []
     /// The items of a top-level `apply_order:` list (rewritten with the includes they name).
-    public var orderList: [Selector] = []
+    package var orderList: [Selector] = []
 
     /// Every place the manifest names a patch path: selectors, the apply_order list, exclusions, verify probes.
-    public var pathMentions: [Selector] { selectors + orderList + excluded + (verify?.probes.map(\.mention) ?? []) }
-    public var package: Package? = nil
-    public var buildHosts: BuildHosts? = nil
+    package var pathMentions: [Selector] { selectors + orderList + excluded + (verify?.probes.map(\.mention) ?? []) }
+    package var package: Package? = nil
+    package var buildHosts: BuildHosts? = nil
     /// `verify:`: Bars 3–5's probes and burn-in (nil when the manifest has none).
-    public var verify: VerifySpec? = nil
+    package var verify: VerifySpec? = nil
 
-    public var b2sum: String { Blake2b.hex(bytes) }
+    package var b2sum: String { Blake2b.hex(bytes) }
 
-    public static func load(_ host: HostName, in ws: Workspace) throws -> Manifest {
+    package static func load(_ host: HostName, in ws: Workspace) throws -> Manifest {
         let url = ws.manifestFile(host)
         let display = ws.display(url)
         guard FS.exists(url) else {
@@ -102,7 +102,7 @@ public struct Manifest: Sendable {
                                        "apply_order", "excluded", "package", "build_host", "infra_opt_in", "source_dir", "notes",
                                        "verify", "patch_authoring_context"]
 
-    public static func parse(_ data: Data, host: HostName, file: String) throws -> Manifest {
+    package static func parse(_ data: Data, host: HostName, file: String) throws -> Manifest {
         guard let text = String(data: data, encoding: .utf8) else {
             throw KAError.refusal("\(file):1:1: not UTF-8 text")
         }

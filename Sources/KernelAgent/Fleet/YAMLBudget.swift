@@ -5,18 +5,18 @@ import Foundation
 /// before Yams composes a tree. Composing is where alias bombs cost: a mapping whose keys alias a 9-way anchor
 /// chain took a minute to load, because every key comparison walks the expanded tree. Counting the size each
 /// alias expands to, memoised per anchor, costs one pass and refuses such a file in microseconds.
-public struct YAMLBudget: Sendable {
-    public var maxBytes = 256 * 1024
-    public var maxDepth = 64
-    public var maxAliases = 64
+package struct YAMLBudget: Sendable {
+    package var maxBytes = 256 * 1024
+    package var maxDepth = 64
+    package var maxAliases = 64
     /// Nodes the document would have with every alias expanded.
-    public var maxExpandedNodes = 100_000
+    package var maxExpandedNodes = 100_000
 
-    public static let `default` = YAMLBudget()
+    package static let `default` = YAMLBudget()
 
     /// Throws a refusal naming `file:line:column` of the first node past the budget. A syntax error is left to
     /// the composer, which reports it with its own location.
-    public func check(_ text: String, file: String) throws {
+    package func check(_ text: String, file: String) throws {
         let utf8 = Array(text.utf8)
         guard utf8.count <= maxBytes else {
             throw KAError.refusal("\(file):1:1: \(utf8.count) bytes, more than the \(maxBytes) a fleet file may have",

@@ -3,32 +3,32 @@ import Yams
 
 /// Strict, located YAML reading: every error says `file:line:column: what is wrong`, unknown keys and wrong
 /// types included. Manifests are hand-written; a typo must never be silently ignored.
-public struct YAMLLocation: Sendable, CustomStringConvertible {
-    public let file: String
-    public let line: Int
-    public let column: Int
-    public var description: String { "\(file):\(line):\(column)" }
+package struct YAMLLocation: Sendable, CustomStringConvertible {
+    package let file: String
+    package let line: Int
+    package let column: Int
+    package var description: String { "\(file):\(line):\(column)" }
 }
 
-public struct YAMLValue {
-    public let node: Node
-    public let file: String
-    public let keyPath: String
+package struct YAMLValue {
+    package let node: Node
+    package let file: String
+    package let keyPath: String
 
-    public var location: YAMLLocation {
+    package var location: YAMLLocation {
         YAMLLocation(file: file, line: node.mark?.line ?? 1, column: node.mark?.column ?? 1)
     }
 
-    public func error(_ message: String, hint: String? = nil) -> KAError {
+    package func error(_ message: String, hint: String? = nil) -> KAError {
         KAError.refusal("\(location): \(keyPath.isEmpty ? "" : "\(keyPath): ")\(message)", hint: hint)
     }
 
     /// The most bytes a fleet file may have (also checked before the file is read).
-    public static let maxFileBytes = YAMLBudget.default.maxBytes
+    package static let maxFileBytes = YAMLBudget.default.maxBytes
 
     /// Parses a whole document; an empty file is an error naming the file. The budget (size, depth, aliases and
     /// what they expand to) is checked first, so no file can stall a reader.
-    public static func parse(_ text: String, file: String, budget: YAMLBudget = .default) throws -> YAMLValue {
+    package static func parse(_ text: String, file: String, budget: YAMLBudget = .default) throws -> YAMLValue {
         try budget.check(text, file: file)
         do {
             guard let node = try Yams.compose(yaml: text) else {
@@ -53,7 +53,7 @@ public struct YAMLValue {
 
     // MARK: typed access
 
-    public func mapping(allowed: Set<String>) throws -> YAMLMap {
+    package func mapping(allowed: Set<String>) throws -> YAMLMap {
         guard case let .mapping(m) = node else { throw error("expected a mapping, found \(node.kindName)") }
         var entries: [(String, YAMLValue, Node)] = []
         for (k, v) in m {
@@ -71,19 +71,19 @@ public struct YAMLValue {
         return YAMLMap(owner: self, entries: entries)
     }
 
-    public var isNull: Bool {
+    package var isNull: Bool {
         guard case let .scalar(s) = node else { return false }
         return s.style == .plain && ["", "~", "null", "Null", "NULL"].contains(s.string)
     }
 
-    public func string() throws -> String {
+    package func string() throws -> String {
         guard case let .scalar(s) = node else { throw error("expected a string, found \(node.kindName)") }
         return s.string
     }
 
     /// Only `true` and `false`: YAML 1.1 also reads yes/no/on/off/y/n, and a switch like `infra_opt_in` must
     /// not turn on by a word that looks like prose.
-    public func bool() throws -> Bool {
+    package func bool() throws -> Bool {
         guard case let .scalar(s) = node else { throw error("expected true or false, found \(node.kindName)") }
         switch (s.style, s.string) {
         case (.plain, "true"): return true
@@ -94,27 +94,27 @@ public struct YAMLValue {
         }
     }
 
-    public func int() throws -> Int {
+    package func int() throws -> Int {
         guard case let .scalar(s) = node, let i = Int(s.string) else { throw error("expected an integer") }
         return i
     }
 
-    public func sequence() throws -> [YAMLValue] {
+    package func sequence() throws -> [YAMLValue] {
         guard case let .sequence(seq) = node else { throw error("expected a list, found \(node.kindName)") }
         return seq.enumerated().map { YAMLValue(node: $1, file: file, keyPath: "\(keyPath)[\($0)]") }
     }
 
-    public func stringList() throws -> [String] { try sequence().map { try $0.string() } }
+    package func stringList() throws -> [String] { try sequence().map { try $0.string() } }
 }
 
-public struct YAMLMap {
-    public let owner: YAMLValue
+package struct YAMLMap {
+    package let owner: YAMLValue
     let entries: [(String, YAMLValue, Node)]
 
-    public subscript(_ key: String) -> YAMLValue? { entries.first { $0.0 == key }?.1 }
-    public var keys: [String] { entries.map(\.0) }
+    package subscript(_ key: String) -> YAMLValue? { entries.first { $0.0 == key }?.1 }
+    package var keys: [String] { entries.map(\.0) }
 
-    public func required(_ key: String) throws -> YAMLValue {
+    package func required(_ key: String) throws -> YAMLValue {
         guard let v = self[key] else { throw owner.error("missing required key '\(key)'") }
         return v
     }
@@ -132,7 +132,7 @@ extension Node {
 }
 
 /// Levenshtein distance, for did-you-mean hints.
-public func editDistance(_ a: String, _ b: String) -> Int {
+package func editDistance(_ a: String, _ b: String) -> Int {
     let a = Array(a), b = Array(b)
     if a.isEmpty { return b.count }
     if b.isEmpty { return a.count }

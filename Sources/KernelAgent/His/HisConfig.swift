@@ -10,35 +10,35 @@ import Foundation
 ///   call_timeout: 20                  # seconds (or 20s, 1m): the hard wall-clock cap of one call, connect included
 ///   host_argument: host               # the argument naming the host (the lmcp hub fans tools out by `host`)
 /// ```
-public struct HisConfig: Sendable, Equatable {
-    public enum Transport: Sendable, Equatable {
+package struct HisConfig: Sendable, Equatable {
+    package enum Transport: Sendable, Equatable {
         case http(url: URL, tokenEnv: String?)
         case stdio(command: [String])
     }
 
-    public var transport: Transport
-    public var callTimeout: Int
-    public var hostArgument: String
+    package var transport: Transport
+    package var callTimeout: Int
+    package var hostArgument: String
     /// `file:line:column` of the `his:` mapping.
-    public var origin: String
+    package var origin: String
 
-    public static let defaultCallTimeout = 20
-    public static let defaultHostArgument = "host"
+    package static let defaultCallTimeout = 20
+    package static let defaultHostArgument = "host"
     static let keys: Set<String> = ["url", "command", "token_env", "call_timeout", "host_argument"]
 
-    public init(transport: Transport, callTimeout: Int = defaultCallTimeout, hostArgument: String = defaultHostArgument,
+    package init(transport: Transport, callTimeout: Int = defaultCallTimeout, hostArgument: String = defaultHostArgument,
                 origin: String) {
         self.transport = transport; self.callTimeout = callTimeout; self.hostArgument = hostArgument; self.origin = origin
     }
 
     /// The `his:` section of the config file at `path`, or nil when it has none.
-    public static func load(_ path: String, via: String = "config") throws -> HisConfig? {
+    package static func load(_ path: String, via: String = "config") throws -> HisConfig? {
         let text = try AgentConfig.readText(path, via: via)
         let top = try YAMLValue.parse(text, file: path).mapping(allowed: AgentConfig.topLevelKeys)
         return try top["his"].map(parse)
     }
 
-    public static func parse(_ value: YAMLValue) throws -> HisConfig {
+    package static func parse(_ value: YAMLValue) throws -> HisConfig {
         let m = try value.mapping(allowed: keys)
         let transport: Transport
         switch (m["url"], m["command"]) {
@@ -97,7 +97,7 @@ public struct HisConfig: Sendable, Equatable {
     }
 
     /// "His (http://hertz:8090/mcp)" or "His (stdio: lmcp --stdio)": how every note and error names His.
-    public var endpoint: String {
+    package var endpoint: String {
         switch transport {
         case let .http(url, _): return "His (\(url.absoluteString))"
         case let .stdio(command): return "His (stdio: \(command.joined(separator: " ")))"

@@ -19,17 +19,17 @@ import SystemPackage
 /// - On Linux the SDK's HTTP transport has no SSE client (no EventSource), so it is used without the GET stream and
 ///   reads whole POST responses: His must answer with `application/json` (lmcp does; the stand-in runs the Python
 ///   SDK's `json_response` mode). An SSE-framed answer is not understood there.
-public final class MCPHisOps: HisOps {
+package final class MCPHisOps: HisOps {
     /// The protocol version lmcp speaks; sent as `MCP-Protocol-Version` until the handshake settles it.
-    public static let protocolVersion = "2025-06-18"
+    package static let protocolVersion = "2025-06-18"
 
-    public let config: HisConfig
-    public let endpoint: String
-    public let allowDestructive: Set<HisTool>
+    package let config: HisConfig
+    package let endpoint: String
+    package let allowDestructive: Set<HisTool>
     private let session: HisSession
 
     /// `env` supplies the bearer token (`his.token_env`) and the stdio process's environment.
-    public init(config: HisConfig, env: [String: String] = ProcessInfo.processInfo.environment,
+    package init(config: HisConfig, env: [String: String] = ProcessInfo.processInfo.environment,
                 allowDestructive: Set<HisTool> = []) throws {
         self.config = config
         endpoint = config.endpoint
@@ -45,18 +45,18 @@ public final class MCPHisOps: HisOps {
         session = HisSession(config: config, endpoint: endpoint, token: token, env: env)
     }
 
-    public func hostStatus(_ host: HostName) async throws -> HostPower {
+    package func hostStatus(_ host: HostName) async throws -> HostPower {
         try HisErrors.power(from: try await call(.hostStatus, host), endpoint, host)
     }
 
-    public func wakeHost(_ host: HostName) async throws -> String { try await call(.wakeHost, host) }
+    package func wakeHost(_ host: HostName) async throws -> String { try await call(.wakeHost, host) }
 
-    public func prepareBuildHost(_ host: HostName) async throws -> String { try await call(.prepareBuildHost, host) }
+    package func prepareBuildHost(_ host: HostName) async throws -> String { try await call(.prepareBuildHost, host) }
 
-    public func releaseHost(_ host: HostName) async throws -> String { try await call(.releaseHost, host) }
+    package func releaseHost(_ host: HostName) async throws -> String { try await call(.releaseHost, host) }
 
     /// The names of the tools His offers (`ka doctor`), under the same wall-clock cap as a call.
-    public func offeredTools() async throws -> [String] {
+    package func offeredTools() async throws -> [String] {
         let cap = config.callTimeout, endpoint = self.endpoint, session = self.session
         return try await withWallClockCap(.seconds(cap), onTimeout: {
             await session.reset(reason: "the \(cap) s cap passed")
@@ -67,10 +67,10 @@ public final class MCPHisOps: HisOps {
     }
 
     /// The protocol version the handshake settled on (nil before the first call).
-    public func negotiatedProtocolVersion() async -> String? { await session.negotiatedVersion }
+    package func negotiatedProtocolVersion() async -> String? { await session.negotiatedVersion }
 
     /// Ends the session (and a stdio process). Later calls open a new one.
-    public func close() async { await session.reset(reason: nil) }
+    package func close() async { await session.reset(reason: nil) }
 
     deinit {
         let session = self.session

@@ -5,9 +5,9 @@ import Foundation
 ///
 /// One file per host, `<state_dir>/his/asleep-<host>.json`, replaced whole by a rename; the last writer wins, which
 /// at worst probes a host once more than needed.
-public struct SleepMemory: Sendable {
-    public static let firstBackoff: TimeInterval = 60
-    public static let maxBackoff: TimeInterval = 15 * 60
+package struct SleepMemory: Sendable {
+    package static let firstBackoff: TimeInterval = 60
+    package static let maxBackoff: TimeInterval = 15 * 60
 
     struct Record: Codable, Equatable {
         /// Do not probe before this (seconds since 1970).
@@ -18,10 +18,10 @@ public struct SleepMemory: Sendable {
         var notes: Int
     }
 
-    public let dir: URL
+    package let dir: URL
     private let now: @Sendable () -> Date
 
-    public init(stateDir: URL, now: @escaping @Sendable () -> Date = { Date() }) {
+    package init(stateDir: URL, now: @escaping @Sendable () -> Date = { Date() }) {
         dir = stateDir.appendingPathComponent("his")
         self.now = now
     }
@@ -29,21 +29,21 @@ public struct SleepMemory: Sendable {
     func file(_ host: HostName) -> URL { dir.appendingPathComponent("asleep-\(host.value).json") }
 
     /// Non-nil: do not probe `host` before this date.
-    public func asleepUntil(_ host: HostName) throws -> Date? {
+    package func asleepUntil(_ host: HostName) throws -> Date? {
         guard let record = try read(host) else { return nil }
         let until = Date(timeIntervalSince1970: record.until)
         return until > now() ? until : nil
     }
 
     /// The host was found asleep: not to be probed for 60 s, doubling on each consecutive note up to 15 min.
-    public func noteAsleep(_ host: HostName) throws {
+    package func noteAsleep(_ host: HostName) throws {
         let previous = try read(host)
         let backoff = previous.map { min($0.backoff * 2, Self.maxBackoff) } ?? Self.firstBackoff
         try write(Record(until: now().timeIntervalSince1970 + backoff, backoff: backoff, notes: (previous?.notes ?? 0) + 1), for: host)
     }
 
     /// The host answered: forget it was asleep (the next asleep note starts again at 60 s).
-    public func noteAwake(_ host: HostName) throws {
+    package func noteAwake(_ host: HostName) throws {
         do {
             try FileManager.default.removeItem(at: file(host))
         } catch CocoaError.fileNoSuchFile {
@@ -54,7 +54,7 @@ public struct SleepMemory: Sendable {
     }
 
     /// The backoff now in force for `host` (nil: not remembered asleep).
-    public func backoff(_ host: HostName) throws -> TimeInterval? { try read(host)?.backoff }
+    package func backoff(_ host: HostName) throws -> TimeInterval? { try read(host)?.backoff }
 
     func read(_ host: HostName) throws -> Record? {
         let url = file(host)

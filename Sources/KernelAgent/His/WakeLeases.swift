@@ -4,17 +4,17 @@ import Foundation
 /// a restart of the agent keeps them. A job holds its host until its build can no longer be running (the wall-clock
 /// cap) and, once it is done with it, for the host's `idle_release`; the host is handed back to His when every job's
 /// lease on it has run out, so one job's end never releases a host another job is still building on.
-public struct WakeLeases: Sendable {
-    public struct Lease: Sendable, Equatable, Codable {
-        public let host: String
-        public let job: String
-        public let releaseAt: Date
+package struct WakeLeases: Sendable {
+    package struct Lease: Sendable, Equatable, Codable {
+        package let host: String
+        package let job: String
+        package let releaseAt: Date
     }
 
     let dir: URL
     let now: @Sendable () -> Date
 
-    public init(stateDir: URL, now: @escaping @Sendable () -> Date = { Date() }) {
+    package init(stateDir: URL, now: @escaping @Sendable () -> Date = { Date() }) {
         dir = stateDir.appendingPathComponent("his").appendingPathComponent("leases")
         self.now = now
     }
@@ -22,7 +22,7 @@ public struct WakeLeases: Sendable {
     func hostDir(_ host: HostName) -> URL { dir.appendingPathComponent(host.value) }
 
     /// `job` holds `host` for `seconds` from now (replacing its earlier lease on it).
-    public func hold(_ host: HostName, job: JobID, for seconds: Int) throws {
+    package func hold(_ host: HostName, job: JobID, for seconds: Int) throws {
         try FileManager.default.createDirectory(at: hostDir(host), withIntermediateDirectories: true)
         let lease = Lease(host: host.value, job: job.value, releaseAt: now().addingTimeInterval(TimeInterval(seconds)))
         let e = JSONEncoder(); e.dateEncodingStrategy = .iso8601
@@ -30,7 +30,7 @@ public struct WakeLeases: Sendable {
     }
 
     /// Every lease; an unreadable file is reported with its path and left out, so it cannot stop the other hosts'.
-    public func all() throws -> (leases: [Lease], unreadable: [String]) {
+    package func all() throws -> (leases: [Lease], unreadable: [String]) {
         guard FS.isDirectory(dir) else { return ([], []) }
         let d = JSONDecoder(); d.dateDecodingStrategy = .iso8601
         var leases: [Lease] = [], unreadable: [String] = []
@@ -48,7 +48,7 @@ public struct WakeLeases: Sendable {
     }
 
     /// The hosts whose every lease has run out.
-    public func dueHosts() throws -> [HostName] {
+    package func dueHosts() throws -> [HostName] {
         let t = now()
         let byHost = Dictionary(grouping: try all().leases, by: \.host)
         return try byHost.filter { $0.value.allSatisfy { $0.releaseAt <= t } }.keys.sorted().map { try HostName($0) }
@@ -58,7 +58,7 @@ public struct WakeLeases: Sendable {
     /// marks it destructive: the sweep is no planned step), or no His: the leases are dropped with a note and the
     /// host is left to His. An unreachable His is tried again at the next sweep. One line per host handled.
     @discardableResult
-    public func release(due his: (any HisOps)?) async throws -> [String] {
+    package func release(due his: (any HisOps)?) async throws -> [String] {
         var notes = try all().unreadable
         for host in try dueHosts() {
             var note: String

@@ -7,26 +7,26 @@ import Foundation
 /// U-Boot's extlinux reader (pxe_utils) and the box's boot shim take the last `DEFAULT` line, so a block that sits
 /// after the file's own `DEFAULT` and carries `DEFAULT linux-<suffix>` boots the new kernel while the stock entry
 /// stays in the menu, untouched, as the fallback (`install.mode: alongside`).
-public struct ExtlinuxBlock: Sendable, Equatable {
-    public let suffix: String
-    public let label: String
-    public let menuLabel: String
-    public let kernel: String
-    public let initrd: String
-    public let fdt: String?
-    public let fdtdir: String?
-    public let append: String?
+package struct ExtlinuxBlock: Sendable, Equatable {
+    package let suffix: String
+    package let label: String
+    package let menuLabel: String
+    package let kernel: String
+    package let initrd: String
+    package let fdt: String?
+    package let fdtdir: String?
+    package let append: String?
 
-    public init(suffix: String, menuLabel: String, kernel: String, initrd: String, fdt: String?, fdtdir: String?, append: String?) {
+    package init(suffix: String, menuLabel: String, kernel: String, initrd: String, fdt: String?, fdtdir: String?, append: String?) {
         self.suffix = suffix; label = "linux-\(suffix)"; self.menuLabel = menuLabel
         self.kernel = kernel; self.initrd = initrd; self.fdt = fdt; self.fdtdir = fdtdir; self.append = append
     }
 
-    public var begin: String { ">>> linux-\(suffix) (managed) >>>" }
-    public var end: String { "<<< linux-\(suffix) (managed) <<<" }
+    package var begin: String { ">>> linux-\(suffix) (managed) >>>" }
+    package var end: String { "<<< linux-\(suffix) (managed) <<<" }
 
     /// The block's lines, markers included (as comments, which extlinux ignores).
-    public var lines: [String] {
+    package var lines: [String] {
         var out = ["# \(begin)", "# written by kernel-agent; edits inside this block are replaced at the next install",
                    "DEFAULT \(label)", "", "LABEL \(label)", "    MENU LABEL \(menuLabel)",
                    "    LINUX \(kernel)", "    INITRD \(initrd)"]
@@ -36,10 +36,10 @@ public struct ExtlinuxBlock: Sendable, Equatable {
         return out
     }
 
-    public enum EditError: Error, Equatable, CustomStringConvertible {
+    package enum EditError: Error, Equatable, CustomStringConvertible {
         case unbalanced(String)
         case notUTF8
-        public var description: String {
+        package var description: String {
             switch self {
             case let .unbalanced(why): return why
             case .notUTF8: return "is not UTF-8 text"
@@ -49,7 +49,7 @@ public struct ExtlinuxBlock: Sendable, Equatable {
 
     /// `conf` with this block replaced (where it was) or inserted: before the first `LABEL` line, so it follows the
     /// file's own `DEFAULT`; at the end when there is no label. Bytes outside the block are kept as they were.
-    public func apply(to conf: Data) throws -> Data {
+    package func apply(to conf: Data) throws -> Data {
         guard let text = String(data: conf, encoding: .utf8) else { throw EditError.notUTF8 }
         // Lines with their terminators, so what is kept is kept byte for byte ("\r\n" too).
         var parts: [Substring] = []
@@ -85,14 +85,14 @@ public struct ExtlinuxBlock: Sendable, Equatable {
     func rendered(eol: String) -> String { lines.map { $0 + eol }.joined() }
 
     /// The block's text in `conf`, markers included, or nil when it has none.
-    public func find(in conf: Data) -> String? {
+    package func find(in conf: Data) -> String? {
         guard let text = String(data: conf, encoding: .utf8),
               let b = text.range(of: "# \(begin)"), let e = text.range(of: "# \(end)", range: b.upperBound..<text.endIndex) else { return nil }
         return String(text[b.lowerBound..<e.upperBound])
     }
 
     /// `conf` without the block (what the file was before `apply`, when apply inserted it).
-    public func remove(from conf: Data) throws -> Data {
+    package func remove(from conf: Data) throws -> Data {
         guard let text = String(data: conf, encoding: .utf8) else { throw EditError.notUTF8 }
         guard let b = text.range(of: "# \(begin)"), let e = text.range(of: "# \(end)", range: b.upperBound..<text.endIndex) else { return conf }
         let lineStart = text[..<b.lowerBound].lastIndex(where: Self.isLineEnd).map { text.index(after: $0) } ?? text.startIndex

@@ -1,7 +1,7 @@
 import Foundation
 
 /// What `ka install <host>`'s plan and steps read.
-public struct InstallSetup: Sendable {
+package struct InstallSetup: Sendable {
     let target: HostName
     let manifest: Manifest
     let pipeline: PipelineConfig

@@ -1,13 +1,13 @@
 import Foundation
 
 /// One package of an [ka:installable] build, as its record lists it.
-public struct InstallPackage: Sendable, Equatable {
-    public let file: String
-    public let b2sum: String
-    public let signature: String?
+package struct InstallPackage: Sendable, Equatable {
+    package let file: String
+    package let b2sum: String
+    package let signature: String?
 
     /// `<file> b2:<b2sum> sig:<file>.sig` per line (BuildSteps.fileInstallable writes them).
-    public static func parse(_ text: String, from shown: String) throws -> [InstallPackage] {
+    package static func parse(_ text: String, from shown: String) throws -> [InstallPackage] {
         var out: [InstallPackage] = []
         for line in text.split(separator: "\n") where !line.isEmpty {
             let parts = line.split(separator: " ")
@@ -25,7 +25,7 @@ public struct InstallPackage: Sendable, Equatable {
     }
 
     /// `linux-x-7.0-1-aarch64.pkg.tar.zst` → (`linux-x`, `7.0-1`).
-    public var nameAndVersion: (name: String, version: String)? {
+    package var nameAndVersion: (name: String, version: String)? {
         let base = file.components(separatedBy: ".pkg.tar.").first ?? file
         let parts = base.split(separator: "-")
         guard parts.count >= 4 else { return nil }

@@ -2,30 +2,30 @@ import Foundation
 
 /// A verdict in KernelCI's terms: an infra error (the host or the link failed, not the kernel) is retried and is
 /// never a regression.
-public enum BarCode: String, Sendable, Codable {
+package enum BarCode: String, Sendable, Codable {
     case pass, fail, skip
     case infraError = "infra-error"
 }
 
 /// One bar's (or one probe's) verdict.
-public struct BarResult: Sendable, Codable, Equatable {
-    public let bar: Int
-    public let name: String
-    public let code: BarCode
-    public let required: Bool
+package struct BarResult: Sendable, Codable, Equatable {
+    package let bar: Int
+    package let name: String
+    package let code: BarCode
+    package let required: Bool
     /// What was seen (bounded), or why it was skipped.
-    public let detail: String
+    package let detail: String
     /// The probe's text, for Bars 3 and 4.
-    public var probe: String?
+    package var probe: String?
     /// The patch a Bar 4 probe belongs to.
-    public var patch: String?
+    package var patch: String?
 
-    public init(bar: Int, name: String, code: BarCode, required: Bool, detail: String, probe: String? = nil, patch: String? = nil) {
+    package init(bar: Int, name: String, code: BarCode, required: Bool, detail: String, probe: String? = nil, patch: String? = nil) {
         self.bar = bar; self.name = name; self.code = code; self.required = required; self.detail = String(detail.prefix(2000))
         self.probe = probe; self.patch = patch
     }
 
-    public var line: String {
+    package var line: String {
         "bar\(bar) \(code.rawValue)\(required ? "" : " (optional)") \(name)\(probe.map { " `\($0)`" } ?? ""): \(detail.split(separator: "\n").first ?? "")"
     }
 }

@@ -3,11 +3,11 @@ import Foundation
 /// What `ka preflight` checks on a host, as job steps: it answers over SSH, has room under the work root, and has
 /// the tools its roles need (`--thorough` adds the nightly checks). `ka build`'s routing runs the same quick checks
 /// on each candidate, and `ka doctor` runs them for every host the pipeline reaches.
-public struct HostChecks: Sendable {
+package struct HostChecks: Sendable {
     /// The root the pipeline works under on every host (seed: /srv/kernel-agent/…).
-    public static let workRoot = "/srv/kernel-agent"
+    package static let workRoot = "/srv/kernel-agent"
 
-    public init() {}
+    package init() {}
 
     /// The tools a host's roles need: each entry is satisfied by any one of its alternatives.
     /// `packaging`: the package a build will make there (a Debian target's .debs on an Arch build host need
@@ -32,7 +32,7 @@ public struct HostChecks: Sendable {
     /// The name of the tools check starts with this (a build files [ka:bootstrap-missing] when it fails).
     static let toolsCheckPrefix = "tools for "
 
-    public func checks(for entry: HostEntry, host name: HostName, packaging: PackageRenderer.Flavour? = nil) throws -> [JobStep] {
+    package func checks(for entry: HostEntry, host name: HostName, packaging: PackageRenderer.Flavour? = nil) throws -> [JobStep] {
         let lane = JobStep.lane(name)
         let root = Self.workRoot
         let minimum = Self.minimumFreeKiB(for: entry)
@@ -79,7 +79,7 @@ public struct HostChecks: Sendable {
     static let minimumFreeInodes: UInt64 = 100_000
 
     /// `--thorough`: what the nightly timer (webhook/ka-preflight-thorough@.timer) checks besides the quick checks.
-    public func thoroughChecks(for entry: HostEntry, host name: HostName) throws -> [JobStep] {
+    package func thoroughChecks(for entry: HostEntry, host name: HostName) throws -> [JobStep] {
         let lane = JobStep.lane(name)
         let root = Self.workRoot
         let builds = entry.roles.contains(.build) || entry.roles.contains(.compileOnly)

@@ -2,14 +2,14 @@ import Foundation
 
 /// The transports of a `ka` process: the fleet's OpenSSH transports (`FleetTransports`: fleet/hosts.yaml and
 /// `KA_CONFIG`), loaded on first use, so a verb that reaches no host never reads the ssh config.
-public enum HostTransports {
-    public static func fromEnvironment(_ ws: Workspace,
+package enum HostTransports {
+    package static func fromEnvironment(_ ws: Workspace,
                                        env: [String: String] = ProcessInfo.processInfo.environment) throws -> any TransportProvider {
         lazy(ws, settings: SettingsSource { try Settings.load(env: env, stateDir: ws.stateDir) })
     }
 
     /// The fleet's transports, made on first use from `settings` (shared with the context that holds them).
-    public static func lazy(_ ws: Workspace, settings: SettingsSource) -> any TransportProvider {
+    package static func lazy(_ ws: Workspace, settings: SettingsSource) -> any TransportProvider {
         LazyTransports(workspace: ws, settings: settings)
     }
 }

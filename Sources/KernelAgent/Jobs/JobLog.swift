@@ -3,8 +3,8 @@ import NIOConcurrencyHelpers
 
 /// A job's log, `<state>/jobs/<job-id>/log`: every line a step or its remote command printed, time-stamped,
 /// appended as it arrives. It survives the process; a resumed job appends to it.
-public final class JobLog: Sendable {
-    public let url: URL
+package final class JobLog: Sendable {
+    package let url: URL
     private struct State {
         let handle: FileHandle
         var written: UInt64
@@ -14,13 +14,13 @@ public final class JobLog: Sendable {
     private let state: NIOLockedValueBox<State>
     private static let tailKept = 40
 
-    public static func directory(_ ws: Workspace, _ id: JobID) -> URL {
+    package static func directory(_ ws: Workspace, _ id: JobID) -> URL {
         ws.stateDir.appendingPathComponent("jobs").appendingPathComponent(id.value)
     }
 
-    public static func url(_ ws: Workspace, _ id: JobID) -> URL { directory(ws, id).appendingPathComponent("log") }
+    package static func url(_ ws: Workspace, _ id: JobID) -> URL { directory(ws, id).appendingPathComponent("log") }
 
-    public init(_ ws: Workspace, _ id: JobID) throws {
+    package init(_ ws: Workspace, _ id: JobID) throws {
         let dir = Self.directory(ws, id)
         url = dir.appendingPathComponent("log")
         do {
@@ -40,11 +40,11 @@ public final class JobLog: Sendable {
     deinit { state.withLockedValue { try? $0.handle.close() } }   // closing a log we only appended to cannot lose anything already written
 
     /// Where the next line will start: a step records it, so its own lines can be found again.
-    public var offset: UInt64 { state.withLockedValue { $0.written } }
+    package var offset: UInt64 { state.withLockedValue { $0.written } }
 
     /// Appends one line, e.g. `2026-11-30T14:12:03.120Z fresnel stdout| …`. A failed write is reported to the
     /// caller once, and the step goes on: the journal, not the log, is the record of what happened.
-    public func append(_ source: String, _ text: String, at date: Date = Date()) throws {
+    package func append(_ source: String, _ text: String, at date: Date = Date()) throws {
         let clean = text.replacingOccurrences(of: "\n", with: "⏎")
         try state.withLockedValue { s in
             let line = "\(s.stamp.format(date)) \(source)| \(clean)\n"
@@ -59,12 +59,12 @@ public final class JobLog: Sendable {
     }
 
     /// The last lines this process appended (for the status comment), newest last.
-    public func recentLines(_ n: Int) -> [String] {
+    package func recentLines(_ n: Int) -> [String] {
         state.withLockedValue { Array($0.tailLines.suffix(n)) }
     }
 
     /// The last `n` lines of a job's log file, read from the end (for `ka jobs show`, in any process).
-    public static func tail(_ url: URL, lines n: Int, maxBytes: Int = 256 * 1024) throws -> [String] {
+    package static func tail(_ url: URL, lines n: Int, maxBytes: Int = 256 * 1024) throws -> [String] {
         guard FileManager.default.fileExists(atPath: url.path) else { return [] }
         do {
             let h = try FileHandle(forReadingFrom: url)

@@ -2,10 +2,10 @@ import Foundation
 
 /// A job's id: `<subject>-<yyyymmdd>-<hhmm>-<4 hex>`, e.g. `fresnel-20261130-1412-a3f9`. Valid as a path
 /// component (the job's log lives under `<state>/jobs/<id>/`) and, for one subject, sorted by start time.
-public struct JobID: Hashable, Comparable, Sendable, CustomStringConvertible, Codable {
-    public let value: String
+package struct JobID: Hashable, Comparable, Sendable, CustomStringConvertible, Codable {
+    package let value: String
 
-    public init(_ raw: String) throws {
+    package init(_ raw: String) throws {
         guard Self.isValid(raw) else {
             throw KAError.refusal("job '\(raw.prefix(80))'", "not a job id",
                                   hint: "a job id looks like fresnel-20261130-1412-a3f9; `ka jobs` lists them")
@@ -14,7 +14,7 @@ public struct JobID: Hashable, Comparable, Sendable, CustomStringConvertible, Co
     }
 
     /// A new id for a job about `subject` (a host name, or the verb for a job on no host).
-    public static func make(subject: String, at date: Date, random: UInt16 = UInt16.random(in: .min ... .max)) -> JobID {
+    package static func make(subject: String, at date: Date, random: UInt16 = UInt16.random(in: .min ... .max)) -> JobID {
         var cal = Calendar(identifier: .gregorian)
         cal.timeZone = TimeZone(identifier: "UTC") ?? cal.timeZone
         let c = cal.dateComponents([.year, .month, .day, .hour, .minute], from: date)
@@ -38,20 +38,20 @@ public struct JobID: Hashable, Comparable, Sendable, CustomStringConvertible, Co
         return HostName.isValid(subject) && digits(tail[0], 8) && digits(tail[1], 4) && hex
     }
 
-    public var description: String { value }
-    public static func < (a: JobID, b: JobID) -> Bool { a.value < b.value }
-    public init(from decoder: Decoder) throws { try self.init(try decoder.singleValueContainer().decode(String.self)) }
-    public func encode(to encoder: Encoder) throws { var c = encoder.singleValueContainer(); try c.encode(value) }
+    package var description: String { value }
+    package static func < (a: JobID, b: JobID) -> Bool { a.value < b.value }
+    package init(from decoder: Decoder) throws { try self.init(try decoder.singleValueContainer().decode(String.self)) }
+    package func encode(to encoder: Encoder) throws { var c = encoder.singleValueContainer(); try c.encode(value) }
 }
 
-public enum JobState: String, Sendable, Codable, CaseIterable {
+package enum JobState: String, Sendable, Codable, CaseIterable {
     case queued, waiting, running, succeeded, failed, cancelled, interrupted
-    public var isFinished: Bool { self == .succeeded || self == .failed || self == .cancelled }
+    package var isFinished: Bool { self == .succeeded || self == .failed || self == .cancelled }
 }
 
-public enum StepState: String, Sendable, Codable {
+package enum StepState: String, Sendable, Codable {
     case pending, running, succeeded, failed, skipped
-    public var mark: String {
+    package var mark: String {
         switch self {
         case .pending: return "·"
         case .running: return "⏳"
@@ -63,33 +63,33 @@ public enum StepState: String, Sendable, Codable {
 }
 
 /// One step of a job as the journal holds it.
-public struct StepRecord: Sendable, Codable, Equatable {
-    public var name: String
-    public var state: StepState
-    public var startedAt: Date?
-    public var finishedAt: Date?
+package struct StepRecord: Sendable, Codable, Equatable {
+    package var name: String
+    package var state: StepState
+    package var startedAt: Date?
+    package var finishedAt: Date?
     /// One line: what the step found, or why it failed.
-    public var outcome: String?
+    package var outcome: String?
     /// Where the step's output starts in the job's log, so `jobs show` can print one step's lines.
-    public var logOffset: UInt64?
+    package var logOffset: UInt64?
     /// How many times the step was started: a non-resumable step never starts twice.
-    public var attempts: Int
+    package var attempts: Int
 
-    public init(name: String) {
+    package init(name: String) {
         self.name = name; state = .pending; startedAt = nil; finishedAt = nil; outcome = nil; logOffset = nil; attempts = 0
     }
 
-    public var seconds: Double? {
+    package var seconds: Double? {
         guard let s = startedAt, let f = finishedAt else { return nil }
         return f.timeIntervalSince(s)
     }
 }
 
 /// Who started a job: a person at the CLI, or a run the bot took consent for on an issue.
-public enum JobOrigin: Sendable, Codable, Equatable, CustomStringConvertible {
+package enum JobOrigin: Sendable, Codable, Equatable, CustomStringConvertible {
     case cli(user: String)
     case issue(Int, run: Int64)
-    public var description: String {
+    package var description: String {
         switch self {
         case let .cli(user): return "cli (\(user))"
         case let .issue(n, run): return "issue #\(n), run #\(run)"
@@ -98,42 +98,42 @@ public enum JobOrigin: Sendable, Codable, Equatable, CustomStringConvertible {
 }
 
 /// Every run of a verb is a job: what it runs, on which lanes, pinned to what, and the journal of its steps.
-public struct JobRecord: Sendable, Codable, Equatable {
-    public let id: JobID
-    public let verb: String
-    public let arguments: [String]
+package struct JobRecord: Sendable, Codable, Equatable {
+    package let id: JobID
+    package let verb: String
+    package let arguments: [String]
     /// The consent pins (e.g. the lock hash) the job runs against.
-    public let pins: [Plan.Pin]
-    public let lanes: [String]
-    public let origin: JobOrigin
-    public var state: JobState
-    public let createdAt: Date
-    public var startedAt: Date?
-    public var finishedAt: Date?
-    public var steps: [StepRecord]
+    package let pins: [Plan.Pin]
+    package let lanes: [String]
+    package let origin: JobOrigin
+    package var state: JobState
+    package let createdAt: Date
+    package var startedAt: Date?
+    package var finishedAt: Date?
+    package var steps: [StepRecord]
     /// The last word: why it failed, was cancelled or interrupted.
-    public var detail: String?
+    package var detail: String?
     /// Set by `ka jobs cancel` (maybe from another process); the running process sees it and stops.
-    public var cancelRequested: Bool
+    package var cancelRequested: Bool
     /// The process running it now, so a restart can tell a job whose runner died from one still running elsewhere.
-    public var owner: ProcessIdentity?
+    package var owner: ProcessIdentity?
 
-    public init(id: JobID, verb: String, arguments: [String], pins: [Plan.Pin], lanes: [String], origin: JobOrigin,
+    package init(id: JobID, verb: String, arguments: [String], pins: [Plan.Pin], lanes: [String], origin: JobOrigin,
                 steps: [String], at: Date) {
         self.id = id; self.verb = verb; self.arguments = arguments; self.pins = pins; self.lanes = lanes
         self.origin = origin; state = .queued; createdAt = at; startedAt = nil; finishedAt = nil
         self.steps = steps.map(StepRecord.init(name:)); detail = nil; cancelRequested = false; owner = nil
     }
 
-    public var command: String { (["ka", verb] + arguments).joined(separator: " ") }
+    package var command: String { (["ka", verb] + arguments).joined(separator: " ") }
 }
 
 /// A process, told apart from a later one that reuses its pid by its start time (field 22 of /proc/<pid>/stat).
-public struct ProcessIdentity: Sendable, Codable, Equatable, CustomStringConvertible {
-    public let pid: Int32
-    public let startTicks: UInt64
+package struct ProcessIdentity: Sendable, Codable, Equatable, CustomStringConvertible {
+    package let pid: Int32
+    package let startTicks: UInt64
 
-    public static var current: ProcessIdentity {
+    package static var current: ProcessIdentity {
         let pid = getpid()
         return ProcessIdentity(pid: pid, startTicks: startTicks(pid) ?? 0)
     }
@@ -148,6 +148,6 @@ public struct ProcessIdentity: Sendable, Codable, Equatable, CustomStringConvert
         return fields.count > 19 ? UInt64(fields[19]) : nil
     }
 
-    public var isAlive: Bool { Self.startTicks(pid) == startTicks }
-    public var description: String { "pid \(pid)" }
+    package var isAlive: Bool { Self.startTicks(pid) == startTicks }
+    package var description: String { "pid \(pid)" }
 }

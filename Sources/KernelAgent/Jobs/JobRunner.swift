@@ -2,34 +2,34 @@ import Foundation
 import NIOConcurrencyHelpers
 
 /// Told of every change to a job's journal (the CLI prints a line per step; the bot edits its status comment).
-public protocol JobObserver: Sendable {
+package protocol JobObserver: Sendable {
     func jobChanged(_ job: JobRecord, log: JobLog)
 }
 
 /// Why a running job was stopped: a person's `ka jobs cancel` ends it; a shutdown (SIGTERM) leaves it
 /// interrupted, to be resumed.
-public enum StopReason: Sendable { case cancelRequested, shutdown }
+package enum StopReason: Sendable { case cancelRequested, shutdown }
 
 /// Runs jobs of named steps: takes their lanes (across processes), journals every step in the job store,
 /// logs every line, stops on cancel or shutdown, and resumes an interrupted job as each step allows.
-public struct JobRunner: Sendable {
-    public let store: any JobStore
-    public let workspace: Workspace
-    public let transports: any TransportProvider
-    public let observer: (any JobObserver)?
-    public let now: @Sendable () -> Date
+package struct JobRunner: Sendable {
+    package let store: any JobStore
+    package let workspace: Workspace
+    package let transports: any TransportProvider
+    package let observer: (any JobObserver)?
+    package let now: @Sendable () -> Date
     /// How often a running job looks for a `ka jobs cancel` from another process.
-    public var cancelPollInterval: Swift.Duration = .milliseconds(500)
+    package var cancelPollInterval: Swift.Duration = .milliseconds(500)
     /// The journal as last written, for the heartbeat of a long step (no store read per output line).
     let latest = LatestJob()
 
-    public init(store: any JobStore, workspace: Workspace, transports: any TransportProvider,
+    package init(store: any JobStore, workspace: Workspace, transports: any TransportProvider,
                 observer: (any JobObserver)? = nil, now: @escaping @Sendable () -> Date = { Date() }) {
         self.store = store; self.workspace = workspace; self.transports = transports; self.observer = observer; self.now = now
     }
 
     /// Records a new job for `steps` (state queued), ready for `run`.
-    public func create(verb: String, arguments: [String], pins: [Plan.Pin], subject: String, origin: JobOrigin,
+    package func create(verb: String, arguments: [String], pins: [Plan.Pin], subject: String, origin: JobOrigin,
                        steps: [JobStep]) throws -> JobRecord {
         let lanes = Array(steps.reduce(into: Set<String>()) { $0.formUnion($1.lanes) }).sorted()
         for _ in 0..<8 {
@@ -47,7 +47,7 @@ public struct JobRunner: Sendable {
     /// Runs (or resumes) job `id` with `steps`, which must be the steps it was created with. Returns the job as
     /// it ended: succeeded, failed, cancelled, or interrupted (by a shutdown: the task was cancelled).
     @discardableResult
-    public func run(_ id: JobID, steps: [JobStep], noWait: Bool = false) async throws -> JobRecord {
+    package func run(_ id: JobID, steps: [JobStep], noWait: Bool = false) async throws -> JobRecord {
         var job = try store.require(id)
         guard job.steps.map(\.name) == steps.map(\.name) else {
             return try finish(id, .failed, "its steps changed since it was created (\(job.steps.map(\.name).joined(separator: ", ")) → "
@@ -233,7 +233,7 @@ public struct JobRunner: Sendable {
     }
 
     /// Jobs whose runner is gone: interrupted by a shutdown, or `running`/`waiting` with a dead owner (kill -9).
-    public func orphaned() throws -> [JobRecord] {
+    package func orphaned() throws -> [JobRecord] {
         try store.jobs(states: [.interrupted, .running, .waiting, .queued], limit: 1000).filter { j in
             guard let owner = j.owner else { return j.state != .queued }
             return !owner.isAlive

@@ -2,7 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 
 /// What a step lets the runtime do after it was interrupted mid-way (a restart, a kill -9, a SIGTERM).
-public enum Resumption: Sendable {
+package enum Resumption: Sendable {
     /// Running it again is harmless: it only reads, or its writes land the same way twice.
     case rerun
     /// It can tell whether it already happened (e.g. the package is on the host with the right hash). If so
@@ -14,46 +14,46 @@ public enum Resumption: Sendable {
 }
 
 /// One named step of a job: shown in the consent reply and in progress, run with a context, resumable or not.
-public struct JobStep: Sendable {
-    public let name: String
+package struct JobStep: Sendable {
+    package let name: String
     /// The lanes it needs, e.g. `host:fresnel`; the job holds the union of its steps' lanes.
-    public let lanes: Set<String>
-    public let resumption: Resumption
+    package let lanes: Set<String>
+    package let resumption: Resumption
     /// Runs the step; returns one line for the journal (what it found), or throws why it failed.
-    public let body: @Sendable (StepContext) async throws -> String
+    package let body: @Sendable (StepContext) async throws -> String
 
-    public init(_ name: String, lanes: Set<String>, resumption: Resumption,
+    package init(_ name: String, lanes: Set<String>, resumption: Resumption,
                 body: @escaping @Sendable (StepContext) async throws -> String) {
         self.name = name; self.lanes = lanes; self.resumption = resumption; self.body = body
     }
 
-    public static func lane(_ host: HostName) -> String { "host:\(host)" }
+    package static func lane(_ host: HostName) -> String { "host:\(host)" }
 }
 
 /// What a step may use: its job's log, the hosts' transports, and a way to run a command on a host that
 /// sends every output line to the log as it comes.
-public struct StepContext: Sendable {
-    public let job: JobID
-    public let step: String
-    public let workspace: Workspace
-    public let log: JobLog
-    public let transports: any TransportProvider
+package struct StepContext: Sendable {
+    package let job: JobID
+    package let step: String
+    package let workspace: Workspace
+    package let log: JobLog
+    package let transports: any TransportProvider
     /// Told after each logged output line, so a watcher (the bot's status comment) can show a long step's log
     /// as it grows; the watcher throttles itself.
-    public var heartbeat: (@Sendable () -> Void)?
+    package var heartbeat: (@Sendable () -> Void)?
     /// A warning about the running step that people should see now (the job's detail; the status comment).
-    public var warn: (@Sendable (String) -> Void)?
+    package var warn: (@Sendable (String) -> Void)?
     /// The job's clock (the runner's): what a step records as "when".
-    public let now: @Sendable () -> Date
+    package let now: @Sendable () -> Date
 
-    public init(job: JobID, step: String, workspace: Workspace, log: JobLog, transports: any TransportProvider,
+    package init(job: JobID, step: String, workspace: Workspace, log: JobLog, transports: any TransportProvider,
                 now: @escaping @Sendable () -> Date = { Date() }) {
         self.job = job; self.step = step; self.workspace = workspace; self.log = log; self.transports = transports; self.now = now
     }
 
     /// Runs `command` on `host`, logging each line as `<host> <stream>| <line>` and the exit status.
     /// `observe` is told of each line as it arrives (a stall watcher's heartbeat).
-    public func run(_ command: RemoteCommand, on host: HostName, observe: (@Sendable () -> Void)? = nil) async throws -> CommandResult {
+    package func run(_ command: RemoteCommand, on host: HostName, observe: (@Sendable () -> Void)? = nil) async throws -> CommandResult {
         let transport = try transports.transport(for: host)
         let log = self.log
         let source = host.value
@@ -79,15 +79,15 @@ final class LogFailures: Sendable {
 }
 
 /// Gives a step the transport for a host (OpenSSH for the fleet, a fake in unit tests).
-public protocol TransportProvider: Sendable {
+package protocol TransportProvider: Sendable {
     func transport(for host: HostName) throws -> any HostTransport
 }
 
 /// A fixed set of transports by host, for tests and for the local machine.
-public struct StaticTransports: TransportProvider {
-    public let byHost: [HostName: any HostTransport]
-    public init(_ byHost: [HostName: any HostTransport]) { self.byHost = byHost }
-    public func transport(for host: HostName) throws -> any HostTransport {
+package struct StaticTransports: TransportProvider {
+    package let byHost: [HostName: any HostTransport]
+    package init(_ byHost: [HostName: any HostTransport]) { self.byHost = byHost }
+    package func transport(for host: HostName) throws -> any HostTransport {
         guard let t = byHost[host] else {
             throw KAError.refusal("host \(host)", "no transport configured", hint: "give it ssh: {address, port, user} in fleet/hosts.yaml or KA_CONFIG")
         }

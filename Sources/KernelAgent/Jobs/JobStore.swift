@@ -4,7 +4,7 @@ import NIOConcurrencyHelpers
 
 /// Where jobs and their journals live. The CLI and `ka serve` share one (the state database), so a job started
 /// by either is listed, shown and cancelled by both.
-public protocol JobStore: Sendable {
+package protocol JobStore: Sendable {
     func insert(_ job: JobRecord) throws
     func job(_ id: JobID) throws -> JobRecord?
     /// Newest first; `states` nil lists every state.
@@ -18,12 +18,12 @@ public protocol JobStore: Sendable {
 }
 
 extension JobStore {
-    public func jobs(limit: Int = 50) throws -> [JobRecord] { try jobs(states: nil, limit: limit) }
+    package func jobs(limit: Int = 50) throws -> [JobRecord] { try jobs(states: nil, limit: limit) }
 
-    public func cancelRequested(_ id: JobID) throws -> Bool { try require(id).cancelRequested }
+    package func cancelRequested(_ id: JobID) throws -> Bool { try require(id).cancelRequested }
 
     /// The job, or a refusal naming it that a person can act on.
-    public func require(_ id: JobID) throws -> JobRecord {
+    package func require(_ id: JobID) throws -> JobRecord {
         guard let job = try job(id) else {
             throw KAError.refusal("job \(id)", "no such job", hint: "`ka jobs` lists the jobs this state dir knows")
         }
@@ -32,28 +32,28 @@ extension JobStore {
 }
 
 /// The in-memory store, for unit tests. It fails where the real one would: an unknown id, a duplicate insert.
-public final class MemoryJobStore: JobStore, Sendable {
+package final class MemoryJobStore: JobStore, Sendable {
     private let records = NIOLockedValueBox<[JobID: JobRecord]>([:])
 
-    public init() {}
+    package init() {}
 
-    public func insert(_ job: JobRecord) throws {
+    package func insert(_ job: JobRecord) throws {
         try records.withLockedValue { records in
             guard records[job.id] == nil else { throw KAError.failure("job store", "job \(job.id) exists already") }
             records[job.id] = job
         }
     }
 
-    public func job(_ id: JobID) throws -> JobRecord? { records.withLockedValue { $0[id] } }
+    package func job(_ id: JobID) throws -> JobRecord? { records.withLockedValue { $0[id] } }
 
-    public func jobs(states: Set<JobState>?, limit: Int) throws -> [JobRecord] {
+    package func jobs(states: Set<JobState>?, limit: Int) throws -> [JobRecord] {
         records.withLockedValue { records in
             let all = records.values.filter { states?.contains($0.state) ?? true }
             return Array(all.sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }.prefix(limit))
         }
     }
 
-    public func update(_ id: JobID, _ change: (inout JobRecord) throws -> Void) throws -> JobRecord {
+    package func update(_ id: JobID, _ change: (inout JobRecord) throws -> Void) throws -> JobRecord {
         try records.withLockedValue { records in
             guard var r = records[id] else { throw KAError.failure("job store", "no job \(id)") }
             try change(&r)
@@ -68,7 +68,7 @@ public final class MemoryJobStore: JobStore, Sendable {
 /// the same at step 100 as at step 1 (re-encoding the whole journal for each entry was a third of a job's CPU,
 /// scripts/bench-jobs). A `version` counts the job's writes: a process that wrote the last one keeps the record
 /// it wrote and reads it again only when another process wrote since (`ka jobs cancel`).
-public final class SQLiteJobStore: JobStore, Sendable {
+package final class SQLiteJobStore: JobStore, Sendable {
     let pool: DatabasePool
     private let lastWritten = LastWritten()
 
@@ -146,7 +146,7 @@ public final class SQLiteJobStore: JobStore, Sendable {
         }
     }
 
-    public func insert(_ job: JobRecord) throws {
+    package func insert(_ job: JobRecord) throws {
         try guarded("insert job \(job.id)") {
             try pool.write { db in
                 try db.execute(sql: "INSERT INTO jobs (id, verb, state, createdAt, record, version) VALUES (?, ?, ?, ?, ?, 1)",
@@ -157,7 +157,7 @@ public final class SQLiteJobStore: JobStore, Sendable {
         }
     }
 
-    public func job(_ id: JobID) throws -> JobRecord? {
+    package func job(_ id: JobID) throws -> JobRecord? {
         try guarded("read job \(id)") {
             try pool.read { db in
                 try Data.fetchOne(db, sql: "SELECT record FROM jobs WHERE id = ?", arguments: [id.value])
@@ -166,7 +166,7 @@ public final class SQLiteJobStore: JobStore, Sendable {
         }
     }
 
-    public func jobs(states: Set<JobState>?, limit: Int) throws -> [JobRecord] {
+    package func jobs(states: Set<JobState>?, limit: Int) throws -> [JobRecord] {
         try guarded("list jobs") {
             try pool.read { db in
                 let rows: [Row]
@@ -183,7 +183,7 @@ public final class SQLiteJobStore: JobStore, Sendable {
     }
 
     /// The header only: the steps are not read.
-    public func cancelRequested(_ id: JobID) throws -> Bool {
+    package func cancelRequested(_ id: JobID) throws -> Bool {
         try guarded("read job \(id)") {
             guard let header = try pool.read({ try Data.fetchOne($0, sql: "SELECT record FROM jobs WHERE id = ?", arguments: [id.value]) }) else {
                 throw KAError.refusal("job \(id)", "no such job", hint: "`ka jobs` lists the jobs this state dir knows")
@@ -192,7 +192,7 @@ public final class SQLiteJobStore: JobStore, Sendable {
         }
     }
 
-    public func update(_ id: JobID, _ change: (inout JobRecord) throws -> Void) throws -> JobRecord {
+    package func update(_ id: JobID, _ change: (inout JobRecord) throws -> Void) throws -> JobRecord {
         try guarded("update job \(id)") {
             let (r, version) = try pool.write { db -> (JobRecord, Int64) in
                 guard let row = try Row.fetchOne(db, sql: "SELECT record, version FROM jobs WHERE id = ?", arguments: [id.value]) else {

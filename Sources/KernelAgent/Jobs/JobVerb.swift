@@ -4,7 +4,7 @@ import NIOConcurrencyHelpers
 
 /// A verb whose work is a job of named steps on other hosts (preflight, build, install, verify, prune, …).
 /// Its plan only reads: it names the steps, which consent shows; the job runtime runs them.
-public protocol JobVerb: Verb where Prepared == Void {
+package protocol JobVerb: Verb where Prepared == Void {
     /// What the job id starts with: the host it is about.
     var jobSubject: String { get }
     /// The steps, computed from the arguments and what the plan read. No side effects.
@@ -16,22 +16,22 @@ public protocol JobVerb: Verb where Prepared == Void {
 }
 
 extension JobVerb {
-    public func plan(in ctx: VerbContext) async throws -> Planned<Void> {
+    package func plan(in ctx: VerbContext) async throws -> Planned<Void> {
         Planned(Plan(verb: Self.verbName, arguments: arguments, steps: try steps(in: ctx).map(\.name)))
     }
 
-    public static var runsAsJob: Bool { true }
+    package static var runsAsJob: Bool { true }
 
-    public func execution(of planned: Planned<Void>, in ctx: VerbContext) throws -> VerbExecution { .job(try jobSpec(in: ctx)) }
+    package func execution(of planned: Planned<Void>, in ctx: VerbContext) throws -> VerbExecution { .job(try jobSpec(in: ctx)) }
 
-    public func resumption(in ctx: VerbContext) throws -> JobSpec? { try jobSpec(in: ctx) }
+    package func resumption(in ctx: VerbContext) throws -> JobSpec? { try jobSpec(in: ctx) }
 
     func jobSpec(in ctx: VerbContext) throws -> JobSpec {
         JobSpec(subject: jobSubject, steps: try steps(in: ctx), summary: { job, ctx in summary(of: job, in: ctx) })
     }
 
-    public var writesState: Bool { true }
-    public var treeAccess: TreeAccess { .read }
+    package var writesState: Bool { true }
+    package var treeAccess: TreeAccess { .read }
 }
 
 /// Prints one progress line per step change to stderr when it is a terminal (or always, for logs).

@@ -1,9 +1,9 @@
 /// What runs one verb at a time on one resource. The control plane serializes runs per lane.
-public enum Lane: Sendable, Equatable, Hashable, CustomStringConvertible {
+package enum Lane: Sendable, Equatable, Hashable, CustomStringConvertible {
     case tree                 // changes patches/ or fleet/
     case host(HostName)       // touches one host
     case none                 // read-only
-    public var description: String {
+    package var description: String {
         switch self {
         case .tree: return "the patch tree"
         case let .host(h): return "host \(h)"

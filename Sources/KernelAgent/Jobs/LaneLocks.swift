@@ -7,8 +7,8 @@ import NIOConcurrencyHelpers
 ///
 /// A job takes all its lanes or none: it never sits on one lane while it waits for another, so two jobs that
 /// want {a, b} and {b, c} cannot deadlock, and a waiting job blocks nobody.
-public final class LaneLocks: Sendable {
-    public let lanes: [String]
+package final class LaneLocks: Sendable {
+    package let lanes: [String]
     /// Empty once released.
     private let fds: NIOLockedValueBox<[Int32]>
     private let holderFiles: [URL]
@@ -19,7 +19,7 @@ public final class LaneLocks: Sendable {
 
     deinit { release() }
 
-    public func release() {
+    package func release() {
         fds.withLockedValue { fds in
             for f in holderFiles { unlink(f.path) }   // a stale note names a dead pid and is filtered out anyway
             for fd in fds { flock(fd, LOCK_UN); close(fd) }
@@ -41,7 +41,7 @@ public final class LaneLocks: Sendable {
 
     /// Takes every lane in `lanes` at once, waiting (cancellably) while any is held. `note` is told once
     /// behind whom it waits; with `noWait` a busy lane is a refusal naming its holder.
-    public static func acquire(_ ws: Workspace, lanes: [String], holder: String, noWait: Bool = false,
+    package static func acquire(_ ws: Workspace, lanes: [String], holder: String, noWait: Bool = false,
                                note: @Sendable (String) -> Void = { _ in }) async throws -> LaneLocks {
         let sorted = Array(Set(lanes)).sorted()
         let d = dir(ws)

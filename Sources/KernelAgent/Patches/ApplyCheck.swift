@@ -4,20 +4,20 @@ import Foundation
 /// Each file diff is applied the way GNU patch 2.7 (`patch -p1 -N --batch -F2`) applies it (locate_hunk,
 /// apply_hunk, copy_till in patch.c), so the per-patch verdict is what GNU patch would say:
 /// ok and offset apply at fuzz 0 (what `patch -F0` accepts), fuzz needs fuzz 1–2, failed does not apply.
-public enum ApplyStatus: String, Sendable, Comparable, CaseIterable {
+package enum ApplyStatus: String, Sendable, Comparable, CaseIterable {
     case ok, offset, fuzz
     case missingFile = "missing-file"
     case failed
 
     var severity: Int { Self.allCases.firstIndex(of: self) ?? 0 }
-    public static func < (a: ApplyStatus, b: ApplyStatus) -> Bool { a.severity < b.severity }
+    package static func < (a: ApplyStatus, b: ApplyStatus) -> Bool { a.severity < b.severity }
     /// Offsets are reported but accepted; everything past them refuses the lock.
-    public var passes: Bool { self <= .offset }
+    package var passes: Bool { self <= .offset }
 }
 
 /// What happened to one hunk, in GNU patch's terms.
-public struct HunkOutcome: Sendable, Equatable {
-    public enum Kind: Sendable, Equatable {
+package struct HunkOutcome: Sendable, Equatable {
+    package enum Kind: Sendable, Equatable {
         case exact
         case offset(Int)
         case fuzz(Int, offset: Int)
@@ -32,14 +32,14 @@ public struct HunkOutcome: Sendable, Equatable {
         /// The file to patch does not exist.
         case missingFile
     }
-    public let file: String
+    package let file: String
     /// 1-based, within its file diff (GNU's "Hunk #N").
-    public let number: Int
-    public let kind: Kind
+    package let number: Int
+    package let kind: Kind
     /// The line GNU patch names: where it applied, or where it was expected, in the patched file.
-    public let line: Int
+    package let line: Int
 
-    public var status: ApplyStatus {
+    package var status: ApplyStatus {
         switch kind {
         case .exact: return .ok
         case .offset: return .offset
@@ -50,27 +50,27 @@ public struct HunkOutcome: Sendable, Equatable {
     }
 }
 
-public struct ApplyReport: Sendable {
-    public struct Item: Sendable {
-        public let path: String
-        public let status: ApplyStatus
+package struct ApplyReport: Sendable {
+    package struct Item: Sendable {
+        package let path: String
+        package let status: ApplyStatus
         /// Notes in patch order, each with the status it stands for.
-        public let notes: [(status: ApplyStatus, text: String)]
-        public let hunks: [HunkOutcome]
-        public var details: [String] { notes.map(\.text) }
+        package let notes: [(status: ApplyStatus, text: String)]
+        package let hunks: [HunkOutcome]
+        package var details: [String] { notes.map(\.text) }
         /// The first note that explains the status (the failing hunk, not an earlier offset).
-        public var cause: String? { notes.first { $0.status == status }?.text ?? notes.first?.text }
+        package var cause: String? { notes.first { $0.status == status }?.text ?? notes.first?.text }
     }
-    public let tree: String
-    public let items: [Item]
-    public var passed: Bool { items.allSatisfy { $0.status.passes } }
-    public var failures: [Item] { items.filter { !$0.status.passes } }
+    package let tree: String
+    package let items: [Item]
+    package var passed: Bool { items.allSatisfy { $0.status.passes } }
+    package var failures: [Item] { items.filter { !$0.status.passes } }
 
-    public func count(_ s: ApplyStatus) -> Int { items.filter { $0.status == s }.count }
+    package func count(_ s: ApplyStatus) -> Int { items.filter { $0.status == s }.count }
 
-    public var summary: String { Self.summary(count) }
+    package var summary: String { Self.summary(count) }
 
-    public func render(manifest: String) -> String {
+    package func render(manifest: String) -> String {
         let width = Self.width(items.lazy.map(\.path))
         var out = Self.header(manifest: manifest, tree: tree, width: width)
         for (i, item) in items.enumerated() { out += Self.lines(item, number: i + 1, width: width) }
@@ -79,7 +79,7 @@ public struct ApplyReport: Sendable {
 
     /// A refusal short enough to read: the counts, the first few failing patches with their cause, and
     /// where the full report is.
-    public func refusalLines(reportPath: String, limit: Int = 5) -> String {
+    package func refusalLines(reportPath: String, limit: Int = 5) -> String {
         Self.refusalLines(failures: failures, total: items.count, summary: summary, reportPath: reportPath, limit: limit)
     }
 
@@ -119,20 +119,20 @@ public struct ApplyReport: Sendable {
 
 /// The apply check of a streamed series: its report went to a file as it was made, and only the counts and the
 /// patches that do not pass are kept.
-public struct StreamedApplyReport: Sendable {
-    public let total: Int
+package struct StreamedApplyReport: Sendable {
+    package let total: Int
     /// Per status, in `ApplyStatus.allCases` order.
     let counts: [Int]
-    public let failures: [ApplyReport.Item]
-    public var passed: Bool { failures.isEmpty }
-    public func count(_ s: ApplyStatus) -> Int { ApplyStatus.allCases.firstIndex(of: s).map { counts[$0] } ?? 0 }
-    public var summary: String { ApplyReport.summary(count) }
-    public func refusalLines(reportPath: String, limit: Int = 5) -> String {
+    package let failures: [ApplyReport.Item]
+    package var passed: Bool { failures.isEmpty }
+    package func count(_ s: ApplyStatus) -> Int { ApplyStatus.allCases.firstIndex(of: s).map { counts[$0] } ?? 0 }
+    package var summary: String { ApplyReport.summary(count) }
+    package func refusalLines(reportPath: String, limit: Int = 5) -> String {
         ApplyReport.refusalLines(failures: failures, total: total, summary: summary, reportPath: reportPath, limit: limit)
     }
 }
 
-public struct ApplyChecker {
+package struct ApplyChecker {
     /// A line with its '\n' (a file's last line may lack it, and so may a hunk line marked "\ No newline").
     typealias Line = ArraySlice<UInt8>
 
@@ -140,12 +140,12 @@ public struct ApplyChecker {
     /// nil value = known not to exist (deleted, or absent from the tree)
     private var files: [String: [Line]?] = [:]
 
-    public init(tree: URL) { self.tree = tree }
+    package init(tree: URL) { self.tree = tree }
 
     /// GNU patch's default maximum fuzz (-F2): enough to tell "fuzz" from "failed".
     static let maxFuzz = 2
 
-    public static func check(_ entries: [Resolution.Entry], tree: URL, display: String) -> ApplyReport {
+    package static func check(_ entries: [Resolution.Entry], tree: URL, display: String) -> ApplyReport {
         var checker = ApplyChecker(tree: tree)
         let items = entries.map { checker.apply($0.path.value, $0.patch) }
         return ApplyReport(tree: display, items: items)

@@ -4,17 +4,17 @@ import Foundation
 /// file, and the later was not written on top of the earlier: the order between them is an accident of the tree
 /// layout, so a person has to decide. A later hunk whose removed or context lines include lines the earlier hunk
 /// added is a stack (ohm's bes2600 series, each on top of the one before), not a conflict.
-public struct CampaignConflict: Sendable, Equatable, CustomStringConvertible {
-    public let file: String
-    public let first: String, firstOrigin: String, firstRange: ClosedRange<Int>
-    public let second: String, secondOrigin: String, secondRange: ClosedRange<Int>
-    public var description: String {
+package struct CampaignConflict: Sendable, Equatable, CustomStringConvertible {
+    package let file: String
+    package let first: String, firstOrigin: String, firstRange: ClosedRange<Int>
+    package let second: String, secondOrigin: String, secondRange: ClosedRange<Int>
+    package var description: String {
         "\(file): \(first) [\(firstOrigin)] lines \(firstRange.lowerBound)-\(firstRange.upperBound) overlaps \(second) [\(secondOrigin)] lines \(secondRange.lowerBound)-\(secondRange.upperBound)"
     }
 }
 
-public enum ConflictDetector {
-    public static func detect(_ entries: [Resolution.Entry]) -> [CampaignConflict] {
+package enum ConflictDetector {
+    package static func detect(_ entries: [Resolution.Entry]) -> [CampaignConflict] {
         var c = Collector()
         for (i, e) in entries.enumerated() { c.add(entry: i, scope: e.path.parent, campaign: e.patch.campaign, patch: e.patch) }
         return c.detect { entries[$0].path.value }
@@ -22,7 +22,7 @@ public enum ConflictDetector {
 
     /// What the check needs of a series, gathered one patch at a time: each hunk's preimage range per file, and
     /// each patch's origin, as small integers. No patch text.
-    public struct Collector: Sendable {
+    package struct Collector: Sendable {
         /// One hunk: its patch and its preimage lines. Line numbers are at most `PatchFile.maxLineNumber`.
         struct Touch: Sendable { let entry: Int32, lower: Int32, upper: Int32, lines: Int32 }
         /// Per touch: hashes of the lines its hunk adds, and of its preimage (context and removed) lines, sorted.
@@ -37,10 +37,10 @@ public enum ConflictDetector {
         private var origins: [Origin] = []
         private var originIndex: [Origin: Int32] = [:]
 
-        public init() {}
+        package init() {}
 
         /// `scope`: the patch's dir (its origin with its campaign).
-        public mutating func add(entry: Int, scope: String, campaign: String?, patch: PatchFile) {
+        package mutating func add(entry: Int, scope: String, campaign: String?, patch: PatchFile) {
             let e = Int32(clamping: entry)
             var touched = false
             for f in patch.files {
@@ -111,7 +111,7 @@ public enum ConflictDetector {
         }
 
         /// The overlapping pairs, each named by `name(entry)`.
-        public func detect(name: (Int) -> String) -> [CampaignConflict] {
+        package func detect(name: (Int) -> String) -> [CampaignConflict] {
             var out: [CampaignConflict] = []
             var seen = Set<[Int32]>()
             for (file, touches) in byFile.sorted(by: { $0.key < $1.key }) {

@@ -3,13 +3,13 @@ import Foundation
 /// How patches join into one cumulative series (the upstream ka-promote's rule, their issue #31): every patch
 /// but the last ends with a format-patch signature `-- \n<version>\n\n`, so `patch(1)` and `git am` find the
 /// next mail; the last carries none, because `git apply` reads a trailing `2.54.0` as a malformed line.
-public enum CumulativeSeries {
+package enum CumulativeSeries {
     /// Used where a patch that is not last has no signature of its own.
-    public static let defaultVersion = "2.54.0"
+    package static let defaultVersion = "2.54.0"
 
     /// Where the patch's own trailing signature starts (its body ends), and the signature's version line; the
     /// whole patch and nil when it has none.
-    public static func split(_ bytes: Data) -> (bodyEnd: Int, version: String?) {
+    package static func split(_ bytes: Data) -> (bodyEnd: Int, version: String?) {
         bytes.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> (Int, String?) in
             let b = raw.bindMemory(to: UInt8.self)
             var end = b.count
@@ -29,7 +29,7 @@ public enum CumulativeSeries {
     }
 
     /// The bytes patch `index` of `count` contributes to the cumulative series.
-    public static func piece(_ bytes: Data, index: Int, count: Int) -> Data {
+    package static func piece(_ bytes: Data, index: Int, count: Int) -> Data {
         let (bodyEnd, version) = split(bytes)
         var out = bytes.prefix(bodyEnd)
         out.append(tail(bytes, bodyEnd: bodyEnd, version: version, index: index, count: count))
@@ -37,7 +37,7 @@ public enum CumulativeSeries {
     }
 
     /// Appends patch `index` of `count`'s piece to `sink`, without copying the patch.
-    public static func append(_ bytes: Data, index: Int, count: Int, to sink: inout FileSink) throws {
+    package static func append(_ bytes: Data, index: Int, count: Int, to sink: inout FileSink) throws {
         let (bodyEnd, version) = split(bytes)
         try bytes.withUnsafeBytes { try sink.write(UnsafeRawBufferPointer(rebasing: $0[0..<bodyEnd])) }
         let end = tail(bytes, bodyEnd: bodyEnd, version: version, index: index, count: count)

@@ -7,65 +7,65 @@ import Foundation
 /// The diff is read the way `git apply` reads it (apply.c: find_header, parse_git_diff_header,
 /// parse_fragment), so a patch git calls corrupt is refused here too, and the trailers the way
 /// `git interpret-trailers --parse` reads them (see `TrailerBlock`).
-public struct PatchFile: Sendable {
-    public struct Trailer: Sendable, Equatable {
-        public let key: String
-        public let value: String
+package struct PatchFile: Sendable {
+    package struct Trailer: Sendable, Equatable {
+        package let key: String
+        package let value: String
     }
 
     /// Why a patch is refused: the 1-based line of the patch file it concerns, and what is wrong there.
-    public struct Problem: Sendable, Equatable, CustomStringConvertible {
-        public let line: Int
-        public let message: String
-        public let hint: String
-        public var description: String { "line \(line): \(message)" }
+    package struct Problem: Sendable, Equatable, CustomStringConvertible {
+        package let line: Int
+        package let message: String
+        package let hint: String
+        package var description: String { "line \(line): \(message)" }
     }
 
-    public struct Hunk: Sendable {
-        public let oldStart: Int, oldCount: Int, newStart: Int, newCount: Int
+    package struct Hunk: Sendable {
+        package let oldStart: Int, oldCount: Int, newStart: Int, newCount: Int
         /// Line of the `@@` header in the patch file (1-based).
-        public let line: Int
+        package let line: Int
         /// Byte range of the hunk body inside `bytes`: the counted lines, with their newlines, and a
         /// trailing `\ No newline at end of file` line if there is one.
-        public let body: Range<Int>
+        package let body: Range<Int>
         /// Context lines before the first and after the last change (GNU patch's prefix/suffix context).
-        public let leadingContext: Int, trailingContext: Int
-        public var oldRange: ClosedRange<Int> { oldStart...max(oldStart, oldStart + oldCount - 1) }
+        package let leadingContext: Int, trailingContext: Int
+        package var oldRange: ClosedRange<Int> { oldStart...max(oldStart, oldStart + oldCount - 1) }
     }
 
-    public struct FileDiff: Sendable {
-        public var oldPath: String?   // nil for a new file
-        public var newPath: String?   // nil for a deletion
-        public var hunks: [Hunk] = []
-        public var isBinary = false
+    package struct FileDiff: Sendable {
+        package var oldPath: String?   // nil for a new file
+        package var newPath: String?   // nil for a deletion
+        package var hunks: [Hunk] = []
+        package var isBinary = false
         /// Line of the file header (`diff --git` or `---`) in the patch file.
-        public var line = 0
-        public var path: String { newPath ?? oldPath ?? "?" }
-        public var targetPath: String { oldPath ?? newPath ?? "?" }
+        package var line = 0
+        package var path: String { newPath ?? oldPath ?? "?" }
+        package var targetPath: String { oldPath ?? newPath ?? "?" }
     }
 
     /// Bound on every line number and count in a hunk header: no kernel source file comes near it, and it
     /// keeps all range arithmetic far from overflow.
-    public static let maxLineNumber = 10_000_000
+    package static let maxLineNumber = 10_000_000
 
-    public let bytes: Data
-    public let subject: String?
-    public let trailers: [Trailer]
+    package let bytes: Data
+    package let subject: String?
+    package let trailers: [Trailer]
     /// `Scope:` lines outside the trailer block (they do not count as a scope tag).
-    public let scopeLinesOutsideTrailers: Int
-    public let files: [FileDiff]
-    public let contentHash: String
+    package let scopeLinesOutsideTrailers: Int
+    package let files: [FileDiff]
+    package let contentHash: String
     /// The first thing that makes the patch unusable, as `git apply --check` would see it (it stops at the
     /// first one too); nil for a well-formed patch. `init(bytes:display:)` turns it into a refusal.
-    public let problem: Problem?
+    package let problem: Problem?
 
-    public var scopeTrailers: [String] { trailers.filter { $0.key.lowercased() == "scope" }.map(\.value) }
-    public var campaign: String? { trailers.last { $0.key.lowercased() == "campaign" }?.value }
-    public let b2sum: String
+    package var scopeTrailers: [String] { trailers.filter { $0.key.lowercased() == "scope" }.map(\.value) }
+    package var campaign: String? { trailers.last { $0.key.lowercased() == "campaign" }?.value }
+    package let b2sum: String
 
     /// Parses without judging: a malformed patch comes back with `problem` set. Readers of the tree use
     /// `init(bytes:display:)`, which refuses it.
-    public init(bytes: Data) { self.init(bytes: bytes, hashing: true) }
+    package init(bytes: Data) { self.init(bytes: bytes, hashing: true) }
 
     /// With `hashing` false, `b2sum` and `contentHash` stay empty: for readers that need only the structure and
     /// the trailers (the apply check, ka status).
@@ -88,7 +88,7 @@ public struct PatchFile: Sendable {
     }
 
     /// Parses and refuses a patch that is malformed or holds no diff, naming `display:line`.
-    public init(bytes: Data, display: String) throws { try self.init(bytes: bytes, display: display, hashing: true) }
+    package init(bytes: Data, display: String) throws { try self.init(bytes: bytes, display: display, hashing: true) }
 
     init(bytes: Data, display: String, hashing: Bool) throws {
         self.init(bytes: bytes, hashing: hashing)

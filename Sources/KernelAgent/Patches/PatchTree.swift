@@ -1,10 +1,10 @@
 import Foundation
 
 /// The scope-tagged patch tree under `patches/`.
-public struct PatchTree: Sendable {
-    public let workspace: Workspace
+package struct PatchTree: Sendable {
+    package let workspace: Workspace
 
-    public init(_ ws: Workspace) { workspace = ws }
+    package init(_ ws: Workspace) { workspace = ws }
 
     static func isPatchName(_ name: String) -> Bool { name.hasSuffix(".patch") || name.hasSuffix(".diff") }
 
@@ -12,7 +12,7 @@ public struct PatchTree: Sendable {
     static func isCoverLetter(_ name: String) -> Bool { name == "0000-cover-letter.patch" }
 
     /// Refuses a path whose real location (symlinks followed) is outside `patches/`.
-    public func confine(_ path: TreePath) throws -> URL {
+    package func confine(_ path: TreePath) throws -> URL {
         let url = workspace.url(path)
         guard FS.isInside(workspace.patchesDir, workspace.root) else {
             throw KAError.refusal("patches/", "leads out of the checkout (to \(FS.realPath(workspace.patchesDir)))",
@@ -26,7 +26,7 @@ public struct PatchTree: Sendable {
 
     /// The patches a selector names, in their in-dir order: a `series` file if the dir has one, else C-locale
     /// name order; a dir's own patches come before its subdirs' (each subdir ordered the same way).
-    public func patches(selectedBy path: TreePath) throws -> [TreePath] {
+    package func patches(selectedBy path: TreePath) throws -> [TreePath] {
         let url = try confine(path)
         guard FS.exists(url) else {
             throw KAError.refusal(path.value, Self.isPatchName(path.lastComponent) ? "no such patch file" : "no such patch dir")
@@ -93,7 +93,7 @@ public struct PatchTree: Sendable {
     }
 
     /// Every patch in the tree (for migrate-tree, import and abandon).
-    public func allPatches() throws -> [TreePath] {
+    package func allPatches() throws -> [TreePath] {
         var out: [TreePath] = []
         for kind in ScopeKind.allCases {
             let dir = workspace.patchesDir.appendingPathComponent(kind.rawValue)

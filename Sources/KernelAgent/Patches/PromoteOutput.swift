@@ -4,9 +4,9 @@ import Foundation
 /// Where promote writes, and how: the files of one promotion are published together or not at all. They are
 /// written into a staging dir beside the output dir, then swapped in with one `renameat2(RENAME_EXCHANGE)`, so a
 /// reader (or a kill) never sees a new cumulative.patch beside an old manifest.lock.
-public enum PromoteOutput {
+package enum PromoteOutput {
     /// The files promote owns in its output dir; any other entry there means the dir is not promote's to replace.
-    public static func ownedNames(host: HostName) -> Set<String> {
+    package static func ownedNames(host: HostName) -> Set<String> {
         [Promotion.cumulativeName(host), "manifest.lock", "apply-report.txt"]
     }
     static let stagingPrefix = FS.tempPrefix + "promote-"
@@ -14,7 +14,7 @@ public enum PromoteOutput {
     /// Refuses an output dir that the output rule refuses (`Policy.admitOutputLocation`: only out/ or build/ of
     /// the checkout), and one that holds a person's files — before anything is created. `out` has been through
     /// `Policy.admitOutputPath` already when a person named it.
-    public static func validate(_ out: URL, raw: String?, policy: Policy, owned: Set<String>) throws -> URL {
+    package static func validate(_ out: URL, raw: String?, policy: Policy, owned: Set<String>) throws -> URL {
         let ws = policy.workspace
         let shown = raw.map { "--out '\($0)'" } ?? "output dir \(ws.display(out))"
         // a dir a person named went through `admitOutputPath` already; the derived default is checked here
@@ -36,7 +36,7 @@ public enum PromoteOutput {
     /// `journal` (given the staging dir's path, before it is made) journals the unit, so a kill at any later
     /// point leaves nothing the next tree verb cannot finish or remove; `afterSwap` records it. A throw from
     /// `journal` leaves `out` as it was; one from `afterSwap` leaves the journal to finish the unit.
-    public static func publish(_ files: [(name: String, file: StagedFile)], to out: URL,
+    package static func publish(_ files: [(name: String, file: StagedFile)], to out: URL,
                                journal: (URL) throws -> Void = { _ in }, afterSwap: () throws -> Void = {}) throws {
         let fm = FileManager.default
         let parent = out.deletingLastPathComponent()
@@ -103,7 +103,7 @@ public enum PromoteOutput {
 /// is written, a refusal leaves nothing, and a kill leaves nothing. `PromoteOutput.publish` gives it its name.
 /// Where the file system has no O_TMPFILE, a hidden file named like a staging dir (prefix, output name, pid)
 /// stands in: removed when this object goes, or after a kill by the next promote's stale-staging sweep.
-public final class StagedFile: Sendable {
+package final class StagedFile: Sendable {
     let fd: Int32
     /// The named stand-in, when O_TMPFILE was not available.
     let standIn: String?
@@ -111,7 +111,7 @@ public final class StagedFile: Sendable {
     let shown: String
 
     /// A new, empty staged file for output dir `out`. `unnamed: false` asks for the named stand-in (for tests).
-    public static func create(for out: URL, shown: String, unnamed: Bool = true) throws -> StagedFile {
+    package static func create(for out: URL, shown: String, unnamed: Bool = true) throws -> StagedFile {
         var dir = out.deletingLastPathComponent().standardizedFileURL
         while !FS.isDirectory(dir), dir.path != "/" { dir = dir.deletingLastPathComponent() }
         if unnamed {
@@ -189,25 +189,25 @@ public final class StagedFile: Sendable {
 
 /// Buffered appends to a staged file, with the BLAKE2b of everything written (the lock's b2sums are of the
 /// files as written, so they are hashed on the way out rather than read back). Without a file it only hashes.
-public struct FileSink {
-    public let file: StagedFile?
+package struct FileSink {
+    package let file: StagedFile?
     private var buffer: [UInt8] = []
     private let capacity: Int
     private var hasher = Blake2b()
     /// Bytes written so far.
-    public private(set) var count = 0
+    package private(set) var count = 0
 
     private let hashing: Bool
 
     /// `hashing` false: no BLAKE2b (`finish` returns "").
-    public init(_ file: StagedFile?, capacity: Int = 1 << 18, hashing: Bool = true) {
+    package init(_ file: StagedFile?, capacity: Int = 1 << 18, hashing: Bool = true) {
         self.file = file
         self.capacity = capacity
         self.hashing = hashing
         if file != nil { buffer.reserveCapacity(capacity) }
     }
 
-    public mutating func write(_ bytes: UnsafeRawBufferPointer) throws {
+    package mutating func write(_ bytes: UnsafeRawBufferPointer) throws {
         if hashing { Timings.measure("sink b2sum") { hasher.update(bytes) } }
         count += bytes.count
         guard let file else { return }
@@ -215,23 +215,23 @@ public struct FileSink {
         if bytes.count >= capacity { try file.append(bytes) } else { buffer.append(contentsOf: bytes) }
     }
 
-    public mutating func write(_ text: String) throws {
+    package mutating func write(_ text: String) throws {
         var text = text
         try text.withUTF8 { try write(UnsafeRawBufferPointer($0)) }
     }
 
-    public mutating func write(_ data: Data) throws {
+    package mutating func write(_ data: Data) throws {
         try data.withUnsafeBytes { try write($0) }
     }
 
-    public mutating func flush() throws {
+    package mutating func flush() throws {
         guard let file, !buffer.isEmpty else { return }
         try Timings.measure("sink write") { try buffer.withUnsafeBytes { try file.append($0) } }
         buffer.removeAll(keepingCapacity: true)
     }
 
     /// Flushes, and returns the hex BLAKE2b of all that was written.
-    public mutating func finish() throws -> String {
+    package mutating func finish() throws -> String {
         try flush()
         return hashing ? hasher.hexDigest() : ""
     }

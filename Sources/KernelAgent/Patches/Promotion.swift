@@ -3,25 +3,25 @@ import Foundation
 /// A manifest promoted up to publishing: the series streamed once, with `cumulative.patch` and the lock's
 /// per-patch entries staged (unnamed) on disk as it went, and the pins. What stays in memory per patch is what the
 /// plan shows (a pin, a step) and the line the run prints; a refusal writes nothing anyone can see.
-public struct Promotion: Sendable {
-    public let series: ScannedSeries
+package struct Promotion: Sendable {
+    package let series: ScannedSeries
     /// The staged cumulative (`0001-<host>-cumulative-series.patch`).
-    public let cumulative: StagedFile
+    package let cumulative: StagedFile
     /// The lock's entries for the patches, in order, staged; `writeLock` puts the head and the tail around them.
     let lockEntries: StagedFile
     let lockEntriesLength: Int
     /// What a consent is checked against: the manifest, the baseline, each patch and the cumulative.
-    public let pins: [Plan.Pin]
+    package let pins: [Plan.Pin]
     /// The first 17 hex digits of each patch's content hash (9 bytes a patch), for the run's report.
     let contentHashPrefixes: [UInt8]
     /// The config and baseline tarball, pinned in the lock (v3).
-    public let inputs: BuildInputs
+    package let inputs: BuildInputs
 
-    public var manifest: Manifest { series.manifest }
-    public var cumulativeB2sum: String { series.cumulativeB2sum }
+    package var manifest: Manifest { series.manifest }
+    package var cumulativeB2sum: String { series.cumulativeB2sum }
 
     /// Streams `manifest`'s series (see `Resolver.scan`), staging the cumulative and the lock entries beside `out`.
-    public static func stream(_ manifest: Manifest, resolver: Resolver, out: URL, shown: String,
+    package static func stream(_ manifest: Manifest, resolver: Resolver, out: URL, shown: String,
                               inputs: BuildInputs) throws -> Promotion {
         let cumulative = try StagedFile.create(for: out, shown: "\(shown)/\(cumulativeName(manifest.host))")
         let lockEntries = try StagedFile.create(for: out, shown: "\(shown)/manifest.lock")
@@ -79,7 +79,7 @@ public struct Promotion: Sendable {
     /// `manifest.lock`: YAML, no timestamps, strings JSON-quoted; the same inputs give the same bytes. Lock v3:
     /// the resolved files in apply order with a sha256 each (what the user's ka-build checks recipe-side patches
     /// against), the config and baseline tarball pins, and the cumulative's b2sum (what it stamps).
-    public func writeLock(applyCheck: String, to sink: inout FileSink) throws {
+    package func writeLock(applyCheck: String, to sink: inout FileSink) throws {
         let m = manifest
         let q = Self.quote
         var o = "# manifest.lock — written by `ka promote \(m.host)`; do not edit.\n"
@@ -108,7 +108,7 @@ public struct Promotion: Sendable {
     }
 
     /// The cumulative's file name, the user's ka-promote's: `0001-<host>-cumulative-series.patch`.
-    public static func cumulativeName(_ host: HostName) -> String { "0001-\(host.value)-cumulative-series.patch" }
+    package static func cumulativeName(_ host: HostName) -> String { "0001-\(host.value)-cumulative-series.patch" }
 
     static func quote(_ s: String) -> String {
             if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) { return "\"" + s + "\"" }
@@ -127,6 +127,6 @@ public struct Promotion: Sendable {
     }
 }
 
-public enum KernelAgentVersion {
-    public static let string = "0.1.0"
+package enum KernelAgentVersion {
+    package static let string = "0.1.0"
 }

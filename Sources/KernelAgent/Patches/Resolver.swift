@@ -2,17 +2,17 @@ import Foundation
 import NIOConcurrencyHelpers
 
 /// A manifest resolved into the ordered list of patches it applies.
-public struct Resolution: Sendable {
-    public struct Entry: Sendable {
-        public let path: TreePath
-        public let patch: PatchFile
+package struct Resolution: Sendable {
+    package struct Entry: Sendable {
+        package let path: TreePath
+        package let patch: PatchFile
         /// Every selector that reached it ("scope board/pinebook-pro", "include …"); more than one = duplicate.
-        public let via: [String]
+        package let via: [String]
     }
 
-    public let manifest: Manifest
-    public let entries: [Entry]
-    public var duplicates: [Entry] { entries.filter { $0.via.count > 1 } }
+    package let manifest: Manifest
+    package let entries: [Entry]
+    package var duplicates: [Entry] { entries.filter { $0.via.count > 1 } }
 }
 
 extension Resolution.Entry {
@@ -25,13 +25,13 @@ extension Resolution.Entry {
 ///  2. then the patch's directory, C-locale;
 ///  3. then the order inside that dir: its `series` file, else C-locale file names.
 /// The order of lines in the manifest does not matter; a patch reached twice is applied once.
-public struct Resolver: Sendable {
-    public let workspace: Workspace
-    public let policy: Policy
+package struct Resolver: Sendable {
+    package let workspace: Workspace
+    package let policy: Policy
     /// The open blocks a patch is checked against, listed once by the caller (none: nothing is blocked).
-    public let openBlocks: [Block]
+    package let openBlocks: [Block]
 
-    public init(workspace: Workspace, policy: Policy, openBlocks: [Block] = []) {
+    package init(workspace: Workspace, policy: Policy, openBlocks: [Block] = []) {
         self.workspace = workspace
         self.policy = policy
         self.openBlocks = openBlocks
@@ -39,7 +39,7 @@ public struct Resolver: Sendable {
 
     /// The patches `manifest` selects, in resolution order; nothing is read yet. Kept small per patch (indexes,
     /// shared strings): promote holds it while it streams thousands of patches.
-    public func select(_ manifest: Manifest) throws -> Selection {
+    package func select(_ manifest: Manifest) throws -> Selection {
         Timings.mark("resolve: policy, registry, manifest")
         let tree = PatchTree(workspace)
         var order: [TreePath] = []
@@ -114,7 +114,7 @@ public struct Resolver: Sendable {
 
     /// Selects, reads and parses every patch, all held in memory (for callers that need each patch's text).
     /// Promote and status stream instead: see `scan`.
-    public func resolve(_ manifest: Manifest) throws -> Resolution {
+    package func resolve(_ manifest: Manifest) throws -> Resolution {
         let selection = try select(manifest)
         let parsed: [PatchFile]
         do { parsed = try Self.parseAll(selection.paths, in: workspace) } catch let e as KAError {
@@ -165,7 +165,7 @@ public struct Resolver: Sendable {
 
     /// Reads, parses and hashes `paths` on all cores, and keeps them all. The first failure in `paths` order
     /// is thrown, with a count of the others.
-    public static func parseAll(_ paths: [TreePath], in ws: Workspace) throws -> [PatchFile] {
+    package static func parseAll(_ paths: [TreePath], in ws: Workspace) throws -> [PatchFile] {
         let n = paths.count
         let results = UnsafeMutableBufferPointer<PatchFile?>.allocate(capacity: max(1, n))
         results.initialize(repeating: nil)
@@ -234,11 +234,11 @@ final class Failures: Sendable {
 }
 
 /// The patches a manifest selects, in resolution order, each with every selector that reached it.
-public struct Selection: Sendable {
-    public let manifest: Manifest
-    public let paths: [TreePath]
+package struct Selection: Sendable {
+    package let manifest: Manifest
+    package let paths: [TreePath]
     /// Per path: the selectors that reached it ("scope board/pinebook-pro", "include …"); more than one = duplicate.
-    public let via: [[String]]
+    package let via: [[String]]
 }
 
 extension KAError {

@@ -4,53 +4,53 @@ import Foundation
 /// A manifest's series after one streaming pass: each patch read, parsed, hashed and admitted in resolution
 /// order, its piece appended to the cumulative, and handed to the caller; what is kept per patch is its name, the
 /// selectors that reached it and where its piece ends. Memory grows by those alone.
-public struct ScannedSeries: Sendable {
-    public let manifest: Manifest
+package struct ScannedSeries: Sendable {
+    package let manifest: Manifest
     /// Per patch, in resolution order: `patches/<path>`. A promote's pins use these very strings as their names.
-    public let names: [String]
+    package let names: [String]
     /// Per patch: every selector that reached it; more than one = duplicate (equal lists share one array).
-    public let via: [[String]]
-    public let cumulativeB2sum: String
+    package let via: [[String]]
+    package let cumulativeB2sum: String
     /// Where each patch's piece ends in the cumulative: piece i is `pieceEnds[i-1]..<pieceEnds[i]`.
     let pieceEnds: [Int]
     /// Each file the series touches (old and new names), with the last patch that touches it: the apply check
     /// drops a file after that patch.
     let lastUse: [String: Int]
     /// Overlapping hunks from different scopes or campaigns (empty unless asked for).
-    public let conflicts: [CampaignConflict]
+    package let conflicts: [CampaignConflict]
 
-    public var count: Int { names.count }
+    package var count: Int { names.count }
     /// Patch i's path under patches/.
-    public func path(_ i: Int) -> Substring { names[i].dropFirst(Self.prefix.count) }
+    package func path(_ i: Int) -> Substring { names[i].dropFirst(Self.prefix.count) }
     /// The patches reached by more than one selector.
-    public var duplicates: [Int] { via.indices.filter { via[$0].count > 1 } }
+    package var duplicates: [Int] { via.indices.filter { via[$0].count > 1 } }
     static let prefix = "patches/"
 
     func pieceRange(_ i: Int) -> Range<Int> { (i == 0 ? 0 : pieceEnds[i - 1])..<pieceEnds[i] }
 }
 
 /// One admitted patch, handed to the scan's caller in resolution order.
-public struct ScannedPatch {
-    public let index: Int
+package struct ScannedPatch {
+    package let index: Int
     /// How many patches the series has.
-    public let count: Int
+    package let count: Int
     /// `patches/<path>` (the string the series keeps).
-    public let name: String
-    public let path: TreePath
-    public let via: [String]
-    public let patch: PatchFile
+    package let name: String
+    package let path: TreePath
+    package let via: [String]
+    package let patch: PatchFile
     /// SHA-256 of the file's bytes, hex (when the scan hashes).
-    public let fileSHA256: String?
+    package let fileSHA256: String?
 }
 
 extension Resolver {
     /// What a scan computes beyond the cumulative's b2sum.
-    public struct ScanOptions: Sendable {
+    package struct ScanOptions: Sendable {
         /// Each patch's BLAKE2b, SHA-256 and content hash (the lock and the pins need them; ka status does not).
-        public var hashes = true
+        package var hashes = true
         /// Overlapping hunks across scopes or campaigns.
-        public var conflicts = true
-        public init(hashes: Bool = true, conflicts: Bool = true) { self.hashes = hashes; self.conflicts = conflicts }
+        package var conflicts = true
+        package init(hashes: Bool = true, conflicts: Bool = true) { self.hashes = hashes; self.conflicts = conflicts }
     }
 
     /// Selects `manifest`'s series and streams it. Worker threads, a bounded window ahead, read, parse and hash
@@ -58,7 +58,7 @@ extension Resolver {
     /// thread takes them in resolution order, appends each piece to `cumulative` while hashing it, and hands the
     /// prepared value to `each` with the patch's name. With `cumulative` nil the cumulative is only hashed.
     /// The first refusal in resolution order is thrown, with a count of the other refused patches.
-    public func scan<T: Sendable>(_ manifest: Manifest, into cumulative: StagedFile?, options: ScanOptions = .init(),
+    package func scan<T: Sendable>(_ manifest: Manifest, into cumulative: StagedFile?, options: ScanOptions = .init(),
                                   prepare: @escaping @Sendable (ScannedPatch) -> T,
                                   each: (_ index: Int, _ name: String, T) throws -> Void) throws -> ScannedSeries {
         let selection = try select(manifest)
@@ -117,7 +117,7 @@ extension Resolver {
     }
 
     /// A scan that only hashes and checks (ka status).
-    public func scan(_ manifest: Manifest, into cumulative: StagedFile?, options: ScanOptions = .init()) throws -> ScannedSeries {
+    package func scan(_ manifest: Manifest, into cumulative: StagedFile?, options: ScanOptions = .init()) throws -> ScannedSeries {
         try scan(manifest, into: cumulative, options: options, prepare: { _ in () }, each: { _, _, _ in })
     }
 }

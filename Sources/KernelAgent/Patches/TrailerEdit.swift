@@ -3,9 +3,9 @@ import Foundation
 /// Text edits on a format-patch mail's trailer block, placed where `git interpret-trailers` reads and
 /// writes it (`TrailerBlock`): a new trailer goes at the end of the block, or into a new paragraph when
 /// the message has no block.
-public enum TrailerEdit {
+package enum TrailerEdit {
     /// Whether the mail has format-patch's `---` line between the message and its first diff.
-    public static func hasDivider(_ data: Data) -> Bool {
+    package static func hasDivider(_ data: Data) -> Bool {
         var sawDivider = false
         for line in data.split(separator: 0x0A, omittingEmptySubsequences: false) {
             if line.starts(with: Array("diff --git ".utf8)) { return sawDivider }
@@ -16,7 +16,7 @@ public enum TrailerEdit {
 
     /// The line of a NUL byte in the message (before the first diff), if any: git reads a message only up to
     /// its first NUL, so trailers written after one would be invisible to it (found by FuzzTrailer).
-    public static func nulLineInMessage(_ data: Data) -> Int? {
+    package static func nulLineInMessage(_ data: Data) -> Int? {
         var line = 1
         for chunk in data.split(separator: 0x0A, omittingEmptySubsequences: false) {
             if chunk.starts(with: Array("diff --git ".utf8)) { return nil }
@@ -32,7 +32,7 @@ public enum TrailerEdit {
 
     /// Replaces the value of the trailer `key`, which must occur exactly once in the trailer block
     /// (continuation lines of the old value go with it).
-    public static func replace(_ key: String, with value: String, in data: Data) -> Data? {
+    package static func replace(_ key: String, with value: String, in data: Data) -> Data? {
         let loc = locate(data)
         guard loc.end > loc.start else { return nil }
         let bytes = [UInt8](data)
@@ -62,7 +62,7 @@ public enum TrailerEdit {
     }
 
     /// Why trailers cannot be appended so that git reads them.
-    public enum AppendRefusal: Error, Equatable, Sendable {
+    package enum AppendRefusal: Error, Equatable, Sendable {
         /// No format-patch `---` line ends the message.
         case noDivider
         /// A NUL byte on this line of the message: git stops reading there.
@@ -75,7 +75,7 @@ public enum TrailerEdit {
     /// Appends trailers to the trailer block as `git interpret-trailers --trailer` does: after the block's
     /// last line, or, when the message has no block, in a new paragraph above the `---` divider. The result is read
     /// back: trailers that git would not see as the message's last trailers are refused, never written.
-    public static func appending(_ trailers: [(String, String)], to data: Data) -> Result<Data, AppendRefusal> {
+    package static func appending(_ trailers: [(String, String)], to data: Data) -> Result<Data, AppendRefusal> {
         guard hasDivider(data) else { return .failure(.noDivider) }
         if let line = nulLineInMessage(data) { return .failure(.nulByte(line: line)) }
         let loc = locate(data)
@@ -90,7 +90,7 @@ public enum TrailerEdit {
     }
 
     /// `appending`, for callers that only need to know whether it worked.
-    public static func append(_ trailers: [(String, String)], to data: Data) -> Data? {
+    package static func append(_ trailers: [(String, String)], to data: Data) -> Data? {
         try? appending(trailers, to: data).get()   // the reason is dropped on purpose; `appending` gives it
     }
 }
@@ -98,8 +98,8 @@ public enum TrailerEdit {
 /// Text edits on manifests that keep every comment and the order of untouched lines: a path is rewritten in place
 /// at its exact line and column; a dropped entry takes its own lines (a mapping entry all of them), and in a flow
 /// list (`[a, b]`) only its item and one separating comma.
-public enum ManifestEdit {
-    public static func rewrite(_ data: Data, selectors: [(Manifest.Selector, String?)]) -> Data? {
+package enum ManifestEdit {
+    package static func rewrite(_ data: Data, selectors: [(Manifest.Selector, String?)]) -> Data? {
         // Not String(data:encoding:), which drops a leading byte-order mark: the rest of the file is kept byte for byte.
         guard let text = String(validating: data, as: UTF8.self) else { return nil }
         var ls = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)

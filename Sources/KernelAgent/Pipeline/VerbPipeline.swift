@@ -3,32 +3,32 @@ import Foundation
 /// A verb's plan as consent shows it, with what planning already computed, typed by the verb (promote's streamed
 /// series, a tree verb's operations). The plan's fields read through it (`planned.steps`).
 @dynamicMemberLookup
-public struct Planned<Prepared: Sendable>: Sendable {
-    public var plan: Plan
-    public let prepared: Prepared
+package struct Planned<Prepared: Sendable>: Sendable {
+    package var plan: Plan
+    package let prepared: Prepared
 
-    public init(_ plan: Plan, _ prepared: Prepared) { self.plan = plan; self.prepared = prepared }
+    package init(_ plan: Plan, _ prepared: Prepared) { self.plan = plan; self.prepared = prepared }
 
-    public subscript<T>(dynamicMember path: KeyPath<Plan, T>) -> T { plan[keyPath: path] }
+    package subscript<T>(dynamicMember path: KeyPath<Plan, T>) -> T { plan[keyPath: path] }
 }
 
 extension Planned where Prepared == Void {
-    public init(_ plan: Plan) { self.init(plan, ()) }
+    package init(_ plan: Plan) { self.init(plan, ()) }
 }
 
 /// How a planned verb does its work: at once (`inline`), or as a job of named steps.
-public enum VerbExecution {
+package enum VerbExecution {
     case inline(() async throws -> VerbOutcome)
     case job(JobSpec)
 }
 
 /// A job a verb asks for: who it is about, its steps, and the text a person reads when it ended.
-public struct JobSpec {
-    public let subject: String
-    public let steps: [JobStep]
-    public let summary: (JobRecord, VerbContext) -> String
+package struct JobSpec {
+    package let subject: String
+    package let steps: [JobStep]
+    package let summary: (JobRecord, VerbContext) -> String
 
-    public init(subject: String, steps: [JobStep], summary: @escaping (JobRecord, VerbContext) -> String) {
+    package init(subject: String, steps: [JobStep], summary: @escaping (JobRecord, VerbContext) -> String) {
         self.subject = subject; self.steps = steps; self.summary = summary
     }
 }
@@ -37,17 +37,17 @@ public struct JobSpec {
 /// recovery of a dead process's transaction), `policy.admit`, the plan, the comparison with consented pins,
 /// running inline or creating the job, and filing the blocks a refusal asks for. The CLI adapts it to printing, the
 /// audit issue and the exit code; the engine to lanes, status comments and folding.
-public enum VerbPipeline {
+package enum VerbPipeline {
     /// `/ka-<verb>`, and reading a plan: admitted and planned under the tree lock, nothing run.
     /// `arguments`: the argv the front door parsed, which the plan shows (nil: the verb's own spelling).
-    public static func propose<V: Verb>(_ verb: V, arguments: [String]? = nil, in ctx: VerbContext) async throws -> Plan {
+    package static func propose<V: Verb>(_ verb: V, arguments: [String]? = nil, in ctx: VerbContext) async throws -> Plan {
         try await verb.withTreeAccess(in: ctx) {
             try await filingBlocks(in: ctx) { try await admittedPlan(verb, arguments: arguments, in: ctx).plan }
         }
     }
 
     /// What `perform` ended with.
-    public enum Performed {
+    package enum Performed {
         /// An inline verb ran.
         case done(Plan, VerbOutcome)
         /// A job was created (or found, when resumed); the front door runs it with its own observer.
@@ -59,7 +59,7 @@ public enum VerbPipeline {
     /// The CLI (`consented` nil: no pins to hold) and `/ka-yes` (the pins the person consented to). Under one hold
     /// of the tree lock: admit, plan, compare the pins, then run the inline work, or create the job. `resuming`: the
     /// job a restart left, which goes on with its own steps (they may be past what a plan would now refuse).
-    public static func perform<V: Verb>(_ verb: V, consented: [Plan.Pin]?, arguments: [String]? = nil, origin: JobOrigin, in ctx: VerbContext,
+    package static func perform<V: Verb>(_ verb: V, consented: [Plan.Pin]?, arguments: [String]? = nil, origin: JobOrigin, in ctx: VerbContext,
                                         resuming: JobRecord? = nil) async throws -> Performed {
         try await verb.withTreeAccess(in: ctx) {
             try await filingBlocks(in: ctx) {
@@ -89,7 +89,7 @@ public enum VerbPipeline {
     }
 
     /// Runs a job `perform` created, reporting each change to `observer`. Cancelling the task interrupts it.
-    public static func run(_ job: JobRecord, steps: [JobStep], observer: (any JobObserver)?, in ctx: VerbContext) async throws -> JobRecord {
+    package static func run(_ job: JobRecord, steps: [JobStep], observer: (any JobObserver)?, in ctx: VerbContext) async throws -> JobRecord {
         let runner = JobRunner(store: ctx.jobs, workspace: ctx.workspace, transports: ctx.transports, observer: observer, now: ctx.now)
         return try await runner.run(job.id, steps: steps, noWait: ctx.noWait)
     }

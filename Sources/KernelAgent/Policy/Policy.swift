@@ -3,27 +3,27 @@ import Foundation
 /// The hard rules of the seed, in one place. Every verb states what it touches (`PolicySubject`) and the
 /// runner asks `admit` before planning; the resolver asks `admitPatch` for every patch it reaches.
 /// Nothing here has an override flag: changing a rule means changing this file.
-public struct Policy: Sendable {
+package struct Policy: Sendable {
     /// Seed, "Targets": never a promote/build/install target without `infra_opt_in: true` in its manifest.
-    public static let infraHosts: Set<String> = ["noether", "hertz", "dcw2", "dcw3", "turing", "nuccies"]
+    package static let infraHosts: Set<String> = ["noether", "hertz", "dcw2", "dcw3", "turing", "nuccies"]
 
-    public let registry: HostRegistry
-    public let workspace: Workspace
-    public let home: String?
+    package let registry: HostRegistry
+    package let workspace: Workspace
+    package let home: String?
 
-    public init(registry: HostRegistry, workspace: Workspace,
+    package init(registry: HostRegistry, workspace: Workspace,
                 home: String? = ProcessInfo.processInfo.environment["HOME"]) {
         self.registry = registry
         self.workspace = workspace
         self.home = home
     }
 
-    public func isInfra(_ host: HostName) -> Bool {
+    package func isInfra(_ host: HostName) -> Bool {
         Self.infraHosts.contains(host.value) || (registry.hosts[host]?.isInfra ?? false)
     }
 
     /// Rule: infra hosts are never targets without an explicit opt-in in their manifest.
-    public func admitTarget(_ host: HostName, manifest: Manifest?) throws {
+    package func admitTarget(_ host: HostName, manifest: Manifest?) throws {
         let entry = try registry.entry(host)
         if isInfra(host) && !(manifest?.infraOptIn ?? false) {
             let file = workspace.display(workspace.manifestFile(host))
@@ -33,7 +33,7 @@ public struct Policy: Sendable {
     }
 
     /// Rule: a patch carries exactly one `Scope:` trailer and it equals its directory under patches/.
-    public func admitPatch(_ patch: PatchFile, at path: TreePath) throws {
+    package func admitPatch(_ patch: PatchFile, at path: TreePath) throws {
         let scopes = patch.scopeTrailers
         let dir = path.parent
         switch scopes.count {
@@ -53,7 +53,7 @@ public struct Policy: Sendable {
     }
 
     /// Rule: abandon states what happens to the patches; no silent default.
-    public func admitAbandon(keepAsArchive: Bool, purgeFromFleet: Bool) throws {
+    package func admitAbandon(keepAsArchive: Bool, purgeFromFleet: Bool) throws {
         if keepAsArchive == purgeFromFleet {
             throw KAError.refusal("abandon", keepAsArchive ? "--keep-as-archive and --purge-from-fleet exclude each other"
                                                            : "refused without --keep-as-archive or --purge-from-fleet",
@@ -63,7 +63,7 @@ public struct Policy: Sendable {
 
     /// Rule: never reach into $HOME. A local path a verb reads or writes must not lie under $HOME
     /// (unless it is inside the kernel-agent checkout itself), and never starts with '~'.
-    public func admitLocalPath(_ raw: String, purpose: String) throws -> URL {
+    package func admitLocalPath(_ raw: String, purpose: String) throws -> URL {
         if raw.hasPrefix("~") {
             throw KAError.refusal("\(purpose) '\(raw)'", "refers to a home directory; kernel-agent never reaches into $HOME",
                                   hint: "use a path outside $HOME, e.g. /srv/kernel-agent/…")
@@ -75,7 +75,7 @@ public struct Policy: Sendable {
     }
 
     /// Rule: a path that, symlinks resolved, lies under $HOME outside the checkout is refused.
-    public static func refuseHome(_ url: URL, shown: String, root: URL,
+    package static func refuseHome(_ url: URL, shown: String, root: URL,
                                   home: String? = ProcessInfo.processInfo.environment["HOME"]) throws {
         guard let home, !home.isEmpty, home != "/" else { return }
         let homeURL = URL(fileURLWithPath: home)
@@ -87,14 +87,14 @@ public struct Policy: Sendable {
 
     /// The dirs every verb output goes to: `out/` and `build/` in the checkout (the upstream layout's), whatever
     /// front door asked. A dir here that is a symlink out of the checkout is refused where it is used.
-    public var outputDirs: [URL] { ["out", "build"].map { workspace.root.appendingPathComponent($0) } }
+    package var outputDirs: [URL] { ["out", "build"].map { workspace.root.appendingPathComponent($0) } }
 
     /// Rule: a verb writes only into the agent's own output dirs, whatever option names the path (`--out`,
     /// `--html`, …) and whichever front door (CLI or bot) passed it. On top of `admitLocalPath` (no `~`, no
     /// $HOME, relative to KA_ROOT): the path, symlinks resolved, lies in `out/` or `build/` of the checkout, and
     /// neither lies in nor contains patches/, fleet/, .git/ or the state dir. So no argument can make a verb
     /// overwrite the registry, the state database, the config, git's files or anything outside the checkout.
-    public func admitOutputPath(_ raw: String, purpose: String) throws -> URL {
+    package func admitOutputPath(_ raw: String, purpose: String) throws -> URL {
         let shown = "\(purpose) '\(raw)'"
         if raw.trimmingCharacters(in: .whitespaces).isEmpty {
             throw KAError.refusal(purpose, "is empty", hint: "name a path under out/, e.g. out/\(purpose == "--html" ? "dashboard.html" : "<host>")")
@@ -112,7 +112,7 @@ public struct Policy: Sendable {
     }
 
     /// The location half of the output rule, for paths kernel-agent derives itself (promote's default dir).
-    public func admitOutputLocation(_ url: URL, shown: String) throws {
+    package func admitOutputLocation(_ url: URL, shown: String) throws {
         let ws = workspace
         let real = FS.realPath(url)
         guard real != FS.realPath(ws.root), real != "/" else {
@@ -136,7 +136,7 @@ public struct Policy: Sendable {
     }
 
     /// Everything a verb invocation touches, checked before it plans.
-    public func admit(_ subject: PolicySubject) throws {
+    package func admit(_ subject: PolicySubject) throws {
         for host in subject.targets {
             let manifest = FS.exists(workspace.manifestFile(host)) ? try Manifest.load(host, in: workspace) : nil
             try admitTarget(host, manifest: manifest)
@@ -148,14 +148,14 @@ public struct Policy: Sendable {
 }
 
 /// What one verb invocation will touch, as the policy needs to see it.
-public struct PolicySubject: Sendable {
-    public var targets: [HostName] = []
+package struct PolicySubject: Sendable {
+    package var targets: [HostName] = []
     /// Paths the verb reads (and never writes): (path, the option that named it).
-    public var localPaths: [(String, String)] = []
+    package var localPaths: [(String, String)] = []
     /// Paths the verb writes: (path, the option that named it). Each goes through `admitOutputPath`.
-    public var outputPaths: [(String, String)] = []
-    public var abandon: (keep: Bool, purge: Bool)?
-    public init(targets: [HostName] = [], localPaths: [(String, String)] = [], outputPaths: [(String, String)] = [],
+    package var outputPaths: [(String, String)] = []
+    package var abandon: (keep: Bool, purge: Bool)?
+    package init(targets: [HostName] = [], localPaths: [(String, String)] = [], outputPaths: [(String, String)] = [],
                 abandon: (keep: Bool, purge: Bool)? = nil) {
         self.targets = targets
         self.localPaths = localPaths

@@ -1,82 +1,82 @@
 import Foundation
 
 /// The seed's retention numbers, in one place.
-public enum Retention {
+package enum Retention {
     /// A failed build's tree stays in `keep/` this long, unless `ka keep` extends it.
-    public static let failedBuildDays = 14
+    package static let failedBuildDays = 14
     /// Install backups (the newest of each host always stays).
-    public static let backupDays = 7
+    package static let backupDays = 7
     /// Archived jobs on the signing host, and their logs on the log host.
-    public static let archiveDays = 365
+    package static let archiveDays = 365
 }
 
 /// What `ka prune` saw: plain listings, read by `PruneListing` from the hosts.
-public struct PruneInventory: Sendable, Equatable, Codable {
+package struct PruneInventory: Sendable, Equatable, Codable {
     /// One dir under a build host's `/srv/kernel-agent/{source,output,keep}/`.
-    public struct BuildDir: Sendable, Equatable, Codable {
-        public enum Area: String, Sendable, Codable, CaseIterable { case source, output, keep }
-        public var host: String
-        public var area: Area
-        public var name: String
-        public var modified: Date
+    package struct BuildDir: Sendable, Equatable, Codable {
+        package enum Area: String, Sendable, Codable, CaseIterable { case source, output, keep }
+        package var host: String
+        package var area: Area
+        package var name: String
+        package var modified: Date
         /// The first line of its `.ka-keep` (an ISO 8601 date or `forever`), nil when it has none.
-        public var keepMark: String?
-        public init(host: String, area: Area, name: String, modified: Date, keepMark: String? = nil) {
+        package var keepMark: String?
+        package init(host: String, area: Area, name: String, modified: Date, keepMark: String? = nil) {
             self.host = host; self.area = area; self.name = name; self.modified = modified; self.keepMark = keepMark
         }
-        public var path: String { "\(HostChecks.workRoot)/\(area.rawValue)/\(name)" }
+        package var path: String { "\(HostChecks.workRoot)/\(area.rawValue)/\(name)" }
     }
 
     /// `<backups_dir>/<host>/<version>/` on the signing host.
-    public struct Backup: Sendable, Equatable, Codable {
-        public var host: String
-        public var version: String
-        public var modified: Date
+    package struct Backup: Sendable, Equatable, Codable {
+        package var host: String
+        package var version: String
+        package var modified: Date
         /// Its absolute path on the signing host.
-        public var path: String
-        public init(host: String, version: String, modified: Date, path: String) {
+        package var path: String
+        package init(host: String, version: String, modified: Date, path: String) {
             self.host = host; self.version = version; self.modified = modified; self.path = path
         }
     }
 
     /// `<archive_dir>/<job>/` on the signing host, or `<logs.dir>/<subject>/<job>/` on the log host.
-    public struct Dated: Sendable, Equatable, Codable {
-        public var path: String
-        public var modified: Date
-        public init(path: String, modified: Date) { self.path = path; self.modified = modified }
+    package struct Dated: Sendable, Equatable, Codable {
+        package var path: String
+        package var modified: Date
+        package init(path: String, modified: Date) { self.path = path; self.modified = modified }
     }
 
-    public var buildDirs: [BuildDir] = []
-    public var backups: [Backup] = []
-    public var archives: [Dated] = []
-    public var publishedLogs: [Dated] = []
+    package var buildDirs: [BuildDir] = []
+    package var backups: [Backup] = []
+    package var archives: [Dated] = []
+    package var publishedLogs: [Dated] = []
     /// The state of each job this state dir knows, by id.
-    public var jobStates: [String: JobState] = [:]
-    public init() {}
+    package var jobStates: [String: JobState] = [:]
+    package init() {}
 }
 
 /// One line of the prune list: what happens to one thing, and why.
-public struct PruneItem: Sendable, Equatable, Codable {
-    public enum Action: String, Sendable, Codable {
+package struct PruneItem: Sendable, Equatable, Codable {
+    package enum Action: String, Sendable, Codable {
         /// A succeeded build: its tree and logs go to the archive, then its build dirs are removed.
         case archive
         case remove
         case leave
     }
-    public var action: Action
+    package var action: Action
     /// `signing`, `logs` or a build host's name: where `path` is.
-    public var host: String
-    public var path: String
-    public var why: String
+    package var host: String
+    package var path: String
+    package var why: String
     /// For build dirs: the job, and the `.ka-keep` line seen when listed (the removal re-checks it).
-    public var job: String?
-    public var keepMark: String?
+    package var job: String?
+    package var keepMark: String?
 
-    public var line: String { "\(action.rawValue) \(host):\(path) — \(why)" }
+    package var line: String { "\(action.rawValue) \(host):\(path) — \(why)" }
 }
 
 /// The prune decision: from listings and a clock to what goes and why. No I/O, so tests age things with a clock.
-public enum PruneRules {
+package enum PruneRules {
     static func days(_ from: Date, _ now: Date) -> Int { Int((now.timeIntervalSince(from) / 86400).rounded(.down)) }
 
     /// What a `.ka-keep` line says: kept forever, kept until a date, or unreadable (then kept: never remove on a doubt).
@@ -97,7 +97,7 @@ public enum PruneRules {
     }
 
     /// `signer` and `logHost` name the hosts the backups, archives and published logs were listed on.
-    public static func decide(_ inv: PruneInventory, now: Date, signer: String, logHost: String) -> [PruneItem] {
+    package static func decide(_ inv: PruneInventory, now: Date, signer: String, logHost: String) -> [PruneItem] {
         buildDirs(inv, now: now) + backups(inv.backups, signer: signer, now: now)
             + dated(inv.archives, host: signer, what: "archive", now: now) + dated(inv.publishedLogs, host: logHost, what: "published log", now: now)
     }

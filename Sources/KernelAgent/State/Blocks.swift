@@ -1,7 +1,7 @@
 import Foundation
 
 /// Block-severity issues of the seed. Each halts exactly what its scope says, nothing more.
-public enum BlockKind: String, CaseIterable, Sendable, Codable {
+package enum BlockKind: String, CaseIterable, Sendable, Codable {
     case patchFail = "patch-fail"
     case campaignConflict = "campaign-conflict"
     case hostDrifted = "host-drifted"
@@ -11,18 +11,18 @@ public enum BlockKind: String, CaseIterable, Sendable, Codable {
     case signingFail = "signing-fail"
     case regression
 
-    public var titlePrefix: String { "[ka:\(rawValue)]" }
+    package var titlePrefix: String { "[ka:\(rawValue)]" }
 }
 
 /// What a block halts (seed, "Block-severity issues"), as a machine-readable scope.
-public enum BlockScope: Sendable, Equatable, Codable {
+package enum BlockScope: Sendable, Equatable, Codable {
     case patches([String])      // patch paths under patches/ (patch-fail, campaign-conflict)
     case host(String)           // installs to / builds for that host
     case buildHost(String)      // builds routed to that build host
     case global                 // signing-fail
 
     /// The hidden marker in a block issue's body; the control plane finds blocks by it, never by title.
-    public var marker: String {
+    package var marker: String {
         switch self {
         case let .patches(p): return "patches=" + p.sorted().joined(separator: ",")
         case let .host(h): return "host=\(h)"
@@ -31,7 +31,7 @@ public enum BlockScope: Sendable, Equatable, Codable {
         }
     }
 
-    public static func parse(marker: String) -> BlockScope? {
+    package static func parse(marker: String) -> BlockScope? {
         if marker == "global" { return .global }
         guard let eq = marker.firstIndex(of: "=") else { return nil }
         let key = marker[..<eq], value = String(marker[marker.index(after: eq)...])
@@ -44,23 +44,23 @@ public enum BlockScope: Sendable, Equatable, Codable {
     }
 }
 
-public struct Block: Sendable, Equatable, Codable {
-    public let id: String
-    public let kind: BlockKind
-    public let scope: BlockScope
-    public let title: String
-    public init(id: String, kind: BlockKind, scope: BlockScope, title: String) {
+package struct Block: Sendable, Equatable, Codable {
+    package let id: String
+    package let kind: BlockKind
+    package let scope: BlockScope
+    package let title: String
+    package init(id: String, kind: BlockKind, scope: BlockScope, title: String) {
         self.id = id; self.kind = kind; self.scope = scope; self.title = title
     }
 
     /// Does this block halt promoting the patch at `path`?
-    public func haltsPromote(of path: String) -> Bool {
+    package func haltsPromote(of path: String) -> Bool {
         guard kind == .patchFail || kind == .campaignConflict, case let .patches(ps) = scope else { return false }
         return ps.contains(path)
     }
 
     /// Is this block about `host` (for status)?
-    public func concerns(host: String) -> Bool {
+    package func concerns(host: String) -> Bool {
         switch scope {
         case let .host(h), let .buildHost(h): return h == host
         case .global: return true
@@ -71,7 +71,7 @@ public struct Block: Sendable, Equatable, Codable {
 
 /// Where open blocks live. Locally a SQLite table; the control plane backs it with Gitea issues, read over the
 /// network, hence async (a local store's synchronous methods satisfy it as they are).
-public protocol BlockStore: Sendable {
+package protocol BlockStore: Sendable {
     func openBlocks() async throws -> [Block]
     /// Files a block, idempotently: an open block with the same kind and scope is returned as is.
     @discardableResult
@@ -80,19 +80,19 @@ public protocol BlockStore: Sendable {
 }
 
 /// A block a refusal asks to have filed: what, about which scope, and the issue's words.
-public struct BlockRequest: Sendable, Equatable {
-    public let kind: BlockKind
-    public let scope: BlockScope
-    public let title: String
-    public let body: String
-    public init(kind: BlockKind, scope: BlockScope, title: String, body: String) {
+package struct BlockRequest: Sendable, Equatable {
+    package let kind: BlockKind
+    package let scope: BlockScope
+    package let title: String
+    package let body: String
+    package init(kind: BlockKind, scope: BlockScope, title: String, body: String) {
         self.kind = kind; self.scope = scope; self.title = title; self.body = body
     }
 }
 
 /// Files the tracker's record issues (`[ka:installable] …`): in `ka serve` an issue through the outbox; the bare
 /// CLI has none, and the state store's record is all there is.
-public protocol RecordFiler: Sendable {
+package protocol RecordFiler: Sendable {
     /// Idempotent by `ref`: a retry never files a second issue.
     func fileRecord(title: String, body: String, label: String, ref: String) async throws
     /// Closes the record filed with `ref`, after a comment with the outcome. Idempotent by `ref`.

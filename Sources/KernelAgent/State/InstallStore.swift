@@ -3,61 +3,61 @@ import GRDB
 import NIOConcurrencyHelpers
 
 /// One install of a built kernel on a target (`ka install`), and what verification said of it.
-public struct InstallRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
-    public static let databaseTableName = "installs"
-    public enum State: String, Sendable, Codable {
+package struct InstallRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
+    package static let databaseTableName = "installs"
+    package enum State: String, Sendable, Codable {
         case installing, installed, verified, drifted
     }
     /// The install job.
-    public var job: String
-    public var host: String
+    package var job: String
+    package var host: String
     /// The build job whose [ka:installable] this installs.
-    public var buildJob: String
-    public var version: String
-    public var lockB2sum: String
+    package var buildJob: String
+    package var version: String
+    package var lockB2sum: String
     /// The lock's patches, one `<path> b2:<b2sum>` per line (what "patches new since the last good lock" compares).
-    public var patches: String
-    public var baselineRef: String
-    public var state: State
+    package var patches: String
+    package var baselineRef: String
+    package var state: State
     /// `<signing host>:<dir>` of the /boot backup taken before the install.
-    public var backup: String?
+    package var backup: String?
     /// The kernel release the package installed (`uname -r` after the reboot must equal it).
-    public var kernelRelease: String?
+    package var kernelRelease: String?
     /// The host's boot id before the reboot, and after it.
-    public var bootBefore: String?
-    public var bootAfter: String?
-    public var rebootedAt: Date?
-    public var heartbeatAt: Date?
+    package var bootBefore: String?
+    package var bootAfter: String?
+    package var rebootedAt: Date?
+    package var heartbeatAt: Date?
     /// One line per bar: `bar1 pass …`.
-    public var bars: String
+    package var bars: String
     /// Bar 5: burn-in runs until this time; nil when the host does not opt in or it is over.
-    public var burnInUntil: Date?
-    public var startedAt: Date
-    public var updatedAt: Date
+    package var burnInUntil: Date?
+    package var startedAt: Date
+    package var updatedAt: Date
 
-    public init(job: String, host: String, buildJob: String, version: String, lockB2sum: String, patches: String, baselineRef: String,
+    package init(job: String, host: String, buildJob: String, version: String, lockB2sum: String, patches: String, baselineRef: String,
                 state: State, startedAt: Date) {
         self.job = job; self.host = host; self.buildJob = buildJob; self.version = version; self.lockB2sum = lockB2sum
         self.patches = patches; self.baselineRef = baselineRef; self.state = state; bars = ""; self.startedAt = startedAt; updatedAt = startedAt
     }
 
-    public var patchLines: [String] { patches.split(separator: "\n").map(String.init) }
+    package var patchLines: [String] { patches.split(separator: "\n").map(String.init) }
 }
 
 /// What closed an [ka:installable] build: the install that used it, and its outcome.
-public struct InstallableClosure: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
-    public static let databaseTableName = "installable_closures"
-    public var buildJob: String
-    public var installJob: String
-    public var outcome: String
-    public var closedAt: Date
-    public init(buildJob: String, installJob: String, outcome: String, closedAt: Date) {
+package struct InstallableClosure: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
+    package static let databaseTableName = "installable_closures"
+    package var buildJob: String
+    package var installJob: String
+    package var outcome: String
+    package var closedAt: Date
+    package init(buildJob: String, installJob: String, outcome: String, closedAt: Date) {
         self.buildJob = buildJob; self.installJob = installJob; self.outcome = outcome; self.closedAt = closedAt
     }
 }
 
 /// The installs and the closed installables. One owner of these two tables.
-public protocol InstallStore: Sendable {
+package protocol InstallStore: Sendable {
     func record(_ r: InstallRecord) throws
     func install(job: String) throws -> InstallRecord?
     /// Newest first.
@@ -73,7 +73,7 @@ public protocol InstallStore: Sendable {
 }
 
 extension InstallStore {
-    public func latest(host: String) throws -> InstallRecord? { try installs(host: host, limit: 1).first }
+    package func latest(host: String) throws -> InstallRecord? { try installs(host: host, limit: 1).first }
 }
 
 struct SQLiteInstallStore: InstallStore {

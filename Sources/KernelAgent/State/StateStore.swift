@@ -2,74 +2,74 @@ import Foundation
 import GRDB
 import NIOConcurrencyHelpers
 
-public struct PromotionRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
-    public static let databaseTableName = "promotions"
-    public var host: String
-    public var kernelSuffix: String
-    public var lockB2sum: String
-    public var cumulativeB2sum: String
-    public var manifestB2sum: String
-    public var patchPaths: String      // newline-separated, in order
-    public var outDir: String
-    public var promotedAt: Date
+package struct PromotionRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
+    package static let databaseTableName = "promotions"
+    package var host: String
+    package var kernelSuffix: String
+    package var lockB2sum: String
+    package var cumulativeB2sum: String
+    package var manifestB2sum: String
+    package var patchPaths: String      // newline-separated, in order
+    package var outDir: String
+    package var promotedAt: Date
 }
 
-public enum CampaignStatus: String, Sendable, Codable, CaseIterable {
+package enum CampaignStatus: String, Sendable, Codable, CaseIterable {
     case active
     case closedSuccess = "closed-success"
     case abandonedArchived = "abandoned-archived"
     case abandonedPurged = "abandoned-purged"
 }
 
-public struct CampaignRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
-    public static let databaseTableName = "campaigns"
-    public var name: String
-    public var status: CampaignStatus
-    public var updatedAt: Date
+package struct CampaignRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
+    package static let databaseTableName = "campaigns"
+    package var name: String
+    package var status: CampaignStatus
+    package var updatedAt: Date
 }
 
-public struct DriftRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
-    public static let databaseTableName = "drift"
-    public var host: String
-    public var reason: String
-    public var since: Date
+package struct DriftRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
+    package static let databaseTableName = "drift"
+    package var host: String
+    package var reason: String
+    package var since: Date
 }
 
 /// A build that was signed and published, waiting for a person's `ka install` (seed: [ka:installable]).
-public struct InstallableRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
-    public static let databaseTableName = "installables"
-    public var job: String
-    public var host: String
-    public var version: String
+package struct InstallableRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
+    package static let databaseTableName = "installables"
+    package var job: String
+    package var host: String
+    package var version: String
     /// One line per package: `<file> b2:<b2sum> sig:<file>.sig`.
-    public var packages: String
-    public var lockB2sum: String
-    public var repo: String
-    public var filedAt: Date
-    public init(job: String, host: String, version: String, packages: String, lockB2sum: String, repo: String, filedAt: Date) {
+    package var packages: String
+    package var lockB2sum: String
+    package var repo: String
+    package var filedAt: Date
+    package init(job: String, host: String, version: String, packages: String, lockB2sum: String, repo: String, filedAt: Date) {
         self.job = job; self.host = host; self.version = version; self.packages = packages; self.lockB2sum = lockB2sum
         self.repo = repo; self.filedAt = filedAt
     }
 }
 
 /// The global pause of pruning (`ka pause-prune`): who paused it, when, and why. One row, or none.
-public struct PrunePauseRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
-    public static let databaseTableName = "prune_pause"
+package struct PrunePauseRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
+    package static let databaseTableName = "prune_pause"
     /// Always 1: there is one pause for the whole agent.
-    public var id: Int = 1
-    public var by: String
-    public var at: Date
-    public var reason: String?
-    public init(by: String, at: Date, reason: String?) { self.by = by; self.at = at; self.reason = reason }
+    package var id: Int = 1
+    package var by: String
+    package var at: Date
+    package var reason: String?
+    package init(by: String, at: Date, reason: String?) { self.by = by; self.at = at; self.reason = reason }
 
     /// `paused by markus since 2026-12-01T10:00:00Z (reason)`.
-    public var shown: String {
+    package var shown: String {
         "paused by \(by) since \(at.formatted(.iso8601))" + (reason.map { " (\($0))" } ?? "")
     }
 }
 
 /// Local state: promotions, campaign lifecycle, drift marks, local blocks.
-public protocol StateStore: Sendable {
+package protocol StateStore: Sendable {
     /// The pruning pause, if pruning is paused.
     func prunePause() throws -> PrunePauseRecord?
     /// Pauses pruning; a second pause keeps the first one's who and when, and returns it.
@@ -102,7 +102,7 @@ public protocol StateStore: Sendable {
 }
 
 extension StateStore {
-    public func hostRecords(_ hosts: [String]) throws -> (promotions: [String: PromotionRecord], drifts: [String: DriftRecord], installables: [String: InstallableRecord]) {
+    package func hostRecords(_ hosts: [String]) throws -> (promotions: [String: PromotionRecord], drifts: [String: DriftRecord], installables: [String: InstallableRecord]) {
         var promotions: [String: PromotionRecord] = [:], drifts: [String: DriftRecord] = [:]
         for h in hosts {
             promotions[h] = try promotion(host: h)
@@ -113,17 +113,17 @@ extension StateStore {
 }
 
 /// The escalating ladder of an open [ka:installable] issue: filed, +1 h, +6 h, then daily.
-public struct ReminderRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
-    public static let databaseTableName = "reminders"
-    public var issue: Int
-    public var filedAt: Date
-    public var stage: Int
-    public var nextDue: Date
-    public var snoozedUntil: Date?
-    public var open: Bool
+package struct ReminderRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
+    package static let databaseTableName = "reminders"
+    package var issue: Int
+    package var filedAt: Date
+    package var stage: Int
+    package var nextDue: Date
+    package var snoozedUntil: Date?
+    package var open: Bool
 
     /// Offset of stage n from filing.
-    public static func offset(_ stage: Int) -> TimeInterval {
+    package static func offset(_ stage: Int) -> TimeInterval {
         switch stage {
         case 0: return 0
         case 1: return 3600
@@ -133,7 +133,7 @@ public struct ReminderRecord: Sendable, Equatable, Codable, FetchableRecord, Per
     }
 
     /// The first stage due after `now` (missed stages are skipped, so downtime never floods).
-    public static func nextStage(after now: Date, filedAt: Date, current: Int) -> Int {
+    package static func nextStage(after now: Date, filedAt: Date, current: Int) -> Int {
         var s = current + 1
         while filedAt.addingTimeInterval(offset(s)) <= now { s += 1 }
         return s
@@ -141,10 +141,10 @@ public struct ReminderRecord: Sendable, Equatable, Codable, FetchableRecord, Per
 }
 
 /// SQLite via GRDB, WAL mode (`DatabasePool`), at `<state dir>/state.sqlite`.
-public final class SQLiteStateStore: StateStore, BlockStore, Sendable {
+package final class SQLiteStateStore: StateStore, BlockStore, Sendable {
     let pool: DatabasePool
 
-    public init(path: URL) throws {
+    package init(path: URL) throws {
         try FileManager.default.createDirectory(at: path.deletingLastPathComponent(), withIntermediateDirectories: true)
         do {
             // The CLI and `ka serve` open the same file; a second opener waits for the first instead of failing
@@ -167,18 +167,18 @@ public final class SQLiteStateStore: StateStore, BlockStore, Sendable {
         }
     }
 
-    public static func open(_ ws: Workspace) throws -> SQLiteStateStore {
+    package static func open(_ ws: Workspace) throws -> SQLiteStateStore {
         try SQLiteStateStore(path: ws.stateDir.appendingPathComponent("state.sqlite"))
     }
 
     private init(readOnly pool: DatabasePool) { self.pool = pool }
 
     /// Opened by `openForReading`: every write fails.
-    public var isReadOnly: Bool { pool.configuration.readonly }
+    package var isReadOnly: Bool { pool.configuration.readonly }
 
     /// For verbs that only read state (status): no migration write, and no database created where none is.
     /// Returns nil when there is no database yet, or it needs a migration (then the caller opens it for writing).
-    public static func openForReading(_ ws: Workspace) throws -> SQLiteStateStore? {
+    package static func openForReading(_ ws: Workspace) throws -> SQLiteStateStore? {
         let path = ws.stateDir.appendingPathComponent("state.sqlite")
         guard FS.exists(path) else { return nil }
         var config = Configuration()
@@ -258,21 +258,21 @@ public final class SQLiteStateStore: StateStore, BlockStore, Sendable {
     }
 
     /// The jobs, in the same database file.
-    public var jobs: SQLiteJobStore { SQLiteJobStore(pool: pool) }
-    public var installs: any InstallStore { SQLiteInstallStore(pool: pool) }
+    package var jobs: SQLiteJobStore { SQLiteJobStore(pool: pool) }
+    package var installs: any InstallStore { SQLiteInstallStore(pool: pool) }
 
     private func write<T>(_ what: String, _ body: (Database) throws -> T) throws -> T { try pool.stateWrite(what, body) }
     private func read<T>(_ what: String, _ body: (Database) throws -> T) throws -> T { try pool.stateRead(what, body) }
 
-    public func prunePause() throws -> PrunePauseRecord? { try read("read the prune pause") { try PrunePauseRecord.fetchOne($0, key: 1) } }
-    public func pausePrune(_ r: PrunePauseRecord) throws -> PrunePauseRecord {
+    package func prunePause() throws -> PrunePauseRecord? { try read("read the prune pause") { try PrunePauseRecord.fetchOne($0, key: 1) } }
+    package func pausePrune(_ r: PrunePauseRecord) throws -> PrunePauseRecord {
         try write("pause pruning") { db in
             if let existing = try PrunePauseRecord.fetchOne(db, key: 1) { return existing }
             try r.insert(db)
             return r
         }
     }
-    public func resumePrune() throws -> PrunePauseRecord? {
+    package func resumePrune() throws -> PrunePauseRecord? {
         try write("resume pruning") { db in
             let existing = try PrunePauseRecord.fetchOne(db, key: 1)
             _ = try PrunePauseRecord.deleteOne(db, key: 1)
@@ -280,37 +280,37 @@ public final class SQLiteStateStore: StateStore, BlockStore, Sendable {
         }
     }
 
-    public func recordPromotion(_ r: PromotionRecord) throws { try write("record promotion") { try r.save($0) } }
-    public func recordInstallable(_ r: InstallableRecord) throws { try write("record installable") { try r.save($0) } }
-    public func installable(job: String) throws -> InstallableRecord? {
+    package func recordPromotion(_ r: PromotionRecord) throws { try write("record promotion") { try r.save($0) } }
+    package func recordInstallable(_ r: InstallableRecord) throws { try write("record installable") { try r.save($0) } }
+    package func installable(job: String) throws -> InstallableRecord? {
         try read("read installable") { try InstallableRecord.fetchOne($0, key: job) }
     }
-    public func installables(_ hosts: [String]) throws -> [String: InstallableRecord] {
+    package func installables(_ hosts: [String]) throws -> [String: InstallableRecord] {
         try read("read installables") { db in
             var out: [String: InstallableRecord] = [:]
             for r in try InstallableRecord.filter(hosts.contains(Column("host"))).order(Column("filedAt")).fetchAll(db) { out[r.host] = r }
             return out
         }
     }
-    public func promotion(host: String) throws -> PromotionRecord? {
+    package func promotion(host: String) throws -> PromotionRecord? {
         try read("read promotion") { try PromotionRecord.fetchOne($0, key: host) }
     }
-    public func setCampaign(_ name: String, status: CampaignStatus, at: Date) throws {
+    package func setCampaign(_ name: String, status: CampaignStatus, at: Date) throws {
         try write("set campaign") { try CampaignRecord(name: name, status: status, updatedAt: at).save($0) }
     }
-    public func campaign(_ name: String) throws -> CampaignRecord? {
+    package func campaign(_ name: String) throws -> CampaignRecord? {
         try read("read campaign") { try CampaignRecord.fetchOne($0, key: name) }
     }
-    public func deleteCampaign(_ name: String) throws {
+    package func deleteCampaign(_ name: String) throws {
         try write("delete campaign") { _ = try CampaignRecord.deleteOne($0, key: name) }
     }
-    public func markDrifted(host: String, reason: String, at: Date) throws {
+    package func markDrifted(host: String, reason: String, at: Date) throws {
         try write("mark drift") { try DriftRecord(host: host, reason: reason, since: at).save($0) }
     }
-    public func clearDrift(host: String) throws { try write("clear drift") { _ = try DriftRecord.deleteOne($0, key: host) } }
-    public func drift(host: String) throws -> DriftRecord? { try read("read drift") { try DriftRecord.fetchOne($0, key: host) } }
+    package func clearDrift(host: String) throws { try write("clear drift") { _ = try DriftRecord.deleteOne($0, key: host) } }
+    package func drift(host: String) throws -> DriftRecord? { try read("read drift") { try DriftRecord.fetchOne($0, key: host) } }
     /// One read transaction for both tables (two per host cost ka status a fifth of its time, issue 11 §4).
-    public func hostRecords(_ hosts: [String]) throws -> (promotions: [String: PromotionRecord], drifts: [String: DriftRecord], installables: [String: InstallableRecord]) {
+    package func hostRecords(_ hosts: [String]) throws -> (promotions: [String: PromotionRecord], drifts: [String: DriftRecord], installables: [String: InstallableRecord]) {
         let wanted = Set(hosts)
         return try read("read promotions, drift and installables") { db in
             var installables: [String: InstallableRecord] = [:]
@@ -321,7 +321,7 @@ public final class SQLiteStateStore: StateStore, BlockStore, Sendable {
         }
     }
 
-    public func upsertReminder(issue: Int, filedAt: Date, open: Bool) throws {
+    package func upsertReminder(issue: Int, filedAt: Date, open: Bool) throws {
         try write("track reminder") { db in
             if var r = try ReminderRecord.fetchOne(db, key: issue) {
                 r.open = open; try r.update(db)
@@ -330,7 +330,7 @@ public final class SQLiteStateStore: StateStore, BlockStore, Sendable {
             }
         }
     }
-    public func snoozeReminder(issue: Int, until: Date) throws -> Bool {
+    package func snoozeReminder(issue: Int, until: Date) throws -> Bool {
         try write("snooze") { db in
             guard var r = try ReminderRecord.fetchOne(db, key: issue), r.open else { return false }
             r.snoozedUntil = until
@@ -339,15 +339,15 @@ public final class SQLiteStateStore: StateStore, BlockStore, Sendable {
             return true
         }
     }
-    public func dueReminders(now: Date, limit: Int) throws -> [ReminderRecord] {
+    package func dueReminders(now: Date, limit: Int) throws -> [ReminderRecord] {
         try read("due reminders") { db in
             try ReminderRecord.filter(Column("open") == true && Column("nextDue") <= now).order(Column("nextDue")).limit(limit).fetchAll(db)
         }
     }
-    public func openReminders() throws -> [ReminderRecord] {
+    package func openReminders() throws -> [ReminderRecord] {
         try read("open reminders") { db in try ReminderRecord.filter(Column("open") == true).order(Column("issue")).fetchAll(db) }
     }
-    public func advanceReminder(issue: Int, stage: Int, nextDue: Date) throws {
+    package func advanceReminder(issue: Int, stage: Int, nextDue: Date) throws {
         try write("advance reminder") { db in
             try db.execute(sql: "UPDATE reminders SET stage = ?, nextDue = ? WHERE issue = ?", arguments: [stage, nextDue, issue])
         }
@@ -355,7 +355,7 @@ public final class SQLiteStateStore: StateStore, BlockStore, Sendable {
 
     // MARK: BlockStore (local)
 
-    public func openBlocks() throws -> [Block] {
+    package func openBlocks() throws -> [Block] {
         try read("read blocks") { db in
             try Row.fetchAll(db, sql: "SELECT id, kind, marker, title FROM blocks WHERE open ORDER BY id").compactMap { row in
                 guard let kind = BlockKind(rawValue: row["kind"]), let scope = BlockScope.parse(marker: row["marker"]) else { return nil }
@@ -366,7 +366,7 @@ public final class SQLiteStateStore: StateStore, BlockStore, Sendable {
     }
 
     @discardableResult
-    public func file(kind: BlockKind, scope: BlockScope, title: String, body: String) throws -> Block {
+    package func file(kind: BlockKind, scope: BlockScope, title: String, body: String) throws -> Block {
         try write("file block") { db in
             if let row = try Row.fetchOne(db, sql: "SELECT id FROM blocks WHERE open AND kind = ? AND marker = ?",
                                           arguments: [kind.rawValue, scope.marker]) {
@@ -379,7 +379,7 @@ public final class SQLiteStateStore: StateStore, BlockStore, Sendable {
         }
     }
 
-    public func close(id: String) throws {
+    package func close(id: String) throws {
         guard id.hasPrefix("local-"), let n = Int64(id.dropFirst("local-".count)) else {
             throw KAError.refusal("block '\(id)'", "not a local block id", hint: "ids look like local-3 (see ka status)")
         }
@@ -392,7 +392,7 @@ public final class SQLiteStateStore: StateStore, BlockStore, Sendable {
 }
 
 /// In-memory state for tests and dry runs.
-public final class MemoryStateStore: StateStore, BlockStore, Sendable {
+package final class MemoryStateStore: StateStore, BlockStore, Sendable {
     private struct State {
         var promotions: [String: PromotionRecord] = [:]
         var campaigns: [String: CampaignRecord] = [:]
@@ -403,45 +403,45 @@ public final class MemoryStateStore: StateStore, BlockStore, Sendable {
         var reminders: [Int: ReminderRecord] = [:]
     }
     private let state = NIOLockedValueBox(State())
-    public let installs: any InstallStore = MemoryInstallStore()
+    package let installs: any InstallStore = MemoryInstallStore()
 
-    public init() {}
+    package init() {}
 
-    public func prunePause() throws -> PrunePauseRecord? { state.withLockedValue { $0.pause } }
-    public func pausePrune(_ r: PrunePauseRecord) throws -> PrunePauseRecord {
+    package func prunePause() throws -> PrunePauseRecord? { state.withLockedValue { $0.pause } }
+    package func pausePrune(_ r: PrunePauseRecord) throws -> PrunePauseRecord {
         state.withLockedValue { s in if let pause = s.pause { return pause }; s.pause = r; return r }
     }
-    public func resumePrune() throws -> PrunePauseRecord? { state.withLockedValue { s in defer { s.pause = nil }; return s.pause } }
+    package func resumePrune() throws -> PrunePauseRecord? { state.withLockedValue { s in defer { s.pause = nil }; return s.pause } }
 
-    public func recordPromotion(_ r: PromotionRecord) throws { state.withLockedValue { $0.promotions[r.host] = r } }
-    public func recordInstallable(_ r: InstallableRecord) throws { state.withLockedValue { $0.installableRecords[r.job] = r } }
-    public func installable(job: String) throws -> InstallableRecord? { state.withLockedValue { $0.installableRecords[job] } }
-    public func installables(_ hosts: [String]) throws -> [String: InstallableRecord] {
+    package func recordPromotion(_ r: PromotionRecord) throws { state.withLockedValue { $0.promotions[r.host] = r } }
+    package func recordInstallable(_ r: InstallableRecord) throws { state.withLockedValue { $0.installableRecords[r.job] = r } }
+    package func installable(job: String) throws -> InstallableRecord? { state.withLockedValue { $0.installableRecords[job] } }
+    package func installables(_ hosts: [String]) throws -> [String: InstallableRecord] {
         state.withLockedValue { s in
             var out: [String: InstallableRecord] = [:]
             for r in s.installableRecords.values.sorted(by: { $0.filedAt < $1.filedAt }) where hosts.contains(r.host) { out[r.host] = r }
             return out
         }
     }
-    public func promotion(host: String) throws -> PromotionRecord? { state.withLockedValue { $0.promotions[host] } }
-    public func setCampaign(_ name: String, status: CampaignStatus, at: Date) throws {
+    package func promotion(host: String) throws -> PromotionRecord? { state.withLockedValue { $0.promotions[host] } }
+    package func setCampaign(_ name: String, status: CampaignStatus, at: Date) throws {
         state.withLockedValue { $0.campaigns[name] = CampaignRecord(name: name, status: status, updatedAt: at) }
     }
-    public func campaign(_ name: String) throws -> CampaignRecord? { state.withLockedValue { $0.campaigns[name] } }
-    public func deleteCampaign(_ name: String) throws { _ = state.withLockedValue { $0.campaigns.removeValue(forKey: name) } }
-    public func markDrifted(host: String, reason: String, at: Date) throws {
+    package func campaign(_ name: String) throws -> CampaignRecord? { state.withLockedValue { $0.campaigns[name] } }
+    package func deleteCampaign(_ name: String) throws { _ = state.withLockedValue { $0.campaigns.removeValue(forKey: name) } }
+    package func markDrifted(host: String, reason: String, at: Date) throws {
         state.withLockedValue { $0.drifts[host] = DriftRecord(host: host, reason: reason, since: at) }
     }
-    public func clearDrift(host: String) throws { _ = state.withLockedValue { $0.drifts.removeValue(forKey: host) } }
-    public func drift(host: String) throws -> DriftRecord? { state.withLockedValue { $0.drifts[host] } }
+    package func clearDrift(host: String) throws { _ = state.withLockedValue { $0.drifts.removeValue(forKey: host) } }
+    package func drift(host: String) throws -> DriftRecord? { state.withLockedValue { $0.drifts[host] } }
 
-    public func upsertReminder(issue: Int, filedAt: Date, open: Bool) throws {
+    package func upsertReminder(issue: Int, filedAt: Date, open: Bool) throws {
         state.withLockedValue { s in
             if s.reminders[issue] != nil { s.reminders[issue]?.open = open }
             else if open { s.reminders[issue] = ReminderRecord(issue: issue, filedAt: filedAt, stage: 0, nextDue: filedAt, snoozedUntil: nil, open: true) }
         }
     }
-    public func snoozeReminder(issue: Int, until: Date) throws -> Bool {
+    package func snoozeReminder(issue: Int, until: Date) throws -> Bool {
         state.withLockedValue { s in
             guard var r = s.reminders[issue], r.open else { return false }
             r.snoozedUntil = until; if r.nextDue < until { r.nextDue = until }
@@ -449,19 +449,19 @@ public final class MemoryStateStore: StateStore, BlockStore, Sendable {
             return true
         }
     }
-    public func dueReminders(now: Date, limit: Int) throws -> [ReminderRecord] {
+    package func dueReminders(now: Date, limit: Int) throws -> [ReminderRecord] {
         state.withLockedValue { s in Array(s.reminders.values.filter { $0.open && $0.nextDue <= now }.sorted { $0.nextDue < $1.nextDue }.prefix(limit)) }
     }
-    public func openReminders() throws -> [ReminderRecord] {
+    package func openReminders() throws -> [ReminderRecord] {
         state.withLockedValue { s in s.reminders.values.filter(\.open).sorted { $0.issue < $1.issue } }
     }
-    public func advanceReminder(issue: Int, stage: Int, nextDue: Date) throws {
+    package func advanceReminder(issue: Int, stage: Int, nextDue: Date) throws {
         state.withLockedValue { s in s.reminders[issue]?.stage = stage; s.reminders[issue]?.nextDue = nextDue }
     }
 
-    public func openBlocks() throws -> [Block] { state.withLockedValue { s in s.blocks.filter(\.open).map(\.0) } }
+    package func openBlocks() throws -> [Block] { state.withLockedValue { s in s.blocks.filter(\.open).map(\.0) } }
     @discardableResult
-    public func file(kind: BlockKind, scope: BlockScope, title: String, body: String) throws -> Block {
+    package func file(kind: BlockKind, scope: BlockScope, title: String, body: String) throws -> Block {
         state.withLockedValue { s in
             if let b = s.blocks.first(where: { $0.open && $0.0.kind == kind && $0.0.scope == scope }) { return b.0 }
             let b = Block(id: "mem-\(s.blocks.count + 1)", kind: kind, scope: scope, title: title)
@@ -469,7 +469,7 @@ public final class MemoryStateStore: StateStore, BlockStore, Sendable {
             return b
         }
     }
-    public func close(id: String) throws {
+    package func close(id: String) throws {
         let closed = state.withLockedValue { s -> Bool in
             guard let i = s.blocks.firstIndex(where: { $0.0.id == id && $0.open }) else { return false }
             s.blocks[i].open = false

@@ -2,7 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 
 /// What a verb does to `patches/` and `fleet/`.
-public enum TreeAccess: Sendable, Equatable {
+package enum TreeAccess: Sendable, Equatable {
     case none
     /// Reads the tree (promote, status): shares it with other readers, never sees a writer's half-done work.
     case read
@@ -14,8 +14,8 @@ public enum TreeAccess: Sendable, Equatable {
 /// so it excludes across processes (the CLI and `ka serve`) and across threads of one process alike. A holder
 /// that dies releases it with its descriptor — which is how recovery knows a journal's owner is dead: a journal
 /// seen while holding the exclusive lock belongs to nobody alive.
-public final class TreeLock: Sendable {
-    public let access: TreeAccess
+package final class TreeLock: Sendable {
+    package let access: TreeAccess
     /// -1 once released: release() takes it exactly once, even when called twice at once.
     private let fd: NIOLockedValueBox<Int32>
     private let holderFile: URL?
@@ -26,7 +26,7 @@ public final class TreeLock: Sendable {
 
     deinit { release() }
 
-    public func release() {
+    package func release() {
         let fd = self.fd.withLockedValue { fd in defer { fd = -1 }; return fd }
         guard fd >= 0 else { return }
         if let holderFile { try? FileManager.default.removeItem(at: holderFile) }   // best effort: stale ones are filtered by pid
@@ -39,7 +39,7 @@ public final class TreeLock: Sendable {
     /// Takes the lock for `access`, first recovering any transaction whose owner died (under the exclusive lock).
     /// When the lock is busy: with `noWait`, refuses naming the holders; otherwise `note` says behind whom it
     /// waits, then it blocks.
-    public static func acquire(_ ws: Workspace, access: TreeAccess, state: StateStore?, holder: String,
+    package static func acquire(_ ws: Workspace, access: TreeAccess, state: StateStore?, holder: String,
                                noWait: Bool = false, note: (String) -> Void = { _ in }) throws -> TreeLock {
         guard access != .none else { return TreeLock(access: .none, fd: -1, holderFile: nil) }
         let dir = locksDir(ws)
@@ -99,6 +99,6 @@ public final class TreeLock: Sendable {
 }
 
 /// Only `TreeLock.acquire` can make one: recovery runs only under the exclusive lock.
-public struct RecoveryProof: Sendable {
+package struct RecoveryProof: Sendable {
     fileprivate init() {}
 }

@@ -7,15 +7,15 @@ import Foundation
 /// lock (`TreeLock.acquire`), so only a transaction whose owner died is ever touched, by anyone. Once every step
 /// and the verification are done the journal is marked committed: from then on recovery finishes the cleanup and
 /// never undoes the work.
-public final class TreeTransaction {
-    public enum Op: Codable, Sendable, CustomStringConvertible {
+package final class TreeTransaction {
+    package enum Op: Codable, Sendable, CustomStringConvertible {
         case move(from: String, to: String)
         case write(path: String, data: Data)
         case remove(path: String)
         case removeEmptyDir(path: String)
         case state(StateChange)
 
-        public var description: String {
+        package var description: String {
             switch self {
             case let .move(f, t): return "move \(f) → \(t)"
             case let .write(p, _): return "write \(p)"
@@ -36,11 +36,11 @@ public final class TreeTransaction {
     }
 
     /// A state-store change that belongs to the same unit as the tree change (abandon's drift marks).
-    public enum StateChange: Codable, Sendable, CustomStringConvertible {
+    package enum StateChange: Codable, Sendable, CustomStringConvertible {
         case markDrifted(host: String, reason: String, at: Date)
         case setCampaign(name: String, status: CampaignStatus, at: Date)
 
-        public var description: String {
+        package var description: String {
             switch self {
             case let .markDrifted(h, _, _): return "mark \(h) drifted"
             case let .setCampaign(n, s, _): return "record campaign \(n) as \(s.rawValue)"
@@ -69,15 +69,15 @@ public final class TreeTransaction {
     let ws: Workspace
     let id: String
     let dir: URL
-    public private(set) var ops: [Op] = []
+    package private(set) var ops: [Op] = []
 
-    public init(_ ws: Workspace) {
+    package init(_ ws: Workspace) {
         self.ws = ws
         id = "\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
         dir = Self.base(ws).appendingPathComponent(id)
     }
 
-    public func add(_ op: Op) { ops.append(op) }
+    package func add(_ op: Op) { ops.append(op) }
 
     static func base(_ ws: Workspace) -> URL { ws.stateDir.appendingPathComponent("txn") }
     static func abs(_ ws: Workspace, _ p: String) -> URL { ws.root.appendingPathComponent(p) }
@@ -101,7 +101,7 @@ public final class TreeTransaction {
     }
 
     /// Runs every step; on any error restores everything and rethrows. `state` receives the `.state` steps.
-    public func commit(state: StateStore? = nil, faults: ((String) throws -> Void)? = nil,
+    package func commit(state: StateStore? = nil, faults: ((String) throws -> Void)? = nil,
                        verify: (() throws -> Void)? = nil) throws {
         try confineAll()
         let fm = FileManager.default

@@ -3,12 +3,12 @@ import Foundation
 /// HostName → transport for the fleet: where each host is comes from `fleet/hosts.yaml` (`hosts.<name>.ssh`),
 /// overridden field by field by `KA_CONFIG`'s `hosts.<name>.ssh`; the ssh files from `KA_CONFIG`'s `ssh:`
 /// (default `<state_dir>/ssh/`); sockets and call logs under `<state_dir>/ssh/`.
-public struct FleetTransports: TransportProvider {
-    public let registry: HostRegistry
-    public let config: AgentConfig
-    public let settings: SSHSettings
+package struct FleetTransports: TransportProvider {
+    package let registry: HostRegistry
+    package let config: AgentConfig
+    package let settings: SSHSettings
 
-    public init(registry: HostRegistry, config: AgentConfig, stateDir: URL) throws {
+    package init(registry: HostRegistry, config: AgentConfig, stateDir: URL) throws {
         for (name, host) in config.hosts where registry.hosts[name] == nil {
             throw KAError.refusal("\(host.origin): hosts.\(name)", "not a host of \(registry.file)",
                                   hint: "KA_CONFIG may only set hosts that \(registry.file) lists")
@@ -19,7 +19,7 @@ public struct FleetTransports: TransportProvider {
     }
 
     /// The fleet of a workspace, with `KA_CONFIG` from the environment.
-    public static func load(_ workspace: Workspace,
+    package static func load(_ workspace: Workspace,
                             env: [String: String] = ProcessInfo.processInfo.environment) throws -> FleetTransports {
         try FleetTransports(registry: try HostRegistry.load(workspace),
                             config: try AgentConfig.fromEnvironment(env, stateDir: workspace.stateDir),
@@ -28,7 +28,7 @@ public struct FleetTransports: TransportProvider {
 
     /// The host's endpoint: hosts.yaml's `ssh:`, then KA_CONFIG's, field by field; port 22 and user kbuild unless
     /// one of them says otherwise (root only when written out).
-    public func endpoint(for host: HostName) throws -> SSHEndpoint {
+    package func endpoint(for host: HostName) throws -> SSHEndpoint {
         let entry = try registry.entry(host)
         let override = config.hosts[host]?.ssh
         guard let merged = entry.ssh.map({ $0.overridden(by: override) }) ?? override, let address = merged.address else {
@@ -43,9 +43,9 @@ public struct FleetTransports: TransportProvider {
         }
     }
 
-    public func openSSH(for host: HostName) throws -> OpenSSHTransport {
+    package func openSSH(for host: HostName) throws -> OpenSSHTransport {
         try OpenSSHTransport(host: host, endpoint: try endpoint(for: host), settings: settings)
     }
 
-    public func transport(for host: HostName) throws -> any HostTransport { try openSSH(for: host) }
+    package func transport(for host: HostName) throws -> any HostTransport { try openSSH(for: host) }
 }

@@ -1,52 +1,52 @@
 import Foundation
 
 /// One line a remote (or local) command printed, as it arrived. Bytes, not text: a remote tool may print anything.
-public struct OutputLine: Sendable, Equatable {
-    public enum Stream: String, Sendable { case stdout, stderr }
-    public let stream: Stream
-    public let bytes: [UInt8]
-    public init(_ stream: Stream, _ bytes: [UInt8]) { self.stream = stream; self.bytes = bytes }
-    public var text: String { String(decoding: bytes, as: UTF8.self) }
+package struct OutputLine: Sendable, Equatable {
+    package enum Stream: String, Sendable { case stdout, stderr }
+    package let stream: Stream
+    package let bytes: [UInt8]
+    package init(_ stream: Stream, _ bytes: [UInt8]) { self.stream = stream; self.bytes = bytes }
+    package var text: String { String(decoding: bytes, as: UTF8.self) }
 }
 
 /// What a finished command left: its exit status and the tail of what it printed (bounded, so a chatty tool
 /// cannot grow the agent's memory; every line went to the line handler as it came).
-public struct CommandResult: Sendable, Equatable {
-    public let status: Int32
-    public let stdout: [UInt8]
-    public let stderr: [UInt8]
-    public init(status: Int32, stdout: [UInt8], stderr: [UInt8]) { self.status = status; self.stdout = stdout; self.stderr = stderr }
-    public var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
-    public var stderrText: String { String(decoding: stderr, as: UTF8.self) }
-    public var succeeded: Bool { status == 0 }
+package struct CommandResult: Sendable, Equatable {
+    package let status: Int32
+    package let stdout: [UInt8]
+    package let stderr: [UInt8]
+    package init(status: Int32, stdout: [UInt8], stderr: [UInt8]) { self.status = status; self.stdout = stdout; self.stderr = stderr }
+    package var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
+    package var stderrText: String { String(decoding: stderr, as: UTF8.self) }
+    package var succeeded: Bool { status == 0 }
 }
 
 /// One argument of a remote argv. Bytes, so that a file name which is not UTF-8 reaches the host unchanged.
-public struct RemoteArgument: Sendable, Equatable, ExpressibleByStringLiteral, CustomStringConvertible {
-    public let bytes: [UInt8]
-    public init(_ bytes: [UInt8]) { self.bytes = bytes }
-    public init(_ text: String) { self.bytes = Array(text.utf8) }
-    public init(stringLiteral value: String) { self.init(value) }
-    public var description: String { String(decoding: bytes, as: UTF8.self) }
+package struct RemoteArgument: Sendable, Equatable, ExpressibleByStringLiteral, CustomStringConvertible {
+    package let bytes: [UInt8]
+    package init(_ bytes: [UInt8]) { self.bytes = bytes }
+    package init(_ text: String) { self.bytes = Array(text.utf8) }
+    package init(stringLiteral value: String) { self.init(value) }
+    package var description: String { String(decoding: bytes, as: UTF8.self) }
 }
 
 /// A command to run on a host: an argv (never a shell string), optional stdin, and a hard wall-clock cap.
-public struct RemoteCommand: Sendable {
-    public var argv: [RemoteArgument]
-    public var stdin: [UInt8]?
+package struct RemoteCommand: Sendable {
+    package var argv: [RemoteArgument]
+    package var stdin: [UInt8]?
     /// The whole call, connection included. ssh's own timeouts do not bound a half-dead sshd that accepts and
     /// then stalls, so this cap always applies.
-    public var timeout: Swift.Duration
-    public init(_ argv: [RemoteArgument], stdin: [UInt8]? = nil, timeout: Swift.Duration = .seconds(60)) {
+    package var timeout: Swift.Duration
+    package init(_ argv: [RemoteArgument], stdin: [UInt8]? = nil, timeout: Swift.Duration = .seconds(60)) {
         self.argv = argv; self.stdin = stdin; self.timeout = timeout
     }
     /// The argv as a person would read it in a log or an error.
-    public var shown: String { argv.map(\.description).joined(separator: " ") }
+    package var shown: String { argv.map(\.description).joined(separator: " ") }
 }
 
 /// How the agent reaches one host: OpenSSH for real hosts, local for this machine, a fake for unit tests.
 /// A timeout or a cancelled task ends the command on both sides, the remote process group included.
-public protocol HostTransport: Sendable {
+package protocol HostTransport: Sendable {
     var host: HostName { get }
     /// Where the host is, shown in every error, e.g. `kbuild@10.77.0.3:22`.
     var address: String { get }
@@ -60,5 +60,5 @@ public protocol HostTransport: Sendable {
 }
 
 extension HostTransport {
-    public func run(_ command: RemoteCommand) async throws -> CommandResult { try await run(command, onLine: nil) }
+    package func run(_ command: RemoteCommand) async throws -> CommandResult { try await run(command, onLine: nil) }
 }

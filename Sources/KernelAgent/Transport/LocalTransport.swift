@@ -4,20 +4,20 @@ import Foundation
 /// whole process group ended on timeout or cancel, the same errors. Copies obey the remote path rules; with a
 /// `root`, remote paths land under it (`/srv/kernel-agent/x` → `<root>/srv/kernel-agent/x`), which lets tests
 /// exercise copies without touching the machine's own /srv or /boot.
-public struct LocalTransport: HostTransport {
-    public let host: HostName
-    public let root: URL?
-    public let environment: [String: String]?
+package struct LocalTransport: HostTransport {
+    package let host: HostName
+    package let root: URL?
+    package let environment: [String: String]?
     /// How long a program gets between SIGTERM and SIGKILL.
-    public let grace: Swift.Duration
+    package let grace: Swift.Duration
 
-    public init(host: HostName, root: URL? = nil, environment: [String: String]? = nil, grace: Swift.Duration = .seconds(2)) {
+    package init(host: HostName, root: URL? = nil, environment: [String: String]? = nil, grace: Swift.Duration = .seconds(2)) {
         self.host = host; self.root = root; self.environment = environment; self.grace = grace
     }
 
-    public var address: String { root.map { "local, root \($0.path)" } ?? "local" }
+    package var address: String { root.map { "local, root \($0.path)" } ?? "local" }
 
-    public func run(_ command: RemoteCommand, onLine: (@Sendable (OutputLine) -> Void)?) async throws -> CommandResult {
+    package func run(_ command: RemoteCommand, onLine: (@Sendable (OutputLine) -> Void)?) async throws -> CommandResult {
         guard !command.argv.isEmpty else { throw KAError.refusal(TransportError.context(host, address), "empty argv") }
         let what = TransportError.shown(command)
         let outcome: ProcessRunner.Outcome
@@ -35,13 +35,13 @@ public struct LocalTransport: HostTransport {
         }
     }
 
-    public func copy(_ local: URL, toRemote path: String, timeout: Swift.Duration) async throws {
+    package func copy(_ local: URL, toRemote path: String, timeout: Swift.Duration) async throws {
         let target = try RemotePath(path, host: host)
         try Task.checkCancellation()
         try LocalCopy.place(from: local, to: mapped(target), what: "copy \(local.path) → \(host):\(target)")
     }
 
-    public func copy(fromRemote path: String, to local: URL, timeout: Swift.Duration) async throws {
+    package func copy(fromRemote path: String, to local: URL, timeout: Swift.Duration) async throws {
         let source = try RemotePath(path, host: host)
         try Task.checkCancellation()
         try LocalCopy.place(from: mapped(source), to: local, what: "copy \(host):\(source) → \(local.path)")

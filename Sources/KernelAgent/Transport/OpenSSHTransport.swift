@@ -5,15 +5,15 @@ import Glibc
 #endif
 
 /// Where one host's sshd is: address, port and login user.
-public struct SSHEndpoint: Sendable, Equatable, CustomStringConvertible {
-    public static let defaultUser = "kbuild"
-    public static let defaultPort = 22
+package struct SSHEndpoint: Sendable, Equatable, CustomStringConvertible {
+    package static let defaultUser = "kbuild"
+    package static let defaultPort = 22
 
-    public let address: String
-    public let port: Int
-    public let user: String
+    package let address: String
+    package let port: Int
+    package let user: String
 
-    public init(address: String, port: Int = defaultPort, user: String = defaultUser) throws {
+    package init(address: String, port: Int = defaultPort, user: String = defaultUser) throws {
         guard Self.isValidAddress(address) else {
             throw KAError.refusal("ssh address '\(address)'", "not an IP address or host name",
                                   hint: "use an IPv4/IPv6 address or a DNS name (letters, digits, '.', '-', ':'), without user@ or :port")
@@ -26,7 +26,7 @@ public struct SSHEndpoint: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// `kbuild@10.213.77.14:22` (IPv6 in brackets).
-    public var description: String { "\(user)@\(address.contains(":") ? "[\(address)]" : address):\(port)" }
+    package var description: String { "\(user)@\(address.contains(":") ? "[\(address)]" : address):\(port)" }
 
     /// A host name or IPv4 address (letters, digits, `.`, `-`), or an IPv6 address as inet_pton reads it. A
     /// `host:port` is neither: ssh would take it whole as the host name.
@@ -46,34 +46,34 @@ public struct SSHEndpoint: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// The agent's own OpenSSH files and timeouts. Nothing comes from `~/.ssh` or the user's agent.
-public struct SSHSettings: Sendable, Equatable {
+package struct SSHSettings: Sendable, Equatable {
     /// `ssh -F`; nil reads no config file at all (`-F /dev/null`). The options below win over the file's, except
     /// the ones ssh accumulates: an `IdentityFile` in the file is offered after `identityFile`.
-    public var configFile: String?
-    public var identityFile: String
-    public var knownHosts: String
+    package var configFile: String?
+    package var identityFile: String
+    package var knownHosts: String
     /// Where the ControlMaster sockets live; a path too long for a socket is replaced by a short private dir.
-    public var controlDir: String
+    package var controlDir: String
     /// Where each call's ssh log (`ssh -E`) is written and read back.
-    public var logDir: String
-    public var connectTimeout = 10
-    public var serverAliveInterval = 15
-    public var serverAliveCountMax = 3
-    public var controlPersist = 60
-    public var program = "ssh"
+    package var logDir: String
+    package var connectTimeout = 10
+    package var serverAliveInterval = 15
+    package var serverAliveCountMax = 3
+    package var controlPersist = 60
+    package var program = "ssh"
     /// Between SIGTERM and SIGKILL, locally and on the host.
-    public var grace: Swift.Duration = .seconds(2)
+    package var grace: Swift.Duration = .seconds(2)
     /// The hard cap on the second call that ends a timed-out or cancelled call's processes on the host.
-    public var cleanupTimeout: Swift.Duration = .seconds(15)
+    package var cleanupTimeout: Swift.Duration = .seconds(15)
 
-    public init(configFile: String?, identityFile: String, knownHosts: String, controlDir: String, logDir: String) {
+    package init(configFile: String?, identityFile: String, knownHosts: String, controlDir: String, logDir: String) {
         self.configFile = configFile; self.identityFile = identityFile; self.knownHosts = knownHosts
         self.controlDir = controlDir; self.logDir = logDir
     }
 
     /// ssh expands `%` tokens and `~` in these options and splits some of them at whitespace; a path that needs
     /// either is refused rather than quoted.
-    public static func checkPath(_ path: String, _ what: String) throws {
+    package static func checkPath(_ path: String, _ what: String) throws {
         guard path.hasPrefix("/") else {
             throw KAError.refusal("\(what) '\(path)'", "not an absolute path", hint: "ssh files are named by absolute paths, never under ~")
         }
@@ -92,12 +92,12 @@ public struct SSHSettings: Sendable, Equatable {
 /// Copies go through `ssh … cat`, not scp: the same hard cap, remote cleanup, quoting and errors as every call;
 /// the remote side writes a temp file, checks its size and renames it, so a cut copy never sits at the final path;
 /// and no second protocol (the sftp subsystem) or scp's `host:path` parsing is involved.
-public struct OpenSSHTransport: HostTransport {
-    public let host: HostName
-    public let endpoint: SSHEndpoint
-    public let settings: SSHSettings
+package struct OpenSSHTransport: HostTransport {
+    package let host: HostName
+    package let endpoint: SSHEndpoint
+    package let settings: SSHSettings
 
-    public init(host: HostName, endpoint: SSHEndpoint, settings: SSHSettings) throws {
+    package init(host: HostName, endpoint: SSHEndpoint, settings: SSHSettings) throws {
         for (path, what) in [(settings.identityFile, "ssh identity_file"), (settings.knownHosts, "ssh known_hosts"),
                              (settings.controlDir, "ssh control dir"), (settings.logDir, "ssh log dir")] {
             try SSHSettings.checkPath(path, what)
@@ -106,11 +106,11 @@ public struct OpenSSHTransport: HostTransport {
         self.host = host; self.endpoint = endpoint; self.settings = settings
     }
 
-    public var address: String { endpoint.description }
+    package var address: String { endpoint.description }
 
     // MARK: run
 
-    public func run(_ command: RemoteCommand, onLine: (@Sendable (OutputLine) -> Void)?) async throws -> CommandResult {
+    package func run(_ command: RemoteCommand, onLine: (@Sendable (OutputLine) -> Void)?) async throws -> CommandResult {
         let what = TransportError.shown(command)
         let callID = RemoteShell.newCallID()
         let line = try RemoteShell.commandLine(command.argv, callID: callID)
@@ -134,7 +134,7 @@ public struct OpenSSHTransport: HostTransport {
     trap - EXIT
     """#
 
-    public func copy(_ local: URL, toRemote path: String, timeout: Swift.Duration) async throws {
+    package func copy(_ local: URL, toRemote path: String, timeout: Swift.Duration) async throws {
         let target = try RemotePath(path, host: host)
         let what = "copy \(local.path) → \(host):\(target)"
         let size: Int
@@ -158,7 +158,7 @@ public struct OpenSSHTransport: HostTransport {
         }
     }
 
-    public func copy(fromRemote path: String, to local: URL, timeout: Swift.Duration) async throws {
+    package func copy(fromRemote path: String, to local: URL, timeout: Swift.Duration) async throws {
         let source = try RemotePath(path, host: host)
         let what = "copy \(host):\(source) → \(local.path)"
         let callID = RemoteShell.newCallID()
@@ -178,7 +178,7 @@ public struct OpenSSHTransport: HostTransport {
     // MARK: ControlMaster
 
     /// `ssh -O check`: the pid of the running master for this host, if any.
-    public func masterPID() async throws -> Int32? {
+    package func masterPID() async throws -> Int32? {
         let call = try await ssh(nil, control: "check", callID: RemoteShell.newCallID(), stdin: .none, sink: .lines,
                                  timeout: .seconds(10), onLine: nil)
         let text = String(decoding: call.outcome.stderr + call.outcome.stdout, as: UTF8.self)
@@ -187,7 +187,7 @@ public struct OpenSSHTransport: HostTransport {
     }
 
     /// `ssh -O exit`: ends this host's master connection (a later call opens a new one).
-    public func closeMaster() async throws {
+    package func closeMaster() async throws {
         _ = try await ssh(nil, control: "exit", callID: RemoteShell.newCallID(), stdin: .none, sink: .lines,
                           timeout: .seconds(10), onLine: nil)
     }
@@ -202,7 +202,7 @@ public struct OpenSSHTransport: HostTransport {
 
     /// The ssh argv this transport runs, up to the destination (`… -- <address>`): for running ssh by hand with the
     /// same options and the same master (the benchmark's baseline).
-    public func argvByHand(logFile: String) throws -> [String] {
+    package func argvByHand(logFile: String) throws -> [String] {
         let controlDir = try ControlSocketDir.resolve(settings.controlDir)
         return arguments(controlDir: controlDir, logFile: logFile) + ["--", endpoint.address]
     }

@@ -8,9 +8,9 @@ import Glibc
 /// Runs one local program (an argv, never a shell string) in a process group of its own, streams its output line
 /// by line, keeps a bounded tail of each stream, and ends the whole group on a timeout or a cancelled task:
 /// SIGTERM to the group, SIGKILL after a grace. Built on swift-subprocess.
-public enum ProcessRunner {
+package enum ProcessRunner {
     /// What the program reads on stdin.
-    public enum Input: Sendable {
+    package enum Input: Sendable {
         case none
         case bytes([UInt8])
         /// Streamed from a local file.
@@ -18,35 +18,35 @@ public enum ProcessRunner {
     }
 
     /// Where stdout goes: split into lines for the handler (and the kept tail), or written to a local file as is.
-    public enum Sink: Sendable {
+    package enum Sink: Sendable {
         case lines
         case file(URL)
     }
 
     /// Why the runner ended the program before it finished by itself.
-    public enum Stop: String, Sendable, Equatable {
+    package enum Stop: String, Sendable, Equatable {
         case timedOut = "timed out"
         case cancelled
     }
 
-    public enum Termination: Sendable, Equatable {
+    package enum Termination: Sendable, Equatable {
         case exited(Int32)
         case signalled(Int32)
     }
 
-    public struct Outcome: Sendable {
+    package struct Outcome: Sendable {
         /// The program's pid, which is also its process group id (0 if it never started).
-        public let pid: pid_t
+        package let pid: pid_t
         /// nil when the task was cancelled before the exit status could be read.
-        public let termination: Termination?
+        package let termination: Termination?
         /// The last `tailBytes` of each stream (stdout is empty with a file sink).
-        public let stdout: [UInt8]
-        public let stderr: [UInt8]
-        public let stop: Stop?
-        public let elapsed: Swift.Duration
+        package let stdout: [UInt8]
+        package let stderr: [UInt8]
+        package let stop: Stop?
+        package let elapsed: Swift.Duration
 
         /// The shell's convention: the exit code, or 128 + the signal; -1 when unknown.
-        public var status: Int32 {
+        package var status: Int32 {
             switch termination {
             case let .exited(code): return code
             case let .signalled(signal): return 128 + signal
@@ -55,13 +55,13 @@ public enum ProcessRunner {
         }
     }
 
-    public static let defaultTailBytes = 64 * 1024
+    package static let defaultTailBytes = 64 * 1024
     /// A line longer than this reaches the handler in pieces of this size, so one endless line cannot grow memory.
-    public static let maxLineBytes = 64 * 1024
+    package static let maxLineBytes = 64 * 1024
 
     /// Runs `argv` to the end, or until `timeout` or the task's cancellation. A program that cannot be started is
     /// a `KAError` failure; everything after the start is reported in the `Outcome`, never thrown.
-    public static func run(
+    package static func run(
         _ argv: [[UInt8]],
         stdin: Input = .none,
         stdout sink: Sink = .lines,
@@ -202,7 +202,7 @@ public enum ProcessRunner {
     }
 
     /// Convenience for text argv.
-    public static func run(_ argv: [String], stdin: Input = .none, environment: [String: String]? = nil,
+    package static func run(_ argv: [String], stdin: Input = .none, environment: [String: String]? = nil,
                            workingDirectory: String? = nil, timeout: Swift.Duration, grace: Swift.Duration = .seconds(2),
                            tailBytes: Int = defaultTailBytes,
                            onLine: (@Sendable (OutputLine) -> Void)? = nil) async throws -> Outcome {
@@ -244,10 +244,10 @@ private func runStreaming(
 }
 
 /// Signals to a whole process group.
-public enum ProcessGroup {
+package enum ProcessGroup {
     /// True while a process of the group still runs (EPERM: it exists, but is not ours to signal). Zombies do not
     /// count: an orphaned member that died waits for pid 1 to reap it, which may take a moment.
-    public static func exists(_ pgid: pid_t) -> Bool {
+    package static func exists(_ pgid: pid_t) -> Bool {
         guard pgid > 0, kill(-pgid, 0) == 0 || errno == EPERM else { return false }
         return hasLiveMember(pgid)
     }
@@ -284,7 +284,7 @@ public enum ProcessGroup {
 
     /// SIGTERM to the group, then SIGKILL to whatever is left after `grace`; returns when the group is gone (or
     /// after one more second, for a process stuck in the kernel).
-    public static func end(_ pgid: pid_t, grace: Swift.Duration) async {
+    package static func end(_ pgid: pid_t, grace: Swift.Duration) async {
         guard pgid > 0, kill(-pgid, 0) == 0 else { return }
         _ = kill(-pgid, SIGTERM)
         _ = kill(-pgid, SIGCONT)   // a stopped process acts on SIGTERM only once it runs again

@@ -3,11 +3,11 @@ import Foundation
 /// The one place that turns an argv into the command line a remote shell parses. ssh joins its arguments with
 /// spaces and the remote user's shell (POSIX sh family) re-parses the result, so every element is single-quoted
 /// here; nothing else in the project concatenates a remote command.
-public enum RemoteShell {
+package enum RemoteShell {
     /// Each element in single quotes (an embedded `'` becomes `'\''`), joined by spaces. An empty element stays an
     /// empty argument (`''`). Bytes pass unchanged, so arguments that are not UTF-8 arrive as they were.
     /// A NUL byte cannot be part of any argv and is refused.
-    public static func quote(_ argv: [RemoteArgument]) throws -> [UInt8] {
+    package static func quote(_ argv: [RemoteArgument]) throws -> [UInt8] {
         var out: [UInt8] = []
         for (index, argument) in argv.enumerated() {
             if argument.bytes.contains(0) {
@@ -28,7 +28,7 @@ public enum RemoteShell {
     }
 
     /// The host's directory for per-call marker files (a cancel marker, see `killScript`).
-    public static let runDir = "/srv/kernel-agent/run"
+    package static let runDir = "/srv/kernel-agent/run"
 
     /// The command line for one call. The remote shell is a session and process-group leader (sshd calls setsid
     /// for each session, with or without a pty); it:
@@ -39,7 +39,7 @@ public enum RemoteShell {
     ///   the shell; shell functions from the user's rc files are bypassed). bash and dash exec a program that is
     ///   the last command of `sh -c` in the shell's place, so no extra process stays behind; if one did, it would
     ///   be in the same session and process group and carry KA_CALL, and the kill script would find it.
-    public static func commandLine(_ argv: [RemoteArgument], callID: String) throws -> [UInt8] {
+    package static func commandLine(_ argv: [RemoteArgument], callID: String) throws -> [UInt8] {
         guard !argv.isEmpty else { throw KAError.refusal("remote command", "empty argv") }
         try checkCallID(callID)
         let prefix = "cd / || exit 125; export KA_CALL=\(callID); [ -e \(runDir)/\(callID).cancel ] && exit 143; command "
@@ -50,7 +50,7 @@ public enum RemoteShell {
     /// cancel marker (in case the call has not started yet), then sends SIGTERM to every process that carries
     /// `KA_CALL=<call-id>` and to its process group, waits up to the grace, and sends SIGKILL to what is left.
     /// It prints `ka-kill: <n> process(es) ended` and exits 0 when none is left, 1 otherwise.
-    public static let killScript = #"""
+    package static let killScript = #"""
     id=$1; grace=$2; run=/srv/kernel-agent/run
     mkdir -p "$run" 2>/dev/null && : >"$run/$id.cancel"
     find "$run" -maxdepth 1 -name '*.cancel' -mmin +1440 -delete 2>/dev/null
@@ -79,13 +79,13 @@ public enum RemoteShell {
     """#
 
     /// The argv that ends call `callID` on the host (see `killScript`).
-    public static func killCommand(callID: String, grace: Int) throws -> [RemoteArgument] {
+    package static func killCommand(callID: String, grace: Int) throws -> [RemoteArgument] {
         try checkCallID(callID)
         return ["sh", "-c", RemoteArgument(killScript), "ka-kill", RemoteArgument(callID), RemoteArgument(String(max(0, grace)))]
     }
 
     /// A fresh call id: 16 lowercase hex digits.
-    public static func newCallID() -> String {
+    package static func newCallID() -> String {
         var generator = SystemRandomNumberGenerator()
         return (0..<16).map { _ in String(Int.random(in: 0..<16, using: &generator), radix: 16) }.joined()
     }
@@ -99,18 +99,18 @@ public enum RemoteShell {
 
 /// An absolute path on a remote host that the agent may write or read: under one of the roots the seed design
 /// names, with no `.`, `..` or empty component, and never under a home directory.
-public struct RemotePath: Sendable, Equatable, CustomStringConvertible {
-    public let value: String
+package struct RemotePath: Sendable, Equatable, CustomStringConvertible {
+    package let value: String
 
     /// `/srv/kernel-agent/…` (source, ccache, output, keep, run, staging), `/boot` (install), the host's own
     /// `/etc/kernel-agent` and `/var/cache/kernel-agent`, the signing host's published repo (`/srv/packages`) and its
     /// backups and archive (`/sparfuxdata/kernel-agent-*`).
-    public static let allowedRoots = [
+    package static let allowedRoots = [
         "/srv/kernel-agent", "/boot", "/etc/kernel-agent", "/var/cache/kernel-agent", "/srv/packages",
         "/sparfuxdata/kernel-agent-backups", "/sparfuxdata/kernel-agent-archive",
     ]
 
-    public init(_ raw: String, host: HostName? = nil) throws {
+    package init(_ raw: String, host: HostName? = nil) throws {
         let context = host.map { "\($0):\(raw)" } ?? raw
         let hint = "remote paths are absolute and under \(Self.allowedRoots.joined(separator: ", "))"
         guard raw.hasPrefix("/") else {
@@ -132,5 +132,5 @@ public struct RemotePath: Sendable, Equatable, CustomStringConvertible {
         value = raw
     }
 
-    public var description: String { value }
+    package var description: String { value }
 }

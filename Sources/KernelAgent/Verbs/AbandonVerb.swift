@@ -2,8 +2,8 @@ import ArgumentParser
 import Foundation
 
 /// `ka abandon <campaign> --keep-as-archive | --purge-from-fleet`.
-public struct AbandonVerb: InlineVerb, WaitsForTree {
-    public static let configuration = CommandConfiguration(
+package struct AbandonVerb: InlineVerb, WaitsForTree {
+    package static let configuration = CommandConfiguration(
         commandName: "abandon",
         abstract: "Abandon a campaign: keep its patches as an archive, or purge them from the tree and manifests.",
         discussion: """
@@ -13,28 +13,28 @@ public struct AbandonVerb: InlineVerb, WaitsForTree {
         """)
 
     @Argument(help: "Campaign name.")
-    public var campaign: String
+    package var campaign: String
 
     @Flag(help: "Keep the patches in the tree, recorded as an archived campaign.")
-    public var keepAsArchive = false
+    package var keepAsArchive = false
 
     @Flag(help: "Remove the campaign's patches from the tree and the manifests; affected hosts become drifted.")
-    public var purgeFromFleet = false
+    package var purgeFromFleet = false
 
-    @OptionGroup public var lockOptions: TreeLockOptions
+    @OptionGroup package var lockOptions: TreeLockOptions
 
-    public init() {}
+    package init() {}
 
-    public var lane: Lane { .tree }
+    package var lane: Lane { .tree }
 
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject {
+    package func policySubject(in ctx: VerbContext) throws -> PolicySubject {
         _ = try CampaignName(campaign)
         return PolicySubject(abandon: (keepAsArchive, purgeFromFleet))
     }
 
-    public struct Prepared: Sendable { let ops: [TreeTransaction.Op]; let removed: [TreePath]; let hosts: [HostName]; let manifests: [String] }
+    package struct Prepared: Sendable { let ops: [TreeTransaction.Op]; let removed: [TreePath]; let hosts: [HostName]; let manifests: [String] }
 
-    public func plan(in ctx: VerbContext) async throws -> Planned<Prepared> {
+    package func plan(in ctx: VerbContext) async throws -> Planned<Prepared> {
         let ws = ctx.workspace
         let policy = try ctx.policy()
         try policy.admitAbandon(keepAsArchive: keepAsArchive, purgeFromFleet: purgeFromFleet)
@@ -103,7 +103,7 @@ public struct AbandonVerb: InlineVerb, WaitsForTree {
         return Planned(Plan(verb: Self.verbName, arguments: args, steps: steps, pins: pins), Prepared(ops: ops, removed: patches, hosts: hosts, manifests: manifests))
     }
 
-    public func run(_ planned: Planned<Prepared>, in ctx: VerbContext) async throws -> VerbOutcome {
+    package func run(_ planned: Planned<Prepared>, in ctx: VerbContext) async throws -> VerbOutcome {
         if keepAsArchive {
             try ctx.state.setCampaign(campaign, status: .abandonedArchived, at: ctx.now())
             return VerbOutcome("abandoned \(campaign), kept as archive; tree and manifests unchanged\n")

@@ -3,8 +3,8 @@ import Foundation
 
 /// `ka adopt [--dry-run]`: the one-time step that makes a tree written without `Scope:` trailers (the upstream
 /// layout, where the directory alone was the tag) satisfy the scope rule, without changing any diff.
-public struct AdoptVerb: InlineVerb, WaitsForTree {
-    public static let configuration = CommandConfiguration(
+package struct AdoptVerb: InlineVerb, WaitsForTree {
+    package static let configuration = CommandConfiguration(
         commandName: "adopt",
         abstract: "Add a Scope: trailer equal to its directory to every patch that has none (all or nothing).",
         discussion: """
@@ -16,24 +16,24 @@ public struct AdoptVerb: InlineVerb, WaitsForTree {
         """)
 
     @Flag(help: "Print what would change and change nothing.")
-    public var dryRun = false
+    package var dryRun = false
 
-    @OptionGroup public var lockOptions: TreeLockOptions
+    @OptionGroup package var lockOptions: TreeLockOptions
 
-    public init() {}
+    package init() {}
 
-    public var lane: Lane { .tree }
-    public var treeAccess: TreeAccess { dryRun ? .read : .write }
+    package var lane: Lane { .tree }
+    package var treeAccess: TreeAccess { dryRun ? .read : .write }
 
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
+    package func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
 
-    public struct Prepared: Sendable {
+    package struct Prepared: Sendable {
         let ops: [TreeTransaction.Op]
         let adopted: [String]
         let alreadyScoped: Int
     }
 
-    public func plan(in ctx: VerbContext) async throws -> Planned<Prepared> {
+    package func plan(in ctx: VerbContext) async throws -> Planned<Prepared> {
         let ws = ctx.workspace
         let paths = try PatchTree(ws).allPatches()
         let parsed = try Resolver.parseAll(paths, in: ws)
@@ -83,7 +83,7 @@ public struct AdoptVerb: InlineVerb, WaitsForTree {
         return Planned(Plan(verb: Self.verbName, arguments: dryRun ? ["--dry-run"] : [], steps: steps, pins: pins), Prepared(ops: ops, adopted: adopted, alreadyScoped: already))
     }
 
-    public func run(_ planned: Planned<Prepared>, in ctx: VerbContext) async throws -> VerbOutcome {
+    package func run(_ planned: Planned<Prepared>, in ctx: VerbContext) async throws -> VerbOutcome {
         let p = planned.prepared
         var text = ""
         for a in p.adopted { text += "  + Scope: \((a as NSString).deletingLastPathComponent)  patches/\(a)\n" }

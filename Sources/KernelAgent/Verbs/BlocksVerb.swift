@@ -3,27 +3,27 @@ import Foundation
 
 /// `ka blocks [--json]` and `ka blocks close <id>`: the local blocks (the CLI's; the bot's blocks are issues in
 /// the tracker, closed there).
-public struct BlocksVerb: InlineVerb {
-    public static let configuration = CommandConfiguration(
+package struct BlocksVerb: InlineVerb {
+    package static let configuration = CommandConfiguration(
         commandName: "blocks",
         abstract: "List the open local blocks, or `close <id>` one (the bot's blocks are tracker issues: close those there).")
 
     @Argument(help: "`close` to close a block; omit to list.")
-    public var action: String?
+    package var action: String?
 
     @Argument(help: "The block id to close (e.g. local-3).")
-    public var id: String?
+    package var id: String?
 
     @Flag(help: "Print JSON.")
-    public var json = false
+    package var json = false
 
-    public init() {}
+    package init() {}
 
-    public var lane: Lane { .none }
-    public var treeAccess: TreeAccess { .none }
-    public var writesState: Bool { action == "close" }
+    package var lane: Lane { .none }
+    package var treeAccess: TreeAccess { .none }
+    package var writesState: Bool { action == "close" }
 
-    public func validate() throws {
+    package func validate() throws {
         switch (action, id) {
         case (nil, nil), ("close", .some): return
         case ("close", nil): throw ValidationError("`ka blocks close` needs a block id (see `ka blocks`)")
@@ -31,14 +31,14 @@ public struct BlocksVerb: InlineVerb {
         }
     }
 
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
+    package func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
 
-    public func plan(in ctx: VerbContext) async throws -> Planned<Void> {
+    package func plan(in ctx: VerbContext) async throws -> Planned<Void> {
         if let id { return Planned(Plan(verb: "blocks", arguments: ["close", id], steps: ["close block \(id)"])) }
         return Planned(Plan(verb: "blocks", arguments: json ? ["--json"] : [], steps: ["list the open blocks"]))
     }
 
-    public func run(_ planned: Planned<Void>, in ctx: VerbContext) async throws -> VerbOutcome {
+    package func run(_ planned: Planned<Void>, in ctx: VerbContext) async throws -> VerbOutcome {
         if let id {
             try await ctx.blocks.close(id: id)
             return VerbOutcome("block \(id) closed")

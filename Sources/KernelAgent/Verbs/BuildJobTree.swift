@@ -2,7 +2,7 @@ import Foundation
 
 /// Where a build job's tree is: the build host it ran on and its dir there (keep/ after a failure, else source/),
 /// from the notes its steps left in the job's dir.
-public struct BuildJobTree: Sendable {
+package struct BuildJobTree: Sendable {
     let job: JobID
     let host: HostName
     let dir: String

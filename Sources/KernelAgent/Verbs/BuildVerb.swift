@@ -5,22 +5,22 @@ import Foundation
 /// stale), route to a build host (woken and pre-flighted), render the package from packaging/, makepkg it there as
 /// the build user under a wall-clock cap and a stall watcher, bring the packages to the signing host (the build
 /// host never holds the key), sign and repo-add them, publish, and file [ka:installable]. Nothing is installed.
-public struct BuildVerb: JobVerb {
-    public static let configuration = CommandConfiguration(
+package struct BuildVerb: JobVerb {
+    package static let configuration = CommandConfiguration(
         commandName: "build",
         abstract: "Build <host>'s kernel from its manifest.lock on the routed build host, sign it and publish it to the repo.",
         discussion: "A job of steps (`ka jobs show <id>` has its log). Refuses a missing or stale lock, naming the input that changed. Never installs: that is `ka install <host>`.")
 
     @Argument(help: "Target host (must have a manifest.lock from ka promote).")
-    public var host: HostName
+    package var host: HostName
 
-    public init() {}
+    package init() {}
 
-    public var lane: Lane { .host(host) }
-    public var jobSubject: String { host.value }
-    public var arguments: [String] { [host.value] }
+    package var lane: Lane { .host(host) }
+    package var jobSubject: String { host.value }
+    package var arguments: [String] { [host.value] }
 
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject(targets: [host]) }
+    package func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject(targets: [host]) }
 
     func setup(_ ctx: VerbContext) throws -> BuildSetup {
         let target = host
@@ -45,7 +45,7 @@ public struct BuildVerb: JobVerb {
                      pipeline: pipeline, flavour: flavour, recipe: recipe, stockKernel: settings.agent.hosts[target]?.stockKernel)
     }
 
-    public func plan(in ctx: VerbContext) async throws -> Planned<Void> {
+    package func plan(in ctx: VerbContext) async throws -> Planned<Void> {
         let s = try setup(ctx)
         // The lock is checked here too, so a stale one is refused before anyone consents.
         let lock = try await BuildSteps.checkedLock(s, ctx: ctx)
@@ -56,11 +56,11 @@ public struct BuildVerb: JobVerb {
                         + (s.recipe?.files.map { .init("recipe \(s.recipe?.shown ?? "")/\($0.name)", "b2:\($0.b2sum)") } ?? [])))
     }
 
-    public func steps(in ctx: VerbContext) throws -> [JobStep] {
+    package func steps(in ctx: VerbContext) throws -> [JobStep] {
         try BuildSteps(setup: try setup(ctx), ctx: ctx).steps()
     }
 
-    public func summary(of job: JobRecord, in ctx: VerbContext) -> String {
+    package func summary(of job: JobRecord, in ctx: VerbContext) -> String {
         var lines = job.steps.map { "\($0.state.mark) \($0.name)\($0.outcome.map { ": \($0)" } ?? "")" }
         switch job.state {
         case .succeeded:

@@ -2,23 +2,23 @@ import ArgumentParser
 import Foundation
 
 /// The CLI front door.
-public enum CLI {
-    public typealias AuditHook = @Sendable (_ verb: String, _ arguments: [String], _ result: String, _ succeeded: Bool) async -> Void
+package enum CLI {
+    package typealias AuditHook = @Sendable (_ verb: String, _ arguments: [String], _ result: String, _ succeeded: Bool) async -> Void
 
     /// What the `ka` binary passes in to its verbs: the `[ka:audit]` issue after every direct invocation (with verb,
     /// arguments, result text, succeeded) when Gitea is configured, and the dashboard page's renderer.
-    public struct FrontDoor: Sendable {
-        public var audit: AuditHook?
-        public var renderDashboard: StatusVerb.HTMLRenderer?
-        public init(audit: AuditHook? = nil, renderDashboard: StatusVerb.HTMLRenderer? = nil) {
+    package struct FrontDoor: Sendable {
+        package var audit: AuditHook?
+        package var renderDashboard: StatusVerb.HTMLRenderer?
+        package init(audit: AuditHook? = nil, renderDashboard: StatusVerb.HTMLRenderer? = nil) {
             self.audit = audit; self.renderDashboard = renderDashboard
         }
         /// A verb run through ArgumentParser alone (no `ka` binary around it): no audit, no page.
-        public static let bare = FrontDoor()
+        package static let bare = FrontDoor()
     }
 
     /// `readsStateOnly`: open the state database read-only, or use an empty view when there is none yet.
-    public static func context(readsStateOnly: Bool = false, frontDoor: FrontDoor = .bare) throws -> VerbContext {
+    package static func context(readsStateOnly: Bool = false, frontDoor: FrontDoor = .bare) throws -> VerbContext {
         var ctx = try bareContext(readsStateOnly: readsStateOnly)
         ctx.renderDashboard = frontDoor.renderDashboard
         return ctx
@@ -47,7 +47,7 @@ public enum CLI {
 
     /// The CLI adapter of the pipeline: print the outcome (a job: a line per step on stderr, the summary on
     /// stdout), the audit issue, the exit code. SIGINT and SIGTERM stop a job, which is left interrupted.
-    public static func run<V: Verb>(_ verb: V, frontDoor: FrontDoor = .bare) async throws {
+    package static func run<V: Verb>(_ verb: V, frontDoor: FrontDoor = .bare) async throws {
         let auditHook = frontDoor.audit
         Timings.mark("process start → verb")
         var args = Array(CommandLine.arguments.dropFirst())

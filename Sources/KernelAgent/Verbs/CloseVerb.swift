@@ -2,27 +2,27 @@ import ArgumentParser
 import Foundation
 
 /// `ka close <campaign> --status success`: the campaign's work is done; its patches stay in the tree.
-public struct CloseVerb: InlineVerb {
-    public enum Status: String, ExpressibleByArgument, CaseIterable, Sendable { case success }
+package struct CloseVerb: InlineVerb {
+    package enum Status: String, ExpressibleByArgument, CaseIterable, Sendable { case success }
 
-    public static let configuration = CommandConfiguration(
+    package static let configuration = CommandConfiguration(
         commandName: "close",
         abstract: "Close a campaign whose patches are in the tree (--status success).",
         discussion: "Closing records the outcome and lists the hosts that carry the campaign. It never promotes: that stays your explicit verb.")
 
     @Argument(help: "Campaign name.")
-    public var campaign: String
+    package var campaign: String
 
     @Option(help: "Outcome of the campaign: success.")
-    public var status: Status
+    package var status: Status
 
-    public init() {}
+    package init() {}
 
-    public var lane: Lane { .tree }
+    package var lane: Lane { .tree }
 
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { _ = try CampaignName(campaign); return PolicySubject() }
+    package func policySubject(in ctx: VerbContext) throws -> PolicySubject { _ = try CampaignName(campaign); return PolicySubject() }
 
-    public func plan(in ctx: VerbContext) async throws -> Planned<Void> {
+    package func plan(in ctx: VerbContext) async throws -> Planned<Void> {
         let name = try CampaignName(campaign)
         let patches = try CampaignPatches.find(name, in: ctx.workspace)
         let record = try ctx.state.campaign(name.value)
@@ -39,7 +39,7 @@ public struct CloseVerb: InlineVerb {
                             hosts.isEmpty ? "no host manifest includes its patches" : "hosts carrying it: \(hosts.map(\.value).joined(separator: ", ")) (promote them yourself)"]))
     }
 
-    public func run(_ planned: Planned<Void>, in ctx: VerbContext) async throws -> VerbOutcome {
+    package func run(_ planned: Planned<Void>, in ctx: VerbContext) async throws -> VerbOutcome {
         try ctx.state.setCampaign(campaign, status: .closedSuccess, at: ctx.now())
         return VerbOutcome("closed campaign \(campaign) (\(status.rawValue))\n" + planned.steps.dropFirst().joined(separator: "\n") + "\n")
     }

@@ -3,27 +3,27 @@ import Foundation
 
 /// `ka debug <job-id> [--exec <argv…>]`: the shell a person opens on the build host, in that job's build dir,
 /// with the environment the build had (its `.ka-env`); or one command run there.
-public struct DebugVerb: InlineVerb {
-    public static let configuration = CommandConfiguration(
+package struct DebugVerb: InlineVerb {
+    package static let configuration = CommandConfiguration(
         commandName: "debug", abstract: "Print the ssh command that opens a shell in a build job's dir (with its environment), or run one command there.")
-    @Argument(help: "Build job id (ka jobs lists them).") public var job: String
+    @Argument(help: "Build job id (ka jobs lists them).") package var job: String
     @Option(name: .customLong("exec"), parsing: .remaining, help: "Run this argv in the job's dir instead of printing the shell command.")
-    public var exec: [String] = []
-    public init() {}
-    public var lane: Lane { .none }
-    public var writesState: Bool { false }
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { _ = try JobID(job); return PolicySubject() }
+    package var exec: [String] = []
+    package init() {}
+    package var lane: Lane { .none }
+    package var writesState: Bool { false }
+    package func policySubject(in ctx: VerbContext) throws -> PolicySubject { _ = try JobID(job); return PolicySubject() }
 
     /// Enters the dir and loads the build's environment, then runs the rest of its arguments.
     static let enter = "cd -- \"$1\" && set -a && . ./.ka-env && set +a && shift && exec \"$@\""
 
-    public func plan(in ctx: VerbContext) async throws -> Planned<BuildJobTree> {
+    package func plan(in ctx: VerbContext) async throws -> Planned<BuildJobTree> {
         let tree = try BuildJobTree.locate(job, in: ctx)
         return Planned(Plan(verb: Self.verbName, arguments: [job] + (exec.isEmpty ? [] : ["--exec"] + exec),
                     steps: [exec.isEmpty ? "print the ssh command for \(tree.host):\(tree.dir)" : "run \(exec.joined(separator: " ")) in \(tree.host):\(tree.dir)"]), tree)
     }
 
-    public func run(_ planned: Planned<BuildJobTree>, in ctx: VerbContext) async throws -> VerbOutcome {
+    package func run(_ planned: Planned<BuildJobTree>, in ctx: VerbContext) async throws -> VerbOutcome {
         let tree = planned.prepared
         if exec.isEmpty {
             let fleet = try FleetTransports.load(ctx.workspace)

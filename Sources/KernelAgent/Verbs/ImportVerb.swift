@@ -2,8 +2,8 @@ import ArgumentParser
 import Foundation
 
 /// `ka import <campaign> <patch-or-glob> --to <scope>`: copy patches from a campaign checkout into the tree.
-public struct ImportVerb: InlineVerb, WaitsForTree {
-    public static let configuration = CommandConfiguration(
+package struct ImportVerb: InlineVerb, WaitsForTree {
+    package static let configuration = CommandConfiguration(
         commandName: "import",
         abstract: "Copy patches from a campaign checkout into the scope-tagged tree.",
         discussion: """
@@ -13,22 +13,22 @@ public struct ImportVerb: InlineVerb, WaitsForTree {
         """)
 
     @Argument(help: "Campaign name (its repo, e.g. fresnel-fourier).")
-    public var campaign: String
+    package var campaign: String
 
     @Argument(help: "A patch path or glob, relative to the campaign checkout (e.g. 'patches/00*.patch').")
-    public var pattern: String
+    package var pattern: String
 
     @Option(help: "Scope dir under patches/ to import into, e.g. board/pinebook-pro.")
-    public var to: String
+    package var to: String
 
     @Option(help: "The campaign checkout (default: $KA_CAMPAIGNS_DIR/<campaign> or ../<campaign>).")
-    public var checkout: String?
+    package var checkout: String?
 
-    @OptionGroup public var lockOptions: TreeLockOptions
+    @OptionGroup package var lockOptions: TreeLockOptions
 
-    public init() {}
+    package init() {}
 
-    public var lane: Lane { .tree }
+    package var lane: Lane { .tree }
 
     func checkoutPath(_ ws: Workspace) -> String {
         if let checkout { return checkout }
@@ -36,14 +36,14 @@ public struct ImportVerb: InlineVerb, WaitsForTree {
         return ws.root.deletingLastPathComponent().appendingPathComponent(campaign).path
     }
 
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject {
+    package func policySubject(in ctx: VerbContext) throws -> PolicySubject {
         _ = try CampaignName(campaign)
         return PolicySubject(localPaths: [(checkoutPath(ctx.workspace), "campaign checkout")])
     }
 
-    public struct Prepared: Sendable { let ops: [TreeTransaction.Op]; let imported: [String]; let unchanged: [String] }
+    package struct Prepared: Sendable { let ops: [TreeTransaction.Op]; let imported: [String]; let unchanged: [String] }
 
-    public func plan(in ctx: VerbContext) async throws -> Planned<Prepared> {
+    package func plan(in ctx: VerbContext) async throws -> Planned<Prepared> {
         let ws = ctx.workspace
         let name = try CampaignName(campaign)
         let scope = try TreePath(to)
@@ -149,7 +149,7 @@ public struct ImportVerb: InlineVerb, WaitsForTree {
         return .write(dest.value, data)
     }
 
-    public func run(_ planned: Planned<Prepared>, in ctx: VerbContext) async throws -> VerbOutcome {
+    package func run(_ planned: Planned<Prepared>, in ctx: VerbContext) async throws -> VerbOutcome {
         let p = planned.prepared
         let txn = TreeTransaction(ctx.workspace)
         p.ops.forEach(txn.add)

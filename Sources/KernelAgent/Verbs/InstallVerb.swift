@@ -6,22 +6,22 @@ import Foundation
 /// package b2sums, and runs on `/ka-yes`. Nothing else calls it: not a timer, not a reminder, not a build.
 /// The job: pre-check (reachable, signatures verify on the host), back up /boot to the signing host, pacman -U,
 /// initramfs, the managed extlinux block, reboot (never twice), Bar 1, then Bars 2–4 (and Bar 5's schedule).
-public struct InstallVerb: JobVerb {
-    public static let configuration = CommandConfiguration(
+package struct InstallVerb: JobVerb {
+    package static let configuration = CommandConfiguration(
         commandName: "install",
         abstract: "Back up, install the signed package on <host> (pacman -U), write its boot entry and reboot, then verify. Only ever by your explicit call.",
         discussion: "A job of steps (`ka jobs show <id>` has its log). Refuses without an open [ka:installable] for the host, and while a [ka:host-drifted] or [ka:regression] block is open on it.")
 
     @Argument(help: "Target host (must have an open [ka:installable] from ka build).")
-    public var host: HostName
+    package var host: HostName
 
-    public init() {}
+    package init() {}
 
-    public var lane: Lane { .host(host) }
-    public var jobSubject: String { host.value }
-    public var arguments: [String] { [host.value] }
+    package var lane: Lane { .host(host) }
+    package var jobSubject: String { host.value }
+    package var arguments: [String] { [host.value] }
 
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject(targets: [host]) }
+    package func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject(targets: [host]) }
 
     func setup(_ ctx: VerbContext) throws -> InstallSetup {
         let target = host
@@ -55,7 +55,7 @@ public struct InstallVerb: JobVerb {
         return try state.installs.closure(buildJob: r.job) == nil ? r : nil
     }
 
-    public func plan(in ctx: VerbContext) async throws -> Planned<Void> {
+    package func plan(in ctx: VerbContext) async throws -> Planned<Void> {
         let s = try setup(ctx)
         guard let r = s.installable else {
             let last = try ctx.state.installables([s.target.value])[s.target.value]
@@ -83,11 +83,11 @@ public struct InstallVerb: JobVerb {
         return Planned(Plan(verb: Self.verbName, arguments: arguments, steps: try steps(in: ctx).map(\.name), pins: pins))
     }
 
-    public func steps(in ctx: VerbContext) throws -> [JobStep] {
+    package func steps(in ctx: VerbContext) throws -> [JobStep] {
         InstallSteps(setup: try setup(ctx), ctx: ctx).steps()
     }
 
-    public func summary(of job: JobRecord, in ctx: VerbContext) -> String {
+    package func summary(of job: JobRecord, in ctx: VerbContext) -> String {
         var lines = job.steps.map { "\($0.state.mark) \($0.name)\($0.outcome.map { ": \($0)" } ?? "")" }
         let record: InstallRecord?
         do { record = try ctx.state.installs.install(job: job.id.value) } catch { record = nil; lines.append("(cannot read the install record: \(JobRunner.text(error)))") }

@@ -3,46 +3,46 @@ import Foundation
 
 /// `ka jobs [--json]`, `ka jobs show <job-id>`, `ka jobs cancel <job-id>`: the jobs this state dir knows, from the
 /// CLI and from `ka serve` alike.
-public struct JobsVerb: InlineVerb {
-    public static let configuration = CommandConfiguration(
+package struct JobsVerb: InlineVerb {
+    package static let configuration = CommandConfiguration(
         commandName: "jobs",
         abstract: "List jobs; `show <job-id>` prints a job's journal and log tail; `cancel <job-id>` stops it.")
 
-    public enum Action: String, ExpressibleByArgument, Sendable, CaseIterable { case list, show, cancel }
+    package enum Action: String, ExpressibleByArgument, Sendable, CaseIterable { case list, show, cancel }
 
     @Argument(help: "list (default), show or cancel.")
-    public var action: Action = .list
+    package var action: Action = .list
 
     @Argument(help: "The job id, for show and cancel (e.g. fresnel-20261130-1412-a3f9).")
-    public var job: String?
+    package var job: String?
 
     @Flag(help: "Print JSON.")
-    public var json = false
+    package var json = false
 
     @Option(help: "How many jobs to list, newest first.")
-    public var limit: Int = 30
+    package var limit: Int = 30
 
     @Option(help: "How many log lines `show` prints.")
-    public var lines: Int = 20
+    package var lines: Int = 20
 
-    public init() {}
+    package init() {}
 
-    public var lane: Lane { .none }
-    public var treeAccess: TreeAccess { .none }
-    public var writesState: Bool { action == .cancel }
+    package var lane: Lane { .none }
+    package var treeAccess: TreeAccess { .none }
+    package var writesState: Bool { action == .cancel }
 
-    public func validate() throws {
+    package func validate() throws {
         if action == .list && job != nil { throw ValidationError("`ka jobs` lists; use `ka jobs show \(job ?? "")` for one job") }
         if action != .list && job == nil { throw ValidationError("`ka jobs \(action.rawValue)` needs a job id (see `ka jobs`)") }
         guard (1...1000).contains(limit), (0...10_000).contains(lines) else { throw ValidationError("--limit is 1…1000 and --lines 0…10000") }
     }
 
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject {
+    package func policySubject(in ctx: VerbContext) throws -> PolicySubject {
         if let job { _ = try JobID(job) }
         return PolicySubject()
     }
 
-    public func plan(in ctx: VerbContext) async throws -> Planned<Void> {
+    package func plan(in ctx: VerbContext) async throws -> Planned<Void> {
         let args = [action.rawValue] + (job.map { [$0] } ?? []) + (json ? ["--json"] : [])
         switch action {
         case .list, .show: return Planned(Plan(verb: "jobs", arguments: args, steps: ["read the job journal"]))
@@ -54,7 +54,7 @@ public struct JobsVerb: InlineVerb {
         }
     }
 
-    public func run(_ planned: Planned<Void>, in ctx: VerbContext) async throws -> VerbOutcome {
+    package func run(_ planned: Planned<Void>, in ctx: VerbContext) async throws -> VerbOutcome {
         switch action {
         case .list:
             let jobs = try ctx.jobs.jobs(limit: limit)
@@ -99,7 +99,7 @@ public struct JobsVerb: InlineVerb {
     }
 
     /// The step list as the status comment shows it.
-    public static func journal(_ j: JobRecord) -> String {
+    package static func journal(_ j: JobRecord) -> String {
         var out = "job \(j.id): \(j.command) — \(j.state.rawValue)\(j.detail.map { " (\($0))" } ?? "")\n"
         out += "lanes: \(j.lanes.joined(separator: ", ")); from \(j.origin)\n"
         for (i, s) in j.steps.enumerated() {

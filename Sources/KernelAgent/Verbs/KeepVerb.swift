@@ -3,14 +3,14 @@ import Foundation
 
 /// `ka keep <job-id> [--for <duration>]`: keeps a build job's tree on its build host from pruning, by a
 /// `.ka-keep` mark in the tree holding the date it may go (or `forever`).
-public struct KeepVerb: InlineVerb {
-    public static let configuration = CommandConfiguration(commandName: "keep", abstract: "Keep a build job's tree on its build host from pruning.")
-    @Argument(help: "Build job id.") public var job: String
+package struct KeepVerb: InlineVerb {
+    package static let configuration = CommandConfiguration(commandName: "keep", abstract: "Keep a build job's tree on its build host from pruning.")
+    @Argument(help: "Build job id.") package var job: String
     @Option(name: .customLong("for"), help: "How long to keep it (e.g. 7d); default: forever (until `ka keep` is run again with --for).")
-    public var keepFor: String?
-    public init() {}
-    public var lane: Lane { .none }
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject {
+    package var keepFor: String?
+    package init() {}
+    package var lane: Lane { .none }
+    package func policySubject(in ctx: VerbContext) throws -> PolicySubject {
         _ = try JobID(job)
         if let keepFor, Duration.parseSeconds(keepFor) == nil {
             throw KAError.refusal("--for \(keepFor)", "not a duration", hint: "use e.g. 6h, 2d or 30m")
@@ -18,13 +18,13 @@ public struct KeepVerb: InlineVerb {
         return PolicySubject()
     }
 
-    public func plan(in ctx: VerbContext) async throws -> Planned<BuildJobTree> {
+    package func plan(in ctx: VerbContext) async throws -> Planned<BuildJobTree> {
         let tree = try BuildJobTree.locate(job, in: ctx)
         return Planned(Plan(verb: Self.verbName, arguments: [job] + (keepFor.map { ["--for", $0] } ?? []),
                     steps: ["mark \(tree.host):\(tree.dir)/.ka-keep (\(keepFor.map { "for \($0)" } ?? "forever"))"]), tree)
     }
 
-    public func run(_ planned: Planned<BuildJobTree>, in ctx: VerbContext) async throws -> VerbOutcome {
+    package func run(_ planned: Planned<BuildJobTree>, in ctx: VerbContext) async throws -> VerbOutcome {
         let tree = planned.prepared
         let until = keepFor.flatMap(Duration.parseSeconds).map { ctx.now().addingTimeInterval(TimeInterval($0)).formatted(.iso8601) } ?? "forever"
         let script = "[ -d \"$1\" ] || { echo \"no tree at $1 (pruned?)\" >&2; exit 1; }; printf '%s\\n' \"$2\" > \"$1/.ka-keep\""

@@ -3,8 +3,8 @@ import Foundation
 
 /// `ka migrate-tree --from <p> --to <p>`: rename a patch dir, its patches' Scope: trailers and every manifest
 /// selector that points into it, all or nothing.
-public struct MigrateTreeVerb: InlineVerb, WaitsForTree {
-    public static let configuration = CommandConfiguration(
+package struct MigrateTreeVerb: InlineVerb, WaitsForTree {
+    package static let configuration = CommandConfiguration(
         commandName: "migrate-tree",
         abstract: "Rename a patch dir atomically: the dir, its patches' Scope: trailers, and every manifest include.",
         discussion: """
@@ -14,26 +14,26 @@ public struct MigrateTreeVerb: InlineVerb, WaitsForTree {
         """)
 
     @Option(help: "Existing dir under patches/, e.g. arch/arm64/old-name.")
-    public var from: String
+    package var from: String
 
     @Option(help: "New dir under patches/ (must not exist), e.g. arch/arm64/new-name.")
-    public var to: String
+    package var to: String
 
-    @OptionGroup public var lockOptions: TreeLockOptions
+    @OptionGroup package var lockOptions: TreeLockOptions
 
-    public init() {}
+    package init() {}
 
-    public var lane: Lane { .tree }
+    package var lane: Lane { .tree }
 
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
+    package func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
 
-    public struct Prepared: Sendable {
+    package struct Prepared: Sendable {
         let ops: [TreeTransaction.Op]
         let rewrittenManifests: [String]
         let movedPatches: Int
     }
 
-    public func plan(in ctx: VerbContext) async throws -> Planned<Prepared> {
+    package func plan(in ctx: VerbContext) async throws -> Planned<Prepared> {
         let ws = ctx.workspace
         let src = try TreePath(from), dst = try TreePath(to)
         let tree = PatchTree(ws)
@@ -83,7 +83,7 @@ public struct MigrateTreeVerb: InlineVerb, WaitsForTree {
         return Planned(Plan(verb: Self.verbName, arguments: ["--from", from, "--to", to], steps: steps, pins: pins), Prepared(ops: ops, rewrittenManifests: rewritten, movedPatches: patches.count))
     }
 
-    public func run(_ planned: Planned<Prepared>, in ctx: VerbContext) async throws -> VerbOutcome {
+    package func run(_ planned: Planned<Prepared>, in ctx: VerbContext) async throws -> VerbOutcome {
         let prepared = planned.prepared
         let ws = ctx.workspace
         let policy = try ctx.policy()

@@ -3,29 +3,29 @@ import Foundation
 
 /// `ka preflight <host> [--json]`: can the pipeline use this host? A job of remote steps: it answers, it has
 /// room under /srv/kernel-agent, and the tools its roles need are there. The build verbs run it first.
-public struct PreflightVerb: JobVerb {
-    public static let configuration = CommandConfiguration(
+package struct PreflightVerb: JobVerb {
+    package static let configuration = CommandConfiguration(
         commandName: "preflight",
         abstract: "Check a host over SSH: reachable, free disk under /srv/kernel-agent, the tools its roles need.",
         discussion: "Runs as a job (`ka jobs show <id>` has its log). Exits 1 when a check fails, naming the host and its address.")
 
     @Argument(help: "The host to check (a host of the fleet: ka status lists them).")
-    public var host: HostName
+    package var host: HostName
 
     @Flag(help: "Print the checks as JSON.")
-    public var json = false
+    package var json = false
 
     @Flag(help: "The nightly checks too: compiler version, ccache health, free inodes, clock skew, and (warning only) the distcc pool.")
-    public var thorough = false
+    package var thorough = false
 
-    public init() {}
+    package init() {}
 
-    public var lane: Lane { .host(host) }
-    public var jobSubject: String { host.value }
-    public var arguments: [String] { [host.value] + (thorough ? ["--thorough"] : []) + (json ? ["--json"] : []) }
+    package var lane: Lane { .host(host) }
+    package var jobSubject: String { host.value }
+    package var arguments: [String] { [host.value] + (thorough ? ["--thorough"] : []) + (json ? ["--json"] : []) }
 
 
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject {
+    package func policySubject(in ctx: VerbContext) throws -> PolicySubject {
         let name = host
         guard try ctx.registry().hosts[name] != nil else {
             throw KAError.refusal("host '\(host)'", "not a host of \(try ctx.registry().file)", hint: "ka status lists the fleet's hosts; \(try ctx.registry().whereToAddHosts)")
@@ -34,7 +34,7 @@ public struct PreflightVerb: JobVerb {
         return PolicySubject()
     }
 
-    public func steps(in ctx: VerbContext) throws -> [JobStep] {
+    package func steps(in ctx: VerbContext) throws -> [JobStep] {
         let name = host
         guard let entry = try ctx.registry().hosts[name] else {
             throw KAError.refusal("host '\(host)'", "not a host of \(try ctx.registry().file)", hint: "ka status lists the fleet's hosts; \(try ctx.registry().whereToAddHosts)")
@@ -42,13 +42,13 @@ public struct PreflightVerb: JobVerb {
         return try HostChecks().checks(for: entry, host: name) + (thorough ? HostChecks().thoroughChecks(for: entry, host: name) : [])
     }
 
-    public struct Check: Codable, Sendable {
-        public let name: String
-        public let state: String
-        public let detail: String?
+    package struct Check: Codable, Sendable {
+        package let name: String
+        package let state: String
+        package let detail: String?
     }
 
-    public func summary(of job: JobRecord, in ctx: VerbContext) -> String {
+    package func summary(of job: JobRecord, in ctx: VerbContext) -> String {
         if json {
             struct Out: Codable { let host: String; let job: String; let ok: Bool; let state: String; let checks: [Check] }
             let out = Out(host: host.value, job: job.id.value, ok: job.state == .succeeded, state: job.state.rawValue,

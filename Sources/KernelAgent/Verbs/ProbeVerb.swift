@@ -4,8 +4,8 @@ import Foundation
 /// `ka probe <host> [--steps N] [--sleep S] [--hold S]`: a harmless job that exercises the job runtime on a
 /// host — the transport's cost per step (the benchmark's 100 `true` steps), resume after a restart, and cancel.
 /// It writes only one counter file under /srv/kernel-agent/probe/.
-public struct ProbeVerb: JobVerb {
-    public static let configuration = CommandConfiguration(
+package struct ProbeVerb: JobVerb {
+    package static let configuration = CommandConfiguration(
         commandName: "probe",
         abstract: "Run a harmless job on a host: count once, optionally sleep, then N trivial remote steps (tests, benchmarks).",
         discussion: """
@@ -15,31 +15,31 @@ public struct ProbeVerb: JobVerb {
         """)
 
     @Argument(help: "The host (a host of the fleet: ka status lists them).")
-    public var host: HostName
+    package var host: HostName
 
     @Option(help: "How many trivial remote steps (`true`) to run, 0…1000.")
-    public var steps: Int = 3
+    package var steps: Int = 3
 
     @Option(help: "Seconds to sleep on the host in a step that may be rerun (0…3600).")
-    public var sleep: Int = 0
+    package var sleep: Int = 0
 
     @Option(help: "Seconds the counting step waits after counting (0…3600); an interruption there fails the job.")
-    public var hold: Int = 0
+    package var hold: Int = 0
 
-    public init() {}
+    package init() {}
 
-    public func validate() throws {
+    package func validate() throws {
         guard (0...1000).contains(steps) else { throw ValidationError("--steps is 0…1000") }
         guard (0...3600).contains(sleep), (0...3600).contains(hold) else { throw ValidationError("--sleep and --hold are 0…3600 seconds") }
     }
 
-    public var lane: Lane { .host(host) }
-    public var jobSubject: String { host.value }
-    public var arguments: [String] { [host.value, "--steps", "\(steps)", "--sleep", "\(sleep)", "--hold", "\(hold)"] }
+    package var lane: Lane { .host(host) }
+    package var jobSubject: String { host.value }
+    package var arguments: [String] { [host.value, "--steps", "\(steps)", "--sleep", "\(sleep)", "--hold", "\(hold)"] }
 
-    public static let probeDir = "\(HostChecks.workRoot)/probe"
+    package static let probeDir = "\(HostChecks.workRoot)/probe"
 
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject {
+    package func policySubject(in ctx: VerbContext) throws -> PolicySubject {
         let name = host
         guard try ctx.registry().hosts[name] != nil else {
             throw KAError.refusal("host '\(host)'", "not a host of \(try ctx.registry().file)", hint: "ka status lists the fleet's hosts; \(try ctx.registry().whereToAddHosts)")
@@ -47,7 +47,7 @@ public struct ProbeVerb: JobVerb {
         return PolicySubject()
     }
 
-    public func steps(in ctx: VerbContext) throws -> [JobStep] {
+    package func steps(in ctx: VerbContext) throws -> [JobStep] {
         let name = host
         let lane = JobStep.lane(name)
         let hold = self.hold, sleep = self.sleep
@@ -80,7 +80,7 @@ public struct ProbeVerb: JobVerb {
         return list
     }
 
-    public func summary(of job: JobRecord, in ctx: VerbContext) -> String {
+    package func summary(of job: JobRecord, in ctx: VerbContext) -> String {
         let done = job.steps.filter { $0.state == .succeeded }.count
         return "probe \(host): \(job.state.rawValue), \(done)/\(job.steps.count) steps\(job.detail.map { " (\($0))" } ?? "") — job \(job.id)"
     }

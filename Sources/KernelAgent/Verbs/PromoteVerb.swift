@@ -3,8 +3,8 @@ import Foundation
 
 /// `ka promote <host>`: resolve `fleet/<host>.yaml` into `build/<host>/<baseline.ref>/`: the cumulative series
 /// (`0001-<host>-cumulative-series.patch`), `manifest.lock` and `apply-report.txt`.
-public struct PromoteVerb: InlineVerb, WaitsForTree {
-    public static let configuration = CommandConfiguration(
+package struct PromoteVerb: InlineVerb, WaitsForTree {
+    package static let configuration = CommandConfiguration(
         commandName: "promote",
         abstract: "Resolve fleet/<host>.yaml into build/<host>/<baseline.ref>/: the cumulative series + manifest.lock.",
         discussion: """
@@ -16,35 +16,35 @@ public struct PromoteVerb: InlineVerb, WaitsForTree {
         """)
 
     @Argument(help: "The host whose manifest (fleet/<host>.yaml) to resolve.")
-    public var host: HostName
+    package var host: HostName
 
     @Option(help: "Output directory (default: build/<host>/<baseline.ref>/ in the kernel-agent checkout).")
-    public var out: String?
+    package var out: String?
 
     @Option(name: [.customLong("tree"), .customLong("validate-against")],
             help: "Baseline kernel tree for the apply check (default: the manifest's source_dir, if present). --validate-against is the same option, in the Python ka-promote's spelling.")
-    public var tree: String?
+    package var tree: String?
 
-    @OptionGroup public var lockOptions: TreeLockOptions
+    @OptionGroup package var lockOptions: TreeLockOptions
 
-    public init() {}
+    package init() {}
 
-    public struct Prepared: Sendable {
+    package struct Prepared: Sendable {
         let promotion: Promotion
         let tree: URL?
         let treeNote: String
         let out: URL
     }
 
-    public var lane: Lane { .host(host) }
+    package var lane: Lane { .host(host) }
 
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject {
+    package func policySubject(in ctx: VerbContext) throws -> PolicySubject {
         var paths: [(String, String)] = []
         if let tree { paths.append((tree, "--tree")) }
         return PolicySubject(targets: [host], localPaths: paths, outputPaths: out.map { [($0, "--out")] } ?? [])
     }
 
-    public func plan(in ctx: VerbContext) async throws -> Planned<Prepared> {
+    package func plan(in ctx: VerbContext) async throws -> Planned<Prepared> {
         let hostName = host
         let policy = try ctx.policy()
         let manifest = try Manifest.load(hostName, in: ctx.workspace)
@@ -116,7 +116,7 @@ public struct PromoteVerb: InlineVerb, WaitsForTree {
         }
     }
 
-    public func run(_ planned: Planned<Prepared>, in ctx: VerbContext) async throws -> VerbOutcome {
+    package func run(_ planned: Planned<Prepared>, in ctx: VerbContext) async throws -> VerbOutcome {
         let prepared = planned.prepared
         let promotion = prepared.promotion
         let series = promotion.series

@@ -6,21 +6,21 @@ import Foundation
 /// `PruneRules` what goes and why, archives each succeeded build (tree + logs) before its build dirs are removed,
 /// and removes the rest. It never removes a kept job (`.ka-keep`) or a host's newest backup, and does nothing while
 /// pruning is paused (`ka pause-prune`). `webhook/ka-prune.timer` runs it daily.
-public struct PruneVerb: JobVerb {
-    public static let configuration = CommandConfiguration(
+package struct PruneVerb: JobVerb {
+    package static let configuration = CommandConfiguration(
         commandName: "prune",
         abstract: "Archive succeeded builds and remove build dirs, backups, archives and published logs past their retention; lists what and why.",
         discussion: "Failed builds stay 14 days in keep/ (longer with ka keep), backups 7 days (a host's newest always), archives and published logs 1 year. Nothing happens while ka pause-prune holds.")
 
     @Flag(name: .customLong("dry-run"), help: "Only list what would be archived, removed or left, and why.")
-    public var dryRun = false
+    package var dryRun = false
 
-    public init() {}
+    package init() {}
 
-    public var lane: Lane { .none }
-    public var jobSubject: String { "prune" }
-    public var arguments: [String] { dryRun ? ["--dry-run"] : [] }
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
+    package var lane: Lane { .none }
+    package var jobSubject: String { "prune" }
+    package var arguments: [String] { dryRun ? ["--dry-run"] : [] }
+    package func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
 
     static let laneName = "retention"
     static let listNote = "prune-list.json"
@@ -47,7 +47,7 @@ public struct PruneVerb: JobVerb {
                      workspace: ctx.workspace, state: ctx.state, jobs: ctx.jobs, now: ctx.now)
     }
 
-    public func steps(in ctx: VerbContext) throws -> [JobStep] {
+    package func steps(in ctx: VerbContext) throws -> [JobStep] {
         let s = try setup(ctx)
         let signer = s.pipeline.signing.map { "\($0.host)" } ?? "the signing host"
         var steps = [
@@ -230,7 +230,7 @@ public struct PruneVerb: JobVerb {
 
     // MARK: what a person reads
 
-    public func summary(of job: JobRecord, in ctx: VerbContext) -> String {
+    package func summary(of job: JobRecord, in ctx: VerbContext) -> String {
         let dir = JobLog.directory(ctx.workspace, job.id)
         var lines: [String] = []
         do {

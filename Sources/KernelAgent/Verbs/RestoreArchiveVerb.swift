@@ -4,17 +4,17 @@ import Foundation
 /// `ka restore-archive <job-id>`: brings an archived build job back from `<signing host>:<archive_dir>/<job-id>/`:
 /// its logs and record into this state dir (when they are gone), and its tree to its build host's
 /// `/srv/kernel-agent/source/<job-id>/`, kept from pruning for 14 days, so `ka debug <job-id>` works on it again.
-public struct RestoreArchiveVerb: JobVerb {
-    public static let configuration = CommandConfiguration(
+package struct RestoreArchiveVerb: JobVerb {
+    package static let configuration = CommandConfiguration(
         commandName: "restore-archive",
         abstract: "Restore an archived build job (tree and logs) from <signing host>:<archive_dir>/<job-id>/ to its build host, for ka debug.")
-    @Argument(help: "Build job id (the archive's dir name).") public var job: String
-    public init() {}
+    @Argument(help: "Build job id (the archive's dir name).") package var job: String
+    package init() {}
 
-    public var lane: Lane { .none }
-    public var jobSubject: String { JobID.isValid(job) ? PruneRemote.subject(of: job) : "restore" }
-    public var arguments: [String] { [job] }
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { _ = try JobID(job); return PolicySubject() }
+    package var lane: Lane { .none }
+    package var jobSubject: String { JobID.isValid(job) ? PruneRemote.subject(of: job) : "restore" }
+    package var arguments: [String] { [job] }
+    package func policySubject(in ctx: VerbContext) throws -> PolicySubject { _ = try JobID(job); return PolicySubject() }
 
     /// How long a restored tree is kept from pruning (a `.ka-keep` date), so a person has time to debug it.
     static let keptDays = 14
@@ -36,7 +36,7 @@ public struct RestoreArchiveVerb: JobVerb {
         return Setup(archived: id, signing: signing, workspace: ctx.workspace, jobs: ctx.jobs, now: ctx.now)
     }
 
-    public func steps(in ctx: VerbContext) throws -> [JobStep] {
+    package func steps(in ctx: VerbContext) throws -> [JobStep] {
         let s = try setup(ctx)
         let from = "\(s.signing.host):\(PruneRemote.archiveDir(s.signing, s.archived))"
         return [
@@ -126,7 +126,7 @@ public struct RestoreArchiveVerb: JobVerb {
         return r.status == 4 ? "\(host):\(tree) was there already" : "\(host):\(tree), kept until \(until)"
     }
 
-    public func summary(of job: JobRecord, in ctx: VerbContext) -> String {
+    package func summary(of job: JobRecord, in ctx: VerbContext) -> String {
         var lines = job.steps.map { "\($0.state.mark) \($0.name)\($0.outcome.map { ": \($0)" } ?? "")" }
         switch job.state {
         case .succeeded: lines.append("restore-archive \(self.job): restored — `ka debug \(self.job)` opens a shell in it (job \(job.id))")

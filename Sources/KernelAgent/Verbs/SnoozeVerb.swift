@@ -2,23 +2,23 @@ import ArgumentParser
 import Foundation
 
 /// `ka snooze <issue-id> [--for <duration>]`: postpone the reminders of an [ka:installable] issue.
-public struct SnoozeVerb: InlineVerb {
-    public static let configuration = CommandConfiguration(
+package struct SnoozeVerb: InlineVerb {
+    package static let configuration = CommandConfiguration(
         commandName: "snooze",
         abstract: "Postpone the reminders of an [ka:installable] issue.",
         discussion: "The reminder ladder (filed, +1 h, +6 h, daily) resumes after the snooze; the stage is kept.")
 
     @Argument(help: "Issue number of the [ka:installable] issue.")
-    public var issue: Int
+    package var issue: Int
 
     @Option(name: .customLong("for"), help: "How long, e.g. 6h, 2d, 30m (default 6h).")
-    public var snoozeFor: String?
+    package var snoozeFor: String?
 
-    public init() {}
+    package init() {}
 
-    public var lane: Lane { .none }
+    package var lane: Lane { .none }
 
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject {
+    package func policySubject(in ctx: VerbContext) throws -> PolicySubject {
         guard issue > 0 else { throw KAError.refusal("issue \(issue)", "issue numbers start at 1") }
         try duration(snoozeFor)
         return PolicySubject()
@@ -26,14 +26,14 @@ public struct SnoozeVerb: InlineVerb {
 
     var seconds: Int { Duration.parseSeconds(snoozeFor ?? "6h") ?? 6 * 3600 }
 
-    public func plan(in ctx: VerbContext) async throws -> Planned<Void> {
+    package func plan(in ctx: VerbContext) async throws -> Planned<Void> {
         try duration(snoozeFor)
         let until = ctx.now().addingTimeInterval(TimeInterval(seconds))
         return Planned(Plan(verb: Self.verbName, arguments: ["\(issue)"] + (snoozeFor.map { ["--for", $0] } ?? []),
                     steps: ["hold the reminders of #\(issue) until \(ISO8601DateFormatter().string(from: until))"]))
     }
 
-    public func run(_ planned: Planned<Void>, in ctx: VerbContext) async throws -> VerbOutcome {
+    package func run(_ planned: Planned<Void>, in ctx: VerbContext) async throws -> VerbOutcome {
         let until = ctx.now().addingTimeInterval(TimeInterval(seconds))
         guard try ctx.state.snoozeReminder(issue: issue, until: until) else {
             throw KAError.refusal("issue #\(issue)", "has no open [ka:installable] reminder", hint: "ka reminders lists the tracked issues")

@@ -2,42 +2,42 @@ import ArgumentParser
 import Foundation
 
 /// `ka status [--json] [--html FILE]`: one line per host; or the dashboard page written for offline use.
-public struct StatusVerb: InlineVerb, WaitsForTree {
-    public static let configuration = CommandConfiguration(
+package struct StatusVerb: InlineVerb, WaitsForTree {
+    package static let configuration = CommandConfiguration(
         commandName: "status",
         abstract: "One line per host: roles, build host, locked suffix and lock hash, drift/pending state, open blocks.")
 
     @Flag(help: "Print JSON instead of the table.")
-    public var json = false
+    package var json = false
 
     @Option(help: "Write the dashboard page (the HTML `ka serve` shows at GET /) to this file under out/ or build/, e.g. out/dashboard.html.")
-    public var html: String?
+    package var html: String?
 
     /// Renders the dashboard page; the composition root passes one in the context (the page's templates live in
     /// the control plane).
-    public typealias HTMLRenderer = @Sendable (_ ctx: VerbContext) async throws -> String
+    package typealias HTMLRenderer = @Sendable (_ ctx: VerbContext) async throws -> String
 
     /// What `ka status --json` prints (and `GET /api/status` serves).
-    public static func json(_ rows: [Row]) throws -> String {
+    package static func json(_ rows: [Row]) throws -> String {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         return String(decoding: try enc.encode(rows), as: UTF8.self) + "\n"
     }
 
-    @OptionGroup public var lockOptions: TreeLockOptions
+    @OptionGroup package var lockOptions: TreeLockOptions
 
-    public var writesState: Bool { false }
+    package var writesState: Bool { false }
 
-    public init() {}
+    package init() {}
 
-    public var lane: Lane { .none }
+    package var lane: Lane { .none }
 
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject {
+    package func policySubject(in ctx: VerbContext) throws -> PolicySubject {
         PolicySubject(outputPaths: html.map { [($0, "--html")] } ?? [])
     }
 
     /// What every dashboard page carries in its head, so `--html` replaces only a page it wrote.
-    public static let pageMark = #"<meta name="generator" content="kernel-agent">"#
+    package static let pageMark = #"<meta name="generator" content="kernel-agent">"#
 
     /// The page's file, checked again at run time (the bot runs after consent, when the file system may have
     /// changed): the output rule, a name ending in .html, not a promote output dir, and no file but an earlier page.
@@ -66,18 +66,18 @@ public struct StatusVerb: InlineVerb, WaitsForTree {
         return url
     }
 
-    public struct Row: Codable, Sendable, Equatable {
-        public let host: String
-        public let roles: [String]
-        public let arch: String
-        public let buildHost: String?
-        public let lockedSuffix: String?
-        public let lockB2sum: String?
-        public let state: String
-        public let detail: String?
-        public let openBlocks: [String]
+    package struct Row: Codable, Sendable, Equatable {
+        package let host: String
+        package let roles: [String]
+        package let arch: String
+        package let buildHost: String?
+        package let lockedSuffix: String?
+        package let lockB2sum: String?
+        package let state: String
+        package let detail: String?
+        package let openBlocks: [String]
         /// The newest signed, published build waiting for `ka install` (its version), if any.
-        public let installable: String?
+        package let installable: String?
     }
 
     /// Past `locked`: what the pipeline did with this lock. installable (built, signed, waiting for ka install),
@@ -99,7 +99,7 @@ public struct StatusVerb: InlineVerb, WaitsForTree {
         return ("locked", nil)
     }
 
-    public func rows(in ctx: VerbContext) async throws -> [Row] {
+    package func rows(in ctx: VerbContext) async throws -> [Row] {
         let ws = ctx.workspace
         let registry = try ctx.registry()
         let policy = Policy(registry: registry, workspace: ws)
@@ -150,7 +150,7 @@ public struct StatusVerb: InlineVerb, WaitsForTree {
         }
     }
 
-    public func plan(in ctx: VerbContext) async throws -> Planned<Void> {
+    package func plan(in ctx: VerbContext) async throws -> Planned<Void> {
         if let html {
             return Planned(Plan(verb: Self.verbName, arguments: ["--html", html],
                         steps: ["read fleet/, patches/, the state store and jobs; write the dashboard page to \(html); change nothing else"]))
@@ -158,7 +158,7 @@ public struct StatusVerb: InlineVerb, WaitsForTree {
         return Planned(Plan(verb: Self.verbName, arguments: json ? ["--json"] : [], steps: ["read fleet/, patches/ and the state store; change nothing"]))
     }
 
-    public func run(_ planned: Planned<Void>, in ctx: VerbContext) async throws -> VerbOutcome {
+    package func run(_ planned: Planned<Void>, in ctx: VerbContext) async throws -> VerbOutcome {
         if let html {
             guard let render = ctx.renderDashboard else {
                 throw KAError.refusal("ka status --html", "this build has no dashboard renderer", hint: "run the ka binary, not the library")

@@ -3,7 +3,7 @@ import Foundation
 
 /// A kernel-agent verb: its arguments (ArgumentParser), what the hard rules must check, its typed plan and how it
 /// does its work (`VerbExecution`: inline, or a job of named steps). `VerbPipeline` is the only caller of these.
-public protocol Verb: AsyncParsableCommand {
+package protocol Verb: AsyncParsableCommand {
     /// What planning computed that the work reuses (promote's streamed series; a tree verb's operations).
     associatedtype Prepared: Sendable = Void
     /// What the policy must admit before anything else happens. Every verb answers, even if with nothing.
@@ -23,27 +23,27 @@ public protocol Verb: AsyncParsableCommand {
 }
 
 /// A verb whose work is one inline run.
-public protocol InlineVerb: Verb {
+package protocol InlineVerb: Verb {
     func run(_ planned: Planned<Prepared>, in ctx: VerbContext) async throws -> VerbOutcome
 }
 
 extension InlineVerb {
-    public static var runsAsJob: Bool { false }
-    public func execution(of planned: Planned<Prepared>, in ctx: VerbContext) throws -> VerbExecution {
+    package static var runsAsJob: Bool { false }
+    package func execution(of planned: Planned<Prepared>, in ctx: VerbContext) throws -> VerbExecution {
         .inline { try await run(planned, in: ctx) }
     }
-    public func resumption(in ctx: VerbContext) throws -> JobSpec? { nil }
+    package func resumption(in ctx: VerbContext) throws -> JobSpec? { nil }
 }
 
 extension Verb {
-    public static var verbName: String { configuration.commandName ?? "\(Self.self)" }
+    package static var verbName: String { configuration.commandName ?? "\(Self.self)" }
 
-    public var treeAccess: TreeAccess { lane == .tree ? .write : .read }
-    public var writesState: Bool { true }
+    package var treeAccess: TreeAccess { lane == .tree ? .write : .read }
+    package var writesState: Bool { true }
 
     /// Runs `body` holding the tree lock this verb needs, after recovering any transaction a dead process left.
     /// The pipeline goes through here, so no verb ever reads a half-done tree or undoes another's live work.
-    public func withTreeAccess<T>(in ctx: VerbContext, _ body: () async throws -> T) async throws -> T {
+    package func withTreeAccess<T>(in ctx: VerbContext, _ body: () async throws -> T) async throws -> T {
         let noWait = ctx.noWait || ((self as? any WaitsForTree)?.lockOptions.noWait ?? false)
         let lock = try TreeLock.acquire(ctx.workspace, access: treeAccess, state: ctx.state,
                                         holder: "ka \(Self.verbName)", noWait: noWait, note: ctx.note)
@@ -53,7 +53,7 @@ extension Verb {
 
     /// The pipeline run at once for an inline verb, as the CLI runs it but without printing (tests and tools; the
     /// front doors call `VerbPipeline` themselves): the plan and the outcome.
-    public func execute(in ctx: VerbContext) async throws -> (Plan, VerbOutcome) {
+    package func execute(in ctx: VerbContext) async throws -> (Plan, VerbOutcome) {
         switch try await VerbPipeline.perform(self, consented: nil, origin: .cli(user: ctx.requester), in: ctx) {
         case let .done(plan, outcome): return (plan, outcome)
         case let .job(job, _): throw KAError.failure("ka \(Self.verbName)", "is a job (\(job.id)): run it with ka \(Self.verbName) or VerbPipeline.run")
@@ -62,7 +62,7 @@ extension Verb {
     }
 
     /// ArgumentParser's entry: the CLI runs the verb immediately.
-    public mutating func run() async throws {
+    package mutating func run() async throws {
         try await CLI.run(self)
     }
 }

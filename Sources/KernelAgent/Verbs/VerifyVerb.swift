@@ -5,26 +5,26 @@ import Foundation
 /// stops the run (as greenboot does) and files [ka:regression]. Exits 0 only when every required bar passed.
 /// The install runs Bars 1–4 as its last steps; the timer in webhook/ (`ka-verify@<host>.timer`, the seed's
 /// "hertz cron") runs this for Bar 5's burn-in.
-public struct VerifyVerb: JobVerb {
-    public static let configuration = CommandConfiguration(
+package struct VerifyVerb: JobVerb {
+    package static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Verify <host>'s installed kernel: Bars 1–4 (heartbeat, version, device tree, probes) and Bar 5's burn-in.",
         discussion: "Exit 0 only when every required bar passed. A failure files [ka:regression] and marks the host drifted; there is no automatic rollback.")
 
     @Argument(help: "Target host with an install by ka install.")
-    public var host: HostName
+    package var host: HostName
 
     @Flag(help: "Print the bars' verdicts as JSON.")
-    public var json = false
+    package var json = false
 
-    public init() {}
+    package init() {}
 
-    public var lane: Lane { .host(host) }
-    public var jobSubject: String { host.value }
-    public var arguments: [String] { [host.value] + (json ? ["--json"] : []) }
-    public var treeAccess: TreeAccess { .read }
+    package var lane: Lane { .host(host) }
+    package var jobSubject: String { host.value }
+    package var arguments: [String] { [host.value] + (json ? ["--json"] : []) }
+    package var treeAccess: TreeAccess { .read }
 
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject(targets: [host]) }
+    package func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject(targets: [host]) }
 
     struct Setup: Sendable {
         let target: HostName
@@ -44,7 +44,7 @@ public struct VerifyVerb: JobVerb {
         return Setup(target: target, manifest: manifest, install: pipeline.install, record: record, signer: pipeline.signing?.host)
     }
 
-    public func steps(in ctx: VerbContext) throws -> [JobStep] {
+    package func steps(in ctx: VerbContext) throws -> [JobStep] {
         let s = try setup(ctx)
         let run = VerifyRun(setup: s, state: ctx.state, blocks: ctx.blocks, records: ctx.records, now: ctx.now, workspace: ctx.workspace)
         let lane = JobStep.lane(s.target)
@@ -69,7 +69,7 @@ public struct VerifyVerb: JobVerb {
         return steps
     }
 
-    public func summary(of job: JobRecord, in ctx: VerbContext) -> String {
+    package func summary(of job: JobRecord, in ctx: VerbContext) -> String {
         let results: [BarResult]
         do { results = try VerifyRun.results(ctx.workspace, job.id) } catch { return "ka verify \(host): cannot read the verdicts: \(JobRunner.text(error))" }
         let passed = job.state == .succeeded

@@ -2,17 +2,17 @@ import ArgumentParser
 import Foundation
 
 /// `ka wake-data`: His's `wake-host data` (kbuild-x86's machine), and His's answer.
-public struct WakeDataVerb: InlineVerb {
-    public static let configuration = CommandConfiguration(
+package struct WakeDataVerb: InlineVerb {
+    package static let configuration = CommandConfiguration(
         commandName: "wake-data", abstract: "Wake 'data' (kbuild-x86's machine) through His's wake-host.",
         discussion: "Calls the MCP tool wake-host with host=data on His, as KA_CONFIG's his: section names it, and prints His's answer. The host comes up later; His answers at once.")
-    public init() {}
+    package init() {}
 
-    public static let host = "data"
-    public var lane: Lane { .none }
-    public var writesState: Bool { false }
+    package static let host = "data"
+    package var lane: Lane { .none }
+    package var writesState: Bool { false }
 
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
+    package func policySubject(in ctx: VerbContext) throws -> PolicySubject { PolicySubject() }
 
     func his(_ ctx: VerbContext) throws -> any HisOps {
         // The plan lists this one call, so it may use wake-host even where His marks it destructive.
@@ -23,12 +23,12 @@ public struct WakeDataVerb: InlineVerb {
         return his
     }
 
-    public func plan(in ctx: VerbContext) async throws -> Planned<Void> {
+    package func plan(in ctx: VerbContext) async throws -> Planned<Void> {
         let his = try his(ctx)
         return Planned(Plan(verb: Self.verbName, arguments: [], steps: ["ask \(his.endpoint) to wake \(Self.host) (MCP tool wake-host)"]))
     }
 
-    public func run(_ planned: Planned<Void>, in ctx: VerbContext) async throws -> VerbOutcome {
+    package func run(_ planned: Planned<Void>, in ctx: VerbContext) async throws -> VerbOutcome {
         let his = try his(ctx)
         let answer = try await his.wakeHost(try HostName(Self.host))
         return VerbOutcome("\(his.endpoint): \(answer.isEmpty ? "(no answer text)" : answer)\n")

@@ -4,21 +4,21 @@ import Foundation
 /// `ka yank <host> <patch-or-scope>`: the loopback (7→4). Takes suspect patches out of one host's manifest: an
 /// `excluded:` entry with its provenance (who, when, why), and any selector that named only them dropped. The host
 /// is marked drifted; the next promote → build → install converges it. Never promotes, builds or installs itself.
-public struct YankVerb: InlineVerb {
-    public static let configuration = CommandConfiguration(
+package struct YankVerb: InlineVerb {
+    package static let configuration = CommandConfiguration(
         commandName: "yank",
         abstract: "Take a suspect patch (or scope) out of <host>'s manifest, with provenance; marks the host drifted until promote → build → install.",
         discussion: "Writes an `excluded:` entry {path, reason} into fleet/<host>.yaml (an exclude inside a selected dir carves it out) and drops selectors that named only the yanked patches.")
 
-    @Argument(help: "Target host.") public var host: HostName
-    @Argument(help: "Patch path or dir under patches/ (e.g. board/pinebook-pro/0001-….patch).") public var patch: String
-    @Option(help: "Why (goes into the excluded entry's reason), e.g. the regression issue.") public var reason: String?
+    @Argument(help: "Target host.") package var host: HostName
+    @Argument(help: "Patch path or dir under patches/ (e.g. board/pinebook-pro/0001-….patch).") package var patch: String
+    @Option(help: "Why (goes into the excluded entry's reason), e.g. the regression issue.") package var reason: String?
 
-    public init() {}
+    package init() {}
 
-    public var lane: Lane { .tree }
+    package var lane: Lane { .tree }
 
-    public func policySubject(in ctx: VerbContext) throws -> PolicySubject {
+    package func policySubject(in ctx: VerbContext) throws -> PolicySubject {
         _ = try TreePath(patch)
         if let reason, reason.count > 300 || reason.contains(where: \.isNewline) {
             throw KAError.refusal("--reason", "must be one line of at most 300 characters")
@@ -26,9 +26,9 @@ public struct YankVerb: InlineVerb {
         return PolicySubject(targets: [host])
     }
 
-    public struct Prepared: Sendable { let data: Data; let file: String; let yanked: [String] }
+    package struct Prepared: Sendable { let data: Data; let file: String; let yanked: [String] }
 
-    public func plan(in ctx: VerbContext) async throws -> Planned<Prepared> {
+    package func plan(in ctx: VerbContext) async throws -> Planned<Prepared> {
         let target = host
         let ws = ctx.workspace
         let path = try TreePath(patch)
@@ -69,7 +69,7 @@ public struct YankVerb: InlineVerb {
         return Planned(Plan(verb: Self.verbName, arguments: [host.value, patch] + (reason.map { ["--reason", $0] } ?? []), steps: steps, pins: pins), Prepared(data: data, file: manifest.file, yanked: yanked))
     }
 
-    public func run(_ planned: Planned<Prepared>, in ctx: VerbContext) async throws -> VerbOutcome {
+    package func run(_ planned: Planned<Prepared>, in ctx: VerbContext) async throws -> VerbOutcome {
         let p = planned.prepared
         let target = host
         let txn = TreeTransaction(ctx.workspace)

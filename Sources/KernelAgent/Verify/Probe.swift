@@ -2,24 +2,24 @@ import Foundation
 
 /// Where a probe's text was written: the first character of the text is at `file:line:column`.
 /// Errors and results name it, so a person finds the manifest line that holds the probe.
-public struct ProbeOrigin: Sendable, Equatable, CustomStringConvertible {
-    public let file: String
-    public let line: Int
-    public let column: Int
+package struct ProbeOrigin: Sendable, Equatable, CustomStringConvertible {
+    package let file: String
+    package let line: Int
+    package let column: Int
     /// What holds the text in that file, e.g. `verify.probes[0].probe`; empty when the text stands alone.
-    public let field: String
+    package let field: String
 
-    public init(file: String, line: Int = 1, column: Int = 1, field: String = "") {
+    package init(file: String, line: Int = 1, column: Int = 1, field: String = "") {
         self.file = file; self.line = line; self.column = column; self.field = field
     }
 
-    public var description: String { "\(file):\(line)" + (field.isEmpty ? "" : ": \(field)") }
+    package var description: String { "\(file):\(line)" + (field.isEmpty ? "" : ": \(field)") }
 }
 
 /// One parsed probe of Bar 3 or Bar 4: a subject read on the host and a check of what it read.
 /// The grammar is in fleet/README.md ("Probes"); `ProbeParser` is its only constructor from text.
-public struct Probe: Sendable, Equatable, CustomStringConvertible {
-    public enum Subject: Sendable, Equatable {
+package struct Probe: Sendable, Equatable, CustomStringConvertible {
+    package enum Subject: Sendable, Equatable {
         /// `file <abs-path>`: a file on the host, read with at most `ProbeLimits.fileBytes`.
         case file(path: String)
         /// `dt <node>[:<property>]`: a node or one property under the host's /proc/device-tree.
@@ -27,7 +27,7 @@ public struct Probe: Sendable, Equatable, CustomStringConvertible {
         /// `cmd [argv, …]`: a program run on the host without a shell; its stdout is what is checked.
         case command(argv: [String])
 
-        public var keyword: String {
+        package var keyword: String {
             switch self {
             case .file: return "file"
             case .deviceTree: return "dt"
@@ -36,18 +36,18 @@ public struct Probe: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    public enum Operator: String, Sendable, Equatable, CaseIterable {
+    package enum Operator: String, Sendable, Equatable, CaseIterable {
         case equal = "==", notEqual = "!=", matches = "~", notMatches = "!~"
         case greaterOrEqual = ">=", lessOrEqual = "<=", greater = ">", less = "<"
         case exists, missing
 
         /// Whether the operator takes a value after it.
-        public var takesValue: Bool { self != .exists && self != .missing }
-        public var isNumeric: Bool { [.greaterOrEqual, .lessOrEqual, .greater, .less].contains(self) }
-        public var isRegex: Bool { self == .matches || self == .notMatches }
+        package var takesValue: Bool { self != .exists && self != .missing }
+        package var isNumeric: Bool { [.greaterOrEqual, .lessOrEqual, .greater, .less].contains(self) }
+        package var isRegex: Bool { self == .matches || self == .notMatches }
     }
 
-    public enum Check: Sendable, Equatable {
+    package enum Check: Sendable, Equatable {
         case exists
         case missing
         /// `==` / `!=`: the observed text, trimmed of surrounding whitespace, against the value.
@@ -57,7 +57,7 @@ public struct Probe: Sendable, Equatable, CustomStringConvertible {
         /// `>=`, `<=`, `>`, `<`: the observed text as a number against this one.
         case compare(Operator, ProbeNumber)
 
-        public var op: Operator {
+        package var op: Operator {
             switch self {
             case .exists: return .exists
             case .missing: return .missing
@@ -68,27 +68,27 @@ public struct Probe: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    public let subject: Subject
-    public let check: Check
+    package let subject: Subject
+    package let check: Check
     /// The probe as written (one line, surrounding whitespace removed): what results and issues show.
-    public let text: String
-    public let origin: ProbeOrigin
+    package let text: String
+    package let origin: ProbeOrigin
 
-    public init(subject: Subject, check: Check, text: String, origin: ProbeOrigin) {
+    package init(subject: Subject, check: Check, text: String, origin: ProbeOrigin) {
         self.subject = subject; self.check = check; self.text = text; self.origin = origin
     }
 
-    public var description: String { text }
+    package var description: String { text }
 }
 
 /// A number of a numeric check: an integer when both sides are integers (exact up to Int64), else a Double.
-public struct ProbeNumber: Sendable, Equatable, CustomStringConvertible {
-    public let text: String
-    public let integer: Int64?
-    public let real: Double
+package struct ProbeNumber: Sendable, Equatable, CustomStringConvertible {
+    package let text: String
+    package let integer: Int64?
+    package let real: Double
 
     /// `-?[0-9]+(\.[0-9]+)?`, nothing else: no exponent, no hex, no leading '+'.
-    public init?(_ text: String) {
+    package init?(_ text: String) {
         let bytes = Array(text.utf8)
         var i = 0
         if i < bytes.count && bytes[i] == UInt8(ascii: "-") { i += 1 }
@@ -109,31 +109,31 @@ public struct ProbeNumber: Sendable, Equatable, CustomStringConvertible {
         self.real = real
     }
 
-    public var description: String { text }
+    package var description: String { text }
 
     /// -1, 0 or 1, exactly for two integers.
-    public func compare(to other: ProbeNumber) -> Int {
+    package func compare(to other: ProbeNumber) -> Int {
         if let a = integer, let b = other.integer { return a < b ? -1 : (a == b ? 0 : 1) }
         return real < other.real ? -1 : (real == other.real ? 0 : 1)
     }
 }
 
 /// The bounds of the probe language and of what a probe may read, in one place (fleet/README.md quotes them).
-public enum ProbeLimits {
+package enum ProbeLimits {
     /// The longest probe text.
-    public static let textBytes = 4096
+    package static let textBytes = 4096
     /// The longest path, node path or argv element.
-    public static let wordBytes = 1024
+    package static let wordBytes = 1024
     /// The most argv elements of a `cmd`.
-    public static let argvCount = 32
+    package static let argvCount = 32
     /// The longest regex pattern.
-    public static let patternBytes = 256
+    package static let patternBytes = 256
     /// How much of a file or device-tree property is read (a sysfs file is at most a page).
-    public static let fileBytes = 32 * 1024
+    package static let fileBytes = 32 * 1024
     /// How much of a command's stdout is kept and checked.
-    public static let outputBytes = 1024 * 1024
+    package static let outputBytes = 1024 * 1024
     /// How much of what was observed a result keeps (for the regression issue).
-    public static let shownBytes = 2048
+    package static let shownBytes = 2048
     /// How long one regex match may take before the probe gives up on the pattern.
-    public static let matchBudget: Swift.Duration = .milliseconds(500)
+    package static let matchBudget: Swift.Duration = .milliseconds(500)
 }

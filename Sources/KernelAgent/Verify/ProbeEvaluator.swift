@@ -7,8 +7,8 @@ import Foundation
 /// - A device-tree probe on a host without /proc/device-tree, and a `cmd` whose program is not on the host
 ///   (exit 127), are skips.
 /// - A `cmd` that exits non-zero fails, whatever it printed.
-public enum ProbeEvaluator {
-    public static func evaluate(_ probe: Probe, on host: any ProbeHost,
+package enum ProbeEvaluator {
+    package static func evaluate(_ probe: Probe, on host: any ProbeHost,
                                 commandTimeout: Swift.Duration = .seconds(60)) async -> ProbeResult {
         do {
             switch probe.subject {
@@ -130,8 +130,8 @@ public enum ProbeEvaluator {
 /// big-endian cells in decimal, separated by a space (`opp-microvolt = <1375000 1375000 1400000>` reads
 /// `1375000 1375000 1400000`, a 64-bit `opp-hz` reads as its two cells, `0 2184000000`); otherwise bytes in hex.
 /// An empty (boolean) property reads as the empty string.
-public enum DeviceTreeValue {
-    public static func render(_ bytes: [UInt8]) -> String {
+package enum DeviceTreeValue {
+    package static func render(_ bytes: [UInt8]) -> String {
         if bytes.isEmpty { return "" }
         if bytes.last == 0 {
             let parts = bytes.dropLast().split(separator: 0, omittingEmptySubsequences: false)

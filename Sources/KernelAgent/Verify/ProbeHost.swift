@@ -1,7 +1,7 @@
 import Foundation
 
 /// What reading a file or a device-tree entry on a host found.
-public enum ProbeRead: Sendable, Equatable {
+package enum ProbeRead: Sendable, Equatable {
     /// The bytes, at most `ProbeLimits.fileBytes`; `truncated` when there were more.
     case content([UInt8], truncated: Bool)
     /// The path is a directory (a device-tree node is one).
@@ -15,16 +15,16 @@ public enum ProbeRead: Sendable, Equatable {
 }
 
 /// What a `cmd` probe's program did.
-public struct ProbeRun: Sendable, Equatable {
+package struct ProbeRun: Sendable, Equatable {
     /// The exit status; 127 means the program is not on the host, 126 that it could not be run.
-    public let status: Int32
+    package let status: Int32
     /// At most `ProbeLimits.outputBytes` of stdout; `truncated` when there was more.
-    public let stdout: [UInt8]
-    public let truncated: Bool
+    package let stdout: [UInt8]
+    package let truncated: Bool
     /// The tail of stderr, for the result.
-    public let stderr: [UInt8]
+    package let stderr: [UInt8]
 
-    public init(status: Int32, stdout: [UInt8], truncated: Bool = false, stderr: [UInt8] = []) {
+    package init(status: Int32, stdout: [UInt8], truncated: Bool = false, stderr: [UInt8] = []) {
         self.status = status; self.stdout = stdout; self.truncated = truncated; self.stderr = stderr
     }
 }
@@ -32,7 +32,7 @@ public struct ProbeRun: Sendable, Equatable {
 /// The host a probe reads. Every method throws only when the host could not be asked (unreachable, timed out,
 /// cancelled): that is an infra-error. What the host answered, a missing file included, is a value.
 /// Real: `TransportProbeHost` (any `HostTransport`); tests: `FakeProbeHost`.
-public protocol ProbeHost: Sendable {
+package protocol ProbeHost: Sendable {
     /// Reads an absolute path (a probe's `file` subject).
     func readFile(_ path: String) async throws -> ProbeRead
     /// Reads under /proc/device-tree: `path` is a node path (`/opp-table-1/opp-2184000000`), or a node path and a

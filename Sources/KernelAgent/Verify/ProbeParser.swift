@@ -7,9 +7,9 @@ import Foundation
 /// let probe = try ProbeParser.parse("file /sys/devices/system/cpu/cpufreq/policy4/cpuinfo_max_freq == 2184000",
 ///                                   origin: ProbeOrigin(file: "fleet/fresnel.yaml", line: 27, field: "verify.probes[0].probe"))
 /// ```
-public enum ProbeParser {
+package enum ProbeParser {
     /// Parses `text`, which holds exactly one probe; whitespace (newlines included) separates its tokens.
-    public static func parse(_ text: String, origin: ProbeOrigin) throws(ProbeParseError) -> Probe {
+    package static func parse(_ text: String, origin: ProbeOrigin) throws(ProbeParseError) -> Probe {
         var reader = Reader(text: text, origin: origin)
         return try reader.probe()
     }
@@ -17,24 +17,24 @@ public enum ProbeParser {
     /// The only programs a `cmd` probe runs: read-only views of the kernel and the system, none of which runs
     /// another program, so no argument can bring a shell back (a deny-list always misses a wrapper). Given by
     /// bare name or by a path in a system bin dir.
-    public static let allowedPrograms: Set<String> = [
+    package static let allowedPrograms: Set<String> = [
         "dmesg", "journalctl", "uname", "lsmod", "modinfo", "cat", "head", "tail", "wc", "stat", "ls", "readlink",
         "lspci", "lsusb", "lscpu", "lsblk", "findmnt", "nproc", "free", "uptime", "hostname", "sensors", "true", "false",
     ]
 
     /// Programs whose operands are files: each must be an absolute path a `file` probe could read (a relative one
     /// would be read from the login's home directory).
-    public static let fileOperandPrograms: Set<String> = ["cat", "head", "tail", "wc", "stat", "ls", "readlink"]
+    package static let fileOperandPrograms: Set<String> = ["cat", "head", "tail", "wc", "stat", "ls", "readlink"]
 
     /// The dirs a program given by path must be in.
-    public static let systemBinDirs: Set<String> = ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/local/sbin"]
+    package static let systemBinDirs: Set<String> = ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/local/sbin"]
 
     /// The per-process links under /proc that lead anywhere (another root, a cwd, an open file, a program):
     /// `/proc/<pid>/root/home/…` would otherwise pass the /proc root.
-    public static let procEscapes: Set<String> = ["root", "cwd", "fd", "exe", "map_files", "fdinfo"]
+    package static let procEscapes: Set<String> = ["root", "cwd", "fd", "exe", "map_files", "fdinfo"]
 
     /// Why `path` (absolute, already free of `.`, `..` and empty components) is not one a probe may read; nil if it is.
-    public static func unreadableReason(_ path: String) -> String? {
+    package static func unreadableReason(_ path: String) -> String? {
         guard fileRoots.contains(where: { path == $0 || path.hasPrefix($0 + "/") }) else {
             return "'\(path)' is outside what a probe may read"
         }
@@ -49,7 +49,7 @@ public enum ProbeParser {
     }
 
     /// Where `file` probes may read: the kernel's views and the system's own files, never a home directory.
-    public static let fileRoots = ["/sys", "/proc", "/boot", "/etc", "/usr", "/lib", "/var", "/run", "/opt", "/srv"]
+    package static let fileRoots = ["/sys", "/proc", "/boot", "/etc", "/usr", "/lib", "/var", "/run", "/opt", "/srv"]
 }
 
 /// The recursive-descent reader over the text's Unicode scalars.

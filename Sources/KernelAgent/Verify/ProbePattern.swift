@@ -6,16 +6,16 @@ import Foundation
 /// (`ProbeLimits.patternBytes`), its shape (no backreferences, no quantified group that holds a quantifier, the
 /// classic exponential forms `(a+)+` and `(a*)*`), and its running time (`ProbeLimits.matchBudget`, enforced
 /// through ICU's progress callback, which covers the forms the shape check cannot see, such as `(a|a)*b`).
-public struct ProbePattern: Sendable, Equatable, CustomStringConvertible {
-    public let source: String
+package struct ProbePattern: Sendable, Equatable, CustomStringConvertible {
+    package let source: String
 
     /// Why a pattern is refused; `offset` is the byte offset in the pattern.
-    public struct Refusal: Error, Sendable, Equatable {
-        public let offset: Int
-        public let message: String
+    package struct Refusal: Error, Sendable, Equatable {
+        package let offset: Int
+        package let message: String
     }
 
-    public init(_ source: String) throws(Refusal) {
+    package init(_ source: String) throws(Refusal) {
         let bytes = Array(source.utf8)
         guard !bytes.isEmpty else { throw Refusal(offset: 0, message: "empty regex") }
         guard bytes.count <= ProbeLimits.patternBytes else {
@@ -30,9 +30,9 @@ public struct ProbePattern: Sendable, Equatable, CustomStringConvertible {
         self.source = source
     }
 
-    public var description: String { source }
+    package var description: String { source }
 
-    public enum Outcome: Sendable, Equatable {
+    package enum Outcome: Sendable, Equatable {
         /// It matched; the line that holds the start of the first match.
         case matched(line: String)
         case notMatched
@@ -41,7 +41,7 @@ public struct ProbePattern: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Whether the pattern matches anywhere in `text`, within `budget`.
-    public func firstMatch(in text: String, budget: Swift.Duration = ProbeLimits.matchBudget) -> Outcome {
+    package func firstMatch(in text: String, budget: Swift.Duration = ProbeLimits.matchBudget) -> Outcome {
         // The pattern compiled in init; a failure here would be a Foundation change, reported as too costly
         // rather than as a match either way.
         guard let regex = try? NSRegularExpression(pattern: source, options: [.anchorsMatchLines]) else { return .tooCostly }

@@ -1,7 +1,7 @@
 import Foundation
 
 /// A probe's outcome, in KernelCI's words (and its spellings, which the JSON output keeps).
-public enum ProbeCode: String, Sendable, Equatable, Codable, CaseIterable {
+package enum ProbeCode: String, Sendable, Equatable, Codable, CaseIterable {
     /// The check held.
     case pass
     /// The check did not hold: what the host has is not what the manifest expects. A regression candidate.
@@ -13,19 +13,19 @@ public enum ProbeCode: String, Sendable, Equatable, Codable, CaseIterable {
 }
 
 /// One probe's result: what was asked, what the host showed, and the code.
-public struct ProbeResult: Sendable, Equatable {
+package struct ProbeResult: Sendable, Equatable {
     /// The probe as written in the manifest.
-    public let probe: String
-    public let origin: ProbeOrigin
-    public let code: ProbeCode
+    package let probe: String
+    package let origin: ProbeOrigin
+    package let code: ProbeCode
     /// What the host showed, at most `ProbeLimits.shownBytes`, control characters escaped (for an issue or a log).
-    public let observed: String
+    package let observed: String
     /// One sentence: why this code.
-    public let reason: String
+    package let reason: String
     /// How many times the probe was evaluated (more than 1 after infra-errors).
-    public let attempts: Int
+    package let attempts: Int
 
-    public init(probe: String, origin: ProbeOrigin, code: ProbeCode, observed: String, reason: String, attempts: Int = 1) {
+    package init(probe: String, origin: ProbeOrigin, code: ProbeCode, observed: String, reason: String, attempts: Int = 1) {
         self.probe = probe; self.origin = origin; self.code = code; self.observed = observed; self.reason = reason; self.attempts = attempts
     }
 
@@ -35,7 +35,7 @@ public struct ProbeResult: Sendable, Equatable {
 
     /// Bytes from a host as shown in a result: valid UTF-8 kept, control characters other than newline and tab
     /// as `\xNN`, cut to `limit` bytes with a note of how much was left out.
-    public static func shown(_ bytes: [UInt8], limit: Int = ProbeLimits.shownBytes) -> String {
+    package static func shown(_ bytes: [UInt8], limit: Int = ProbeLimits.shownBytes) -> String {
         var out = ""
         var used = 0
         for scalar in String(decoding: bytes, as: UTF8.self).unicodeScalars {

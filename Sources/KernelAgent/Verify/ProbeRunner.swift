@@ -8,22 +8,22 @@ import Foundation
 /// let runner = ProbeRunner(host: TransportProbeHost(transport: transport))
 /// let results = await runner.run(manifest.verify?.probes.map(\.probe) ?? [])
 /// ```
-public struct ProbeRunner: Sendable {
-    public let host: any ProbeHost
+package struct ProbeRunner: Sendable {
+    package let host: any ProbeHost
     /// How many more times an infra-error is tried (default 2: three attempts in all).
-    public var infraRetries: Int
+    package var infraRetries: Int
     /// The pause before each retry (a host that dropped the connection gets a moment).
-    public var retryDelay: Swift.Duration
+    package var retryDelay: Swift.Duration
     /// The hard cap on one `cmd` probe's program.
-    public var commandTimeout: Swift.Duration
+    package var commandTimeout: Swift.Duration
 
-    public init(host: any ProbeHost, infraRetries: Int = 2, retryDelay: Swift.Duration = .seconds(5),
+    package init(host: any ProbeHost, infraRetries: Int = 2, retryDelay: Swift.Duration = .seconds(5),
                 commandTimeout: Swift.Duration = .seconds(60)) {
         self.host = host; self.infraRetries = max(0, infraRetries); self.retryDelay = retryDelay; self.commandTimeout = commandTimeout
     }
 
     /// Runs one probe; `attempts` in the result counts the evaluations.
-    public func run(_ probe: Probe) async -> ProbeResult {
+    package func run(_ probe: Probe) async -> ProbeResult {
         var attempt = 1
         while true {
             let result = await ProbeEvaluator.evaluate(probe, on: host, commandTimeout: commandTimeout)
@@ -36,7 +36,7 @@ public struct ProbeRunner: Sendable {
     }
 
     /// Runs the probes one after another, in order (a host is asked one thing at a time).
-    public func run(_ probes: [Probe]) async -> [ProbeResult] {
+    package func run(_ probes: [Probe]) async -> [ProbeResult] {
         var results: [ProbeResult] = []
         for probe in probes { results.append(await run(probe)) }
         return results

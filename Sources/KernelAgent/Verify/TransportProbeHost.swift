@@ -4,12 +4,12 @@ import NIOConcurrencyHelpers
 /// The probe host over the agent's transport (OpenSSH for the fleet). Reads are one fixed `sh -c` script each,
 /// with the path passed as an argument (`$1`), never spliced into the script; `cmd` probes run their argv as it
 /// is. A transport failure (unreachable, timed out, cancelled) is thrown: the evaluator makes it an infra-error.
-public struct TransportProbeHost: ProbeHost {
-    public let transport: any HostTransport
+package struct TransportProbeHost: ProbeHost {
+    package let transport: any HostTransport
     /// The hard cap on one read.
-    public let readTimeout: Swift.Duration
+    package let readTimeout: Swift.Duration
 
-    public init(transport: any HostTransport, readTimeout: Swift.Duration = .seconds(30)) {
+    package init(transport: any HostTransport, readTimeout: Swift.Duration = .seconds(30)) {
         self.transport = transport; self.readTimeout = readTimeout
     }
 
@@ -32,11 +32,11 @@ public struct TransportProbeHost: ProbeHost {
         exec head -c "$n" -- "$r"
         """
 
-    public func readFile(_ path: String) async throws -> ProbeRead {
+    package func readFile(_ path: String) async throws -> ProbeRead {
         try await read(path, deviceTree: false)
     }
 
-    public func readDeviceTree(_ path: String) async throws -> ProbeRead {
+    package func readDeviceTree(_ path: String) async throws -> ProbeRead {
         try await read(path, deviceTree: true)
     }
 
@@ -66,7 +66,7 @@ public struct TransportProbeHost: ProbeHost {
         }
     }
 
-    public func run(_ argv: [String], timeout: Swift.Duration) async throws -> ProbeRun {
+    package func run(_ argv: [String], timeout: Swift.Duration) async throws -> ProbeRun {
         guard !argv.isEmpty else {
             throw KAError.refusal(TransportError.context(transport.host, transport.address), "probe command", "empty argv")
         }

@@ -13,29 +13,29 @@ import Yams
 ///       required: true  # default
 ///   burn_in_hours: 24   # Bar 5, opt-in
 /// ```
-public struct VerifySpec: Sendable {
+package struct VerifySpec: Sendable {
     /// One Bar 4 probe and the patch (or scope) it checks.
-    public struct PatchProbe: Sendable {
+    package struct PatchProbe: Sendable {
         /// A patch path or a scope dir under patches/, as in `include:` / `scopes:`; the manifest reaches it.
-        public let patch: TreePath
-        public let probe: Probe
+        package let patch: TreePath
+        package let probe: Probe
         /// A required probe that does not pass stops the bars; an optional one is reported only.
-        public let required: Bool
+        package let required: Bool
         /// Where the entry is written.
-        public let location: YAMLLocation
+        package let location: YAMLLocation
         /// The `patch:` value as a path mention: migrate-tree rewrites it with the selectors, and abandon drops
         /// the entry (its lines) with the patches it names.
-        public let mention: Manifest.Selector
+        package let mention: Manifest.Selector
     }
 
     /// Bar 3: device-tree probes (`dt …` only), all required.
-    public let deviceTree: [Probe]
+    package let deviceTree: [Probe]
     /// Bar 4: per-patch probes, in the manifest's order.
-    public let probes: [PatchProbe]
+    package let probes: [PatchProbe]
     /// Bar 5: hours of burn-in; nil when the host does not opt in.
-    public let burnInHours: Int?
+    package let burnInHours: Int?
 
-    public static let maxBurnInHours = 720
+    package static let maxBurnInHours = 720
 
     /// Reads the section; errors name the manifest file and line, and a probe's column.
     static func parse(_ value: YAMLValue, selectors: [Manifest.Selector], excluded: [Manifest.Selector], text: String) throws -> VerifySpec {
