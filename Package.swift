@@ -99,8 +99,6 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
-            // the stand-in shares mutable state across handlers under one lock; v5 mode keeps it readable
-            swiftSettings: [.swiftLanguageMode(.v5)]
         ),
     ]
 )

@@ -348,7 +348,7 @@ extension BuildBoxTests {
         let h = try Harness()
         try await BuildBoxTests.promote(h)
         let server = try await JobBoxTests().serve(h)
-        defer { Task { await server.kill9() } }
+        defer { server.killNow() }
         let issue = try await JobBoxTests().approve(h, "/ka-build fresnel")
         let plan = try #require(h.gitea.botComments(on: issue).first { Harness.nonce(in: $0.body) != nil }?.body)
         #expect(plan.contains("route to a build host (boltzmann → ampere → fermi)") && plan.contains("makepkg as the build user")
@@ -384,7 +384,7 @@ extension BuildBoxTests {
         env["KA_CONFIG"] = stalled.path
         let server = ChaosTests.Server(port: port, env: env, log: h.root.appendingPathComponent("serve.log"))
         try await server.start()
-        defer { Task { await server.kill9() } }
+        defer { server.killNow() }
         try await Task.sleep(nanoseconds: 1_100_000_000)   // the first cursor is "now"
         let issue = try await JobBoxTests().approve(h, "/ka-build fresnel")
         // while makepkg runs silent: the warning and the build's own log line, in the status comment
@@ -414,7 +414,7 @@ extension BuildBoxTests {
         try await BuildBoxTests.promote(h)
         let before = try BuildBoxTests.snapshot()
         let server = try await JobBoxTests().serve(h)
-        defer { Task { await server.kill9() } }
+        defer { server.killNow() }
         let issue = try await JobBoxTests().approve(h, "/ka-build fresnel")
         try await JobBoxTests.waitFor("makepkg to run on boltzmann", timeout: 120) {
             try await !JobBoxTests.remote("boltzmann", matching: "makepkg").isEmpty

@@ -91,6 +91,9 @@ import Testing
         }
 
         func kill9() async { if let p = process, p.isRunning { kill(p.processIdentifier, SIGKILL); _ = await exited() } }
+        /// For a test's `defer`: the signal only, without waiting for the exit.
+        func killNow() { if let p = process, p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        func termNow() { if let p = process, p.isRunning { kill(p.processIdentifier, SIGTERM) } }
         func term() async -> Int32 {
             guard let p = process, p.isRunning else { return -1 }
             kill(p.processIdentifier, SIGTERM)

@@ -378,7 +378,7 @@ final class GiteaStandIn: @unchecked Sendable {
                 return response
             }
         }
-        func serve(_ method: HTTPRequest.Method, _ template: String, _ request: Request, _ context: BasicRequestContext,
+        @Sendable func serve(_ method: HTTPRequest.Method, _ template: String, _ request: Request, _ context: BasicRequestContext,
                    _ handler: @Sendable (Request, BasicRequestContext, User) async throws -> Response) async throws -> Response {
             // a proxy's rate limit answers before Gitea sees the request
             let limited = withLock { () -> RateLimit? in

@@ -115,7 +115,7 @@ extension BuildBoxTests {
         defer { Task { _ = try? await JobBoxTests.inHost("fresnel", ["rm", "-f", "/var/lib/fleet-box/reboot-hold"]) } }
         let reboots = try await Self.rebootCount()
         let server = try await JobBoxTests().serve(h)
-        defer { Task { await server.kill9() } }
+        defer { server.killNow() }
         let issue = try await JobBoxTests().approve(h, "/ka-install fresnel")
         try await JobBoxTests.waitFor("the reboot to be asked for, its step still running", timeout: 120) {
             let step = try JobBoxTests.jobs(state).first { $0.verb == "install" }?.steps.first { $0.name == "reboot fresnel" }
@@ -152,7 +152,7 @@ extension BuildBoxTests {
         env["KA_CONSENT_TTL"] = "30s"
         let server = ChaosTests.Server(port: port, env: env, log: h.root.appendingPathComponent("serve.log"))
         try await server.start()
-        defer { Task { await server.kill9() } }
+        defer { server.killNow() }
         let issue = g.createIssue(by: "markus", title: "install fresnel")
         func ask() async throws -> String {
             let before = g.botComments(on: issue).compactMap { Harness.nonce(in: $0.body) }
@@ -248,13 +248,15 @@ extension BuildBoxTests {
         #expect(running.status == 0 && running.stdoutText.contains("bar5 skip (optional) burn-in: running"), "\(running.stdoutText)\n\(running.stderrText)")
         // its time has passed (the stored schedule moved back, as a clock moving on would): it completes
         let db = try DatabaseQueue(path: h.root.appendingPathComponent(".ka/state.sqlite").path)
-        try await db.write { try $0.execute(sql: "UPDATE installs SET burnInUntil = ? WHERE job = ?", arguments: [Date().addingTimeInterval(-1), record.job]) }
+        let job = record.job
+        try await db.write { try $0.execute(sql: "UPDATE installs SET burnInUntil = ? WHERE job = ?", arguments: [Date().addingTimeInterval(-1), job]) }
         let done = try await Self.ka(h, ["verify", "fresnel"])
         #expect(done.status == 0 && done.stdoutText.contains("bar5 pass (optional) burn-in: complete"), "\(done.stdoutText)\n\(done.stderrText)")
         record = try #require(try Self.state(h).installs.latest(host: "fresnel"))
         #expect(record.burnInUntil == nil && record.bars.contains("bar5 pass"))
         // a second burn-in, and a reboot during it: it fails, files [ka:regression], and the host is drifted
-        try await db.write { try $0.execute(sql: "UPDATE installs SET burnInUntil = ? WHERE job = ?", arguments: [Date().addingTimeInterval(3600), record.job]) }
+        let again = record.job
+        try await db.write { try $0.execute(sql: "UPDATE installs SET burnInUntil = ? WHERE job = ?", arguments: [Date().addingTimeInterval(3600), again]) }
         let before = try await Self.inFresnel(["cat", "/proc/sys/kernel/random/boot_id"])
         _ = try await Self.inFresnel(["reboot"])
         try await JobBoxTests.waitFor("fresnel to come back with a new boot id", timeout: 60) {

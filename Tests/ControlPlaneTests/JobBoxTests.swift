@@ -165,7 +165,7 @@ import KATestSupport
         let h = try Harness()
         let state = h.root.appendingPathComponent(".ka")
         let server = try await serve(h)
-        defer { Task { await server.kill9() } }
+        defer { server.killNow() }
 
         // 1. killed in the sleep step (rerun): resumes and succeeds
         let issue = try await approve(h, "/ka-probe ohm --steps 1 --sleep 20")

@@ -230,7 +230,7 @@ import Testing
     @Test func theBotsPauseNamesWhoAndItsJobCommentLinksThePublishedLog() async throws {
         let h = try Harness()
         let server = try await Self.serve(h)
-        defer { Task { await server.kill9() } }
+        defer { server.killNow() }
         let paused = try await Self.done(h, try await JobBoxTests().approve(h, "/ka-pause-prune --reason \"bot test\""))
         #expect(paused.contains("✅ done") && paused.contains("pruning is paused by markus since") && paused.contains("(bot test)"), "\(paused)")
         let pruned = try await Self.done(h, try await JobBoxTests().approve(h, "/ka-prune --dry-run"))

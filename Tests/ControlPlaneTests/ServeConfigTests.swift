@@ -29,7 +29,7 @@ import Testing
         let server = ChaosTests.Server(port: port, env: env, log: h.root.appendingPathComponent("serve.log"))
         server.arguments = Array(argv.dropFirst()).map { $0 == argv[3] ? yaml.path : $0 }
         try await server.start()
-        defer { Task { _ = await server.term() } }
+        defer { server.termNow() }
         try await Task.sleep(nanoseconds: 1_100_000_000)   // the first cursor is "now"
         let issue = g.createIssue(by: "markus", title: "wake data")
         g.comment(by: "markus", on: issue, body: "/ka-wake-data")
