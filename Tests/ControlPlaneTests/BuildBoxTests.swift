@@ -20,6 +20,12 @@ import Testing
     }
 
     /// The box's ka.yaml with `edit` applied, in the harness root.
+    /// The box's KA_CONFIG with `keys` (indented lines) added to its `build:` section, which holds Bar 0's skip.
+    static func buildKeys(_ text: String, _ keys: String) -> String {
+        guard let r = text.range(of: "\nbuild:\n") else { return text + "build:\n" + keys }
+        return text.replacingCharacters(in: r, with: "\nbuild:\n" + keys)
+    }
+
     static func config(_ h: Harness, _ name: String, _ edit: (String) -> String) throws -> URL {
         let text = try String(contentsOfFile: try JobBoxTests.boxEnvironment()["KA_CONFIG"] ?? "", encoding: .utf8)
         let url = h.root.appendingPathComponent(name)
@@ -219,7 +225,7 @@ import Testing
 
     @Test func aBuildPastTheCapIsKilledAndItsRemoteProcessesAreGone() async throws {
         let h = try Harness()
-        let capped = try Self.config(h, "capped.yaml") { $0 + "build:\n  wall_clock_cap: 4s\n" }
+        let capped = try Self.config(h, "capped.yaml") { Self.buildKeys($0, "  wall_clock_cap: 4s\n") }
         try await Self.promote(h, config: capped)
         let r = try await Self.ka(h, ["build", "fresnel"], config: capped)
         #expect(r.status == 1 && r.stdoutText.contains("killed after the wall-clock cap of 4s"), "\(r.stdoutText)\n\(r.stderrText)")
@@ -283,7 +289,7 @@ import Testing
         // a makepkg on boltzmann that prints one line and then nothing (counting its calls)
         let counter = try await Self.installSilentMakepkg()
         defer { Self.removeSilentMakepkg(counter) }
-        let stalled = try Self.config(h, "stall.yaml") { $0 + "build:\n  stall_warn: 1s\n  stall_fail: 3s\n" }
+        let stalled = try Self.config(h, "stall.yaml") { Self.buildKeys($0, "  stall_warn: 1s\n  stall_fail: 3s\n") }
         try await Self.promote(h, config: stalled)
         let r = try await Self.ka(h, ["build", "fresnel"], config: stalled)
         #expect(r.status == 1 && r.stdoutText.contains("stalled: no build output for 3s; killed"), "\(r.stdoutText)\n\(r.stderrText)")
@@ -374,7 +380,7 @@ extension BuildBoxTests {
         let h = try Harness()
         let counter = try await Self.installSilentMakepkg()
         defer { Self.removeSilentMakepkg(counter) }
-        let stalled = try Self.config(h, "stall.yaml") { $0 + "build:\n  stall_warn: 1s\n  stall_fail: 30s\n" }
+        let stalled = try Self.config(h, "stall.yaml") { Self.buildKeys($0, "  stall_warn: 1s\n  stall_fail: 30s\n") }
         try await Self.promote(h, config: stalled)
         let g = h.gitea
         try await g.start()

@@ -40,7 +40,7 @@ import Testing
     /// The box's config with the packages checkout and, when given, their publish command.
     static func config(_ h: Harness, checkout: URL, publish: String? = nil) throws -> URL {
         try BuildBoxTests.config(h, "recipe.yaml") { text in
-            var t = text + "build:\n  packages_checkout: \(checkout.path)\n"
+            var t = BuildBoxTests.buildKeys(text, "  packages_checkout: \(checkout.path)\n")
             if let publish { t = t.replacingOccurrences(of: "\nsigning:\n", with: "\nsigning:\n  publish_command: [\(publish), aarch64]\n") }
             return t
         }

@@ -14,4 +14,14 @@ package struct BuildSetup: Sendable {
     let recipe: RecipeTemplate?
     /// KA_CONFIG's `hosts.<target>.stock_kernel`: what a replace-mode package replaces.
     let stockKernel: String?
+
+    /// Bar 0 for this build: the manifest's `verify.bar0`; skipped when it says so, when KA_CONFIG's
+    /// `build.bar0.skip` does, or when the target's arch has no qemu machine Bar 0 knows.
+    var bar0: (spec: Bar0Spec, origin: String) {
+        let file = manifest.file
+        if case .skip = manifest.bar0 { return (manifest.bar0, file) }
+        if let reason = pipeline.build.bar0Skip { return (.skip(reason: reason), "KA_CONFIG build.bar0") }
+        guard entry.arch == .aarch64 else { return (.skip(reason: "Bar 0 boots aarch64 kernels only, and \(target) is \(entry.arch.rawValue)"), "kernel-agent") }
+        return (manifest.bar0, file)
+    }
 }

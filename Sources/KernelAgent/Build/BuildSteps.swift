@@ -50,6 +50,7 @@ struct BuildSteps: Sendable {
             JobStep("\(setup.flavour == .arch ? "makepkg" : "build the .debs") as the build user (cap \(Self.shown(build.wallClockCap)), stall warning \(Self.shown(build.stallWarn)), "
                     + "failure \(Self.shown(build.stallFail)))", lanes: [lane],
                     resumption: .check({ ctx in try await builtAlready(ctx) })) { ctx in try await makepkg(ctx) },
+            JobStep(bar0Title, lanes: [lane], resumption: .rerun) { ctx in try await bar0(ctx) },
             JobStep("collect the packages from \(Self.root)/output/<job>/", lanes: [lane], resumption: .rerun) { ctx in
                 try await collect(ctx)
             },
@@ -178,6 +179,7 @@ struct BuildSteps: Sendable {
         let rendered = try PackageRenderer(template: template, shown: "packaging/\(setup.flavour.rawValue)").render(input, into: out)
         let runner = workspace.asset("packaging/remote/build-\(setup.flavour == .arch ? "arch" : "deb")")
         try FileManager.default.copyItem(at: runner, to: out.appendingPathComponent(".ka-build"))
+        try addBar0Files(to: out)
         return "\(rendered.pkgbase) \(rendered.pkgver)-\(rendered.pkgrel): \(rendered.files.joined(separator: ", "))"
     }
 
@@ -201,6 +203,7 @@ struct BuildSteps: Sendable {
             try FileManager.default.copyItem(at: URL(fileURLWithPath: file), to: out.appendingPathComponent(inputs.tarball.name))
         }
         try FileManager.default.copyItem(at: workspace.asset("packaging/remote/build-arch"), to: out.appendingPathComponent(".ka-build"))
+        try addBar0Files(to: out)
         return "\(now.shown): \(notes.count) recipe-side patch(es) match the lock; stamped _srctag=\(lock.baselineRef) pkgrel=\(pkgrel) _cumulative_b2sum=\(lock.cumulativeB2sum.prefix(16))…"
     }
 
@@ -347,8 +350,10 @@ struct BuildSteps: Sendable {
         throw KAError.failure("makepkg on \(host)", why, hint: "the tree is in \(host):\(keepDir(ctx)); `ka debug \(ctx.job)` opens a shell there")
     }
 
-    /// Moves the failed tree to keep/ and files [ka:build-fail] for the build host with the log's tail.
-    func keepFailedTree(_ ctx: StepContext, host: HostName, why: String) async throws {
+    /// Moves the failed tree to keep/ and files [ka:build-fail] for the build host with the log's tail (or, with
+    /// `details`, those lines: Bar 0's console).
+    func keepFailedTree(_ ctx: StepContext, host: HostName, why: String, failedAt: String? = nil,
+                        details: (title: String, lines: [String])? = nil) async throws {
         let moved = try await ctx.run(RemoteCommand(["sh", "-c", "mkdir -p -- \"$(dirname -- \"$2\")\" && rm -rf -- \"$2\" && mv -T -- \"$1\" \"$2\"",
                                                      "ka-keep", RemoteArgument(sourceDir(ctx)), RemoteArgument(keepDir(ctx))], timeout: .seconds(120)), on: host)
         let kept = moved.succeeded ? keepDir(ctx) : sourceDir(ctx)
@@ -356,14 +361,55 @@ struct BuildSteps: Sendable {
             try ctx.log.append("ka", "the tree stays in \(sourceDir(ctx)): moving it to keep/ failed (exit \(moved.status)): \(moved.stderrText.suffix(300))")
         }
         try writeNote(ctx, "tree", "\(host):\(kept)")
-        let tail = ctx.log.recentLines(30).joined(separator: "\n")
+        let quoted = details ?? ("Log tail", ctx.log.recentLines(30))
         try await blocks.file(
-            kind: .buildFail, scope: .buildHost(host.value), title: "\(host): ka build \(target) failed (job \(ctx.job))",
+            kind: .buildFail, scope: .buildHost(host.value), title: "\(host): ka build \(target) failed\(failedAt.map { " at \($0)" } ?? "") (job \(ctx.job))",
             body: "`ka build \(target)` failed on build host \(host): \(why).\n\n- job: \(ctx.job)\n- tree: \(host):\(kept)\n"
-                + "- debug: `ka debug \(ctx.job)`\n\nLog tail:\n\n```\n\(tail)\n```\n\nBuilds skip \(host) while this issue is open; close it once the cause is fixed.")
+                + "- debug: `ka debug \(ctx.job)`\n\n\(quoted.title):\n\n\(MarkdownText.block(quoted.lines.joined(separator: "\n")))\n\n"
+                + "Builds skip \(host) while this issue is open; close it once the cause is fixed.")
     }
 
-    // MARK: 6. collect
+    // MARK: 6. Bar 0
+
+    var bar0Title: String {
+        switch setup.bar0.spec {
+        case let .skip(reason): return "Bar 0: skipped (\(reason); \(setup.bar0.origin))"
+        case let .run(timeout, modules):
+            return "Bar 0: boot the built kernel in qemu-system-aarch64 -M virt (TCG) to userspace within \(timeout) s, "
+                + (modules.isEmpty ? "loading the first module it built" : "loading \(modules.joined(separator: ", "))")
+        }
+    }
+
+    /// The scripts the build host runs for Bar 0, shipped with the sources.
+    func addBar0Files(to out: URL) throws {
+        try FileManager.default.copyItem(at: workspace.asset("packaging/remote/bar0"), to: out.appendingPathComponent(".ka-bar0"))
+        try FileManager.default.copyItem(at: workspace.asset("packaging/remote/bar0-init.c"), to: out.appendingPathComponent(".ka-bar0-init.c"))
+    }
+
+    /// Boots what makepkg built, on the build host; a kernel that does not reach userspace with its release and
+    /// modules fails the build here, before anything is signed, with the console's last lines in [ka:build-fail].
+    func bar0(_ ctx: StepContext) async throws -> String {
+        guard case let .run(timeout, modules) = setup.bar0.spec else { return "skipped" }
+        let host = try buildHost(ctx)
+        let command = RemoteCommand(["bash", RemoteArgument("\(sourceDir(ctx))/.ka-bar0"), RemoteArgument(sourceDir(ctx)), RemoteArgument(outputDir(ctx)),
+                                     RemoteArgument("\(timeout)")] + modules.map { RemoteArgument($0) },
+                                    timeout: .seconds(timeout + 300))   // the init's compile and the headers besides the boot
+        let r = try await ctx.run(command, on: host)
+        let verdict = Bar0Verdict.judge(r.stdoutText, modules: modules)
+        let why: String
+        switch (r.succeeded, verdict.outcome) {
+        case (true, .passed):
+            let loaded = verdict.loaded.isEmpty ? "" : ", loaded \(verdict.loaded.joined(separator: ", "))"
+            return "\(verdict.release ?? "?") reached userspace in qemu on \(host)\(loaded)"
+        case let (true, .failed(text)): why = text
+        case (false, _): why = "the bar0 script exited \(r.status): \(r.stderrText.suffix(300))"
+        }
+        try await keepFailedTree(ctx, host: host, why: "Bar 0: \(why) (release \(verdict.release ?? "unknown"))", failedAt: "Bar 0",
+                                 details: ("The guest's console, last \(Bar0Verdict.quotedLines) lines", verdict.tail))
+        throw KAError.failure("Bar 0 on \(host)", why, hint: "nothing was signed or published; the console is in the job's log (`ka jobs show \(ctx.job)`)")
+    }
+
+    // MARK: 7. collect
 
     func collect(_ ctx: StepContext) async throws -> String {
         let host = try buildHost(ctx)

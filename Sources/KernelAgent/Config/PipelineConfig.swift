@@ -40,6 +40,10 @@ package struct PipelineConfig: Sendable {
         package var stallFail: Int = 60 * 60
         /// The user's packages checkout (marfrit-packages), where a manifest's `package.template_at` recipe lives.
         package var packagesCheckout: String? = nil
+        /// `bar0: {skip: "<why>"}`: no build of this agent boots its kernel before signing (a site whose build hosts
+        /// have no qemu yet, or the fleet-in-a-box, whose miniature tree makes no bootable Image). A manifest's own
+        /// `verify.bar0` skip wins.
+        package var bar0Skip: String? = nil
     }
 
     package struct Signing: Sendable, Equatable {
@@ -161,7 +165,7 @@ package struct PipelineConfig: Sendable {
     }
 
     static func parseBuild(_ value: YAMLValue) throws -> Build {
-        let m = try value.mapping(allowed: ["wall_clock_cap", "stall_warn", "stall_fail", "packages_checkout"])
+        let m = try value.mapping(allowed: ["wall_clock_cap", "stall_warn", "stall_fail", "packages_checkout", "bar0"])
         var b = Build()
         func seconds(_ key: String) throws -> Int? {
             guard let v = m[key] else { return nil }
@@ -175,6 +179,13 @@ package struct PipelineConfig: Sendable {
         if let n = try seconds("stall_warn") { b.stallWarn = n }
         if let n = try seconds("stall_fail") { b.stallFail = n }
         if let v = m["packages_checkout"] { b.packagesCheckout = try absolutePath(v) }
+        if let v = m["bar0"] {
+            // the agent-wide switch only turns Bar 0 off, with a reason; how a kernel boots is the manifest's
+            let bar = try v.mapping(allowed: ["skip"])
+            let reason = try bar.required("skip").string().trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !reason.isEmpty else { throw v.error("build.bar0.skip needs its reason", hint: "e.g. bar0: {skip: \"the build hosts have no qemu yet\"}") }
+            b.bar0Skip = reason
+        }
         guard b.stallWarn < b.stallFail else {
             throw value.error("stall_warn (\(b.stallWarn) s) must be shorter than stall_fail (\(b.stallFail) s)")
         }

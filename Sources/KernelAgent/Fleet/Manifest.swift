@@ -82,6 +82,8 @@ package struct Manifest: Sendable {
     package var buildHosts: BuildHosts? = nil
     /// `verify:`: Bars 3–5's probes and burn-in (nil when the manifest has none).
     package var verify: VerifySpec? = nil
+    /// Bar 0, during the build: `verify.bar0`, else the standard boot.
+    package var bar0: Bar0Spec { verify?.bar0 ?? .standard }
 
     package var b2sum: String { Blake2b.hex(bytes) }
 

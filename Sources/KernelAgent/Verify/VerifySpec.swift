@@ -1,10 +1,63 @@
 import Foundation
 import Yams
 
-/// A manifest's `verify:` section: what Bars 3–5 check on the host after an install (fleet/README.md).
+/// Bar 0: the built kernel boots in qemu before anything is signed (`verify.bar0`).
+package enum Bar0Spec: Sendable, Equatable {
+    /// Boot it within `timeout` seconds and load `modules` (none named: the first of the package's modules.order).
+    case run(timeout: Int, modules: [String])
+    /// Not booted; the manifest says why.
+    case skip(reason: String)
+
+    package static let defaultTimeout = 180
+    package static let timeouts = 10...3600
+    package static let standard = Bar0Spec.run(timeout: defaultTimeout, modules: [])
+
+    /// A module's name as modinfo shows it: letters, digits, `_` and `-`.
+    static func isModuleName(_ s: String) -> Bool {
+        !s.isEmpty && s.utf8.count <= 64 && s.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "_" || $0 == "-") }
+    }
+
+    /// `bar0: {timeout: 180, modules: [pl330]}` or `bar0: {skip: "<why>"}`.
+    static func parse(_ v: YAMLValue) throws -> Bar0Spec {
+        if case .scalar = v.node {
+            throw v.error("bar0 takes a mapping", hint: "bar0: {timeout: 180, modules: [<module>]}, or bar0: {skip: \"<why>\"} to leave the boot out")
+        }
+        let m = try v.mapping(allowed: ["timeout", "modules", "skip"])
+        if let skip = m["skip"] {
+            guard m["timeout"] == nil, m["modules"] == nil else {
+                throw skip.error("bar0: skip goes alone", hint: "drop timeout and modules, or drop skip to boot the kernel")
+            }
+            let reason = try skip.string().trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !reason.isEmpty else { throw skip.error("bar0: skip needs its reason", hint: "e.g. bar0: {skip: \"no qemu for this arch\"}") }
+            return .skip(reason: reason)
+        }
+        var timeout = defaultTimeout
+        if let t = m["timeout"] {
+            timeout = try t.int()
+            guard timeouts.contains(timeout) else {
+                throw t.error("bar0 timeout must be \(timeouts.lowerBound) to \(timeouts.upperBound) seconds, got \(timeout)", hint: "the default is \(defaultTimeout)")
+            }
+        }
+        var modules: [String] = []
+        if let list = m["modules"], !list.isNull {
+            for item in try list.sequence() {
+                let name = try item.string()
+                guard isModuleName(name) else {
+                    throw item.error("'\(name)' is not a module name", hint: "name it as modinfo does, e.g. pl330 (no path, no .ko)")
+                }
+                modules.append(name)
+            }
+        }
+        return .run(timeout: timeout, modules: modules)
+    }
+}
+
+/// A manifest's `verify:` section: what Bars 0 and 3–5 check (fleet/README.md). Bar 0 runs during the build,
+/// before signing; Bars 3–5 on the host after an install.
 ///
 /// ```yaml
 /// verify:
+///   bar0: {timeout: 180, modules: [pl330]}   # default: boot in 180 s, load the first module of modules.order
 ///   dt:                 # Bar 3: device-tree probes (custom-DTB hosts)
 ///     - dt /opp-table-1/opp-2184000000 exists
 ///   probes:             # Bar 4: per patch
@@ -34,12 +87,14 @@ package struct VerifySpec: Sendable {
     package let probes: [PatchProbe]
     /// Bar 5: hours of burn-in; nil when the host does not opt in.
     package let burnInHours: Int?
+    /// Bar 0, during the build.
+    package var bar0: Bar0Spec = .standard
 
     package static let maxBurnInHours = 720
 
     /// Reads the section; errors name the manifest file and line, and a probe's column.
     static func parse(_ value: YAMLValue, selectors: [Manifest.Selector], excluded: [Manifest.Selector], text: String) throws -> VerifySpec {
-        let m = try value.mapping(allowed: ["dt", "probes", "burn_in_hours"])
+        let m = try value.mapping(allowed: ["bar0", "dt", "probes", "burn_in_hours"])
         var deviceTree: [Probe] = []
         if let list = m["dt"], !list.isNull {
             for item in try list.sequence() {
@@ -81,7 +136,9 @@ package struct VerifySpec: Sendable {
             }
             burnIn = hours
         }
-        return VerifySpec(deviceTree: deviceTree, probes: probes, burnInHours: burnIn)
+        var spec = VerifySpec(deviceTree: deviceTree, probes: probes, burnInHours: burnIn)
+        if let b = m["bar0"], !b.isNull { spec.bar0 = try Bar0Spec.parse(b) }
+        return spec
     }
 
     /// A probe's text from a YAML scalar, placed where its first character is in the file.
