@@ -90,3 +90,19 @@ import KATestSupport
         #expect(throws: KAError.self) { try PipelineConfig.parseBuild(bare) }
     }
 }
+
+/// Cross-builds: a build host of another arch than the target's gets Kbuild's ARCH and CROSS_COMPILE (its own
+/// prefix from KA_CONFIG, or the arch's default), and makepkg the target's CARCH; a native one gets nothing.
+@Suite struct CrossBuildTests {
+    @Test func kaConfigNamesABuildHostsToolchainPrefixAndRefusesAnythingElse() throws {
+        let state = URL(fileURLWithPath: "/tmp/ka-state")
+        let c = try AgentConfig.parse("hosts:\n  kbuild-x86: {arch: x86_64, cross_compile: {aarch64: aarch64-linux-gnu-}}\n", file: "ka.yaml", stateDir: state)
+        #expect(c.hosts[try HostName("kbuild-x86")]?.crossCompile == [.aarch64: "aarch64-linux-gnu-"])
+        for bad in ["{aarch64: \"gcc; rm -rf /\"}", "{aarch64: aarch64-linux-gnu}", "{riscv64: riscv64-linux-gnu-}"] {
+            #expect(throws: KAError.self, "\(bad)") {
+                try AgentConfig.parse("hosts:\n  kbuild-x86: {cross_compile: \(bad)}\n", file: "ka.yaml", stateDir: state)
+            }
+        }
+        #expect(CPUArch.aarch64.kernelArch == "arm64" && CPUArch.aarch64.defaultCrossPrefix == "aarch64-linux-gnu-")
+    }
+}

@@ -14,6 +14,15 @@ package struct BuildSetup: Sendable {
     let recipe: RecipeTemplate?
     /// KA_CONFIG's `hosts.<target>.stock_kernel`: what a replace-mode package replaces.
     let stockKernel: String?
+    /// The toolchain prefix of each candidate build host of another arch than the target's (it cross-builds).
+    var crossPrefixes: [HostName: String] = [:]
+
+    /// What the build on `host` exports besides the job's own variables (`.ka-env`): for a cross-build, Kbuild's
+    /// ARCH and CROSS_COMPILE, and the package's arch for makepkg.
+    func buildEnvironment(on host: HostName) -> String {
+        guard let prefix = crossPrefixes[host] else { return "" }
+        return "ARCH=\(entry.arch.kernelArch)\nCROSS_COMPILE=\(prefix)\nKA_CARCH=\(entry.arch.rawValue)\n"
+    }
 
     /// Bar 0 for this build: the manifest's `verify.bar0`; skipped when it says so, when KA_CONFIG's
     /// `build.bar0.skip` does, or when the target's arch has no qemu machine Bar 0 knows.

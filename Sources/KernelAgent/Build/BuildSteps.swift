@@ -142,8 +142,11 @@ struct BuildSteps: Sendable {
                                    transports: ctx.transports, workspace: workspace)
         let (host, skipped) = try await routing.choose(setup.candidates, for: target, flavour: setup.flavour, job: ctx.job, ctx: ctx)
         try writeNote(ctx, "build-host", host.value)
+        let env = setup.buildEnvironment(on: host)
+        try writeNote(ctx, "build-env", env)
         try holdHost(host, ctx, building: true)
-        return host.value + (skipped.isEmpty ? "" : " (skipped \(skipped.joined(separator: "; ")))")
+        let cross = setup.crossPrefixes[host].map { ", cross-building for \(setup.entry.arch.rawValue) with \($0)gcc" } ?? ""
+        return host.value + cross + (skipped.isEmpty ? "" : " (skipped \(skipped.joined(separator: "; ")))")
     }
 
     /// An on-demand build host is held while this job may still build on it (up to the wall-clock cap), and for its
@@ -273,7 +276,10 @@ struct BuildSteps: Sendable {
         let dir = sourceDir(ctx)
         try await freshDir(dir, on: host, ctx)
         let package = jobDir(ctx).appendingPathComponent("package")
+        // a job routed before build-env existed has none: it builds natively, as it was planned
+        let buildEnv = FS.exists(jobDir(ctx).appendingPathComponent("build-env")) ? try readNote(ctx, "build-env") : ""
         let env = "KA_JOB=\(ctx.job)\nKA_TARGET=\(target)\nCCACHE_DIR=\(Self.root)/ccache\nCCACHE_BASEDIR=\(Self.root)/source\n"
+            + (buildEnv.isEmpty ? "" : buildEnv + "\n")
         try FS.writeAtomically(Data(env.utf8), to: package.appendingPathComponent(".ka-env"))
         var bytes = 0
         let files = try FileManager.default.contentsOfDirectory(atPath: package.path).sorted()

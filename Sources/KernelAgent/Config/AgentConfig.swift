@@ -85,6 +85,9 @@ package struct AgentConfig: Sendable {
         /// For a checkout without fleet/hosts.yaml: what no manifest says (the derived registry's defaults otherwise).
         package var arch: CPUArch?
         package var distro: Distro?
+        /// `cross_compile: {aarch64: aarch64-linux-gnu-}`: the toolchain prefix this build host uses for a target
+        /// of another arch (default: the arch's `<arch>-linux-gnu-`).
+        package var crossCompile: [CPUArch: String] = [:]
         package var origin: String
     }
 
@@ -107,7 +110,7 @@ package struct AgentConfig: Sendable {
 
     static let sshKeys: Set<String> = ["dir", "identity_file", "known_hosts", "config_file", "connect_timeout",
                                        "server_alive_interval", "server_alive_count_max", "control_persist"]
-    static let hostKeys: Set<String> = ["ssh", "privilege_command", "stock_kernel", "arch", "distro"]
+    static let hostKeys: Set<String> = ["ssh", "privilege_command", "stock_kernel", "arch", "distro", "cross_compile"]
 
     /// No file: every default, under the state dir.
     package static func defaults(stateDir: URL) -> AgentConfig {
@@ -218,6 +221,19 @@ package struct AgentConfig: Sendable {
                     throw d.error("unknown distro", hint: "one of \(Distro.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
                 host.distro = distro
+            }
+            if let c = m["cross_compile"] {
+                let cm = try c.mapping(allowed: Set(CPUArch.allCases.map(\.rawValue)))
+                for arch in CPUArch.allCases {
+                    guard let v = cm[arch.rawValue] else { continue }
+                    let prefix = try v.string()
+                    // it becomes CROSS_COMPILE, a word of every compiler command
+                    guard !prefix.isEmpty, prefix.utf8.count <= 64, prefix.hasSuffix("-"),
+                          prefix.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "-_.".unicodeScalars.contains($0)) }) else {
+                        throw v.error("'\(prefix)' is not a toolchain prefix", hint: "e.g. \(arch.defaultCrossPrefix) (letters, digits, '-', '_', '.', ending in '-')")
+                    }
+                    host.crossCompile[arch] = prefix
+                }
             }
             hosts[name] = host
         }

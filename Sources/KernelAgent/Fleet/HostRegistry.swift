@@ -9,7 +9,14 @@ package enum BuildTier: String, CaseIterable, Sendable { case primary, secondary
 
 package enum Distro: String, CaseIterable, Sendable { case arch, debian }
 
-package enum CPUArch: String, CaseIterable, Sendable { case aarch64, x86_64 }
+package enum CPUArch: String, CaseIterable, Sendable {
+    case aarch64, x86_64
+
+    /// Kbuild's ARCH for it.
+    package var kernelArch: String { self == .aarch64 ? "arm64" : "x86" }
+    /// Debian's (and Arch's) cross toolchain prefix for building on another arch.
+    package var defaultCrossPrefix: String { "\(rawValue)-linux-gnu-" }
+}
 
 package enum WakePolicy: Equatable, Sendable, CustomStringConvertible {
     case alwaysOn

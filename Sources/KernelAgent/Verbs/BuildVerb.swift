@@ -39,10 +39,19 @@ package struct BuildVerb: JobVerb {
             throw KAError.refusal(manifest.file, "package.template_at names a PKGBUILD recipe, but \(target) is a Debian target",
                                   hint: "drop template_at for Debian targets: packaging/debian renders their .debs")
         }
-        return BuildSetup(target: target, entry: entry, manifest: manifest, lockURL: out.appendingPathComponent("manifest.lock"),
-                     cumulativeURL: out.appendingPathComponent(Promotion.cumulativeName(target)),
-                     candidates: try BuildRouting.candidates(for: manifest, registry: registry),
-                     pipeline: pipeline, flavour: flavour, recipe: recipe, stockKernel: settings.agent.hosts[target]?.stockKernel)
+        let candidates = try BuildRouting.candidates(for: manifest, registry: registry)
+        var s = BuildSetup(target: target, entry: entry, manifest: manifest, lockURL: out.appendingPathComponent("manifest.lock"),
+                           cumulativeURL: out.appendingPathComponent(Promotion.cumulativeName(target)),
+                           candidates: candidates, pipeline: pipeline, flavour: flavour, recipe: recipe,
+                           stockKernel: settings.agent.hosts[target]?.stockKernel)
+        for c in candidates where try registry.entry(c).arch != entry.arch {
+            guard flavour == .arch else {
+                throw KAError.refusal("build host \(c)", "is \(try registry.entry(c).arch.rawValue) and \(target) is \(entry.arch.rawValue): a Debian target is built natively",
+                                      hint: "route \(target) to a build host of its own arch")
+            }
+            s.crossPrefixes[c] = settings.agent.hosts[c]?.crossCompile[entry.arch] ?? entry.arch.defaultCrossPrefix
+        }
+        return s
     }
 
     package func plan(in ctx: VerbContext) async throws -> Planned<Void> {
