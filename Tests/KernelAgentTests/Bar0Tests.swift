@@ -106,3 +106,15 @@ import KATestSupport
         #expect(CPUArch.aarch64.kernelArch == "arm64" && CPUArch.aarch64.defaultCrossPrefix == "aarch64-linux-gnu-")
     }
 }
+
+/// `baseline.top_dir`: a tarball whose top dir is not linux-<version> (Debian's linux-source) is built from it.
+@Suite struct BaselineTopDirTests {
+    @Test func theTopDirIsOnePlainNameAndBecomesTheRecipesSrcname() throws {
+        let ok = try YAMLValue.parse("mirror: /srv/mirror\ntarball: linux-6.12.118.tar.xz\ntop_dir: linux-source-6.12\n", file: "ka.yaml")
+        #expect(try PipelineConfig.parseBaseline(ok).topDir == "linux-source-6.12")
+        for bad in ["../x", "a/b", "", "-rf", "$(id)"] {
+            let v = try YAMLValue.parse("tarball: linux-6.12.118.tar.xz\ntop_dir: \"\(bad)\"\n", file: "ka.yaml")
+            #expect(throws: KAError.self, "\(bad)") { try PipelineConfig.parseBaseline(v) }
+        }
+    }
+}

@@ -179,6 +179,7 @@ struct BuildSteps: Sendable {
             olddefconfig: config.olddefconfig, installMode: setup.manifest.installMode,
             replaces: setup.manifest.installMode == .replace ? try stockKernel() : nil)
         input.pkgrel = pkgrel
+        input.srcname = setup.pipeline.baseline?.topDir
         let rendered = try PackageRenderer(template: template, shown: "packaging/\(setup.flavour.rawValue)").render(input, into: out)
         let runner = workspace.asset("packaging/remote/build-\(setup.flavour == .arch ? "arch" : "deb")")
         try FileManager.default.copyItem(at: runner, to: out.appendingPathComponent(".ka-build"))

@@ -22,6 +22,8 @@ package struct PackageRenderer: Sendable {
         package var installMode: Manifest.InstallMode
         /// With `replace`: the stock package it replaces.
         package var replaces: String?
+        /// The tarball's top dir (`baseline.top_dir`); nil: `linux-<pkgver>`, as kernel.org's tarballs have it.
+        package var srcname: String? = nil
 
         package init(host: HostName, suffix: String, tarballFile: URL?, tarballName: String, tarballURL: String? = nil, tarballB2sum: String,
                     patch: URL, config: URL, olddefconfig: Bool, installMode: Manifest.InstallMode, replaces: String? = nil) {
@@ -96,7 +98,7 @@ package struct PackageRenderer: Sendable {
             kc = [r]; hc = ["\(r)-headers"]
         }
         let values: [String: String] = [
-            "HOST": input.host.value, "PKGBASE": pkgbase, "SUFFIX": input.suffix, "SRCNAME": "linux-\(pkgver)",
+            "HOST": input.host.value, "PKGBASE": pkgbase, "SUFFIX": input.suffix, "SRCNAME": input.srcname ?? "linux-\(pkgver)",
             "DESC": "fleet host \(input.host) (kernel-agent)", "OLDDEFCONFIG": input.olddefconfig ? "1" : "0",
             "PKGVER": pkgver, "PKGREL": input.pkgrel, "TARBALL": source, "TARBALL_NAME": input.tarballName,
             "TARBALL_B2SUM": input.tarballB2sum, "PATCH_B2SUM": try Self.b2sum(input.patch), "CONFIG_B2SUM": try Self.b2sum(input.config),

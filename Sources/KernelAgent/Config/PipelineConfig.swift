@@ -31,6 +31,8 @@ package struct PipelineConfig: Sendable {
         package var url: String?
         package var tarball: String?
         package var b2sum: String?
+        /// The tarball's top dir when it is not `linux-<version>` (Debian's linux-source tarball: linux-source-6.12).
+        package var topDir: String?
         package var origin: String
     }
 
@@ -140,7 +142,7 @@ package struct PipelineConfig: Sendable {
     }
 
     static func parseBaseline(_ value: YAMLValue) throws -> Baseline {
-        let m = try value.mapping(allowed: ["mirror", "url", "tarball", "b2sum"])
+        let m = try value.mapping(allowed: ["mirror", "url", "tarball", "b2sum", "top_dir"])
         var b = Baseline(origin: value.location.description)
         if let v = m["mirror"] { b.mirror = try absolutePath(v) }
         if let v = m["url"] {
@@ -161,6 +163,14 @@ package struct PipelineConfig: Sendable {
             b.tarball = name
         }
         if let v = m["b2sum"] { b.b2sum = try b2sum(v) }
+        if let v = m["top_dir"] {
+            let dir = try v.string()
+            // it becomes the recipe's _srcname, which the build cds into: one plain path component
+            guard PackageRenderer.isPackageName(dir.lowercased()), !dir.contains("/"), dir != ".", dir != ".." else {
+                throw v.error("'\(dir)' is not a tarball's top dir", hint: "one directory name, e.g. linux-source-6.12")
+            }
+            b.topDir = dir
+        }
         return b
     }
 
