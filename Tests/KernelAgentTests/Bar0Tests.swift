@@ -118,3 +118,23 @@ import KATestSupport
         }
     }
 }
+
+/// The pre-flight of a routed build host asks for what its build needs: the cross compiler of a cross-build, and
+/// qemu (with timeout, bsdtar, depmod) when Bar 0 boots there.
+@Suite struct BuildNeedsTests {
+    @Test func aCrossBuildAndBarZeroAddTheirTools() throws {
+        let registry = try HostRegistry.parse("""
+            hosts:
+              kbuild-x86: {roles: [build], build_tier: primary, arch: x86_64, distro: arch, wake: always}
+            routing: {aarch64: [kbuild-x86]}
+            """, file: "fleet/hosts.yaml")
+        let entry = try registry.entry(try HostName("kbuild-x86"))
+        let plain = HostChecks.tools(for: entry)
+        #expect(plain == [["makepkg"], ["gcc", "cc", "clang"], ["ccache"]])
+        let cross = HostChecks.tools(for: entry, needs: .init(crossPrefix: "aarch64-linux-gnu-", targetArch: .aarch64, bar0: true))
+        #expect(cross == plain + [["aarch64-linux-gnu-gcc"], ["qemu-system-aarch64"], ["timeout"], ["bsdtar"], ["depmod"]])
+        let steps = try HostChecks().checks(for: entry, host: try HostName("kbuild-x86"), needs: .init(crossPrefix: "aarch64-linux-gnu-", targetArch: .aarch64))
+        #expect(steps.last?.name == "cross compiler aarch64-linux-gnu-gcc builds for aarch64")
+        #expect(try HostChecks().checks(for: entry, host: try HostName("kbuild-x86")).allSatisfy { !$0.name.hasPrefix("cross compiler") })
+    }
+}

@@ -40,8 +40,9 @@ package struct BuildRouting: Sendable {
     }
 
     /// Tries the candidates; returns the chosen host and one note per skipped one.
+    /// `needs`: what the build asks of a candidate besides its roles' tools (a cross compiler, Bar 0's qemu).
     package func choose(_ candidates: [HostName], for target: HostName, flavour: PackageRenderer.Flavour, job: JobID,
-                       ctx: StepContext) async throws -> (HostName, [String]) {
+                       needs: (HostName) -> HostChecks.BuildNeeds = { _ in .none }, ctx: StepContext) async throws -> (HostName, [String]) {
         var notes: [String] = []
         func skip(_ h: HostName, _ why: String) throws {
             notes.append("\(h): \(why)")
@@ -85,7 +86,7 @@ package struct BuildRouting: Sendable {
                 }
                 try sleep.noteAwake(host)
             }
-            switch await preflight(host, entry: entry, flavour: flavour, ctx: ctx) {
+            switch await preflight(host, entry: entry, flavour: flavour, needs: needs(host), ctx: ctx) {
             case .passed:
                 return (host, notes)
             case let .failed(check, why):
@@ -105,9 +106,10 @@ package struct BuildRouting: Sendable {
     enum PreflightResult { case passed, failed(check: String, why: String) }
 
     /// `ka preflight`'s own checks, run inside this step (same log).
-    func preflight(_ host: HostName, entry: HostEntry, flavour: PackageRenderer.Flavour, ctx: StepContext) async -> PreflightResult {
+    func preflight(_ host: HostName, entry: HostEntry, flavour: PackageRenderer.Flavour, needs: HostChecks.BuildNeeds = .none,
+                   ctx: StepContext) async -> PreflightResult {
         let checks: [JobStep]
-        do { checks = try HostChecks().checks(for: entry, host: host, packaging: flavour) } catch { return .failed(check: "setup", why: JobRunner.text(error)) }
+        do { checks = try HostChecks().checks(for: entry, host: host, packaging: flavour, needs: needs) } catch { return .failed(check: "setup", why: JobRunner.text(error)) }
         for check in checks {
             do {
                 let found = try await check.body(ctx)

@@ -140,7 +140,11 @@ struct BuildSteps: Sendable {
     func route(_ ctx: StepContext) async throws -> String {
         let routing = BuildRouting(registry: registry, blocks: blocks, his: his, sleep: SleepMemory(stateDir: workspace.stateDir),
                                    transports: ctx.transports, workspace: workspace)
-        let (host, skipped) = try await routing.choose(setup.candidates, for: target, flavour: setup.flavour, job: ctx.job, ctx: ctx)
+        let bootsHere: Bool = { if case .run = setup.bar0.spec { return true } else { return false } }()
+        let (host, skipped) = try await routing.choose(setup.candidates, for: target, flavour: setup.flavour, job: ctx.job, needs: { candidate in
+            HostChecks.BuildNeeds(crossPrefix: setup.crossPrefixes[candidate], targetArch: setup.crossPrefixes[candidate] == nil ? nil : setup.entry.arch,
+                                  bar0: bootsHere)
+        }, ctx: ctx)
         try writeNote(ctx, "build-host", host.value)
         let env = setup.buildEnvironment(on: host)
         try writeNote(ctx, "build-env", env)

@@ -9,14 +9,30 @@ package struct HostChecks: Sendable {
 
     package init() {}
 
+    /// What one build asks of its build host besides its roles' tools.
+    package struct BuildNeeds: Sendable, Equatable {
+        /// The toolchain prefix of a cross-build (`aarch64-linux-gnu-`), nil for a native one.
+        package var crossPrefix: String? = nil
+        /// The target arch a cross compiler must build for.
+        package var targetArch: CPUArch? = nil
+        /// Bar 0 runs on the build host: qemu and what the bar0 script uses.
+        package var bar0 = false
+        package static let none = BuildNeeds()
+        package init(crossPrefix: String? = nil, targetArch: CPUArch? = nil, bar0: Bool = false) {
+            self.crossPrefix = crossPrefix; self.targetArch = targetArch; self.bar0 = bar0
+        }
+    }
+
     /// The tools a host's roles need: each entry is satisfied by any one of its alternatives.
     /// `packaging`: the package a build will make there (a Debian target's .debs on an Arch build host need
-    /// dpkg-deb); nil: the host's own distro.
-    static func tools(for entry: HostEntry, packaging: PackageRenderer.Flavour? = nil) -> [[String]] {
+    /// dpkg-deb); nil: the host's own distro. `needs`: what the build routed there asks besides.
+    static func tools(for entry: HostEntry, packaging: PackageRenderer.Flavour? = nil, needs: BuildNeeds = .none) -> [[String]] {
         var need: [[String]] = []
         if entry.roles.contains(.build) || entry.roles.contains(.compileOnly) {
             let debs = packaging.map { $0 == .debian } ?? (entry.distro == .debian)
             need += [debs ? ["dpkg-deb"] : ["makepkg"], ["gcc", "cc", "clang"], ["ccache"]]
+            if let prefix = needs.crossPrefix { need.append(["\(prefix)gcc"]) }
+            if needs.bar0 { need += [["qemu-system-aarch64"], ["timeout"], ["bsdtar"], ["depmod"]] }
         }
         if entry.roles.contains(.signing) { need += [["gpg"], ["repo-add"]] }
         if entry.roles.contains(.target) { need += [entry.distro == .debian ? ["dpkg"] : ["pacman"]] }
@@ -32,11 +48,12 @@ package struct HostChecks: Sendable {
     /// The name of the tools check starts with this (a build files [ka:bootstrap-missing] when it fails).
     static let toolsCheckPrefix = "tools for "
 
-    package func checks(for entry: HostEntry, host name: HostName, packaging: PackageRenderer.Flavour? = nil) throws -> [JobStep] {
+    package func checks(for entry: HostEntry, host name: HostName, packaging: PackageRenderer.Flavour? = nil,
+                        needs: BuildNeeds = .none) throws -> [JobStep] {
         let lane = JobStep.lane(name)
         let root = Self.workRoot
         let minimum = Self.minimumFreeKiB(for: entry)
-        let tools = Self.tools(for: entry, packaging: packaging)
+        let tools = Self.tools(for: entry, packaging: packaging, needs: needs)
         var steps = [
             JobStep("reachable", lanes: [lane], resumption: .rerun) { ctx in
                 let r = try await ctx.run(RemoteCommand(["uname", "-n"], timeout: .seconds(30)), on: name)
@@ -68,6 +85,19 @@ package struct HostChecks: Sendable {
                                           hint: "install them on \(name), or fix its roles (ka help fleet)")
                 }
                 return tools.map { alts in alts.first(where: found.contains) ?? alts[0] }.joined(separator: ", ")
+            })
+        }
+        if let prefix = needs.crossPrefix, let arch = needs.targetArch {
+            // the compiler is there (the tools check); it must also build for the target's arch
+            steps.append(JobStep("cross compiler \(prefix)gcc builds for \(arch.rawValue)", lanes: [lane], resumption: .rerun) { ctx in
+                let r = try await ctx.run(RemoteCommand([RemoteArgument("\(prefix)gcc"), "-dumpmachine"], timeout: .seconds(30)), on: name)
+                guard r.succeeded else { throw Self.failed("\(prefix)gcc -dumpmachine", r, ctx, name) }
+                let machine = r.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+                guard machine.hasPrefix(arch.rawValue + "-") else {
+                    throw KAError.failure("host \(name)", "\(prefix)gcc builds for \(machine), not \(arch.rawValue)",
+                                          hint: "set hosts.\(name).cross_compile.\(arch.rawValue) in KA_CONFIG to the prefix of a \(arch.rawValue) compiler")
+                }
+                return machine
             })
         }
         return steps
