@@ -57,7 +57,8 @@ package enum CLI {
         do {
             ctx = try context(readsStateOnly: !verb.writesState, frontDoor: frontDoor)
             Timings.mark("open state store")
-            performed = try await VerbPipeline.perform(verb, consented: nil, origin: .cli(user: ProcessInfo.processInfo.userName), in: ctx)
+            // the plan and the job show the arguments as typed, as the bot's do
+            performed = try await VerbPipeline.perform(verb, consented: nil, arguments: args, origin: .cli(user: ProcessInfo.processInfo.userName), in: ctx)
         } catch let e as KAError {
             await auditHook?(V.verbName, args, e.description, false)
             FileHandle.standardError.write(Data("ka \(V.verbName): \(e.kind == .refusal ? "refused: " : e.kind == .notAvailable ? "" : "error: ")\(e)\n".utf8))
