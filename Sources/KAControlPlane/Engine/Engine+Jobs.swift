@@ -141,6 +141,7 @@ final class StatusCommentObserver: JobObserver, Sendable {
         if note == nil, job.state == .running, let warning = job.detail { text += "⚠️ \(warning)\n\n" }
         text += job.steps.enumerated().map { i, s in
             "\(s.state.mark) \(i + 1). \(s.name)\(s.outcome.map { ": \($0)" } ?? "")"
+                + (s.state == .running ? s.progress.map { " — \($0)" } ?? "" : "")
         }.joined(separator: "\n")
         if let tail = log?.recentLines(15), !tail.isEmpty {
             text += "\n\n<details><summary>log tail</summary>\n\n```\n\(tail.joined(separator: "\n"))\n```\n</details>"

@@ -12,6 +12,8 @@ struct BuildSteps: Sendable {
     let blocks: any BlockStore
     let records: (any RecordFiler)?
     let his: (any HisOps)?
+    /// The last succeeded build of this target, for the progress lines' comparison.
+    let previous: BuildProgress.Previous?
 
     static let root = HostChecks.workRoot
 
@@ -24,7 +26,10 @@ struct BuildSteps: Sendable {
         records = ctx.records
         // The routing step, which the plan lists, may wake a host: leave for wake-host even if His marks it destructive.
         his = try ctx.his ?? ctx.settings().hisClient(allowDestructive: [.wakeHost])
+        previous = BuildProgress.previous(of: setup.target, in: ctx.jobs, stepPrefix: Self.buildStepPrefix(setup.flavour))
     }
+
+    static func buildStepPrefix(_ flavour: PackageRenderer.Flavour) -> String { flavour == .arch ? "makepkg" : "build the .debs" }
 
     var target: HostName { setup.target }
     var build: PipelineConfig.Build { setup.pipeline.build }
@@ -47,7 +52,7 @@ struct BuildSteps: Sendable {
             JobStep("ship the sources to the build host's \(Self.root)/source/<job>/", lanes: [lane], resumption: .rerun) { ctx in
                 try await ship(ctx)
             },
-            JobStep("\(setup.flavour == .arch ? "makepkg" : "build the .debs") as the build user (cap \(Self.shown(build.wallClockCap)), stall warning \(Self.shown(build.stallWarn)), "
+            JobStep("\(Self.buildStepPrefix(setup.flavour)) as the build user (cap \(Self.shown(build.wallClockCap)), stall warning \(Self.shown(build.stallWarn)), "
                     + "failure \(Self.shown(build.stallFail)))", lanes: [lane],
                     resumption: .check({ ctx in try await builtAlready(ctx) })) { ctx in try await makepkg(ctx) },
             JobStep(bar0Title, lanes: [lane], resumption: .rerun) { ctx in try await bar0(ctx) },
@@ -308,12 +313,25 @@ struct BuildSteps: Sendable {
     func makepkg(_ ctx: StepContext) async throws -> String {
         let host = try buildHost(ctx)
         let activity = LastActivity()
+        let progress = BuildProgress(target: target.value, previous: previous)
+        let started = ContinuousClock.now
+        let elapsed: @Sendable () -> Double = {
+            let d = ContinuousClock.now - started
+            return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        }
+        let log = ctx.log, report = ctx.progress
+        let observe: @Sendable (OutputLine) -> Void = { line in
+            activity.touch()
+            guard line.stream == .stdout, let text = progress.take(line.text, elapsed: elapsed()) else { return }
+            do { try log.append("ka", "progress: \(text)") } catch {}   // the line itself is in the log; only the summary is lost
+            report?(text)
+        }
         let cap = build.wallClockCap, warn = build.stallWarn, fail = build.stallFail
         let command = RemoteCommand(["bash", RemoteArgument("\(sourceDir(ctx))/.ka-build"), RemoteArgument(sourceDir(ctx)), RemoteArgument(outputDir(ctx))],
                                     timeout: .seconds(cap))
         let outcome: Result<CommandResult, Error> = await withTaskGroup(of: Result<CommandResult, Error>?.self) { group in
             group.addTask {
-                do { return .success(try await ctx.run(command, on: host, observe: { activity.touch() })) } catch { return .failure(error) }
+                do { return .success(try await ctx.run(command, on: host, observe: observe)) } catch { return .failure(error) }
             }
             group.addTask {
                 // A stall is output that does not come, so no event marks it: a timer looks at the last line's time.
@@ -345,7 +363,7 @@ struct BuildSteps: Sendable {
         let why: String
         switch outcome {
         case let .success(r) where r.succeeded:
-            return "built on \(host) in \(outputDir(ctx))"
+            return "built on \(host) in \(outputDir(ctx)) (\(progress.summary(elapsed: elapsed())))"
         case let .success(r):
             if Task.isCancelled { throw CancellationError() }   // a cancel that ended the build is no build failure
             why = "\(setup.flavour == .arch ? "makepkg" : "the .deb build") exited \(r.status)"

@@ -74,9 +74,12 @@ package struct StepRecord: Sendable, Codable, Equatable {
     package var logOffset: UInt64?
     /// How many times the step was started: a non-resumable step never starts twice.
     package var attempts: Int
+    /// While it runs, how far a long step is (a kernel build's phase, targets and time); absent in older journals.
+    package var progress: String?
 
     package init(name: String) {
         self.name = name; state = .pending; startedAt = nil; finishedAt = nil; outcome = nil; logOffset = nil; attempts = 0
+        progress = nil
     }
 
     package var seconds: Double? {

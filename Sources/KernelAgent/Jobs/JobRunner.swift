@@ -94,6 +94,16 @@ package struct JobRunner: Sendable {
                     do { try log.append("ka", "cannot record the warning in the journal: \(Self.text(error))") } catch {}
                 }
             }
+            ctx.progress = { [store, observer, latest] text in
+                do {
+                    let r = try store.update(id) { $0.steps[index].progress = text }
+                    latest.value = r
+                    observer?.jobChanged(r, log: log)
+                } catch {
+                    // the progress line is in the log already; only its highlight is lost
+                    do { try log.append("ka", "cannot record the progress in the journal: \(Self.text(error))") } catch {}
+                }
+            }
             if record.state == .running {
                 // It was interrupted mid-step: what now is the step's own call.
                 switch step.resumption {

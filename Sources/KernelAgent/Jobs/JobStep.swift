@@ -43,6 +43,8 @@ package struct StepContext: Sendable {
     package var heartbeat: (@Sendable () -> Void)?
     /// A warning about the running step that people should see now (the job's detail; the status comment).
     package var warn: (@Sendable (String) -> Void)?
+    /// How far the running step is (its record's progress: the CLI's step lines, the status comment).
+    package var progress: (@Sendable (String) -> Void)?
     /// The job's clock (the runner's): what a step records as "when".
     package let now: @Sendable () -> Date
 
@@ -52,8 +54,8 @@ package struct StepContext: Sendable {
     }
 
     /// Runs `command` on `host`, logging each line as `<host> <stream>| <line>` and the exit status.
-    /// `observe` is told of each line as it arrives (a stall watcher's heartbeat).
-    package func run(_ command: RemoteCommand, on host: HostName, observe: (@Sendable () -> Void)? = nil) async throws -> CommandResult {
+    /// `observe` is told of each line as it arrives (a stall watcher's heartbeat, a build's progress).
+    package func run(_ command: RemoteCommand, on host: HostName, observe: (@Sendable (OutputLine) -> Void)? = nil) async throws -> CommandResult {
         let transport = try transports.transport(for: host)
         let log = self.log
         let source = host.value
@@ -61,7 +63,7 @@ package struct StepContext: Sendable {
         try log.append(source, "$ \(command.shown)")
         let heartbeat = self.heartbeat
         let result = try await transport.run(command) { line in
-            observe?()
+            observe?(line)
             do { try log.append("\(source) \(line.stream.rawValue)", line.text) } catch { failures.note(error) }
             heartbeat?()
         }

@@ -45,12 +45,15 @@ struct StepLinePrinter: JobObserver {
             if s.state == .succeeded || s.state == .failed, let o = s.outcome { line += ": \(o)" }
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }
+        for s in job.steps where s.state == .running {
+            if let p = s.progress, seen.newProgress(p) { FileHandle.standardError.write(Data("    … \(p)\n".utf8)) }
+        }
         if job.state == .waiting, let d = job.detail, seen.noteWaiting() { FileHandle.standardError.write(Data("ka: \(d)\n".utf8)) }
     }
 }
 
 final class SeenSteps: Sendable {
-    private struct State { var states: [Int: StepState] = [:]; var waited = false }
+    private struct State { var states: [Int: StepState] = [:]; var waited = false; var progress: String? }
     private let state = NIOLockedValueBox(State())
     func changed(_ i: Int, _ s: StepState) -> Bool {
         state.withLockedValue { st in
@@ -58,6 +61,9 @@ final class SeenSteps: Sendable {
             st.states[i] = s
             return true
         }
+    }
+    func newProgress(_ p: String) -> Bool {
+        state.withLockedValue { st in defer { st.progress = p }; return st.progress != p }
     }
     func noteWaiting() -> Bool { state.withLockedValue { st in defer { st.waited = true }; return !st.waited } }
 }
