@@ -118,6 +118,29 @@ import Testing
         #expect(verify.stdoutText.contains("verify lab: verified"), "\(verify.stdoutText)")
     }
 
+    /// `ka preflight` of a build host asks each cross compiler its KA_CONFIG names which arch it builds for.
+    @Test func preflightAsksEachConfiguredCrossCompilerItsArch() async throws {
+        let lab = try Self.lab()
+        let ok = try await Self.ka(lab, ["preflight", "kbuild-x86"])
+        #expect(ok.status == 0, "\(ok.stdoutText)\n\(ok.stderrText)")
+        #expect(ok.stdoutText.contains("✓ cross compiler aarch64-linux-gnu-gcc builds for aarch64: aarch64-linux-gnu"), "\(ok.stdoutText)")
+        // a prefix of a compiler for another arch: refused with the key to fix
+        let yaml = try String(contentsOf: lab.config, encoding: .utf8)
+        let wrong = yaml.replacingOccurrences(of: "cross_compile: {aarch64: aarch64-linux-gnu-}", with: "cross_compile: {aarch64: x86_64-linux-gnu-}")
+        #expect(wrong != yaml, "the lab's KA_CONFIG names kbuild-x86's cross compiler")
+        let config = lab.dir.appendingPathComponent("ka-wrong-cross.yaml")
+        try wrong.write(to: config, atomically: true, encoding: .utf8)
+        defer { _ = try? FileManager.default.removeItem(at: config) }   // the test's own file
+        var env = try JobBoxTests.boxEnvironment()
+        env["KA_ROOT"] = lab.root.path
+        env["KA_STATE_DIR"] = lab.state.path
+        env["KA_CONFIG"] = config.path
+        let bad = try await Harness.runOffPool([ChaosTests.kaBinary, "preflight", "kbuild-x86"], cwd: lab.root, environment: env)
+        #expect(bad.status != 0, "\(bad.stdoutText)")
+        #expect(bad.stdoutText.contains("x86_64-linux-gnu-gcc builds for x86_64-linux-gnu, not aarch64"), "\(bad.stdoutText)\n\(bad.stderrText)")
+        #expect((bad.stdoutText + bad.stderrText).contains("set hosts.kbuild-x86.cross_compile.aarch64 in KA_CONFIG"), "\(bad.stdoutText)\n\(bad.stderrText)")
+    }
+
     /// A patch that panics the kernel before init: the build fails at Bar 0, [ka:build-fail] carries the panic line,
     /// and nothing reaches the signing host.
     @Test func aPatchThatPanicsBeforeInitFailsTheBuildAtBarZeroAndNothingIsSigned() async throws {

@@ -89,18 +89,24 @@ package struct HostChecks: Sendable {
         }
         if let prefix = needs.crossPrefix, let arch = needs.targetArch {
             // the compiler is there (the tools check); it must also build for the target's arch
-            steps.append(JobStep("cross compiler \(prefix)gcc builds for \(arch.rawValue)", lanes: [lane], resumption: .rerun) { ctx in
-                let r = try await ctx.run(RemoteCommand([RemoteArgument("\(prefix)gcc"), "-dumpmachine"], timeout: .seconds(30)), on: name)
-                guard r.succeeded else { throw Self.failed("\(prefix)gcc -dumpmachine", r, ctx, name) }
-                let machine = r.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
-                guard machine.hasPrefix(arch.rawValue + "-") else {
-                    throw KAError.failure("host \(name)", "\(prefix)gcc builds for \(machine), not \(arch.rawValue)",
-                                          hint: "set hosts.\(name).cross_compile.\(arch.rawValue) in KA_CONFIG to the prefix of a \(arch.rawValue) compiler")
-                }
-                return machine
-            })
+            steps.append(crossCompilerCheck(prefix: prefix, arch: arch, host: name))
         }
         return steps
+    }
+
+    /// `<prefix>gcc -dumpmachine` on the host names the arch: a build routed there, and `ka preflight` for each
+    /// prefix the host's `cross_compile` names.
+    package func crossCompilerCheck(prefix: String, arch: CPUArch, host name: HostName) -> JobStep {
+        JobStep("cross compiler \(prefix)gcc builds for \(arch.rawValue)", lanes: [JobStep.lane(name)], resumption: .rerun) { ctx in
+            let r = try await ctx.run(RemoteCommand([RemoteArgument("\(prefix)gcc"), "-dumpmachine"], timeout: .seconds(30)), on: name)
+            guard r.succeeded else { throw Self.failed("\(prefix)gcc -dumpmachine", r, ctx, name) }
+            let machine = r.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard machine.hasPrefix(arch.rawValue + "-") else {
+                throw KAError.failure("host \(name)", "\(prefix)gcc builds for \(machine), not \(arch.rawValue)",
+                                      hint: "set hosts.\(name).cross_compile.\(arch.rawValue) in KA_CONFIG to the prefix of a \(arch.rawValue) compiler")
+            }
+            return machine
+        }
     }
 
     /// How far the host's clock may be from ours before the nightly check fails (make compares mtimes; gpg dates

@@ -39,7 +39,10 @@ package struct PreflightVerb: JobVerb {
         guard let entry = try ctx.registry().hosts[name] else {
             throw KAError.refusal("host '\(host)'", "not a host of \(try ctx.registry().file)", hint: "ka status lists the fleet's hosts; \(try ctx.registry().whereToAddHosts)")
         }
-        return try HostChecks().checks(for: entry, host: name) + (thorough ? HostChecks().thoroughChecks(for: entry, host: name) : [])
+        // the cross compilers KA_CONFIG names for this host (hosts.<h>.cross_compile), each asked for its arch
+        let cross = (try ctx.settings().agent.hosts[name]?.crossCompile ?? [:]).sorted { $0.key.rawValue < $1.key.rawValue }
+            .map { HostChecks().crossCompilerCheck(prefix: $0.value, arch: $0.key, host: name) }
+        return try HostChecks().checks(for: entry, host: name) + cross + (thorough ? HostChecks().thoroughChecks(for: entry, host: name) : [])
     }
 
     package struct Check: Codable, Sendable {
