@@ -10,7 +10,8 @@ struct Box {
     let dir: URL
     let configPath: String
 
-    static let hosts = ["boltzmann", "fermi", "hertz", "fresnel", "ohm"]
+    /// The box's ka.yaml names these; its `lab` target only the kernel lab's config does (fleet-box ka-yaml --lab).
+    static let hosts = ["boltzmann", "fermi", "hertz", "fresnel", "ohm", "kbuild-x86"]
     /// In ka.yaml too, but asleep until woken (scripts/fleet-box wake, or His's wake-host).
     static let onDemand = ["ampere"]
     static let fleetBox = TestEnv.projectRoot.appendingPathComponent("scripts/fleet-box").path

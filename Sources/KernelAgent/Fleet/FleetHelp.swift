@@ -17,7 +17,7 @@ package enum FleetHelp {
       build_host: {primary: <host>, fallback: <host or list>}
       install: {mode: alongside|replace, alongside: <stock package>}
       config: {file: fleet/config/<host>.config, olddefconfig: true}
-      verify: {dt: […], probes: […], burn_in_hours: N}
+      verify: {dt: […], probes: […], burn_in_hours: N, bar0: {timeout: 180, modules: [m]} | {skip: "why"}}
       host: <host>                                   optional; the file name is the host (a mismatch is an error)
       patch_authoring_context: <text>                informational (top level or under baseline)
       infra_opt_in: true                             required before an infra host is ever a target
