@@ -115,6 +115,9 @@ import Testing
         #expect(verify.status == 0, "\(verify.stdoutText)\n\(verify.stderrText)")
         #expect(verify.stdoutText.contains("bar2 pass running kernel and package version: running 6.12.118-lab"), "\(verify.stdoutText)")
         #expect(verify.stdoutText.contains("bar3 pass device tree matches the manifest `dt /thermal-zones/cpu-thermal/trips/cpu_alert0:temperature == 85000`"), "\(verify.stdoutText)")
+        #expect(verify.stdoutText.contains("bar4 pass") && !verify.stdoutText.contains("bar4 fail"), "\(verify.stdoutText)")
+        #expect(verify.stdoutText.contains("cpu_crit:temperature == 100000"), "\(verify.stdoutText)")
+        #expect(verify.stdoutText.contains("pl330.ko exists"), "\(verify.stdoutText)")
         #expect(verify.stdoutText.contains("verify lab: verified"), "\(verify.stdoutText)")
     }
 
