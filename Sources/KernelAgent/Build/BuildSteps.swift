@@ -12,8 +12,8 @@ struct BuildSteps: Sendable {
     let blocks: any BlockStore
     let records: (any RecordFiler)?
     let his: (any HisOps)?
-    /// The last succeeded build of this target, for the progress lines' comparison.
-    let previous: BuildProgress.Previous?
+    /// The job journal: the makepkg step compares its time with the last succeeded build of the target.
+    let jobs: any JobStore
 
     static let root = HostChecks.workRoot
 
@@ -26,7 +26,7 @@ struct BuildSteps: Sendable {
         records = ctx.records
         // The routing step, which the plan lists, may wake a host: leave for wake-host even if His marks it destructive.
         his = try ctx.his ?? ctx.settings().hisClient(allowDestructive: [.wakeHost])
-        previous = BuildProgress.previous(of: setup.target, in: ctx.jobs, stepPrefix: Self.buildStepPrefix(setup.flavour))
+        jobs = ctx.jobs
     }
 
     static func buildStepPrefix(_ flavour: PackageRenderer.Flavour) -> String { flavour == .arch ? "makepkg" : "build the .debs" }
@@ -145,10 +145,8 @@ struct BuildSteps: Sendable {
     func route(_ ctx: StepContext) async throws -> String {
         let routing = BuildRouting(registry: registry, blocks: blocks, his: his, sleep: SleepMemory(stateDir: workspace.stateDir),
                                    transports: ctx.transports, workspace: workspace)
-        let bootsHere: Bool = { if case .run = setup.bar0.spec { return true } else { return false } }()
         let (host, skipped) = try await routing.choose(setup.candidates, for: target, flavour: setup.flavour, job: ctx.job, needs: { candidate in
-            HostChecks.BuildNeeds(crossPrefix: setup.crossPrefixes[candidate], targetArch: setup.crossPrefixes[candidate] == nil ? nil : setup.entry.arch,
-                                  bar0: bootsHere)
+            HostChecks.BuildNeeds(crossPrefix: setup.crossPrefixes[candidate], targetArch: setup.entry.arch, bar0: setup.bar0.spec.boots)
         }, ctx: ctx)
         try writeNote(ctx, "build-host", host.value)
         let env = setup.buildEnvironment(on: host)
@@ -313,12 +311,11 @@ struct BuildSteps: Sendable {
     func makepkg(_ ctx: StepContext) async throws -> String {
         let host = try buildHost(ctx)
         let activity = LastActivity()
+        // read when the build runs, not when its steps are listed (every plan and resume lists them)
+        let previous = BuildProgress.previous(of: target, in: jobs, stepPrefix: Self.buildStepPrefix(setup.flavour))
         let progress = BuildProgress(target: target.value, previous: previous)
         let started = ContinuousClock.now
-        let elapsed: @Sendable () -> Double = {
-            let d = ContinuousClock.now - started
-            return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-        }
+        let elapsed: @Sendable () -> Double = { (ContinuousClock.now - started).secondsValue }
         let log = ctx.log, report = ctx.progress
         let observe: @Sendable (OutputLine) -> Void = { line in
             activity.touch()
@@ -646,7 +643,6 @@ final class LastActivity: Sendable {
     private let last = NIOLockedValueBox(ContinuousClock.now)
     func touch() { last.withLockedValue { $0 = ContinuousClock.now } }
     var idleSeconds: Double {
-        let d = last.withLockedValue { ContinuousClock.now - $0 }
-        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        last.withLockedValue { ContinuousClock.now - $0 }.secondsValue
     }
 }

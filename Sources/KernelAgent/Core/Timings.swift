@@ -47,3 +47,8 @@ package enum Timings {
         FileHandle.standardError.write(Data(String(format: "[timing] %-40@ %8.3f s\n", phase as NSString, now.timeIntervalSince(last)).utf8))
     }
 }
+
+extension Swift.Duration {
+    /// The duration in seconds, as a Double (for rates, and for comparing with configured seconds).
+    package var secondsValue: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

@@ -12,6 +12,9 @@ package enum Bar0Spec: Sendable, Equatable {
     package static let timeouts = 10...3600
     package static let standard = Bar0Spec.run(timeout: defaultTimeout, modules: [])
 
+    /// The kernel is booted (not skipped).
+    package var boots: Bool { if case .run = self { return true } else { return false } }
+
     /// A module's name as modinfo shows it: letters, digits, `_` and `-`.
     static func isModuleName(_ s: String) -> Bool {
         !s.isEmpty && s.utf8.count <= 64 && s.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "_" || $0 == "-") }
